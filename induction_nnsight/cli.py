@@ -1,0 +1,108 @@
+"""``induction-nnsight``: the command line. It parses, wires jobs together and prints.
+
+Bad input ends with one line on stderr naming the fix and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import InductionError
+from .jobs import ScanConfig, run_scan
+from .models import DEFAULT_MODEL
+from .outputs import prepare_out_dir, write_files
+from .report import heads_table
+
+EXIT_BAD_INPUT = 2
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"Hub id (openai-community/gpt2), local model directory, .gguf file, or {DEFAULT_MODEL} "
+        "(the offline default)",
+    )
+    parser.add_argument(
+        "--attn-implementation", default=None, help="eager, sdpa, ... (the model's default when omitted)"
+    )
+    parser.add_argument("--remote", action="store_true", help="run the traces on NDIF (NDIF_API_KEY, NDIF_HOST)")
+    parser.add_argument("--out", default="charts", help="directory for charts and results (default: charts)")
+
+
+def add_token_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=_positive, default=10, help="rows of random tokens (default 10)")
+    parser.add_argument("--seq-len", type=_positive, default=50, help="length of the repeated block (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the token generator (default 0)")
+    parser.add_argument("--low", type=int, default=1000, help="smallest token id drawn (default 1000)")
+    parser.add_argument("--high", type=int, default=10000, help="token ids drawn below this (default 10000)")
+    parser.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="induction-nnsight", description="Find induction heads in transformer language models with nnsight."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    scan_parser = commands.add_parser(
+        "scan", help="loss by position and every head's induction score on repeated random tokens"
+    )
+    add_model_args(scan_parser)
+    add_token_args(scan_parser)
+    scan_parser.add_argument("--top", type=_positive, default=10, help="heads in the printed table (default 10)")
+    return parser
+
+
+def scan_config(args: argparse.Namespace) -> ScanConfig:
+    """The :class:`ScanConfig` that parsed model and token arguments describe."""
+    config = ScanConfig(
+        model=args.model, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low,
+        high=args.high, bos=args.bos, top=getattr(args, "top", 10),
+        attn_implementation=args.attn_implementation, remote=args.remote,
+    )
+    config.validate()
+    return config
+
+
+def guarded(job: Callable[[], int | None]) -> int:
+    """Run ``job``; bad input becomes one line on stderr and exit status 2."""
+    try:
+        return job() or 0
+    except InductionError as error:
+        print(f"induction-nnsight: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _scan_command(args: argparse.Namespace) -> int:
+    config = scan_config(args)
+    out = prepare_out_dir(args.out)
+    results, files = run_scan(config)
+    for path in write_files(out, files):
+        print(f"wrote {path}", file=sys.stderr)
+    print(f"model {config.model}: mean loss {results['mean_loss_first_half']:.2f} nats on the first half, "
+          f"{results['mean_loss_repeated_half']:.2f} on the repeated half")
+    print(heads_table(results["top_heads"]))
+    return 0
+
+
+_COMMANDS = {"scan": _scan_command}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``induction-nnsight``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: _COMMANDS[args.command](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Every head's induction score on repeated random tokens, as a Plotly heatmap.
+
+    python scripts/induction_scores.py [--model smollm2-135m] [--out charts] [--remote]
+"""
+
+import argparse
+import sys
+
+from induction_nnsight import induction_scores, load_model
+from induction_nnsight.charts import head_heatmap_figure
+from induction_nnsight.cli import add_model_args, add_token_args, guarded, scan_config
+from induction_nnsight.jobs import scan_tokens
+from induction_nnsight.outputs import prepare_out_dir, write_files
+from induction_nnsight.report import heads_table, top_heads
+
+
+def run(args: argparse.Namespace) -> None:
+    config = scan_config(args)
+    out = prepare_out_dir(args.out)
+    model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    scores = induction_scores(model, scan_tokens(model, config), config.seq_len, remote=config.remote)
+    figure = head_heatmap_figure(scores.tolist(), title=f"Induction score per head ({config.model})")
+    for path in write_files(out, {"induction_scores.json": figure.to_json()}):
+        print(f"wrote {path}")
+    print(heads_table(top_heads(scores, 10)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_args(parser)
+    add_token_args(parser)
+    sys.exit(guarded(lambda: run(parser.parse_args())))

@@ -1,0 +1,30 @@
+"""Loss by position on repeated random tokens, written as a Plotly chart.
+
+    python scripts/loss_by_position.py [--model smollm2-135m] [--out charts] [--remote]
+"""
+
+import argparse
+import sys
+
+from induction_nnsight import load_model, loss_by_position
+from induction_nnsight.charts import loss_by_position_figure
+from induction_nnsight.cli import add_model_args, add_token_args, guarded, scan_config
+from induction_nnsight.jobs import scan_tokens
+from induction_nnsight.outputs import prepare_out_dir, write_files
+
+
+def run(args: argparse.Namespace) -> None:
+    config = scan_config(args)
+    out = prepare_out_dir(args.out)
+    model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    loss = loss_by_position(model, scan_tokens(model, config), remote=config.remote)  # [pos - 1]
+    figure = loss_by_position_figure(loss.tolist(), config.seq_len, config.bos)
+    for path in write_files(out, {"loss_by_position.json": figure.to_json()}):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_args(parser)
+    add_token_args(parser)
+    sys.exit(guarded(lambda: run(parser.parse_args())))

@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny random models built from configs (saved once per session)
+and the real SmolLM2, loaded once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_VOCAB = 128
+TINY_BOS = 0
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(1, TINY_VOCAB)}
+    vocab["<bos>"] = TINY_BOS
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="t1"))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<bos>", unk_token="t1")
+
+
+def _tiny_config(arch: str):
+    import transformers as tf
+
+    common = dict(vocab_size=TINY_VOCAB, bos_token_id=TINY_BOS, eos_token_id=TINY_BOS)
+    if arch == "gpt2":
+        return tf.GPT2LMHeadModel, tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, **common)
+    if arch == "llama":  # grouped-query attention and rotary embeddings
+        return tf.LlamaForCausalLM, tf.LlamaConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=64, max_position_embeddings=128, **common,
+        )
+    raise ValueError(arch)
+
+
+TINY_ARCHS = ["gpt2", "llama"]
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """``tiny_dir(arch) -> Path`` of a saved random model with a word-level tokenizer."""
+    made: dict[str, Path] = {}
+
+    def make(arch: str) -> Path:
+        if arch not in made:
+            cls, config = _tiny_config(arch)
+            torch.manual_seed(0)
+            model = cls(config).eval()
+            path = tmp_path_factory.mktemp(f"tiny-{arch}")
+            model.save_pretrained(path)
+            _tiny_tokenizer().save_pretrained(path)
+            made[arch] = path
+        return made[arch]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dir):
+    """``tiny_model(arch, attn_implementation) -> nnsight model``, cached per session."""
+    from induction_nnsight import load_model
+
+    loaded = {}
+
+    def get(arch: str, attn_implementation: str = "eager"):
+        key = (arch, attn_implementation)
+        if key not in loaded:
+            loaded[key] = load_model(str(tiny_dir(arch)), attn_implementation=attn_implementation, progress=False)
+        return loaded[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct (sdpa, its default), fetched and converted once."""
+    from induction_nnsight import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smollm2_eager():
+    from induction_nnsight import load_model
+
+    return load_model("smollm2-135m", attn_implementation="eager")
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+    yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests under tests/e2e are the slow tier."""
+    for item in items:
+        if f"{os.sep}e2e{os.sep}" in str(item.fspath):
+            item.add_marker(pytest.mark.slow)
