@@ -87,7 +87,7 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     facts = model_facts(model)
     results = {
         "model": config.model,
-        "model_facts": asdict(facts),
+        "model_facts": {**asdict(facts), "name": config.model},
         "settings": asdict(config),
         "n_tokens_per_row": int(tokens.shape[1]),
         "loss_by_position": [round(float(v), 6) for v in result.loss_by_position],
