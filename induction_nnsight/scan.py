@@ -35,7 +35,8 @@ def _scan(model, tokens: torch.Tensor, seq_len: int | None, *, loss: bool, score
     eager = model_facts(model).attn_implementation == "eager"
     calls = [None if eager else attention_call_name(a) for a in attentions]
     saved_loss = saved_scores = None
-    with model.trace(tokens, remote=remote):
+    # No autograd graph: it would keep every layer's activations alive until the end.
+    with torch.no_grad(), model.trace(tokens, remote=remote):
         if scores:
             per_layer = [
                 induction_stripe_score(attention_pattern(a, eager, call), seq_len)
