@@ -142,24 +142,26 @@ def softmax_attention(
     return torch.softmax(scores, dim=-1).to(query.dtype)
 
 
-def attention_pattern(attention, eager: bool, call_name: str | None = None) -> torch.Tensor:
+def attention_pattern(attention, eager: bool, call_name: str) -> torch.Tensor:
     """A layer's attention probabilities, read inside a trace.
 
     Must be called inside ``model.trace(...)``, for layers in forward order.
+    Both routes read the attention call itself (not the module's output), so
+    the head outputs that follow it in the same layer stay reachable.
 
     Args:
         attention: The layer's attention envoy (from :func:`attention_modules`).
-        eager: Read the returned weights (``attn_implementation="eager"``)
-            instead of recomputing them.
-        call_name: The attention call's ``.source`` name (from
-            :func:`attention_call_name`); required when ``eager`` is False.
+        eager: Read the weights the call returns (``attn_implementation="eager"``)
+            instead of recomputing them from its query and key states.
+        call_name: The attention call's ``.source`` name (from :func:`attention_call_name`).
 
     Returns:
         ``[batch, query_head, query, key]`` attention probabilities.
     """
+    call = getattr(attention.source, call_name)
     if eager:
-        return attention.output[1]
-    args, kwargs = getattr(attention.source, call_name).inputs
+        return call.output[1]
+    args, kwargs = call.inputs
     query, key, mask = args[1], args[2], args[4] if len(args) > 4 else kwargs.get("attention_mask")
     return softmax_attention(
         query,
@@ -169,3 +171,48 @@ def attention_pattern(attention, eager: bool, call_name: str | None = None) -> t
         softcap=kwargs.get("softcap"),
         sliding_window=kwargs.get("sliding_window"),
     )
+
+
+_OUTPUT_PROJECTIONS = ("o_proj", "c_proj", "dense", "out_proj")
+VALUE_PROJECTIONS = ("v_proj", "c_attn", "query_key_value")
+PRE_ATTENTION_NORMS = ("input_layernorm", "ln_1", "attention_norm")
+_FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_norm")
+
+
+def child_named(module: torch.nn.Module, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that is a child module of ``module``, else None."""
+    for name in names:
+        if isinstance(getattr(module, name, None), torch.nn.Module):
+            return name
+    return None
+
+
+def output_projection_paths(model) -> list[str]:
+    """Dotted paths of each layer's attention output projection (its input is the per-head output).
+
+    Raises:
+        InductionError: When a layer's attention has none of o_proj, c_proj, dense, out_proj.
+    """
+    paths = []
+    for path in attention_paths(model):
+        attention = model._module.get_submodule(path)
+        name = child_named(attention, _OUTPUT_PROJECTIONS)
+        if name is None:
+            raise InductionError(
+                f"{type(attention).__name__}: no output projection found (tried {', '.join(_OUTPUT_PROJECTIONS)})"
+            )
+        paths.append(f"{path}.{name}")
+    return paths
+
+
+def final_norm_path(model) -> str | None:
+    """Path of the norm applied to the residual stream before the unembedding, if any."""
+    module = model._module
+    layers = _find_layer_list(module, len(attention_paths(model)))
+    found = None
+    for path, child in module.named_modules():
+        if path.startswith(layers) or not path:
+            continue
+        if path.rsplit(".", 1)[-1] in _FINAL_NORMS and hasattr(child, "weight"):
+            found = path
+    return found

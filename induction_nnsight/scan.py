@@ -33,7 +33,7 @@ class ScanResult:
 def _scan(model, tokens: torch.Tensor, seq_len: int | None, *, loss: bool, scores: bool, remote: bool):
     attentions = attention_modules(model) if scores else []
     eager = model_facts(model).attn_implementation == "eager"
-    calls = [None if eager else attention_call_name(a) for a in attentions]
+    calls = [attention_call_name(a) for a in attentions]
     saved_loss = saved_scores = None
     # No autograd graph: it would keep every layer's activations alive until the end.
     with torch.no_grad(), model.trace(tokens, remote=remote):

@@ -64,3 +64,82 @@ def per_position_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tenso
         logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none"
     )  # [batch, pos - 1]
     return reduce(per_token, "batch pos -> pos", "mean")
+
+
+def diagonal_score_per_row(pattern: torch.Tensor, offset: int) -> torch.Tensor:
+    """:func:`diagonal_score` kept per batch row.
+
+    Returns:
+        ``[batch, head]``.
+    """
+    stripe = pattern.diagonal(offset, dim1=-2, dim2=-1)  # [batch, head, n_on_diagonal]
+    return reduce(stripe.float(), "batch head pos -> batch head", "mean")
+
+
+def duplicate_token_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """Keys holding the same token as the query, earlier in the row.
+
+    Args:
+        tokens: ``[batch, pos]``.
+
+    Returns:
+        ``[batch, query, key]`` bool.
+
+    Example:
+        >>> duplicate_token_mask(torch.tensor([[5, 6, 5]]))[0].int().tolist()
+        [[0, 0, 0], [0, 0, 0], [1, 0, 0]]
+    """
+    same = tokens[:, :, None] == tokens[:, None, :]
+    earlier = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool, device=tokens.device).tril(-1)
+    return same & earlier
+
+
+def induction_token_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """Keys right after an earlier copy of the query's token: where an induction head looks.
+
+    Key ``k`` is marked for query ``q`` when ``tokens[k - 1] == tokens[q]`` and
+    ``k - 1 < q``. Unlike the diagonal-offset score this needs no clean repeat.
+
+    Args:
+        tokens: ``[batch, pos]``.
+
+    Returns:
+        ``[batch, query, key]`` bool.
+
+    Example:
+        >>> induction_token_mask(torch.tensor([[5, 6, 5]]))[0].int().tolist()
+        [[0, 0, 0], [0, 0, 0], [0, 1, 0]]
+    """
+    duplicate = duplicate_token_mask(tokens)  # [batch, q, k - 1]
+    return torch.nn.functional.pad(duplicate, (1, 0))[..., :-1]
+
+
+def masked_attention_score(
+    pattern: torch.Tensor, key_mask: torch.Tensor, query_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention mass each head puts on marked keys, averaged over the queries that have any.
+
+    Args:
+        pattern: ``[batch, head, query, key]``.
+        key_mask: ``[batch, query, key]`` bool, the keys that count for each query.
+        query_mask: ``[batch, query]`` bool, the queries to average over (all when None);
+            queries with no marked key are left out either way.
+
+    Returns:
+        ``[batch, head]``; a row with no eligible query gives NaN.
+    """
+    mass = (pattern.float() * key_mask[:, None].float()).sum(-1)  # [batch, head, query]
+    eligible = key_mask.any(-1)  # [batch, query]
+    if query_mask is not None:
+        eligible = eligible & query_mask
+    weights = eligible[:, None].float()  # [batch, 1, query]
+    return (mass * weights).sum(-1) / weights.sum(-1)
+
+
+def first_token_score(pattern: torch.Tensor) -> torch.Tensor:
+    """Mean attention to position 0 (BOS, an attention sink), over queries after it.
+
+    Returns:
+        ``[batch, head]``.
+    """
+    return reduce(pattern[..., 1:, 0].float(), "batch head query -> batch head", "mean")

@@ -1,0 +1,148 @@
+"""Head detector: the heads of one kind above a threshold, with bootstrap confidence intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import InductionError
+from .heads import HEAD_KINDS, HeadScores, head_scores
+from .models import model_facts
+from .tokens import PatternBatch, repeated_pattern
+
+
+def bootstrap_interval(
+    per_row: torch.Tensor, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Percentile bootstrap over rows of the mean score.
+
+    Args:
+        per_row: ``[batch, n_layers, n_heads]`` per-sequence scores (NaN rows are skipped).
+        n_boot: Resamples.
+        level: Coverage of the interval.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(low, high)``, each ``[n_layers, n_heads]``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    n = per_row.shape[0]
+    picks = torch.randint(0, n, (n_boot, n), generator=generator)
+    means = per_row[picks].nanmean(1)  # [n_boot, n_layers, n_heads]
+    tail = (1 - level) / 2
+    return means.nanquantile(tail, dim=0), means.nanquantile(1 - tail, dim=0)
+
+
+@dataclass
+class HeadDetection:
+    """The result of :func:`detect_heads`.
+
+    Attributes:
+        kind: The score kind.
+        threshold: Heads scoring at least this are listed in ``heads``.
+        scores: ``[n_layers, n_heads]`` mean scores.
+        ci_low: ``[n_layers, n_heads]`` lower bound of the interval (None for weight-only kinds).
+        ci_high: ``[n_layers, n_heads]`` upper bound.
+        settings: What produced it (model, probe, batch shape, level).
+    """
+
+    kind: str
+    threshold: float
+    scores: torch.Tensor
+    ci_low: torch.Tensor | None = None
+    ci_high: torch.Tensor | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def _head(self, layer: int, head: int) -> dict[str, Any]:
+        entry = {"layer": layer, "head": head, "score": round(float(self.scores[layer, head]), 6)}
+        if self.ci_low is not None:
+            entry["ci"] = [round(float(self.ci_low[layer, head]), 6), round(float(self.ci_high[layer, head]), 6)]
+            entry["clearly_above"] = bool(self.ci_low[layer, head] >= self.threshold)
+        return entry
+
+    def top(self, n: int) -> list[dict[str, Any]]:
+        """The ``n`` best heads, above threshold or not, best first."""
+        values = torch.nan_to_num(self.scores, nan=float("-inf")).flatten()
+        order = values.argsort(descending=True)[:n]
+        n_heads = self.scores.shape[1]
+        return [self._head(int(i) // n_heads, int(i) % n_heads) for i in order]
+
+    @property
+    def heads(self) -> list[dict[str, Any]]:
+        """Heads with score >= threshold, best first: ``{"layer", "head", "score", "ci", "clearly_above"}``."""
+        above = int((torch.nan_to_num(self.scores, nan=float("-inf")) >= self.threshold).sum())
+        return self.top(above)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form: kind, threshold, settings, heads above threshold, and the score table."""
+        return {
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "settings": self.settings,
+            "heads": self.heads,
+            "scores": [[round(float(v), 6) for v in row] for row in self.scores],
+        }
+
+
+def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos: bool = True) -> PatternBatch:
+    """Repeated random tokens from ``[1000, 10000)`` (clamped to the vocabulary) after BOS."""
+    facts = model_facts(model)
+    high = min(10000, facts.vocab_size)
+    low = min(1000, high // 10)
+    return repeated_pattern(
+        batch, seq_len, seed=seed, low=low, high=high, vocab_size=facts.vocab_size,
+        bos_token_id=facts.bos_token_id if bos else None,
+    )
+
+
+def detections(
+    scores: HeadScores, threshold: float, settings: dict[str, Any], n_boot: int = 1000, level: float = 0.95
+) -> dict[str, HeadDetection]:
+    """One :class:`HeadDetection` per kind in ``scores``."""
+    found = {}
+    for kind in scores.kinds:
+        low = high = None
+        if kind in scores.per_row:
+            low, high = bootstrap_interval(scores.per_row[kind], n_boot=n_boot, level=level)
+        found[kind] = HeadDetection(kind, threshold, scores.mean(kind), low, high, settings)
+    return found
+
+
+def detect_heads(
+    model,
+    kind: str = "induction",
+    threshold: float = 0.4,
+    *,
+    probe: PatternBatch | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    remote: bool = False,
+) -> HeadDetection:
+    """Find the heads of one kind, like TransformerLens' ``detect_head`` but in one pass over a batch.
+
+    Args:
+        model: An nnsight ``TransformersModel`` / ``LanguageModel``.
+        kind: One of :data:`~induction_nnsight.heads.HEAD_KINDS`.
+        threshold: In ``[0, 1]``; heads scoring at least this are returned.
+        probe: Tokens and ground truth (default: :func:`default_probe`, 10 x 50 repeated tokens).
+        n_boot: Bootstrap resamples for the confidence intervals (over sequences).
+        level: Coverage of the intervals.
+        remote: Run the trace on NDIF.
+
+    Returns:
+        A :class:`HeadDetection` (``heads``, ``top(n)``, ``to_dict()``).
+
+    Raises:
+        InductionError: For an unknown kind or a threshold outside ``[0, 1]``.
+    """
+    if kind not in HEAD_KINDS:
+        raise InductionError(f"unknown kind {kind!r}: choose from {', '.join(HEAD_KINDS)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise InductionError(f"threshold must lie in [0, 1], got {threshold}")
+    probe = probe if probe is not None else default_probe(model)
+    scores = head_scores(model, probe, kinds=(kind,), remote=remote)
+    settings = {"probe": probe.name, "batch": int(probe.tokens.shape[0]), "pos": int(probe.tokens.shape[1]),
+                "period": probe.period, "level": level, "n_boot": n_boot}
+    return detections(scores, threshold, settings, n_boot, level)[kind]
