@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import InductionError
-from .jobs import ScanConfig, run_scan
+from .heads import HEAD_KINDS
+from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
 from .models import DEFAULT_MODEL
 from .outputs import prepare_out_dir, write_files
 from .report import heads_table
@@ -60,6 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(scan_parser)
     add_token_args(scan_parser)
     scan_parser.add_argument("--top", type=_positive, default=10, help="heads in the printed table (default 10)")
+
+    for name, help_text in (
+        ("heads", "score every head for every kind in one forward pass: table, JSON and charts"),
+        ("report", "a text report: model facts, top heads of each kind, loss on both halves"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        add_model_args(sub)
+        add_token_args(sub)
+        sub.add_argument("--kinds", nargs="+", default=list(HEAD_KINDS), metavar="KIND",
+                         help=f"which scores (default all): {', '.join(HEAD_KINDS)}")
+        sub.add_argument("--threshold", type=float, default=0.4, help="detection threshold in [0, 1] (default 0.4)")
+        sub.add_argument("--repeats", type=int, default=2, help="copies of the random block per row (default 2)")
+        sub.add_argument("--top", type=_positive, default=5, help="heads listed per kind (default 5)")
+
+    view = commands.add_parser("attention", help="one head's attention on a prompt (Plotly and ASCII views)")
+    add_model_args(view)
+    view.add_argument("--layer", type=int, required=True, help="layer index")
+    view.add_argument("--head", type=int, required=True, help="head index")
+    view.add_argument("--prompt", required=True, help="the text; it is repeated --repeat times")
+    view.add_argument("--repeat", type=int, default=2, help="copies of the prompt (default 2)")
+    view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
     return parser
 
 
@@ -95,7 +117,52 @@ def _scan_command(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"scan": _scan_command}
+def _heads_config(args: argparse.Namespace) -> HeadsConfig:
+    base = scan_config(args)
+    config = HeadsConfig(**{**base.__dict__, "kinds": tuple(args.kinds), "threshold": args.threshold,
+                            "n_repeats": args.repeats})
+    config.validate()
+    return config
+
+
+def _heads_command(args: argparse.Namespace) -> int:
+    config = _heads_config(args)
+    out = prepare_out_dir(args.out)
+    _, files, report = run_heads(config)
+    for path in write_files(out, files):
+        print(f"wrote {path}", file=sys.stderr)
+    print(report)
+    return 0
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    config = _heads_config(args)
+    out = prepare_out_dir(args.out)
+    _, _, report = run_heads(config)
+    for path in write_files(out, {"report.txt": report + "\n"}):
+        print(f"wrote {path}", file=sys.stderr)
+    print(report)
+    return 0
+
+
+def _attention_command(args: argparse.Namespace) -> int:
+    config = AttentionConfig(model=args.model, layer=args.layer, head=args.head, prompt=args.prompt,
+                             repeat=args.repeat, bos=args.bos, attn_implementation=args.attn_implementation,
+                             remote=args.remote)
+    out = prepare_out_dir(args.out)
+    _, files, ascii_view = run_attention(config)
+    for path in write_files(out, files):
+        print(f"wrote {path}", file=sys.stderr)
+    print(ascii_view)
+    return 0
+
+
+_COMMANDS = {
+    "scan": _scan_command,
+    "heads": _heads_command,
+    "report": _report_command,
+    "attention": _attention_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,30 +76,28 @@ class HeadScores:
         return [*self.per_row, *self.weights]
 
 
-def copying_logit_score(
+def copying_logit_boost(
     pattern: torch.Tensor,
     head_input: torch.Tensor,
     w_out: torch.Tensor,
     unembed: torch.Tensor,
     unembed_mean: torch.Tensor,
     tokens: torch.Tensor,
-    query_mask: torch.Tensor,
     center: bool,
 ) -> torch.Tensor:
-    """Direct logit effect of each head on the token it attends to most, against the vocabulary mean.
+    """Direct effect of each head on the logit of the token it attends to most, against the vocabulary mean.
 
     Args:
         pattern: ``[batch, head, query, key]``.
         head_input: ``[batch, query, head * d_head]`` the input of the output projection.
         w_out: ``[d_model, head * d_head]`` the output projection.
-        unembed: ``[vocab, d_model]`` unembedding, already scaled by the final norm.
+        unembed: ``[vocab, d_model]`` unembedding, already scaled by the final norm's weight.
         unembed_mean: ``[d_model]`` its mean over the vocabulary.
         tokens: ``[batch, pos]``.
-        query_mask: ``[batch, query]`` queries to average over.
         center: Subtract the mean over ``d_model`` first (LayerNorm does; RMSNorm does not).
 
     Returns:
-        ``[batch, head]`` mean logit boost in logit units (before the final norm's 1/scale).
+        ``[batch, head, query]`` logit boost before the final norm divides by the residual's scale.
     """
     n_heads = pattern.shape[1]
     z = rearrange(head_input, "batch query (head d_head) -> batch head query d_head", head=n_heads)
@@ -109,9 +107,27 @@ def copying_logit_score(
         out = out - out.mean(-1, keepdim=True)
     attended = tokens.gather(1, pattern.argmax(-1).flatten(1)).view(pattern.shape[:3])  # [batch, head, query]
     direction = unembed[attended].float() - unembed_mean  # [batch, head, query, d_model]
-    boost = (out * direction).sum(-1)  # [batch, head, query]
-    weights = query_mask[:, None].float()
-    return (boost * weights).sum(-1) / weights.sum(-1)
+    return (out * direction).sum(-1)
+
+
+def copying_score(boost: torch.Tensor, residual: torch.Tensor, query_mask: torch.Tensor, center: bool) -> torch.Tensor:
+    """Copying in logit units: the boosts divided by the final norm's scale, averaged over queries.
+
+    Args:
+        boost: ``[batch, layer, head, query]`` from :func:`copying_logit_boost`.
+        residual: ``[batch, query, d_model]`` the input of the final norm.
+        query_mask: ``[batch, query]`` queries to average over.
+        center: LayerNorm (divide by the standard deviation) rather than RMSNorm (by the root mean square).
+
+    Returns:
+        ``[batch, layer, head]``.
+    """
+    residual = residual.float()
+    scale = residual.std(-1, unbiased=False) if center else residual.pow(2).mean(-1).sqrt()  # [batch, query]
+    keep = query_mask[:, None, None].expand_as(boost)  # [batch, layer, head, query]
+    # where(), not a product: a zero residual (a padding embedding) would give 0 / 0 at a masked query.
+    ratio = torch.where(keep, boost / scale[:, None, None], torch.zeros_like(boost))
+    return ratio.sum(-1) / keep.float().sum(-1)
 
 
 def ov_copying_score(w_value: torch.Tensor, w_out: torch.Tensor, bridge: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -271,6 +287,7 @@ def head_scores(
     saved_ov = None  # only values saved inside the trace come back out of it
     with torch.no_grad(), model.trace(tokens, remote=remote):
         rows = {kind: [] for kind in wanted}
+        boosts = []  # per layer [batch, head, query]: small, unlike the patterns
         if layout is not None:
             # [vocab, d_model], scaled by the final norm
             unembed = _weight(model, layout.unembed) * _scale(model, layout.final_norm, layout.gemma_norms)
@@ -283,12 +300,15 @@ def head_scores(
             if "copying" in kinds:
                 head_input = model.get(layout.o_paths[layer]).input  # [batch, query, head * d_head]
                 w_out = _weight(model, layout.o_paths[layer], transpose=layout.o_conv)
-                rows["copying"].append(
-                    copying_logit_score(
-                        pattern, head_input, w_out, unembed, unembed_mean, tokens, repeats, layout.final_is_layernorm
-                    )
-                )
-        saved_rows = nnsight.save({k: torch.stack(v, dim=1) for k, v in rows.items()})  # [batch, layer, head]
+                boosts.append(copying_logit_boost(
+                    pattern, head_input, w_out, unembed, unembed_mean, tokens, layout.final_is_layernorm
+                ))  # [batch, head, query]
+        if "copying" in kinds:
+            residual = model.get(layout.final_norm).input if layout.final_norm else model.get(layout.unembed).input
+            rows["copying"] = copying_score(torch.stack(boosts, 1), residual, repeats, layout.final_is_layernorm)
+        saved_rows = nnsight.save(
+            {k: v if torch.is_tensor(v) else torch.stack(v, dim=1) for k, v in rows.items()}
+        )  # kind -> [batch, layer, head]
         saved_loss = nnsight.save(per_position_loss(model.output.logits, tokens))
         if "copying_ov" in kinds and layout.v_kind is not None:
             bridge = _weight(model, layout.embed).T @ unembed  # [d_model, d_model], once for all layers

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .charts import head_heatmap_figure, loss_by_position_figure
+from .charts import attention_view_figure, head_heatmap_figure, loss_by_position_figure, top_heads_figure
+from .detect import detections
 from .errors import InductionError
+from .heads import HEAD_KINDS, KIND_DESCRIPTIONS, head_scores
 from .models import DEFAULT_MODEL, load_model, model_facts
-from .report import top_heads
-from .scan import half_losses, scan
-from .tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
+from .report import ascii_attention, text_report, top_heads
+from .scan import half_losses, head_attention, scan
+from .scores import induction_token_mask
+from .tokens import DEFAULT_HIGH, DEFAULT_LOW, PatternBatch, repeated_tokens, text_pattern
 
 
 @dataclass
@@ -39,18 +42,18 @@ class ScanConfig:
             raise InductionError(f"token range [{self.low}, {self.high}) is empty: pass 0 <= --low < --high")
 
 
-def scan_tokens(model, config: ScanConfig):
+def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
     """Repeated tokens for ``config``, checked against the model's vocabulary and context.
 
     Returns:
-        ``LongTensor[batch, bos + 2 * seq_len]``.
+        ``LongTensor[batch, bos + n_repeats * seq_len]``.
     """
     facts = model_facts(model)
-    length = int(config.bos) + 2 * config.seq_len
+    length = int(config.bos) + n_repeats * config.seq_len
     if facts.n_ctx is not None and length > facts.n_ctx:
         raise InductionError(
             f"rows of {length} tokens exceed {config.model}'s context of {facts.n_ctx}: "
-            f"pass --seq-len {(facts.n_ctx - int(config.bos)) // 2} or less"
+            f"pass --seq-len {(facts.n_ctx - int(config.bos)) // n_repeats} or less"
         )
     if config.bos and facts.bos_token_id is None:
         raise InductionError(f"{config.model} has no BOS token: pass --no-bos")
@@ -62,6 +65,7 @@ def scan_tokens(model, config: ScanConfig):
         high=config.high,
         bos_token_id=facts.bos_token_id if config.bos else None,
         vocab_size=facts.vocab_size,
+        n_repeats=n_repeats,
     )
 
 
@@ -109,3 +113,114 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         "scan_results.json": to_json(results),
     }
     return results, files
+
+
+@dataclass
+class HeadsConfig(ScanConfig):
+    """Settings of ``induction-nnsight heads`` and ``report``."""
+
+    kinds: tuple[str, ...] = HEAD_KINDS
+    threshold: float = 0.4
+    n_repeats: int = 2
+    n_boot: int = 1000
+
+    def validate(self) -> None:
+        super().validate()
+        unknown = [k for k in self.kinds if k not in HEAD_KINDS]
+        if unknown:
+            raise InductionError(f"unknown kind(s) {', '.join(unknown)}: pass --kinds from {', '.join(HEAD_KINDS)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InductionError(f"--threshold must lie in [0, 1], got {self.threshold}")
+        if self.n_repeats < 2:
+            raise InductionError(f"--repeats must be at least 2, got {self.n_repeats}")
+
+
+def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], str]:
+    """Score every kind in one pass; build results, charts and the text report.
+
+    Returns:
+        ``(results, files, report_text)``; ``files`` maps ``heads_results.json``,
+        ``heads_top.json`` and ``heads_<kind>.json`` to their JSON text.
+    """
+    from .outputs import to_json
+
+    config.validate()
+    if model is None:
+        model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
+    facts = model_facts(model)
+    start = int(config.bos)
+    probe = PatternBatch("repeated", tokens, config.seq_len, start, start + config.seq_len)
+    scores = head_scores(model, probe, kinds=config.kinds, remote=config.remote)
+    settings = {**asdict(config), "kinds": list(config.kinds)}
+    found = detections(scores, config.threshold, settings, n_boot=config.n_boot)
+    first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)
+    facts_dict = {**asdict(facts), "name": config.model}
+    tops = {kind: d.top(config.top) for kind, d in found.items()}
+    results = {
+        "model": config.model,
+        "model_facts": facts_dict,
+        "settings": settings,
+        "descriptions": {k: KIND_DESCRIPTIONS[k] for k in found},
+        "mean_loss_first_half": round(first, 6),
+        "mean_loss_repeated_half": round(repeated, 6),
+        "kinds": {kind: {**d.to_dict(), "top": tops[kind]} for kind, d in found.items()},
+    }
+    files = {"heads_results.json": to_json(results),
+             "heads_top.json": top_heads_figure(tops, f"Top heads of each kind ({config.model})").to_json()}
+    for kind, d in found.items():
+        bounded = kind != "copying"
+        files[f"heads_{kind}.json"] = head_heatmap_figure(
+            d.to_dict()["scores"], title=f"{kind.replace('_', ' ').capitalize()} score per head ({config.model})",
+            colorbar_title="logit boost" if not bounded else "score", zmax=1.0 if bounded else None,
+        ).to_json()
+    report = text_report(facts_dict, tops, (first, repeated))
+    return results, files, report
+
+
+@dataclass
+class AttentionConfig:
+    """Settings of ``induction-nnsight attention``."""
+
+    model: str = DEFAULT_MODEL
+    layer: int = 0
+    head: int = 0
+    prompt: str = ""
+    repeat: int = 2
+    bos: bool = True
+    attn_implementation: str | None = None
+    remote: bool = False
+
+
+def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
+    """One head's attention on a prompt: results, the Plotly view and an ASCII view."""
+    from .outputs import to_json
+
+    if not config.prompt.strip():
+        raise InductionError("the prompt is empty: pass --prompt TEXT")
+    if config.repeat < 1:
+        raise InductionError(f"--repeat must be at least 1, got {config.repeat}")
+    if model is None:
+        model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    facts = model_facts(model)
+    if not 0 <= config.layer < facts.n_layers:
+        raise InductionError(f"--layer {config.layer} is out of range: pass 0..{facts.n_layers - 1}")
+    if not 0 <= config.head < facts.n_heads:
+        raise InductionError(f"--head {config.head} is out of range: pass 0..{facts.n_heads - 1}")
+    ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
+    probe = text_pattern(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
+    if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:
+        raise InductionError(f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
+                             f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat")
+    pattern = head_attention(model, probe.tokens, config.layer, config.head, remote=config.remote)
+    stripe = induction_token_mask(probe.tokens)[0]
+    labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
+    name = f"L{config.layer}H{config.head}"
+    score = float((pattern * stripe).sum(-1)[stripe.any(-1)].mean()) if stripe.any() else float("nan")
+    results = {"model": config.model, "settings": asdict(config), "tokens": labels,
+               "pattern": [[round(float(v), 6) for v in row] for row in pattern],
+               "induction_exact_score": round(score, 6)}
+    figure = attention_view_figure(labels, pattern.tolist(), stripe.tolist(),
+                                   f"{name} attention on the prompt ({config.model})")
+    files = {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
+    return results, files, ascii_attention(labels, pattern, stripe)

@@ -25,7 +25,67 @@ def heads_table(heads: list[dict[str, Any]], width: int = 30) -> str:
     """A terminal table of heads with score bars."""
     lines = [f"{'rank':>4}  {'head':<8} {'score':>6}"]
     for rank, head in enumerate(heads, 1):
-        bar = "#" * round(max(0.0, min(1.0, head["score"])) * width)
+        bar = _bar(head["score"], width)
         name = f"L{head['layer']}H{head['head']}"
         lines.append(f"{rank:>4}  {name:<8} {head['score']:>6.3f}  {bar}")
+    return "\n".join(lines)
+
+
+def _bar(score: float, width: int) -> str:
+    return "#" * round(max(0.0, min(1.0, score)) * width)
+
+
+def text_report(
+    facts: dict[str, Any],
+    tops: dict[str, list[dict[str, Any]]],
+    loss_halves: tuple[float, float] | None = None,
+    width: int = 30,
+) -> str:
+    """A terminal report: model facts, the top heads of each kind with score bars, the two half losses.
+
+    Args:
+        facts: :class:`~induction_nnsight.models.ModelFacts` as a dict.
+        tops: ``kind -> top heads`` (dicts with layer, head, score and optionally ci).
+        loss_halves: ``(first, repeated)`` mean losses in nats.
+        width: Width of a full score bar.
+    """
+    lines = [f"Model {facts['name']} ({facts['architecture']}, {facts['attn_implementation']} attention)"]
+    lines.append(
+        f"  layers {facts['n_layers']}, heads {facts['n_heads']}, key/value heads {facts['n_kv_heads']}, "
+        f"d_model {facts['d_model']}, d_head {facts['d_head']}, context {facts['n_ctx']}"
+    )
+    if loss_halves is not None:
+        first, repeated = loss_halves
+        lines.append(f"  mean loss: first half {first:.2f} nats, repeated half {repeated:.2f} nats "
+                     f"(in-context drop {first - repeated:.2f})")
+    for kind, heads in tops.items():
+        lines.append("")
+        lines.append(kind.replace("_", " "))
+        for head in heads:
+            name = f"L{head['layer']}H{head['head']}"
+            ci = f"  [{head['ci'][0]:.2f}, {head['ci'][1]:.2f}]" if "ci" in head else ""
+            lines.append(f"  {name:<8} {head['score']:>7.3f}{ci:<16} {_bar(head['score'], width)}")
+    return "\n".join(lines)
+
+
+def ascii_attention(labels: list[str], pattern: torch.Tensor, stripe: torch.Tensor, width: int = 8) -> str:
+    """One head's attention pattern as text: one row per query, shades by weight, ``*`` on the stripe max.
+
+    Args:
+        labels: ``[pos]`` token strings.
+        pattern: ``[query, key]`` probabilities.
+        stripe: ``[query, key]`` bool, where an induction head would look.
+        width: Characters kept of each label.
+    """
+    shades = " .:-=+*#%@"
+    lines = []
+    for q, label in enumerate(labels):
+        cells = []
+        for k in range(len(labels)):
+            value = float(pattern[q, k]) if k <= q else 0.0
+            char = shades[min(len(shades) - 1, int(value * (len(shades) - 1) + 0.5))] if k <= q else " "
+            cells.append(f"[{char}]" if bool(stripe[q, k]) else f" {char} ")
+        top = int(pattern[q].argmax())
+        lines.append(f"{label[:width]:>{width}} |{''.join(cells)}| -> {labels[top][:width]}")
+    lines.append(f"{'':>{width}}  [x] marks the token after an earlier copy (where an induction head looks)")
     return "\n".join(lines)

@@ -109,3 +109,24 @@ def half_losses(loss: torch.Tensor, seq_len: int, bos: bool) -> tuple[float, flo
     if seq_len < 2:
         return float("nan"), float("nan")
     return float(first.mean()), float(repeated.mean())
+
+
+def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote: bool = False) -> torch.Tensor:
+    """One head's attention pattern on one row of tokens.
+
+    Args:
+        model: An nnsight ``TransformersModel`` / ``LanguageModel``.
+        tokens: ``[1, pos]`` token ids.
+        layer: Layer index.
+        head: Query-head index.
+        remote: Run the trace on NDIF.
+
+    Returns:
+        ``[query, key]`` attention probabilities.
+    """
+    attention = attention_modules(model)[layer]
+    call = attention_call_name(attention)
+    eager = model_facts(model).attn_implementation == "eager"
+    with torch.no_grad(), model.trace(tokens, remote=remote):
+        pattern = nnsight.save(attention_pattern(attention, eager, call)[0, head])
+    return pattern.detach().cpu()

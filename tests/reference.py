@@ -23,3 +23,42 @@ def plain_transformers_scan(model_dir, tokens: torch.Tensor, seq_len: int):
          for layer in out.attentions]
     )
     return loss, scores
+
+
+def plain_attentions(model_dir, tokens: torch.Tensor):
+    """``(model, outputs)`` of a plain eager forward with attention weights and hidden states."""
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager", dtype=torch.float32)
+    with torch.no_grad():
+        return model, model(tokens, output_attentions=True, output_hidden_states=True)
+
+
+def reference_kind_scores(attentions, tokens: torch.Tensor, period: int, second_start: int) -> dict:
+    """Pattern-kind scores walked query by query: ``kind -> [n_layers, n_heads]``."""
+    batch, n = tokens.shape
+    out = {}
+    for kind in ("previous_token", "duplicate_token", "induction_exact", "prefix_matching", "bos", "induction"):
+        per_layer = []
+        for layer in attentions:
+            rows = []
+            for b in range(batch):
+                values = []
+                for q in range(n):
+                    row = layer[b, :, q]  # [head, key]
+                    if kind == "previous_token" and q >= 1:
+                        values.append(row[:, q - 1])
+                    elif kind == "bos" and q >= 1:
+                        values.append(row[:, 0])
+                    elif kind == "induction" and q >= period - 1:
+                        values.append(row[:, q - period + 1])
+                    elif kind == "duplicate_token":
+                        keys = [k for k in range(q) if tokens[b, k] == tokens[b, q]]
+                        if keys:
+                            values.append(row[:, keys].sum(-1))
+                    elif kind in ("induction_exact", "prefix_matching"):
+                        keys = [k for k in range(1, q + 1) if tokens[b, k - 1] == tokens[b, q]]
+                        if keys and (kind == "induction_exact" or q >= second_start):
+                            values.append(row[:, keys].sum(-1))
+                rows.append(torch.stack(values).mean(0) if values else torch.full((layer.shape[1],), float("nan")))
+            per_layer.append(torch.stack(rows).nanmean(0))
+        out[kind] = torch.stack(per_layer)
+    return out
