@@ -66,3 +66,50 @@ def test_offline_hub_id_names_the_offline_model(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert main(["scan", "--model", "openai-community/gpt2", "--out", str(tmp_path)]) == 2
     assert "--model smollm2-135m" in capsys.readouterr().err
+
+
+def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
+    args = ["heads", "--model", str(tiny_dir("llama")), "--low", "1", "--high", "128", "--batch", "2",
+            "--seq-len", "6", "--out", str(tmp_path), "--top", "2"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "heads_results.json").read_text())
+    from induction_nnsight.heads import HEAD_KINDS
+
+    assert set(results["kinds"]) == set(HEAD_KINDS)
+    for kind in HEAD_KINDS:
+        assert (tmp_path / f"heads_{kind}.json").exists()
+        assert len(results["kinds"][kind]["top"]) == 2
+    assert len(json.loads((tmp_path / "heads_top.json").read_text())["data"]) == len(HEAD_KINDS)
+    assert "previous token" in capsys.readouterr().out
+
+
+def test_report_and_attention_commands(tiny_dir, tmp_path, capsys):
+    model = str(tiny_dir("gpt2"))
+    assert main(["report", "--model", model, "--low", "1", "--high", "128", "--batch", "2", "--seq-len", "6",
+                 "--kinds", "induction", "bos", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.txt").read_text()
+    assert "GPT2LMHeadModel" in report and "induction" in report and "mean loss" in report
+    assert main(["attention", "--model", model, "--layer", "1", "--head", "3", "--prompt", "t5 t6 t7",
+                 "--out", str(tmp_path)]) == 0
+    view = json.loads((tmp_path / "attention_L1H3_results.json").read_text())
+    assert view["tokens"] == ["<bos>", "t5", "t6", "t7", "t5", "t6", "t7"]
+    assert len(view["pattern"]) == 7 and abs(sum(view["pattern"][6]) - 1) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "args, fix",
+    [
+        (["heads", "--threshold", "1.5"], "--threshold"),
+        (["heads", "--kinds", "bogus"], "--kinds"),
+        (["attention", "--layer", "7", "--head", "0", "--prompt", "t5"], "--layer 7"),
+        (["attention", "--layer", "0", "--head", "9", "--prompt", "t5"], "--head 9"),
+        (["attention", "--layer", "0", "--head", "0", "--prompt", "  "], "--prompt"),
+    ],
+)
+def test_heads_and_attention_bad_input(tiny_dir, tmp_path, capsys, args, fix):
+    out = tmp_path / "out"
+    extra = ["--low", "1", "--high", "128"] if args[0] == "heads" else []
+    assert main([*args, "--model", str(tiny_dir("gpt2")), "--out", str(out), *extra]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and fix in errors[0]
+    assert not out.exists() or not any(out.iterdir())

@@ -1,0 +1,54 @@
+import json
+
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from induction_nnsight.charts import attention_view_figure, top_heads_figure
+from induction_nnsight.detect import HeadDetection, bootstrap_interval
+from induction_nnsight.report import ascii_attention, text_report
+
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_agreement():
+    torch.manual_seed(0)
+    noisy = torch.rand(20, 2, 3)
+    low, high = bootstrap_interval(noisy, n_boot=500)
+    mean = noisy.mean(0)
+    assert (low <= mean).all() and (mean <= high).all()
+    steady = mean.expand(20, 2, 3)
+    low2, high2 = bootstrap_interval(steady, n_boot=100)
+    assert torch.allclose(low2, high2)
+
+
+def test_detection_lists_heads_above_threshold_best_first():
+    scores = torch.tensor([[0.1, 0.9], [0.5, 0.3]])
+    detection = HeadDetection("induction", 0.4, scores, scores - 0.2, scores + 0.05, {"batch": 1})
+    assert [(h["layer"], h["head"]) for h in detection.heads] == [(0, 1), (1, 0)]
+    assert detection.heads[0]["clearly_above"] and not detection.heads[1]["clearly_above"]
+    assert len(detection.top(3)) == 3
+    as_json = json.loads(json.dumps(detection.to_dict()))
+    assert as_json["kind"] == "induction" and as_json["scores"][0][1] == pytest.approx(0.9)
+
+
+def test_report_shows_facts_losses_and_bars():
+    facts = dict(name="m", architecture="A", attn_implementation="sdpa", n_layers=2, n_heads=3, n_kv_heads=1,
+                 d_model=8, d_head=4, n_ctx=64)
+    text = text_report(facts, {"induction": [{"layer": 1, "head": 2, "score": 0.5, "ci": [0.4, 0.6]}]}, (9.0, 2.0))
+    assert "key/value heads 1" in text and "drop 7.00" in text
+    assert "L1H2" in text and "#" * 15 in text and "[0.40, 0.60]" in text
+
+
+def test_top_heads_figure_has_a_panel_per_kind():
+    tops = {"a": [{"layer": 0, "head": 1, "score": 0.5}], "b": [{"layer": 1, "head": 0, "score": 0.2, "ci": [0.1, 0.3]}]}
+    fig = top_heads_figure(tops)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 2
+    assert fig.data[1].error_y.array[0] == pytest.approx(0.1)
+
+
+def test_attention_view_marks_the_stripe():
+    pattern = torch.eye(3).tolist()
+    stripe = [[False] * 3, [False] * 3, [False, True, False]]
+    fig = attention_view_figure(["a", "b", "a"], pattern, stripe, "t")
+    assert fig.data[0].type == "heatmap" and list(fig.data[1].x) == ["1: b"] and list(fig.data[1].y) == ["2: a"]
+    text = ascii_attention(["a", "b", "a"], torch.eye(3), torch.tensor(stripe))
+    assert text.splitlines()[2].count("[") == 1 and "-> a" in text.splitlines()[2]
