@@ -88,6 +88,7 @@ def head_heatmap_figure(
         xaxis_title="Head",
         yaxis_title="Layer",
         xaxis={"dtick": 1},
+        yaxis={"dtick": 1 if len(rows) <= 40 else None},  # label every layer while they stay legible
         template="plotly_white",
     )
     return fig

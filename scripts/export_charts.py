@@ -1,0 +1,167 @@
+"""Regenerate every chart in charts/ (the ones the docs embed) on the embedded default model.
+
+    python scripts/export_charts.py            # rewrite charts/
+    python scripts/export_charts.py --check    # recompute into a temporary dir, compare with charts/
+
+Every producer runs on smollm2-135m with its default, fixed seeds, so the same
+code gives the same numbers. ``--check`` compares the recomputed files with the
+committed ones number by number (tolerating float noise) and exits 1 naming each
+chart that drifted; regenerate with this script and commit charts/ to fix it.
+
+To add a chart, add one line to PRODUCERS: a name and a function
+``model -> {file name: JSON text}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
+from induction_nnsight.cli import guarded  # noqa: E402
+from induction_nnsight.jobs import ScanConfig, run_scan  # noqa: E402
+from induction_nnsight.outputs import prepare_out_dir, write_files  # noqa: E402
+
+CHARTS = ROOT / "charts"
+RTOL = 1e-3
+ATOL = 1e-3
+
+# name -> producer(model) -> {file name: JSON text}. One line per chart family.
+PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
+    "scan": lambda model: run_scan(ScanConfig(model=DEFAULT_MODEL), model)[1],
+}
+
+
+def produce(model=None, only: list[str] | None = None) -> dict[str, str]:
+    """Every chart file's text, from one loaded default model."""
+    if model is None:
+        model = load_model(DEFAULT_MODEL)
+    files: dict[str, str] = {}
+    for name, producer in PRODUCERS.items():
+        if only and name not in only:
+            continue
+        print(f"export_charts: {name} ...", file=sys.stderr, flush=True)
+        produced = producer(model)
+        clash = files.keys() & produced.keys()
+        if clash:
+            raise RuntimeError(f"producer {name!r} writes {sorted(clash)} already written by another producer")
+        files.update(produced)
+    return files
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+
+
+def _close(a: float, b: float, atol: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= atol + RTOL * max(abs(a), abs(b))
+
+
+def _string_diff(a: str, b: str) -> bool:
+    """Whether two strings differ beyond the float noise of the numbers printed in them."""
+    if a == b:
+        return False
+    if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
+        return True
+    for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)):
+        decimals = len(x.split(".")[1]) if "." in x and "e" not in x.lower() else 0
+        # a printed number may round either way: allow one unit of its last digit
+        if not _close(float(x), float(y), max(ATOL, 10.0**-decimals)):
+            return True
+    return False
+
+
+def differences(committed, fresh, path: str = "") -> Iterator[str]:
+    """Where two parsed JSON values differ beyond float noise, as ``path: committed vs now`` lines."""
+    here = path or "(root)"
+    if isinstance(committed, bool) or isinstance(fresh, bool):
+        if committed is not fresh:
+            yield f"{here}: {committed!r} vs now {fresh!r}"
+    elif isinstance(committed, (int, float)) and isinstance(fresh, (int, float)):
+        if not _close(float(committed), float(fresh), ATOL):
+            yield f"{here}: {committed!r} vs now {fresh!r}"
+    elif isinstance(committed, str) and isinstance(fresh, str):
+        if _string_diff(committed, fresh):
+            yield f"{here}: {committed[:80]!r} vs now {fresh[:80]!r}"
+    elif isinstance(committed, dict) and isinstance(fresh, dict):
+        for key in committed.keys() | fresh.keys():
+            if key not in fresh:
+                yield f"{path}.{key}: gone now"
+            elif key not in committed:
+                yield f"{path}.{key}: new now"
+            else:
+                yield from differences(committed[key], fresh[key], f"{path}.{key}")
+    elif isinstance(committed, list) and isinstance(fresh, list):
+        if len(committed) != len(fresh):
+            yield f"{here}: {len(committed)} items vs now {len(fresh)}"
+        else:
+            for i, (a, b) in enumerate(zip(committed, fresh)):
+                yield from differences(a, b, f"{path}[{i}]")
+    elif committed != fresh:
+        yield f"{here}: {type(committed).__name__} {committed!r} vs now {type(fresh).__name__} {fresh!r}"
+
+
+def check(committed_dir: Path, fresh_dir: Path, shown: int = 5) -> list[str]:
+    """Problems found comparing every chart file in ``fresh_dir`` with ``committed_dir`` (empty when they match)."""
+    problems = []
+    fresh_names = {p.name for p in fresh_dir.glob("*.json")}
+    committed_names = {p.name for p in committed_dir.glob("*.json")}
+    for name in sorted(fresh_names - committed_names):
+        problems.append(f"{name}: produced by the code but not committed in {committed_dir}")
+    for name in sorted(committed_names - fresh_names):
+        problems.append(f"{name}: committed in {committed_dir} but no producer writes it any more")
+    for name in sorted(fresh_names & committed_names):
+        try:
+            committed = json.loads((committed_dir / name).read_text())
+        except json.JSONDecodeError as error:
+            problems.append(f"{name}: committed file is not valid JSON ({error})")
+            continue
+        diffs = list(differences(committed, json.loads((fresh_dir / name).read_text())))
+        if diffs:
+            more = f" (and {len(diffs) - shown} more)" if len(diffs) > shown else ""
+            problems.append(f"{name} drifted at {len(diffs)} place(s){more}:\n    " + "\n    ".join(diffs[:shown]))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="recompute and compare with the committed charts")
+    parser.add_argument("--out", default=str(CHARTS), help="charts directory (default: the repository's charts/)")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        if args.check:
+            with tempfile.TemporaryDirectory(prefix="charts-check-") as tmp:
+                write_files(Path(tmp), produce())
+                problems = check(Path(args.out), Path(tmp))
+            if problems:
+                print(
+                    "export_charts: the committed charts no longer match what the code produces:\n  "
+                    + "\n  ".join(problems)
+                    + "\nRegenerate them with `python scripts/export_charts.py` and commit charts/.",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"export_charts: every chart in {args.out} matches the code", file=sys.stderr)
+            return 0
+        out = prepare_out_dir(args.out)
+        for path in write_files(out, produce()):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+
+    return guarded(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""scripts/export_charts.py: its comparison tolerates float noise and catches drift;
+on SmolLM2 (slow) the committed charts/ match what the code produces now."""
+
+import json
+
+import pytest
+
+from tests.docs.helpers import CHARTS, load_export_charts
+
+export_charts = load_export_charts()
+
+
+def test_float_noise_passes_and_drift_is_named():
+    committed = {"data": [{"z": [[0.901798, 0.1]], "text": [["L0H0: 0.902", "L0H1: 0.100"]]}], "title": "scan"}
+    noisy = {"data": [{"z": [[0.901801, 0.1000004]], "text": [["L0H0: 0.901", "L0H1: 0.100"]]}], "title": "scan"}
+    assert list(export_charts.differences(committed, noisy)) == []
+    drifted = json.loads(json.dumps(committed))
+    drifted["data"][0]["z"][0][0] = 0.85
+    drifted["data"][0]["text"][0][1] = "L0H1: 0.200"
+    drifted["title"] = "scan 2"
+    found = list(export_charts.differences(committed, drifted))
+    assert any(line.startswith(".data[0].z[0][0]: 0.901798 vs now 0.85") for line in found)
+    assert any(".data[0].text[0][1]" in line for line in found)
+    assert any(".title" in line for line in found)
+    assert list(export_charts.differences([1, 2], [1, 2, 3])) == ["(root): 2 items vs now 3"]
+
+
+def test_check_names_missing_extra_and_drifted_files(tmp_path):
+    committed, fresh = tmp_path / "committed", tmp_path / "fresh"
+    committed.mkdir(), fresh.mkdir()
+    (committed / "a.json").write_text('{"y": [1.0, 2.0]}')
+    (fresh / "a.json").write_text('{"y": [1.0, 2.5]}')
+    (committed / "old.json").write_text("{}")
+    (fresh / "new.json").write_text("{}")
+    problems = "\n".join(export_charts.check(committed, fresh))
+    assert "a.json drifted at 1 place(s)" in problems and ".y[1]: 2.0 vs now 2.5" in problems
+    assert "new.json: produced by the code but not committed" in problems
+    assert "old.json: committed" in problems
+
+
+@pytest.mark.slow
+def test_committed_charts_match_the_code(smollm2, tmp_path):
+    from induction_nnsight.outputs import write_files
+
+    write_files(tmp_path, export_charts.produce(model=smollm2))
+    problems = export_charts.check(CHARTS, tmp_path)
+    assert not problems, (
+        "the committed charts no longer match the code; run `python scripts/export_charts.py` and commit charts/:\n"
+        + "\n".join(problems)
+    )
