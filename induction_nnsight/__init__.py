@@ -1,19 +1,41 @@
 """Find and explain induction heads in transformer language models with nnsight."""
 
+from .detect import HeadDetection, detect_heads
 from .errors import InductionError
+from .heads import HEAD_KINDS, HeadScores, head_scores
 from .models import DEFAULT_MODEL, load_model, model_facts
-from .scan import ScanResult, half_losses, induction_scores, loss_by_position, scan
-from .tokens import repeated_tokens
+from .scan import ScanResult, half_losses, head_attention, induction_scores, loss_by_position, scan
+from .tokens import (
+    PatternBatch,
+    abab_pattern,
+    repeated_pattern,
+    repeated_tokens,
+    separator_pattern,
+    small_vocab_pattern,
+    text_pattern,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
+    "HEAD_KINDS",
+    "HeadDetection",
+    "HeadScores",
     "InductionError",
+    "PatternBatch",
     "ScanResult",
+    "abab_pattern",
+    "detect_heads",
     "half_losses",
+    "head_attention",
+    "head_scores",
     "induction_scores",
     "load_model",
     "loss_by_position",
     "model_facts",
+    "repeated_pattern",
     "repeated_tokens",
     "scan",
+    "separator_pattern",
+    "small_vocab_pattern",
+    "text_pattern",
 ]

@@ -29,16 +29,29 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
 from induction_nnsight.cli import guarded  # noqa: E402
-from induction_nnsight.jobs import ScanConfig, run_scan  # noqa: E402
+from induction_nnsight.jobs import (  # noqa: E402
+    AttentionConfig,
+    HeadsConfig,
+    ScanConfig,
+    run_attention,
+    run_heads,
+    run_scan,
+)
 from induction_nnsight.outputs import prepare_out_dir, write_files  # noqa: E402
 
 CHARTS = ROOT / "charts"
 RTOL = 1e-3
 ATOL = 1e-3
 
+ATTENTION_PROMPT = "The quick brown fox jumps over the lazy dog."
+
 # name -> producer(model) -> {file name: JSON text}. One line per chart family.
 PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     "scan": lambda model: run_scan(ScanConfig(model=DEFAULT_MODEL), model)[1],
+    "heads": lambda model: run_heads(HeadsConfig(model=DEFAULT_MODEL), model)[1],
+    "attention": lambda model: run_attention(
+        AttentionConfig(model=DEFAULT_MODEL, layer=18, head=6, prompt=ATTENTION_PROMPT), model
+    )[1],
 }
 
 
