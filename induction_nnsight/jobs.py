@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from .charts import head_heatmap_figure, loss_by_position_figure
 from .errors import InductionError
 from .models import DEFAULT_MODEL, load_model, model_facts
+from .remote import DEFAULT_TIMEOUT, RemoteSettings, describe_transfers, resolve_host
 from .report import top_heads
 from .scan import half_losses, scan
 from .tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
@@ -26,9 +27,13 @@ class ScanConfig:
     top: int = 10
     attn_implementation: str | None = None
     remote: bool = False
+    ndif_host: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
+        if not self.timeout > 0:
+            raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if self.batch < 1:
             raise InductionError(f"--batch must be at least 1, got {self.batch}")
         if self.seq_len < 1:
@@ -65,6 +70,13 @@ def scan_tokens(model, config: ScanConfig):
     )
 
 
+def remote_settings(config) -> RemoteSettings | None:
+    """NDIF settings of a config with ``remote``, ``ndif_host`` and ``timeout`` fields (None: run locally)."""
+    if not config.remote:
+        return None
+    return RemoteSettings(host=config.ndif_host, timeout=config.timeout)
+
+
 def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     """Run a scan and build its result dict and chart JSON texts.
 
@@ -79,10 +91,11 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     from .outputs import to_json
 
     config.validate()
+    remote = remote_settings(config)
     if model is None:
         model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
     tokens = scan_tokens(model, config)
-    result = scan(model, tokens, config.seq_len, remote=config.remote)
+    result = scan(model, tokens, config.seq_len, remote=remote or False)
     first, repeated = half_losses(result.loss_by_position, config.seq_len, config.bos)
     facts = model_facts(model)
     results = {
@@ -96,6 +109,8 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         "induction_scores": [[round(float(v), 6) for v in row] for row in result.induction_scores],
         "top_heads": top_heads(result.induction_scores, config.top),
     }
+    if remote is not None:  # what crossed the network (never the API key)
+        results["ndif"] = {"host": resolve_host(remote.host), **describe_transfers(remote.transfers)}
     loss_fig = loss_by_position_figure(
         results["loss_by_position"], config.seq_len, config.bos,
         title=f"Loss by position, {config.batch} x repeated {config.seq_len} random tokens ({config.model})",
