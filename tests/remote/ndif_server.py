@@ -68,6 +68,7 @@ class NdifTestServer:
     host: str = ""
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ndif-test-")))
     procs: list[subprocess.Popen] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
 
     def log(self, name: str) -> str:
         path = self.work / f"{name}.log"
@@ -104,6 +105,7 @@ class NdifTestServer:
                if not k.startswith("NDIF_") and k not in ("PYTHONPATH", "NNSIGHT_CONFIG")}
         env.update(PYTHONPATH=site, NDIF_REDIS_URL=redis_url, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    NNSIGHT_CONFIG=str(self.work / "no-nnsight-config.yaml"))
+        self.env = env
         try:
             if shutil.which("redis-server") and not os.environ.get("NDIF_TEST_FAKEREDIS"):
                 command = ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
@@ -113,8 +115,7 @@ class NdifTestServer:
                            f"S(('127.0.0.1', {redis_port}), server_type='redis').serve_forever()"]
             self._spawn("redis", command, env)
             self._wait(lambda: _redis_ping(redis_port), "redis", 30)
-            self._spawn("api", [sys.executable, "-m", "uvicorn", "ndif.services.api.app:app", "--host", "127.0.0.1",
-                                "--port", str(api_port), "--ws", "websockets", "--log-level", "warning"], env)
+            self._spawn("api", self._api_command(api_port), env)
             ready = self.work / "worker.ready"
             keys = [arg for key in self.model_keys for arg in ("--model-key", key)]
             self._spawn("worker", [sys.executable, str(WORKER), "--redis-url", redis_url, *keys,
@@ -126,6 +127,19 @@ class NdifTestServer:
             self.stop()
             raise
         return self
+
+    @staticmethod
+    def _api_command(port: int) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "ndif.services.api.app:app", "--host", "127.0.0.1",
+                "--port", str(port), "--ws", "websockets", "--log-level", "warning"]
+
+    def second_api(self, **env: str) -> str:
+        """Another API process on the same queue, with extra ``NDIF_*`` settings; returns its URL."""
+        port = free_port()
+        self._spawn(f"api-{port}", self._api_command(port), {**self.env, **env})
+        host = f"http://127.0.0.1:{port}"
+        self._wait(lambda: _http_ok(f"{host}/ping"), "second NDIF API /ping")
+        return host
 
     def stop(self) -> None:
         """Worker, then API, then Redis: SIGTERM, a bounded wait, SIGKILL."""
