@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> None:
     config = scan_config(args)
     out = prepare_out_dir(args.out)
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
-    scores = induction_scores(model, scan_tokens(model, config), config.seq_len, remote=remote_settings(config) or False)
+    tokens = scan_tokens(model, config)
+    scores = induction_scores(model, tokens, config.seq_len, remote=remote_settings(config) or False)
     figure = head_heatmap_figure(scores.tolist(), title=f"Induction score per head ({config.model})")
     for path in write_files(out, {"induction_scores.json": figure.to_json()}):
         print(f"wrote {path}")

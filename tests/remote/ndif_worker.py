@@ -130,14 +130,15 @@ def main() -> None:
             else:
                 tb = clean_traceback(error.__traceback__)
                 message = "".join(traceback.format_exception(type(error), error, tb))
-            request.respond(Status.ERROR, message)
             print(f"[worker] {request.id} error: {message.strip().splitlines()[-1]}", flush=True)
+            request.respond(Status.ERROR, message)
             continue
         if len(blob) > RedisProvider.max_publish_bytes():
             request.respond(Status.ERROR, f"result of {len(blob)} bytes is too large for this test server")
             continue
-        request.respond(Status.COMPLETED, "Your job has been completed.", data=blob, pickled=True)
+        # Logged before responding, so a client that has its result can count it here.
         print(f"[worker] {request.id} completed, {len(request.payload)} bytes in, {len(blob)} bytes out", flush=True)
+        request.respond(Status.COMPLETED, "Your job has been completed.", data=blob, pickled=True)
 
     queue.delete("ray:connected")
     print("[worker] stopped", flush=True)
