@@ -50,7 +50,7 @@ def free_port() -> int:
 
 def _redis_ping(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")  # RESP, which fakeredis needs
         return sock.recv(16).startswith(b"+PONG")
 
 
