@@ -13,6 +13,7 @@ from .errors import InductionError
 from .heads import HEAD_KINDS
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
 from .models import DEFAULT_MODEL
+from .remote import DEFAULT_TIMEOUT
 from .outputs import prepare_out_dir, write_files
 from .report import heads_table
 
@@ -36,8 +37,31 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--attn-implementation", default=None, help="eager, sdpa, ... (the model's default when omitted)"
     )
-    parser.add_argument("--remote", action="store_true", help="run the traces on NDIF (NDIF_API_KEY, NDIF_HOST)")
+    add_remote_args(parser)
     parser.add_argument("--out", default="charts", help="directory for charts and results (default: charts)")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def add_remote_args(parser: argparse.ArgumentParser) -> None:
+    """``--remote``, ``--ndif-host URL`` and ``--timeout SECONDS`` (read them with :func:`remote_args`)."""
+    group = parser.add_argument_group("NDIF", "run the traces on NDIF; the API key comes from NDIF_API_KEY")
+    group.add_argument("--remote", action="store_true",
+                       help="run the traces on NDIF (host from NDIF_HOST or nnsight's config)")
+    group.add_argument("--ndif-host", metavar="URL", default=None,
+                       help="NDIF API URL, e.g. https://api.ndif.us (implies --remote)")
+    group.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                       help=f"give up on an NDIF request after this long (default {DEFAULT_TIMEOUT:g})")
+
+
+def remote_args(args: argparse.Namespace) -> dict:
+    """``{"remote", "ndif_host", "timeout"}`` from :func:`add_remote_args`' options, for a job config."""
+    return {"remote": bool(args.remote or args.ndif_host), "ndif_host": args.ndif_host, "timeout": args.timeout}
 
 
 def add_token_args(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +114,7 @@ def scan_config(args: argparse.Namespace) -> ScanConfig:
     config = ScanConfig(
         model=args.model, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low,
         high=args.high, bos=args.bos, top=getattr(args, "top", 10),
-        attn_implementation=args.attn_implementation, remote=args.remote,
+        attn_implementation=args.attn_implementation, **remote_args(args),
     )
     config.validate()
     return config
@@ -148,7 +172,7 @@ def _report_command(args: argparse.Namespace) -> int:
 def _attention_command(args: argparse.Namespace) -> int:
     config = AttentionConfig(model=args.model, layer=args.layer, head=args.head, prompt=args.prompt,
                              repeat=args.repeat, bos=args.bos, attn_implementation=args.attn_implementation,
-                             remote=args.remote)
+                             **remote_args(args))
     out = prepare_out_dir(args.out)
     _, files, ascii_view = run_attention(config)
     for path in write_files(out, files):

@@ -118,7 +118,7 @@ def detect_heads(
     probe: PatternBatch | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
-    remote: bool = False,
+    remote=False,
 ) -> HeadDetection:
     """Find the heads of one kind, like TransformerLens' ``detect_head`` but in one pass over a batch.
 

@@ -26,6 +26,7 @@ from .attention import (
     output_projection_paths,
 )
 from .models import model_facts
+from .remote import Remote, on_ndif, remote_backend
 from .scores import (
     diagonal_score_per_row,
     duplicate_token_mask,
@@ -252,7 +253,7 @@ def _value_heads(weight: torch.Tensor, kind: str, n_heads: int, n_kv: int, d_hea
 
 
 def head_scores(
-    model, batch: PatternBatch, *, kinds: tuple[str, ...] = HEAD_KINDS, remote: bool = False
+    model, batch: PatternBatch, *, kinds: tuple[str, ...] = HEAD_KINDS, remote: Remote = False
 ) -> HeadScores:
     """Score every head for every kind in ``kinds`` from one forward pass.
 
@@ -260,7 +261,7 @@ def head_scores(
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
         batch: The probe tokens and their ground truth (see ``induction_nnsight.tokens``).
         kinds: Subset of :data:`HEAD_KINDS`.
-        remote: Run the trace on NDIF.
+        remote: Run the trace on NDIF (``True``, a host URL or ``RemoteSettings``).
 
     Returns:
         :class:`HeadScores` with ``[batch, n_layers, n_heads]`` per activation kind,
@@ -274,7 +275,7 @@ def head_scores(
     facts = model_facts(model)
     attentions = attention_modules(model)
     calls = [attention_call_name(a) for a in attentions]
-    eager = facts.attn_implementation == "eager"
+    eager = facts.attn_implementation == "eager" and not on_ndif(remote)  # NDIF serves sdpa
     tokens = batch.tokens
     duplicate = duplicate_token_mask(tokens)
     induction = induction_token_mask(tokens)
@@ -285,7 +286,7 @@ def head_scores(
         wanted.append("copying")
 
     saved_ov = None  # only values saved inside the trace come back out of it
-    with torch.no_grad(), model.trace(tokens, remote=remote):
+    with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         rows = {kind: [] for kind in wanted}
         boosts = []  # per layer [batch, head, query]: small, unlike the patterns
         if layout is not None:

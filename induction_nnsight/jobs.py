@@ -9,6 +9,7 @@ from .detect import detections
 from .errors import InductionError
 from .heads import HEAD_KINDS, KIND_DESCRIPTIONS, head_scores
 from .models import DEFAULT_MODEL, load_model, model_facts
+from .remote import DEFAULT_TIMEOUT, RemoteSettings, describe_transfers, resolve_host
 from .report import ascii_attention, text_report, top_heads
 from .scan import half_losses, head_attention, scan
 from .scores import induction_token_mask
@@ -29,9 +30,13 @@ class ScanConfig:
     top: int = 10
     attn_implementation: str | None = None
     remote: bool = False
+    ndif_host: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
+        if not self.timeout > 0:
+            raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if self.batch < 1:
             raise InductionError(f"--batch must be at least 1, got {self.batch}")
         if self.seq_len < 1:
@@ -69,6 +74,13 @@ def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
     )
 
 
+def remote_settings(config) -> RemoteSettings | None:
+    """NDIF settings of a config with ``remote``, ``ndif_host`` and ``timeout`` fields (None: run locally)."""
+    if not config.remote:
+        return None
+    return RemoteSettings(host=config.ndif_host, timeout=config.timeout)
+
+
 def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     """Run a scan and build its result dict and chart JSON texts.
 
@@ -83,10 +95,11 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     from .outputs import to_json
 
     config.validate()
+    remote = remote_settings(config)
     if model is None:
         model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
     tokens = scan_tokens(model, config)
-    result = scan(model, tokens, config.seq_len, remote=config.remote)
+    result = scan(model, tokens, config.seq_len, remote=remote or False)
     first, repeated = half_losses(result.loss_by_position, config.seq_len, config.bos)
     facts = model_facts(model)
     results = {
@@ -100,6 +113,8 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         "induction_scores": [[round(float(v), 6) for v in row] for row in result.induction_scores],
         "top_heads": top_heads(result.induction_scores, config.top),
     }
+    if remote is not None:  # what crossed the network (never the API key)
+        results["ndif"] = {"host": resolve_host(remote.host), **describe_transfers(remote.transfers)}
     loss_fig = loss_by_position_figure(
         results["loss_by_position"], config.seq_len, config.bos,
         title=f"Loss by position, {config.batch} x repeated {config.seq_len} random tokens ({config.model})",
@@ -151,7 +166,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     facts = model_facts(model)
     start = int(config.bos)
     probe = PatternBatch("repeated", tokens, config.seq_len, start, start + config.seq_len)
-    scores = head_scores(model, probe, kinds=config.kinds, remote=config.remote)
+    scores = head_scores(model, probe, kinds=config.kinds, remote=remote_settings(config) or False)
     settings = {**asdict(config), "kinds": list(config.kinds)}
     found = detections(scores, config.threshold, settings, n_boot=config.n_boot)
     first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)
@@ -190,6 +205,8 @@ class AttentionConfig:
     bos: bool = True
     attn_implementation: str | None = None
     remote: bool = False
+    ndif_host: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
 
 
 def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
@@ -212,7 +229,7 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
     if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:
         raise InductionError(f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
                              f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat")
-    pattern = head_attention(model, probe.tokens, config.layer, config.head, remote=config.remote)
+    pattern = head_attention(model, probe.tokens, config.layer, config.head, remote=remote_settings(config) or False)
     stripe = induction_token_mask(probe.tokens)[0]
     labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
     name = f"L{config.layer}H{config.head}"

@@ -229,8 +229,10 @@ def load_model(
         dtype: Weights' dtype.
         device: Where to put the model (``"cpu"``, ``"cuda"``); None keeps transformers' default.
         progress: Show fetch and conversion progress on stderr.
-        remote: Build only the model's structure (meta weights) for traces run
-            on NDIF; ``name`` must then be a Hub id that NDIF hosts.
+        remote: Build only the model's structure (meta weights, sdpa attention
+            unless told otherwise) for traces run on NDIF; ``name`` should
+            then be a Hub id that NDIF hosts (a self-hosted NDIF may serve a
+            local directory, keyed by its path).
         **kwargs: Passed on to ``TransformersModel``.
 
     Returns:
@@ -242,16 +244,22 @@ def load_model(
     """
     from nnsight import TransformersModel
 
-    if remote and (name == SMOLLM2 or Path(name).expanduser().exists()):
-        raise InductionError(f"--remote needs a Hub id that NDIF hosts, not {name!r}")
-    path = name if remote else resolve_model_path(name, progress)
+    path = resolve_model_path(name, progress)
     if path == name and not Path(name).expanduser().exists() and not _cached_on_hub(name) and not _hub_reachable():
         raise _offline_error(name)  # in a second, not after the Hub client's retries
+    if remote:  # NDIF serves its models under sdpa
+        attn_implementation = attn_implementation or "sdpa"
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if device is not None:
         kwargs["device_map"] = device
     try:
+        if remote and "tokenizer" not in kwargs:
+            # nnsight 0.8.1 cannot pick the tokenizer of an undispatched
+            # (meta) text-generation model under transformers 5: name it.
+            from transformers import AutoTokenizer
+
+            kwargs["tokenizer"] = AutoTokenizer.from_pretrained(path)
         return TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, HTTP errors ...
         if _unreachable(error):

@@ -14,6 +14,7 @@ import torch
 
 from .attention import attention_call_name, attention_modules, attention_pattern
 from .models import model_facts
+from .remote import Remote, on_ndif, remote_backend
 from .scores import induction_stripe_score, per_position_loss
 
 
@@ -30,13 +31,14 @@ class ScanResult:
     induction_scores: torch.Tensor
 
 
-def _scan(model, tokens: torch.Tensor, seq_len: int | None, *, loss: bool, scores: bool, remote: bool):
+def _scan(model, tokens: torch.Tensor, seq_len: int | None, *, loss: bool, scores: bool, remote: Remote):
     attentions = attention_modules(model) if scores else []
-    eager = model_facts(model).attn_implementation == "eager"
+    # NDIF serves models under sdpa (no attention weights): recompute there.
+    eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
     calls = [attention_call_name(a) for a in attentions]
     saved_loss = saved_scores = None
     # No autograd graph: it would keep every layer's activations alive until the end.
-    with torch.no_grad(), model.trace(tokens, remote=remote):
+    with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         if scores:
             per_layer = [
                 induction_stripe_score(attention_pattern(a, eager, call), seq_len)
@@ -48,13 +50,14 @@ def _scan(model, tokens: torch.Tensor, seq_len: int | None, *, loss: bool, score
     return saved_loss, saved_scores
 
 
-def loss_by_position(model, tokens: torch.Tensor, *, remote: bool = False) -> torch.Tensor:
+def loss_by_position(model, tokens: torch.Tensor, *, remote: Remote = False) -> torch.Tensor:
     """Mean next-token loss at each position, computed inside the trace.
 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
         tokens: ``[batch, pos]`` token ids.
-        remote: Run the trace on NDIF.
+        remote: ``True``, a host URL or :class:`~induction_nnsight.remote.RemoteSettings`
+            to run the trace on NDIF; ``"local"`` for a dry run of the remote path.
 
     Returns:
         ``[pos - 1]``: entry ``i`` is the loss of predicting token ``i + 1``.
@@ -62,7 +65,7 @@ def loss_by_position(model, tokens: torch.Tensor, *, remote: bool = False) -> to
     return _scan(model, tokens, None, loss=True, scores=False, remote=remote)[0].detach().cpu()
 
 
-def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: bool = False) -> torch.Tensor:
+def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -> torch.Tensor:
     """Every head's diagonal-offset induction score, reduced inside the trace.
 
     Args:
@@ -70,7 +73,8 @@ def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: bool 
         tokens: ``[batch, bos + 2 * seq_len]`` repeated tokens (see
             :func:`~induction_nnsight.tokens.repeated_tokens`).
         seq_len: Length of the repeated block.
-        remote: Run the trace on NDIF.
+        remote: ``True``, a host URL or :class:`~induction_nnsight.remote.RemoteSettings`
+            to run the trace on NDIF; ``"local"`` for a dry run of the remote path.
 
     Returns:
         ``[n_layers, n_heads]`` scores in ``[0, 1]``.
@@ -78,7 +82,7 @@ def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: bool 
     return _scan(model, tokens, seq_len, loss=False, scores=True, remote=remote)[1].detach().cpu()
 
 
-def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: bool = False) -> ScanResult:
+def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -> ScanResult:
     """Loss by position and induction scores from one forward pass.
 
     Returns:
@@ -111,7 +115,7 @@ def half_losses(loss: torch.Tensor, seq_len: int, bos: bool) -> tuple[float, flo
     return float(first.mean()), float(repeated.mean())
 
 
-def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote: bool = False) -> torch.Tensor:
+def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote: Remote = False) -> torch.Tensor:
     """One head's attention pattern on one row of tokens.
 
     Args:
@@ -126,7 +130,7 @@ def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote
     """
     attention = attention_modules(model)[layer]
     call = attention_call_name(attention)
-    eager = model_facts(model).attn_implementation == "eager"
-    with torch.no_grad(), model.trace(tokens, remote=remote):
+    eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
+    with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         pattern = nnsight.save(attention_pattern(attention, eager, call)[0, head])
     return pattern.detach().cpu()

@@ -9,7 +9,7 @@ import sys
 from induction_nnsight import induction_scores, load_model
 from induction_nnsight.charts import head_heatmap_figure
 from induction_nnsight.cli import add_model_args, add_token_args, guarded, scan_config
-from induction_nnsight.jobs import scan_tokens
+from induction_nnsight.jobs import remote_settings, scan_tokens
 from induction_nnsight.outputs import prepare_out_dir, write_files
 from induction_nnsight.report import heads_table, top_heads
 
@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> None:
     config = scan_config(args)
     out = prepare_out_dir(args.out)
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
-    scores = induction_scores(model, scan_tokens(model, config), config.seq_len, remote=config.remote)
+    tokens = scan_tokens(model, config)
+    scores = induction_scores(model, tokens, config.seq_len, remote=remote_settings(config) or False)
     figure = head_heatmap_figure(scores.tolist(), title=f"Induction score per head ({config.model})")
     for path in write_files(out, {"induction_scores.json": figure.to_json()}):
         print(f"wrote {path}")

@@ -9,7 +9,7 @@ import sys
 from induction_nnsight import load_model, loss_by_position
 from induction_nnsight.charts import loss_by_position_figure
 from induction_nnsight.cli import add_model_args, add_token_args, guarded, scan_config
-from induction_nnsight.jobs import scan_tokens
+from induction_nnsight.jobs import remote_settings, scan_tokens
 from induction_nnsight.outputs import prepare_out_dir, write_files
 
 
@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> None:
     config = scan_config(args)
     out = prepare_out_dir(args.out)
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
-    loss = loss_by_position(model, scan_tokens(model, config), remote=config.remote)  # [pos - 1]
+    loss = loss_by_position(model, scan_tokens(model, config), remote=remote_settings(config) or False)  # [pos - 1]
     figure = loss_by_position_figure(loss.tolist(), config.seq_len, config.bos)
     for path in write_files(out, {"loss_by_position.json": figure.to_json()}):
         print(f"wrote {path}")

@@ -1,0 +1,102 @@
+"""Every trace function through nnsight's serialization round trip (no server).
+
+``remote="local"`` serializes the trace as for NDIF, rebuilds it with
+``induction_nnsight`` unimportable, runs it and sends the saved values through
+the result's wire format: the numbers must equal a plain local run, and what
+would break on NDIF must break here.
+"""
+
+import threading
+
+import nnsight
+import pytest
+import torch
+
+from induction_nnsight import (
+    head_attention,
+    head_scores,
+    induction_scores,
+    loss_by_position,
+    repeated_pattern,
+    repeated_tokens,
+    scan,
+)
+from induction_nnsight.remote import DryRunBackend, remote_backend
+from induction_nnsight.scores import per_position_loss
+from tests.conftest import TINY_ARCHS, TINY_BOS
+
+SEQ_LEN = 8
+
+
+def tokens_for(batch=3, seq_len=SEQ_LEN):
+    return repeated_tokens(batch, seq_len, seed=0, low=1, high=128, bos_token_id=TINY_BOS)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_every_trace_function_survives_the_round_trip(tiny_model, arch, attn):
+    model, tokens = tiny_model(arch, attn), tokens_for()
+    local = scan(model, tokens, SEQ_LEN)
+    dry = scan(model, tokens, SEQ_LEN, remote="local")
+    assert torch.equal(dry.loss_by_position, local.loss_by_position)
+    assert torch.equal(dry.induction_scores, local.induction_scores)
+    assert torch.equal(loss_by_position(model, tokens, remote="local"), local.loss_by_position)
+    assert torch.equal(induction_scores(model, tokens, SEQ_LEN, remote="local"), local.induction_scores)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_the_head_taxonomy_survives_the_round_trip(tiny_model, arch, attn):
+    """Every kind, the weight-only OV score included, and the one-head attention view."""
+    model = tiny_model(arch, attn)
+    probe = repeated_pattern(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
+    local = head_scores(model, probe)
+    dry = head_scores(model, probe, remote="local")
+    for kind in local.kinds:
+        assert torch.allclose(dry.mean(kind), local.mean(kind), atol=1e-6, equal_nan=True), kind
+    pattern = head_attention(model, probe.tokens[:1], 1, 2)
+    assert torch.allclose(head_attention(model, probe.tokens[:1], 1, 2, remote="local"), pattern, atol=1e-6)
+
+
+def test_without_shipping_by_value_the_round_trip_fails(tiny_model, monkeypatch):
+    """The dry run is strict: unregistered, our functions would be looked up by name on NDIF."""
+    from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
+
+    import induction_nnsight.remote as remote
+
+    monkeypatch.setattr(remote, "ship_by_value", lambda: None)
+    registered = "induction_nnsight" in _PICKLE_BY_VALUE_MODULES
+    _PICKLE_BY_VALUE_MODULES.discard("induction_nnsight")
+    try:
+        with pytest.raises(ModuleNotFoundError, match="induction_nnsight"):
+            scan(tiny_model("gpt2", "sdpa"), tokens_for(), SEQ_LEN, remote="local")
+    finally:
+        if registered:
+            _PICKLE_BY_VALUE_MODULES.add("induction_nnsight")
+
+
+def test_unsaved_values_do_not_come_back(tiny_model):
+    model, tokens = tiny_model("gpt2", "sdpa"), tokens_for()
+    with model.trace(tokens, backend=remote_backend(model, "local")):
+        kept = nnsight.save(per_position_loss(model.output.logits, tokens))
+        dropped = per_position_loss(model.output.logits, tokens)  # noqa: F841 - not saved
+    assert kept.shape == (tokens.shape[1] - 1,)
+    with pytest.raises(NameError):
+        dropped  # noqa: B018
+
+
+def test_an_unpicklable_value_in_the_trace_fails(tiny_model):
+    model, lock = tiny_model("gpt2", "sdpa"), threading.Lock()
+    with pytest.raises(TypeError, match="lock"):
+        with model.trace(tokens_for(), backend=remote_backend(model, "local")):
+            with lock:
+                out = nnsight.save(model.output.logits.sum())  # noqa: F841
+
+
+def test_the_dry_run_measures_the_bytes_each_way(tiny_model):
+    model = tiny_model("llama", "sdpa")
+    backend = remote_backend(model, "local")
+    assert isinstance(backend, DryRunBackend)
+    with model.trace(tokens_for(), backend=backend):
+        scores = nnsight.save(model.output.logits.mean())  # noqa: F841
+    assert 0 < backend.transfer.received_bytes < 4096 and backend.transfer.sent_bytes > 0
