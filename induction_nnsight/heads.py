@@ -282,12 +282,12 @@ def head_scores(
     repeats = batch.repeat_queries
     layout = _layout(model) if {"copying", "copying_ov"} & set(kinds) else None
     wanted = [k for k in PATTERN_KINDS if k in kinds and (k != "induction" or batch.period)]
-    if "copying" in kinds:
-        wanted.append("copying")
+    copying = "copying" in kinds
+    copying_ov = "copying_ov" in kinds and layout.v_kind is not None
 
-    saved_ov = None  # only values saved inside the trace come back out of it
+    saved_copying = saved_ov = None  # only values saved inside the trace come back out of it
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
-        rows = {kind: [] for kind in wanted}
+        rows = {kind: [] for kind in wanted}  # kind -> per layer [batch, head]
         boosts = []  # per layer [batch, head, query]: small, unlike the patterns
         if layout is not None:
             # [vocab, d_model], scaled by the final norm
@@ -296,22 +296,21 @@ def head_scores(
         for layer, (attention, call) in enumerate(zip(attentions, calls)):
             pattern = attention_pattern(attention, eager, call)  # [batch, head, query, key]
             for kind in wanted:
-                if kind != "copying":
-                    rows[kind].append(pattern_score(kind, pattern, batch, duplicate, induction))
-            if "copying" in kinds:
+                rows[kind].append(pattern_score(kind, pattern, batch, duplicate, induction))
+            if copying:
                 head_input = model.get(layout.o_paths[layer]).input  # [batch, query, head * d_head]
                 w_out = _weight(model, layout.o_paths[layer], transpose=layout.o_conv)
                 boosts.append(copying_logit_boost(
                     pattern, head_input, w_out, unembed, unembed_mean, tokens, layout.final_is_layernorm
-                ))  # [batch, head, query]
-        if "copying" in kinds:
-            residual = model.get(layout.final_norm).input if layout.final_norm else model.get(layout.unembed).input
-            rows["copying"] = copying_score(torch.stack(boosts, 1), residual, repeats, layout.final_is_layernorm)
-        saved_rows = nnsight.save(
-            {k: v if torch.is_tensor(v) else torch.stack(v, dim=1) for k, v in rows.items()}
-        )  # kind -> [batch, layer, head]
+                ))
+        saved_rows = nnsight.save({k: torch.stack(v, dim=1) for k, v in rows.items()})  # kind -> [batch, layer, head]
+        if copying:
+            residual = model.get(layout.final_norm or layout.unembed).input  # [batch, pos, d_model]
+            saved_copying = nnsight.save(
+                copying_score(torch.stack(boosts, 1), residual, repeats, layout.final_is_layernorm)
+            )
         saved_loss = nnsight.save(per_position_loss(model.output.logits, tokens))
-        if "copying_ov" in kinds and layout.v_kind is not None:
+        if copying_ov:
             bridge = _weight(model, layout.embed).T @ unembed  # [d_model, d_model], once for all layers
             ov = []
             for layer in range(facts.n_layers):
@@ -322,10 +321,13 @@ def head_scores(
                 w_out = _weight(model, layout.o_paths[layer], transpose=layout.o_conv)
                 ov.append(ov_copying_score(w_v, w_out, bridge, facts.n_heads))
             saved_ov = nnsight.save(torch.stack(ov))
-    weights = {"copying_ov": saved_ov.detach().cpu()} if saved_ov is not None else {}
-    return HeadScores(
-        per_row={k: v.detach().cpu() for k, v in saved_rows.items()},
-        weights=weights,
-        loss_by_position=saved_loss.detach().cpu(),
-    )
+    per_row = {k: v.detach().cpu() for k, v in saved_rows.items()}
+    if saved_copying is not None:
+        per_row["copying"] = saved_copying.detach().cpu()
+    weights = {}
+    if "copying_ov" in kinds:  # NaN where the value projection's layout is unknown
+        weights["copying_ov"] = (
+            saved_ov.detach().cpu() if saved_ov is not None else torch.full((facts.n_layers, facts.n_heads), float("nan"))
+        )
+    return HeadScores(per_row=per_row, weights=weights, loss_by_position=saved_loss.detach().cpu())
 
