@@ -20,6 +20,7 @@ Adding a contender (for example the all-head-kinds scan) is one function::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,13 +148,14 @@ def _forward_sdpa(ctx):
 # ---------------------------------------------------------------- ours
 
 
-def _scan(ctx: Context, attn: str):
+def _scan(ctx: Context, attn: str, no_grad: bool = False):
     from induction_nnsight.scan import scan
 
     model = ctx.model(f"nnsight-{attn}")
 
     def run() -> Outcome:
-        result = scan(model, ctx.tokens, ctx.seq_len)
+        with torch.no_grad() if no_grad else contextlib.nullcontext():
+            result = scan(model, ctx.tokens, ctx.seq_len)
         return Outcome(
             saved={"loss_by_position": result.loss_by_position, "induction_scores": result.induction_scores},
             scores=result.induction_scores,
@@ -173,6 +175,18 @@ def _scan_eager(ctx):
            description="induction_nnsight.scan under sdpa (patterns recomputed from q, k inside the trace)")
 def _scan_sdpa(ctx):
     return _scan(ctx, "sdpa")
+
+
+@contender("scan-eager-nograd", needs="nnsight-eager", group="prototype",
+           description="prototype: the same scan called under torch.no_grad (nnsight traces record autograd by default)")
+def _scan_eager_nograd(ctx):
+    return _scan(ctx, "eager", no_grad=True)
+
+
+@contender("scan-sdpa-nograd", needs="nnsight-sdpa", group="prototype",
+           description="prototype: the sdpa scan called under torch.no_grad")
+def _scan_sdpa_nograd(ctx):
+    return _scan(ctx, "sdpa", no_grad=True)
 
 
 # ---------------------------------------------------------------- the tutorial approach

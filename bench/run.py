@@ -92,14 +92,16 @@ def _run_worker(python: str, spec: dict) -> dict:
         spec_path.write_text(json.dumps(spec))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                    TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(spec["threads"]))
-        done = subprocess.run([python, "-m", "bench.worker", str(spec_path), str(out_path)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for line in done.stderr.splitlines():
+        process = subprocess.Popen([python, "-m", "bench.worker", str(spec_path), str(out_path)], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tail: list[str] = []
+        for line in process.stderr:  # progress lines as they come, the rest kept for an error message
             if line.startswith("[bench]"):
-                print(line, file=sys.stderr, flush=True)
-        if done.returncode != 0 or not out_path.exists():
-            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-            raise RuntimeError(f"worker failed ({spec['mode']} {spec['model']} {spec['contenders']}):\n{tail}")
+                print(line.rstrip(), file=sys.stderr, flush=True)
+            tail = (tail + [line.rstrip()])[-15:]
+        if process.wait() != 0 or not out_path.exists():
+            text = "\n".join(tail)
+            raise RuntimeError(f"worker failed ({spec['mode']} {spec['model']} {spec['contenders']}):\n{text}")
         return json.loads(out_path.read_text())
 
 
