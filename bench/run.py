@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all CPUs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory processes")
+    parser.add_argument("--memory-contenders", help="measure memory for these only (default: every contender)")
     parser.add_argument("--python", help="interpreter for the workers (default .venv-tl/bin/python if present)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where results.json and results.md go")
     parser.add_argument("--charts", type=Path, default=ROOT / "charts", help="where bench_*.json charts go")
@@ -95,10 +96,14 @@ def _run_worker(python: str, spec: dict) -> dict:
         process = subprocess.Popen([python, "-m", "bench.worker", str(spec_path), str(out_path)], cwd=ROOT, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         tail: list[str] = []
-        for line in process.stderr:  # progress lines as they come, the rest kept for an error message
-            if line.startswith("[bench]"):
-                print(line.rstrip(), file=sys.stderr, flush=True)
-            tail = (tail + [line.rstrip()])[-15:]
+        try:
+            for line in process.stderr:  # progress lines as they come, the rest kept for an error message
+                if line.startswith("[bench]"):
+                    print(line.rstrip(), file=sys.stderr, flush=True)
+                tail = (tail + [line.rstrip()])[-15:]
+        finally:
+            if process.poll() is None and sys.exc_info()[0] is not None:
+                process.kill()  # interrupted: never leave a worker behind
         if process.wait() != 0 or not out_path.exists():
             text = "\n".join(tail)
             raise RuntimeError(f"worker failed ({spec['mode']} {spec['model']} {spec['contenders']}):\n{text}")
@@ -161,8 +166,8 @@ def run(args) -> dict:
         timed = _run_worker(python, dict(base, mode="time", model=model, contenders=contenders))
         per_model = {"time": timed, "memory": {}}
         if not args.no_memory:
-            for name in contenders:
-                if name in timed["skipped"]:
+            for name in (args.memory_contenders or args.contenders).split(","):
+                if name in timed["skipped"] or name not in contenders:
                     continue
                 per_model["memory"][name] = _run_worker(python, dict(base, mode="memory", model=model,
                                                                      contenders=[name]))
