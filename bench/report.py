@@ -1,0 +1,210 @@
+"""Turn the workers' raw results into tables (markdown) and chart data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BASELINE = "forward-eager"
+
+
+def _mib(n: float | None) -> str:
+    return "—" if n is None else f"{n / 2**20:,.0f}"
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n} B"
+
+
+def index(results: dict) -> dict[str, dict[tuple[int, int], dict[str, dict]]]:
+    """``{model: {(batch, seq_len): {contender: merged time + memory entry}}}``."""
+    table: dict[str, dict[tuple[int, int], dict[str, dict]]] = {}
+    for model, per_model in results["models"].items():
+        shapes: dict[tuple[int, int], dict[str, dict]] = {}
+        for row in per_model.get("time", {}).get("rows", []):
+            shape = (row["batch"], row["seq_len"])
+            for name, entry in row["contenders"].items():
+                shapes.setdefault(shape, {})[name] = dict(entry, n_tokens=row["n_tokens"])
+        for name, mem in per_model.get("memory", {}).items():
+            for row in mem.get("rows", []):
+                shape = (row["batch"], row["seq_len"])
+                entry = shapes.setdefault(shape, {}).setdefault(name, {})
+                entry["peak_delta_bytes"] = row["peak_delta_bytes"]
+                entry.setdefault("saved_bytes", row["saved_bytes"])
+        table[model] = shapes
+    return table
+
+
+def ratio(entries: dict[str, dict], name: str) -> float | None:
+    base = entries.get(BASELINE, {}).get("median_s")
+    own = entries.get(name, {}).get("median_s")
+    return None if not base or own is None else own / base
+
+
+def _check_text(checks: dict[str, Any]) -> str:
+    parts = []
+    if "scores_max_abs_diff_vs_scan" in checks:
+        parts.append(f"scores Δ {checks['scores_max_abs_diff_vs_scan']:.1e}")
+    if "loss_max_abs_diff_vs_scan" in checks:
+        parts.append(f"loss Δ {checks['loss_max_abs_diff_vs_scan']:.1e}")
+    if "loss_max_abs_diff_vs_forward" in checks:
+        parts.append(f"loss Δ vs forward {checks['loss_max_abs_diff_vs_forward']:.1e}")
+    if "pearson_vs_scan" in checks:
+        parts.append(f"r = {checks['pearson_vs_scan']:.3f}, top-5 shared {checks['top5_overlap_vs_scan']}/5")
+    return "; ".join(parts) or "—"
+
+
+def headline_table(results: dict) -> str:
+    """Markdown: every model at the headline shape, one row per contender."""
+    batch, seq_len = results["settings"]["headline"]
+    lines = []
+    for model, shapes in index(results).items():
+        entries = shapes.get((batch, seq_len), {})
+        if not entries:
+            continue
+        n_tokens = next((e.get("n_tokens") for e in entries.values() if e.get("n_tokens")), None)
+        lines += [
+            f"**{model}**, batch {batch}, {n_tokens} tokens per row (seq_len {seq_len}, repeated, after BOS):",
+            "",
+            "| contender | median time (s) | / forward-eager | peak memory (MiB above the loaded model) "
+            "| saved bytes | cross-check against scan-eager |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for name, e in entries.items():
+            r = ratio(entries, name)
+            lines.append(
+                f"| {name} | {e['median_s']:.3f} | {r:.2f}x | {_mib(e.get('peak_delta_bytes'))} "
+                f"| {human_bytes(e.get('saved_bytes'))} | {_check_text(e.get('checks', {}))} |"
+                if "median_s" in e else
+                f"| {name} | — | — | {_mib(e.get('peak_delta_bytes'))} | {human_bytes(e.get('saved_bytes'))} | — |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def sweep_shapes(results: dict) -> dict[str, list[tuple[int, int]]]:
+    """The length sweep (fixed batch) and the batch sweep (fixed seq_len)."""
+    s = results["settings"]
+    return {
+        "length": [(s["length_batch"], t) for t in s["lengths"]],
+        "batch": [(b, s["batch_seq_len"]) for b in s["batches"]],
+    }
+
+
+def sweep_table(results: dict, model: str, sweep: str, metric: str) -> str:
+    """Markdown: contenders x shapes of one sweep, one metric (``ratio``, ``memory`` or ``bytes``)."""
+    shapes = index(results)[model]
+    wanted = [shape for shape in sweep_shapes(results)[sweep] if shape in shapes]
+    if not wanted:
+        return ""
+    names: list[str] = []
+    for shape in wanted:
+        names += [n for n in shapes[shape] if n not in names]
+
+    def header(shape):
+        entries = shapes[shape]
+        n = next((e.get("n_tokens") for e in entries.values() if e.get("n_tokens")), 2 * shape[1] + 1)
+        return f"B={shape[0]}, {n} tok"
+
+    def cell(shape, name):
+        e = shapes[shape].get(name, {})
+        if metric == "ratio":
+            r = ratio(shapes[shape], name)
+            return "—" if r is None else f"{r:.2f}x"
+        if metric == "memory":
+            return _mib(e.get("peak_delta_bytes"))
+        return human_bytes(e.get("saved_bytes"))
+
+    lines = ["| contender | " + " | ".join(header(s) for s in wanted) + " |",
+             "| --- |" + " ---: |" * len(wanted)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(cell(s, name) for s in wanted) + " |")
+    return "\n".join(lines)
+
+
+def chart_panels(results: dict, metric: str) -> tuple[dict, dict]:
+    """Data for :func:`bench.charts.sweep_figure`: ``(panels, x_titles)``."""
+    panels, x_titles = {}, {}
+    table = index(results)
+    for model, shapes in table.items():
+        for sweep, wanted in sweep_shapes(results).items():
+            present = [s for s in wanted if s in shapes]
+            if len(present) < 2:
+                continue
+            title = f"{model}: " + ("sequence length, batch " + str(present[0][0]) if sweep == "length"
+                                    else f"batch, {present[0][1]} repeated tokens")
+            x_titles[title] = "tokens per row" if sweep == "length" else "batch"
+            series = {}
+            names: list[str] = []
+            for shape in present:
+                names += [n for n in shapes[shape] if n not in names]
+            for name in names:
+                xs, ys = [], []
+                for shape in present:
+                    e = shapes[shape].get(name, {})
+                    xs.append(e.get("n_tokens", 2 * shape[1] + 1) if sweep == "length" else shape[0])
+                    if metric == "seconds":
+                        ys.append(e.get("median_s"))
+                    elif metric == "ratio":
+                        ys.append(ratio(shapes[shape], name))
+                    elif metric == "memory":
+                        v = e.get("peak_delta_bytes")
+                        ys.append(None if v is None else v / 2**20)
+                    else:
+                        ys.append(e.get("saved_bytes"))
+                series[name] = (xs, ys)
+            panels[title] = series
+    return panels, x_titles
+
+
+def headline_ratios(results: dict) -> dict[str, dict[str, float]]:
+    batch, seq_len = results["settings"]["headline"]
+    out = {}
+    for model, shapes in index(results).items():
+        entries = shapes.get((batch, seq_len), {})
+        ratios = {name: ratio(entries, name) for name in entries}
+        out[model] = {k: v for k, v in ratios.items() if v is not None}
+    return out
+
+
+def markdown(results: dict) -> str:
+    """The whole ``results.md``: settings, headline table, sweep tables, skipped contenders."""
+    s = results["settings"]
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `python bench/run.py {' '.join(s['argv'])}`".rstrip() + f" on {m['started']}.",
+        "",
+        f"- Machine: {m['cpu_count']} CPUs ({m['cpu_model']}), {m['mem_total_gib']:.0f} GiB RAM; "
+        f"torch threads {m['torch_threads']} (interop {m['torch_interop_threads']}); load average "
+        f"{m['load_before']} before, {m['load_after']} after.",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+        f"- Timing: {s['warmup']} warm-up round(s), then the median of {s['repeats']} rounds; every round calls "
+        "every contender once, in an order rotated each round. Memory: a fresh process per contender, "
+        "peak RSS during one call minus RSS just before it (after a warm-up call). Saved bytes: the tensors "
+        "the call keeps out of the forward pass (what a remote run downloads).",
+        "",
+        "## At the headline shape",
+        "",
+        headline_table(results),
+    ]
+    for model in index(results):
+        for sweep, label in (("length", "sequence length"), ("batch", "batch")):
+            parts = []
+            for metric, what in (("ratio", "wall time / forward-eager"), ("memory", "peak memory, MiB"),
+                                 ("bytes", "saved bytes")):
+                t = sweep_table(results, model, sweep, metric)
+                if t:
+                    parts += [f"{what}:", "", t, ""]
+            if parts:
+                lines += [f"## {model}: scaling with {label}", ""] + parts
+    skipped = {(model, name): why for model, per in results["models"].items()
+               for name, why in per.get("time", {}).get("skipped", {}).items()}
+    if skipped:
+        lines += ["## Skipped", ""] + [f"- {model} {name}: {why}" for (model, name), why in skipped.items()] + [""]
+    return "\n".join(lines).rstrip() + "\n"
