@@ -1,0 +1,123 @@
+"""Head outputs: where they are, and editing chosen heads of batched variants.
+
+A head's output is its slice of the input of the attention output projection
+(``o_proj`` on Llama, Qwen and Gemma, ``c_proj`` on GPT-2, ``dense`` on GPT-NeoX):
+``[batch, pos, n_heads * d_head]`` viewed as ``[batch, pos, head, d_head]``,
+the per-head mix of values before the heads are summed into the residual stream.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .attention import attention_paths
+from .errors import InductionError
+from .models import model_facts
+from .variants import Edit, Rows
+
+_PROJECTION_NAMES = ("o_proj", "c_proj", "dense", "out_proj")
+HEAD_SOURCES = ("zero", "mean", "source")
+
+
+def _in_features(module: torch.nn.Module) -> int | None:
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features
+    weight = getattr(module, "weight", None)
+    if type(module).__name__ == "Conv1D" and weight is not None:  # GPT-2: weight [in, out]
+        return weight.shape[0]
+    return None
+
+
+def output_projection_paths(model) -> list[str]:
+    """Dotted paths of every layer's attention output projection, in layer order.
+
+    Example:
+        ``["model.layers.0.self_attn.o_proj", ...]`` for Llama,
+        ``["transformer.h.0.attn.c_proj", ...]`` for GPT-2.
+
+    Raises:
+        InductionError: When no child of the attention module takes
+            ``n_heads * d_head`` features.
+    """
+    facts = model_facts(model)
+    width = facts.n_heads * facts.d_head
+    paths = []
+    for path in attention_paths(model):
+        attention = model._module.get_submodule(path)
+        children = dict(attention.named_children())
+        named = [n for n in _PROJECTION_NAMES if n in children and _in_features(children[n]) == width]
+        others = [n for n, c in children.items() if _in_features(c) == width and n not in named]
+        if not named and not others:
+            raise InductionError(
+                f"{type(attention).__name__}: no output projection taking {width} features "
+                f"(tried {', '.join(_PROJECTION_NAMES)}); this architecture is not supported"
+            )
+        paths.append(f"{path}.{(named or others)[-1]}")
+    return paths
+
+
+def block_paths(model) -> list[str]:
+    """Dotted paths of the transformer blocks (whose outputs are the residual stream)."""
+    return [path.rsplit(".", 1)[0] for path in attention_paths(model)]
+
+
+def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
+    """``[n_layers, n_heads]`` bool mask of a set of ``(layer, head)`` pairs.
+
+    Raises:
+        InductionError: On a head outside the model.
+    """
+    mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+    for layer, head in heads:
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise InductionError(
+                f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads"
+            )
+        mask[layer, head] = True
+    return mask
+
+
+def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
+    """An edit that replaces chosen heads' outputs in each variant's rows.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        masks: ``[n_variants, n_layers, n_heads]`` bool: which heads each variant replaces.
+        value: What they are replaced with: ``"zero"``; ``"mean"``, the mean
+            over the source rows (a reference batch) at each position; or
+            ``"source"``, the aligned source row's own output (activation
+            patching: the source rows are clean, the targets corrupted).
+
+    Returns:
+        An :data:`~induction_nnsight.variants.Edit` for :func:`~induction_nnsight.variants.run_variants`.
+    """
+    if value not in HEAD_SOURCES:
+        raise InductionError(f"unknown head value {value!r}: pass one of {', '.join(HEAD_SOURCES)}")
+    facts = model_facts(model)
+    n_heads, d_head = facts.n_heads, facts.d_head
+    projections = output_projection_paths(model)
+
+    def edit(rows: Rows) -> None:
+        chosen = masks[rows.start : rows.stop]  # [k, n_layers, n_heads]
+        if value != "zero" and rows.n_source == 0:
+            raise ValueError(f"head value {value!r} needs source rows")
+        if value == "source" and rows.n_source != rows.batch:
+            raise ValueError("patching needs as many source rows as target rows")
+        for layer in torch.nonzero(chosen.any(dim=(0, 2))).flatten().tolist():
+            projection = model.get(projections[layer])
+            x = projection.input  # [rows, pos, n_heads * d_head]
+            n_pos = x.shape[1]
+            split = x.reshape(x.shape[0], n_pos, n_heads, d_head)
+            source, target = split[: rows.n_source], split[rows.n_source :]
+            target = target.reshape(rows.n_variants, rows.batch, n_pos, n_heads, d_head)
+            if value == "zero":
+                new = torch.zeros((), dtype=x.dtype, device=x.device)
+            elif value == "mean":
+                new = source.mean(dim=0)  # [pos, head, d_head]
+            else:
+                new = source  # [batch, pos, head, d_head]
+            keep = chosen[:, layer].to(x.device).reshape(rows.n_variants, 1, 1, n_heads, 1)
+            target = torch.where(keep, new, target).reshape(-1, n_pos, n_heads, d_head)
+            projection.input = torch.cat([source, target]).reshape(x.shape)
+
+    return edit
