@@ -170,12 +170,16 @@ def random_head_draws(
             for layer, _head in top:
                 free = [(layer, h) for h in range(n_heads) if (layer, h) not in excluded and (layer, h) not in drawn]
                 if not free:
-                    raise InductionError(f"layer {layer} has no head left to draw: use random heads from all layers")
+                    raise InductionError(
+                        f"layer {layer} has no head left to draw: drop --same-layers or pass a smaller --top-k"
+                    )
                 drawn.append(free[int(torch.randint(len(free), (1,), generator=generator))])
         else:
             pool = [(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) not in excluded]
             if len(pool) < len(top):
-                raise InductionError("too few heads outside the top heads to draw from")
+                raise InductionError(
+                    f"only {len(pool)} heads lie outside the top {len(top)}: pass --top-k {len(pool)} or less"
+                )
             order = torch.randperm(len(pool), generator=generator)[: len(top)]
             drawn = [pool[i] for i in order.tolist()]
         draws.append(drawn)

@@ -121,3 +121,23 @@ def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
             projection.input = torch.cat([source, target]).reshape(x.shape)
 
     return edit
+
+
+def parse_heads(text: str) -> list[tuple[int, int]]:
+    """``"L18H6,L17H3"`` (or ``"18.6 17.3"``) -> ``[(18, 6), (17, 3)]``.
+
+    Raises:
+        InductionError: On a malformed head.
+    """
+    import re
+
+    heads = []
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        match = re.fullmatch(r"[Ll](\d+)[Hh](\d+)|(\d+)[.:](\d+)", part)
+        if not match:
+            raise InductionError(f"cannot read head {part!r}: write heads as L18H6 (layer 18, head 6), comma-separated")
+        layer, head = (int(g) for g in match.groups() if g is not None)
+        heads.append((layer, head))
+    return heads

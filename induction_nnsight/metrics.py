@@ -233,3 +233,12 @@ class RowMetric:
         if self.kind == "prob":
             return correct_prob(last, correct)
         return logit_diff(last, correct, self._ids(self.wrong, rows, logits.device))
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two same-shape tables over the cells where both are finite."""
+    a, b = a.flatten().double(), b.flatten().double()
+    keep = torch.isfinite(a) & torch.isfinite(b)
+    a, b = a[keep] - a[keep].mean(), b[keep] - b[keep].mean()
+    denominator = (a.norm() * b.norm()).item()
+    return float((a @ b).item() / denominator) if denominator > 0 else float("nan")
