@@ -177,7 +177,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
         print(f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f}")
     if "sweep" in results:
         rows = results["sweep"]["rows"][:5]
-        print("largest single-head effects: " + ", ".join(f"L{r['layer']}H{r['head']} +{r['delta']:.3f}" for r in rows))
+        print("largest single-head effects: " + ", ".join(f"L{r['layer']}H{r['head']} {r['delta']:+.3f}" for r in rows))
         print(f"attribution vs sweep: Pearson r = {results['attribution']['pearson_with_sweep']}")
     return 0
 
