@@ -138,13 +138,14 @@ def add_causal_parsers(commands) -> None:
     patch.add_argument("--pair", choices=["text", "repeated"], default="text",
                        help="text: --clean/--corrupted texts; repeated: random tokens whose first copy is "
                        "corrupted (uses --batch, --seq-len ...) (default text)")
-    patch.add_argument("--clean", default="Tom went to the store. Tom", help="clean text")
-    patch.add_argument("--corrupted", default="Tom went to the store. Sarah",
+    patch.add_argument("--clean", default="The cat sat on the mat. The cat sat on the", help="clean text")
+    patch.add_argument("--corrupted", default="The cat sat on the rug. The cat sat on the",
                        help="corrupted text, as many tokens as the clean one")
     patch.add_argument("--correct", help="token the clean text should predict (default: the induction guess)")
-    patch.add_argument("--wrong", help="token to compare with; makes the metric the logit difference")
+    patch.add_argument("--wrong", help="token to compare with (default: the corrupted text's induction guess); "
+                       "makes the metric the logit difference")
     patch.add_argument("--metric", choices=["logit_diff", "prob", "loss"],
-                       help="text pairs: logit_diff (with --wrong), prob (default without), or loss")
+                       help="text pairs: logit_diff (default with a wrong token), prob, or loss")
     patch.add_argument("--sites", type=lambda t: [s for s in t.replace(",", " ").split()],
                        default=["heads", "residual", "qkv"], help="any of heads,residual,qkv (default all)")
     patch.add_argument("--head", help="head whose queries/keys/values are patched (default: best head patched)")

@@ -15,8 +15,8 @@ from .errors import InductionError
 from .metrics import RowMetric, repeated_half_slice
 from .tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
 
-DEFAULT_CLEAN_TEXT = "Tom went to the store. Tom"
-DEFAULT_CORRUPTED_TEXT = "Tom went to the store. Sarah"
+DEFAULT_CLEAN_TEXT = "The cat sat on the mat. The cat sat on the"
+DEFAULT_CORRUPTED_TEXT = "The cat sat on the rug. The cat sat on the"
 
 
 @dataclass
@@ -80,6 +80,19 @@ def _single_token(tokenizer, text: str, what: str) -> int:
     return ids[0]
 
 
+def _induction_guess(tokenizer, ids: list[int], start: int) -> int | None:
+    """The token that followed the last token's latest earlier occurrence (None when it has none).
+
+    ``"Tom"`` and ``" Tom"`` count as the same word.
+    """
+    last = ids[-1]
+    earlier = [i for i in range(start, len(ids) - 1) if ids[i] == last]
+    if not earlier:
+        word = tokenizer.decode([last]).strip()
+        earlier = [i for i in range(start, len(ids) - 1) if tokenizer.decode([ids[i]]).strip() == word]
+    return ids[earlier[-1] + 1] if earlier else None
+
+
 def text_pair(
     tokenizer,
     clean: str = DEFAULT_CLEAN_TEXT,
@@ -94,12 +107,15 @@ def text_pair(
 
     Args:
         tokenizer: The model's tokenizer.
-        clean: Clean text, e.g. ``"Tom went to the store. Tom"``.
-        corrupted: Corrupted text with the same number of tokens, e.g. ``"... Sarah"``.
+        clean: Clean text, e.g. ``"The cat sat on the mat. The cat sat on the"``
+            or ``"Tom went to the store. Tom"``.
+        corrupted: Corrupted text with the same number of tokens, e.g. ``"... rug. ..."``
+            or ``"Tom went to the store. Sarah"``.
         correct: The token the clean text should predict next; by default the
             induction guess: the token that followed the last token's earlier
-            occurrence (``" went"`` above).
-        wrong: A token to compare with (logit difference); optional.
+            occurrence (``" mat"``, ``" went"``).
+        wrong: A token to compare with (logit difference); by default the
+            corrupted text's induction guess when it differs (``" rug"``), else none.
         metric: ``"logit_diff"`` (default when ``wrong`` is given), ``"prob"``
             (default otherwise), or ``"loss"`` over every position.
         bos_token_id: Prepended to both texts when given.
@@ -119,14 +135,16 @@ def text_pair(
             "pass texts of the same token length (swap a word for a word of as many tokens)"
         )
     if correct is None:
-        last = clean_ids[-1]
-        earlier = [i for i in range(len(clean_ids) - 1) if clean_ids[i] == last]
-        if not earlier:
+        correct_id = _induction_guess(tokenizer, clean_ids, len(head))
+        if correct_id is None:
             raise InductionError("the clean text's last token does not occur earlier: pass --correct")
-        correct_id = clean_ids[earlier[-1] + 1]
     else:
         correct_id = _single_token(tokenizer, correct, "correct token")
-    wrong_id = None if wrong is None else _single_token(tokenizer, wrong, "wrong token")
+    if wrong is not None:
+        wrong_id = _single_token(tokenizer, wrong, "wrong token")
+    else:  # the corrupted text's own induction guess, when it names another token
+        wrong_id = _induction_guess(tokenizer, corrupted_ids, len(head)) if correct is None else None
+        wrong_id = None if wrong_id == correct_id else wrong_id
     kind = metric or ("logit_diff" if wrong_id is not None else "prob")
     row_metric = RowMetric(kind, correct=torch.tensor([correct_id]),
                            wrong=None if wrong_id is None else torch.tensor([wrong_id]))

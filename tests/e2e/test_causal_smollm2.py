@@ -34,11 +34,15 @@ def test_cli_ablate_and_patch_write_their_files(tmp_path, capsys):
     row = results["sweep"]["delta"][18]
     assert len(row) == 9 and all(v is not None for v in row) and results["sweep"]["delta"][0][0] is None
     assert results["top_vs_random"]["top"] > results["top_vs_random"]["random_mean"]
-    assert main(["patch", "--out", str(tmp_path)]) == 0  # "Tom went to the store. Tom" -> " went"
+    # "The cat sat on the mat. The cat sat on the" -> " mat" vs " rug"; only position 6 differs.
+    assert main(["patch", "--out", str(tmp_path), "--layers", "0,18,23,29"]) == 0
     results = json.loads((tmp_path / "patching_results.json").read_text())
-    assert results["heads"]["clean"] > results["heads"]["corrupted"]
-    assert abs(results["residual"]["recovery"][0][-1] - 1) < 1e-3  # everything that differs, patched
-    assert results["attribution"]["pearson_with_exhaustive"] > 0.5
+    assert results["metric"] == "logit difference"
+    assert results["heads"]["clean"] > 3 > -3 > results["heads"]["corrupted"]
+    residual = results["residual"]["recovery"]
+    assert abs(residual[0][6] - 1) < 0.01 and abs(residual[-1][-1] - 1) < 1e-3  # everything that differs
+    assert max(abs(v) for v in residual[0][:6]) < 1e-6  # the same tokens: nothing to patch
+    assert results["attribution"]["pearson_with_exhaustive"] > 0.8
     for name in ("ablation_heads.json", "ablation_curve.json", "patching_heads.json", "patching_residual.json",
                  "patching_qkv.json", "patching_attribution.json"):
         assert json.loads((tmp_path / name).read_text())["data"]

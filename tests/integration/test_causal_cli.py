@@ -38,18 +38,9 @@ def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert results["qkv"]["head"] == results["heads"]["best"]
 
 
-def test_patch_text_pair(tiny_dir, tmp_path):
-    assert main(tiny(tiny_dir, "patch", tmp_path, "--clean", "t5 t6 t7 t5", "--corrupted", "t5 t6 t7 t9",
-                     "--wrong", "t9", "--sites", "residual")) == 0
-    results = json.loads((tmp_path / "patching_results.json").read_text())
-    assert results["metric"] == "logit difference" and "'t6'" in results["pair"]
-    assert abs(results["residual"]["recovery"][0][-1] - 1) < 1e-3
-
-
 @pytest.mark.parametrize(
     "command, extra, fix",
     [
-        ("patch", ["--clean", "t5 t6 t7", "--corrupted", "t5 t6"], "same token length"),
         ("patch", ["--sites", "qkv"], "--head"),
         ("patch", ["--sites", "mlp"], "--sites"),
         ("ablate", ["--heads", "head6"], "L18H6"),

@@ -105,3 +105,38 @@ def test_repeated_pair_breaks_only_the_first_copy():
     assert (pair.clean[:, 7:] == pair.corrupted[:, 7:]).all() and (pair.clean[:, 0] == pair.corrupted[:, 0]).all()
     assert (pair.clean[:, 1:7] != pair.corrupted[:, 1:7]).all()
     assert ((pair.corrupted >= 10) & (pair.corrupted < 20))[:, 1:].all()
+
+
+class WordTokenizer:
+    """Whitespace tokenizer: word ``w`` <-> id, a leading space kept as in BPE vocabularies."""
+
+    def __init__(self):
+        self.words = {}
+
+    def encode(self, text, add_special_tokens=False):
+        pieces = text.split(" ")
+        pieces = [pieces[0]] + [" " + p for p in pieces[1:]]
+        return [self.words.setdefault(p, len(self.words) + 10) for p in pieces if p.strip()]
+
+    def decode(self, ids):
+        inverse = {v: k for k, v in self.words.items()}
+        return "".join(inverse.get(i, "<bos>") for i in ids)
+
+
+def test_text_pair_guesses_correct_and_wrong_tokens():
+    from induction_nnsight.pairs import text_pair
+
+    tokenizer = WordTokenizer()
+    pair = text_pair(tokenizer, "Tom sat on the mat. Tom sat on the", "Tom sat on the rug. Tom sat on the",
+                     bos_token_id=1)
+    assert pair.clean.shape == pair.corrupted.shape == (1, 10) and pair.clean[0, 0] == 1
+    assert pair.metric.kind == "logit_diff"
+    assert tokenizer.decode(pair.metric.correct.tolist()) == " mat."
+    assert tokenizer.decode(pair.metric.wrong.tolist()) == " rug."
+    # "Tom" and " Tom" are other ids but the same word; no wrong guess in the corrupted text: probability.
+    pair = text_pair(tokenizer, "Tom went to the store. Tom", "Tom went to the store. Sarah")
+    assert tokenizer.decode(pair.metric.correct.tolist()) == " went" and pair.metric.kind == "prob"
+    with pytest.raises(InductionError, match="same token length"):
+        text_pair(tokenizer, "a b c", "a b")
+    with pytest.raises(InductionError, match="--correct"):
+        text_pair(tokenizer, "a b c", "a b d")
