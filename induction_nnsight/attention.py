@@ -187,21 +187,42 @@ def child_named(module: torch.nn.Module, names: tuple[str, ...]) -> str | None:
     return None
 
 
+def _in_features(module: torch.nn.Module) -> int | None:
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features
+    weight = getattr(module, "weight", None)
+    if type(module).__name__ == "Conv1D" and weight is not None:  # GPT-2: weight [in, out]
+        return weight.shape[0]
+    return None
+
+
 def output_projection_paths(model) -> list[str]:
-    """Dotted paths of each layer's attention output projection (its input is the per-head output).
+    """Dotted paths of every layer's attention output projection, in layer order.
+
+    Example:
+        ``["model.layers.0.self_attn.o_proj", ...]`` for Llama,
+        ``["transformer.h.0.attn.c_proj", ...]`` for GPT-2.
 
     Raises:
-        InductionError: When a layer's attention has none of o_proj, c_proj, dense, out_proj.
+        InductionError: When no child of the attention module takes
+            ``n_heads * d_head`` features.
     """
+    from .models import model_facts
+
+    facts = model_facts(model)
+    width = facts.n_heads * facts.d_head
     paths = []
     for path in attention_paths(model):
         attention = model._module.get_submodule(path)
-        name = child_named(attention, _OUTPUT_PROJECTIONS)
-        if name is None:
+        children = dict(attention.named_children())
+        named = [n for n in _OUTPUT_PROJECTIONS if n in children and _in_features(children[n]) == width]
+        others = [n for n, c in children.items() if _in_features(c) == width and n not in named]
+        if not named and not others:
             raise InductionError(
-                f"{type(attention).__name__}: no output projection found (tried {', '.join(_OUTPUT_PROJECTIONS)})"
+                f"{type(attention).__name__}: no output projection taking {width} features "
+                f"(tried {', '.join(_OUTPUT_PROJECTIONS)}); this architecture is not supported"
             )
-        paths.append(f"{path}.{name}")
+        paths.append(f"{path}.{(named or others)[-1]}")
     return paths
 
 

@@ -13,8 +13,8 @@ from .errors import InductionError
 from .heads import HEAD_KINDS
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
 from .models import DEFAULT_MODEL
-from .remote import DEFAULT_TIMEOUT
 from .outputs import prepare_out_dir, write_files
+from .remote import DEFAULT_TIMEOUT
 from .report import heads_table
 
 EXIT_BAD_INPUT = 2
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--prompt", required=True, help="the text; it is repeated --repeat times")
     view.add_argument("--repeat", type=int, default=2, help="copies of the prompt (default 2)")
     view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
+    add_causal_parsers(commands)
     return parser
 
 
@@ -181,11 +182,127 @@ def _attention_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- causal validation: ablate, patch -------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(",", " ").split()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
+
+
+def add_causal_parsers(commands) -> None:
+    """The ``ablate`` and ``patch`` subcommands."""
+    ablate = commands.add_parser(
+        "ablate", help="ablate heads: per-head sweep, top-k induction heads vs random heads, attribution"
+    )
+    add_model_args(ablate)
+    add_token_args(ablate)
+    ablate.set_defaults(batch=4, seq_len=30)
+    ablate.add_argument("--method", choices=["zero", "mean"], default="zero",
+                        help="zero the head outputs, or set them to their mean over a reference batch (default zero)")
+    ablate.add_argument("--heads", help="also ablate this set of heads together, e.g. L18H6,L17H3")
+    ablate.add_argument("--top-k", type=_positive, default=5, help="top induction heads in the curve (default 5)")
+    ablate.add_argument("--draws", type=_positive, default=5, help="random head sets per k (default 5)")
+    ablate.add_argument("--same-layers", action="store_true",
+                        help="draw each random head from the layer of the matching top head")
+    ablate.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the per-head sweep")
+    ablate.add_argument("--layers", type=_int_list, help="sweep only these layers, e.g. 16,17,18")
+    ablate.add_argument("--icl-early", type=_int_list,
+                        help="loss positions averaged as 'early' in the ICL score (default: mid first copy)")
+    ablate.add_argument("--icl-late", type=_int_list,
+                        help="loss positions averaged as 'late' (default: the same token in the repeat)")
+    ablate.add_argument("--max-tokens", type=_positive, default=4096, help="tokens per batched trace (default 4096)")
+
+    patch = commands.add_parser(
+        "patch", help="activation patching (head outputs, residual stream, q/k/v) and attribution patching"
+    )
+    add_model_args(patch)
+    add_token_args(patch)
+    patch.set_defaults(batch=2, seq_len=10)
+    patch.add_argument("--pair", choices=["text", "repeated"], default="text",
+                       help="text: --clean/--corrupted texts; repeated: random tokens whose first copy is "
+                       "corrupted (uses --batch, --seq-len ...) (default text)")
+    patch.add_argument("--clean", default="The cat sat on the mat. The cat sat on the", help="clean text")
+    patch.add_argument("--corrupted", default="The cat sat on the rug. The cat sat on the",
+                       help="corrupted text, as many tokens as the clean one")
+    patch.add_argument("--correct", help="token the clean text should predict (default: the induction guess)")
+    patch.add_argument("--wrong", help="token to compare with (default: the corrupted text's induction guess); "
+                       "makes the metric the logit difference")
+    patch.add_argument("--metric", choices=["logit_diff", "prob", "loss"],
+                       help="text pairs: logit_diff (default with a wrong token), prob, or loss")
+    patch.add_argument("--sites", type=lambda t: [s for s in t.replace(",", " ").split()],
+                       default=["heads", "residual", "qkv"], help="any of heads,residual,qkv (default all)")
+    patch.add_argument("--head", help="head whose queries/keys/values are patched (default: best head patched)")
+    patch.add_argument("--layers", type=_int_list, help="only these layers (heads and residual grids)")
+    patch.add_argument("--positions", type=_int_list, help="only these positions (residual and q/k/v grids)")
+    patch.add_argument("--max-tokens", type=_positive, default=4096, help="tokens per batched trace (default 4096)")
+
+
+def _ablate_command(args: argparse.Namespace) -> int:
+    from .causal_jobs import AblateConfig, run_ablate
+
+    config = AblateConfig(
+        model=args.model, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high,
+        bos=args.bos, method=args.method, heads=args.heads, top_k=args.top_k, draws=args.draws,
+        same_layers=args.same_layers, sweep=args.sweep, layers=args.layers, icl_early=args.icl_early,
+        icl_late=args.icl_late, attn_implementation=args.attn_implementation, **remote_args(args),
+        max_tokens=args.max_tokens,
+    )
+    config.validate()
+    out = prepare_out_dir(args.out)
+    results, files = run_ablate(config)
+    for path in write_files(out, files):
+        print(f"wrote {path}", file=sys.stderr)
+    base, vs = results["baseline"], results["top_vs_random"]
+    print(f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
+          f"ICL score {base['icl_score']:.3f}")
+    print(f"{config.method}-ablating the top {vs['k']} induction heads: {vs['top']:.3f}; "
+          f"{vs['k']} random heads: {vs['random_mean']:.3f} +- {vs['random_std']:.3f} over {config.draws} draws")
+    if "ablated" in results:
+        print(f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f}")
+    if "sweep" in results:
+        rows = results["sweep"]["rows"][:5]
+        print("largest single-head effects: " + ", ".join(f"L{r['layer']}H{r['head']} {r['delta']:+.3f}" for r in rows))
+        print(f"attribution vs sweep: Pearson r = {results['attribution']['pearson_with_sweep']}")
+    return 0
+
+
+def _patch_command(args: argparse.Namespace) -> int:
+    from .causal_jobs import PatchConfig, run_patch
+
+    config = PatchConfig(
+        model=args.model, pair=args.pair, clean=args.clean, corrupted=args.corrupted, correct=args.correct,
+        wrong=args.wrong, metric=args.metric, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low,
+        high=args.high, bos=args.bos, sites=args.sites, head=args.head, layers=args.layers,
+        positions=args.positions, attn_implementation=args.attn_implementation, **remote_args(args),
+        max_tokens=args.max_tokens,
+    )
+    config.validate()
+    out = prepare_out_dir(args.out)
+    results, files = run_patch(config)
+    for path in write_files(out, files):
+        print(f"wrote {path}", file=sys.stderr)
+    print(f"model {config.model}, pair {results['pair']}, metric {results['metric']}")
+    for site in ("heads", "residual", "qkv"):
+        if site in results:
+            grid = results[site]
+            print(f"{site}: clean {grid['clean']:.4f}, corrupted {grid['corrupted']:.4f}")
+    if "heads" in results:
+        layer, head = results["heads"]["best"]
+        print(f"best head to patch: L{layer}H{head} (recovery {results['heads']['recovery'][layer][head]:.3f}); "
+              f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}")
+    return 0
+
+
 _COMMANDS = {
     "scan": _scan_command,
     "heads": _heads_command,
     "report": _report_command,
     "attention": _attention_command,
+    "ablate": _ablate_command,
+    "patch": _patch_command,
 }
 
 

@@ -62,3 +62,56 @@ def reference_kind_scores(attentions, tokens: torch.Tensor, period: int, second_
             per_layer.append(torch.stack(rows).nanmean(0))
         out[kind] = torch.stack(per_layer)
     return out
+# --- causal validation: head outputs edited by plain torch hooks --------------------------
+
+_PROJECTIONS = ("o_proj", "c_proj")
+
+
+def plain_model(model_dir):
+    return AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager", dtype=torch.float32)
+
+
+def plain_projections(model):
+    """Each layer's attention output projection, found by walking the plain model."""
+    found = []
+    for name, module in model.named_modules():
+        last = name.rsplit(".", 1)[-1]
+        if last in _PROJECTIONS and (".attn." in name or ".self_attn." in name):
+            found.append(module)
+    return found
+
+
+def plain_head_inputs(model, tokens):
+    """``[n_layers][batch, pos, n_heads * d_head]`` inputs of the output projections (pre-hooks)."""
+    captured = []
+    hooks = [p.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().clone()))
+             for p in plain_projections(model)]
+    try:
+        with torch.no_grad():
+            model(tokens)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return captured
+
+
+def plain_edited_loss(model, tokens, n_heads, replace):
+    """Loss by position ``[pos - 1]`` when ``replace(layer, x[batch, pos, head, d_head])`` rewrites head outputs."""
+
+    def pre_hook(layer):
+        def hook(_module, args):
+            x = args[0]
+            split = x.reshape(*x.shape[:2], n_heads, -1).clone()
+            split = replace(layer, split)
+            return (split.reshape(x.shape), *args[1:])
+
+        return hook
+
+    hooks = [p.register_forward_pre_hook(pre_hook(i)) for i, p in enumerate(plain_projections(model))]
+    try:
+        with torch.no_grad():
+            logits = model(tokens).logits
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.stack([F.cross_entropy(logits[:, i], tokens[:, i + 1]) for i in range(tokens.shape[1] - 1)])

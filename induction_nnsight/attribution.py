@@ -1,0 +1,82 @@
+"""Attribution patching: a first-order estimate of patching every head at once.
+
+One forward and one backward pass give each head's gradient ``g`` of the
+metric with respect to its output ``x`` in the target run. Replacing ``x`` by
+``x'`` changes the metric by about ``sum(g * (x' - x))`` (a dot product over
+batch, position and ``d_head``): with ``x'`` the clean output this estimates
+activation patching, with ``x' = 0`` or the reference mean it estimates zero or
+mean ablation. Estimates are exact for a metric linear in the head output and
+degrade where the model saturates, so they are compared with the exhaustive
+results (Nanda 2023, "Attribution patching").
+"""
+
+from __future__ import annotations
+
+import nnsight
+import torch
+
+from .attention import output_projection_paths
+from .errors import InductionError
+from .head_outputs import HEAD_SOURCES
+from .metrics import RowMetric
+from .models import model_facts
+from .remote import Remote, remote_backend
+
+
+def head_attribution(
+    model,
+    target: torch.Tensor,
+    metric: RowMetric,
+    value: str = "source",
+    *,
+    source: torch.Tensor | None = None,
+    remote: Remote = False,
+) -> torch.Tensor:
+    """Estimated change of the metric when each head's output is replaced.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        target: ``[batch, pos]`` rows whose run is edited (corrupted rows for
+            patching, the clean rows for ablation).
+        metric: The metric, averaged over the target rows.
+        value: ``"source"`` (patch in the aligned source rows' outputs),
+            ``"zero"`` or ``"mean"`` (the source rows' mean at each position).
+        source: ``[n_source, pos]`` rows: the clean rows, or a reference batch.
+        remote: Run the trace on NDIF.
+
+    Returns:
+        ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(target)``.
+    """
+    if value not in HEAD_SOURCES:
+        raise InductionError(f"unknown head value {value!r}: pass one of {', '.join(HEAD_SOURCES)}")
+    if value != "zero" and source is None:
+        raise InductionError(f"head value {value!r} needs source rows")
+    if value == "source" and source.shape != target.shape:
+        raise InductionError("attribution patching needs clean and corrupted rows of the same shape")
+    facts = model_facts(model)
+    n_heads, d_head = facts.n_heads, facts.d_head
+    n_source = 0 if source is None else source.shape[0]
+    rows = target if source is None else torch.cat([source, target])
+    projections = [model.get(p) for p in output_projection_paths(model)]
+    with torch.enable_grad(), model.trace(rows, backend=remote_backend(model, remote)):
+        inputs, deltas = [], []
+        for projection in projections:
+            x = projection.input  # [rows, pos, n_heads * d_head]
+            mine = x[n_source:].detach()
+            if value == "zero":
+                new = torch.zeros_like(mine)
+            elif value == "mean":
+                new = x[:n_source].detach().mean(dim=0, keepdim=True)
+            else:
+                new = x[:n_source].detach()
+            inputs.append(x)
+            deltas.append(new - mine)
+        score = metric(model.output.logits[n_source:], target).mean()
+        per_layer = [None] * len(projections)
+        with score.backward():
+            for layer in reversed(range(len(projections))):
+                grad = inputs[layer].grad[n_source:]  # [batch, pos, n_heads * d_head]
+                product = (grad * deltas[layer]).reshape(*grad.shape[:2], n_heads, d_head)
+                per_layer[layer] = product.sum(dim=(0, 1, 3)).detach()
+            saved = nnsight.save(torch.stack(per_layer))
+    return saved.float().cpu()

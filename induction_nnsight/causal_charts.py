@@ -1,0 +1,146 @@
+"""Plotly figure builders for causal validation: plain data in, ``go.Figure`` out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+
+def _clean(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def grid_heatmap_figure(
+    values: Sequence[Sequence[float]],
+    *,
+    x_labels: Sequence[str],
+    y_labels: Sequence[str],
+    title: str,
+    colorbar_title: str,
+    x_title: str = "head",
+    y_title: str = "layer",
+    symmetric: bool = True,
+) -> go.Figure:
+    """Heatmap of a grid (per-head ablation effects, patching recoveries).
+
+    Args:
+        values: ``[n_rows][n_columns]`` numbers; NaN cells stay blank.
+        x_labels: Column labels.
+        y_labels: Row labels.
+        title: Figure title.
+        colorbar_title: Label of the colour bar.
+        x_title: X axis title.
+        y_title: Y axis title.
+        symmetric: A diverging colour scale centred on zero.
+
+    Returns:
+        A ``go.Figure`` with one heatmap trace; hover text ``row col: value``.
+    """
+    rows = [[_clean(v) for v in row] for row in values]
+    hover = [
+        [f"{y} {x}: {'n/a' if v is None else f'{v:.3f}'}" for x, v in zip(x_labels, row)]
+        for y, row in zip(y_labels, rows)
+    ]
+    finite = [abs(v) for row in rows for v in row if v is not None]
+    bound = max(finite, default=1.0) or 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=rows,
+            x=list(x_labels),
+            y=list(y_labels),
+            text=hover,
+            hoverinfo="text",
+            colorscale="RdBu_r" if symmetric else "Blues",
+            zmid=0 if symmetric else None,
+            zmin=-bound if symmetric else None,
+            zmax=bound if symmetric else None,
+            colorbar={"title": {"text": colorbar_title}},
+        )
+    )
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, template="plotly_white")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def ablation_curve_figure(
+    ks: Sequence[int],
+    top: Sequence[float],
+    random: Sequence[Sequence[float]],
+    baseline: float,
+    *,
+    title: str,
+    y_title: str = "repeated-half loss (nats)",
+    top_label: str = "top induction heads",
+) -> go.Figure:
+    """Metric as the top ``k`` heads are ablated, against random ``k``-head sets.
+
+    Args:
+        ks: ``[K]`` numbers of heads ablated.
+        top: ``[K]`` metric with the top ``k`` heads ablated.
+        random: ``[n_draws][K]`` metric for each random draw.
+        baseline: Metric with nothing ablated (dashed line).
+        title: Figure title.
+        y_title: Y axis title.
+        top_label: Legend name of the top-heads line.
+
+    Returns:
+        A ``go.Figure``: faint lines per draw, the draws' mean with a one-standard-deviation
+        band, the top-heads line and the baseline.
+    """
+    ks = [int(k) for k in ks]
+    draws = [[float(v) for v in row] for row in random]
+    n = len(draws)
+    mean = [sum(row[i] for row in draws) / n for i in range(len(ks))] if n else []
+    std = [
+        math.sqrt(sum((row[i] - mean[i]) ** 2 for row in draws) / (n - 1)) if n > 1 else 0.0 for i in range(len(ks))
+    ]
+    fig = go.Figure()
+    for j, row in enumerate(draws):
+        fig.add_trace(go.Scatter(x=ks, y=row, mode="lines", line={"color": "lightgrey", "width": 1},
+                                 name="random draws", legendgroup="draws", showlegend=j == 0,
+                                 hovertemplate=f"draw {j}, k=%{{x}}: %{{y:.3f}}<extra></extra>"))
+    if n:
+        fig.add_trace(go.Scatter(x=ks + ks[::-1], y=[m + s for m, s in zip(mean, std)]
+                                 + [m - s for m, s in zip(mean, std)][::-1], fill="toself",
+                                 fillcolor="rgba(128,128,128,0.2)", line={"width": 0}, name="random ± 1 sd",
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=ks, y=mean, mode="lines+markers", line={"color": "grey"},
+                                 name=f"random heads (mean of {n})",
+                                 hovertemplate="k=%{x}: %{y:.3f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=ks, y=[float(v) for v in top], mode="lines+markers", line={"color": "crimson"},
+                             name=top_label, hovertemplate="k=%{x}: %{y:.3f}<extra></extra>"))
+    fig.add_hline(y=float(baseline), line_dash="dash", line_color="black", annotation_text="nothing ablated")
+    fig.update_layout(title=title, xaxis_title="heads ablated (k)", yaxis_title=y_title, template="plotly_white")
+    return fig
+
+
+def attribution_scatter_figure(
+    exhaustive: Sequence[float],
+    estimate: Sequence[float],
+    labels: Sequence[str],
+    *,
+    correlation: float,
+    title: str,
+    axis_title: str = "metric change",
+) -> go.Figure:
+    """Attribution estimates against exhaustive results, one point per head.
+
+    Returns:
+        A ``go.Figure`` with the points and the ``y = x`` line.
+    """
+    pairs = [(float(a), float(b), name) for a, b, name in zip(exhaustive, estimate, labels)
+             if not (math.isnan(float(a)) or math.isnan(float(b)))]
+    xs, ys, names = ([p[i] for p in pairs] for i in range(3))
+    low = min(xs + ys, default=0.0)
+    high = max(xs + ys, default=1.0)
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", text=names, name="heads",
+                               hovertemplate="%{text}: exhaustive %{x:.3f}, estimate %{y:.3f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dot", "color": "grey"},
+                             name="y = x"))
+    fig.update_layout(title=f"{title} (Pearson r = {correlation:.3f})", xaxis_title=f"exhaustive: {axis_title}",
+                      yaxis_title=f"attribution estimate: {axis_title}", template="plotly_white")
+    return fig

@@ -1,0 +1,105 @@
+"""Head outputs: where they are, and editing chosen heads of batched variants.
+
+A head's output is its slice of the input of the attention output projection
+(``o_proj`` on Llama, Qwen and Gemma, ``c_proj`` on GPT-2, ``dense`` on GPT-NeoX):
+``[batch, pos, n_heads * d_head]`` viewed as ``[batch, pos, head, d_head]``,
+the per-head mix of values before the heads are summed into the residual stream.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .attention import attention_paths, output_projection_paths
+from .errors import InductionError
+from .models import model_facts
+from .variants import Edit, Rows
+
+HEAD_SOURCES = ("zero", "mean", "source")
+
+
+def block_paths(model) -> list[str]:
+    """Dotted paths of the transformer blocks (whose outputs are the residual stream)."""
+    return [path.rsplit(".", 1)[0] for path in attention_paths(model)]
+
+
+def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
+    """``[n_layers, n_heads]`` bool mask of a set of ``(layer, head)`` pairs.
+
+    Raises:
+        InductionError: On a head outside the model.
+    """
+    mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+    for layer, head in heads:
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise InductionError(
+                f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads"
+            )
+        mask[layer, head] = True
+    return mask
+
+
+def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
+    """An edit that replaces chosen heads' outputs in each variant's rows.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        masks: ``[n_variants, n_layers, n_heads]`` bool: which heads each variant replaces.
+        value: What they are replaced with: ``"zero"``; ``"mean"``, the mean
+            over the source rows (a reference batch) at each position; or
+            ``"source"``, the aligned source row's own output (activation
+            patching: the source rows are clean, the targets corrupted).
+
+    Returns:
+        An :data:`~induction_nnsight.variants.Edit` for :func:`~induction_nnsight.variants.run_variants`.
+    """
+    if value not in HEAD_SOURCES:
+        raise InductionError(f"unknown head value {value!r}: pass one of {', '.join(HEAD_SOURCES)}")
+    facts = model_facts(model)
+    n_heads, d_head = facts.n_heads, facts.d_head
+    projections = output_projection_paths(model)
+
+    def edit(rows: Rows) -> None:
+        chosen = masks[rows.start : rows.stop]  # [k, n_layers, n_heads]
+        if value != "zero" and rows.n_source == 0:
+            raise ValueError(f"head value {value!r} needs source rows")
+        if value == "source" and rows.n_source != rows.batch:
+            raise ValueError("patching needs as many source rows as target rows")
+        for layer in torch.nonzero(chosen.any(dim=(0, 2))).flatten().tolist():
+            projection = model.get(projections[layer])
+            x = projection.input  # [rows, pos, n_heads * d_head]
+            n_pos = x.shape[1]
+            split = x.reshape(x.shape[0], n_pos, n_heads, d_head)
+            source, target = split[: rows.n_source], split[rows.n_source :]
+            target = target.reshape(rows.n_variants, rows.batch, n_pos, n_heads, d_head)
+            if value == "zero":
+                new = torch.zeros((), dtype=x.dtype, device=x.device)
+            elif value == "mean":
+                new = source.mean(dim=0)  # [pos, head, d_head]
+            else:
+                new = source  # [batch, pos, head, d_head]
+            keep = chosen[:, layer].to(x.device).reshape(rows.n_variants, 1, 1, n_heads, 1)
+            target = torch.where(keep, new, target).reshape(-1, n_pos, n_heads, d_head)
+            projection.input = torch.cat([source, target]).reshape(x.shape)
+
+    return edit
+
+
+def parse_heads(text: str) -> list[tuple[int, int]]:
+    """``"L18H6,L17H3"`` (or ``"18.6 17.3"``) -> ``[(18, 6), (17, 3)]``.
+
+    Raises:
+        InductionError: On a malformed head.
+    """
+    import re
+
+    heads = []
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        match = re.fullmatch(r"[Ll](\d+)[Hh](\d+)|(\d+)[.:](\d+)", part)
+        if not match:
+            raise InductionError(f"cannot read head {part!r}: write heads as L18H6 (layer 18, head 6), comma-separated")
+        layer, head = (int(g) for g in match.groups() if g is not None)
+        heads.append((layer, head))
+    return heads

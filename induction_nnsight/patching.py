@@ -1,0 +1,239 @@
+"""Activation patching: run the corrupted input, paste in one clean activation, score.
+
+Clean and corrupted rows run in the same forward pass (clean rows first, then
+the corrupted rows once per patch), so each patch copies the clean activation
+inside the trace and only the metric leaves it. Sites:
+
+* each head's output (``[n_layers, n_heads]`` grid),
+* the residual stream after each layer at each position (``[n_layers, pos]``),
+* one head's queries, keys or values at each position (``[3, pos + 1]``; the
+  last column patches every position). Under grouped-query attention a head's
+  keys and values belong to its key/value head, shared by its group of query
+  heads, so patching them patches the whole group's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .attention import attention_call_name, attention_modules
+from .errors import InductionError
+from .head_outputs import block_paths, head_edit
+from .metrics import RowMetric, recovery
+from .models import model_facts
+from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
+from .remote import Remote
+
+QKV = ("q", "k", "v")
+
+
+def _check_pair(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
+    if clean.shape != corrupted.shape:
+        raise InductionError(
+            f"clean rows {tuple(clean.shape)} and corrupted rows {tuple(corrupted.shape)} differ in shape: "
+            "pass a pair of the same batch and length"
+        )
+
+
+@dataclass
+class PatchResult:
+    """A grid of patched metrics and its recovery.
+
+    Attributes:
+        clean: Metric of the clean rows.
+        corrupted: Metric of the corrupted rows (nothing patched, same batch layout).
+        values: The grid of patched metrics.
+        recovery: ``(values - corrupted) / (clean - corrupted)``.
+        rows: Labels of the grid's rows.
+        columns: Labels of its columns.
+    """
+
+    clean: float
+    corrupted: float
+    values: torch.Tensor
+    recovery: torch.Tensor = field(init=False)
+    rows: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.recovery = recovery(self.values, self.corrupted, self.clean)
+
+
+def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, remote: Remote = False) -> float:
+    """The metric of the clean rows alone."""
+    return float(run_variants(model, clean, 1, None, metric, remote=remote, progress=False)[0])
+
+
+def _patch(model, clean, corrupted, metric, n_variants, edit, *, max_tokens, remote, progress, desc):
+    """``(clean, corrupted, [n_variants] patched)``; variant 0 of ``edit`` must patch nothing."""
+    _check_pair(clean, corrupted)
+    values = run_variants(model, corrupted, n_variants, edit, metric, source=clean, max_tokens=max_tokens,
+                          remote=remote, progress=progress, desc=desc)
+    return clean_metric(model, clean, metric, remote=remote), float(values[0]), values[1:]
+
+
+def patch_heads(
+    model,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    metric: RowMetric,
+    *,
+    layers: Sequence[int] | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    remote: Remote = False,
+    progress: bool = True,
+) -> PatchResult:
+    """Patch each head's clean output into the corrupted run, one head at a time.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        clean: ``[batch, pos]`` clean token ids.
+        corrupted: ``[batch, pos]`` corrupted token ids.
+        metric: What to recover.
+        layers: Layers to sweep (all when None); other cells are NaN.
+
+    Returns:
+        A :class:`PatchResult` with ``[n_layers, n_heads]`` grids.
+    """
+    facts = model_facts(model)
+    chosen = list(range(facts.n_layers)) if layers is None else list(layers)
+    masks = torch.zeros(1 + len(chosen) * facts.n_heads, facts.n_layers, facts.n_heads, dtype=torch.bool)
+    cells = [(layer, head) for layer in chosen for head in range(facts.n_heads)]
+    for i, (layer, head) in enumerate(cells, 1):
+        masks[i, layer, head] = True
+    clean_value, corrupted_value, values = _patch(
+        model, clean, corrupted, metric, len(masks), head_edit(model, masks, "source"), max_tokens=max_tokens,
+        remote=remote, progress=progress, desc=f"patching {len(cells)} heads",
+    )
+    grid = torch.full((facts.n_layers, facts.n_heads), float("nan"))
+    for (layer, head), value in zip(cells, values):
+        grid[layer, head] = value
+    return PatchResult(clean_value, corrupted_value, grid, rows=[f"L{i}" for i in range(facts.n_layers)],
+                       columns=[f"H{h}" for h in range(facts.n_heads)])
+
+
+def _positions(positions: Sequence[int] | None, n_pos: int) -> list[int]:
+    chosen = list(range(n_pos)) if positions is None else list(positions)
+    for p in chosen:
+        if not 0 <= p < n_pos:
+            raise InductionError(f"position {p} is outside 0..{n_pos - 1}: pass valid --positions")
+    return chosen
+
+
+def patch_residual(
+    model,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    metric: RowMetric,
+    *,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    remote: Remote = False,
+    progress: bool = True,
+) -> PatchResult:
+    """Patch the clean residual stream after a layer at one position, for each (layer, position).
+
+    Returns:
+        A :class:`PatchResult` with ``[n_layers_swept, n_positions]`` grids.
+    """
+    facts = model_facts(model)
+    _check_pair(clean, corrupted)
+    layer_list = list(range(facts.n_layers)) if layers is None else list(layers)
+    for layer in layer_list:
+        if not 0 <= layer < facts.n_layers:
+            raise InductionError(f"layer {layer} is outside 0..{facts.n_layers - 1}: pass valid --layers")
+    position_list = _positions(positions, clean.shape[1])
+    cells = [(layer, p) for layer in layer_list for p in position_list]
+    # masks[v, layer, pos]: variant v patches that layer's output at that position.
+    masks = torch.zeros(1 + len(cells), facts.n_layers, clean.shape[1], dtype=torch.bool)
+    for i, (layer, p) in enumerate(cells, 1):
+        masks[i, layer, p] = True
+    blocks = block_paths(model)
+
+    def edit(rows: Rows) -> None:
+        chosen = masks[rows.start : rows.stop]
+        for layer in torch.nonzero(chosen.any(dim=(0, 2))).flatten().tolist():
+            block = model.get(blocks[layer])
+            output = block.output
+            hidden = output[0] if isinstance(output, tuple) else output  # [rows, pos, d_model]
+            source, target = hidden[: rows.n_source], hidden[rows.n_source :]
+            n_pos = hidden.shape[1]
+            target = target.reshape(rows.n_variants, rows.batch, n_pos, -1)
+            keep = chosen[:, layer].to(hidden.device).reshape(rows.n_variants, 1, n_pos, 1)
+            target = torch.where(keep, source, target).reshape(-1, n_pos, hidden.shape[-1])
+            new = torch.cat([source, target])
+            block.output = (new, *output[1:]) if isinstance(output, tuple) else new
+
+    clean_value, corrupted_value, values = _patch(
+        model, clean, corrupted, metric, len(masks), edit, max_tokens=max_tokens, remote=remote,
+        progress=progress, desc=f"patching residual at {len(cells)} sites",
+    )
+    return PatchResult(clean_value, corrupted_value, values.reshape(len(layer_list), len(position_list)),
+                       rows=[f"L{layer}" for layer in layer_list], columns=[str(p) for p in position_list])
+
+
+def patch_qkv(
+    model,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    metric: RowMetric,
+    layer: int,
+    head: int,
+    *,
+    positions: Sequence[int] | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    remote: Remote = False,
+    progress: bool = True,
+) -> PatchResult:
+    """Patch one head's clean queries, keys or values at each position (and at all at once).
+
+    The states are those reaching the attention call (after rotary embeddings),
+    read and replaced through nnsight's ``.source``.
+
+    Returns:
+        A :class:`PatchResult` with ``[3, n_positions + 1]`` grids: rows q, k, v;
+        the last column patches every position.
+    """
+    facts = model_facts(model)
+    _check_pair(clean, corrupted)
+    if not (0 <= layer < facts.n_layers and 0 <= head < facts.n_heads):
+        raise InductionError(f"head L{layer}H{head} is outside the model's {facts.n_layers} x {facts.n_heads} heads")
+    n_pos = clean.shape[1]
+    position_list = _positions(positions, n_pos)
+    columns = [[p] for p in position_list] + [list(range(n_pos))]
+    # masks[v, component, pos]
+    masks = torch.zeros(1 + 3 * len(columns), 3, n_pos, dtype=torch.bool)
+    for c in range(3):
+        for j, cols in enumerate(columns):
+            masks[1 + c * len(columns) + j, c, cols] = True
+    attention = attention_modules(model)[layer]
+    call = attention_call_name(attention)
+    kv_head = head // (facts.n_heads // facts.n_kv_heads)
+
+    def edit(rows: Rows) -> None:
+        chosen = masks[rows.start : rows.stop]  # [k, 3, pos]
+        operation = getattr(attention.source, call)
+        args, kwargs = operation.inputs
+        states = list(args[1:4])  # query [rows, q_head, pos, d], key/value [rows, kv_head, pos, d]
+        for c in range(3):
+            if not chosen[:, c].any():
+                continue
+            x = states[c]
+            index = head if c == 0 else kv_head
+            source, target = x[: rows.n_source], x[rows.n_source :]
+            target = target.reshape(rows.n_variants, rows.batch, *x.shape[1:]).clone()
+            keep = chosen[:, c].to(x.device).reshape(rows.n_variants, 1, n_pos, 1)
+            target[:, :, index] = torch.where(keep, source[:, index], target[:, :, index])
+            states[c] = torch.cat([source, target.reshape(-1, *x.shape[1:])])
+        operation.inputs = ((args[0], *states, *args[4:]), kwargs)
+
+    clean_value, corrupted_value, values = _patch(
+        model, clean, corrupted, metric, len(masks), edit, max_tokens=max_tokens, remote=remote,
+        progress=progress, desc=f"patching L{layer}H{head} q/k/v",
+    )
+    return PatchResult(clean_value, corrupted_value, values.reshape(3, len(columns)), rows=list(QKV),
+                       columns=[str(p) for p in position_list] + ["all"])

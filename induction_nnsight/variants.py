@@ -1,0 +1,114 @@
+"""Batched variants: many interventions scored in few forward passes.
+
+Each trace runs one batch of rows: optional *source* rows first (clean tokens
+to patch from, or a reference batch to average), then the *target* rows
+repeated once per variant. An ``edit`` called inside the trace rewrites some
+activation of each variant's rows, typically from the source rows of the same
+forward pass, so nothing large ever leaves the trace; only the metric, averaged
+over each variant's rows, is saved. Rows never interact, so a variant's result
+equals the result of running it alone (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nnsight
+import torch
+from tqdm.auto import tqdm
+
+from .remote import Remote, remote_backend
+
+DEFAULT_MAX_ROWS = 64
+DEFAULT_MAX_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Where things are in one trace's batch.
+
+    Attributes:
+        n_source: Rows ``[0, n_source)`` are the source rows.
+        batch: Rows per variant; variant ``i`` of this trace holds rows
+            ``n_source + i * batch .. n_source + (i + 1) * batch``.
+        start: Index of this trace's first variant among all variants.
+        stop: One past its last variant.
+    """
+
+    n_source: int
+    batch: int
+    start: int
+    stop: int
+
+    @property
+    def n_variants(self) -> int:
+        return self.stop - self.start
+
+
+Edit = Callable[[Rows], None]
+
+
+def variants_per_trace(batch: int, n_source: int, n_pos: int, max_tokens: int, max_rows: int) -> int:
+    """How many variants fit in one trace under the row and token budgets (at least 1)."""
+    rows = min(max_rows, max(1, max_tokens // max(1, n_pos)))
+    return max(1, (rows - n_source) // batch)
+
+
+def run_variants(
+    model,
+    target: torch.Tensor,
+    n_variants: int,
+    edit: Edit | None,
+    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    source: torch.Tensor | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    remote: Remote = False,
+    progress: bool = True,
+    desc: str = "variants",
+) -> torch.Tensor:
+    """Score ``n_variants`` edits of the target rows, batching several per trace.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        target: ``[batch, pos]`` token ids every variant runs on.
+        n_variants: How many variants.
+        edit: Called inside each trace (in forward order of what it touches)
+            with the :class:`Rows` layout; None runs the rows unedited.
+        metric: ``(logits [rows, pos, vocab], tokens [rows, pos]) -> [rows, ...]``.
+        source: ``[n_source, pos]`` rows placed before the targets in every trace.
+        max_tokens: Token budget of one trace (bounds the logits' memory).
+        max_rows: Row budget of one trace.
+        remote: Run the traces on NDIF.
+        progress: Show a tqdm bar on stderr.
+        desc: The bar's label.
+
+    Returns:
+        ``[n_variants, ...]`` the metric averaged over each variant's rows.
+    """
+    batch, n_pos = target.shape
+    n_source = 0 if source is None else source.shape[0]
+    if source is not None and source.shape[1] != n_pos:
+        raise ValueError(f"source rows have {source.shape[1]} positions, target rows {n_pos}")
+    per = variants_per_trace(batch, n_source, n_pos, max_tokens, max_rows)
+    results = []
+    starts = range(0, n_variants, per)
+    bar = tqdm(total=n_variants, desc=desc, unit="variant", disable=not progress or n_variants <= per,
+               file=sys.stderr, leave=False)
+    for start in starts:
+        stop = min(n_variants, start + per)
+        k = stop - start
+        rows = torch.cat(([source] if source is not None else []) + [target] * k)
+        layout = Rows(n_source, batch, start, stop)
+        with torch.no_grad(), model.trace(rows, backend=remote_backend(model, remote)):
+            if edit is not None:
+                edit(layout)
+            values = metric(model.output.logits[n_source:], target.repeat(k, 1))  # [k * batch, ...]
+            saved = nnsight.save(values.reshape(k, batch, *values.shape[1:]).mean(dim=1).detach())
+        results.append(saved.cpu())
+        bar.update(k)
+    bar.close()
+    return torch.cat(results)

@@ -1,0 +1,57 @@
+"""``induction-nnsight ablate`` and ``patch`` on a tiny model: files written, bad input refused."""
+
+import json
+
+import pytest
+
+from induction_nnsight.cli import main
+
+
+def tiny(tiny_dir, command, out, *extra):
+    return [command, "--model", str(tiny_dir("llama")), "--low", "1", "--high", "128", "--batch", "2",
+            "--seq-len", "6", "--out", str(out), *extra]
+
+
+def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
+    assert main(tiny(tiny_dir, "ablate", tmp_path, "--top-k", "2", "--draws", "3", "--method", "mean",
+                     "--heads", "L1H2,L0H0")) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"ablation_heads.json", "ablation_curve.json",
+                                                    "ablation_results.json"}
+    results = json.loads((tmp_path / "ablation_results.json").read_text())
+    assert len(results["sweep"]["delta"]) == 2 and len(results["sweep"]["rows"]) == 8
+    assert len(results["curve"]["random"]) == 3 and results["curve"]["ks"] == [1, 2]
+    assert results["ablated"]["heads"] == [[1, 2], [0, 0]]
+    assert -1 <= results["attribution"]["pearson_with_sweep"] <= 1
+    heat = json.loads((tmp_path / "ablation_heads.json").read_text())
+    assert heat["data"][0]["type"] == "heatmap" and heat["layout"]["title"]["text"]
+    assert "random heads" in capsys.readouterr().out
+
+
+def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
+    assert main(tiny(tiny_dir, "patch", tmp_path, "--pair", "repeated", "--positions", "0,7,12")) == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"patching_heads.json", "patching_residual.json", "patching_qkv.json",
+                     "patching_attribution.json", "patching_results.json"}
+    results = json.loads((tmp_path / "patching_results.json").read_text())
+    assert len(results["residual"]["recovery"]) == 2 and len(results["residual"]["recovery"][0]) == 3
+    assert results["qkv"]["columns"] == ["0", "7", "12", "all"]
+    assert results["qkv"]["head"] == results["heads"]["best"]
+
+
+@pytest.mark.parametrize(
+    "command, extra, fix",
+    [
+        ("patch", ["--sites", "qkv"], "--head"),
+        ("patch", ["--sites", "mlp"], "--sites"),
+        ("ablate", ["--heads", "head6"], "L18H6"),
+        ("ablate", ["--heads", "L9H0"], "outside"),
+        ("ablate", ["--top-k", "7"], "--top-k"),
+    ],
+)
+def test_bad_input_one_line_exit_2_no_files(tiny_dir, tmp_path, capsys, command, extra, fix):
+    out = tmp_path / "out"
+    assert main(tiny(tiny_dir, command, out, *extra)) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and fix in errors[0] and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
