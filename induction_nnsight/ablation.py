@@ -19,8 +19,8 @@ from .errors import InductionError
 from .head_outputs import head_edit, head_mask
 from .metrics import RowMetric, repeated_half_slice
 from .models import model_facts
-from .variants import DEFAULT_MAX_TOKENS, run_variants
 from .remote import Remote
+from .variants import DEFAULT_MAX_TOKENS, run_variants
 
 METHODS = ("zero", "mean")
 Head = tuple[int, int]

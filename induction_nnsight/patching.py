@@ -24,8 +24,8 @@ from .errors import InductionError
 from .head_outputs import block_paths, head_edit
 from .metrics import RowMetric, recovery
 from .models import model_facts
-from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 from .remote import Remote
+from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
 QKV = ("q", "k", "v")
 
