@@ -100,3 +100,25 @@ def test_the_dry_run_measures_the_bytes_each_way(tiny_model):
     with model.trace(tokens_for(), backend=backend):
         scores = nnsight.save(model.output.logits.mean())  # noqa: F841
     assert 0 < backend.transfer.received_bytes < 4096 and backend.transfer.sent_bytes > 0
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_causal_functions_survive_the_round_trip(tiny_model, arch):
+    """Ablation, the three patching sites and attribution (a backward pass) as NDIF would run them."""
+    from induction_nnsight.ablation import ablate_heads
+    from induction_nnsight.attribution import head_attribution
+    from induction_nnsight.pairs import repeated_pair
+    from induction_nnsight.patching import patch_heads, patch_qkv, patch_residual
+
+    model = tiny_model(arch, "sdpa")
+    tokens = tokens_for()
+    assert torch.allclose(ablate_heads(model, tokens, [(1, 2)], remote="local"), ablate_heads(model, tokens, [(1, 2)]))
+    pair = repeated_pair(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
+    args = (model, pair.clean, pair.corrupted, pair.metric)
+    for run in (lambda **kw: patch_heads(*args, **kw), lambda **kw: patch_residual(*args, positions=[3, 9], **kw),
+                lambda **kw: patch_qkv(*args, 1, 2, positions=[9], **kw)):
+        local, dry = run(progress=False), run(progress=False, remote="local")
+        assert torch.allclose(dry.values, local.values, atol=1e-6)
+    local = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean)
+    dry = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, remote="local")
+    assert torch.allclose(dry, local, atol=1e-6)
