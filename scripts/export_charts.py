@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
+from induction_nnsight.causal_jobs import AblateConfig, PatchConfig, run_ablate, run_patch  # noqa: E402
 from induction_nnsight.cli import guarded  # noqa: E402
 from induction_nnsight.jobs import (  # noqa: E402
     AttentionConfig,
@@ -42,6 +43,8 @@ from induction_nnsight.outputs import prepare_out_dir, write_files  # noqa: E402
 CHARTS = ROOT / "charts"
 RTOL = 1e-3
 ATOL = 1e-3
+# Wall-clock timings recorded beside the results: measurements of the machine, not of the code.
+VOLATILE_KEYS = {"seconds"}
 
 ATTENTION_PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -52,6 +55,8 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     "attention": lambda model: run_attention(
         AttentionConfig(model=DEFAULT_MODEL, layer=18, head=6, prompt=ATTENTION_PROMPT), model
     )[1],
+    "ablate": lambda model: run_ablate(AblateConfig(model=DEFAULT_MODEL), model, progress=False)[1],
+    "patch": lambda model: run_patch(PatchConfig(model=DEFAULT_MODEL), model, progress=False)[1],
 }
 
 
@@ -108,7 +113,7 @@ def differences(committed, fresh, path: str = "") -> Iterator[str]:
         if _string_diff(committed, fresh):
             yield f"{here}: {committed[:80]!r} vs now {fresh[:80]!r}"
     elif isinstance(committed, dict) and isinstance(fresh, dict):
-        for key in committed.keys() | fresh.keys():
+        for key in (committed.keys() | fresh.keys()) - VOLATILE_KEYS:
             if key not in fresh:
                 yield f"{path}.{key}: gone now"
             elif key not in committed:

@@ -25,6 +25,12 @@ def test_float_noise_passes_and_drift_is_named():
     assert list(export_charts.differences([1, 2], [1, 2, 3])) == ["(root): 2 items vs now 3"]
 
 
+def test_timings_are_not_results():
+    committed = {"sweep": {"seconds": 136.6, "rows": [1.0]}}
+    assert list(export_charts.differences(committed, {"sweep": {"seconds": 60.1, "rows": [1.0]}})) == []
+    assert list(export_charts.differences(committed, {"sweep": {"seconds": 60.1, "rows": [2.0]}}))
+
+
 def test_check_names_missing_extra_and_drifted_files(tmp_path):
     committed, fresh = tmp_path / "committed", tmp_path / "fresh"
     committed.mkdir(), fresh.mkdir()
