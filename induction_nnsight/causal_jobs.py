@@ -16,16 +16,15 @@ from .attribution import head_attribution
 from .causal_charts import ablation_curve_figure, attribution_scatter_figure, grid_heatmap_figure
 from .errors import InductionError
 from .head_outputs import parse_heads
-from .jobs import remote_settings, scan_tokens
+from .jobs import ScanConfig, remote_settings, scan_tokens
 from .metrics import RowMetric, default_icl_positions, icl_score, pearson, repeated_half_loss
-from .models import DEFAULT_MODEL, load_model, model_facts
+from .models import load_model, model_facts
 from .outputs import to_json
 from .pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
 from .patching import patch_heads, patch_qkv, patch_residual
-from .remote import DEFAULT_TIMEOUT
 from .report import top_heads
 from .scan import scan
-from .tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
+from .tokens import repeated_tokens
 from .variants import DEFAULT_MAX_TOKENS
 
 PAIRS = ("text", "repeated")
@@ -41,26 +40,18 @@ def _table(values: torch.Tensor) -> list:
     return [_table(v) for v in values] if values.dim() else _r(values)
 
 
-def _check_tokens(batch: int, seq_len: int, low: int, high: int, min_seq: int = 2) -> None:
-    if batch < 1:
-        raise InductionError(f"--batch must be at least 1, got {batch}")
-    if seq_len < min_seq:
-        raise InductionError(f"--seq-len must be at least {min_seq}, got {seq_len}")
-    if not 0 <= low < high:
-        raise InductionError(f"token range [{low}, {high}) is empty: pass 0 <= --low < --high")
+def _check_causal_tokens(config: ScanConfig) -> None:
+    config.validate_tokens()
+    if config.seq_len < 2:
+        raise InductionError(f"--seq-len must be at least 2 here, got {config.seq_len}")
 
 
 @dataclass
-class AblateConfig:
-    """Settings of ``induction-nnsight ablate``."""
+class AblateConfig(ScanConfig):
+    """Settings of ``induction-nnsight ablate`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
 
-    model: str = DEFAULT_MODEL
     batch: int = 4
     seq_len: int = 30
-    seed: int = 0
-    low: int = DEFAULT_LOW
-    high: int = DEFAULT_HIGH
-    bos: bool = True
     method: str = "zero"
     heads: str | None = None
     top_k: int = 5
@@ -70,15 +61,11 @@ class AblateConfig:
     layers: list[int] | None = None
     icl_early: list[int] | None = None
     icl_late: list[int] | None = None
-    attn_implementation: str | None = None
-    remote: bool = False
-    ndif_host: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
     max_tokens: int = DEFAULT_MAX_TOKENS
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
-        _check_tokens(self.batch, self.seq_len, self.low, self.high)
+        _check_causal_tokens(self)
         if self.method not in METHODS:
             raise InductionError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.top_k < 1 or self.draws < 1:
@@ -191,10 +178,9 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
 
 
 @dataclass
-class PatchConfig:
-    """Settings of ``induction-nnsight patch``."""
+class PatchConfig(ScanConfig):
+    """Settings of ``induction-nnsight patch`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
 
-    model: str = DEFAULT_MODEL
     pair: str = "text"
     clean: str = DEFAULT_CLEAN_TEXT
     corrupted: str = DEFAULT_CORRUPTED_TEXT
@@ -203,25 +189,17 @@ class PatchConfig:
     metric: str | None = None
     batch: int = 2
     seq_len: int = 10
-    seed: int = 0
-    low: int = DEFAULT_LOW
-    high: int = DEFAULT_HIGH
-    bos: bool = True
     sites: list[str] = field(default_factory=lambda: list(SITES))
     head: str | None = None
     layers: list[int] | None = None
     positions: list[int] | None = None
-    attn_implementation: str | None = None
-    remote: bool = False
-    ndif_host: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
     max_tokens: int = DEFAULT_MAX_TOKENS
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
         if self.pair not in PAIRS:
             raise InductionError(f"--pair must be one of {', '.join(PAIRS)}, got {self.pair!r}")
-        _check_tokens(self.batch, self.seq_len, self.low, self.high)
+        _check_causal_tokens(self)
         unknown = [s for s in self.sites if s not in SITES]
         if unknown or not self.sites:
             raise InductionError(f"--sites takes a comma-separated subset of {', '.join(SITES)}, got {self.sites}")

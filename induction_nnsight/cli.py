@@ -130,12 +130,16 @@ def guarded(job: Callable[[], int | None]) -> int:
         return EXIT_BAD_INPUT
 
 
+def _write(out, files: dict[str, str]) -> None:
+    for path in write_files(out, files):
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def _scan_command(args: argparse.Namespace) -> int:
     config = scan_config(args)
     out = prepare_out_dir(args.out)
     results, files = run_scan(config)
-    for path in write_files(out, files):
-        print(f"wrote {path}", file=sys.stderr)
+    _write(out, files)
     print(f"model {config.model}: mean loss {results['mean_loss_first_half']:.2f} nats on the first half, "
           f"{results['mean_loss_repeated_half']:.2f} on the repeated half")
     print(heads_table(results["top_heads"]))
@@ -154,8 +158,7 @@ def _heads_command(args: argparse.Namespace) -> int:
     config = _heads_config(args)
     out = prepare_out_dir(args.out)
     _, files, report = run_heads(config)
-    for path in write_files(out, files):
-        print(f"wrote {path}", file=sys.stderr)
+    _write(out, files)
     print(report)
     return 0
 
@@ -164,8 +167,7 @@ def _report_command(args: argparse.Namespace) -> int:
     config = _heads_config(args)
     out = prepare_out_dir(args.out)
     _, _, report = run_heads(config)
-    for path in write_files(out, {"report.txt": report + "\n"}):
-        print(f"wrote {path}", file=sys.stderr)
+    _write(out, {"report.txt": report + "\n"})
     print(report)
     return 0
 
@@ -176,8 +178,7 @@ def _attention_command(args: argparse.Namespace) -> int:
                              **remote_args(args))
     out = prepare_out_dir(args.out)
     _, files, ascii_view = run_attention(config)
-    for path in write_files(out, files):
-        print(f"wrote {path}", file=sys.stderr)
+    _write(out, files)
     print(ascii_view)
     return 0
 
@@ -253,8 +254,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
     config.validate()
     out = prepare_out_dir(args.out)
     results, files = run_ablate(config)
-    for path in write_files(out, files):
-        print(f"wrote {path}", file=sys.stderr)
+    _write(out, files)
     base, vs = results["baseline"], results["top_vs_random"]
     print(f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
           f"ICL score {base['icl_score']:.3f}")
@@ -282,8 +282,7 @@ def _patch_command(args: argparse.Namespace) -> int:
     config.validate()
     out = prepare_out_dir(args.out)
     results, files = run_patch(config)
-    for path in write_files(out, files):
-        print(f"wrote {path}", file=sys.stderr)
+    _write(out, files)
     print(f"model {config.model}, pair {results['pair']}, metric {results['metric']}")
     for site in ("heads", "residual", "qkv"):
         if site in results:

@@ -33,18 +33,22 @@ class ScanConfig:
     ndif_host: str | None = None
     timeout: float = DEFAULT_TIMEOUT
 
-    def validate(self) -> None:
-        """Check what can be checked before a model is loaded."""
+    def validate_tokens(self) -> None:
+        """Check the token and NDIF settings, before a model is loaded."""
         if not self.timeout > 0:
             raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if self.batch < 1:
             raise InductionError(f"--batch must be at least 1, got {self.batch}")
         if self.seq_len < 1:
             raise InductionError(f"--seq-len must be at least 1, got {self.seq_len}")
-        if self.top < 1:
-            raise InductionError(f"--top must be at least 1, got {self.top}")
         if not 0 <= self.low < self.high:
             raise InductionError(f"token range [{self.low}, {self.high}) is empty: pass 0 <= --low < --high")
+
+    def validate(self) -> None:
+        """Check what can be checked before a model is loaded."""
+        self.validate_tokens()
+        if self.top < 1:
+            raise InductionError(f"--top must be at least 1, got {self.top}")
 
 
 def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
