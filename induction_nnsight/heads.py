@@ -147,10 +147,10 @@ def ov_copying_score(w_value: torch.Tensor, w_out: torch.Tensor, bridge: torch.T
     Returns:
         ``[head]`` in ``[-1, 1]``: ``sum(eigenvalues) / sum(|eigenvalues|)``, 1 for a pure copier.
     """
-    w_v = w_value.double().repeat_interleave(n_heads // w_value.shape[0], dim=0)  # [head, d_head, d_model]
-    w_o = rearrange(w_out.double(), "d_model (head d_head) -> head d_model d_head", head=n_heads)
-    circuit = w_v @ bridge.double() @ w_o  # [head, d_head, d_head]
-    eigenvalues = torch.linalg.eigvals(circuit)
+    w_v = w_value.float().repeat_interleave(n_heads // w_value.shape[0], dim=0)  # [head, d_head, d_model]
+    w_o = rearrange(w_out.float(), "d_model (head d_head) -> head d_model d_head", head=n_heads)
+    circuit = w_v @ bridge.float() @ w_o  # [head, d_head, d_head]
+    eigenvalues = torch.linalg.eigvals(circuit.double())
     return (eigenvalues.sum(-1).real / eigenvalues.abs().sum(-1)).float()
 
 
@@ -283,6 +283,7 @@ def head_scores(
     layout = _layout(model) if {"copying", "copying_ov"} & set(kinds) else None
     wanted = [k for k in PATTERN_KINDS if k in kinds and (k != "induction" or batch.period)]
     copying = "copying" in kinds
+    copy_queries = repeats.any(0).nonzero().flatten()  # [q] positions where some row counts copying
     copying_ov = "copying_ov" in kinds and layout.v_kind is not None
 
     saved_copying = saved_ov = None  # only values saved inside the trace come back out of it
@@ -297,17 +298,18 @@ def head_scores(
             pattern = attention_pattern(attention, eager, call)  # [batch, head, query, key]
             for kind in wanted:
                 rows[kind].append(pattern_score(kind, pattern, batch, duplicate, induction))
-            if copying:
-                head_input = model.get(layout.o_paths[layer]).input  # [batch, query, head * d_head]
+            if copying:  # only at the queries that are averaged: half the work on two copies
+                head_input = model.get(layout.o_paths[layer]).input[:, copy_queries]  # [batch, q, head * d_head]
                 w_out = _weight(model, layout.o_paths[layer], transpose=layout.o_conv)
                 boosts.append(copying_logit_boost(
-                    pattern, head_input, w_out, unembed, unembed_mean, tokens, layout.final_is_layernorm
+                    pattern[:, :, copy_queries], head_input, w_out, unembed, unembed_mean, tokens,
+                    layout.final_is_layernorm,
                 ))
         saved_rows = nnsight.save({k: torch.stack(v, dim=1) for k, v in rows.items()})  # kind -> [batch, layer, head]
         if copying:
-            residual = model.get(layout.final_norm or layout.unembed).input  # [batch, pos, d_model]
+            residual = model.get(layout.final_norm or layout.unembed).input[:, copy_queries]  # [batch, q, d_model]
             saved_copying = nnsight.save(
-                copying_score(torch.stack(boosts, 1), residual, repeats, layout.final_is_layernorm)
+                copying_score(torch.stack(boosts, 1), residual, repeats[:, copy_queries], layout.final_is_layernorm)
             )
         saved_loss = nnsight.save(per_position_loss(model.output.logits, tokens))
         if copying_ov:
