@@ -13,21 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InductionError
-
-
-def token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy of every row at every position.
-
-    Args:
-        logits: ``[batch, pos, vocab]``.
-        tokens: ``[batch, pos]`` the input ids.
-
-    Returns:
-        ``[batch, pos - 1]``: entry ``[b, i]`` is the loss of predicting token ``i + 1`` of row ``b``.
-    """
-    return F.cross_entropy(
-        logits[:, :-1].transpose(1, 2).float(), tokens[:, 1:].to(logits.device), reduction="none"
-    )
+from .scores import token_losses
 
 
 def repeated_half_slice(seq_len: int, bos: bool) -> slice:
