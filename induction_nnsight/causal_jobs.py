@@ -16,9 +16,9 @@ from .attribution import head_attribution
 from .causal_charts import ablation_curve_figure, attribution_scatter_figure, grid_heatmap_figure
 from .errors import InductionError
 from .head_outputs import parse_heads
-from .jobs import ScanConfig, remote_settings, scan_tokens
+from .jobs import ScanConfig, model_for, remote_settings, scan_tokens
 from .metrics import RowMetric, default_icl_positions, icl_score, pearson, repeated_half_loss
-from .models import load_model, model_facts
+from .models import model_facts
 from .outputs import to_json
 from .pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
 from .patching import patch_heads, patch_qkv, patch_residual
@@ -85,8 +85,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         (``ablation_heads.json`` only with the sweep).
     """
     config.validate()
-    if model is None:
-        model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    model = model_for(config, model)
     remote = remote_settings(config) or False
     facts = model_facts(model)
     tokens = scan_tokens(model, config)
@@ -247,8 +246,7 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
         plus ``patching_results.json``.
     """
     config.validate()
-    if model is None:
-        model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    model = model_for(config, model)
     remote = remote_settings(config) or False
     facts = model_facts(model)
     pair = _pair(model, config)

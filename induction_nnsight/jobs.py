@@ -78,6 +78,13 @@ def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
     )
 
 
+def model_for(config, model=None):
+    """``model`` if given, else the model ``config`` names (``model``, ``attn_implementation``, ``remote``)."""
+    if model is not None:
+        return model
+    return load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+
+
 def remote_settings(config) -> RemoteSettings | None:
     """NDIF settings of a config with ``remote``, ``ndif_host`` and ``timeout`` fields (None: run locally)."""
     if not config.remote:
@@ -100,8 +107,7 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
 
     config.validate()
     remote = remote_settings(config)
-    if model is None:
-        model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    model = model_for(config, model)
     tokens = scan_tokens(model, config)
     result = scan(model, tokens, config.seq_len, remote=remote or False)
     first, repeated = half_losses(result.loss_by_position, config.seq_len, config.bos)
@@ -164,8 +170,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     from .outputs import to_json
 
     config.validate()
-    if model is None:
-        model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    model = model_for(config, model)
     tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
     facts = model_facts(model)
     start = int(config.bos)
@@ -221,8 +226,7 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
         raise InductionError("the prompt is empty: pass --prompt TEXT")
     if config.repeat < 1:
         raise InductionError(f"--repeat must be at least 1, got {config.repeat}")
-    if model is None:
-        model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    model = model_for(config, model)
     facts = model_facts(model)
     if not 0 <= config.layer < facts.n_layers:
         raise InductionError(f"--layer {config.layer} is out of range: pass 0..{facts.n_layers - 1}")
