@@ -147,9 +147,8 @@ def _scan_command(args: argparse.Namespace) -> int:
 
 
 def _heads_config(args: argparse.Namespace) -> HeadsConfig:
-    base = scan_config(args)
-    config = HeadsConfig(**{**base.__dict__, "kinds": tuple(args.kinds), "threshold": args.threshold,
-                            "n_repeats": args.repeats})
+    config = HeadsConfig(**vars(scan_config(args)), kinds=tuple(args.kinds), threshold=args.threshold,
+                         n_repeats=args.repeats)
     config.validate()
     return config
 
@@ -245,11 +244,9 @@ def _ablate_command(args: argparse.Namespace) -> int:
     from .causal_jobs import AblateConfig, run_ablate
 
     config = AblateConfig(
-        model=args.model, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high,
-        bos=args.bos, method=args.method, heads=args.heads, top_k=args.top_k, draws=args.draws,
+        **vars(scan_config(args)), method=args.method, heads=args.heads, top_k=args.top_k, draws=args.draws,
         same_layers=args.same_layers, sweep=args.sweep, layers=args.layers, icl_early=args.icl_early,
-        icl_late=args.icl_late, attn_implementation=args.attn_implementation, **remote_args(args),
-        max_tokens=args.max_tokens,
+        icl_late=args.icl_late, max_tokens=args.max_tokens,
     )
     config.validate()
     out = prepare_out_dir(args.out)
@@ -273,11 +270,9 @@ def _patch_command(args: argparse.Namespace) -> int:
     from .causal_jobs import PatchConfig, run_patch
 
     config = PatchConfig(
-        model=args.model, pair=args.pair, clean=args.clean, corrupted=args.corrupted, correct=args.correct,
-        wrong=args.wrong, metric=args.metric, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low,
-        high=args.high, bos=args.bos, sites=args.sites, head=args.head, layers=args.layers,
-        positions=args.positions, attn_implementation=args.attn_implementation, **remote_args(args),
-        max_tokens=args.max_tokens,
+        **vars(scan_config(args)), pair=args.pair, clean=args.clean, corrupted=args.corrupted,
+        correct=args.correct, wrong=args.wrong, metric=args.metric, sites=args.sites, head=args.head,
+        layers=args.layers, positions=args.positions, max_tokens=args.max_tokens,
     )
     config.validate()
     out = prepare_out_dir(args.out)
