@@ -179,7 +179,7 @@ def random_head_draws(
             pool = [(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) not in excluded]
             if len(pool) < len(top):
                 raise InductionError(
-                    f"only {len(pool)} heads lie outside the top {len(top)}: pass --top-k {len(pool)} or less"
+                    f"only {len(pool)} heads lie outside the top {len(top)}: pass --top-k {(len(pool) + len(top)) // 2} or less"
                 )
             order = torch.randperm(len(pool), generator=generator)[: len(top)]
             drawn = [pool[i] for i in order.tolist()]

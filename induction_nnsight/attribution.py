@@ -62,6 +62,8 @@ def head_attribution(
         inputs, deltas = [], []
         for projection in projections:
             x = projection.input  # [rows, pos, n_heads * d_head]
+            if not x.requires_grad:  # frozen weights (as on NDIF's workers) leave the graph empty
+                x.requires_grad_(True)
             mine = x[n_source:].detach()
             if value == "zero":
                 new = torch.zeros_like(mine)

@@ -15,13 +15,14 @@ from .ablation import METHODS, ablate_heads, ablation_curve, ablation_sweep, rep
 from .attribution import head_attribution
 from .causal_charts import ablation_curve_figure, attribution_scatter_figure, grid_heatmap_figure
 from .errors import InductionError
-from .head_outputs import parse_heads
+from .head_outputs import check_heads, parse_heads
 from .jobs import ScanConfig, model_for, remote_settings, scan_tokens
 from .metrics import RowMetric, default_icl_positions, icl_score, pearson, repeated_half_loss
 from .models import model_facts
 from .outputs import to_json
 from .pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
 from .patching import patch_heads, patch_qkv, patch_residual
+from .ranking import rank_heads
 from .report import top_heads
 from .scan import scan
 from .tokens import repeated_tokens
@@ -38,6 +39,13 @@ def _r(value: float) -> float | None:
 
 def _table(values: torch.Tensor) -> list:
     return [_table(v) for v in values] if values.dim() else _r(values)
+
+
+def _check_indices(values: list[int] | None, size: int, option: str, what: str) -> None:
+    """Refuse ``values`` outside ``0..size-1``, naming ``option``."""
+    bad = [v for v in values or [] if not 0 <= v < size]
+    if bad:
+        raise InductionError(f"{what} {bad[0]} is outside 0..{size - 1}: pass {option} within that range")
 
 
 def _check_causal_tokens(config: ScanConfig) -> None:
@@ -88,6 +96,13 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     model = model_for(config, model)
     remote = remote_settings(config) or False
     facts = model_facts(model)
+    if config.heads is not None:
+        check_heads(parse_heads(config.heads), facts.n_layers, facts.n_heads)
+    _check_indices(config.layers, facts.n_layers, "--layers", "layer")
+    if not config.same_layers and config.top_k > facts.n_layers * facts.n_heads // 2:
+        raise InductionError(f"cannot draw {config.top_k} random heads outside the top {config.top_k} of "
+                             f"{facts.n_layers * facts.n_heads}: pass --top-k {facts.n_layers * facts.n_heads // 2} "
+                             "or less")
     tokens = scan_tokens(model, config)
     reference = None
     if config.method == "mean":
@@ -155,12 +170,8 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         results["sweep"] = {
             "baseline": _r(sweep.baseline), "values": _table(sweep.values), "delta": _table(sweep.delta),
             "seconds": round(seconds, 2),
-            "rows": sorted(
-                ({"layer": layer, "head": head, "delta": _r(sweep.delta[layer, head])}
-                 for layer in range(facts.n_layers) for head in range(facts.n_heads)
-                 if sweep.delta[layer, head] == sweep.delta[layer, head]),
-                key=lambda row: -row["delta"],
-            ),
+            "rows": [{"layer": layer, "head": head, "delta": _r(sweep.delta[layer, head])}
+                     for layer, head in rank_heads(sweep.delta)],
         }
         results["attribution"] = {
             "estimate": _table(estimate), "seconds": round(attribution_seconds, 2),
@@ -204,7 +215,7 @@ class PatchConfig(ScanConfig):
             raise InductionError(f"--sites takes a comma-separated subset of {', '.join(SITES)}, got {self.sites}")
         if self.metric is not None and self.metric not in ("loss", "logit_diff", "prob"):
             raise InductionError(f"--metric must be loss, logit_diff or prob, got {self.metric!r}")
-        if self.head is not None and len(parse_heads(self.head)) != 1:
+        if self.head is not None and len(parse_heads(self.head, "--head")) != 1:
             raise InductionError("--head takes one head, such as L18H6")
         if "qkv" in self.sites and self.head is None and "heads" not in self.sites:
             raise InductionError("patching q/k/v needs a head: pass --head L18H6 (or add heads to --sites)")
@@ -219,6 +230,7 @@ def _pair(model, config: PatchConfig):
         if config.high > facts.vocab_size:
             raise InductionError(f"token range exceeds the vocabulary of {facts.vocab_size}: "
                                  f"pass --high {facts.vocab_size} or less")
+        scan_tokens(model, config)  # checks the rows against the model's context and BOS
         pair = repeated_pair(config.batch, config.seq_len, seed=config.seed, low=config.low, high=config.high,
                              bos_token_id=bos, vocab_size=facts.vocab_size)
         if config.metric not in (None, "loss"):
@@ -249,7 +261,11 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
     model = model_for(config, model)
     remote = remote_settings(config) or False
     facts = model_facts(model)
+    if config.head is not None:
+        check_heads(parse_heads(config.head, "--head"), facts.n_layers, facts.n_heads, "--head")
+    _check_indices(config.layers, facts.n_layers, "--layers", "layer")
     pair = _pair(model, config)
+    _check_indices(config.positions, pair.clean.shape[1], "--positions", "position")
     metric = pair.metric
     common = dict(max_tokens=config.max_tokens, remote=remote)
     results: dict = {
@@ -275,8 +291,7 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
         attribution_seconds = time.perf_counter() - started
         change = heads.values - heads.corrupted
         r = pearson(estimate, change)
-        flat = torch.nan_to_num(heads.recovery, nan=-float("inf")).flatten().argmax().item()
-        best = (flat // facts.n_heads, flat % facts.n_heads)
+        best = (rank_heads(heads.recovery, 1) or [(0, 0)])[0]  # no recovery at all (clean == corrupted): L0H0
         results["heads"] = _grid(heads, seconds=round(seconds, 2), best=list(best))
         results["attribution"] = {
             "estimate": _table(estimate), "recovery_estimate": _table(estimate / (heads.clean - heads.corrupted)),

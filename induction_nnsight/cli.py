@@ -1,6 +1,7 @@
 """``induction-nnsight``: the command line. It parses, wires jobs together and prints.
 
-Bad input ends with one line on stderr naming the fix and exit status 2.
+Bad input ends with one line on stderr naming the fix and exit status 2; Ctrl-C ends
+with one line, ``interrupted``, and exit status 130, leaving no partial file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from .remote import DEFAULT_TIMEOUT
 from .report import heads_table
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the fix (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive(text: str) -> int:
@@ -75,7 +84,7 @@ def add_token_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="induction-nnsight", description="Find induction heads in transformer language models with nnsight."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--repeat", type=int, default=2, help="copies of the prompt (default 2)")
     view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
     add_causal_parsers(commands)
+    cache = commands.add_parser("cache", help="what the model cache holds, where, and how large; --clear empties it")
+    cache.add_argument("--clear", action="store_true", help="remove every cached model (waits for a running conversion)")
     return parser
 
 
@@ -122,12 +133,15 @@ def scan_config(args: argparse.Namespace) -> ScanConfig:
 
 
 def guarded(job: Callable[[], int | None]) -> int:
-    """Run ``job``; bad input becomes one line on stderr and exit status 2."""
+    """Run ``job``; bad input becomes one line on stderr and exit status 2, Ctrl-C one line and 130."""
     try:
         return job() or 0
     except InductionError as error:
         print(f"induction-nnsight: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("induction-nnsight: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _write(out, files: dict[str, str]) -> None:
@@ -290,6 +304,19 @@ def _patch_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_command(args: argparse.Namespace) -> int:
+    from .cache import cache_dir, cache_entries, clear_cache
+
+    root = cache_dir()
+    entries = clear_cache(root) if args.clear else cache_entries(root)
+    print(f"model cache {root} ($INDUCTION_NNSIGHT_CACHE): {len(entries)} item(s)"
+          + (" removed" if args.clear else ""))
+    for entry in entries:
+        print(f"  {entry.name:<40} {entry.size_bytes / 2**20:>9.1f} MiB  {entry.status}")
+    print(f"total {sum(e.size_bytes for e in entries) / 2**20:.1f} MiB")
+    return 0
+
+
 _COMMANDS = {
     "scan": _scan_command,
     "heads": _heads_command,
@@ -297,6 +324,7 @@ _COMMANDS = {
     "attention": _attention_command,
     "ablate": _ablate_command,
     "patch": _patch_command,
+    "cache": _cache_command,
 }
 
 

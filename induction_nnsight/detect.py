@@ -10,6 +10,7 @@ import torch
 from .errors import InductionError
 from .heads import HEAD_KINDS, HeadScores, head_scores
 from .models import model_facts
+from .ranking import rank_heads
 from .tokens import PatternBatch, repeated_pattern
 
 
@@ -63,17 +64,14 @@ class HeadDetection:
         return entry
 
     def top(self, n: int) -> list[dict[str, Any]]:
-        """The ``n`` best heads, above threshold or not, best first."""
-        values = torch.nan_to_num(self.scores, nan=float("-inf")).flatten()
-        order = values.argsort(descending=True)[:n]
-        n_heads = self.scores.shape[1]
-        return [self._head(int(i) // n_heads, int(i) % n_heads) for i in order]
+        """The ``n`` best heads, above threshold or not, best first (:func:`rank_heads`; no NaN)."""
+        return [self._head(layer, head) for layer, head in rank_heads(self.scores, n)]
 
     @property
     def heads(self) -> list[dict[str, Any]]:
         """Heads with score >= threshold, best first: ``{"layer", "head", "score", "ci", "clearly_above"}``."""
-        above = int((torch.nan_to_num(self.scores, nan=float("-inf")) >= self.threshold).sum())
-        return self.top(above)
+        return [self._head(layer, head) for layer, head in rank_heads(self.scores)
+                if self.scores[layer, head] >= self.threshold]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form: kind, threshold, settings, heads above threshold, and the score table."""

@@ -85,8 +85,12 @@ def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
     return edit
 
 
-def parse_heads(text: str) -> list[tuple[int, int]]:
+def parse_heads(text: str, option: str = "--heads") -> list[tuple[int, int]]:
     """``"L18H6,L17H3"`` (or ``"18.6 17.3"``) -> ``[(18, 6), (17, 3)]``.
+
+    Args:
+        text: The heads, comma- or space-separated.
+        option: The command-line option that gave them, named in the error.
 
     Raises:
         InductionError: On a malformed head.
@@ -99,7 +103,21 @@ def parse_heads(text: str) -> list[tuple[int, int]]:
             continue
         match = re.fullmatch(r"[Ll](\d+)[Hh](\d+)|(\d+)[.:](\d+)", part)
         if not match:
-            raise InductionError(f"cannot read head {part!r}: write heads as L18H6 (layer 18, head 6), comma-separated")
+            raise InductionError(f"cannot read head {part!r}: pass {option} as L18H6 (layer 18, head 6), comma-separated")
         layer, head = (int(g) for g in match.groups() if g is not None)
         heads.append((layer, head))
+    if not heads:
+        raise InductionError(f"no head given: pass {option} as L18H6 (layer 18, head 6), comma-separated")
     return heads
+
+
+def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int, option: str = "--heads") -> None:
+    """Refuse heads outside ``n_layers`` x ``n_heads``, naming ``option`` and the valid ranges.
+
+    Raises:
+        InductionError: On a head outside the model.
+    """
+    for layer, head in heads:
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise InductionError(f"head L{layer}H{head} is outside the model: pass {option} with layers "
+                                 f"0..{n_layers - 1} and heads 0..{n_heads - 1}")

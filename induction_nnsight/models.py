@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,12 @@ def _dequantize(gguf: Path, out_dir: Path, progress: bool) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _say(f"converting {gguf.name} to float32 safetensors (once) ...", progress)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as error:  # the GGUF reader raises ValueError, struct.error, KeyError ... on a damaged file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise InductionError(f"cannot read {gguf} as a GGUF model ({first}): pass an intact .gguf file") from error
     # The weights are de-quantized already; the GGUF quantizer only blocks saving.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -205,6 +210,20 @@ def _cached_on_hub(name: str) -> bool:
         return False
 
 
+@contextmanager
+def _quiet_transformers():
+    """Turn transformers' progress bars off for the block, restoring the caller's setting."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     *,
@@ -256,7 +275,8 @@ def load_model(
             from transformers import AutoTokenizer
 
             kwargs["tokenizer"] = AutoTokenizer.from_pretrained(path)
-        return TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
+        with _quiet_transformers():  # its per-tensor "Loading weights" bar is noise before a one-line error
+            return TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, HTTP errors ...
         if _unreachable(error):
             raise _offline_error(name) from error

@@ -1,10 +1,27 @@
-"""Writing results: all files of a run appear together, or none do."""
+"""Writing results: strict JSON, one run id per result set, all files of a run or none.
+
+Every JSON file the tool writes parses with a strict parser: a value that is
+missing or undefined (NaN, an infinite ratio) is written as ``null``. Every file of
+one run carries the same run id (``"run_id"`` in a results file,
+``layout.meta.run_id`` in a Plotly chart), so a reader can tell one run's set
+from a mix. Files get the user's umask (0644 by default), and a run's files are
+renamed into place together under a lock on the output directory, so two runs
+into one ``--out`` leave one run's whole set.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
+import secrets
+import signal
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,35 +46,135 @@ def prepare_out_dir(out: str | Path) -> Path:
     return path
 
 
+def strict(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON ``null``), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(item) for item in value]
+    return value
+
+
 def to_json(value: Any) -> str:
-    """Compact, deterministic JSON text."""
-    return json.dumps(value, indent=1, sort_keys=False)
+    """Strict, deterministic JSON text: NaN and infinities become ``null``."""
+    return json.dumps(strict(value), indent=1, sort_keys=False, allow_nan=False)
 
 
-def write_files(out_dir: Path, files: dict[str, str]) -> list[Path]:
-    """Write every ``name -> text`` into ``out_dir`` atomically as a set.
+def parse_strict(text: str) -> Any:
+    """Parse JSON refusing ``NaN``, ``Infinity`` and ``-Infinity`` (as ``JSON.parse`` and ``jq`` do).
 
-    Each text goes to a temporary file first; only when all are written are
-    they renamed into place, so a failure leaves no partial or empty file.
+    Raises:
+        ValueError: On any non-standard constant.
+    """
+
+    def refuse(name: str):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def new_run_id() -> str:
+    """A run id: UTC time and 6 random hex digits, e.g. ``20261125T201500Z-3fa2c1``."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def stamp(text: str, run_id: str) -> str:
+    """JSON ``text`` with ``run_id`` added: ``layout.meta.run_id`` in a Plotly figure, else top-level ``run_id``.
+
+    Raises:
+        ValueError: When ``text`` is not a strict JSON object.
+    """
+    value = parse_strict(text)
+    if not isinstance(value, dict):
+        raise ValueError("a result file must hold a JSON object")
+    if "data" in value and "layout" in value:  # a Plotly figure
+        meta = value["layout"].get("meta")
+        value["layout"]["meta"] = {**(meta if isinstance(meta, dict) else {}), "run_id": run_id}
+        return json.dumps(strict(value), allow_nan=False)
+    return to_json({"run_id": run_id, **{k: v for k, v in value.items() if k != "run_id"}})
+
+
+def run_id_of(value: dict) -> str | None:
+    """The run id of a parsed results file or Plotly figure (None when it has none)."""
+    meta = value.get("layout", {}).get("meta") if isinstance(value.get("layout"), dict) else None
+    if isinstance(meta, dict) and "run_id" in meta:
+        return meta["run_id"]
+    return value.get("run_id")
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask (0644 under the usual umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` itself (no lock file is left behind)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def _no_interrupt() -> Iterator[None]:
+    """Hold back Ctrl-C while the renames run, so an interrupt cannot leave half a set in place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def write_files(out_dir: Path, files: dict[str, str], run_id: str | None = None) -> list[Path]:
+    """Write every ``name -> text`` into ``out_dir`` atomically as one run's set.
+
+    JSON texts (names ending in ``.json``) are checked to be strict JSON and
+    stamped with the run id. Each text goes to a temporary file first; only
+    when all are written are they renamed into place, under a lock on
+    ``out_dir`` and with Ctrl-C held back, so a failure or an interrupt leaves
+    no partial or empty file and the previous set intact.
+
+    Args:
+        out_dir: An existing, writable directory.
+        files: File name -> text.
+        run_id: The set's id (a new one from :func:`new_run_id` when None).
 
     Returns:
         The paths written.
+
+    Raises:
+        InductionError: When a file cannot be written (the directory is left as it was).
     """
+    run_id = run_id or new_run_id()
+    texts = {name: stamp(text, run_id) if name.endswith(".json") else text for name, text in files.items()}
+    mode = _file_mode()
     staged: list[tuple[str, Path]] = []
     try:
-        for name, text in files.items():
+        for name, text in texts.items():
             handle, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
+            staged.append((name, Path(tmp)))
             with os.fdopen(handle, "w") as stream:
                 stream.write(text)
-            staged.append((name, Path(tmp)))
-        written = []
-        for name, tmp in staged:
-            target = out_dir / name
-            os.replace(tmp, target)
-            written.append(target)
-        return written
+            os.chmod(tmp, mode)
+        with _locked(out_dir), _no_interrupt():
+            for name, tmp in staged:
+                os.replace(tmp, out_dir / name)
+        return [out_dir / name for name, _ in staged]
     except OSError as error:
-        raise InductionError(f"cannot write results into {out_dir} ({error}): pass --out with a writable directory") from error
+        raise InductionError(
+            f"cannot write results into {out_dir} ({error.strerror or error}): "
+            "free some space or pass --out with a writable directory"
+        ) from error
     finally:
         for _, tmp in staged:
             tmp.unlink(missing_ok=True)

@@ -109,9 +109,17 @@ def resolve_host(host: str | None = None) -> str:
     """The NDIF API URL: ``host``, else ``NDIF_HOST``, else nnsight's ``CONFIG.API.HOST``."""
     from nnsight import CONFIG
 
+    import httpx
+
     url = (host or os.environ.get("NDIF_HOST") or CONFIG.API.HOST or "").strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise InductionError(f"NDIF host {url!r} is not a URL: pass --ndif-host http(s)://HOST[:PORT]")
+    try:
+        valid = url.startswith(("http://", "https://")) and bool(httpx.URL(url).host)
+    except httpx.InvalidURL:
+        valid = False
+    if not valid:
+        # a key pasted where the host belongs must not be echoed back
+        shown = redact(url, os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY)
+        raise InductionError(f"NDIF host {shown!r} is not a URL: pass --ndif-host http(s)://HOST[:PORT]")
     return url
 
 

@@ -6,18 +6,18 @@ from typing import Any
 
 import torch
 
+from .ranking import rank_heads
+
 
 def top_heads(scores: torch.Tensor, n: int) -> list[dict[str, Any]]:
-    """The ``n`` highest-scoring heads of an ``[n_layers, n_heads]`` table.
+    """The ``n`` highest-scoring heads of an ``[n_layers, n_heads]`` table (ranked by :func:`rank_heads`).
 
     Returns:
-        Dicts ``{"layer", "head", "score"}``, best first.
+        Dicts ``{"layer", "head", "score"}``, best first; heads without a score (NaN) are left out.
     """
-    n_heads = scores.shape[1]
-    values, flat = scores.flatten().topk(min(n, scores.numel()))
     return [
-        {"layer": int(i) // n_heads, "head": int(i) % n_heads, "score": round(float(v), 6)}
-        for v, i in zip(values, flat)
+        {"layer": layer, "head": head, "score": round(float(scores[layer, head]), 6)}
+        for layer, head in rank_heads(scores, n)
     ]
 
 

@@ -43,8 +43,11 @@ from induction_nnsight.outputs import prepare_out_dir, write_files  # noqa: E402
 CHARTS = ROOT / "charts"
 RTOL = 1e-3
 ATOL = 1e-3
-# Wall-clock timings recorded beside the results: measurements of the machine, not of the code.
-VOLATILE_KEYS = {"seconds"}
+# Wall-clock timings recorded beside the results (measurements of the machine, not of the code),
+# and the id each run stamps on its files.
+VOLATILE_KEYS = {"seconds", "run_id"}
+# Keys that hold a ranked head's value in ranked lists ({"layer", "head", "score"} ...).
+RANK_VALUES = ("score", "delta")
 # charts/ files written by another script (bench/run.py: timings, not reproducible numbers).
 OTHER_PRODUCERS = ("bench_",)
 
@@ -102,9 +105,70 @@ def _string_diff(a: str, b: str) -> bool:
     return False
 
 
+_HEAD_LABEL = re.compile(r"L(\d+)H(\d+)")
+
+
+def _ranked(value) -> bool:
+    """Whether ``value`` is a ranked list of heads: dicts with ``layer``, ``head`` and a score."""
+    return bool(value) and isinstance(value, list) and all(
+        isinstance(v, dict) and "layer" in v and "head" in v and any(k in v for k in RANK_VALUES) for v in value
+    )
+
+
+def _rank_value(entry: dict) -> float | None:
+    return next((entry[k] for k in RANK_VALUES if k in entry), None)
+
+
+def canonical(value):
+    """``value`` with each Plotly bar trace over head labels (``L18H6`` ...) turned into a ranked list of heads."""
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    labels = value.get("x")
+    if value.get("type") == "bar" and isinstance(labels, list) and labels and all(
+        isinstance(x, str) and _HEAD_LABEL.fullmatch(x) for x in labels
+    ):
+        error = value.get("error_y") or {}
+        bars = [{"layer": int(_HEAD_LABEL.fullmatch(x)[1]), "head": int(_HEAD_LABEL.fullmatch(x)[2]), "score": y}
+                for x, y in zip(labels, value.get("y", []))]
+        for key in ("array", "arrayminus"):
+            for bar, v in zip(bars, error.get(key) or []):
+                bar[key] = v
+        rest = {k: canonical(v) for k, v in value.items() if k not in ("x", "y", "error_y")}
+        return {**rest, "ranking": bars}
+    return {k: canonical(v) for k, v in value.items()}
+
+
+def ranking_differences(committed: list, fresh: list, path: str) -> Iterator[str]:
+    """Two rankings of heads differ when a head's values drift, or when a head enters or leaves the list
+    with a value away from the other list's cut-off. Order among near-ties, and swaps at the cut-off,
+    are float noise."""
+
+    def key(entry: dict) -> tuple[int, int]:
+        return entry["layer"], entry["head"]
+
+    in_committed, in_fresh = {key(e): e for e in committed}, {key(e): e for e in fresh}
+    for head, entry in in_committed.items():
+        if head in in_fresh:
+            yield from differences(entry, in_fresh[head], f"{path}[L{head[0]}H{head[1]}]")
+    for entries, others, cut_off, word in ((committed, in_fresh, fresh[-1], "gone now"),
+                                           (fresh, in_committed, committed[-1], "new now")):
+        for entry in entries:
+            value, edge = _rank_value(entry), _rank_value(cut_off)
+            if key(entry) not in others and (value is None or edge is None or not _close(value, edge, ATOL)):
+                yield f"{path}[L{entry['layer']}H{entry['head']}]: {word} (value {value}, cut-off {edge})"
+
+
 def differences(committed, fresh, path: str = "") -> Iterator[str]:
-    """Where two parsed JSON values differ beyond float noise, as ``path: committed vs now`` lines."""
+    """Where two parsed JSON values differ beyond float noise, as ``path: committed vs now`` lines.
+
+    Ranked lists of heads are compared head by head (see :func:`ranking_differences`).
+    """
     here = path or "(root)"
+    if _ranked(committed) and _ranked(fresh) and len(committed) == len(fresh):
+        yield from ranking_differences(committed, fresh, path)
+        return
     if isinstance(committed, bool) or isinstance(fresh, bool):
         if committed is not fresh:
             yield f"{here}: {committed!r} vs now {fresh!r}"
@@ -147,7 +211,7 @@ def check(committed_dir: Path, fresh_dir: Path, shown: int = 5) -> list[str]:
         except json.JSONDecodeError as error:
             problems.append(f"{name}: committed file is not valid JSON ({error})")
             continue
-        diffs = list(differences(committed, json.loads((fresh_dir / name).read_text())))
+        diffs = list(differences(canonical(committed), canonical(json.loads((fresh_dir / name).read_text()))))
         if diffs:
             more = f" (and {len(diffs) - shown} more)" if len(diffs) > shown else ""
             problems.append(f"{name} drifted at {len(diffs)} place(s){more}:\n    " + "\n    ".join(diffs[:shown]))

@@ -7,6 +7,7 @@
 #   installed with --ignore-requires-python.
 # - Everything is installed with --no-deps into --target, so nothing in the
 #   system site-packages (pydantic, torch, nnsight ...) is shadowed or changed.
+# - ndif's API service imports boto3 (object storage), so boto3 and its own dependencies are listed too.
 # - Redis: the Debian `redis-server` when apt-get can install it; the PyPI
 #   `fakeredis` TCP server (installed into the same directory) otherwise.
 set -euo pipefail
@@ -19,7 +20,8 @@ PYTHON="${PYTHON:-python3}"
     ndif==0.1.2 \
     fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0 websockets==17.4 \
     python-multipart==0.0.34 redis==8.1.0 annotated-doc==0.0.7 opentelemetry-api==1.45.2 \
-    fakeredis==2.40.0 sortedcontainers==2.4.0
+    fakeredis==2.40.0 sortedcontainers==2.4.0 \
+    boto3==1.44.8 botocore==1.44.8 s3transfer==0.19.3 jmespath==1.1.0 python-dateutil==4.0.0 six==1.17.0
 
 if ! command -v redis-server >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

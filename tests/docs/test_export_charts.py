@@ -54,3 +54,37 @@ def test_committed_charts_match_the_code(smollm2, tmp_path):
         "the committed charts no longer match the code; run `python scripts/export_charts.py` and commit charts/:\n"
         + "\n".join(problems)
     )
+
+
+def test_rankings_tolerate_near_ties_and_catch_real_changes():
+    """Two heads 2e-6 apart may swap between machines; a head whose value drifts, or that enters a
+    top list far from its cut-off, is a real change."""
+    committed = {"rows": [{"layer": 13, "head": 3, "delta": 0.024255}, {"layer": 12, "head": 2, "delta": 0.024253},
+                          {"layer": 0, "head": 1, "delta": 0.01}]}
+    swapped = {"rows": [committed["rows"][1], committed["rows"][0], committed["rows"][2]]}
+    assert list(export_charts.differences(committed, swapped)) == []
+    drifted = json.loads(json.dumps(swapped))
+    drifted["rows"][2]["delta"] = 0.02
+    assert list(export_charts.differences(committed, drifted)) == [".rows[L0H1].delta: 0.01 vs now 0.02"]
+    top = [{"layer": 1, "head": 0, "score": 0.9}, {"layer": 2, "head": 0, "score": 0.5}]
+    at_cut_off = [top[0], {"layer": 3, "head": 1, "score": 0.5000004}]
+    assert list(export_charts.differences(top, at_cut_off)) == []
+    newcomer = [{"layer": 4, "head": 4, "score": 0.95}, top[0]]
+    assert any("L4H4]: new now" in line for line in export_charts.differences(top, newcomer))
+    assert any("L2H0]: gone now" in line for line in export_charts.differences(top, newcomer))
+
+
+def test_bar_charts_of_heads_compare_as_rankings():
+    def bars(labels, ys):
+        return {"data": [{"type": "bar", "x": labels, "y": ys, "error_y": {"array": [0.1] * len(ys)}}]}
+
+    committed = bars(["L1H0", "L2H0"], [0.5, 0.5000001])
+    assert list(export_charts.differences(export_charts.canonical(committed),
+                                          export_charts.canonical(bars(["L2H0", "L1H0"], [0.5000001, 0.5])))) == []
+    assert list(export_charts.differences(export_charts.canonical(committed),
+                                          export_charts.canonical(bars(["L1H0", "L2H0"], [0.5, 0.6]))))
+
+
+def test_run_ids_are_not_results():
+    assert list(export_charts.differences({"run_id": "a", "layout": {"meta": {"run_id": "a"}}},
+                                          {"run_id": "b", "layout": {"meta": {"run_id": "b"}}})) == []

@@ -1,0 +1,51 @@
+"""Ctrl-C mid-trace: one line, exit status 130, no partial file, the previous result set intact."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+from induction_nnsight.cli import main
+from induction_nnsight.outputs import run_id_of
+
+# Runs the CLI with a forward hook that announces the trace has started and then waits to be interrupted.
+SLOW_CLI = textwrap.dedent("""
+    import sys, time
+    from induction_nnsight import cli, jobs
+
+    load = jobs.load_model
+
+    def slow_load(*args, **kwargs):
+        model = load(*args, **kwargs)
+
+        def wait(module, inputs):
+            print("TRACING", flush=True)
+            time.sleep(120)
+
+        model._module.transformer.h[1].register_forward_pre_hook(wait)
+        return model
+
+    jobs.load_model = slow_load
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+def test_ctrl_c_mid_trace_leaves_the_previous_set(tiny_dir, tmp_path):
+    args = ["scan", "--model", str(tiny_dir("gpt2")), "--low", "1", "--high", "128", "--batch", "2",
+            "--seq-len", "8", "--out", str(tmp_path)]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert len({run_id_of(json.loads(text)) for text in before.values()} - {None}) == 1
+
+    process = subprocess.Popen([sys.executable, "-c", SLOW_CLI, *args, "--seed", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "TRACING"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "induction-nnsight: interrupted"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file, no new file
