@@ -112,7 +112,7 @@ def available(name: str) -> str | None:
 
 def _stripe_scores(patterns: list[torch.Tensor], seq_len: int) -> torch.Tensor:
     """``[n_layers, n_heads]`` from per-layer ``[batch, head, query, key]`` patterns."""
-    from induction_nnsight.scores import induction_stripe_score
+    from induction_nnsight.scores.reductions import induction_stripe_score
 
     return torch.stack([induction_stripe_score(p, seq_len) for p in patterns])
 
@@ -147,7 +147,7 @@ def _forward_sdpa(ctx):
 
 
 def _scan(ctx: Context, attn: str):
-    from induction_nnsight.scan import scan
+    from induction_nnsight.scores.scan import scan
 
     model = ctx.model(f"nnsight-{attn}")
 
@@ -163,20 +163,20 @@ def _scan(ctx: Context, attn: str):
 
 
 @contender("scan-eager", needs="nnsight-eager", group="ours",
-           description="induction_nnsight.scan: loss by position + induction scores in one trace, eager")
+           description="induction_nnsight.scores.scan: loss by position + induction scores in one trace, eager")
 def _scan_eager(ctx):
     return _scan(ctx, "eager")
 
 
 @contender("scan-sdpa", needs="nnsight-sdpa", group="ours",
-           description="induction_nnsight.scan under sdpa (patterns recomputed from q, k inside the trace)")
+           description="induction_nnsight.scores.scan under sdpa (patterns recomputed from q, k inside the trace)")
 def _scan_sdpa(ctx):
     return _scan(ctx, "sdpa")
 
 
 def _heads(ctx: Context, attn: str):
-    from induction_nnsight.heads import head_scores
-    from induction_nnsight.tokens import PatternBatch
+    from induction_nnsight.scores.heads import head_scores
+    from induction_nnsight.probes.tokens import PatternBatch
 
     model = ctx.model(f"nnsight-{attn}")
 
@@ -206,8 +206,8 @@ def _heads_sdpa(ctx):
 def _tutorial_eager(ctx):
     import nnsight
 
-    from induction_nnsight.attention import attention_modules
-    from induction_nnsight.scores import per_position_loss
+    from induction_nnsight.models.attention import attention_modules
+    from induction_nnsight.scores.reductions import per_position_loss
 
     model = ctx.model("nnsight-eager")
     attentions = attention_modules(model)
@@ -234,7 +234,7 @@ def _tutorial_eager(ctx):
 @contender("tl-run-with-cache", needs="tl", group="transformerlens",
            description="TransformerLens 4 TransformerBridge.run_with_cache (every activation) + the same score and loss")
 def _tl_cache(ctx):
-    from induction_nnsight.scores import per_position_loss
+    from induction_nnsight.scores.reductions import per_position_loss
 
     bridge = ctx.model("tl")
     n_layers = bridge.cfg.n_layers

@@ -71,7 +71,7 @@ def word_level_tokenizer(vocab_size: int, bos: int, path: str = "word-level"):
 
 def bench_cache() -> Path:
     """Where the random-weight models are saved: ``$INDUCTION_NNSIGHT_CACHE/bench``."""
-    from induction_nnsight.models import cache_dir
+    from induction_nnsight.models.loading import cache_dir
 
     return cache_dir() / "bench"
 
@@ -79,7 +79,7 @@ def bench_cache() -> Path:
 def model_dir(name: str) -> Path:
     """A transformers model directory for ``name``, built and saved once."""
     if name == SMOLLM2:
-        from induction_nnsight.models import smollm2_dir
+        from induction_nnsight.models.loading import smollm2_dir
 
         return smollm2_dir(progress=True)
     root = Path(os.environ.get("INDUCTION_BENCH_CACHE", "") or bench_cache())

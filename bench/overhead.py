@@ -38,8 +38,8 @@ def main(argv=None) -> int:
     import torch
 
     from bench.models import load_hf, load_nnsight, model_dir, token_range
-    from induction_nnsight.scan import scan
-    from induction_nnsight.tokens import repeated_tokens
+    from induction_nnsight.scores.scan import scan
+    from induction_nnsight.probes.tokens import repeated_tokens
 
     parser = argparse.ArgumentParser(prog="python bench/overhead.py")
     parser.add_argument("--model", default="gpt2-small")

@@ -1,11 +1,11 @@
 """Find and explain induction heads in transformer language models with nnsight."""
 
-from .detect import HeadDetection, detect_heads
+from .scores.detect import HeadDetection, detect_heads
 from .errors import InductionError
-from .heads import HEAD_KINDS, HeadScores, head_scores
-from .models import DEFAULT_MODEL, load_model, model_facts
-from .scan import ScanResult, half_losses, head_attention, induction_scores, loss_by_position, scan
-from .tokens import (
+from .scores.heads import HEAD_KINDS, HeadScores, head_scores
+from .models.loading import DEFAULT_MODEL, load_model, model_facts
+from .scores.scan import ScanResult, half_losses, head_attention, induction_scores, loss_by_position, scan
+from .probes.tokens import (
     PatternBatch,
     abab_pattern,
     repeated_pattern,

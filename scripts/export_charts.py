@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
-from induction_nnsight.causal_jobs import AblateConfig, PatchConfig, run_ablate, run_patch  # noqa: E402
-from induction_nnsight.cli import guarded  # noqa: E402
-from induction_nnsight.jobs import (  # noqa: E402
+from induction_nnsight.app.causal_jobs import AblateConfig, PatchConfig, run_ablate, run_patch  # noqa: E402
+from induction_nnsight.app.cli import guarded  # noqa: E402
+from induction_nnsight.app.jobs import (  # noqa: E402
     AttentionConfig,
     HeadsConfig,
     ScanConfig,
@@ -38,7 +38,7 @@ from induction_nnsight.jobs import (  # noqa: E402
     run_heads,
     run_scan,
 )
-from induction_nnsight.outputs import prepare_out_dir, write_files  # noqa: E402
+from induction_nnsight.app.outputs import prepare_out_dir, write_files  # noqa: E402
 
 CHARTS = ROOT / "charts"
 RTOL = 1e-3

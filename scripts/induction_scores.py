@@ -7,11 +7,11 @@ import argparse
 import sys
 
 from induction_nnsight import induction_scores, load_model
-from induction_nnsight.charts import head_heatmap_figure
-from induction_nnsight.cli import add_model_args, add_token_args, guarded, scan_config
-from induction_nnsight.jobs import remote_settings, scan_tokens
-from induction_nnsight.outputs import prepare_out_dir, write_files
-from induction_nnsight.report import heads_table, top_heads
+from induction_nnsight.app.charts import head_heatmap_figure
+from induction_nnsight.app.cli import add_model_args, add_token_args, guarded, scan_config
+from induction_nnsight.app.jobs import remote_settings, scan_tokens
+from induction_nnsight.app.outputs import prepare_out_dir, write_files
+from induction_nnsight.app.report import heads_table, top_heads
 
 
 def run(args: argparse.Namespace) -> None:

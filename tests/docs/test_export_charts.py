@@ -46,7 +46,7 @@ def test_check_names_missing_extra_and_drifted_files(tmp_path):
 
 @pytest.mark.slow
 def test_committed_charts_match_the_code(smollm2, tmp_path):
-    from induction_nnsight.outputs import write_files
+    from induction_nnsight.app.outputs import write_files
 
     write_files(tmp_path, export_charts.produce(model=smollm2))
     problems = export_charts.check(CHARTS, tmp_path)

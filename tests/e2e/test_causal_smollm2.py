@@ -5,9 +5,9 @@ import json
 import torch
 
 from induction_nnsight import repeated_tokens, scan
-from induction_nnsight.ablation import ablation_metrics, random_head_draws, repeated_half_metric
-from induction_nnsight.cli import main
-from induction_nnsight.report import top_heads
+from induction_nnsight.causal.ablation import ablation_metrics, random_head_draws, repeated_half_metric
+from induction_nnsight.app.cli import main
+from induction_nnsight.app.report import top_heads
 
 BATCH, SEQ_LEN, DRAWS = 4, 30, 5
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from induction_nnsight import half_losses, model_facts, repeated_tokens, scan
-from induction_nnsight.cli import main
-from induction_nnsight.models import smollm2_dir
+from induction_nnsight.app.cli import main
+from induction_nnsight.models.loading import smollm2_dir
 from tests.reference import plain_transformers_scan
 
 BATCH, SEQ_LEN = 10, 50

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from induction_nnsight import causal_jobs, jobs
-from induction_nnsight.cli import main
+from induction_nnsight.app import causal_jobs, jobs
+from induction_nnsight.app.cli import main
 
 # Valid, small settings per subcommand; a case's bad options come after them (argparse: last one wins).
 TOKENS = ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4"]  # ids within the vocabulary of 128

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from induction_nnsight.cli import main
+from induction_nnsight.app.cli import main
 
 
 def tiny(tiny_dir, command, out, *extra):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from induction_nnsight.cli import main
+from induction_nnsight.app.cli import main
 
 OUTPUTS = {"loss_by_position.json", "induction_scores.json", "scan_results.json"}
 
@@ -73,7 +73,7 @@ def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
             "--seq-len", "6", "--out", str(tmp_path), "--top", "2"]
     assert main(args) == 0
     results = json.loads((tmp_path / "heads_results.json").read_text())
-    from induction_nnsight.heads import HEAD_KINDS
+    from induction_nnsight.scores.heads import HEAD_KINDS
 
     assert set(results["kinds"]) == set(HEAD_KINDS)
     for kind in HEAD_KINDS:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from induction_nnsight.cli import main
+from induction_nnsight.app.cli import main
 
 
 @pytest.mark.parametrize("content, reason", [

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import nnsight
-from induction_nnsight.attention import attention_call_name, attention_modules, attention_pattern
-from induction_nnsight.heads import HEAD_KINDS, PATTERN_KINDS, head_scores
-from induction_nnsight.tokens import repeated_pattern
+from induction_nnsight.models.attention import attention_call_name, attention_modules, attention_pattern
+from induction_nnsight.scores.heads import HEAD_KINDS, PATTERN_KINDS, head_scores
+from induction_nnsight.probes.tokens import repeated_pattern
 from tests.conftest import ALL_ARCHS, SDPA_ARCHS, TINY_BOS
 from tests.reference import plain_attentions, reference_kind_scores
 

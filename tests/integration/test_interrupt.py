@@ -6,13 +6,13 @@ import subprocess
 import sys
 import textwrap
 
-from induction_nnsight.cli import main
-from induction_nnsight.outputs import run_id_of
+from induction_nnsight.app.cli import main
+from induction_nnsight.app.outputs import run_id_of
 
 # Runs the CLI with a forward hook that announces the trace has started and then waits to be interrupted.
 SLOW_CLI = textwrap.dedent("""
     import sys, time
-    from induction_nnsight import cli, jobs
+    from induction_nnsight.app import cli, jobs
 
     load = jobs.load_model
 

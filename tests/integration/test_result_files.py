@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from induction_nnsight.cli import main
-from induction_nnsight.outputs import parse_strict, run_id_of
+from induction_nnsight.app.cli import main
+from induction_nnsight.app.outputs import parse_strict, run_id_of
 
 TOKENS = ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "6"]
 COMMANDS = {
@@ -35,7 +35,7 @@ def test_missing_scores_are_null(tiny_dir, tmp_path, monkeypatch):
     """The OV copying score is undefined for a value layout the tool does not know: null in the file, not NaN."""
     import dataclasses
 
-    from induction_nnsight import heads
+    from induction_nnsight.scores import heads
 
     layout = heads._layout
     monkeypatch.setattr(heads, "_layout", lambda model: dataclasses.replace(layout(model), v_kind=None))
@@ -46,7 +46,7 @@ def test_missing_scores_are_null(tiny_dir, tmp_path, monkeypatch):
 
 
 def test_cache_command_lists_and_clears(tmp_path, monkeypatch, capsys):
-    from induction_nnsight.cache import cache_entries
+    from induction_nnsight.models.cache import cache_entries
 
     monkeypatch.setenv("INDUCTION_NNSIGHT_CACHE", str(tmp_path))
     (tmp_path / "model.gguf").write_bytes(b"x" * 3 * 2**20)

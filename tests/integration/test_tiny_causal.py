@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from induction_nnsight import loss_by_position, repeated_tokens
-from induction_nnsight.ablation import ablate_heads, ablation_curve, ablation_metrics, ablation_sweep
-from induction_nnsight.attribution import head_attribution
-from induction_nnsight.attention import output_projection_paths
-from induction_nnsight.head_outputs import block_paths
-from induction_nnsight.metrics import RowMetric, repeated_half_loss
-from induction_nnsight.pairs import repeated_pair
-from induction_nnsight.patching import patch_heads, patch_qkv, patch_residual
+from induction_nnsight.causal.ablation import ablate_heads, ablation_curve, ablation_metrics, ablation_sweep
+from induction_nnsight.causal.attribution import head_attribution
+from induction_nnsight.models.attention import output_projection_paths
+from induction_nnsight.causal.head_outputs import block_paths
+from induction_nnsight.causal.metrics import RowMetric, repeated_half_loss
+from induction_nnsight.causal.pairs import repeated_pair
+from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual
 from tests.conftest import TINY_ARCHS
 from tests.reference import plain_edited_loss, plain_head_inputs, plain_model
 

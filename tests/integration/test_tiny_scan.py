@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from induction_nnsight import induction_scores, loss_by_position, model_facts, repeated_tokens, scan
-from induction_nnsight.attention import attention_paths
+from induction_nnsight.models.attention import attention_paths
 from tests.conftest import TINY_ARCHS, TINY_BOS
 from tests.reference import plain_transformers_scan
 

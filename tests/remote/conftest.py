@@ -18,7 +18,7 @@ API_KEY = "sk-test-0123456789abcdef-never-print-me"
 
 
 def smollm2_cached() -> bool:
-    from induction_nnsight.models import SMOLLM2, _CONVERTED_MARK, cache_dir
+    from induction_nnsight.models.loading import SMOLLM2, _CONVERTED_MARK, cache_dir
 
     return (cache_dir() / SMOLLM2 / _CONVERTED_MARK).exists()
 
@@ -44,8 +44,8 @@ def ndif(tiny_dir):
             pytest.fail(message)
         pytest.skip(message)
     from induction_nnsight import load_model
-    from induction_nnsight.models import SMOLLM2
-    from induction_nnsight.remote import model_key
+    from induction_nnsight.models.loading import SMOLLM2
+    from induction_nnsight.ndif.remote import model_key
 
     names = {"gpt2": str(tiny_dir("gpt2")), "llama": str(tiny_dir("llama"))}
     if smollm2_cached():

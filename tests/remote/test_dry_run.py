@@ -21,8 +21,8 @@ from induction_nnsight import (
     repeated_tokens,
     scan,
 )
-from induction_nnsight.remote import DryRunBackend, remote_backend
-from induction_nnsight.scores import per_position_loss
+from induction_nnsight.ndif.remote import DryRunBackend, remote_backend
+from induction_nnsight.scores.reductions import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS
 
 SEQ_LEN = 8
@@ -62,7 +62,7 @@ def test_without_shipping_by_value_the_round_trip_fails(tiny_model, monkeypatch)
     """The dry run is strict: unregistered, our functions would be looked up by name on NDIF."""
     from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
 
-    import induction_nnsight.remote as remote
+    import induction_nnsight.ndif.remote as remote
 
     monkeypatch.setattr(remote, "ship_by_value", lambda: None)
     registered = "induction_nnsight" in _PICKLE_BY_VALUE_MODULES
@@ -105,10 +105,10 @@ def test_the_dry_run_measures_the_bytes_each_way(tiny_model):
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_causal_functions_survive_the_round_trip(tiny_model, arch):
     """Ablation, the three patching sites and attribution (a backward pass) as NDIF would run them."""
-    from induction_nnsight.ablation import ablate_heads
-    from induction_nnsight.attribution import head_attribution
-    from induction_nnsight.pairs import repeated_pair
-    from induction_nnsight.patching import patch_heads, patch_qkv, patch_residual
+    from induction_nnsight.causal.ablation import ablate_heads
+    from induction_nnsight.causal.attribution import head_attribution
+    from induction_nnsight.causal.pairs import repeated_pair
+    from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual
 
     model = tiny_model(arch, "sdpa")
     tokens = tokens_for()

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from induction_nnsight import InductionError, load_model, repeated_tokens, scan
-from induction_nnsight.cli import main
-from induction_nnsight.remote import RemoteSettings, model_key, remote_backend
+from induction_nnsight.app.cli import main
+from induction_nnsight.ndif.remote import RemoteSettings, model_key, remote_backend
 from tests.remote.conftest import API_KEY
 from tests.remote.ndif_server import free_port
 

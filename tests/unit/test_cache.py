@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from induction_nnsight import cache, models
+from induction_nnsight.models import cache
+from induction_nnsight.models import loading as models
 from induction_nnsight.errors import InductionError
 
 FAKE_GGUF = b"GGUF fake quantized weights " * 64

@@ -4,9 +4,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from induction_nnsight.charts import attention_view_figure, top_heads_figure
-from induction_nnsight.detect import HeadDetection, bootstrap_interval
-from induction_nnsight.report import ascii_attention, text_report
+from induction_nnsight.app.charts import attention_view_figure, top_heads_figure
+from induction_nnsight.scores.detect import HeadDetection, bootstrap_interval
+from induction_nnsight.app.report import ascii_attention, text_report
 
 
 def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_agreement():

@@ -6,15 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from induction_nnsight.ablation import random_head_draws
+from induction_nnsight.causal.ablation import random_head_draws
 from induction_nnsight.errors import InductionError
-from induction_nnsight.head_outputs import head_mask, parse_heads
-from induction_nnsight.metrics import (
+from induction_nnsight.causal.head_outputs import head_mask, parse_heads
+from induction_nnsight.causal.metrics import (
     RowMetric, correct_prob, default_icl_positions, icl_score, logit_diff, pearson, recovery, repeated_half_loss,
     token_losses,
 )
-from induction_nnsight.pairs import repeated_pair
-from induction_nnsight.scan import half_losses
+from induction_nnsight.causal.pairs import repeated_pair
+from induction_nnsight.scores.scan import half_losses
 
 
 def test_recovery_formula():
@@ -124,7 +124,7 @@ class WordTokenizer:
 
 
 def test_text_pair_guesses_correct_and_wrong_tokens():
-    from induction_nnsight.pairs import text_pair
+    from induction_nnsight.causal.pairs import text_pair
 
     tokenizer = WordTokenizer()
     pair = text_pair(tokenizer, "Tom sat on the mat. Tom sat on the", "Tom sat on the rug. Tom sat on the",

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from induction_nnsight import InductionError
-from induction_nnsight.tokens import (
+from induction_nnsight.probes.tokens import (
     abab_pattern,
     repeated_pattern,
     separator_pattern,

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .attention import attention_call_name, attention_modules
-from .errors import InductionError
+from ..models.attention import attention_call_name, attention_modules
+from ..errors import InductionError
 from .head_outputs import block_paths, head_edit
 from .metrics import RowMetric, recovery
-from .models import model_facts
-from .remote import Remote
+from ..models.loading import model_facts
+from ..ndif.remote import Remote
 from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
 QKV = ("q", "k", "v")

@@ -19,7 +19,7 @@ import nnsight
 import torch
 from tqdm.auto import tqdm
 
-from .remote import Remote, remote_backend
+from ..ndif.remote import Remote, remote_backend
 
 DEFAULT_MAX_ROWS = 64
 DEFAULT_MAX_TOKENS = 4096

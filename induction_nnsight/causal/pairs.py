@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InductionError
+from ..errors import InductionError
 from .metrics import RowMetric, repeated_half_slice
-from .tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
 
 DEFAULT_CLEAN_TEXT = "The cat sat on the mat. The cat sat on the"
 DEFAULT_CORRUPTED_TEXT = "The cat sat on the rug. The cat sat on the"

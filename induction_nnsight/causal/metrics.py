@@ -12,15 +12,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import InductionError
-from .scores import token_losses
+from ..errors import InductionError
+from ..scores.reductions import token_losses
 
 
 def repeated_half_slice(seq_len: int, bos: bool) -> slice:
     """Indices into a ``[pos - 1]`` loss vector that cover the repeated copy.
 
     The first token of the copy is skipped (nothing earlier predicts it), as in
-    :func:`~induction_nnsight.scan.half_losses`, so the slice holds ``seq_len - 1`` entries.
+    :func:`~induction_nnsight.scores.scan.half_losses`, so the slice holds ``seq_len - 1`` entries.
     """
     start = int(bos) + seq_len
     return slice(start, start + seq_len - 1)
@@ -31,7 +31,7 @@ def repeated_half_loss(loss: torch.Tensor, seq_len: int, bos: bool) -> torch.Ten
 
     Args:
         loss: ``[..., pos - 1]`` losses by position (from :func:`token_losses`
-            or :func:`~induction_nnsight.scan.loss_by_position`).
+            or :func:`~induction_nnsight.scores.scan.loss_by_position`).
         seq_len: Length of the repeated block.
         bos: Whether rows start with BOS.
 

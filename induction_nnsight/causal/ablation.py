@@ -1,10 +1,10 @@
 """Head ablation: knock heads out and measure what the model loses.
 
 A head is ablated at its output (the per-head slice of the attention output
-projection's input, see :mod:`~induction_nnsight.head_outputs`): set to zero, or to
+projection's input, see :mod:`~induction_nnsight.causal.head_outputs`): set to zero, or to
 its mean over a reference batch at each position (mean ablation keeps the
 head's average contribution and removes only what depends on the input).
-Many ablations run batched in few traces (:mod:`~induction_nnsight.variants`);
+Many ablations run batched in few traces (:mod:`~induction_nnsight.causal.variants`);
 what leaves a trace is one metric value per ablation.
 """
 
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InductionError
+from ..errors import InductionError
 from .head_outputs import head_edit, head_mask
 from .metrics import RowMetric, repeated_half_slice
-from .models import model_facts
-from .remote import Remote
+from ..models.loading import model_facts
+from ..ndif.remote import Remote
 from .variants import DEFAULT_MAX_TOKENS, run_variants
 
 METHODS = ("zero", "mean")
@@ -58,7 +58,7 @@ def ablation_metrics(
         model: An nnsight ``TransformersModel``.
         tokens: ``[batch, pos]`` token ids.
         head_sets: Sets of ``(layer, head)``; an empty set is the unablated model.
-        metric: What to measure (see :class:`~induction_nnsight.metrics.RowMetric`).
+        metric: What to measure (see :class:`~induction_nnsight.causal.metrics.RowMetric`).
         method: ``"zero"`` or ``"mean"``.
         reference: ``[n_ref, pos]`` rows whose mean head outputs replace the
             ablated ones (mean ablation only).
@@ -91,7 +91,7 @@ def ablate_heads(
 ) -> torch.Tensor:
     """Loss by position with a set of heads ablated.
 
-    Ablating no head gives exactly :func:`~induction_nnsight.scan.loss_by_position`
+    Ablating no head gives exactly :func:`~induction_nnsight.scores.scan.loss_by_position`
     under zero ablation (the same rows run through the same forward).
 
     Returns:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import nnsight
 import torch
 
-from .attention import output_projection_paths
-from .errors import InductionError
+from ..models.attention import output_projection_paths
+from ..errors import InductionError
 from .head_outputs import HEAD_SOURCES
 from .metrics import RowMetric
-from .models import model_facts
-from .remote import Remote, remote_backend
+from ..models.loading import model_facts
+from ..ndif.remote import Remote, remote_backend
 
 
 def head_attribution(

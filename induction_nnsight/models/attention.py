@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .errors import InductionError
+from ..errors import InductionError
 
 _ATTENTION_CHILD_NAMES = ("self_attn", "attn", "attention", "self_attention")
 
@@ -53,7 +53,7 @@ def attention_paths(model) -> list[str]:
         ``["transformer.h.0.attn", ...]`` for GPT-2,
         ``["model.layers.0.self_attn", ...]`` for Llama.
     """
-    from .models import model_facts
+    from .loading import model_facts
 
     module = model._module
     layers = _find_layer_list(module, model_facts(model).n_layers)
@@ -207,7 +207,7 @@ def output_projection_paths(model) -> list[str]:
         InductionError: When no child of the attention module takes
             ``n_heads * d_head`` features.
     """
-    from .models import model_facts
+    from .loading import model_facts
 
     facts = model_facts(model)
     width = facts.n_heads * facts.d_head

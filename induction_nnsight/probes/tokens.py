@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InductionError
+from ..errors import InductionError
 
 DEFAULT_LOW = 1000
 DEFAULT_HIGH = 10000

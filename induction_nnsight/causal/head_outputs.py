@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .attention import attention_paths, output_projection_paths
-from .errors import InductionError
-from .models import model_facts
+from ..models.attention import attention_paths, output_projection_paths
+from ..errors import InductionError
+from ..models.loading import model_facts
 from .variants import Edit, Rows
 
 HEAD_SOURCES = ("zero", "mean", "source")
@@ -51,7 +51,7 @@ def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
             patching: the source rows are clean, the targets corrupted).
 
     Returns:
-        An :data:`~induction_nnsight.variants.Edit` for :func:`~induction_nnsight.variants.run_variants`.
+        An :data:`~induction_nnsight.causal.variants.Edit` for :func:`~induction_nnsight.causal.variants.run_variants`.
     """
     if value not in HEAD_SOURCES:
         raise InductionError(f"unknown head value {value!r}: pass one of {', '.join(HEAD_SOURCES)}")

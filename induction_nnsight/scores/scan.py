@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import nnsight
 import torch
 
-from .attention import attention_call_name, attention_modules, attention_pattern
-from .models import model_facts
-from .remote import Remote, on_ndif, remote_backend
-from .scores import induction_stripe_score, per_position_loss
+from ..models.attention import attention_call_name, attention_modules, attention_pattern
+from ..models.loading import model_facts
+from ..ndif.remote import Remote, on_ndif, remote_backend
+from .reductions import induction_stripe_score, per_position_loss
 
 
 @dataclass
@@ -56,7 +56,7 @@ def loss_by_position(model, tokens: torch.Tensor, *, remote: Remote = False) -> 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
         tokens: ``[batch, pos]`` token ids.
-        remote: ``True``, a host URL or :class:`~induction_nnsight.remote.RemoteSettings`
+        remote: ``True``, a host URL or :class:`~induction_nnsight.ndif.remote.RemoteSettings`
             to run the trace on NDIF; ``"local"`` for a dry run of the remote path.
 
     Returns:
@@ -71,9 +71,9 @@ def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: Remot
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
         tokens: ``[batch, bos + 2 * seq_len]`` repeated tokens (see
-            :func:`~induction_nnsight.tokens.repeated_tokens`).
+            :func:`~induction_nnsight.probes.tokens.repeated_tokens`).
         seq_len: Length of the repeated block.
-        remote: ``True``, a host URL or :class:`~induction_nnsight.remote.RemoteSettings`
+        remote: ``True``, a host URL or :class:`~induction_nnsight.ndif.remote.RemoteSettings`
             to run the trace on NDIF; ``"local"`` for a dry run of the remote path.
 
     Returns:

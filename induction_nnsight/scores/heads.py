@@ -14,7 +14,7 @@ import nnsight
 import torch
 from einops import einsum, rearrange
 
-from .attention import (
+from ..models.attention import (
     PRE_ATTENTION_NORMS,
     VALUE_PROJECTIONS,
     attention_call_name,
@@ -25,9 +25,9 @@ from .attention import (
     final_norm_path,
     output_projection_paths,
 )
-from .models import model_facts
-from .remote import Remote, on_ndif, remote_backend
-from .scores import (
+from ..models.loading import model_facts
+from ..ndif.remote import Remote, on_ndif, remote_backend
+from .reductions import (
     diagonal_score_per_row,
     duplicate_token_mask,
     first_token_score,
@@ -35,7 +35,7 @@ from .scores import (
     masked_attention_score,
     per_position_loss,
 )
-from .tokens import PatternBatch
+from ..probes.tokens import PatternBatch
 
 PATTERN_KINDS = ("previous_token", "duplicate_token", "induction", "induction_exact", "prefix_matching", "bos")
 HEAD_KINDS = (*PATTERN_KINDS, "copying", "copying_ov")
@@ -214,8 +214,8 @@ def pattern_score(
         kind: One of :data:`PATTERN_KINDS`.
         pattern: ``[batch, head, query, key]``.
         batch: The probe and its ground truth.
-        duplicate: ``[batch, query, key]`` from :func:`~induction_nnsight.scores.duplicate_token_mask`.
-        induction: ``[batch, query, key]`` from :func:`~induction_nnsight.scores.induction_token_mask`.
+        duplicate: ``[batch, query, key]`` from :func:`~induction_nnsight.scores.reductions.duplicate_token_mask`.
+        induction: ``[batch, query, key]`` from :func:`~induction_nnsight.scores.reductions.induction_token_mask`.
     """
     if kind == "previous_token":
         return diagonal_score_per_row(pattern, -1)
@@ -259,7 +259,7 @@ def head_scores(
 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
-        batch: The probe tokens and their ground truth (see ``induction_nnsight.tokens``).
+        batch: The probe tokens and their ground truth (see ``induction_nnsight.probes.tokens``).
         kinds: Subset of :data:`HEAD_KINDS`.
         remote: Run the trace on NDIF (``True``, a host URL or ``RemoteSettings``).
 
@@ -269,7 +269,7 @@ def head_scores(
     """
     unknown = set(kinds) - set(HEAD_KINDS)
     if unknown:
-        from .errors import InductionError
+        from ..errors import InductionError
 
         raise InductionError(f"unknown head kind(s) {sorted(unknown)}: choose from {', '.join(HEAD_KINDS)}")
     facts = model_facts(model)

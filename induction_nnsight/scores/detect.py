@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from .errors import InductionError
+from ..errors import InductionError
 from .heads import HEAD_KINDS, HeadScores, head_scores
-from .models import model_facts
+from ..models.loading import model_facts
 from .ranking import rank_heads
-from .tokens import PatternBatch, repeated_pattern
+from ..probes.tokens import PatternBatch, repeated_pattern
 
 
 def bootstrap_interval(
@@ -122,7 +122,7 @@ def detect_heads(
 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
-        kind: One of :data:`~induction_nnsight.heads.HEAD_KINDS`.
+        kind: One of :data:`~induction_nnsight.scores.heads.HEAD_KINDS`.
         threshold: In ``[0, 1]``; heads scoring at least this are returned.
         probe: Tokens and ground truth (default: :func:`default_probe`, 10 x 50 repeated tokens).
         n_boot: Bootstrap resamples for the confidence intervals (over sequences).

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .charts import attention_view_figure, head_heatmap_figure, loss_by_position_figure, top_heads_figure
-from .detect import detections
-from .errors import InductionError
-from .heads import HEAD_KINDS, KIND_DESCRIPTIONS, head_scores
-from .models import DEFAULT_MODEL, load_model, model_facts
-from .remote import DEFAULT_TIMEOUT, RemoteSettings, describe_transfers, resolve_host
+from ..scores.detect import detections
+from ..errors import InductionError
+from ..scores.heads import HEAD_KINDS, KIND_DESCRIPTIONS, head_scores
+from ..models.loading import DEFAULT_MODEL, load_model, model_facts
+from ..ndif.remote import DEFAULT_TIMEOUT, RemoteSettings, describe_transfers, resolve_host
 from .report import ascii_attention, text_report, top_heads
-from .scan import half_losses, head_attention, scan
-from .scores import induction_token_mask
-from .tokens import DEFAULT_HIGH, DEFAULT_LOW, PatternBatch, repeated_tokens, text_pattern
+from ..scores.scan import half_losses, head_attention, scan
+from ..scores.reductions import induction_token_mask
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, PatternBatch, repeated_tokens, text_pattern
 
 
 @dataclass

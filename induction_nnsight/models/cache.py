@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-from .errors import InductionError
+from ..errors import InductionError
 
 MARK = "induction-nnsight-converted"
 PARTIAL = ".partial-"
@@ -224,7 +224,7 @@ def _size(path: Path) -> int:
 
 
 def _status(path: Path, verify: bool) -> str:
-    from .models import _GGUF_NAME, _GGUF_SHA256, SMOLLM2  # deferred: models imports this module
+    from .loading import _GGUF_NAME, _GGUF_SHA256, SMOLLM2  # deferred: models imports this module
 
     if PARTIAL in path.name:
         return "incomplete: a conversion in progress or interrupted (removed on the next build)"

@@ -25,7 +25,7 @@ import torch
 from .cache import MARK, PARTIAL, ensure_entry, entry_lock, remove, remove_partials, report_damage
 from .cache import cache_dir, sha256_file  # noqa: F401  (re-exported: models.cache_dir was public first)
 from .cache import say as _say
-from .errors import InductionError
+from ..errors import InductionError
 
 SMOLLM2 = "smollm2-135m"
 DEFAULT_MODEL = SMOLLM2

@@ -46,7 +46,7 @@ from typing import Any, Union
 
 from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
 
-from .errors import InductionError
+from ..errors import InductionError
 
 LOCAL = "local"
 DEFAULT_TIMEOUT = 600.0

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import InductionError
+from ..errors import InductionError
 
 
 def prepare_out_dir(out: str | Path) -> Path:

@@ -10,12 +10,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import InductionError
-from .heads import HEAD_KINDS
+from ..errors import InductionError
+from ..scores.heads import HEAD_KINDS
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
-from .models import DEFAULT_MODEL
+from ..models.loading import DEFAULT_MODEL
 from .outputs import prepare_out_dir, write_files
-from .remote import DEFAULT_TIMEOUT
+from ..ndif.remote import DEFAULT_TIMEOUT
 from .report import heads_table
 
 EXIT_BAD_INPUT = 2
@@ -305,7 +305,7 @@ def _patch_command(args: argparse.Namespace) -> int:
 
 
 def _cache_command(args: argparse.Namespace) -> int:
-    from .cache import cache_dir, cache_entries, clear_cache
+    from ..models.cache import cache_dir, cache_entries, clear_cache
 
     root = cache_dir()
     entries = clear_cache(root) if args.clear else cache_entries(root)

@@ -11,22 +11,22 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .ablation import METHODS, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
-from .attribution import head_attribution
+from ..causal.ablation import METHODS, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
+from ..causal.attribution import head_attribution
 from .causal_charts import ablation_curve_figure, attribution_scatter_figure, grid_heatmap_figure
-from .errors import InductionError
-from .head_outputs import check_heads, parse_heads
+from ..errors import InductionError
+from ..causal.head_outputs import check_heads, parse_heads
 from .jobs import ScanConfig, model_for, remote_settings, scan_tokens
-from .metrics import RowMetric, default_icl_positions, icl_score, pearson, repeated_half_loss
-from .models import model_facts
+from ..causal.metrics import RowMetric, default_icl_positions, icl_score, pearson, repeated_half_loss
+from ..models.loading import model_facts
 from .outputs import to_json
-from .pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
-from .patching import patch_heads, patch_qkv, patch_residual
-from .ranking import rank_heads
+from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
+from ..causal.patching import patch_heads, patch_qkv, patch_residual
+from ..scores.ranking import rank_heads
 from .report import top_heads
-from .scan import scan
-from .tokens import repeated_tokens
-from .variants import DEFAULT_MAX_TOKENS
+from ..scores.scan import scan
+from ..probes.tokens import repeated_tokens
+from ..causal.variants import DEFAULT_MAX_TOKENS
 
 PAIRS = ("text", "repeated")
 SITES = ("heads", "residual", "qkv")

@@ -1,0 +1,7 @@
+"""Scores: the head-score registry and the built-in scores, the pure reductions they use, the one
+forward pass that computes every registered score (and the loss by position) inside a trace, the
+scan built on it, head detection with bootstrap intervals, and the one ranking rule.
+
+May import :mod:`~induction_nnsight.models`, :mod:`~induction_nnsight.probes`,
+:mod:`~induction_nnsight.ndif` and :mod:`~induction_nnsight.errors`.
+"""
