@@ -15,7 +15,7 @@ from ..scores.heads import HEAD_KINDS
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
 from ..models.loading import DEFAULT_MODEL
 from .outputs import prepare_out_dir, write_files
-from ..ndif.remote import DEFAULT_TIMEOUT
+from ..ndif.settings import DEFAULT_TIMEOUT
 from .report import heads_table
 
 EXIT_BAD_INPUT = 2

@@ -9,7 +9,8 @@ from ..scores.detect import detections
 from ..errors import InductionError
 from ..scores.heads import HEAD_KINDS, KIND_DESCRIPTIONS, head_scores
 from ..models.loading import DEFAULT_MODEL, load_model, model_facts
-from ..ndif.remote import DEFAULT_TIMEOUT, RemoteSettings, describe_transfers, resolve_host
+from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
+from ..ndif.transfers import describe_transfers
 from .report import ascii_attention, text_report, top_heads
 from ..scores.scan import half_losses, head_attention, scan
 from ..scores.reductions import induction_token_mask

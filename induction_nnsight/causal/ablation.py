@@ -19,7 +19,7 @@ from ..errors import InductionError
 from .head_outputs import head_edit, head_mask
 from .metrics import RowMetric, repeated_half_slice
 from ..models.loading import model_facts
-from ..ndif.remote import Remote
+from ..ndif.settings import Remote
 from .variants import DEFAULT_MAX_TOKENS, run_variants
 
 METHODS = ("zero", "mean")

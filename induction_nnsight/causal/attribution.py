@@ -20,7 +20,8 @@ from ..errors import InductionError
 from .head_outputs import HEAD_SOURCES
 from .metrics import RowMetric
 from ..models.loading import model_facts
-from ..ndif.remote import Remote, remote_backend
+from ..ndif.backend import remote_backend
+from ..ndif.settings import Remote
 
 
 def head_attribution(

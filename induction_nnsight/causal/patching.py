@@ -24,7 +24,7 @@ from ..errors import InductionError
 from .head_outputs import block_paths, head_edit
 from .metrics import RowMetric, recovery
 from ..models.loading import model_facts
-from ..ndif.remote import Remote
+from ..ndif.settings import Remote
 from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
 QKV = ("q", "k", "v")

@@ -19,7 +19,8 @@ import nnsight
 import torch
 from tqdm.auto import tqdm
 
-from ..ndif.remote import Remote, remote_backend
+from ..ndif.backend import remote_backend
+from ..ndif.settings import Remote
 
 DEFAULT_MAX_ROWS = 64
 DEFAULT_MAX_TOKENS = 4096

@@ -26,7 +26,8 @@ from ..models.attention import (
     output_projection_paths,
 )
 from ..models.loading import model_facts
-from ..ndif.remote import Remote, on_ndif, remote_backend
+from ..ndif.backend import remote_backend
+from ..ndif.settings import Remote, on_ndif
 from .reductions import (
     diagonal_score_per_row,
     duplicate_token_mask,

@@ -14,7 +14,8 @@ import torch
 
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.loading import model_facts
-from ..ndif.remote import Remote, on_ndif, remote_backend
+from ..ndif.backend import remote_backend
+from ..ndif.settings import Remote, on_ndif
 from .reductions import induction_stripe_score, per_position_loss
 
 

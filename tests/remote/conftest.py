@@ -45,7 +45,7 @@ def ndif(tiny_dir):
         pytest.skip(message)
     from induction_nnsight import load_model
     from induction_nnsight.models.loading import SMOLLM2
-    from induction_nnsight.ndif.remote import model_key
+    from induction_nnsight.ndif.status import model_key
 
     names = {"gpt2": str(tiny_dir("gpt2")), "llama": str(tiny_dir("llama"))}
     if smollm2_cached():

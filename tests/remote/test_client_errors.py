@@ -5,7 +5,8 @@ import torch
 
 from induction_nnsight import InductionError, load_model, repeated_tokens, scan
 from induction_nnsight.app.cli import main
-from induction_nnsight.ndif.remote import NdifBackend, RemoteSettings, as_settings, on_ndif, resolve_host
+from induction_nnsight.ndif.backend import NdifBackend
+from induction_nnsight.ndif.settings import RemoteSettings, as_settings, on_ndif, resolve_host
 from tests.remote.conftest import API_KEY
 from tests.remote.ndif_server import free_port
 

@@ -21,7 +21,8 @@ from induction_nnsight import (
     repeated_tokens,
     scan,
 )
-from induction_nnsight.ndif.remote import DryRunBackend, remote_backend
+from induction_nnsight.ndif.backend import remote_backend
+from induction_nnsight.ndif.dry_run import DryRunBackend
 from induction_nnsight.scores.reductions import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS
 
@@ -62,9 +63,9 @@ def test_without_shipping_by_value_the_round_trip_fails(tiny_model, monkeypatch)
     """The dry run is strict: unregistered, our functions would be looked up by name on NDIF."""
     from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
 
-    import induction_nnsight.ndif.remote as remote
+    import induction_nnsight.ndif.backend as backend
 
-    monkeypatch.setattr(remote, "ship_by_value", lambda: None)
+    monkeypatch.setattr(backend, "ship_by_value", lambda: None)
     registered = "induction_nnsight" in _PICKLE_BY_VALUE_MODULES
     _PICKLE_BY_VALUE_MODULES.discard("induction_nnsight")
     try:

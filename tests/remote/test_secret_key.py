@@ -23,7 +23,9 @@ import pytest
 
 from induction_nnsight import InductionError, load_model, repeated_tokens, scan
 from induction_nnsight.app.cli import main
-from induction_nnsight.ndif.remote import RemoteSettings, model_key, remote_backend
+from induction_nnsight.ndif.backend import remote_backend
+from induction_nnsight.ndif.settings import RemoteSettings
+from induction_nnsight.ndif.status import model_key
 from tests.remote.conftest import API_KEY
 from tests.remote.ndif_server import free_port
 
