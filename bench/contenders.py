@@ -207,7 +207,7 @@ def _tutorial_eager(ctx):
     import nnsight
 
     from induction_nnsight.models.attention import attention_modules
-    from induction_nnsight.scores.reductions import per_position_loss
+    from induction_nnsight.scores.losses import per_position_loss
 
     model = ctx.model("nnsight-eager")
     attentions = attention_modules(model)
@@ -234,7 +234,7 @@ def _tutorial_eager(ctx):
 @contender("tl-run-with-cache", needs="tl", group="transformerlens",
            description="TransformerLens 4 TransformerBridge.run_with_cache (every activation) + the same score and loss")
 def _tl_cache(ctx):
-    from induction_nnsight.scores.reductions import per_position_loss
+    from induction_nnsight.scores.losses import per_position_loss
 
     bridge = ctx.model("tl")
     n_layers = bridge.cfg.n_layers

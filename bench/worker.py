@@ -105,7 +105,7 @@ def _max_diff(a: torch.Tensor | None, b: torch.Tensor | None) -> float | None:
 
 def _cross_checks(outcomes: dict, tokens: torch.Tensor) -> dict:
     """Each contender's scores and loss against the eager scan (and the forward pass's logits)."""
-    from induction_nnsight.scores.reductions import per_position_loss
+    from induction_nnsight.scores.losses import per_position_loss
 
     ref = outcomes.get("scan-eager")
     checks: dict[str, dict] = {}

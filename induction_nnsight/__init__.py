@@ -3,8 +3,10 @@
 from .scores.detect import HeadDetection, detect_heads
 from .errors import InductionError
 from .scores.heads import HEAD_KINDS, HeadScores, head_scores
-from .models.loading import DEFAULT_MODEL, load_model, model_facts
-from .scores.scan import ScanResult, half_losses, head_attention, induction_scores, loss_by_position, scan
+from .models.layout import ModelLayout, model_layout, model_facts, set_layout
+from .models.loading import DEFAULT_MODEL, load_model
+from .scores.losses import half_losses
+from .scores.scan import ScanResult, head_attention, induction_scores, loss_by_position, scan
 from .probes.tokens import (
     PatternBatch,
     abab_pattern,

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from induction_nnsight import induction_scores, load_model
-from induction_nnsight.app.charts import head_heatmap_figure
+from induction_nnsight.app.charts import heatmap_figure
 from induction_nnsight.app.cli import add_model_args, add_token_args, guarded, scan_config
 from induction_nnsight.app.jobs import remote_settings, scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files
@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
     tokens = scan_tokens(model, config)
     scores = induction_scores(model, tokens, config.seq_len, remote=remote_settings(config) or False)
-    figure = head_heatmap_figure(scores.tolist(), title=f"Induction score per head ({config.model})")
+    figure = heatmap_figure(scores.tolist(), colorbar_title="induction score", title=f"Induction score per head ({config.model})")
     for path in write_files(out, {"induction_scores.json": figure.to_json()}):
         print(f"wrote {path}")
     print(heads_table(top_heads(scores, 10)))

@@ -7,63 +7,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-
-def _clean(value: float) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
-def grid_heatmap_figure(
-    values: Sequence[Sequence[float]],
-    *,
-    x_labels: Sequence[str],
-    y_labels: Sequence[str],
-    title: str,
-    colorbar_title: str,
-    x_title: str = "head",
-    y_title: str = "layer",
-    symmetric: bool = True,
-) -> go.Figure:
-    """Heatmap of a grid (per-head ablation effects, patching recoveries).
-
-    Args:
-        values: ``[n_rows][n_columns]`` numbers; NaN cells stay blank.
-        x_labels: Column labels.
-        y_labels: Row labels.
-        title: Figure title.
-        colorbar_title: Label of the colour bar.
-        x_title: X axis title.
-        y_title: Y axis title.
-        symmetric: A diverging colour scale centred on zero.
-
-    Returns:
-        A ``go.Figure`` with one heatmap trace; hover text ``row col: value``.
-    """
-    rows = [[_clean(v) for v in row] for row in values]
-    hover = [
-        [f"{y} {x}: {'n/a' if v is None else f'{v:.3f}'}" for x, v in zip(x_labels, row)]
-        for y, row in zip(y_labels, rows)
-    ]
-    finite = [abs(v) for row in rows for v in row if v is not None]
-    bound = max(finite, default=1.0) or 1.0
-    fig = go.Figure(
-        go.Heatmap(
-            z=rows,
-            x=list(x_labels),
-            y=list(y_labels),
-            text=hover,
-            hoverinfo="text",
-            colorscale="RdBu_r" if symmetric else "Blues",
-            zmid=0 if symmetric else None,
-            zmin=-bound if symmetric else None,
-            zmax=bound if symmetric else None,
-            colorbar={"title": {"text": colorbar_title}},
-        )
-    )
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, template="plotly_white")
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
-    return fig
+from .charts import nan_to_none
 
 
 def ablation_curve_figure(

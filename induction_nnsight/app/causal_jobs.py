@@ -13,12 +13,13 @@ import torch
 
 from ..causal.ablation import METHODS, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
 from ..causal.attribution import head_attribution
-from .causal_charts import ablation_curve_figure, attribution_scatter_figure, grid_heatmap_figure
+from .causal_charts import ablation_curve_figure, attribution_scatter_figure
+from .charts import heatmap_figure
 from ..errors import InductionError
 from ..causal.head_outputs import check_heads, parse_heads
 from .jobs import ScanConfig, model_for, remote_settings, scan_tokens
 from ..causal.metrics import RowMetric, default_icl_positions, icl_score, pearson, repeated_half_loss
-from ..models.loading import model_facts
+from ..models.layout import model_facts
 from .outputs import to_json
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
 from ..causal.patching import patch_heads, patch_qkv, patch_residual
@@ -177,9 +178,8 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
             "estimate": _table(estimate), "seconds": round(attribution_seconds, 2),
             "pearson_with_sweep": _r(pearson(estimate, sweep.delta)),
         }
-        files["ablation_heads.json"] = grid_heatmap_figure(
-            sweep.delta.tolist(), x_labels=[f"H{h}" for h in range(facts.n_heads)],
-            y_labels=[f"L{layer}" for layer in range(facts.n_layers)],
+        files["ablation_heads.json"] = heatmap_figure(
+            sweep.delta.tolist(), value_range=(None, None),
             title=f"Change in repeated-half loss when one head is {config.method}-ablated, {title_tail}",
             colorbar_title="Δ loss (nats)",
         ).to_json()
@@ -297,8 +297,8 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
             "estimate": _table(estimate), "recovery_estimate": _table(estimate / (heads.clean - heads.corrupted)),
             "pearson_with_exhaustive": _r(r), "seconds": round(attribution_seconds, 2),
         }
-        files["patching_heads.json"] = grid_heatmap_figure(
-            heads.recovery.tolist(), x_labels=heads.columns, y_labels=heads.rows,
+        files["patching_heads.json"] = heatmap_figure(
+            heads.recovery.tolist(), x_labels=heads.columns, y_labels=heads.rows, value_range=(None, None),
             title=f"Recovery when one head's clean output is patched in, {title_tail}", colorbar_title="recovery",
         ).to_json()
         labels = [f"L{layer}H{h}" for layer in range(facts.n_layers) for h in range(facts.n_heads)]
@@ -312,8 +312,8 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
                                   positions=config.positions, progress=progress, **common)
         columns = [f"{c} {positions[int(c)]!r}" if pair.labels else c for c in residual.columns]
         results["residual"] = _grid(residual, seconds=round(time.perf_counter() - started, 2))
-        files["patching_residual.json"] = grid_heatmap_figure(
-            residual.recovery.tolist(), x_labels=columns, y_labels=residual.rows,
+        files["patching_residual.json"] = heatmap_figure(
+            residual.recovery.tolist(), x_labels=columns, y_labels=residual.rows, value_range=(None, None),
             title=f"Recovery when the clean residual stream after a layer is patched in at one position, "
             f"{title_tail}", colorbar_title="recovery", x_title="position",
         ).to_json()
@@ -324,8 +324,8 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
                         progress=progress, **common)
         columns = [f"{c} {positions[int(c)]!r}" if pair.labels and c != "all" else c for c in qkv.columns]
         results["qkv"] = _grid(qkv, head=[layer, head], seconds=round(time.perf_counter() - started, 2))
-        files["patching_qkv.json"] = grid_heatmap_figure(
-            qkv.recovery.tolist(), x_labels=columns, y_labels=["queries", "keys", "values"],
+        files["patching_qkv.json"] = heatmap_figure(
+            qkv.recovery.tolist(), x_labels=columns, y_labels=["queries", "keys", "values"], value_range=(None, None),
             title=f"Recovery when L{layer}H{head}'s clean queries, keys or values are patched in, {title_tail}",
             colorbar_title="recovery", x_title="position", y_title="",
         ).to_json()

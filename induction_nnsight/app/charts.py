@@ -5,6 +5,7 @@ The caller decides whether to show a figure, save its JSON or embed it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -51,46 +52,61 @@ def loss_by_position_figure(
     return fig
 
 
-def head_heatmap_figure(
-    scores: Sequence[Sequence[float]],
-    title: str = "Induction score per head",
-    colorbar_title: str = "score",
-    zmax: float | None = 1.0,
+def nan_to_none(value: float) -> float | None:
+    """``value`` as a float, or None (``null`` in a chart) where it is NaN."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def heatmap_figure(
+    values: Sequence[Sequence[float]],
+    *,
+    title: str,
+    colorbar_title: str,
+    value_range: tuple[float | None, float | None] = (0.0, 1.0),
+    x_labels: Sequence[str] | None = None,
+    y_labels: Sequence[str] | None = None,
+    x_title: str = "head",
+    y_title: str = "layer",
 ) -> go.Figure:
-    """Heatmap of one score per head: x = head, y = layer.
+    """The one heatmap builder: a score per head (or any grid), layer 0 at the top everywhere.
 
     Args:
-        scores: ``[n_layers][n_heads]`` values.
+        values: ``[n_rows][n_columns]`` numbers (``[n_layers][n_heads]`` by default); NaN cells stay blank.
         title: Figure title.
-        colorbar_title: Label of the colour bar.
-        zmax: Top of the colour scale (None lets Plotly choose).
+        colorbar_title: Label of the colour bar (what the numbers are, with their unit).
+        value_range: ``(low, high)`` of the quantity, None where unbounded. Values that can be
+            negative get a diverging scale centred on 0 (bounded by the range, else by the
+            largest magnitude); others a sequential scale from ``low`` to ``high``.
+        x_labels: Column labels (``H0, H1, ...`` when None).
+        y_labels: Row labels (``L0, L1, ...`` when None).
+        x_title: X axis title.
+        y_title: Y axis title.
 
     Returns:
-        A ``go.Figure`` with one heatmap trace; hover text ``L{layer}H{head}: score``.
+        A ``go.Figure`` with one heatmap trace; hover text ``L{layer}H{head}: value`` on a
+        head grid, ``row column: value`` otherwise.
     """
-    rows = [[float(v) for v in row] for row in scores]
-    hover = [[f"L{layer}H{head}: {v:.3f}" for head, v in enumerate(row)] for layer, row in enumerate(rows)]
-    fig = go.Figure(
-        go.Heatmap(
-            z=rows,
-            x=list(range(len(rows[0]) if rows else 0)),
-            y=list(range(len(rows))),
-            text=hover,
-            hoverinfo="text",
-            colorscale="Blues",
-            zmin=0.0 if zmax is not None else None,
-            zmax=zmax,
-            colorbar={"title": {"text": colorbar_title}},
-        )
-    )
-    fig.update_layout(
-        title=title,
-        xaxis_title="Head",
-        yaxis_title="Layer",
-        xaxis={"dtick": 1},
-        yaxis={"dtick": 1 if len(rows) <= 40 else None},  # label every layer while they stay legible
-        template="plotly_white",
-    )
+    rows = [[nan_to_none(v) for v in row] for row in values]
+    n_columns = len(rows[0]) if rows else 0
+    heads = x_labels is None and y_labels is None
+    x_labels = list(x_labels) if x_labels is not None else [f"H{h}" for h in range(n_columns)]
+    y_labels = list(y_labels) if y_labels is not None else [f"L{layer}" for layer in range(len(rows))]
+    joint = "" if heads else " "
+    hover = [[f"{y}{joint}{x}: {'n/a' if v is None else f'{v:.3f}'}" for x, v in zip(x_labels, row)]
+             for y, row in zip(y_labels, rows)]
+    low, high = value_range
+    if low is None or low < 0:  # signed: diverging, centred on zero
+        finite = [abs(v) for row in rows for v in row if v is not None]
+        bound = max(abs(low), abs(high)) if low is not None and high is not None else (max(finite, default=1.0) or 1.0)
+        scale = {"colorscale": "RdBu_r", "zmid": 0, "zmin": -bound, "zmax": bound}
+    else:
+        scale = {"colorscale": "Blues", "zmin": low, "zmax": high}
+    fig = go.Figure(go.Heatmap(z=rows, x=x_labels, y=y_labels, text=hover, hoverinfo="text",
+                               colorbar={"title": {"text": colorbar_title}}, **scale))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, template="plotly_white")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
     return fig
 
 

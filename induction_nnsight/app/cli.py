@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import InductionError
-from ..scores.heads import HEAD_KINDS
+from ..scores.registry import score_names
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
 from ..models.loading import DEFAULT_MODEL
 from .outputs import prepare_out_dir, write_files
@@ -102,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         add_model_args(sub)
         add_token_args(sub)
-        sub.add_argument("--kinds", nargs="+", default=list(HEAD_KINDS), metavar="KIND",
-                         help=f"which scores (default all): {', '.join(HEAD_KINDS)}")
-        sub.add_argument("--threshold", type=float, default=0.4, help="detection threshold in [0, 1] (default 0.4)")
+        sub.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
+                         help=f"which scores (default every registered one): {', '.join(score_names())}")
+        sub.add_argument("--threshold", type=float, default=None,
+                         help="detection threshold, within each score's range (default: each score's own, 0.4 "
+                         "for the built-in ones)")
         sub.add_argument("--repeats", type=int, default=2, help="copies of the random block per row (default 2)")
         sub.add_argument("--top", type=_positive, default=5, help="heads listed per kind (default 5)")
 
@@ -161,7 +163,8 @@ def _scan_command(args: argparse.Namespace) -> int:
 
 
 def _heads_config(args: argparse.Namespace) -> HeadsConfig:
-    config = HeadsConfig(**vars(scan_config(args)), kinds=tuple(args.kinds), threshold=args.threshold,
+    config = HeadsConfig(**vars(scan_config(args)), kinds=tuple(args.kinds) if args.kinds else None,
+                         threshold=args.threshold,
                          n_repeats=args.repeats)
     config.validate()
     return config

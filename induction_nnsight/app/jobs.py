@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .charts import attention_view_figure, head_heatmap_figure, loss_by_position_figure, top_heads_figure
+from .charts import attention_view_figure, heatmap_figure, loss_by_position_figure, top_heads_figure
 from ..scores.detect import detections
 from ..errors import InductionError
-from ..scores.heads import HEAD_KINDS, KIND_DESCRIPTIONS, head_scores
-from ..models.loading import DEFAULT_MODEL, load_model, model_facts
+from ..scores.heads import head_scores
+from ..scores.registry import get_score, score_names
+from ..models.layout import model_facts
+from ..models.loading import DEFAULT_MODEL, load_model
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
 from .report import ascii_attention, text_report, top_heads
-from ..scores.scan import half_losses, head_attention, scan
+from ..scores.losses import half_losses
+from ..scores.scan import head_attention, scan
 from ..scores.reductions import induction_token_mask
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, PatternBatch, repeated_tokens, text_pattern
 
@@ -130,9 +133,9 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         results["loss_by_position"], config.seq_len, config.bos,
         title=f"Loss by position, {config.batch} x repeated {config.seq_len} random tokens ({config.model})",
     )
-    score_fig = head_heatmap_figure(
-        results["induction_scores"], title=f"Induction score per head ({config.model})", colorbar_title="induction score"
-    )
+    induction = get_score("induction")
+    score_fig = heatmap_figure(results["induction_scores"], title=f"Induction score per head ({config.model})",
+                               colorbar_title=f"induction score ({induction.unit})", value_range=induction.value_range)
     files = {
         "loss_by_position.json": loss_fig.to_json(),
         "induction_scores.json": score_fig.to_json(),
@@ -145,18 +148,19 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
 class HeadsConfig(ScanConfig):
     """Settings of ``induction-nnsight heads`` and ``report``."""
 
-    kinds: tuple[str, ...] = HEAD_KINDS
-    threshold: float = 0.4
+    kinds: tuple[str, ...] | None = None  # every registered score
+    threshold: float | None = None  # each score's own default
     n_repeats: int = 2
     n_boot: int = 1000
 
     def validate(self) -> None:
         super().validate()
-        unknown = [k for k in self.kinds if k not in HEAD_KINDS]
-        if unknown:
-            raise InductionError(f"unknown kind(s) {', '.join(unknown)}: pass --kinds from {', '.join(HEAD_KINDS)}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise InductionError(f"--threshold must lie in [0, 1], got {self.threshold}")
+        for kind in self.kinds if self.kinds is not None else ():
+            if kind not in score_names():
+                raise InductionError(f"unknown kind {kind!r}: pass --kinds from {', '.join(score_names())}")
+        if self.threshold is not None:
+            for kind in self.kinds if self.kinds is not None else score_names():
+                get_score(kind).check_threshold(self.threshold)
         if self.n_repeats < 2:
             raise InductionError(f"--repeats must be at least 2, got {self.n_repeats}")
 
@@ -177,7 +181,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     start = int(config.bos)
     probe = PatternBatch("repeated", tokens, config.seq_len, start, start + config.seq_len)
     scores = head_scores(model, probe, kinds=config.kinds, remote=remote_settings(config) or False)
-    settings = {**asdict(config), "kinds": list(config.kinds)}
+    settings = {**asdict(config), "kinds": list(scores.kinds)}
     found = detections(scores, config.threshold, settings, n_boot=config.n_boot)
     first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)
     facts_dict = {**asdict(facts), "name": config.model}
@@ -186,7 +190,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
         "model": config.model,
         "model_facts": facts_dict,
         "settings": settings,
-        "descriptions": {k: KIND_DESCRIPTIONS[k] for k in found},
+        "descriptions": {k: get_score(k).description for k in found},
         "mean_loss_first_half": round(first, 6),
         "mean_loss_repeated_half": round(repeated, 6),
         "kinds": {kind: {**d.to_dict(), "top": tops[kind]} for kind, d in found.items()},
@@ -194,10 +198,10 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     files = {"heads_results.json": to_json(results),
              "heads_top.json": top_heads_figure(tops, f"Top heads of each kind ({config.model})").to_json()}
     for kind, d in found.items():
-        bounded = kind != "copying"
-        files[f"heads_{kind}.json"] = head_heatmap_figure(
+        score = get_score(kind)
+        files[f"heads_{kind}.json"] = heatmap_figure(
             d.to_dict()["scores"], title=f"{kind.replace('_', ' ').capitalize()} score per head ({config.model})",
-            colorbar_title="logit boost" if not bounded else "score", zmax=1.0 if bounded else None,
+            colorbar_title=score.unit, value_range=score.value_range,
         ).to_json()
     report = text_report(facts_dict, tops, (first, repeated))
     return results, files, report

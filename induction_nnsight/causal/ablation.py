@@ -17,8 +17,9 @@ import torch
 
 from ..errors import InductionError
 from .head_outputs import head_edit, head_mask
-from .metrics import RowMetric, repeated_half_slice
-from ..models.loading import model_facts
+from ..scores.losses import repeated_half_slice
+from .metrics import RowMetric
+from ..models.layout import model_facts
 from ..ndif.settings import Remote
 from .variants import DEFAULT_MAX_TOKENS, run_variants
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 import nnsight
 import torch
 
-from ..models.attention import output_projection_paths
 from ..errors import InductionError
 from .head_outputs import HEAD_SOURCES
 from .metrics import RowMetric
-from ..models.loading import model_facts
+from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote
 
@@ -58,7 +57,7 @@ def head_attribution(
     n_heads, d_head = facts.n_heads, facts.d_head
     n_source = 0 if source is None else source.shape[0]
     rows = target if source is None else torch.cat([source, target])
-    projections = [model.get(p) for p in output_projection_paths(model)]
+    projections = [model.get(p) for p in model_layout(model).o_proj]
     with torch.enable_grad(), model.trace(rows, backend=remote_backend(model, remote)):
         inputs, deltas = [], []
         for projection in projections:

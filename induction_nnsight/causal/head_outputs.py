@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from ..models.attention import attention_paths, output_projection_paths
 from ..errors import InductionError
-from ..models.loading import model_facts
+from ..models.layout import model_facts, model_layout
 from .variants import Edit, Rows
 
 HEAD_SOURCES = ("zero", "mean", "source")
-
-
-def block_paths(model) -> list[str]:
-    """Dotted paths of the transformer blocks (whose outputs are the residual stream)."""
-    return [path.rsplit(".", 1)[0] for path in attention_paths(model)]
 
 
 def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
@@ -57,7 +51,7 @@ def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
         raise InductionError(f"unknown head value {value!r}: pass one of {', '.join(HEAD_SOURCES)}")
     facts = model_facts(model)
     n_heads, d_head = facts.n_heads, facts.d_head
-    projections = output_projection_paths(model)
+    projections = model_layout(model).o_proj
 
     def edit(rows: Rows) -> None:
         chosen = masks[rows.start : rows.stop]  # [k, n_layers, n_heads]

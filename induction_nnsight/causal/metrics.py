@@ -13,17 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InductionError
-from ..scores.reductions import token_losses
-
-
-def repeated_half_slice(seq_len: int, bos: bool) -> slice:
-    """Indices into a ``[pos - 1]`` loss vector that cover the repeated copy.
-
-    The first token of the copy is skipped (nothing earlier predicts it), as in
-    :func:`~induction_nnsight.scores.scan.half_losses`, so the slice holds ``seq_len - 1`` entries.
-    """
-    start = int(bos) + seq_len
-    return slice(start, start + seq_len - 1)
+from ..scores.losses import repeated_half_slice, token_losses
 
 
 def repeated_half_loss(loss: torch.Tensor, seq_len: int, bos: bool) -> torch.Tensor:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InductionError
-from .metrics import RowMetric, repeated_half_slice
+from ..scores.losses import repeated_half_slice
+from .metrics import RowMetric
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
 
 DEFAULT_CLEAN_TEXT = "The cat sat on the mat. The cat sat on the"

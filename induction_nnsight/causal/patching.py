@@ -21,9 +21,9 @@ import torch
 
 from ..models.attention import attention_call_name, attention_modules
 from ..errors import InductionError
-from .head_outputs import block_paths, head_edit
+from .head_outputs import head_edit
 from .metrics import RowMetric, recovery
-from ..models.loading import model_facts
+from ..models.layout import model_facts, model_layout
 from ..ndif.settings import Remote
 from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
@@ -152,7 +152,7 @@ def patch_residual(
     masks = torch.zeros(1 + len(cells), facts.n_layers, clean.shape[1], dtype=torch.bool)
     for i, (layer, p) in enumerate(cells, 1):
         masks[i, layer, p] = True
-    blocks = block_paths(model)
+    blocks = model_layout(model).blocks
 
     def edit(rows: Rows) -> None:
         chosen = masks[rows.start : rows.stop]

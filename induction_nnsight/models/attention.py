@@ -17,53 +17,11 @@ from typing import Any
 import torch
 
 from ..errors import InductionError
-
-_ATTENTION_CHILD_NAMES = ("self_attn", "attn", "attention", "self_attention")
-
-
-def _find_layer_list(module: torch.nn.Module, n_layers: int) -> str:
-    """Path of the ``ModuleList`` holding the ``n_layers`` transformer blocks."""
-    for path, child in module.named_modules():
-        if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers and path:
-            return path
-    raise InductionError(
-        f"{type(module).__name__}: found no ModuleList of {n_layers} layers; "
-        "this model's layout is not supported"
-    )
-
-
-def _attention_child(layer: torch.nn.Module) -> str:
-    """Name of a block's self-attention submodule."""
-    for name in _ATTENTION_CHILD_NAMES:
-        if isinstance(getattr(layer, name, None), torch.nn.Module):
-            return name
-    for name, child in layer.named_children():
-        if type(child).__name__.endswith("Attention"):
-            return name
-    raise InductionError(
-        f"{type(layer).__name__}: no attention submodule found "
-        f"(tried {', '.join(_ATTENTION_CHILD_NAMES)} and any *Attention child)"
-    )
-
-
-def attention_paths(model) -> list[str]:
-    """Dotted paths of every layer's attention module, in layer order.
-
-    Example:
-        ``["transformer.h.0.attn", ...]`` for GPT-2,
-        ``["model.layers.0.self_attn", ...]`` for Llama.
-    """
-    from .loading import model_facts
-
-    module = model._module
-    layers = _find_layer_list(module, model_facts(model).n_layers)
-    block = module.get_submodule(layers)
-    return [f"{layers}.{i}.{_attention_child(layer)}" for i, layer in enumerate(block)]
-
+from .layout import model_layout
 
 def attention_modules(model) -> list[Any]:
-    """The nnsight envoys of every layer's attention module, in layer order."""
-    return [model.get(path) for path in attention_paths(model)]
+    """The nnsight envoys of every layer's attention module, in layer order (from :func:`model_layout`)."""
+    return [model.get(path) for path in model_layout(model).attention]
 
 
 def attention_call_name(attention) -> str:
@@ -171,69 +129,3 @@ def attention_pattern(attention, eager: bool, call_name: str) -> torch.Tensor:
         softcap=kwargs.get("softcap"),
         sliding_window=kwargs.get("sliding_window"),
     )
-
-
-_OUTPUT_PROJECTIONS = ("o_proj", "c_proj", "dense", "out_proj")
-VALUE_PROJECTIONS = ("v_proj", "c_attn", "query_key_value")
-PRE_ATTENTION_NORMS = ("input_layernorm", "ln_1", "attention_norm")
-_FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_norm")
-
-
-def child_named(module: torch.nn.Module, names: tuple[str, ...]) -> str | None:
-    """The first of ``names`` that is a child module of ``module``, else None."""
-    for name in names:
-        if isinstance(getattr(module, name, None), torch.nn.Module):
-            return name
-    return None
-
-
-def _in_features(module: torch.nn.Module) -> int | None:
-    if isinstance(module, torch.nn.Linear):
-        return module.in_features
-    weight = getattr(module, "weight", None)
-    if type(module).__name__ == "Conv1D" and weight is not None:  # GPT-2: weight [in, out]
-        return weight.shape[0]
-    return None
-
-
-def output_projection_paths(model) -> list[str]:
-    """Dotted paths of every layer's attention output projection, in layer order.
-
-    Example:
-        ``["model.layers.0.self_attn.o_proj", ...]`` for Llama,
-        ``["transformer.h.0.attn.c_proj", ...]`` for GPT-2.
-
-    Raises:
-        InductionError: When no child of the attention module takes
-            ``n_heads * d_head`` features.
-    """
-    from .loading import model_facts
-
-    facts = model_facts(model)
-    width = facts.n_heads * facts.d_head
-    paths = []
-    for path in attention_paths(model):
-        attention = model._module.get_submodule(path)
-        children = dict(attention.named_children())
-        named = [n for n in _OUTPUT_PROJECTIONS if n in children and _in_features(children[n]) == width]
-        others = [n for n, c in children.items() if _in_features(c) == width and n not in named]
-        if not named and not others:
-            raise InductionError(
-                f"{type(attention).__name__}: no output projection taking {width} features "
-                f"(tried {', '.join(_OUTPUT_PROJECTIONS)}); this architecture is not supported"
-            )
-        paths.append(f"{path}.{(named or others)[-1]}")
-    return paths
-
-
-def final_norm_path(model) -> str | None:
-    """Path of the norm applied to the residual stream before the unembedding, if any."""
-    module = model._module
-    layers = _find_layer_list(module, len(attention_paths(model)))
-    found = None
-    for path, child in module.named_modules():
-        if path.startswith(layers) or not path:
-            continue
-        if path.rsplit(".", 1)[-1] in _FINAL_NORMS and hasattr(child, "weight"):
-            found = path
-    return found

@@ -232,6 +232,7 @@ def load_model(
     device: str | None = None,
     progress: bool = True,
     remote: bool = False,
+    layout: dict[str, Any] | None = None,
     **kwargs: Any,
 ):
     """Load a causal LM as an nnsight ``TransformersModel`` with real weights.
@@ -248,6 +249,9 @@ def load_model(
             unless told otherwise) for traces run on NDIF; ``name`` should
             then be a Hub id that NDIF hosts (a self-hosted NDIF may serve a
             local directory, keyed by its path).
+        layout: Where a model with unusual module names keeps its parts, e.g.
+            ``{"layers": "backbone.blocks", "attention": "mixer"}`` (see
+            :func:`~induction_nnsight.models.layout.set_layout`); found automatically when None.
         **kwargs: Passed on to ``TransformersModel``.
 
     Returns:
@@ -276,7 +280,7 @@ def load_model(
 
             kwargs["tokenizer"] = AutoTokenizer.from_pretrained(path)
         with _quiet_transformers():  # its per-tensor "Loading weights" bar is noise before a one-line error
-            return TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
+            model = TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, HTTP errors ...
         if _unreachable(error):
             raise _offline_error(name) from error
@@ -285,6 +289,11 @@ def load_model(
             f"cannot load {name!r} ({first}); pass a Hub id, a local model directory, "
             f"a .gguf file, or {SMOLLM2}"
         ) from error
+    if layout:
+        from .layout import set_layout
+
+        set_layout(model, **layout)
+    return model
 
 
 @dataclass(frozen=True)
@@ -312,8 +321,11 @@ def _config_value(config: Any, *names: str) -> Any:
     return None
 
 
-def model_facts(model) -> ModelFacts:
-    """Read layers, heads, widths, context and BOS of an nnsight-wrapped HF model."""
+def read_facts(model) -> ModelFacts:
+    """Read layers, heads, widths, context and BOS of an nnsight-wrapped HF model from its config.
+
+    Uncached: use :func:`~induction_nnsight.models.layout.model_facts`, which reads them once per model.
+    """
     config = model.config
     config = getattr(config, "text_config", None) or config
     n_heads = _config_value(config, "num_attention_heads", "n_head")

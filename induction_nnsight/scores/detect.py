@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from ..errors import InductionError
-from .heads import HEAD_KINDS, HeadScores, head_scores
-from ..models.loading import model_facts
+from .heads import HeadScores, head_scores
+from ..models.layout import model_facts
 from .ranking import rank_heads
+from .registry import get_score
 from ..probes.tokens import PatternBatch, repeated_pattern
 
 
@@ -96,22 +97,29 @@ def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos:
 
 
 def detections(
-    scores: HeadScores, threshold: float, settings: dict[str, Any], n_boot: int = 1000, level: float = 0.95
+    scores: HeadScores, threshold: float | None, settings: dict[str, Any], n_boot: int = 1000, level: float = 0.95
 ) -> dict[str, HeadDetection]:
-    """One :class:`HeadDetection` per kind in ``scores``."""
+    """One :class:`HeadDetection` per kind in ``scores``, at ``threshold`` or each score's own default (None).
+
+    Raises:
+        InductionError: For a threshold outside a score's value range.
+    """
     found = {}
     for kind in scores.kinds:
+        score = get_score(kind)
+        limit = score.threshold if threshold is None else threshold
+        score.check_threshold(limit)
         low = high = None
         if kind in scores.per_row:
             low, high = bootstrap_interval(scores.per_row[kind], n_boot=n_boot, level=level)
-        found[kind] = HeadDetection(kind, threshold, scores.mean(kind), low, high, settings)
+        found[kind] = HeadDetection(kind, limit, scores.mean(kind), low, high, settings)
     return found
 
 
 def detect_heads(
     model,
     kind: str = "induction",
-    threshold: float = 0.4,
+    threshold: float | None = None,
     *,
     probe: PatternBatch | None = None,
     n_boot: int = 1000,
@@ -122,8 +130,9 @@ def detect_heads(
 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
-        kind: One of :data:`~induction_nnsight.scores.heads.HEAD_KINDS`.
-        threshold: In ``[0, 1]``; heads scoring at least this are returned.
+        kind: A registered score's name (:func:`~induction_nnsight.scores.registry.score_names`).
+        threshold: Heads scoring at least this are returned; within the score's value range
+            (the score's own default when None: 0.4 for the built-in scores).
         probe: Tokens and ground truth (default: :func:`default_probe`, 10 x 50 repeated tokens).
         n_boot: Bootstrap resamples for the confidence intervals (over sequences).
         level: Coverage of the intervals.
@@ -133,12 +142,11 @@ def detect_heads(
         A :class:`HeadDetection` (``heads``, ``top(n)``, ``to_dict()``).
 
     Raises:
-        InductionError: For an unknown kind or a threshold outside ``[0, 1]``.
+        InductionError: For an unknown kind or a threshold outside its value range.
     """
-    if kind not in HEAD_KINDS:
-        raise InductionError(f"unknown kind {kind!r}: choose from {', '.join(HEAD_KINDS)}")
-    if not 0.0 <= threshold <= 1.0:
-        raise InductionError(f"threshold must lie in [0, 1], got {threshold}")
+    score = get_score(kind)
+    if threshold is not None:
+        score.check_threshold(threshold)
     probe = probe if probe is not None else default_probe(model)
     scores = head_scores(model, probe, kinds=(kind,), remote=remote)
     settings = {"probe": probe.name, "batch": int(probe.tokens.shape[0]), "pos": int(probe.tokens.shape[1]),

@@ -49,36 +49,6 @@ def induction_stripe_score(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
     return diagonal_score(pattern, 1 - seq_len)
 
 
-def token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy of every row at every position.
-
-    Args:
-        logits: ``[batch, pos, vocab]``.
-        tokens: ``[batch, pos]`` the input ids.
-
-    Returns:
-        ``[batch, pos - 1]``: entry ``[b, i]`` is the loss of predicting token ``i + 1`` of row ``b``.
-    """
-    # logsumexp over the contiguous vocab axis is ~2.5x faster than cross_entropy on the
-    # [batch, vocab, pos] view it needs, and allocates no log-softmax of the logits' size.
-    logits = logits[:, :-1].float()
-    targets = tokens[:, 1:].to(logits.device)
-    return torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[..., None])[..., 0]
-
-
-def per_position_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy at each position, averaged over the batch.
-
-    Args:
-        logits: ``[batch, pos, vocab]``.
-        tokens: ``[batch, pos]`` the input ids.
-
-    Returns:
-        ``[pos - 1]``: entry ``i`` is the loss of predicting token ``i + 1``.
-    """
-    return reduce(token_losses(logits, tokens), "batch pos -> pos", "mean")
-
-
 def diagonal_score_per_row(pattern: torch.Tensor, offset: int) -> torch.Tensor:
     """:func:`diagonal_score` kept per batch row.
 

@@ -5,12 +5,14 @@ import torch
 
 import nnsight
 from induction_nnsight.models.attention import attention_call_name, attention_modules, attention_pattern
-from induction_nnsight.scores.heads import HEAD_KINDS, PATTERN_KINDS, head_scores
+from induction_nnsight.scores.heads import HEAD_KINDS, head_scores
+from induction_nnsight.scores.registry import get_score
 from induction_nnsight.probes.tokens import repeated_pattern
 from tests.conftest import ALL_ARCHS, SDPA_ARCHS, TINY_BOS
 from tests.reference import plain_attentions, reference_kind_scores
 
 SEQ_LEN = 10
+PATTERN_KINDS = tuple(kind for kind in HEAD_KINDS if get_score(kind).reads == "pattern")
 
 
 def probe(batch=3, seed=0):
@@ -144,5 +146,5 @@ def test_ov_copying_equals_eigenvalues_of_the_full_vocab_circuit(tiny_dir, tiny_
 def test_unknown_kind_is_refused(tiny_model):
     from induction_nnsight import InductionError
 
-    with pytest.raises(InductionError, match="choose from"):
+    with pytest.raises(InductionError, match="'nonsense': pass one of previous_token, .*copying_ov"):
         head_scores(tiny_model("llama"), probe(), kinds=("nonsense",))

@@ -37,8 +37,8 @@ def test_missing_scores_are_null(tiny_dir, tmp_path, monkeypatch):
 
     from induction_nnsight.scores import heads
 
-    layout = heads._layout
-    monkeypatch.setattr(heads, "_layout", lambda model: dataclasses.replace(layout(model), v_kind=None))
+    layout = heads.model_layout
+    monkeypatch.setattr(heads, "model_layout", lambda model: dataclasses.replace(layout(model), value_layout=None))
     assert main([*COMMANDS["heads"], "--kinds", "copying_ov", "--model", str(tiny_dir("neox")),
                  "--out", str(tmp_path)]) == 0
     scores = parse_strict((tmp_path / "heads_results.json").read_text())["kinds"]["copying_ov"]["scores"]

@@ -6,8 +6,7 @@ import torch
 from induction_nnsight import loss_by_position, repeated_tokens
 from induction_nnsight.causal.ablation import ablate_heads, ablation_curve, ablation_metrics, ablation_sweep
 from induction_nnsight.causal.attribution import head_attribution
-from induction_nnsight.models.attention import output_projection_paths
-from induction_nnsight.causal.head_outputs import block_paths
+from induction_nnsight.models.layout import model_layout
 from induction_nnsight.causal.metrics import RowMetric, repeated_half_loss
 from induction_nnsight.causal.pairs import repeated_pair
 from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual
@@ -24,9 +23,9 @@ def rows(seed=0, batch=3):
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_projection_paths(tiny_model, arch):
-    paths = output_projection_paths(tiny_model(arch))
+    paths = model_layout(tiny_model(arch)).o_proj
     assert paths[0] == {"gpt2": "transformer.h.0.attn.c_proj", "llama": "model.layers.0.self_attn.o_proj"}[arch]
-    assert block_paths(tiny_model(arch))[1] == {"gpt2": "transformer.h.1", "llama": "model.layers.1"}[arch]
+    assert model_layout(tiny_model(arch)).blocks[1] == {"gpt2": "transformer.h.1", "llama": "model.layers.1"}[arch]
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -39,7 +38,7 @@ def test_ablating_nothing_is_exactly_the_baseline(tiny_model, arch, attn):
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_ablation_leaves_earlier_layers_unchanged(tiny_model, arch):
     model, tokens = tiny_model(arch), rows()
-    layers = model._module.get_submodule(block_paths(model)[0].rsplit(".", 1)[0])
+    layers = model._module.get_submodule(model_layout(model).layers)
     seen = []
     hooks = [layer.register_forward_hook(lambda _m, _i, out: seen.append(
         (out[0] if isinstance(out, tuple) else out).detach().clone())) for layer in layers]

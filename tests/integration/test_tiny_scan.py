@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from induction_nnsight import induction_scores, loss_by_position, model_facts, repeated_tokens, scan
-from induction_nnsight.models.attention import attention_paths
+from induction_nnsight.models.layout import model_layout
 from tests.conftest import TINY_ARCHS, TINY_BOS
 from tests.reference import plain_transformers_scan
 
@@ -45,7 +45,7 @@ def test_same_seed_same_numbers(tiny_model):
 
 
 def test_layers_found_from_the_model(tiny_model):
-    assert attention_paths(tiny_model("gpt2")) == ["transformer.h.0.attn", "transformer.h.1.attn"]
-    assert attention_paths(tiny_model("llama")) == ["model.layers.0.self_attn", "model.layers.1.self_attn"]
+    assert model_layout(tiny_model("gpt2")).attention == ("transformer.h.0.attn", "transformer.h.1.attn")
+    assert model_layout(tiny_model("llama")).attention == ("model.layers.0.self_attn", "model.layers.1.self_attn")
     facts = model_facts(tiny_model("llama"))
     assert (facts.n_layers, facts.n_heads, facts.n_kv_heads, facts.bos_token_id) == (2, 4, 2, TINY_BOS)

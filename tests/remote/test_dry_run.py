@@ -23,7 +23,7 @@ from induction_nnsight import (
 )
 from induction_nnsight.ndif.backend import remote_backend
 from induction_nnsight.ndif.dry_run import DryRunBackend
-from induction_nnsight.scores.reductions import per_position_loss
+from induction_nnsight.scores.losses import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS
 
 SEQ_LEN = 8

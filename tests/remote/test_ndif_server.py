@@ -16,7 +16,7 @@ from induction_nnsight import InductionError, induction_scores, load_model, loss
 from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import remote_backend
 from induction_nnsight.ndif.settings import RemoteSettings
-from induction_nnsight.scores.reductions import per_position_loss
+from induction_nnsight.scores.losses import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS, _tiny_config, _tiny_tokenizer
 from tests.remote.conftest import API_KEY
 

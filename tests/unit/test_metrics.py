@@ -14,7 +14,7 @@ from induction_nnsight.causal.metrics import (
     token_losses,
 )
 from induction_nnsight.causal.pairs import repeated_pair
-from induction_nnsight.scores.scan import half_losses
+from induction_nnsight.scores.losses import half_losses
 
 
 def test_recovery_formula():

@@ -3,8 +3,9 @@ import torch
 import torch.nn.functional as F
 
 from induction_nnsight.models.attention import softmax_attention
-from induction_nnsight.scores.scan import half_losses
-from induction_nnsight.scores.reductions import diagonal_score, induction_stripe_score, per_position_loss
+from induction_nnsight.scores.losses import half_losses
+from induction_nnsight.scores.losses import per_position_loss
+from induction_nnsight.scores.reductions import diagonal_score, induction_stripe_score
 
 
 def perfect_induction_pattern(batch: int, heads: int, seq_len: int, bos: bool = True) -> torch.Tensor:

@@ -1,0 +1,88 @@
+"""Copying reductions: how much a head's output raises the logit of the token it attends to.
+
+Two routes: :func:`copying_logit_boost` and :func:`copying_score` measure it on a run
+(direct logit attribution through the final norm); :func:`ov_copying_score` from the
+weights alone (the eigenvalues of the full OV circuit, Olsson et al. 2022).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import einsum, rearrange
+
+
+def copying_logit_boost(
+    pattern: torch.Tensor,
+    head_input: torch.Tensor,
+    w_out: torch.Tensor,
+    unembed: torch.Tensor,
+    unembed_mean: torch.Tensor,
+    tokens: torch.Tensor,
+    center: bool,
+) -> torch.Tensor:
+    """Direct effect of each head on the logit of the token it attends to most, against the vocabulary mean.
+
+    Args:
+        pattern: ``[batch, head, query, key]``.
+        head_input: ``[batch, query, head * d_head]`` the input of the output projection.
+        w_out: ``[d_model, head * d_head]`` the output projection.
+        unembed: ``[vocab, d_model]`` unembedding, already scaled by the final norm's weight.
+        unembed_mean: ``[d_model]`` its mean over the vocabulary.
+        tokens: ``[batch, pos]``.
+        center: Subtract the mean over ``d_model`` first (LayerNorm does; RMSNorm does not).
+
+    Returns:
+        ``[batch, head, query]`` logit boost before the final norm divides by the residual's scale.
+    """
+    n_heads = pattern.shape[1]
+    z = rearrange(head_input, "batch query (head d_head) -> batch head query d_head", head=n_heads)
+    w = rearrange(w_out, "d_model (head d_head) -> head d_head d_model", head=n_heads)
+    out = einsum(z.float(), w.float(), "batch head query d_head, head d_head d_model -> batch head query d_model")
+    if center:
+        out = out - out.mean(-1, keepdim=True)
+    attended = tokens.gather(1, pattern.argmax(-1).flatten(1)).view(pattern.shape[:3])  # [batch, head, query]
+    direction = unembed[attended].float() - unembed_mean  # [batch, head, query, d_model]
+    return (out * direction).sum(-1)
+
+
+def copying_score(boost: torch.Tensor, residual: torch.Tensor, query_mask: torch.Tensor, center: bool) -> torch.Tensor:
+    """Copying in logit units: the boosts divided by the final norm's scale, averaged over queries.
+
+    Args:
+        boost: ``[batch, layer, head, query]`` from :func:`copying_logit_boost`.
+        residual: ``[batch, query, d_model]`` the input of the final norm.
+        query_mask: ``[batch, query]`` queries to average over.
+        center: LayerNorm (divide by the standard deviation) rather than RMSNorm (by the root mean square).
+
+    Returns:
+        ``[batch, layer, head]``.
+    """
+    residual = residual.float()
+    scale = residual.std(-1, unbiased=False) if center else residual.pow(2).mean(-1).sqrt()  # [batch, query]
+    keep = query_mask[:, None, None].expand_as(boost)  # [batch, layer, head, query]
+    # where(), not a product: a zero residual (a padding embedding) would give 0 / 0 at a masked query.
+    ratio = torch.where(keep, boost / scale[:, None, None], torch.zeros_like(boost))
+    return ratio.sum(-1) / keep.float().sum(-1)
+
+
+def ov_copying_score(w_value: torch.Tensor, w_out: torch.Tensor, bridge: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Olsson et al.'s copying score of each head's full OV circuit ``W_U W_O W_V W_E``.
+
+    The nonzero eigenvalues of the ``[vocab, vocab]`` circuit equal those of the
+    ``[d_head, d_head]`` product ``W_V W_E^T W_U W_O``, which is what is computed.
+
+    Args:
+        w_value: ``[kv_head, d_head, d_model]`` (already scaled by the pre-attention norm).
+        w_out: ``[d_model, head * d_head]``.
+        bridge: ``[d_model, d_model]`` ``W_E^T W_U``, from embedding ``[vocab, d_model]`` and
+            unembedding ``[vocab, d_model]`` (the latter scaled by the final norm).
+        n_heads: Query heads; each key/value head serves ``n_heads // kv_head`` of them.
+
+    Returns:
+        ``[head]`` in ``[-1, 1]``: ``sum(eigenvalues) / sum(|eigenvalues|)``, 1 for a pure copier.
+    """
+    w_v = w_value.float().repeat_interleave(n_heads // w_value.shape[0], dim=0)  # [head, d_head, d_model]
+    w_o = rearrange(w_out.float(), "d_model (head d_head) -> head d_model d_head", head=n_heads)
+    circuit = w_v @ bridge.float() @ w_o  # [head, d_head, d_head]
+    eigenvalues = torch.linalg.eigvals(circuit.double())
+    return (eigenvalues.sum(-1).real / eigenvalues.abs().sum(-1)).float()
