@@ -176,13 +176,13 @@ def _scan_sdpa(ctx):
 
 def _heads(ctx: Context, attn: str):
     from induction_nnsight.scores.heads import head_scores
-    from induction_nnsight.probes.tokens import PatternBatch
+    from induction_nnsight.probes.tokens import Probe
 
     model = ctx.model(f"nnsight-{attn}")
 
     def run() -> Outcome:
         start = ctx.tokens.shape[1] - 2 * ctx.seq_len
-        probe = PatternBatch("repeated", ctx.tokens, ctx.seq_len, start, start + ctx.seq_len)
+        probe = Probe("repeated", ctx.tokens, ctx.seq_len, start, start + ctx.seq_len)
         result = head_scores(model, probe)
         saved = {f"{kind}": result.per_row[kind] for kind in result.per_row}
         saved.update(result.weights)

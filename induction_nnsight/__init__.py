@@ -8,7 +8,7 @@ from .models.loading import DEFAULT_MODEL, load_model
 from .scores.losses import half_losses
 from .scores.scan import ScanResult, head_attention, induction_scores, loss_by_position, scan
 from .probes.tokens import (
-    PatternBatch,
+    Probe,
     abab_pattern,
     repeated_pattern,
     repeated_tokens,
@@ -23,7 +23,7 @@ __all__ = [
     "HeadDetection",
     "HeadScores",
     "InductionError",
-    "PatternBatch",
+    "Probe",
     "ScanResult",
     "abab_pattern",
     "detect_heads",

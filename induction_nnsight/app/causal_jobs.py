@@ -105,9 +105,9 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
                              f"{facts.n_layers * facts.n_heads}: pass --top-k {facts.n_layers * facts.n_heads // 2} "
                              "or less")
     tokens = scan_tokens(model, config)
-    reference = None
+    source = None
     if config.method == "mean":
-        reference = repeated_tokens(config.batch, config.seq_len, seed=config.seed + 1, low=config.low,
+        source = repeated_tokens(config.batch, config.seq_len, seed=config.seed + 1, low=config.low,
                                     high=config.high, bos_token_id=facts.bos_token_id if config.bos else None)
     metric = repeated_half_metric(config.seq_len, config.bos)
     early, late = ((config.icl_early, config.icl_late) if config.icl_early is not None
@@ -129,7 +129,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     }
     if config.heads is not None:
         heads = parse_heads(config.heads)
-        loss = ablate_heads(model, tokens, heads, method=config.method, reference=reference, remote=remote)
+        loss = ablate_heads(model, tokens, heads, method=config.method, source=source, remote=remote)
         results["ablated"] = {
             "heads": [list(h) for h in heads],
             "loss_by_position": _table(loss),
@@ -137,7 +137,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
             "icl_score": _r(icl_score(loss, early, late)),
         }
     curve = ablation_curve(model, tokens, metric, [(h["layer"], h["head"]) for h in ranked], n_draws=config.draws,
-                           same_layers=config.same_layers, method=config.method, reference=reference,
+                           same_layers=config.same_layers, method=config.method, source=source,
                            seed=config.seed, max_tokens=config.max_tokens, remote=remote, progress=progress)
     at_k = curve.random[:, -1]
     results["curve"] = {
@@ -161,12 +161,12 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     }
     if config.sweep:
         started = time.perf_counter()
-        sweep = ablation_sweep(model, tokens, metric, method=config.method, reference=reference,
+        sweep = ablation_sweep(model, tokens, metric, method=config.method, source=source,
                                layers=config.layers, max_tokens=config.max_tokens, remote=remote,
                                progress=progress)
         seconds = time.perf_counter() - started
         started = time.perf_counter()
-        estimate = head_attribution(model, tokens, metric, config.method, source=reference, remote=remote)
+        estimate = head_attribution(model, tokens, metric, config.method, source=source, remote=remote)
         attribution_seconds = time.perf_counter() - started
         results["sweep"] = {
             "baseline": _r(sweep.baseline), "values": _table(sweep.values), "delta": _table(sweep.delta),

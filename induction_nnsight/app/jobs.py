@@ -17,7 +17,7 @@ from .report import ascii_attention, text_report, top_heads
 from ..scores.losses import half_losses
 from ..scores.scan import head_attention, scan
 from ..scores.reductions import induction_token_mask
-from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, PatternBatch, repeated_tokens, text_pattern
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_pattern
 
 
 @dataclass
@@ -179,7 +179,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
     facts = model_facts(model)
     start = int(config.bos)
-    probe = PatternBatch("repeated", tokens, config.seq_len, start, start + config.seq_len)
+    probe = Probe("repeated", tokens, config.seq_len, start, start + config.seq_len)
     scores = head_scores(model, probe, kinds=config.kinds, remote=remote_settings(config) or False)
     settings = {**asdict(config), "kinds": list(scores.kinds)}
     found = detections(scores, config.threshold, settings, n_boot=config.n_boot)

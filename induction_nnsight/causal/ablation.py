@@ -2,7 +2,7 @@
 
 A head is ablated at its output (the per-head slice of the attention output
 projection's input, see :mod:`~induction_nnsight.causal.head_outputs`): set to zero, or to
-its mean over a reference batch at each position (mean ablation keeps the
+its mean over a source batch at each position (mean ablation keeps the
 head's average contribution and removes only what depends on the input).
 Many ablations run batched in few traces (:mod:`~induction_nnsight.causal.variants`);
 what leaves a trace is one metric value per ablation.
@@ -27,15 +27,15 @@ METHODS = ("zero", "mean")
 Head = tuple[int, int]
 
 
-def _check(method: str, tokens: torch.Tensor, reference: torch.Tensor | None) -> None:
+def _check(method: str, tokens: torch.Tensor, source: torch.Tensor | None) -> None:
     if method not in METHODS:
         raise InductionError(f"unknown ablation {method!r}: pass one of {', '.join(METHODS)}")
     if method == "mean":
-        if reference is None:
-            raise InductionError("mean ablation needs a reference batch")
-        if reference.shape[1] != tokens.shape[1]:
+        if source is None:
+            raise InductionError("mean ablation needs a source batch")
+        if source.shape[1] != tokens.shape[1]:
             raise InductionError(
-                f"the reference batch has {reference.shape[1]} positions, the tokens {tokens.shape[1]}: "
+                f"the source batch has {source.shape[1]} positions, the tokens {tokens.shape[1]}: "
                 "mean ablation takes the mean at each position, so give both the same length"
             )
 
@@ -47,7 +47,7 @@ def ablation_metrics(
     metric: RowMetric,
     *,
     method: str = "zero",
-    reference: torch.Tensor | None = None,
+    source: torch.Tensor | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     remote: Remote = False,
     progress: bool = True,
@@ -61,7 +61,7 @@ def ablation_metrics(
         head_sets: Sets of ``(layer, head)``; an empty set is the unablated model.
         metric: What to measure (see :class:`~induction_nnsight.causal.metrics.RowMetric`).
         method: ``"zero"`` or ``"mean"``.
-        reference: ``[n_ref, pos]`` rows whose mean head outputs replace the
+        source: ``[n_ref, pos]`` rows whose mean head outputs replace the
             ablated ones (mean ablation only).
         max_tokens: Token budget of one trace.
         remote: Run the traces on NDIF.
@@ -71,12 +71,12 @@ def ablation_metrics(
     Returns:
         ``[n_sets, ...]`` the metric averaged over the batch.
     """
-    _check(method, tokens, reference)
+    _check(method, tokens, source)
     facts = model_facts(model)
     masks = torch.stack([head_mask(s, facts.n_layers, facts.n_heads) for s in head_sets])
     return run_variants(
         model, tokens, len(head_sets), head_edit(model, masks, method), metric,
-        source=reference if method == "mean" else None, max_tokens=max_tokens, remote=remote,
+        source=source if method == "mean" else None, max_tokens=max_tokens, remote=remote,
         progress=progress, desc=desc,
     )
 
@@ -87,7 +87,7 @@ def ablate_heads(
     heads: Sequence[Head],
     *,
     method: str = "zero",
-    reference: torch.Tensor | None = None,
+    source: torch.Tensor | None = None,
     remote: Remote = False,
 ) -> torch.Tensor:
     """Loss by position with a set of heads ablated.
@@ -99,7 +99,7 @@ def ablate_heads(
         ``[pos - 1]`` mean next-token loss at each position.
     """
     metric = RowMetric("loss_by_position")
-    return ablation_metrics(model, tokens, [list(heads)], metric, method=method, reference=reference,
+    return ablation_metrics(model, tokens, [list(heads)], metric, method=method, source=source,
                             remote=remote, progress=False)[0]
 
 
@@ -124,7 +124,7 @@ def ablation_sweep(
     metric: RowMetric,
     *,
     method: str = "zero",
-    reference: torch.Tensor | None = None,
+    source: torch.Tensor | None = None,
     layers: Sequence[int] | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     remote: Remote = False,
@@ -142,7 +142,7 @@ def ablation_sweep(
             raise InductionError(f"layer {layer} is outside 0..{facts.n_layers - 1}: pass valid --layers")
     heads = [(layer, head) for layer in chosen for head in range(facts.n_heads)]
     values = ablation_metrics(model, tokens, [[]] + [[h] for h in heads], metric, method=method,
-                              reference=reference, max_tokens=max_tokens, remote=remote, progress=progress,
+                              source=source, max_tokens=max_tokens, remote=remote, progress=progress,
                               desc=f"{method}-ablating {len(heads)} heads")
     table = torch.full((facts.n_layers, facts.n_heads), float("nan"))
     for (layer, head), value in zip(heads, values[1:]):
@@ -218,7 +218,7 @@ def ablation_curve(
     n_draws: int = 5,
     same_layers: bool = False,
     method: str = "zero",
-    reference: torch.Tensor | None = None,
+    source: torch.Tensor | None = None,
     seed: int = 0,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     remote: Remote = False,
@@ -239,7 +239,7 @@ def ablation_curve(
     draws = random_head_draws(top, facts.n_layers, facts.n_heads, n_draws, same_layers=same_layers, seed=seed)
     ks = list(range(1, len(top) + 1))
     sets = [[]] + [top[:k] for k in ks] + [draw[:k] for draw in draws for k in ks]
-    values = ablation_metrics(model, tokens, sets, metric, method=method, reference=reference,
+    values = ablation_metrics(model, tokens, sets, metric, method=method, source=source,
                               max_tokens=max_tokens, remote=remote, progress=progress,
                               desc=f"ablation curve ({len(sets)} sets)")
     n = len(ks)

@@ -16,7 +16,7 @@ import nnsight
 import torch
 
 from ..errors import InductionError
-from .head_outputs import HEAD_SOURCES
+from .head_outputs import HEAD_METHODS
 from .metrics import RowMetric
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
@@ -25,9 +25,9 @@ from ..ndif.settings import Remote
 
 def head_attribution(
     model,
-    target: torch.Tensor,
+    tokens: torch.Tensor,
     metric: RowMetric,
-    value: str = "source",
+    method: str = "source",
     *,
     source: torch.Tensor | None = None,
     remote: Remote = False,
@@ -36,27 +36,27 @@ def head_attribution(
 
     Args:
         model: An nnsight ``TransformersModel``.
-        target: ``[batch, pos]`` rows whose run is edited (corrupted rows for
+        tokens: ``[batch, pos]`` rows whose run is edited (corrupted rows for
             patching, the clean rows for ablation).
-        metric: The metric, averaged over the target rows.
-        value: ``"source"`` (patch in the aligned source rows' outputs),
+        metric: The metric, averaged over those rows.
+        method: ``"source"`` (patch in the aligned source rows' outputs),
             ``"zero"`` or ``"mean"`` (the source rows' mean at each position).
         source: ``[n_source, pos]`` rows: the clean rows, or a reference batch.
         remote: Run the trace on NDIF.
 
     Returns:
-        ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(target)``.
+        ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(tokens)``.
     """
-    if value not in HEAD_SOURCES:
-        raise InductionError(f"unknown head value {value!r}: pass one of {', '.join(HEAD_SOURCES)}")
-    if value != "zero" and source is None:
-        raise InductionError(f"head value {value!r} needs source rows")
-    if value == "source" and source.shape != target.shape:
+    if method not in HEAD_METHODS:
+        raise InductionError(f"unknown head method {method!r}: pass one of {', '.join(HEAD_METHODS)}")
+    if method != "zero" and source is None:
+        raise InductionError(f"head method {method!r} needs source rows")
+    if method == "source" and source.shape != tokens.shape:
         raise InductionError("attribution patching needs clean and corrupted rows of the same shape")
     facts = model_facts(model)
     n_heads, d_head = facts.n_heads, facts.d_head
     n_source = 0 if source is None else source.shape[0]
-    rows = target if source is None else torch.cat([source, target])
+    rows = tokens if source is None else torch.cat([source, tokens])
     projections = [model.get(p) for p in model_layout(model).o_proj]
     with torch.enable_grad(), model.trace(rows, backend=remote_backend(model, remote)):
         inputs, deltas = [], []
@@ -65,15 +65,15 @@ def head_attribution(
             if not x.requires_grad:  # frozen weights (as on NDIF's workers) leave the graph empty
                 x.requires_grad_(True)
             mine = x[n_source:].detach()
-            if value == "zero":
+            if method == "zero":
                 new = torch.zeros_like(mine)
-            elif value == "mean":
+            elif method == "mean":
                 new = x[:n_source].detach().mean(dim=0, keepdim=True)
             else:
                 new = x[:n_source].detach()
             inputs.append(x)
             deltas.append(new - mine)
-        score = metric(model.output.logits[n_source:], target).mean()
+        score = metric(model.output.logits[n_source:], tokens).mean()
         per_layer = [None] * len(projections)
         with score.backward():
             for layer in reversed(range(len(projections))):

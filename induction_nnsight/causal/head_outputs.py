@@ -14,7 +14,7 @@ from ..errors import InductionError
 from ..models.layout import model_facts, model_layout
 from .variants import Edit, Rows
 
-HEAD_SOURCES = ("zero", "mean", "source")
+HEAD_METHODS = ("zero", "mean", "source")
 
 
 def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
@@ -33,13 +33,13 @@ def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
     return mask
 
 
-def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
+def head_edit(model, masks: torch.Tensor, method: str) -> Edit:
     """An edit that replaces chosen heads' outputs in each variant's rows.
 
     Args:
         model: An nnsight ``TransformersModel``.
         masks: ``[n_variants, n_layers, n_heads]`` bool: which heads each variant replaces.
-        value: What they are replaced with: ``"zero"``; ``"mean"``, the mean
+        method: What they are replaced with: ``"zero"``; ``"mean"``, the mean
             over the source rows (a reference batch) at each position; or
             ``"source"``, the aligned source row's own output (activation
             patching: the source rows are clean, the targets corrupted).
@@ -47,17 +47,17 @@ def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
     Returns:
         An :data:`~induction_nnsight.causal.variants.Edit` for :func:`~induction_nnsight.causal.variants.run_variants`.
     """
-    if value not in HEAD_SOURCES:
-        raise InductionError(f"unknown head value {value!r}: pass one of {', '.join(HEAD_SOURCES)}")
+    if method not in HEAD_METHODS:
+        raise InductionError(f"unknown head method {method!r}: pass one of {', '.join(HEAD_METHODS)}")
     facts = model_facts(model)
     n_heads, d_head = facts.n_heads, facts.d_head
     projections = model_layout(model).o_proj
 
     def edit(rows: Rows) -> None:
         chosen = masks[rows.start : rows.stop]  # [k, n_layers, n_heads]
-        if value != "zero" and rows.n_source == 0:
-            raise ValueError(f"head value {value!r} needs source rows")
-        if value == "source" and rows.n_source != rows.batch:
+        if method != "zero" and rows.n_source == 0:
+            raise ValueError(f"head method {method!r} needs source rows")
+        if method == "source" and rows.n_source != rows.batch:
             raise ValueError("patching needs as many source rows as target rows")
         for layer in torch.nonzero(chosen.any(dim=(0, 2))).flatten().tolist():
             projection = model.get(projections[layer])
@@ -66,9 +66,9 @@ def head_edit(model, masks: torch.Tensor, value: str) -> Edit:
             split = x.reshape(x.shape[0], n_pos, n_heads, d_head)
             source, target = split[: rows.n_source], split[rows.n_source :]
             target = target.reshape(rows.n_variants, rows.batch, n_pos, n_heads, d_head)
-            if value == "zero":
+            if method == "zero":
                 new = torch.zeros((), dtype=x.dtype, device=x.device)
-            elif value == "mean":
+            elif method == "mean":
                 new = source.mean(dim=0)  # [pos, head, d_head]
             else:
                 new = source  # [batch, pos, head, d_head]

@@ -73,7 +73,7 @@ def repeated_tokens(
 
 
 @dataclass
-class PatternBatch:
+class Probe:
     """Tokens of an induction probe with their ground truth.
 
     Attributes:
@@ -117,17 +117,17 @@ class PatternBatch:
 
 def repeated_pattern(
     batch: int, seq_len: int, *, n_repeats: int = 2, bos_token_id: int | None = None, **kwargs
-) -> PatternBatch:
+) -> Probe:
     """Random blocks repeated ``n_repeats`` times (see :func:`repeated_tokens` for ``kwargs``)."""
     tokens = repeated_tokens(batch, seq_len, n_repeats=n_repeats, bos_token_id=bos_token_id, **kwargs)
     start = int(bos_token_id is not None)
-    return PatternBatch("repeated", tokens, seq_len, start, start + seq_len)
+    return Probe("repeated", tokens, seq_len, start, start + seq_len)
 
 
 def abab_pattern(
     batch: int, n_pairs: int, *, seed: int = 0, low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH,
     bos_token_id: int | None = None,
-) -> PatternBatch:
+) -> Probe:
     """Rows ``[bos] A B A B ...`` with ``n_pairs`` pairs of two random distinct tokens per row."""
     if n_pairs < 2:
         raise InductionError(f"n_pairs must be at least 2, got {n_pairs}")
@@ -138,12 +138,12 @@ def abab_pattern(
     if bos_token_id is not None:
         tokens = torch.cat([torch.full((batch, 1), bos_token_id, dtype=torch.long), tokens], 1)
     start = int(bos_token_id is not None)
-    return PatternBatch("abab", tokens, 2, start, start + 2)
+    return Probe("abab", tokens, 2, start, start + 2)
 
 
 def separator_pattern(
     batch: int, seq_len: int, separator_id: int, *, bos_token_id: int | None = None, **kwargs
-) -> PatternBatch:
+) -> Probe:
     """Rows ``[bos] r_1..r_T SEP r_1..r_T``: copying across a separator token."""
     block = repeated_tokens(batch, seq_len, **kwargs)[:, :seq_len]
     sep = torch.full((batch, 1), separator_id, dtype=torch.long)
@@ -151,12 +151,12 @@ def separator_pattern(
     if bos_token_id is not None:
         rows.insert(0, torch.full((batch, 1), bos_token_id, dtype=torch.long))
     start = int(bos_token_id is not None)
-    return PatternBatch("separator", torch.cat(rows, 1), seq_len + 1, start, start + seq_len + 1)
+    return Probe("separator", torch.cat(rows, 1), seq_len + 1, start, start + seq_len + 1)
 
 
 def small_vocab_pattern(
     batch: int, seq_len: int, vocab_ids: list[int], *, seed: int = 0, bos_token_id: int | None = None
-) -> PatternBatch:
+) -> Probe:
     """Repeated blocks drawn from a small vocabulary (e.g. single letters): many accidental repeats.
 
     Args:
@@ -169,10 +169,10 @@ def small_vocab_pattern(
     if bos_token_id is not None:
         tokens = torch.cat([torch.full((batch, 1), bos_token_id, dtype=torch.long), tokens], 1)
     start = int(bos_token_id is not None)
-    return PatternBatch("small_vocab", tokens, seq_len, start, start + seq_len)
+    return Probe("small_vocab", tokens, seq_len, start, start + seq_len)
 
 
-def text_pattern(ids: list[int], *, n_repeats: int = 2, bos_token_id: int | None = None) -> PatternBatch:
+def text_pattern(ids: list[int], *, n_repeats: int = 2, bos_token_id: int | None = None) -> Probe:
     """A user's own token ids (one row) repeated ``n_repeats`` times."""
     if not ids:
         raise InductionError("the text has no tokens: pass a non-empty prompt")
@@ -180,4 +180,4 @@ def text_pattern(ids: list[int], *, n_repeats: int = 2, bos_token_id: int | None
     if bos_token_id is not None:
         row = [bos_token_id, *row]
     start = int(bos_token_id is not None)
-    return PatternBatch("text", torch.tensor([row]), len(ids), start, start + len(ids))
+    return Probe("text", torch.tensor([row]), len(ids), start, start + len(ids))

@@ -12,7 +12,7 @@ from .heads import HeadScores, head_scores
 from ..models.layout import model_facts
 from .ranking import rank_heads
 from .registry import get_score
-from ..probes.tokens import PatternBatch, repeated_pattern
+from ..probes.tokens import Probe, repeated_pattern
 
 
 def bootstrap_interval(
@@ -85,7 +85,7 @@ class HeadDetection:
         }
 
 
-def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos: bool = True) -> PatternBatch:
+def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos: bool = True) -> Probe:
     """Repeated random tokens from ``[1000, 10000)`` (clamped to the vocabulary) after BOS."""
     facts = model_facts(model)
     high = min(10000, facts.vocab_size)
@@ -121,7 +121,7 @@ def detect_heads(
     kind: str = "induction",
     threshold: float | None = None,
     *,
-    probe: PatternBatch | None = None,
+    probe: Probe | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
     remote=False,

@@ -17,7 +17,7 @@ from ..models.attention import attention_call_name, attention_modules, attention
 from ..models.layout import ModelLayout, model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, on_ndif
-from ..probes.tokens import PatternBatch
+from ..probes.tokens import Probe
 from .builtin import BUILTIN_SCORES
 from .copying import copying_score
 from .losses import per_position_loss
@@ -87,7 +87,7 @@ def _value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv: in
     return weight.reshape(n_heads, 3, d_head, d_model)[:, 2]  # GPT-NeoX interleaves per head
 
 
-def _by_reads(kinds, probe: PatternBatch) -> dict[str, list[HeadScore]]:
+def _by_reads(kinds, probe: Probe) -> dict[str, list[HeadScore]]:
     """The requested scores grouped by what they read; scores needing a period skip probes without one."""
     scores = [get_score(kind) for kind in kinds]  # raises on an unknown name
     groups: dict[str, list[HeadScore]] = {"pattern": [], "logits": [], "weights": []}
@@ -99,7 +99,7 @@ def _by_reads(kinds, probe: PatternBatch) -> dict[str, list[HeadScore]]:
 
 def head_scores(
     model,
-    probe: PatternBatch,
+    probe: Probe,
     *,
     kinds: tuple[str, ...] | None = None,
     loss: bool = True,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InductionError
-from ..probes.tokens import PatternBatch
+from ..probes.tokens import Probe
 from .reductions import duplicate_token_mask, induction_token_mask
 
 READS = ("pattern", "logits", "weights")
@@ -39,10 +39,10 @@ class ProbeView:
     """What a pattern score sees besides the pattern: the probe and its token masks, each made once.
 
     Attributes:
-        probe: The :class:`~induction_nnsight.probes.tokens.PatternBatch`.
+        probe: The :class:`~induction_nnsight.probes.tokens.Probe`.
     """
 
-    def __init__(self, probe: PatternBatch):
+    def __init__(self, probe: Probe):
         self.probe = probe
         # A plain dict, not functools.cached_property: that holds a lock, which cannot travel to NDIF.
         self._made: dict[str, torch.Tensor] = {}

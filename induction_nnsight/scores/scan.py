@@ -18,7 +18,7 @@ from ..models.attention import attention_call_name, attention_modules, attention
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, on_ndif
-from ..probes.tokens import PatternBatch
+from ..probes.tokens import Probe
 from .heads import head_scores
 
 
@@ -35,8 +35,8 @@ class ScanResult:
     induction_scores: torch.Tensor
 
 
-def _probe(tokens: torch.Tensor, seq_len: int | None) -> PatternBatch:
-    return PatternBatch("repeated", tokens, seq_len)
+def _probe(tokens: torch.Tensor, seq_len: int | None) -> Probe:
+    return Probe("repeated", tokens, seq_len)
 
 
 def loss_by_position(model, tokens: torch.Tensor, *, remote: Remote = False) -> torch.Tensor:

@@ -74,7 +74,7 @@ def test_zero_and_mean_ablation_equal_plain_transformers_hooks(tiny_model, tiny_
         return x
 
     for method, replace in (("zero", zero), ("mean", mean)):
-        ours = ablate_heads(model, tokens, heads, method=method, reference=reference)
+        ours = ablate_heads(model, tokens, heads, method=method, source=reference)
         theirs = plain_edited_loss(plain, tokens, N_HEADS, replace)
         assert torch.allclose(ours, theirs, atol=1e-5), method
         assert not torch.allclose(ours, loss_by_position(model, tokens), atol=1e-4)
