@@ -28,7 +28,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
-from induction_nnsight.app.causal_jobs import AblateConfig, PatchConfig, run_ablate, run_patch  # noqa: E402
+from induction_nnsight.app.ablate_job import AblateConfig, run_ablate  # noqa: E402
+from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
 from induction_nnsight.app.cli import guarded  # noqa: E402
 from induction_nnsight.app.jobs import (  # noqa: E402
     AttentionConfig,

@@ -11,116 +11,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import InductionError
-from ..scores.registry import score_names
+from .arguments import EXIT_BAD_INPUT, build_parser, remote_args
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
-from ..models.loading import DEFAULT_MODEL
 from .outputs import prepare_out_dir, write_files
-from ..ndif.settings import DEFAULT_TIMEOUT
 from .report import heads_table
 
-EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line naming the fix (no usage block)."""
-
-    def error(self, message: str):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"Hub id (openai-community/gpt2), local model directory, .gguf file, or {DEFAULT_MODEL} "
-        "(the offline default)",
-    )
-    parser.add_argument(
-        "--attn-implementation", default=None, help="eager, sdpa, ... (the model's default when omitted)"
-    )
-    add_remote_args(parser)
-    parser.add_argument("--out", default="charts", help="directory for charts and results (default: charts)")
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
-def add_remote_args(parser: argparse.ArgumentParser) -> None:
-    """``--remote``, ``--ndif-host URL`` and ``--timeout SECONDS`` (read them with :func:`remote_args`)."""
-    group = parser.add_argument_group("NDIF", "run the traces on NDIF; the API key comes from NDIF_API_KEY")
-    group.add_argument("--remote", action="store_true",
-                       help="run the traces on NDIF (host from NDIF_HOST or nnsight's config)")
-    group.add_argument("--ndif-host", metavar="URL", default=None,
-                       help="NDIF API URL, e.g. https://api.ndif.us (implies --remote)")
-    group.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                       help=f"give up on an NDIF request after this long (default {DEFAULT_TIMEOUT:g})")
-
-
-def remote_args(args: argparse.Namespace) -> dict:
-    """``{"remote", "ndif_host", "timeout"}`` from :func:`add_remote_args`' options, for a job config."""
-    return {"remote": bool(args.remote or args.ndif_host), "ndif_host": args.ndif_host, "timeout": args.timeout}
-
-
-def add_token_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=_positive, default=10, help="rows of random tokens (default 10)")
-    parser.add_argument("--seq-len", type=_positive, default=50, help="length of the repeated block (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the token generator (default 0)")
-    parser.add_argument("--low", type=int, default=1000, help="smallest token id drawn (default 1000)")
-    parser.add_argument("--high", type=int, default=10000, help="token ids drawn below this (default 10000)")
-    parser.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = _Parser(
-        prog="induction-nnsight", description="Find induction heads in transformer language models with nnsight."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    scan_parser = commands.add_parser(
-        "scan", help="loss by position and every head's induction score on repeated random tokens"
-    )
-    add_model_args(scan_parser)
-    add_token_args(scan_parser)
-    scan_parser.add_argument("--top", type=_positive, default=10, help="heads in the printed table (default 10)")
-
-    for name, help_text in (
-        ("heads", "score every head for every kind in one forward pass: table, JSON and charts"),
-        ("report", "a text report: model facts, top heads of each kind, loss on both halves"),
-    ):
-        sub = commands.add_parser(name, help=help_text)
-        add_model_args(sub)
-        add_token_args(sub)
-        sub.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
-                         help=f"which scores (default every registered one): {', '.join(score_names())}")
-        sub.add_argument("--threshold", type=float, default=None,
-                         help="detection threshold, within each score's range (default: each score's own, 0.4 "
-                         "for the built-in ones)")
-        sub.add_argument("--repeats", type=int, default=2, help="copies of the random block per row (default 2)")
-        sub.add_argument("--top", type=_positive, default=5, help="heads listed per kind (default 5)")
-
-    view = commands.add_parser("attention", help="one head's attention on a prompt (Plotly and ASCII views)")
-    add_model_args(view)
-    view.add_argument("--layer", type=int, required=True, help="layer index")
-    view.add_argument("--head", type=int, required=True, help="head index")
-    view.add_argument("--prompt", required=True, help="the text; it is repeated --repeat times")
-    view.add_argument("--repeat", type=int, default=2, help="copies of the prompt (default 2)")
-    view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
-    add_causal_parsers(commands)
-    cache = commands.add_parser("cache", help="what the model cache holds, where, and how large; --clear empties it")
-    cache.add_argument("--clear", action="store_true", help="remove every cached model (waits for a running conversion)")
-    return parser
 
 
 def scan_config(args: argparse.Namespace) -> ScanConfig:
@@ -199,66 +95,8 @@ def _attention_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- causal validation: ablate, patch -------------------------------------------------
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.replace(",", " ").split()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
-
-
-def add_causal_parsers(commands) -> None:
-    """The ``ablate`` and ``patch`` subcommands."""
-    ablate = commands.add_parser(
-        "ablate", help="ablate heads: per-head sweep, top-k induction heads vs random heads, attribution"
-    )
-    add_model_args(ablate)
-    add_token_args(ablate)
-    ablate.set_defaults(batch=4, seq_len=30)
-    ablate.add_argument("--method", choices=["zero", "mean"], default="zero",
-                        help="zero the head outputs, or set them to their mean over a reference batch (default zero)")
-    ablate.add_argument("--heads", help="also ablate this set of heads together, e.g. L18H6,L17H3")
-    ablate.add_argument("--top-k", type=_positive, default=5, help="top induction heads in the curve (default 5)")
-    ablate.add_argument("--draws", type=_positive, default=5, help="random head sets per k (default 5)")
-    ablate.add_argument("--same-layers", action="store_true",
-                        help="draw each random head from the layer of the matching top head")
-    ablate.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the per-head sweep")
-    ablate.add_argument("--layers", type=_int_list, help="sweep only these layers, e.g. 16,17,18")
-    ablate.add_argument("--icl-early", type=_int_list,
-                        help="loss positions averaged as 'early' in the ICL score (default: mid first copy)")
-    ablate.add_argument("--icl-late", type=_int_list,
-                        help="loss positions averaged as 'late' (default: the same token in the repeat)")
-    ablate.add_argument("--max-tokens", type=_positive, default=4096, help="tokens per batched trace (default 4096)")
-
-    patch = commands.add_parser(
-        "patch", help="activation patching (head outputs, residual stream, q/k/v) and attribution patching"
-    )
-    add_model_args(patch)
-    add_token_args(patch)
-    patch.set_defaults(batch=2, seq_len=10)
-    patch.add_argument("--pair", choices=["text", "repeated"], default="text",
-                       help="text: --clean/--corrupted texts; repeated: random tokens whose first copy is "
-                       "corrupted (uses --batch, --seq-len ...) (default text)")
-    patch.add_argument("--clean", default="The cat sat on the mat. The cat sat on the", help="clean text")
-    patch.add_argument("--corrupted", default="The cat sat on the rug. The cat sat on the",
-                       help="corrupted text, as many tokens as the clean one")
-    patch.add_argument("--correct", help="token the clean text should predict (default: the induction guess)")
-    patch.add_argument("--wrong", help="token to compare with (default: the corrupted text's induction guess); "
-                       "makes the metric the logit difference")
-    patch.add_argument("--metric", choices=["logit_diff", "prob", "loss"],
-                       help="text pairs: logit_diff (default with a wrong token), prob, or loss")
-    patch.add_argument("--sites", type=lambda t: [s for s in t.replace(",", " ").split()],
-                       default=["heads", "residual", "qkv"], help="any of heads,residual,qkv (default all)")
-    patch.add_argument("--head", help="head whose queries/keys/values are patched (default: best head patched)")
-    patch.add_argument("--layers", type=_int_list, help="only these layers (heads and residual grids)")
-    patch.add_argument("--positions", type=_int_list, help="only these positions (residual and q/k/v grids)")
-    patch.add_argument("--max-tokens", type=_positive, default=4096, help="tokens per batched trace (default 4096)")
-
-
 def _ablate_command(args: argparse.Namespace) -> int:
-    from .causal_jobs import AblateConfig, run_ablate
+    from .ablate_job import AblateConfig, run_ablate
 
     config = AblateConfig(
         **vars(scan_config(args)), method=args.method, heads=args.heads, top_k=args.top_k, draws=args.draws,
@@ -284,7 +122,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
 
 
 def _patch_command(args: argparse.Namespace) -> int:
-    from .causal_jobs import PatchConfig, run_patch
+    from .patch_job import PatchConfig, run_patch
 
     config = PatchConfig(
         **vars(scan_config(args)), pair=args.pair, clean=args.clean, corrupted=args.corrupted,

@@ -13,6 +13,7 @@ from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
+from .outputs import rounded, table, to_json
 from .report import ascii_attention, text_report, top_heads
 from ..scores.losses import half_losses
 from ..scores.scan import head_attention, scan
@@ -53,6 +54,20 @@ class ScanConfig:
         self.validate_tokens()
         if self.top < 1:
             raise InductionError(f"--top must be at least 1, got {self.top}")
+
+
+def check_causal_tokens(config: ScanConfig) -> None:
+    """:meth:`ScanConfig.validate_tokens`, and a repeated block of at least 2 tokens (a repeated half to score)."""
+    config.validate_tokens()
+    if config.seq_len < 2:
+        raise InductionError(f"--seq-len must be at least 2 here, got {config.seq_len}")
+
+
+def check_indices(values: list[int] | None, size: int, option: str, what: str) -> None:
+    """Refuse ``values`` outside ``0..size-1``, naming ``option``."""
+    bad = [v for v in values or [] if not 0 <= v < size]
+    if bad:
+        raise InductionError(f"{what} {bad[0]} is outside 0..{size - 1}: pass {option} within that range")
 
 
 def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
@@ -107,8 +122,6 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         ``(results, files)``: the machine-readable results and
         ``{"loss_by_position.json", "induction_scores.json", "scan_results.json"} -> text``.
     """
-    from .outputs import to_json
-
     config.validate()
     remote = remote_settings(config)
     model = model_for(config, model)
@@ -121,10 +134,10 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         "model_facts": {**asdict(facts), "name": config.model},
         "settings": asdict(config),
         "n_tokens_per_row": int(tokens.shape[1]),
-        "loss_by_position": [round(float(v), 6) for v in result.loss_by_position],
-        "mean_loss_first_half": round(first, 6),
-        "mean_loss_repeated_half": round(repeated, 6),
-        "induction_scores": [[round(float(v), 6) for v in row] for row in result.induction_scores],
+        "loss_by_position": table(result.loss_by_position),
+        "mean_loss_first_half": rounded(first),
+        "mean_loss_repeated_half": rounded(repeated),
+        "induction_scores": table(result.induction_scores),
         "top_heads": top_heads(result.induction_scores, config.top),
     }
     if remote is not None:  # what crossed the network (never the API key)
@@ -172,8 +185,6 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
         ``(results, files, report_text)``; ``files`` maps ``heads_results.json``,
         ``heads_top.json`` and ``heads_<kind>.json`` to their JSON text.
     """
-    from .outputs import to_json
-
     config.validate()
     model = model_for(config, model)
     tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
@@ -191,8 +202,8 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
         "model_facts": facts_dict,
         "settings": settings,
         "descriptions": {k: get_score(k).description for k in found},
-        "mean_loss_first_half": round(first, 6),
-        "mean_loss_repeated_half": round(repeated, 6),
+        "mean_loss_first_half": rounded(first),
+        "mean_loss_repeated_half": rounded(repeated),
         "kinds": {kind: {**d.to_dict(), "top": tops[kind]} for kind, d in found.items()},
     }
     files = {"heads_results.json": to_json(results),
@@ -225,8 +236,6 @@ class AttentionConfig:
 
 def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
     """One head's attention on a prompt: results, the Plotly view and an ASCII view."""
-    from .outputs import to_json
-
     if not config.prompt.strip():
         raise InductionError("the prompt is empty: pass --prompt TEXT")
     if config.repeat < 1:
@@ -248,8 +257,8 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
     name = f"L{config.layer}H{config.head}"
     score = float((pattern * stripe).sum(-1)[stripe.any(-1)].mean()) if stripe.any() else float("nan")
     results = {"model": config.model, "settings": asdict(config), "tokens": labels,
-               "pattern": [[round(float(v), 6) for v in row] for row in pattern],
-               "induction_exact_score": round(score, 6)}
+               "pattern": table(pattern),
+               "induction_exact_score": rounded(score)}
     figure = attention_view_figure(labels, pattern.tolist(), stripe.tolist(),
                                    f"{name} attention on the prompt ({config.model})")
     files = {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}

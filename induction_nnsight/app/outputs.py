@@ -57,6 +57,17 @@ def strict(value: Any) -> Any:
     return value
 
 
+def rounded(value: float) -> float | None:
+    """A number for a results file: 6 decimals, None (``null``) where it is NaN or infinite."""
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) else None
+
+
+def table(values) -> list | float | None:
+    """A tensor as nested lists of :func:`rounded` numbers (``[n_layers][n_heads]`` for a head table)."""
+    return [table(v) for v in values] if values.dim() else rounded(values)
+
+
 def to_json(value: Any) -> str:
     """Strict, deterministic JSON text: NaN and infinities become ``null``."""
     return json.dumps(strict(value), indent=1, sort_keys=False, allow_nan=False)

@@ -1,0 +1,163 @@
+"""The ablation job behind ``induction-nnsight ablate``: settings in, results and chart files out.
+
+The baseline scan, an optional head set ablated together, the top-k induction heads against
+k random heads, and the per-head sweep with its attribution estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..causal.ablation import METHODS, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
+from ..causal.attribution import head_attribution
+from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
+from ..causal.variants import DEFAULT_MAX_TOKENS
+from ..errors import InductionError
+from ..models.layout import model_facts
+from ..probes.tokens import repeated_tokens
+from ..scores.ranking import rank_heads
+from ..scores.scan import scan
+from .causal_charts import ablation_curve_figure
+from .charts import heatmap_figure
+from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
+from .outputs import rounded, table, to_json
+from .report import top_heads
+
+
+@dataclass
+class AblateConfig(ScanConfig):
+    """Settings of ``induction-nnsight ablate`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
+
+    batch: int = 4
+    seq_len: int = 30
+    method: str = "zero"
+    heads: str | None = None
+    top_k: int = 5
+    draws: int = 5
+    same_layers: bool = False
+    sweep: bool = True
+    layers: list[int] | None = None
+    icl_early: list[int] | None = None
+    icl_late: list[int] | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+    def validate(self) -> None:
+        """Check what can be checked before a model is loaded."""
+        check_causal_tokens(self)
+        if self.method not in METHODS:
+            raise InductionError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.top_k < 1 or self.draws < 1:
+            raise InductionError("--top-k and --draws must be at least 1")
+        if self.heads is not None:
+            parse_heads(self.heads)
+        if (self.icl_early is None) != (self.icl_late is None):
+            raise InductionError("pass both --icl-early and --icl-late, or neither")
+
+    def validate_for(self, facts) -> None:
+        """Check the settings against the loaded model, before any forward pass."""
+        if self.heads is not None:
+            check_heads(parse_heads(self.heads), facts.n_layers, facts.n_heads)
+        check_indices(self.layers, facts.n_layers, "--layers", "layer")
+        total = facts.n_layers * facts.n_heads
+        if not self.same_layers and self.top_k > total // 2:
+            raise InductionError(f"cannot draw {self.top_k} random heads outside the top {self.top_k} of "
+                                 f"{total}: pass --top-k {total // 2} or less")
+
+
+def _losses(loss: torch.Tensor, config: AblateConfig, early, late) -> dict:
+    """The loss vector with its repeated-half mean and ICL score."""
+    return {"loss_by_position": table(loss),
+            "repeated_half_loss": rounded(repeated_half_loss(loss, config.seq_len, config.bos)),
+            "icl_score": rounded(icl_score(loss, early, late))}
+
+
+def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
+    """The top-k against random-k curve and its summary at k = ``top_k``."""
+    at_k = curve.random[:, -1]
+    spread = config.draws > 1
+    details = {
+        "ks": curve.ks, "baseline": rounded(curve.baseline), "top": table(curve.top), "random": table(curve.random),
+        "random_mean": table(curve.random.mean(dim=0)),
+        "random_std": table(curve.random.std(dim=0) if spread else torch.zeros(len(curve.ks))),
+        "random_heads": [[list(h) for h in draw] for draw in curve.random_heads],
+        "random_from": "same layers" if config.same_layers else "all layers",
+    }
+    summary = {
+        "k": config.top_k, "baseline": rounded(curve.baseline), "top": rounded(curve.top[-1]),
+        "random_mean": rounded(at_k.mean()), "random_std": rounded(at_k.std() if spread else 0.0),
+        "random_min": rounded(at_k.min()), "random_max": rounded(at_k.max()),
+    }
+    return details, summary
+
+
+def _sweep(model, tokens, metric, source, config: AblateConfig, remote, progress: bool) -> tuple[dict, dict, torch.Tensor]:
+    """The per-head sweep and the attribution estimate of the same effects (with their timings)."""
+    started = time.perf_counter()
+    sweep = ablation_sweep(model, tokens, metric, method=config.method, source=source, layers=config.layers,
+                           max_tokens=config.max_tokens, remote=remote, progress=progress)
+    seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    estimate = head_attribution(model, tokens, metric, config.method, source=source, remote=remote)
+    attribution = {"estimate": table(estimate), "seconds": round(time.perf_counter() - started, 2),
+                   "pearson_with_sweep": rounded(pearson(estimate, sweep.delta))}
+    details = {"baseline": rounded(sweep.baseline), "values": table(sweep.values), "delta": table(sweep.delta),
+               "seconds": round(seconds, 2),
+               "rows": [{"layer": layer, "head": head, "delta": rounded(sweep.delta[layer, head])}
+                        for layer, head in rank_heads(sweep.delta)]}
+    return details, attribution, sweep.delta
+
+
+def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+    """Ablation job: per-head sweep, top-k against random-k curve, attribution, optional head set.
+
+    Returns:
+        ``(results, files)``: machine-readable results and
+        ``{"ablation_heads.json", "ablation_curve.json", "ablation_results.json"} -> text``
+        (``ablation_heads.json`` only with the sweep).
+    """
+    config.validate()
+    model = model_for(config, model)
+    remote = remote_settings(config) or False
+    facts = model_facts(model)
+    config.validate_for(facts)
+    tokens = scan_tokens(model, config)
+    source = None
+    if config.method == "mean":  # a second batch of the same kind, whose mean head outputs replace them
+        source = repeated_tokens(config.batch, config.seq_len, seed=config.seed + 1, low=config.low,
+                                 high=config.high, bos_token_id=facts.bos_token_id if config.bos else None)
+    metric = repeated_half_metric(config.seq_len, config.bos)
+    early, late = ((config.icl_early, config.icl_late) if config.icl_early is not None
+                   else default_icl_positions(config.seq_len, config.bos))
+    base = scan(model, tokens, config.seq_len, remote=remote)
+    ranked = top_heads(base.induction_scores, config.top_k)
+    results: dict = {
+        "model": config.model, "model_facts": {**asdict(facts), "name": config.model}, "settings": asdict(config),
+        "metric": "mean loss on the repeated half (nats)", "icl_positions": {"early": early, "late": late},
+        "baseline": _losses(base.loss_by_position, config, early, late), "top_induction_heads": ranked,
+    }
+    if config.heads is not None:
+        heads = parse_heads(config.heads)
+        loss = ablate_heads(model, tokens, heads, method=config.method, source=source, remote=remote)
+        results["ablated"] = {"heads": [list(h) for h in heads], **_losses(loss, config, early, late)}
+    curve = ablation_curve(model, tokens, metric, [(h["layer"], h["head"]) for h in ranked], n_draws=config.draws,
+                           same_layers=config.same_layers, method=config.method, source=source,
+                           seed=config.seed, max_tokens=config.max_tokens, remote=remote, progress=progress)
+    results["curve"], results["top_vs_random"] = _curve(curve, config)
+    title_tail = f"{config.batch} x repeated {config.seq_len} tokens ({config.model})"
+    files = {"ablation_curve.json": ablation_curve_figure(
+        curve.ks, curve.top.tolist(), curve.random.tolist(), curve.baseline,
+        title=f"Repeated-half loss, top-k induction heads vs random heads {config.method}-ablated, {title_tail}",
+    ).to_json()}
+    if config.sweep:
+        results["sweep"], results["attribution"], delta = _sweep(model, tokens, metric, source, config, remote,
+                                                                 progress)
+        files["ablation_heads.json"] = heatmap_figure(
+            delta.tolist(), value_range=(None, None), colorbar_title="Δ loss (nats)",
+            title=f"Change in repeated-half loss when one head is {config.method}-ablated, {title_tail}",
+        ).to_json()
+    files["ablation_results.json"] = to_json(results)
+    return results, files

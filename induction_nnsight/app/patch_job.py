@@ -1,0 +1,196 @@
+"""The patching job behind ``induction-nnsight patch``: settings in, results and chart files out.
+
+A clean/corrupted pair (a text pair with a logit-difference, probability or loss metric, or
+repeated random tokens whose first copy is corrupted), then up to three sites: every head's
+output (with attribution patching against it), the residual stream after each layer at each
+position, and one head's queries, keys or values.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from ..causal.attribution import head_attribution
+from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.metrics import RowMetric, pearson
+from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
+from ..causal.patching import patch_heads, patch_qkv, patch_residual
+from ..causal.variants import DEFAULT_MAX_TOKENS
+from ..errors import InductionError
+from ..models.layout import model_facts
+from ..scores.ranking import rank_heads
+from .causal_charts import attribution_scatter_figure
+from .charts import heatmap_figure
+from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
+from .outputs import rounded, table, to_json
+
+PAIRS = ("text", "repeated")
+SITES = ("heads", "residual", "qkv")
+
+
+@dataclass
+class PatchConfig(ScanConfig):
+    """Settings of ``induction-nnsight patch`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
+
+    pair: str = "text"
+    clean: str = DEFAULT_CLEAN_TEXT
+    corrupted: str = DEFAULT_CORRUPTED_TEXT
+    correct: str | None = None
+    wrong: str | None = None
+    metric: str | None = None
+    batch: int = 2
+    seq_len: int = 10
+    sites: list[str] = field(default_factory=lambda: list(SITES))
+    head: str | None = None
+    layers: list[int] | None = None
+    positions: list[int] | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+    def validate(self) -> None:
+        """Check what can be checked before a model is loaded."""
+        if self.pair not in PAIRS:
+            raise InductionError(f"--pair must be one of {', '.join(PAIRS)}, got {self.pair!r}")
+        check_causal_tokens(self)
+        unknown = [s for s in self.sites if s not in SITES]
+        if unknown or not self.sites:
+            raise InductionError(f"--sites takes a comma-separated subset of {', '.join(SITES)}, got {self.sites}")
+        if self.metric is not None and self.metric not in ("loss", "logit_diff", "prob"):
+            raise InductionError(f"--metric must be loss, logit_diff or prob, got {self.metric!r}")
+        if self.head is not None and len(parse_heads(self.head, "--head")) != 1:
+            raise InductionError("--head takes one head, such as L18H6")
+        if "qkv" in self.sites and self.head is None and "heads" not in self.sites:
+            raise InductionError("patching q/k/v needs a head: pass --head L18H6 (or add heads to --sites)")
+
+
+def _pair(model, config: PatchConfig):
+    facts = model_facts(model)
+    if config.bos and facts.bos_token_id is None:
+        raise InductionError(f"{config.model} has no BOS token: pass --no-bos")
+    bos = facts.bos_token_id if config.bos else None
+    if config.pair == "repeated":
+        if config.high > facts.vocab_size:
+            raise InductionError(f"token range exceeds the vocabulary of {facts.vocab_size}: "
+                                 f"pass --high {facts.vocab_size} or less")
+        scan_tokens(model, config)  # checks the rows against the model's context and BOS
+        pair = repeated_pair(config.batch, config.seq_len, seed=config.seed, low=config.low, high=config.high,
+                             bos_token_id=bos, vocab_size=facts.vocab_size)
+        if config.metric not in (None, "loss"):
+            raise InductionError("the repeated pair is scored by its repeated-half loss: drop --metric")
+        return pair
+    if model.tokenizer is None:
+        raise InductionError(f"{config.model} has no tokenizer: use --pair repeated")
+    pair = text_pair(model.tokenizer, config.clean, config.corrupted, correct=config.correct, wrong=config.wrong,
+                     metric=config.metric, bos_token_id=bos)
+    if pair.metric.kind == "loss":
+        pair.metric = RowMetric("loss")
+    return pair
+
+
+def _grid(result, **extra) -> dict:
+    return {"clean": rounded(result.clean), "corrupted": rounded(result.corrupted), "values": table(result.values),
+            "recovery": table(result.recovery), "rows": result.rows, "columns": result.columns, **extra}
+
+
+def _columns(columns, pair) -> list[str]:
+    """Grid columns named by position and, for a text pair, the token there."""
+    return [f"{c} {pair.labels[int(c)]!r}" if pair.labels and c != "all" else c for c in columns]
+
+
+def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, title_tail) -> tuple[dict, dict]:
+    """Every head's output patched, attribution patching beside it."""
+    started = time.perf_counter()
+    heads = patch_heads(model, pair.clean, pair.corrupted, pair.metric, layers=config.layers, progress=progress,
+                        max_tokens=config.max_tokens, remote=remote)
+    seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    estimate = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, remote=remote)
+    attribution_seconds = time.perf_counter() - started
+    change = heads.values - heads.corrupted
+    r = pearson(estimate, change)
+    best = (rank_heads(heads.recovery, 1) or [(0, 0)])[0]  # no recovery at all (clean == corrupted): L0H0
+    results = {
+        "heads": _grid(heads, seconds=round(seconds, 2), best=list(best)),
+        "attribution": {
+            "estimate": table(estimate), "recovery_estimate": table(estimate / (heads.clean - heads.corrupted)),
+            "pearson_with_exhaustive": rounded(r), "seconds": round(attribution_seconds, 2),
+        },
+    }
+    labels = [f"L{layer}H{h}" for layer in range(facts.n_layers) for h in range(facts.n_heads)]
+    files = {
+        "patching_heads.json": heatmap_figure(
+            heads.recovery.tolist(), x_labels=heads.columns, y_labels=heads.rows, value_range=(None, None),
+            title=f"Recovery when one head's clean output is patched in, {title_tail}", colorbar_title="recovery",
+        ).to_json(),
+        "patching_attribution.json": attribution_scatter_figure(
+            change.flatten().tolist(), estimate.flatten().tolist(), labels, correlation=r,
+            title="Attribution patching vs exhaustive head patching", axis_title=f"change in {pair.metric.label}",
+        ).to_json(),
+    }
+    return results, files
+
+
+def _residual_site(model, pair, config: PatchConfig, remote, progress, title_tail) -> tuple[dict, dict]:
+    """The residual stream after each layer, patched at one position at a time."""
+    started = time.perf_counter()
+    residual = patch_residual(model, pair.clean, pair.corrupted, pair.metric, layers=config.layers,
+                              positions=config.positions, progress=progress, max_tokens=config.max_tokens,
+                              remote=remote)
+    results = {"residual": _grid(residual, seconds=round(time.perf_counter() - started, 2))}
+    files = {"patching_residual.json": heatmap_figure(
+        residual.recovery.tolist(), x_labels=_columns(residual.columns, pair), y_labels=residual.rows,
+        value_range=(None, None), colorbar_title="recovery", x_title="position",
+        title=f"Recovery when the clean residual stream after a layer is patched in at one position, {title_tail}",
+    ).to_json()}
+    return results, files
+
+
+def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, title_tail) -> tuple[dict, dict]:
+    """One head's queries, keys or values patched, at each position and at all at once."""
+    layer, index = head
+    started = time.perf_counter()
+    qkv = patch_qkv(model, pair.clean, pair.corrupted, pair.metric, layer, index, positions=config.positions,
+                    progress=progress, max_tokens=config.max_tokens, remote=remote)
+    results = {"qkv": _grid(qkv, head=[layer, index], seconds=round(time.perf_counter() - started, 2))}
+    files = {"patching_qkv.json": heatmap_figure(
+        qkv.recovery.tolist(), x_labels=_columns(qkv.columns, pair), y_labels=["queries", "keys", "values"],
+        value_range=(None, None), colorbar_title="recovery", x_title="position", y_title="",
+        title=f"Recovery when L{layer}H{index}'s clean queries, keys or values are patched in, {title_tail}",
+    ).to_json()}
+    return results, files
+
+
+def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+    """Patching job: head-output, residual-stream and q/k/v grids, attribution patching.
+
+    Returns:
+        ``(results, files)``: machine-readable results and ``patching_*.json`` chart texts
+        plus ``patching_results.json``.
+    """
+    config.validate()
+    model = model_for(config, model)
+    remote = remote_settings(config) or False
+    facts = model_facts(model)
+    if config.head is not None:
+        check_heads(parse_heads(config.head, "--head"), facts.n_layers, facts.n_heads, "--head")
+    check_indices(config.layers, facts.n_layers, "--layers", "layer")
+    pair = _pair(model, config)
+    check_indices(config.positions, pair.clean.shape[1], "--positions", "position")
+    results: dict = {
+        "model": config.model, "model_facts": {**asdict(facts), "name": config.model}, "settings": asdict(config),
+        "pair": pair.description, "metric": pair.metric.label, "n_tokens_per_row": int(pair.clean.shape[1]),
+    }
+    files: dict[str, str] = {}
+    title_tail = f"{pair.description} ({config.model})"
+    if "heads" in config.sites:
+        site_results, site_files = _heads_site(model, pair, config, facts, remote, progress, title_tail)
+        results.update(site_results), files.update(site_files)
+    if "residual" in config.sites:
+        site_results, site_files = _residual_site(model, pair, config, remote, progress, title_tail)
+        results.update(site_results), files.update(site_files)
+    if "qkv" in config.sites:
+        head = parse_heads(config.head, "--head")[0] if config.head is not None else tuple(results["heads"]["best"])
+        site_results, site_files = _qkv_site(model, pair, config, head, remote, progress, title_tail)
+        results.update(site_results), files.update(site_files)
+    files["patching_results.json"] = to_json(results)
+    return results, files
