@@ -44,7 +44,7 @@ def text_report(
     """A terminal report: model facts, the top heads of each kind with score bars, the two half losses.
 
     Args:
-        facts: :class:`~induction_nnsight.models.loading.ModelFacts` as a dict.
+        facts: :class:`~induction_nnsight.models.facts.ModelFacts` as a dict.
         tops: ``kind -> top heads`` (dicts with layer, head, score and optionally ci).
         loss_halves: ``(first, repeated)`` mean losses in nats.
         width: Width of a full score bar.

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import InductionError
-from .loading import ModelFacts, read_facts
+from .facts import ModelFacts, read_facts
 
 LAYOUT_KEYS = ("layers", "attention", "pre_attention_norm", "q_proj", "k_proj", "v_proj", "o_proj",
                "value_layout", "final_norm", "embed", "unembed")

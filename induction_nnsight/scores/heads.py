@@ -87,6 +87,29 @@ def _value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv: in
     return weight.reshape(n_heads, 3, d_head, d_model)[:, 2]  # GPT-NeoX interleaves per head
 
 
+def _weight_scores(model, layout: ModelLayout, scores: list[HeadScore], unembed: torch.Tensor,
+                   conv: tuple[bool, bool], offset: bool) -> dict[str, torch.Tensor]:
+    """Every weight score of every head: ``name -> [n_layers, n_heads]``.
+
+    Args:
+        unembed: ``[vocab, d_model]`` the unembedding scaled by the final norm.
+        conv: Whether the output and the value weights are GPT-2 ``Conv1D`` (stored transposed).
+        offset: Norm weights are stored minus one (Gemma).
+    """
+    facts = layout.facts
+    bridge = _weight(model, layout.embed).T @ unembed  # [d_model, d_model], once for all layers
+    per_layer = {score.name: [] for score in scores}
+    for layer in range(facts.n_layers):
+        w_v = _value_heads(
+            _weight(model, layout.v_proj[layer], transpose=conv[1]),
+            layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head,
+        ) * _scale(model, layout.pre_attention_norm[layer], offset)  # [kv_head, d_head, d_model]
+        w_out = _weight(model, layout.o_proj[layer], transpose=conv[0])  # [d_model, head * d_head]
+        for score in scores:
+            per_layer[score.name].append(score.reduce(w_v, w_out, bridge, facts.n_heads))
+    return {name: torch.stack(values) for name, values in per_layer.items()}
+
+
 def _by_reads(kinds, probe: Probe) -> dict[str, list[HeadScore]]:
     """The requested scores grouped by what they read; scores needing a period skip probes without one."""
     scores = [get_score(kind) for kind in kinds]  # raises on an unknown name
@@ -172,17 +195,7 @@ def head_scores(
         if loss:
             saved_loss = nnsight.save(per_position_loss(model.output.logits, tokens))
         if weight_scores:
-            bridge = _weight(model, layout.embed).T @ unembed  # [d_model, d_model], once for all layers
-            per_layer = {score.name: [] for score in weight_scores}
-            for layer in range(facts.n_layers):
-                w_v = _value_heads(
-                    _weight(model, layout.v_proj[layer], transpose=v_conv),
-                    layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head,
-                ) * _scale(model, layout.pre_attention_norm[layer], offset)
-                w_out = _weight(model, layout.o_proj[layer], transpose=o_conv)
-                for score in weight_scores:
-                    per_layer[score.name].append(score.reduce(w_v, w_out, bridge, facts.n_heads))
-            saved_weights = nnsight.save({name: torch.stack(v) for name, v in per_layer.items()})
+            saved_weights = nnsight.save(_weight_scores(model, layout, weight_scores, unembed, (o_conv, v_conv), offset))
     per_row = {k: v.detach().cpu() for k, v in {**saved_rows, **(saved_logits or {})}.items()}
     weights = {k: v.detach().cpu() for k, v in (saved_weights or {}).items()}
     for score in groups["weights"]:  # NaN (null in files) where the value projection's layout is unknown
