@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from induction_nnsight.app.cli import main
@@ -21,9 +22,17 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert len(results["sweep"]["delta"]) == 2 and len(results["sweep"]["rows"]) == 8
     assert len(results["curve"]["random"]) == 3 and results["curve"]["ks"] == [1, 2]
     assert results["ablated"]["heads"] == [[1, 2], [0, 0]]
-    assert -1 <= results["attribution"]["pearson_with_sweep"] <= 1
+    # recomputed from the two saved tables (each rounded to 6 decimals, hence the tolerance)
+    estimate = np.array(results["attribution"]["estimate"], dtype=float).ravel()
+    delta = np.array(results["sweep"]["delta"], dtype=float).ravel()
+    assert estimate.shape == delta.shape == (2 * 4,)
+    assert results["attribution"]["pearson_with_sweep"] == pytest.approx(np.corrcoef(estimate, delta)[0, 1], abs=1e-4)
     heat = json.loads((tmp_path / "ablation_heads.json").read_text())
-    assert heat["data"][0]["type"] == "heatmap" and heat["layout"]["title"]["text"]
+    assert heat["data"][0]["type"] == "heatmap"
+    assert heat["layout"]["title"]["text"] == ("Change in repeated-half loss when one head is mean-ablated, "
+                                               f"2 x repeated 6 tokens ({tiny_dir('llama')})")
+    # the chart holds the unrounded table, the results file the 6-decimal one
+    assert np.allclose(heat["data"][0]["z"], results["sweep"]["delta"], rtol=0, atol=5e-7 + 1e-9)
     assert "random heads" in capsys.readouterr().out
 
 

@@ -26,7 +26,10 @@ def test_scan_writes_three_files(tiny_dir, tmp_path, capsys):
     assert heat["data"][0]["type"] == "heatmap"
     assert heat["data"][0]["text"][1][2].startswith("L1H2: ")
     line = json.loads((tmp_path / "loss_by_position.json").read_text())
-    assert line["layout"]["xaxis"]["title"]["text"] and line["layout"]["yaxis"]["title"]["text"]
+    assert line["layout"]["xaxis"]["title"]["text"] == "Token position predicted"
+    assert line["layout"]["yaxis"]["title"]["text"] == "Mean cross-entropy loss (nats)"
+    assert heat["data"][0]["z"] == results["induction_scores"]
+    assert line["data"][0]["y"] == results["loss_by_position"]
     assert "rank" in capsys.readouterr().out
 
 
@@ -77,7 +80,8 @@ def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
 
     assert set(results["kinds"]) == set(HEAD_KINDS)
     for kind in HEAD_KINDS:
-        assert (tmp_path / f"heads_{kind}.json").exists()
+        chart = json.loads((tmp_path / f"heads_{kind}.json").read_text())
+        assert chart["data"][0]["z"] == results["kinds"][kind]["scores"], kind
         assert len(results["kinds"][kind]["top"]) == 2
     assert len(json.loads((tmp_path / "heads_top.json").read_text())["data"]) == len(HEAD_KINDS)
     assert "previous token" in capsys.readouterr().out

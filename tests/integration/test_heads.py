@@ -1,5 +1,7 @@
 """All head kinds in one pass on tiny models of every architecture: two routes to one answer."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -65,6 +67,12 @@ def test_one_pass_scores_every_kind_with_batch_rows(tiny_model):
         assert scores.per_row[kind].shape == (4, 2, 4), kind
     assert scores.weights["copying_ov"].shape == (2, 4)
     assert scores.loss_by_position.shape == (batch.tokens.shape[1] - 1,)
+    # each row is that row's own pass: the batch does not mix rows
+    for row in (0, 3):
+        alone = head_scores(tiny_model("llama", "sdpa"), replace(batch, tokens=batch.tokens[row:row + 1]))
+        for kind in scores.per_row:
+            assert torch.allclose(scores.per_row[kind][row], alone.per_row[kind][0], atol=1e-5), (row, kind)
+        assert torch.allclose(scores.weights["copying_ov"], alone.weights["copying_ov"], atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

@@ -176,4 +176,16 @@ def test_attribution_equals_plain_autograd_and_tracks_exhaustive(tiny_model, tin
     change = exhaustive.values - exhaustive.corrupted
     assert torch.corrcoef(torch.stack([estimate.flatten(), change.flatten()]))[0, 1] > 0.9
     zero = head_attribution(model, pair.clean, pair.metric, "zero")
-    assert zero.shape == (2, N_HEADS) and torch.isfinite(zero).all()
+    # the same autograd route on the clean rows, each head's input moved to zero: g . (0 - x)
+    kept.clear()
+    hooks = [p.register_forward_pre_hook(keep) for p in plain_projections(plain)]
+    try:
+        logits = plain(pair.clean).logits
+    finally:
+        for hook in hooks:
+            hook.remove()
+    pair.metric(logits, pair.clean).mean().backward()
+    zero_by_hand = torch.stack([
+        (x.grad * -x.detach()).reshape(*x.shape[:2], N_HEADS, -1).sum(dim=(0, 1, 3)) for x in kept
+    ])
+    assert zero.shape == (2, N_HEADS) and torch.allclose(zero, zero_by_hand, atol=1e-5)

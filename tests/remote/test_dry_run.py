@@ -101,6 +101,16 @@ def test_the_dry_run_measures_the_bytes_each_way(tiny_model):
     with model.trace(tokens_for(), backend=backend):
         scores = nnsight.save(model.output.logits.mean())  # noqa: F841
     assert 0 < backend.transfer.received_bytes < 4096 and backend.transfer.sent_bytes > 0
+    # what comes back grows with what is saved: the full logits add their bytes (compressed, so at least
+    # half of them for float noise; at most all of them plus framing)
+    big = remote_backend(model, "local")
+    with model.trace(tokens_for(), backend=big):
+        logits = nnsight.save(model.output.logits)
+    extra = big.transfer.received_bytes - backend.transfer.received_bytes
+    assert logits.nbytes // 2 <= extra <= logits.nbytes + 1024, (extra, logits.nbytes)
+    with model.trace(tokens_for()):
+        local = nnsight.save(model.output.logits)
+    assert torch.allclose(logits, local, atol=1e-6) and torch.isclose(scores, local.mean(), atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)

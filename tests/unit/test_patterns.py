@@ -46,7 +46,14 @@ def test_separator():
 def test_small_vocab_has_accidental_repeats():
     batch = small_vocab_pattern(2, 30, [11, 12, 13], bos_token_id=0)
     assert set(batch.tokens[:, 1:].unique().tolist()) <= {11, 12, 13}
-    assert (batch.earlier_copy[:, 1:31] >= 0).any()  # repeats inside the first copy
+    # repeats inside the first copy: each position's latest earlier copy, found by a plain loop
+    for row, tokens in zip(batch.earlier_copy.tolist(), batch.tokens.tolist()):
+        expected = [max((j for j in range(i) if tokens[j] == tokens[i]), default=-1) for i in range(len(tokens))]
+        assert row == expected
+    # 30 draws from 3 tokens: all but the first occurrence of each token in the first copy have a copy
+    first_copy = batch.tokens[:, 1:31]
+    n_distinct = sum(len(set(r)) for r in first_copy.tolist())
+    assert int((batch.earlier_copy[:, 1:31] >= 0).sum()) == first_copy.numel() - n_distinct
 
 
 def test_text():

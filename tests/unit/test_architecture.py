@@ -1,0 +1,153 @@
+"""The package's import rule (issue 12, point 3): imports run only down the data flow.
+
+models/ -> probes/ -> ndif/ -> scores/ -> causal/ -> app/, with errors.py usable by all. The
+rule is read from the source with ``ast`` (module-level imports, imports inside functions,
+relative ``from ..x import`` and absolute ``induction_nnsight.x`` alike), so a lazy import
+added to dodge a cycle is caught as surely as one at the top of a file.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import induction_nnsight
+
+PACKAGE = "induction_nnsight"
+ROOT = Path(induction_nnsight.__file__).parent
+SUBPACKAGES = ("models", "probes", "ndif", "scores", "causal", "app")
+ALLOWED = {
+    "models": {"errors"},
+    "probes": {"models", "errors"},
+    "ndif": {"models", "errors"},
+    "scores": {"models", "probes", "ndif", "errors"},
+    "causal": {"models", "probes", "ndif", "scores", "errors"},
+    "app": {*SUBPACKAGES, "errors"},
+    "": {*SUBPACKAGES, "errors"},  # the top-level __init__ re-exports everything
+    "errors": set(),
+}
+MAX_LINES = 300
+# Modules allowed over MAX_LINES (relative paths); empty since the app split (ablate_job, patch_job, arguments).
+KNOWN_LONG: set[str] = set()
+
+
+def module_name(path: Path) -> str:
+    """``induction_nnsight/scores/heads.py`` -> ``induction_nnsight.scores.heads``."""
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def stage(module: str) -> str | None:
+    """The part of the package ``induction_nnsight.<stage>...`` belongs to (``""`` for the top level)."""
+    if module != PACKAGE and not module.startswith(PACKAGE + "."):
+        return None
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def imported_modules(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """``(line, absolute module name)`` of every import in ``source``, at any depth of the tree.
+
+    ``from . import x`` yields ``<package>.x`` (``x`` may be a submodule), so a sibling
+    subpackage reached through ``from .. import scores`` is seen too.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if node.module is None or stage(target) == "":  # from . import x / from induction_nnsight import x
+                found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names]
+            else:
+                found.append((node.lineno, target))
+    return found
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Imports in ``source`` (the text of ``module``) that run back up the data flow."""
+    own = stage(module)
+    allowed = ALLOWED[own] | {own}
+    bad = []
+    for line, target in imported_modules(source, module, is_package):
+        other = stage(target)
+        if other is None or other in allowed:
+            continue
+        if other not in ALLOWED:  # `from induction_nnsight import load_model`: a name re-exported from the top
+            other = ""
+        if other not in allowed:
+            bad.append(f"{module}:{line} imports {target} ({own or 'top level'} may import "
+                       f"{', '.join(sorted(ALLOWED[own])) or 'nothing of the package'})")
+    return bad
+
+
+MODULES = sorted(ROOT.rglob("*.py"))
+
+
+def test_every_module_is_checked():
+    names = {module_name(p) for p in MODULES}
+    for sub in SUBPACKAGES:
+        assert f"{PACKAGE}.{sub}" in names, sub
+    assert {f"{PACKAGE}.errors", PACKAGE, f"{PACKAGE}.scores.heads", f"{PACKAGE}.app.jobs"} <= names
+    for path in MODULES:
+        assert stage(module_name(path)) in ALLOWED, path
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_run_only_down_the_data_flow(path):
+    source = path.read_text()
+    assert violations(source, module_name(path), path.name == "__init__.py") == []
+
+
+def test_the_checker_flags_upward_imports():
+    """Self-test: each form of an upward import is caught, and the allowed ones are not."""
+    upward = {
+        "from ..scores.heads import head_scores\n": "induction_nnsight.scores.heads",
+        "from ..app import jobs\n": "induction_nnsight.app",
+        "from .. import causal\n": "induction_nnsight.causal",
+        "import induction_nnsight.scores.scan\n": "induction_nnsight.scores.scan",
+        "from induction_nnsight.probes.tokens import Probe\n": "induction_nnsight.probes.tokens",
+        "from induction_nnsight import load_model\n": "induction_nnsight.load_model",
+        "def f():\n    if True:\n        from ..ndif.settings import Remote\n": "induction_nnsight.ndif.settings",
+    }
+    for source, target in upward.items():
+        found = violations(source, "induction_nnsight.models.loading")
+        assert len(found) == 1 and f"imports {target} " in found[0], source
+    # a function-level import in a subpackage __init__ resolves against the package itself
+    assert len(violations("def f():\n    from .cli import main\n", "induction_nnsight.models", True)) == 0
+    assert len(violations("def f():\n    from ..app.cli import main\n", "induction_nnsight.models", True)) == 1
+    allowed = ("from ..errors import InductionError\nfrom .layout import model_facts\nimport torch\n"
+               "from induction_nnsight.errors import InductionError\nfrom . import cache\n")
+    assert violations(allowed, "induction_nnsight.models.loading") == []
+    assert violations("from ..scores.losses import token_losses\n", "induction_nnsight.causal.metrics") == []
+    assert len(violations("from ..causal.metrics import pearson\n", "induction_nnsight.scores.heads")) == 1
+
+
+@pytest.mark.parametrize("sub", SUBPACKAGES)
+def test_each_subpackage_docstring_says_what_it_may_import(sub):
+    doc = ast.get_docstring(ast.parse((ROOT / sub / "__init__.py").read_text()))
+    assert doc, f"{sub}/__init__.py has no docstring"
+    text = " ".join(doc.split()).replace("May import", "may import")
+    assert "may import" in text, sub
+    if sub == "app":
+        assert "every other subpackage" in text
+        return
+    claims = {other for other in (*SUBPACKAGES, "errors") if f"induction_nnsight.{other}`" in text.split("may import")[1]}
+    assert claims == ALLOWED[sub], f"{sub}'s docstring says it may import {sorted(claims)}"
+
+
+def test_modules_stay_short():
+    """About 300 lines a module at most (any exception is listed in KNOWN_LONG)."""
+    long = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in MODULES}
+    over = {path for path, n in long.items() if n > MAX_LINES}
+    assert over <= KNOWN_LONG, f"new modules over {MAX_LINES} lines: {sorted(over - KNOWN_LONG)}"
