@@ -1,12 +1,23 @@
-"""Find and explain induction heads in transformer language models with nnsight."""
+"""Find and explain induction heads in transformer language models with nnsight.
 
-from .scores.detect import HeadDetection, detect_heads
+The names below are the public API, grouped as the data flows: load a model (and say where
+its parts live when they are unusually named), make a probe, score every head in one pass
+(the registry says which scores exist), detect and rank heads, then test them causally.
+Everything else lives in the subpackages (:mod:`~induction_nnsight.models`,
+:mod:`~induction_nnsight.probes`, :mod:`~induction_nnsight.ndif`, :mod:`~induction_nnsight.scores`,
+:mod:`~induction_nnsight.causal`, :mod:`~induction_nnsight.app`). Importing the package imports
+those modules and does nothing else.
+"""
+
+from .causal.ablation import CurveResult, SweepResult, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
+from .causal.attribution import head_attribution
+from .causal.head_outputs import HEAD_METHODS
+from .causal.metrics import RowMetric, icl_score, recovery
+from .causal.pairs import Pair, repeated_pair, text_pair
+from .causal.patching import PatchResult, patch_heads, patch_qkv, patch_residual
 from .errors import InductionError
-from .scores.heads import HEAD_KINDS, HeadScores, head_scores
-from .models.layout import ModelLayout, model_layout, model_facts, set_layout
+from .models.layout import ModelLayout, model_facts, model_layout, set_layout
 from .models.loading import DEFAULT_MODEL, load_model
-from .scores.losses import half_losses
-from .scores.scan import ScanResult, head_attention, induction_scores, loss_by_position, scan
 from .probes.tokens import (
     Probe,
     abab_pattern,
@@ -16,28 +27,69 @@ from .probes.tokens import (
     small_vocab_pattern,
     text_pattern,
 )
+from .scores.detect import HeadDetection, detect_heads
+from .scores.heads import HEAD_KINDS, HeadScores, head_scores
+from .scores.losses import half_losses
+from .scores.ranking import rank_heads
+from .scores.registry import HeadScore, ProbeView, get_score, register_score, score_names, unregister_score
+from .scores.scan import ScanResult, head_attention, induction_scores, loss_by_position, scan
 
 __all__ = [
+    # loading and layout
     "DEFAULT_MODEL",
-    "HEAD_KINDS",
-    "HeadDetection",
-    "HeadScores",
-    "InductionError",
-    "Probe",
-    "ScanResult",
-    "abab_pattern",
-    "detect_heads",
-    "half_losses",
-    "head_attention",
-    "head_scores",
-    "induction_scores",
     "load_model",
-    "loss_by_position",
     "model_facts",
-    "repeated_pattern",
+    "ModelLayout",
+    "model_layout",
+    "set_layout",
+    # probes
+    "Probe",
     "repeated_tokens",
-    "scan",
+    "repeated_pattern",
+    "abab_pattern",
     "separator_pattern",
     "small_vocab_pattern",
     "text_pattern",
+    # the scan
+    "scan",
+    "ScanResult",
+    "loss_by_position",
+    "induction_scores",
+    "head_attention",
+    "half_losses",
+    # head scores and their registry
+    "head_scores",
+    "HeadScores",
+    "HEAD_KINDS",
+    "HeadScore",
+    "ProbeView",
+    "register_score",
+    "unregister_score",
+    "get_score",
+    "score_names",
+    # detection and ranking
+    "detect_heads",
+    "HeadDetection",
+    "rank_heads",
+    # causal validation
+    "RowMetric",
+    "repeated_half_metric",
+    "icl_score",
+    "recovery",
+    "Pair",
+    "repeated_pair",
+    "text_pair",
+    "HEAD_METHODS",
+    "ablate_heads",
+    "ablation_sweep",
+    "SweepResult",
+    "ablation_curve",
+    "CurveResult",
+    "patch_heads",
+    "patch_residual",
+    "patch_qkv",
+    "PatchResult",
+    "head_attribution",
+    # errors
+    "InductionError",
 ]

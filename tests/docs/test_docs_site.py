@@ -43,6 +43,44 @@ def test_docs_build_with_warnings_as_errors(built_docs):
                  "induction_nnsight.app.charts.heatmap_figure"):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
     assert chart_pages(built_docs).get("tutorial.html") == 2
+    assert (built_docs / "add_a_score.html").is_file() and (built_docs / "glossary.html").is_file()
+
+
+def missing_from_api(api_html: str, package) -> list[str]:
+    """Names of ``package.__all__`` with no ``id="<module>.<name>"`` anchor in the built API page,
+    ``<module>`` being any loaded module of the package holding that very object (autodoc
+    anchors it at the module that defines it)."""
+    import sys
+
+    ids = set(re.findall(r'id="([\w.]+)"', api_html))
+    modules = {name: module for name, module in list(sys.modules.items())
+               if name.startswith(package.__name__ + ".") and module is not None}
+    missing = []
+    for name in package.__all__:
+        value = getattr(package, name)
+        homes = [m for m, module in modules.items() if getattr(module, name, None) is value]
+        if not any(f"{home}.{name}" in ids for home in homes):
+            missing.append(name)
+    return missing
+
+
+def test_missing_from_api_can_fail():
+    import types
+
+    import induction_nnsight.scores.scan as scan_module
+
+    package = types.SimpleNamespace(__name__="induction_nnsight", __all__=["scan", "ScanResult"],
+                                    scan=scan_module.scan, ScanResult=scan_module.ScanResult)
+    page = '<dt id="induction_nnsight.scores.scan.scan"><dt id="induction_nnsight.scores.scan.ScanResult.scan">'
+    assert missing_from_api(page, package) == ["ScanResult"]
+    assert missing_from_api('<dt id="induction_nnsight.scores.scan.ScanResult">', package) == ["scan"]
+
+
+def test_every_public_name_is_in_the_api_reference(built_docs):
+    import induction_nnsight
+
+    missing = missing_from_api((built_docs / "api.html").read_text(), induction_nnsight)
+    assert not missing, f"in induction_nnsight.__all__ but without an anchor in api.html: {missing}"
 
 
 def test_every_chart_renders_in_headless_chromium(built_docs):
