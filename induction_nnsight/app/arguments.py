@@ -132,7 +132,7 @@ def add_causal_parsers(commands) -> None:
     add_token_args(ablate)
     ablate.set_defaults(batch=4, seq_len=30)
     ablate.add_argument("--method", choices=["zero", "mean"], default="zero",
-                        help="zero the head outputs, or set them to their mean over a reference batch (default zero)")
+                        help="zero the head outputs, or set them to their mean over a second batch of source rows (default zero)")
     ablate.add_argument("--heads", help="also ablate this set of heads together, e.g. L18H6,L17H3")
     ablate.add_argument("--top-k", type=_positive, default=5, help="top induction heads in the curve (default 5)")
     ablate.add_argument("--draws", type=_positive, default=5, help="random head sets per k (default 5)")

@@ -82,7 +82,7 @@ def _pair(model, config: PatchConfig):
         raise InductionError(f"{config.model} has no tokenizer: use --pair repeated")
     pair = text_pair(model.tokenizer, config.clean, config.corrupted, correct=config.correct, wrong=config.wrong,
                      metric=config.metric, bos_token_id=bos)
-    if pair.metric.kind == "loss":
+    if pair.metric.name == "loss":
         pair.metric = RowMetric("loss")
     return pair
 

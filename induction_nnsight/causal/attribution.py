@@ -4,7 +4,7 @@ One forward and one backward pass give each head's gradient ``g`` of the
 metric with respect to its output ``x`` in the target run. Replacing ``x`` by
 ``x'`` changes the metric by about ``sum(g * (x' - x))`` (a dot product over
 batch, position and ``d_head``): with ``x'`` the clean output this estimates
-activation patching, with ``x' = 0`` or the reference mean it estimates zero or
+activation patching, with ``x' = 0`` or the source rows' mean it estimates zero or
 mean ablation. Estimates are exact for a metric linear in the head output and
 degrade where the model saturates, so they are compared with the exhaustive
 results (Nanda 2023, "Attribution patching").
@@ -41,7 +41,7 @@ def head_attribution(
         metric: The metric, averaged over those rows.
         method: ``"source"`` (patch in the aligned source rows' outputs),
             ``"zero"`` or ``"mean"`` (the source rows' mean at each position).
-        source: ``[n_source, pos]`` rows: the clean rows, or a reference batch.
+        source: ``[n_source, pos]`` rows: the clean rows, or the rows averaged for mean ablation.
         remote: Run the trace on NDIF.
 
     Returns:

@@ -40,7 +40,7 @@ def head_edit(model, masks: torch.Tensor, method: str) -> Edit:
         model: An nnsight ``TransformersModel``.
         masks: ``[n_variants, n_layers, n_heads]`` bool: which heads each variant replaces.
         method: What they are replaced with: ``"zero"``; ``"mean"``, the mean
-            over the source rows (a reference batch) at each position; or
+            over the source rows at each position; or
             ``"source"``, the aligned source row's own output (activation
             patching: the source rows are clean, the targets corrupted).
 

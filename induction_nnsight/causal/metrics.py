@@ -137,7 +137,7 @@ def recovery(patched, corrupted, clean):
 class RowMetric:
     """A metric of each row's logits, applied inside a trace to many rows at once.
 
-    Kinds:
+    Names:
         ``"loss"``: mean next-token loss over chosen loss indices (default: the
         repeated half); lower is better.
         ``"loss_by_position"``: the ``[pos - 1]`` loss vector of each row.
@@ -150,24 +150,24 @@ class RowMetric:
     of rows (one group per patched variant).
     """
 
-    KINDS = ("loss", "loss_by_position", "logit_diff", "prob")
+    NAMES = ("loss", "loss_by_position", "logit_diff", "prob")
 
     def __init__(
         self,
-        kind: str = "loss",
+        name: str = "loss",
         *,
         loss_positions: slice | Sequence[int] | None = None,
         position: int = -1,
         correct: torch.Tensor | None = None,
         wrong: torch.Tensor | None = None,
     ) -> None:
-        if kind not in self.KINDS:
-            raise InductionError(f"unknown metric {kind!r}: pass one of {', '.join(self.KINDS)}")
-        if kind in ("logit_diff", "prob") and correct is None:
-            raise InductionError(f"metric {kind} needs a correct token")
-        if kind == "logit_diff" and wrong is None:
+        if name not in self.NAMES:
+            raise InductionError(f"unknown metric {name!r}: pass one of {', '.join(self.NAMES)}")
+        if name in ("logit_diff", "prob") and correct is None:
+            raise InductionError(f"metric {name} needs a correct token")
+        if name == "logit_diff" and wrong is None:
             raise InductionError("metric logit_diff needs a wrong token: pass --wrong, or use --metric prob")
-        self.kind = kind
+        self.name = name
         self.loss_positions = loss_positions
         self.position = position
         self.correct = None if correct is None else torch.as_tensor(correct).long().reshape(-1)
@@ -176,13 +176,13 @@ class RowMetric:
     @property
     def higher_is_better(self) -> bool:
         """False for losses, True for logit differences and probabilities."""
-        return self.kind in ("logit_diff", "prob")
+        return self.name in ("logit_diff", "prob")
 
     @property
     def label(self) -> str:
         """Human-readable name for chart axes."""
         return {"loss": "loss (nats)", "loss_by_position": "loss (nats)", "logit_diff": "logit difference",
-                "prob": "correct-token probability"}[self.kind]
+                "prob": "correct-token probability"}[self.name]
 
     def _ids(self, ids: torch.Tensor, rows: int, device) -> torch.Tensor:
         if rows % ids.numel():
@@ -191,10 +191,10 @@ class RowMetric:
 
     def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         rows = logits.shape[0]
-        if self.kind in ("loss", "loss_by_position"):
-            if self.kind == "loss_by_position" or self.loss_positions is None:
+        if self.name in ("loss", "loss_by_position"):
+            if self.name == "loss_by_position" or self.loss_positions is None:
                 losses = token_losses(logits, tokens)
-                if self.kind == "loss_by_position":
+                if self.name == "loss_by_position":
                     return losses
                 return losses.mean(dim=-1)
             index = self.loss_positions
@@ -206,7 +206,7 @@ class RowMetric:
             return F.cross_entropy(picked.transpose(1, 2).float(), targets, reduction="none").mean(dim=-1)
         last = logits[:, self.position]  # [rows, vocab]
         correct = self._ids(self.correct, rows, logits.device)
-        if self.kind == "prob":
+        if self.name == "prob":
             return correct_prob(last, correct)
         return logit_diff(last, correct, self._ids(self.wrong, rows, logits.device))
 

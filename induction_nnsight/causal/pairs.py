@@ -146,8 +146,8 @@ def text_pair(
     else:  # the corrupted text's own induction guess, when it names another token
         wrong_id = _induction_guess(tokenizer, corrupted_ids, len(head)) if correct is None else None
         wrong_id = None if wrong_id == correct_id else wrong_id
-    kind = metric or ("logit_diff" if wrong_id is not None else "prob")
-    row_metric = RowMetric(kind, correct=torch.tensor([correct_id]),
+    name = metric or ("logit_diff" if wrong_id is not None else "prob")
+    row_metric = RowMetric(name, correct=torch.tensor([correct_id]),
                            wrong=None if wrong_id is None else torch.tensor([wrong_id]))
     labels = [tokenizer.decode([i]) for i in clean_ids]
     answer = tokenizer.decode([correct_id]) + ("" if wrong_id is None else f" vs {tokenizer.decode([wrong_id])}")

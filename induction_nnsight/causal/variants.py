@@ -1,7 +1,7 @@
 """Batched variants: many interventions scored in few forward passes.
 
 Each trace runs one batch of rows: optional *source* rows first (clean tokens
-to patch from, or a reference batch to average), then the *target* rows
+to patch from, or rows to average), then the *target* rows
 repeated once per variant. An ``edit`` called inside the trace rewrites some
 activation of each variant's rows, typically from the source rows of the same
 forward pass, so nothing large ever leaves the trace; only the metric, averaged

@@ -130,12 +130,12 @@ def test_text_pair_guesses_correct_and_wrong_tokens():
     pair = text_pair(tokenizer, "Tom sat on the mat. Tom sat on the", "Tom sat on the rug. Tom sat on the",
                      bos_token_id=1)
     assert pair.clean.shape == pair.corrupted.shape == (1, 10) and pair.clean[0, 0] == 1
-    assert pair.metric.kind == "logit_diff"
+    assert pair.metric.name == "logit_diff"
     assert tokenizer.decode(pair.metric.correct.tolist()) == " mat."
     assert tokenizer.decode(pair.metric.wrong.tolist()) == " rug."
     # "Tom" and " Tom" are other ids but the same word; no wrong guess in the corrupted text: probability.
     pair = text_pair(tokenizer, "Tom went to the store. Tom", "Tom went to the store. Sarah")
-    assert tokenizer.decode(pair.metric.correct.tolist()) == " went" and pair.metric.kind == "prob"
+    assert tokenizer.decode(pair.metric.correct.tolist()) == " went" and pair.metric.name == "prob"
     with pytest.raises(InductionError, match="same token length"):
         text_pair(tokenizer, "a b c", "a b")
     with pytest.raises(InductionError, match="--correct"):
