@@ -1,0 +1,157 @@
+"""The induction circuit: which earlier heads feed each induction head, and through which path.
+
+:func:`circuit` picks the targets (the top induction heads, or the ones given), path-patches
+every head of every earlier layer into each on the ``k``, ``q`` and ``v`` paths and in total
+(:mod:`~induction_nnsight.causal.path_patching`), and adds the composition scores of the same
+pairs from the weights (:mod:`~induction_nnsight.causal.composition`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import InductionError
+from ..models.layout import model_facts
+from ..ndif.settings import Remote, on_ndif
+from ..scores.ranking import rank_heads
+from ..scores.scan import induction_scores
+from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
+from .head_outputs import check_heads
+from .path_patching import PATHS, all_earlier, path_patching, path_variants
+from .variants import DEFAULT_MAX_TOKENS
+
+Head = tuple[int, int]
+
+
+def head_name(head: Head) -> str:
+    """``(18, 6) -> "L18H6"``."""
+    return f"L{head[0]}H{head[1]}"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One path-patching edge.
+
+    Attributes:
+        source: The earlier head whose direct contribution was removed.
+        target: The induction head.
+        path: ``"k"``, ``"q"``, ``"v"`` or ``"total"``.
+        effect: Change of the target's induction score (patched minus clean).
+        loss_effect: Change of the mean repeated-half loss (nats, patched minus clean).
+    """
+
+    source: Head
+    target: Head
+    path: str
+    effect: float
+    loss_effect: float
+
+
+@dataclass
+class CircuitResult:
+    """What :func:`circuit` found.
+
+    Attributes:
+        targets: The induction heads examined, in rank order.
+        clean_scores: ``target -> clean induction score`` (from the same batched traces).
+        clean_loss: Mean repeated-half loss of the clean rows.
+        edges: Every (source, target, path) edge.
+        composition: Q/K/V composition scores of the same pairs (empty when not computed).
+        composition_note: Why composition scores are missing, if they are.
+    """
+
+    targets: list[Head]
+    clean_scores: dict[Head, float]
+    clean_loss: float
+    edges: list[Edge]
+    composition: list[CompositionRow] = field(default_factory=list)
+    composition_note: str | None = None
+
+    def table(self, path: str, n_layers: int, n_heads: int, loss: bool = False) -> torch.Tensor:
+        """``[n_targets, n_layers * n_heads]`` effects on ``path`` (NaN where no edge)."""
+        out = torch.full((len(self.targets), n_layers * n_heads), float("nan"))
+        index = {t: i for i, t in enumerate(self.targets)}
+        for e in self.edges:
+            if e.path == path:
+                out[index[e.target], e.source[0] * n_heads + e.source[1]] = e.loss_effect if loss else e.effect
+        return out
+
+    def strongest(self, target: Head, path: str, n: int = 3) -> list[Edge]:
+        """The ``n`` edges into ``target`` on ``path`` that lower its induction score most."""
+        edges = [e for e in self.edges if e.target == target and e.path == path]
+        return sorted(edges, key=lambda e: (e.effect, e.source))[:n]
+
+
+def top_induction_heads(model, tokens: torch.Tensor, seq_len: int, top: int, *, remote: Remote = False) -> list[Head]:
+    """The ``top`` heads by induction score outside layer 0 (a layer-0 head has no earlier source)."""
+    scores = induction_scores(model, tokens, seq_len, remote=remote).clone()
+    scores[0] = float("nan")
+    return rank_heads(scores, top)
+
+
+def circuit(
+    model,
+    tokens: torch.Tensor,
+    seq_len: int,
+    *,
+    targets: Sequence[Head] | None = None,
+    top: int = 5,
+    method: str = "zero",
+    source: torch.Tensor | None = None,
+    paths: Sequence[str] = PATHS,
+    bos: bool = True,
+    composition: bool = True,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    remote: Remote = False,
+    progress: bool = True,
+) -> CircuitResult:
+    """Path-patch every earlier head into each target induction head, and score their composition.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        tokens: ``[batch, pos]`` rows ``[bos] r_1..r_T r_1..r_T``.
+        seq_len: ``T``.
+        targets: Heads to explain (default: the ``top`` induction heads outside layer 0).
+        top: How many targets when ``targets`` is None.
+        method: ``"zero"`` or ``"mean"`` (mean over ``source`` rows at each position).
+        source: ``[n_ref, pos]`` reference rows for mean ablation.
+        paths: Any of ``"k"``, ``"q"``, ``"v"``, ``"total"``.
+        bos: Whether rows start with BOS.
+        composition: Also compute Q/K/V composition scores from the weights.
+        max_tokens: Token budget of one batched trace.
+        remote: Run the traces on NDIF.
+        progress: Show a progress bar.
+
+    Returns:
+        A :class:`CircuitResult`.
+
+    Raises:
+        InductionError: On a target in layer 0 or outside the model, or an unknown path.
+    """
+    facts = model_facts(model)
+    bad = [p for p in paths if p not in PATHS]
+    if bad or not paths:
+        raise InductionError(f"unknown path(s) {bad}: pass any of {', '.join(PATHS)}")
+    if targets is None:
+        targets = top_induction_heads(model, tokens, seq_len, top, remote=remote)
+    targets = list(dict.fromkeys(tuple(t) for t in targets))
+    check_heads(targets, facts.n_layers, facts.n_heads, "--targets")
+    if any(t[0] == 0 for t in targets):
+        raise InductionError("a layer-0 head has no earlier head to feed it: pass --targets in layers 1 and up")
+    sources = {t: all_earlier(t, facts.n_heads) for t in targets}
+    variants = path_variants(targets, list(paths), sources)
+    result = path_patching(model, tokens, seq_len, variants, method=method, source=source, bos=bos,
+                           max_tokens=max_tokens, remote=remote, progress=progress)
+    edges = [Edge(v.source, v.target, v.path, float(s - result.clean_scores[v.target]), float(loss - result.clean_loss))
+             for v, s, loss in zip(variants[1:], result.scores[1:], result.losses[1:])]
+    out = CircuitResult(targets, result.clean_scores, result.clean_loss, edges)
+    if composition:
+        if on_ndif(remote):
+            out.composition_note = "composition scores need local weights; not computed for an NDIF run"
+        else:
+            pairs = [(s, t) for t in targets for s in sources[t]]
+            out.composition = composition_scores(model, pairs, COMPOSITION_PATHS)
+    return out

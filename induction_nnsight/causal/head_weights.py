@@ -1,0 +1,147 @@
+"""Per-head weights: where each head's query, key and value rows sit in its projection's output,
+its output columns, and the pre-attention norm computed by hand.
+
+Shared by path patching (which rewrites one head's slice of a q/k/v projection's output inside
+a trace) and the composition scores (which multiply the heads' weights). Layouts: separate
+``q_proj``/``k_proj``/``v_proj`` (Llama, Qwen2, Mistral, Gemma), GPT-2's stacked ``c_attn``
+(``[q; k; v]``) and GPT-NeoX's per-head interleaved ``query_key_value``. GPT-2's ``Conv1D``
+stores its weight ``[in, out]``; every weight returned here is in ``Linear``'s ``[out, in]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InductionError
+from ..models.layout import ModelLayout, model_layout
+
+COMPONENTS = ("q", "k", "v")
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """How a pre-attention norm computes (read from the module once, outside any trace).
+
+    Attributes:
+        path: The norm's module path (None: the layer has no pre-attention norm).
+        centered: LayerNorm (subtracts the mean) rather than RMSNorm.
+        offset: Weights stored minus one (Gemma multiplies by ``1 + weight``).
+        eps: The epsilon added to the variance.
+    """
+
+    path: str | None
+    centered: bool = False
+    offset: bool = False
+    eps: float = 0.0
+
+
+def norm_spec(model, path: str | None) -> NormSpec:
+    """Read a norm's kind and epsilon from its module."""
+    if path is None:
+        return NormSpec(None)
+    module = model._module.get_submodule(path)
+    eps = getattr(module, "eps", None)
+    if eps is None:
+        eps = getattr(module, "variance_epsilon", None)
+    if eps is None:
+        raise InductionError(f"{path} ({type(module).__name__}): no eps or variance_epsilon attribute; "
+                             "path patching computes the pre-attention norm by hand and needs it")
+    return NormSpec(path, isinstance(module, torch.nn.LayerNorm), "Gemma" in type(module).__name__, float(eps))
+
+
+def apply_norm(x: torch.Tensor, spec: NormSpec, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    """The pre-attention norm of ``x [..., d_model]``, by hand (LayerNorm, RMSNorm or Gemma's ``1 + w``)."""
+    if spec.path is None:
+        return x
+    h = x.float()
+    if spec.centered:
+        h = h - h.mean(-1, keepdim=True)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + spec.eps)
+    if weight is not None:
+        h = h * ((1.0 + weight.float()) if spec.offset else weight.float())
+    if bias is not None:
+        h = h + bias.float()
+    return h.to(x.dtype)
+
+
+def is_conv1d(model, path: str) -> bool:
+    """GPT-2's ``Conv1D`` stores its weight ``[in, out]``, the transpose of ``Linear``'s."""
+    return type(model._module.get_submodule(path)).__name__ == "Conv1D"
+
+
+def check_residual_heads(model) -> None:
+    """Refuse models whose attention output is normed before the residual (Gemma 2/3 post-norms):
+    there a head's direct contribution to the residual stream is not ``z_h W_O[:, h]^T``."""
+    layout = model_layout(model)
+    block = model._module.get_submodule(layout.blocks[0])
+    if hasattr(block, "pre_feedforward_layernorm") or hasattr(block, "post_attention_norm"):
+        raise InductionError(f"{type(block).__name__} norms its attention output before adding it to the residual "
+                             "stream, so a head's direct contribution is not linear in its output: the circuit "
+                             "supports pre-norm models (GPT-2, Llama, Qwen2, Mistral, GPT-NeoX)")
+
+
+def projection_slice(layout: ModelLayout, layer: int, component: str, head: int) -> tuple[str, int, int]:
+    """Where query head ``head``'s (for ``"q"``) or its key/value head's (``"k"``, ``"v"``) rows are.
+
+    Returns:
+        ``(module path, start, stop)``: rows ``start:stop`` of the module's ``[out, in]`` weight,
+        columns ``start:stop`` of its output.
+    """
+    facts = layout.facts
+    n_heads, n_kv, d_head = facts.n_heads, facts.n_kv_heads, facts.d_head
+    c = COMPONENTS.index(component)
+    index = head if component == "q" else head // (n_heads // n_kv)
+    if layout.value_layout == "separate":
+        path = (layout.q_proj, layout.k_proj, layout.v_proj)[c][layer]
+        if path is None:
+            raise InductionError(f"layer {layer} has no {component}_proj: pass set_layout(model, {component}_proj=...)")
+        return path, index * d_head, (index + 1) * d_head
+    if layout.value_layout == "stacked_qkv":
+        start = c * n_heads * d_head + index * d_head
+    elif layout.value_layout == "interleaved_qkv":
+        start = index * 3 * d_head + c * d_head
+    else:
+        raise InductionError("the model's value layout is unknown: pass set_layout(model, value_layout=...)")
+    return layout.v_proj[layer], start, start + d_head
+
+
+def rows_of(weight: torch.Tensor, bias: torch.Tensor | None, start: int, stop: int, conv: bool):
+    """``([stop - start, in] weight rows, [stop - start] bias or None)`` of a projection."""
+    rows = weight[:, start:stop].T if conv else weight[start:stop]
+    return rows, (None if bias is None else bias[start:stop])
+
+
+def output_columns(weight: torch.Tensor, head: int, d_head: int, conv: bool) -> torch.Tensor:
+    """``[d_model, d_head]`` columns of the output projection that read head ``head``."""
+    full = weight.T if conv else weight  # [d_model, n_heads * d_head]
+    return full[:, head * d_head : (head + 1) * d_head]
+
+
+def head_matrices(model, layer: int, head: int) -> dict[str, torch.Tensor]:
+    """One head's weights with its layer's norm weight folded in (outside any trace, local weights).
+
+    Returns:
+        ``{"q", "k", "v": [d_head, d_model] (reading the normed residual, the norm's weight and,
+        for LayerNorm, its centring folded in), "o": [d_model, d_head]}``.
+    """
+    layout = model_layout(model)
+    module = model._module
+    spec = norm_spec(model, layout.pre_attention_norm[layer])
+    d_model = layout.facts.d_model
+    fold = torch.eye(d_model)
+    if spec.path is not None:
+        weight = module.get_submodule(spec.path).weight.detach().float()
+        fold = fold * ((1.0 + weight) if spec.offset else weight)[None, :]
+        if spec.centered:
+            fold = fold @ (torch.eye(d_model) - torch.full((d_model, d_model), 1.0 / d_model))
+    out = {}
+    for component in COMPONENTS:
+        path, start, stop = projection_slice(layout, layer, component, head)
+        weight = module.get_submodule(path).weight.detach().float()
+        out[component] = rows_of(weight, None, start, stop, is_conv1d(model, path))[0] @ fold
+    o_path = layout.o_proj[layer]
+    out["o"] = output_columns(module.get_submodule(o_path).weight.detach().float(), head, layout.facts.d_head,
+                              is_conv1d(model, o_path))
+    return out

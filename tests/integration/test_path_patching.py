@@ -1,0 +1,173 @@
+"""Path patching checked against an independent route: plain transformers with torch hooks.
+
+The route: capture the clean run's head outputs and block inputs; remove the source's direct
+contribution from the residual; recompute the target's slice of the q/k/v projection with the
+model's *own* norm module and projection; restore the other heads of a grouped-query group; read
+the target's pattern from ``output_attentions=True``. Loss and score must agree to 1e-5.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from induction_nnsight import repeated_tokens
+from induction_nnsight.causal.path_patching import PathVariant, path_patching
+from tests.reference import plain_model, plain_projections
+
+SEQ = 8
+N_HEADS = 4
+
+
+def rows(seed=0, batch=3):
+    return repeated_tokens(batch, SEQ, seed=seed, low=1, high=128, bos_token_id=0)
+
+
+def _parts(plain, arch, layer):
+    if arch == "gpt2":
+        block = plain.transformer.h[layer]
+        return block, block.ln_1, block.attn.c_attn, block.attn.c_proj
+    block = plain.model.layers[layer]
+    return block, block.input_layernorm, None, block.self_attn.o_proj
+
+
+def _capture(plain, tokens):
+    """Clean head outputs (o_proj inputs) and block inputs, per layer."""
+    z, resid = [], []
+    hooks = [p.register_forward_pre_hook(lambda _m, a: z.append(a[0].detach().clone())) for p in plain_projections(plain)]
+    layers = plain.transformer.h if hasattr(plain, "transformer") else plain.model.layers
+    hooks += [l.register_forward_pre_hook(lambda _m, a, k=None: resid.append(
+        (a[0] if a else k["hidden_states"]).detach().clone()), with_kwargs=False) for l in layers]
+    try:
+        with torch.no_grad():
+            plain(tokens)
+    finally:
+        for h in hooks:
+            h.remove()
+    return z, resid
+
+
+def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement):
+    """``(target's induction score, repeated-half loss)`` with the path patched, by plain hooks."""
+    cfg = plain.config
+    d_head = cfg.hidden_size // cfg.num_attention_heads if arch != "gpt2" else cfg.n_embd // cfg.n_head
+    n_kv = getattr(cfg, "num_key_value_heads", None) or N_HEADS
+    group = N_HEADS // n_kv
+    z, resid = _capture(plain, tokens)
+    (ls, hs), (lt, ht) = source, target
+    hooks = []
+    _, _, _, o_s = _parts(plain, arch, ls)
+    w_o = (o_s.weight.T if arch == "gpt2" else o_s.weight)[:, hs * d_head : (hs + 1) * d_head]
+    z_s = z[ls].reshape(*z[ls].shape[:2], N_HEADS, d_head)[:, :, hs]
+    if path == "total":
+        def ablate(_m, args):
+            x = args[0].reshape(*args[0].shape[:2], N_HEADS, d_head).clone()
+            x[:, :, hs] = replacement(ls)[:, hs]
+            return (x.reshape(args[0].shape),)
+        hooks.append(o_s.register_forward_pre_hook(ablate))
+    else:
+        delta = (z_s - replacement(ls)[:, hs]) @ w_o.T
+        block, norm, fused, o_t = _parts(plain, arch, lt)
+        x_new = norm(resid[lt] - delta)  # the model's own norm module
+        if arch == "gpt2":
+            c = "qkv".index(path)
+            start = c * cfg.n_embd + ht * d_head
+            module = fused
+        else:
+            index = ht if path == "q" else ht // group
+            start = index * d_head
+            module = getattr(block.self_attn, f"{path}_proj")
+        new_slice = module(x_new)[..., start : start + d_head]
+
+        def overwrite(_m, _args, out):
+            out = out.clone()
+            out[..., start : start + d_head] = new_slice
+            return out
+        hooks.append(module.register_forward_hook(overwrite))
+        if group > 1 and path in "kv":
+            kv = ht // group
+            others = [h for h in range(kv * group, (kv + 1) * group) if h != ht]
+            clean = z[lt].reshape(*z[lt].shape[:2], N_HEADS, d_head)
+
+            def restore(_m, args):
+                x = args[0].reshape(*args[0].shape[:2], N_HEADS, d_head).clone()
+                x[:, :, others] = clean[:, :, others]
+                return (x.reshape(args[0].shape),)
+            hooks.append(o_t.register_forward_pre_hook(restore))
+    try:
+        with torch.no_grad():
+            out = plain(tokens, output_attentions=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    pattern = out.attentions[lt][:, ht]  # [batch, q, k]
+    n = tokens.shape[1]
+    score = torch.stack([pattern[:, q, q - seq_len + 1] for q in range(seq_len - 1, n)], -1).mean()
+    losses = torch.stack([F.cross_entropy(out.logits[:, i], tokens[:, i + 1], reduction="none")
+                          for i in range(1 + seq_len, 2 * seq_len)], -1).mean()
+    return score, losses
+
+
+@pytest.fixture(scope="module")
+def sharp_dir(tmp_path_factory):
+    """``sharp_dir(arch)``: the tiny random model with its attention weights scaled up 10x, so that
+    one head's path moves the target's pattern by far more than the 1e-5 tolerance."""
+    from tests.conftest import _tiny_config, _tiny_tokenizer
+
+    made = {}
+
+    def make(arch):
+        if arch not in made:
+            cls, config = _tiny_config(arch)
+            torch.manual_seed(0)
+            model = cls(config).eval()
+            with torch.no_grad():
+                for name, param in model.named_parameters():
+                    if any(k in name for k in ("c_attn", "c_proj.weight", "q_proj", "k_proj", "v_proj", "o_proj")) \
+                            and ".mlp." not in name:
+                        param.mul_(10.0)
+            path = tmp_path_factory.mktemp(f"sharp-{arch}")
+            model.save_pretrained(path)
+            _tiny_tokenizer().save_pretrained(path)
+            made[arch] = path
+        return made[arch]
+
+    return make
+
+
+CASES = [((0, 1), (1, 2), "k"), ((0, 3), (1, 0), "q"), ((0, 0), (1, 3), "v"), ((0, 2), (1, 1), "total")]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("method", ["zero", "mean"])
+def test_path_patching_equals_plain_hooks(sharp_dir, arch, method):
+    from induction_nnsight import load_model
+
+    model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
+    tokens, reference = rows(), rows(seed=5, batch=4)
+    variants = [PathVariant(None, None, None)] + [PathVariant(s, t, p) for s, t, p in CASES]
+    result = path_patching(model, tokens, SEQ, variants, method=method, source=reference,
+                           max_tokens=3 * 17 * 4, progress=False)  # several traces
+    plain = plain_model(sharp_dir(arch))
+    z_ref, _ = _capture(plain, reference)
+
+    def replacement(layer):
+        split = z_ref[layer].reshape(*z_ref[layer].shape[:2], N_HEADS, -1)
+        return split.mean(0) if method == "mean" else torch.zeros_like(split[0])
+
+    for i, (s, t, p) in enumerate(CASES, start=1):
+        score, loss = plain_path(plain, arch, tokens, SEQ, s, t, p, replacement)
+        assert torch.isclose(result.scores[i], score, atol=1e-5), (p, result.scores[i], score)
+        assert torch.isclose(result.losses[i], loss, atol=1e-5), (p, result.losses[i], loss)
+    # the clean variant is the clean run; a v path cannot move the pattern
+    with torch.no_grad():
+        out = plain(tokens, output_attentions=True)
+    pattern = out.attentions[1]
+    n = tokens.shape[1]
+    clean = torch.stack([pattern[:, :, q, q - SEQ + 1] for q in range(SEQ - 1, n)], -1).mean(dim=(0, 2))
+    loss = torch.stack([F.cross_entropy(out.logits[:, i], tokens[:, i + 1]) for i in range(1 + SEQ, 2 * SEQ)]).mean()
+    assert torch.isclose(result.losses[0], loss, atol=1e-5)
+    for t, value in result.clean_scores.items():
+        assert abs(value - float(clean[t[1]])) < 1e-5
+    assert abs(float(result.scores[3]) - result.clean_scores[(1, 3)]) < 1e-5
+    assert all(abs(float(result.scores[i]) - result.clean_scores[t]) > 1e-3 for i, (s, t, p) in enumerate(CASES, 1)
+               if p != "v")
