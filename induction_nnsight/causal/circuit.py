@@ -80,8 +80,11 @@ class CircuitResult:
         return out
 
     def strongest(self, target: Head, path: str, n: int = 3) -> list[Edge]:
-        """The ``n`` edges into ``target`` on ``path`` that lower its induction score most."""
+        """The ``n`` strongest edges into ``target`` on ``path``: those that lower its induction score
+        most (on ``v``, which cannot move a pattern, those that raise the repeated-half loss most)."""
         edges = [e for e in self.edges if e.target == target and e.path == path]
+        if path == "v":
+            return sorted(edges, key=lambda e: (-e.loss_effect, e.source))[:n]
         return sorted(edges, key=lambda e: (e.effect, e.source))[:n]
 
 

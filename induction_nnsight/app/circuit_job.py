@@ -1,0 +1,205 @@
+"""The circuit job behind ``induction-nnsight circuit``: settings in, results and chart files out.
+
+Which earlier heads feed each induction head, through its keys, queries or values: path
+patching (:func:`~induction_nnsight.causal.circuit.circuit`) and composition scores, the heads'
+kinds (previous-token, induction) from one heads pass, a heatmap per path, a circuit graph and
+a text summary. The CLI's parser and command live here too (:func:`add_parser`, :func:`command`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass
+
+from ..causal.circuit import CircuitResult, circuit, head_name
+from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.path_patching import METHODS, PATHS
+from ..causal.variants import DEFAULT_MAX_TOKENS
+from ..errors import InductionError
+from ..models.layout import model_facts
+from ..probes.tokens import Probe, repeated_tokens
+from ..scores.heads import head_scores
+from .arguments import _positive, add_model_args, add_token_args
+from .circuit_charts import circuit_graph_figure, circuit_heatmap_figure
+from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
+from .outputs import rounded, to_json
+
+KIND_THRESHOLD = 0.4  # a head is previous-token / induction when its score reaches this (the built-in default)
+GRAPH_EDGES = 3  # strongest sources drawn per target and path
+
+
+@dataclass
+class CircuitConfig(ScanConfig):
+    """Settings of ``induction-nnsight circuit`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
+
+    batch: int = 2
+    seq_len: int = 20
+    top: int = 5
+    targets: str | None = None
+    method: str = "zero"
+    paths: tuple[str, ...] = PATHS
+    composition: bool = True
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+    def validate(self) -> None:
+        """Check what can be checked before a model is loaded."""
+        check_causal_tokens(self)
+        if self.top < 1:
+            raise InductionError(f"--top must be at least 1, got {self.top}")
+        if self.method not in METHODS:
+            raise InductionError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        bad = [p for p in self.paths if p not in PATHS]
+        if bad or not self.paths:
+            raise InductionError(f"--paths takes any of {', '.join(PATHS)}, got {', '.join(self.paths) or 'none'}")
+        if self.targets is not None:
+            heads = parse_heads(self.targets, "--targets")
+            if any(layer == 0 for layer, _ in heads):
+                raise InductionError("a layer-0 head has no earlier head to feed it: pass --targets in layers 1 and up")
+        if self.max_tokens < 1:
+            raise InductionError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+
+
+def _kinds(model, tokens, config: CircuitConfig, remote) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
+    """Each head's kind and its (previous-token, induction) scores, from one heads pass."""
+    start = int(config.bos)
+    probe = Probe("repeated", tokens, config.seq_len, start, start + config.seq_len)
+    found = head_scores(model, probe, kinds=("previous_token", "induction"), loss=False, per_row=False, remote=remote)
+    prev, ind = found.mean("previous_token"), found.mean("induction")
+    kinds, scores = {}, {}
+    for layer in range(prev.shape[0]):
+        for head in range(prev.shape[1]):
+            name = f"L{layer}H{head}"
+            p, i = float(prev[layer, head]), float(ind[layer, head])
+            scores[name] = (p, i)
+            kinds[name] = "induction" if i >= KIND_THRESHOLD else "previous-token" if p >= KIND_THRESHOLD else "other"
+    return kinds, scores
+
+
+def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n: int = 3) -> str:
+    """For each target, its strongest sources per path (score change; loss change on ``v``)."""
+    lines = []
+    for target in result.targets:
+        lines.append(f"{head_name(target)} (induction score {result.clean_scores[target]:.3f}):")
+        for path in paths:
+            parts = []
+            for e in result.strongest(target, path, n):
+                kind = f" [{kinds[head_name(e.source)]}]" if kinds and kinds.get(head_name(e.source)) != "other" else ""
+                parts.append(f"{head_name(e.source)}{kind} {e.effect:+.3f} ({e.loss_effect:+.3f} nats)")
+            lines.append(f"  {path:>5}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, scores, seconds: float) -> tuple[dict, dict[str, str]]:
+    """Results and chart files of a finished circuit run (pure: no model needed)."""
+    names = [head_name(t) for t in result.targets]
+    edges = [{"source": head_name(e.source), "target": head_name(e.target), "path": e.path,
+              "effect": rounded(e.effect), "loss_effect": rounded(e.loss_effect)} for e in result.edges]
+    composition = [{"source": head_name(r.source), "target": head_name(r.target), "path": r.path,
+                    "score": rounded(r.score), "baseline": rounded(r.baseline)} for r in result.composition]
+    results = {
+        "model": config.model, "model_facts": {**asdict(facts), "name": config.model},
+        "settings": {**asdict(config), "paths": list(config.paths)},
+        "targets": [{"head": n, "layer": t[0], "head_index": t[1], "induction_score": rounded(result.clean_scores[t])}
+                    for n, t in zip(names, result.targets)],
+        "clean_repeated_half_loss": rounded(result.clean_loss),
+        "edges": edges, "composition": composition, "composition_note": result.composition_note,
+        "head_kinds": {"threshold": KIND_THRESHOLD, "previous_token": sorted(k for k, v in kinds.items() if v == "previous-token"),
+                       "induction": sorted(k for k, v in kinds.items() if v == "induction")},
+        "seconds": round(seconds, 2),
+        "summary": summary(result, config.paths, kinds),
+    }
+    last = max(t[0] for t in result.targets)
+    sources = [f"L{layer}H{head}" for layer in range(last) for head in range(facts.n_heads)]
+    tail = f"{config.batch} x repeated {config.seq_len} tokens, {config.method} ablation ({config.model})"
+    files = {}
+    for path in config.paths:
+        grid = result.table(path, facts.n_layers, facts.n_heads, loss=path == "v")[:, : len(sources)].T.tolist()
+        what = "repeated-half loss (nats)" if path == "v" else "induction score"
+        files[f"circuit_{path}.json"] = circuit_heatmap_figure(
+            grid, sources, names, colorbar_title=f"Δ {what}",
+            title=f"Path {path}: change of each target's {what} when a source head is removed "
+                  f"{'everywhere' if path == 'total' else f'from its {path} input only'}, {tail}",
+        ).to_json()
+    drawn = []
+    for target in result.targets:
+        for path in config.paths:
+            drawn += [e for e in edges if e["target"] == head_name(target) and e["path"] == path
+                      and e["source"] in {head_name(x.source) for x in result.strongest(target, path, GRAPH_EDGES)}]
+    files["circuit_graph.json"] = circuit_graph_figure(
+        facts.n_layers, facts.n_heads, kinds, scores, drawn,
+        title=f"The induction circuit: the {GRAPH_EDGES} strongest sources of each target per path, {tail}",
+    ).to_json()
+    files["circuit_results.json"] = to_json(results)
+    return results, files
+
+
+def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+    """Circuit job: path patching and composition scores into the top (or given) induction heads.
+
+    Returns:
+        ``(results, files)``: ``circuit_results.json``, ``circuit_<path>.json`` per path and
+        ``circuit_graph.json`` -> JSON text.
+    """
+    config.validate()
+    model = model_for(config, model)
+    remote = remote_settings(config) or False
+    facts = model_facts(model)
+    targets = None
+    if config.targets is not None:
+        targets = parse_heads(config.targets, "--targets")
+        check_heads(targets, facts.n_layers, facts.n_heads, "--targets")
+    tokens = scan_tokens(model, config)
+    source = None
+    if config.method == "mean":
+        source = repeated_tokens(config.batch, config.seq_len, seed=config.seed + 1, low=config.low, high=config.high,
+                                 bos_token_id=facts.bos_token_id if config.bos else None)
+    started = time.perf_counter()
+    result = circuit(model, tokens, config.seq_len, targets=targets, top=config.top, method=config.method,
+                     source=source, paths=config.paths, bos=config.bos, composition=config.composition,
+                     max_tokens=config.max_tokens, remote=remote, progress=progress)
+    seconds = time.perf_counter() - started
+    kinds, scores = _kinds(model, tokens, config, remote)
+    return circuit_files(result, config, facts, kinds, scores, seconds)
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """The ``circuit`` subcommand."""
+    parser = commands.add_parser("circuit", help="which earlier heads feed each induction head: path patching "
+                                 "(k, q, v, total) and composition scores, with a circuit graph")
+    add_model_args(parser)
+    add_token_args(parser)
+    parser.set_defaults(batch=2, seq_len=20)
+    parser.add_argument("--top", type=_positive, default=5, help="top induction heads to explain (default 5)")
+    parser.add_argument("--targets", help="explain these heads instead, e.g. L18H6,L17H3")
+    parser.add_argument("--method", choices=list(METHODS), default="zero",
+                        help="remove a source's output by zeroing it or by its mean over a reference batch (default zero)")
+    parser.add_argument("--paths", type=lambda t: tuple(p for p in t.replace(",", " ").split()), default=PATHS,
+                        help="any of k,q,v,total (default all)")
+    parser.add_argument("--no-composition", dest="composition", action="store_false",
+                        help="skip the composition scores from the weights")
+    parser.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
+                        help=f"tokens per batched trace (default {DEFAULT_MAX_TOKENS})")
+    return parser
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run ``induction-nnsight circuit``: write the files, print the summary."""
+    from .arguments import remote_args
+    from .cli import _write
+    from .outputs import prepare_out_dir
+
+    config = CircuitConfig(
+        model=args.model, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high,
+        bos=args.bos, top=args.top, attn_implementation=args.attn_implementation, targets=args.targets,
+        method=args.method, paths=tuple(args.paths), composition=args.composition, max_tokens=args.max_tokens,
+        **remote_args(args),
+    )
+    config.validate()
+    out = prepare_out_dir(args.out)
+    results, files = run_circuit(config)
+    _write(out, files)
+    print(f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
+          f"{len(results['edges'])} edges in {results['seconds']:.1f} s")
+    print(results["summary"])
+    return 0
