@@ -25,6 +25,7 @@ from .cache import MARK, PARTIAL, ensure_entry, entry_lock, remove, remove_parti
 from .cache import cache_dir, sha256_file  # noqa: F401  (re-exported: models.cache_dir was public first)
 from .cache import say as _say
 from ..errors import InductionError
+from .id_tokenizer import config_id_tokenizer, has_tokenizer
 
 SMOLLM2 = "smollm2-135m"
 DEFAULT_MODEL = SMOLLM2
@@ -278,6 +279,8 @@ def load_model(
             from transformers import AutoTokenizer
 
             kwargs["tokenizer"] = AutoTokenizer.from_pretrained(path)
+        if "tokenizer" not in kwargs and Path(path).is_dir() and not has_tokenizer(path):
+            kwargs["tokenizer"] = config_id_tokenizer(path)  # saved without one (trained on ids): t0, t1, ...
         with _quiet_transformers():  # its per-tensor "Loading weights" bar is noise before a one-line error
             model = TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, HTTP errors ...

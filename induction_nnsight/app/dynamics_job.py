@@ -1,0 +1,198 @@
+"""``induction-nnsight dynamics``: score a series of checkpoints (a training run's directories, or
+Hub revisions) on one repeated-token probe and find the phase change."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..causal.metrics import default_icl_positions, icl_score
+from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
+from ..dynamics.phase import best_heads, phase_change
+from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
+from ..errors import InductionError
+from ..models.loading import load_model
+from ..ndif.settings import DEFAULT_TIMEOUT
+from ..scores.registry import get_score
+from .arguments import add_remote_args, add_token_args, remote_args
+from .dynamics_charts import loss_icl_figure, score_lines_figure, step_head_heatmap
+from .jobs import remote_settings
+from .outputs import prepare_out_dir, rounded, table, to_json, write_files
+
+OLSSON_TOKENS = (50, 500)
+"""Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
+
+
+@dataclass
+class DynamicsConfig:
+    """Settings of ``induction-nnsight dynamics``."""
+
+    checkpoints: list[str] = field(default_factory=list)
+    model: str | None = None
+    revisions: list[str] | None = None
+    batch: int = 10
+    seq_len: int | None = None  # 50, or the longest block whose two copies fit the context
+    seed: int = 0
+    low: int | None = None
+    high: int | None = None
+    bos: bool = True
+    attn_implementation: str | None = None
+    top: int = 3
+    out: str = "charts"
+    progress: bool = True
+    remote: bool = False
+    ndif_host: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    def probe(self) -> ProbeSettings:
+        return ProbeSettings(batch=self.batch, seq_len=self.seq_len, seed=self.seed, low=self.low, high=self.high,
+                             bos=self.bos, attn_implementation=self.attn_implementation)
+
+    def validate(self) -> None:
+        """Check what can be checked before a checkpoint is loaded."""
+        if self.revisions and self.checkpoints:
+            raise InductionError("pass checkpoint directories or --model ID --revisions ..., not both")
+        if not self.revisions and self.model:
+            raise InductionError("--model needs --revisions (e.g. --revisions step0,step1000); "
+                                 "for local checkpoints pass their directories")
+        if not self.revisions and not self.checkpoints:
+            raise InductionError("no checkpoints given: pass checkpoint or run directories, or --model ID --revisions ...")
+        if self.top < 1:
+            raise InductionError(f"--top must be at least 1, got {self.top}")
+        if not self.timeout > 0:
+            raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        self.probe().validate()
+
+
+def icl_positions(n_losses: int, seq_len: int, bos: bool) -> tuple[int, int]:
+    """``(early, late)`` loss indices of the late-minus-early ICL score: Olsson's tokens 50 and 500
+    where the rows are long enough, else the middle token of the first copy and the same token repeated."""
+    early, late = OLSSON_TOKENS
+    if n_losses >= late:
+        return early - 1, late - 1
+    return default_icl_positions(seq_len, bos)
+
+
+def _entry(scored: dict, positions: tuple[int, int], n_heads: int) -> dict:
+    induction = torch.tensor([[float("nan") if v is None else v for v in row] for row in scored["scores"]["induction"]])
+    best, index = best_heads(induction[None])
+    loss = torch.tensor([float("nan") if v is None else v for v in scored["loss_by_position"]])
+    return {
+        "step": scored["step"], "path": scored["path"], **({"revision": scored["revision"]} if scored["revision"] else {}),
+        "loss_first_half": rounded(scored["loss_first_half"] if scored["loss_first_half"] is not None else float("nan")),
+        "loss_repeated_half": rounded(scored["loss_repeated_half"] if scored["loss_repeated_half"] is not None else float("nan")),
+        "icl_score": rounded(scored["icl_score"] if scored["icl_score"] is not None else float("nan")),
+        "icl_late_minus_early": rounded(icl_score(loss, *positions)),
+        "best_induction": {"layer": int(index[0]) // n_heads, "head": int(index[0]) % n_heads, "score": rounded(best[0])},
+        "loss_by_position": table(loss),
+        "scores": {kind: [[rounded(v if v is not None else float("nan")) for v in row] for row in scored["scores"][kind]]
+                   for kind in DYNAMICS_KINDS},
+    }
+
+
+def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_model) -> tuple[dict, dict[str, str]]:
+    """Score every checkpoint (those cached in ``config.out`` are not scored again) and find the phase change.
+
+    Returns:
+        ``(results, files)``: ``dynamics_results.json`` and the charts ``dynamics_induction.json`` (each
+        head's induction score against step), ``dynamics_loss.json`` (loss halves and ICL score, the phase
+        change shaded) and ``dynamics_heatmap.json`` (step x head).
+    """
+    config.validate()
+    if config.revisions:
+        checkpoints = hub_checkpoints(config.model, config.revisions)
+        if not config.remote:
+            check_hub(checkpoints)
+    else:
+        checkpoints = find_checkpoints(config.checkpoints)
+    scored = score_checkpoints(checkpoints, config.probe(), out=config.out, remote=remote_settings(config) or False,
+                               load=load, progress=config.progress)
+    n_heads = len(scored[0]["scores"]["induction"][0])
+    seq_len = scored[0]["seq_len"]
+    if any(s["seq_len"] != seq_len for s in scored):
+        raise InductionError("the checkpoints have different contexts, so no one probe fits them all: pass --seq-len")
+    positions = icl_positions(len(scored[0]["loss_by_position"]), seq_len, config.bos)
+    entries = [_entry(s, positions, n_heads) for s in scored]
+    steps = [e["step"] for e in entries]
+    best = [e["best_induction"]["score"] for e in entries]
+    phase = phase_change(steps, [float("nan") if b is None else b for b in best])
+    settings = {k: v for k, v in asdict(config).items() if k not in ("progress",)}
+    results = {"settings": {**settings, "seq_len": seq_len, "icl_positions": list(positions),
+                            "kinds": list(DYNAMICS_KINDS)},
+               "checkpoints": entries,
+               "phase_change": None if phase is None else {**phase, "rise": rounded(phase["rise"]),
+                                                           "score_before": rounded(phase["score_before"]),
+                                                           "score_at": rounded(phase["score_at"])}}
+    name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
+    induction = [e["scores"]["induction"] for e in entries]
+    files = {
+        "dynamics_results.json": to_json(results),
+        "dynamics_induction.json": score_lines_figure(
+            steps, induction, top=config.top, title=f"Induction score of every head against step ({name})").to_json(),
+        "dynamics_loss.json": loss_icl_figure(
+            steps, [e["loss_first_half"] for e in entries], [e["loss_repeated_half"] for e in entries],
+            [e["icl_score"] for e in entries], phase, title=f"Loss on both halves and ICL score ({name})").to_json(),
+        "dynamics_heatmap.json": step_head_heatmap(
+            steps, induction, value_range=get_score("induction").value_range,
+            title=f"Induction score, checkpoint x head ({name})").to_json(),
+    }
+    return results, files
+
+
+def _revisions(text: str) -> list[str]:
+    values = [part for part in text.replace(",", " ").split() if part]
+    if not values:
+        raise argparse.ArgumentTypeError("expected comma-separated revisions, e.g. step0,step1000")
+    return values
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """The ``dynamics`` subcommand."""
+    sub = commands.add_parser("dynamics", help="score a series of checkpoints (a training run, or Hub revisions): "
+                              "loss halves, ICL score, head scores by step, the phase change")
+    sub.add_argument("checkpoints", nargs="*", metavar="CHECKPOINT_OR_RUN_DIR",
+                     help="checkpoint directories, or run directories holding checkpoint-STEP/ (sorted by step)")
+    sub.add_argument("--model", default=None, help="Hub id whose --revisions to score (e.g. EleutherAI/pythia-70m)")
+    sub.add_argument("--revisions", type=_revisions, default=None, help="comma-separated revisions, e.g. step0,step1000")
+    sub.add_argument("--attn-implementation", default=None, help="eager, sdpa, ... (the model's default when omitted)")
+    add_token_args(sub)
+    sub.set_defaults(low=None, high=None, seq_len=None)
+    for action in sub._actions:
+        if action.dest == "seq_len":
+            action.help = "length of the repeated block (default 50, or the longest whose two copies fit the context)"
+        if action.dest in ("low", "high"):
+            action.help = (f"{'smallest token id drawn' if action.dest == 'low' else 'token ids drawn below this'} "
+                           "(default: [1000, 10000) when the vocabulary holds it, else [1, vocab size))")
+    sub.add_argument("--top", type=int, default=3, help="heads highlighted in the chart (default 3)")
+    add_remote_args(sub)
+    sub.add_argument("--out", default="charts", help="directory for results, charts and the cache (default: charts)")
+    sub.add_argument("--quiet", action="store_true", help="no line per checkpoint")
+    return sub
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run ``dynamics`` from parsed arguments (bad input raises InductionError, which the CLI turns into exit 2)."""
+    config = DynamicsConfig(
+        checkpoints=list(args.checkpoints), model=args.model, revisions=args.revisions, batch=args.batch,
+        seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high, bos=args.bos,
+        attn_implementation=args.attn_implementation, top=args.top, out=args.out, progress=not args.quiet,
+        **remote_args(args),
+    )
+    config.validate()
+    out = prepare_out_dir(config.out)
+    results, files = run_dynamics(config)
+    for path in write_files(out, files):
+        print(f"wrote {path}", file=sys.stderr)
+    first, last, phase = results["checkpoints"][0], results["checkpoints"][-1], results["phase_change"]
+    for entry in (first, last):
+        b = entry["best_induction"]
+        print(f"step {entry['step']}: best induction {b['score']:.3f} (L{b['layer']}H{b['head']}), loss "
+              f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)")
+    if phase is not None:
+        print(f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
+              f"between steps {phase['before']} and {phase['step']}")
+    return 0

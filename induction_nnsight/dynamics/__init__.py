@@ -1,0 +1,13 @@
+"""Training dynamics: a series of checkpoints (a training run's ``checkpoint-STEP/`` directories,
+explicit directories, or Hub revisions such as Pythia's ``step1000``) sorted by step, each scored
+with one heads pass on the same repeated-token probe (loss halves, ICL score, every head's
+induction, previous-token, prefix-matching and duplicate-token scores), a cache of the
+checkpoints already scored, and the detection of the phase change.
+
+- :mod:`~induction_nnsight.dynamics.checkpoints`: ``Checkpoint``, ``find_checkpoints``, ``hub_checkpoints``.
+- :mod:`~induction_nnsight.dynamics.scoring`: ``ProbeSettings``, ``score_checkpoint``, ``score_checkpoints``.
+- :mod:`~induction_nnsight.dynamics.phase`: ``phase_change``.
+
+May import :mod:`induction_nnsight.models`, :mod:`induction_nnsight.probes`,
+:mod:`induction_nnsight.ndif`, :mod:`induction_nnsight.scores` and :mod:`induction_nnsight.errors`.
+"""

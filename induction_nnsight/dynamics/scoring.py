@@ -1,0 +1,185 @@
+"""Scoring checkpoints: one heads pass per checkpoint on one repeated-token probe, cached.
+
+Every checkpoint of a series is scored on the same probe (the same rows of the same token
+ids), so the numbers of two checkpoints differ only by the weights. A checkpoint's result is
+kept in ``OUT/dynamics_cache/`` under a key made of its path (and revision), the probe
+settings and its weight files' sizes and modification times, so a second call scores only
+the checkpoints it has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import InductionError
+from ..models.layout import model_facts
+from ..models.loading import load_model
+from ..ndif.settings import Remote
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_pattern
+from ..scores.heads import head_scores
+from ..scores.losses import half_losses
+from .checkpoints import Checkpoint
+
+DYNAMICS_KINDS = ("induction", "previous_token", "prefix_matching", "duplicate_token")
+CACHE_DIR = "dynamics_cache"
+
+
+@dataclass
+class ProbeSettings:
+    """The probe every checkpoint is scored on (``low``/``high`` None: ``[1000, 10000)`` when the
+    vocabulary holds it, else ``[1, vocab_size)``; ``seq_len`` None: 50, or the longest block whose two
+    copies fit the context; so a tiny model works with no options)."""
+
+    batch: int = 10
+    seq_len: int | None = None
+    seed: int = 0
+    low: int | None = None
+    high: int | None = None
+    bos: bool = True
+    attn_implementation: str | None = None
+
+    def validate(self) -> None:
+        if self.batch < 1:
+            raise InductionError(f"--batch must be at least 1, got {self.batch}")
+        if self.seq_len is not None and self.seq_len < 2:
+            raise InductionError(f"--seq-len must be at least 2 (a repeated half to score), got {self.seq_len}")
+        if self.low is not None and self.high is not None and not 0 <= self.low < self.high:
+            raise InductionError(f"token range [{self.low}, {self.high}) is empty: pass 0 <= --low < --high")
+
+    def token_range(self, vocab_size: int) -> tuple[int, int]:
+        """``(low, high)`` for a model with ``vocab_size`` tokens."""
+        wide = vocab_size >= DEFAULT_HIGH
+        low = self.low if self.low is not None else (DEFAULT_LOW if wide else 1)
+        high = self.high if self.high is not None else (DEFAULT_HIGH if wide else vocab_size)
+        return low, high
+
+    def block_length(self, n_ctx: int | None) -> int:
+        """The repeated block's length for a model whose context is ``n_ctx`` tokens."""
+        if self.seq_len is not None:
+            return self.seq_len
+        return 50 if n_ctx is None else max(2, min(50, (n_ctx - int(self.bos)) // 2))
+
+
+def checkpoint_probe(model, settings: ProbeSettings, name: str) -> Probe:
+    """The repeated-token probe for ``model``, checked against its vocabulary, context and BOS."""
+    facts = model_facts(model)
+    seq_len = settings.block_length(facts.n_ctx)
+    length = int(settings.bos) + 2 * seq_len
+    if facts.n_ctx is not None and length > facts.n_ctx:
+        raise InductionError(f"rows of {length} tokens exceed {name}'s context of {facts.n_ctx}: "
+                             f"pass --seq-len {(facts.n_ctx - int(settings.bos)) // 2} or less")
+    if settings.bos and facts.bos_token_id is None:
+        raise InductionError(f"{name} has no BOS token in its config or tokenizer: pass --no-bos")
+    low, high = settings.token_range(facts.vocab_size)
+    return repeated_pattern(settings.batch, seq_len, seed=settings.seed, low=low, high=high,
+                            bos_token_id=facts.bos_token_id if settings.bos else None, vocab_size=facts.vocab_size)
+
+
+def _plain(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def score_checkpoint(model, probe: Probe, settings: ProbeSettings, remote: Remote = False) -> dict:
+    """One heads pass on one checkpoint: loss halves, ICL score, loss by position and the head scores.
+
+    Returns:
+        ``{"seq_len", "loss_first_half", "loss_repeated_half", "icl_score", "loss_by_position": [pos - 1],
+        "scores": {kind: [n_layers][n_heads]}}``, plain numbers (None where undefined). The ICL score
+        is the repeated-half loss minus the first-half loss (negative when the context helps).
+    """
+    scores = head_scores(model, probe, kinds=DYNAMICS_KINDS, loss=True, per_row=False, remote=remote)
+    first, repeated = half_losses(scores.loss_by_position, probe.period, settings.bos)
+    return {
+        "seq_len": probe.period,
+        "loss_first_half": _plain(first),
+        "loss_repeated_half": _plain(repeated),
+        "icl_score": _plain(repeated - first),
+        "loss_by_position": [_plain(v) for v in scores.loss_by_position.tolist()],
+        "scores": {kind: [[_plain(v) for v in row] for row in scores.mean(kind).tolist()]
+                   for kind in DYNAMICS_KINDS},
+    }
+
+
+def cache_key(checkpoint: Checkpoint, settings: ProbeSettings, remote: bool) -> str:
+    """Key of a checkpoint's cached result: its path or Hub id and revision, the probe settings, the
+    sizes and modification times of its weight files, and where it ran."""
+    path = Path(checkpoint.path)
+    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    where = str(path.resolve()) if path.is_dir() else checkpoint.path
+    text = json.dumps([where, checkpoint.revision, asdict(settings), stamp, bool(remote)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _cached(out: Path | None, key: str) -> dict | None:
+    path = out / CACHE_DIR / f"{key}.json" if out is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):  # a damaged entry is scored again
+        return None
+
+
+def _store(out: Path | None, key: str, entry: dict) -> None:
+    if out is None:
+        return
+    folder = out / CACHE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(entry, stream, allow_nan=False)
+    os.replace(tmp, folder / f"{key}.json")
+
+
+def score_checkpoints(
+    checkpoints: list[Checkpoint], settings: ProbeSettings, *, out: str | Path | None = None,
+    remote: Remote = False, load: Callable[..., object] = load_model, progress: bool = True,
+) -> list[dict]:
+    """Score every checkpoint (skipping those cached in ``out``), in step order.
+
+    Args:
+        checkpoints: From :func:`~induction_nnsight.dynamics.checkpoints.find_checkpoints` or
+            :func:`~induction_nnsight.dynamics.checkpoints.hub_checkpoints`.
+        settings: The probe.
+        out: Directory of the cache (no cache when None).
+        remote: Run each trace on NDIF.
+        load: ``load(path, attn_implementation=, progress=, remote=[, revision=])`` -> model.
+        progress: One line per checkpoint on stderr.
+
+    Returns:
+        Per checkpoint, ``{"step", "path", "revision", "cached", **score_checkpoint(...)}``.
+    """
+    settings.validate()
+    out = Path(out) if out is not None else None
+    results = []
+    for i, checkpoint in enumerate(checkpoints, 1):
+        key = cache_key(checkpoint, settings, bool(remote))
+        began = time.perf_counter()
+        entry = _cached(out, key)
+        cached = entry is not None
+        if entry is None:
+            extra = {"revision": checkpoint.revision} if checkpoint.revision else {}
+            model = load(checkpoint.path, attn_implementation=settings.attn_implementation, progress=False,
+                         remote=bool(remote), **extra)
+            entry = score_checkpoint(model, checkpoint_probe(model, settings, checkpoint.label), settings, remote)
+            _store(out, key, entry)
+        results.append({"step": checkpoint.step, "path": checkpoint.path, "revision": checkpoint.revision,
+                        "cached": cached, **entry})
+        if progress:
+            best = max((v for row in entry["scores"]["induction"] for v in row if v is not None), default=float("nan"))
+            how = "cached" if cached else f"scored in {time.perf_counter() - began:.1f} s"
+            print(f"[{i}/{len(checkpoints)}] step {checkpoint.step} ({checkpoint.label}): best induction "
+                  f"{best:.3f}, ICL score {entry['icl_score'] if entry['icl_score'] is not None else float('nan'):.3f} "
+                  f"nats ({how})", file=sys.stderr, flush=True)
+    return results
