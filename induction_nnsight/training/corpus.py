@@ -1,10 +1,12 @@
 """The training corpus: random tokens in which spans repeat, so predicting by induction pays.
 
-Each row is ``[bos]`` then pairs ``s s`` of a random span ``s`` (uniform tokens from
-``[first_id, vocab_size)``, length uniform in ``[min_span, max_span]``), back to back and cut at
-the row's length. A token of a second copy is predictable from its earlier copy, ``len(s)``
-positions back, and only from it: about half the tokens of a row reward induction, at
-distances the repeated-token probe uses too.
+Each row is ``[bos]`` then segments ``f s g s``: fresh random tokens ``f`` (0 to ``max_span // 2``
+of them), a random span ``s`` (``min_span`` to ``max_span`` tokens), a fresh gap ``g`` (0 to
+``max_span // 4``) and ``s`` again, back to back and cut at the row's length; every token is drawn
+uniformly from ``[first_id, vocab_size)`` and every length uniformly. A token of a second copy
+is predictable from its earlier copy, ``len(s) + len(g)`` positions back, and only from it;
+since the lengths vary independently, neither the distance nor the position gives it away:
+only matching content does (an induction head).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def repeated_spans(
         :class:`CorpusBatch` with ``[batch, length]`` tokens and copy sources.
 
     Example:
-        >>> rows = repeated_spans(1, 9, 10, min_span=2, max_span=2)
-        >>> t = rows.tokens[0].tolist(); t[1:3] == t[3:5] and t[5:7] == t[7:9], rows.source[0, :5].tolist()
-        (True, [-1, -1, -1, 1, 2])
+        >>> rows = repeated_spans(2, 40, 10, min_span=2, max_span=4)
+        >>> copied = rows.source >= 0
+        >>> bool((rows.tokens[copied] == rows.tokens.gather(1, rows.source.clamp(min=0))[copied]).all())
+        True
     """
     if not 1 <= min_span <= max_span:
         raise InductionError(f"span lengths [{min_span}, {max_span}] are empty: pass 1 <= min_span <= max_span")
@@ -74,10 +77,13 @@ def repeated_spans(
         at = start
         while at < length:
             span = int(torch.randint(min_span, max_span + 1, (1,), generator=generator))
-            copy = torch.arange(min(at + span, length), min(at + 2 * span, length))
-            tokens[row, copy] = tokens[row, copy - span]
-            source[row, copy] = copy - span
-            at += 2 * span
+            fresh, gap = (int(v) for v in torch.randint(0, max_span // 2 + 1, (2,), generator=generator))
+            gap //= 2
+            begin = at + fresh + span + gap  # the copy of tokens [at + fresh, at + fresh + span)
+            copy = torch.arange(min(begin, length), min(begin + span, length))
+            tokens[row, copy] = tokens[row, copy - span - gap]
+            source[row, copy] = copy - span - gap
+            at = begin + span
     if bos_token_id is not None:
         tokens[:, 0] = bos_token_id
     return CorpusBatch(tokens, source)
