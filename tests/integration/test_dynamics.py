@@ -1,0 +1,136 @@
+"""``dynamics`` on micro training runs: its numbers for a checkpoint equal the heads pass and the
+scan on that checkpoint loaded directly; a checkpoint saved without a tokenizer works; checkpoints
+already scored are not scored again; bad input ends in one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from induction_nnsight import load_model
+from induction_nnsight.app.arguments import _Parser
+from induction_nnsight.app.cli import guarded
+from induction_nnsight.app.dynamics_job import DynamicsConfig, run_dynamics
+from induction_nnsight.app.jobs import ScanConfig, run_scan
+from induction_nnsight.app.outputs import parse_strict
+from induction_nnsight.dynamics.checkpoints import find_checkpoints
+from induction_nnsight.dynamics.scoring import DYNAMICS_KINDS
+from induction_nnsight.probes.tokens import Probe, repeated_tokens
+from induction_nnsight.scores.heads import head_scores
+from induction_nnsight.training.config import TrainSettings
+from induction_nnsight.training.loop import train
+
+MICRO = dict(steps=12, batch=2, seq_len=24, vocab_size=32, d_model=16, n_heads=2, n_checkpoints=3, log_every=4,
+             max_span=6, warmup=2)
+PROBE = dict(batch=3, seq_len=8, seed=5)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two micro runs: GPT-2 shaped with the id tokenizer, Llama shaped without one."""
+    root = tmp_path_factory.mktemp("runs")
+    train(TrainSettings(**MICRO), root / "gpt2", progress=False)
+    train(TrainSettings(**MICRO, arch="llama", tokenizer=False), root / "llama", progress=False)
+    return root
+
+
+def cli(argv: list[str]) -> int:
+    """The ``dynamics``/``train`` subcommands through the CLI's own error handling."""
+    from induction_nnsight.app import dynamics_job, train_job
+
+    parser = _Parser(prog="induction-nnsight")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dynamics_job.add_parser(commands)
+    train_job.add_parser(commands)
+    args = parser.parse_args(argv)
+    return guarded(lambda: {"dynamics": dynamics_job.command, "train": train_job.command}[args.command](args))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_scores_equal_the_heads_pass_and_the_scan_on_each_checkpoint(runs, arch, tmp_path):
+    results, files = run_dynamics(DynamicsConfig(checkpoints=[str(runs / arch)], out=str(tmp_path), progress=False,
+                                                 **PROBE))
+    assert [c["step"] for c in results["checkpoints"]] == [0, 10, 12]  # checkpoint_steps(12, 3)
+    for entry in results["checkpoints"]:
+        model = load_model(entry["path"], progress=False)
+        tokens = repeated_tokens(3, 8, seed=5, low=1, high=32, bos_token_id=0)
+        direct = head_scores(model, Probe("repeated", tokens, 8, 1, 9), kinds=DYNAMICS_KINDS)
+        for kind in DYNAMICS_KINDS:
+            assert torch.allclose(torch.tensor(entry["scores"][kind]), direct.mean(kind), atol=1e-5), kind
+        scan, _ = run_scan(ScanConfig(model=entry["path"], low=1, high=32, **PROBE), model)
+        assert entry["loss_first_half"] == pytest.approx(scan["mean_loss_first_half"], abs=1e-5)
+        assert entry["loss_repeated_half"] == pytest.approx(scan["mean_loss_repeated_half"], abs=1e-5)
+        assert entry["icl_score"] == pytest.approx(entry["loss_repeated_half"] - entry["loss_first_half"], abs=2e-6)
+        assert torch.allclose(torch.tensor(entry["scores"]["induction"]), torch.tensor(scan["induction_scores"]), atol=1e-5)
+    saved = parse_strict(files["dynamics_results.json"])
+    assert list(saved) == ["settings", "checkpoints", "phase_change"]
+    assert set(saved["checkpoints"][0]) >= {"step", "path", "loss_first_half", "loss_repeated_half", "icl_score", "scores"}
+    assert saved["phase_change"]["before"] < saved["phase_change"]["step"]
+    for name in ("dynamics_induction.json", "dynamics_loss.json", "dynamics_heatmap.json"):
+        assert parse_strict(files[name])["data"]
+
+
+def test_checkpoint_without_tokenizer_loads_with_bos_from_config(runs):
+    path = runs / "llama" / "checkpoint-12"
+    assert not (path / "tokenizer.json").exists()
+    model = load_model(str(path), progress=False)
+    assert model.tokenizer.bos_token_id == 0 and model.tokenizer.decode([5]) == "t5"
+
+
+def test_checkpoints_already_scored_are_not_scored_again(runs, tmp_path):
+    loads = []
+
+    def counting(path, **kwargs):
+        loads.append(path)
+        return load_model(path, **kwargs)
+
+    config = DynamicsConfig(checkpoints=[str(runs / "gpt2" / "checkpoint-0"), str(runs / "gpt2" / "checkpoint-10")],
+                            out=str(tmp_path), progress=False, **PROBE)
+    first, _ = run_dynamics(config, load=counting)
+    assert len(loads) == 2
+    config.checkpoints = [str(runs / "gpt2")]  # the whole run: only checkpoint-12 is new
+    second, _ = run_dynamics(config, load=counting)
+    assert len(loads) == 3 and loads[-1].endswith("checkpoint-12")
+    assert second["checkpoints"][:2] == first["checkpoints"]
+
+    def refuse(path, **kwargs):
+        raise AssertionError(f"{path} was scored again")
+
+    third, _ = run_dynamics(config, load=refuse)
+    assert third == second
+    config.seed = 6  # other settings: scored again
+    with pytest.raises(AssertionError, match="scored again"):
+        run_dynamics(config, load=refuse)
+
+
+def test_checkpoints_sorted_by_step(runs):
+    found = find_checkpoints([str(runs / "gpt2" / "checkpoint-12"), str(runs / "gpt2" / "checkpoint-0")])
+    assert [c.step for c in found] == [0, 12]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["dynamics", "no/such/dir"], "no directory at no/such/dir"),
+    (["dynamics"], "no checkpoints given"),
+    (["dynamics", "RUN", "--seq-len", "40"], "exceed"),
+    (["dynamics", "--model", "EleutherAI/pythia-70m", "--revisions", "step0,step1000"], "needs the Hugging Face Hub"),
+    (["dynamics", "--revisions", "step0"], "--revisions needs --model"),
+    (["dynamics", "RUN", "--model", "EleutherAI/pythia-70m", "--revisions", "step0"], "not both"),
+    (["train", "--out", "OUT", "--d-model", "30", "--n-heads", "4"], "not a multiple"),
+])
+def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    argv = [str(runs / "gpt2") if a == "RUN" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    assert cli(argv + ["--out", str(tmp_path / "charts")] if argv[0] == "dynamics" else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_cli_writes_the_results_files(runs, tmp_path, capsys):
+    assert cli(["dynamics", str(runs / "gpt2"), "--batch", "3", "--seq-len", "8", "--out", str(tmp_path), "--quiet"]) == 0
+    results = json.loads((tmp_path / "dynamics_results.json").read_text())
+    assert [c["step"] for c in results["checkpoints"]] == [0, 10, 12] and "run_id" in results
+    assert "phase change" in capsys.readouterr().out
