@@ -26,10 +26,10 @@ class TrainSettings:
 
     seed: int = 0
     arch: str = "gpt2"
-    steps: int = 1200
-    batch: int = 16
-    seq_len: int = 128
-    vocab_size: int = 128
+    steps: int = 2500
+    batch: int = 32
+    seq_len: int = 64
+    vocab_size: int = 64
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
@@ -38,7 +38,7 @@ class TrainSettings:
     warmup: int = 50
     weight_decay: float = 0.01
     min_span: int = 4
-    max_span: int = 60
+    max_span: int = 31  # (seq_len - 1) // 2: the repeated-token probe's block fits the context and the training distances
     n_checkpoints: int = 20
     log_every: int = 10
     tokenizer: bool = True

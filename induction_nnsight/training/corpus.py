@@ -31,6 +31,19 @@ class CorpusBatch:
     source: torch.Tensor
 
 
+def skip_bigram_logits(vocab_size: int, seed: int, first_id: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The corpus's "language": ``[vocab, vocab - first_id]`` logits of the next fresh token given the
+    token two back and given the previous token (summed), a pure function of ``seed``.
+
+    A fresh token depends on the two before it, so a previous-token head pays on its own (it brings
+    the token two back to the position that predicts), as bigram statistics make it pay in text;
+    an induction head composes with it.
+    """
+    generator = torch.Generator().manual_seed(seed * 7919 + 17)
+    shape = (vocab_size, vocab_size - first_id)
+    return 1.5 * torch.randn(shape, generator=generator), 1.5 * torch.randn(shape, generator=generator)
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator of step ``step``'s batch: a pure function of ``(seed, step)``, so a resumed run
     draws the batches an uninterrupted one would."""
@@ -71,7 +84,6 @@ def repeated_spans(
         raise InductionError(f"a corpus batch needs at least 1 row of 2 tokens, got {batch} x {length}")
     generator = step_generator(seed, step)
     start = int(bos_token_id is not None)
-    tokens = torch.randint(first_id, vocab_size, (batch, length), generator=generator)
     source = torch.full((batch, length), -1, dtype=torch.long)
     for row in range(batch):
         at = start
@@ -81,9 +93,15 @@ def repeated_spans(
             gap //= 2
             begin = at + fresh + span + gap  # the copy of tokens [at + fresh, at + fresh + span)
             copy = torch.arange(min(begin, length), min(begin + span, length))
-            tokens[row, copy] = tokens[row, copy - span - gap]
             source[row, copy] = copy - span - gap
             at = begin + span
+    first, second = skip_bigram_logits(vocab_size, seed, first_id)
+    tokens = torch.full((batch, length), first_id, dtype=torch.long)
     if bos_token_id is not None:
         tokens[:, 0] = bos_token_id
+    for t in range(start, length):  # fresh tokens follow the chain; copied ones repeat their source
+        logits = second[tokens[:, t - 1]] + (first[tokens[:, t - 2]] if t >= 2 else 0.0)  # [batch, vocab - first_id]
+        drawn = first_id + torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+        copied = source[:, t] >= 0
+        tokens[:, t] = torch.where(copied, tokens.gather(1, source[:, t:t + 1].clamp(min=0))[:, 0], drawn)
     return CorpusBatch(tokens, source)
