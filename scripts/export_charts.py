@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
 from induction_nnsight.app.ablate_job import AblateConfig, run_ablate  # noqa: E402
+from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit  # noqa: E402
 from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
 from induction_nnsight.app.cli import guarded  # noqa: E402
 from induction_nnsight.app.jobs import (  # noqa: E402
@@ -63,6 +64,8 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     )[1],
     "ablate": lambda model: run_ablate(AblateConfig(model=DEFAULT_MODEL), model, progress=False)[1],
     "patch": lambda model: run_patch(PatchConfig(model=DEFAULT_MODEL), model, progress=False)[1],
+    # the two strongest induction heads (the default five take ~10 min on 2 cores; docs/circuit.md)
+    "circuit": lambda model: run_circuit(CircuitConfig(model=DEFAULT_MODEL, top=2), model, progress=False)[1],
 }
 
 

@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--repeat", type=int, default=2, help="copies of the prompt (default 2)")
     view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
     add_causal_parsers(commands)
+    add_circuit_parser(commands)
     cache = commands.add_parser("cache", help="what the model cache holds, where, and how large; --clear empties it")
     cache.add_argument("--clear", action="store_true", help="remove every cached model (waits for a running conversion)")
     return parser
@@ -169,3 +170,25 @@ def add_causal_parsers(commands) -> None:
     patch.add_argument("--layers", type=_int_list, help="only these layers (heads and residual grids)")
     patch.add_argument("--positions", type=_int_list, help="only these positions (residual and q/k/v grids)")
     patch.add_argument("--max-tokens", type=_positive, default=4096, help="tokens per batched trace (default 4096)")
+
+
+def add_circuit_parser(commands) -> None:
+    """The ``circuit`` subcommand."""
+    from ..causal.path_patching import METHODS, PATHS
+    from ..causal.variants import DEFAULT_MAX_TOKENS
+
+    parser = commands.add_parser("circuit", help="which earlier heads feed each induction head: path patching "
+                                 "(k, q, v, total) and composition scores, with a circuit graph")
+    add_model_args(parser)
+    add_token_args(parser)
+    parser.set_defaults(batch=2, seq_len=20)
+    parser.add_argument("--top", type=_positive, default=5, help="top induction heads to explain (default 5)")
+    parser.add_argument("--targets", help="explain these heads instead, e.g. L18H6,L17H3")
+    parser.add_argument("--method", choices=list(METHODS), default="zero",
+                        help="remove a source's output by zeroing it or by its mean over a second batch (default zero)")
+    parser.add_argument("--paths", type=lambda t: tuple(p for p in t.replace(",", " ").split()), default=PATHS,
+                        help="any of k,q,v,total (default all)")
+    parser.add_argument("--no-composition", dest="composition", action="store_false",
+                        help="skip the composition scores from the weights")
+    parser.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
+                        help=f"tokens per batched trace (default {DEFAULT_MAX_TOKENS})")

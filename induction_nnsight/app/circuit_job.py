@@ -8,7 +8,6 @@ a text summary. The CLI's parser and command live here too (:func:`add_parser`, 
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,7 +19,6 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..probes.tokens import Probe, repeated_tokens
 from ..scores.heads import head_scores
-from .arguments import _positive, add_model_args, add_token_args
 from .circuit_charts import circuit_graph_figure, circuit_heatmap_figure
 from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
 from .outputs import rounded, to_json
@@ -161,45 +159,3 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
     seconds = time.perf_counter() - started
     kinds, scores = _kinds(model, tokens, config, remote)
     return circuit_files(result, config, facts, kinds, scores, seconds)
-
-
-def add_parser(commands) -> argparse.ArgumentParser:
-    """The ``circuit`` subcommand."""
-    parser = commands.add_parser("circuit", help="which earlier heads feed each induction head: path patching "
-                                 "(k, q, v, total) and composition scores, with a circuit graph")
-    add_model_args(parser)
-    add_token_args(parser)
-    parser.set_defaults(batch=2, seq_len=20)
-    parser.add_argument("--top", type=_positive, default=5, help="top induction heads to explain (default 5)")
-    parser.add_argument("--targets", help="explain these heads instead, e.g. L18H6,L17H3")
-    parser.add_argument("--method", choices=list(METHODS), default="zero",
-                        help="remove a source's output by zeroing it or by its mean over a reference batch (default zero)")
-    parser.add_argument("--paths", type=lambda t: tuple(p for p in t.replace(",", " ").split()), default=PATHS,
-                        help="any of k,q,v,total (default all)")
-    parser.add_argument("--no-composition", dest="composition", action="store_false",
-                        help="skip the composition scores from the weights")
-    parser.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
-                        help=f"tokens per batched trace (default {DEFAULT_MAX_TOKENS})")
-    return parser
-
-
-def command(args: argparse.Namespace) -> int:
-    """Run ``induction-nnsight circuit``: write the files, print the summary."""
-    from .arguments import remote_args
-    from .cli import _write
-    from .outputs import prepare_out_dir
-
-    config = CircuitConfig(
-        model=args.model, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high,
-        bos=args.bos, top=args.top, attn_implementation=args.attn_implementation, targets=args.targets,
-        method=args.method, paths=tuple(args.paths), composition=args.composition, max_tokens=args.max_tokens,
-        **remote_args(args),
-    )
-    config.validate()
-    out = prepare_out_dir(args.out)
-    results, files = run_circuit(config)
-    _write(out, files)
-    print(f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
-          f"{len(results['edges'])} edges in {results['seconds']:.1f} s")
-    print(results["summary"])
-    return 0

@@ -158,6 +158,21 @@ def _cache_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _circuit_command(args: argparse.Namespace) -> int:
+    from .circuit_job import CircuitConfig, run_circuit
+
+    config = CircuitConfig(**vars(scan_config(args)), targets=args.targets, method=args.method,
+                           paths=tuple(args.paths), composition=args.composition, max_tokens=args.max_tokens)
+    config.validate()
+    out = prepare_out_dir(args.out)
+    results, files = run_circuit(config)
+    _write(out, files)
+    print(f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
+          f"{len(results['edges'])} edges in {results['seconds']:.1f} s")
+    print(results["summary"])
+    return 0
+
+
 _COMMANDS = {
     "scan": _scan_command,
     "heads": _heads_command,
@@ -166,6 +181,7 @@ _COMMANDS = {
     "ablate": _ablate_command,
     "patch": _patch_command,
     "cache": _cache_command,
+    "circuit": _circuit_command,
 }
 
 

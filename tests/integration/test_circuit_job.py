@@ -1,11 +1,11 @@
 """The circuit job on a tiny model: its files, their strict JSON, the config's checks and the parser."""
 
-import argparse
 import json
 
 import pytest
 
-from induction_nnsight.app.circuit_job import CircuitConfig, add_parser, run_circuit
+from induction_nnsight.app.arguments import build_parser
+from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit
 from induction_nnsight.app.outputs import parse_strict
 from induction_nnsight.errors import InductionError
 
@@ -40,7 +40,5 @@ def test_config_refuses_bad_settings(change, message):
 
 
 def test_parser_defaults():
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["circuit", "--targets", "L18H6", "--paths", "k,v"])
+    args = build_parser().parse_args(["circuit", "--targets", "L18H6", "--paths", "k,v"])
     assert (args.batch, args.seq_len, args.top, args.paths, args.method) == (2, 20, 5, ("k", "v"), "zero")
