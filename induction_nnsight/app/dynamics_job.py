@@ -77,20 +77,26 @@ def icl_positions(n_losses: int, seq_len: int, bos: bool) -> tuple[int, int]:
     return default_icl_positions(seq_len, bos)
 
 
+def _tensor(values) -> torch.Tensor:
+    """Plain (possibly nested) numbers with None for undefined ones -> a float tensor with NaN."""
+    if isinstance(values, list):
+        return torch.stack([_tensor(v) for v in values]) if values else torch.empty(0)
+    return torch.tensor(float("nan") if values is None else float(values))
+
+
 def _entry(scored: dict, positions: tuple[int, int], n_heads: int) -> dict:
-    induction = torch.tensor([[float("nan") if v is None else v for v in row] for row in scored["scores"]["induction"]])
-    best, index = best_heads(induction[None])
-    loss = torch.tensor([float("nan") if v is None else v for v in scored["loss_by_position"]])
+    """One checkpoint of ``dynamics_results.json``, from :func:`score_checkpoints`' plain numbers."""
+    best, index = best_heads(_tensor(scored["scores"]["induction"])[None])
+    loss = _tensor(scored["loss_by_position"])
+    revision = {"revision": scored["revision"]} if scored["revision"] else {}
+    halves = {key: table(_tensor(scored[key])) for key in ("loss_first_half", "loss_repeated_half", "icl_score")}
     return {
-        "step": scored["step"], "path": scored["path"], **({"revision": scored["revision"]} if scored["revision"] else {}),
-        "loss_first_half": rounded(scored["loss_first_half"] if scored["loss_first_half"] is not None else float("nan")),
-        "loss_repeated_half": rounded(scored["loss_repeated_half"] if scored["loss_repeated_half"] is not None else float("nan")),
-        "icl_score": rounded(scored["icl_score"] if scored["icl_score"] is not None else float("nan")),
+        "step": scored["step"], "path": scored["path"], **revision, **halves,
         "icl_late_minus_early": rounded(icl_score(loss, *positions)),
-        "best_induction": {"layer": int(index[0]) // n_heads, "head": int(index[0]) % n_heads, "score": rounded(best[0])},
+        "best_induction": {"layer": int(index[0]) // n_heads, "head": int(index[0]) % n_heads,
+                           "score": rounded(best[0])},
         "loss_by_position": table(loss),
-        "scores": {kind: [[rounded(v if v is not None else float("nan")) for v in row] for row in scored["scores"][kind]]
-                   for kind in DYNAMICS_KINDS},
+        "scores": {kind: table(_tensor(scored["scores"][kind])) for kind in DYNAMICS_KINDS},
     }
 
 

@@ -21,7 +21,8 @@ class TrainSettings:
     ``"llama"`` is Llama shaped (rotary positions, RMSNorm, no biases). With ``mlp=False``
     (default) the MLPs output exactly zero: Llama's have width 0; GPT-2's cannot (its ``Conv1D``
     refuses an empty input), so they have width 1 with every weight and bias zero and never
-    trained. Either way an attention-only transformer, as in Olsson et al.'s small models. ``mlp=True`` gives MLPs of width ``4 d_model``.
+    trained. Either way an attention-only transformer, as in Olsson et al.'s small models.
+    ``mlp=True`` gives MLPs of width ``4 d_model``.
     """
 
     seed: int = 0
@@ -38,7 +39,7 @@ class TrainSettings:
     warmup: int = 50
     weight_decay: float = 0.01
     min_span: int = 4
-    max_span: int = 31  # (seq_len - 1) // 2: the repeated-token probe's block fits the context and the training distances
+    max_span: int = 31  # (seq_len - 1) // 2: the probe's block fits the context and the training distances
     n_checkpoints: int = 20
     log_every: int = 10
     tokenizer: bool = True

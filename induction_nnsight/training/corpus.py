@@ -1,12 +1,14 @@
-"""The training corpus: random tokens in which spans repeat, so predicting by induction pays.
+"""The training corpus: a small random "language" in which spans repeat, so induction pays.
 
-Each row is ``[bos]`` then segments ``f s g s``: fresh random tokens ``f`` (0 to ``max_span // 2``
-of them), a random span ``s`` (``min_span`` to ``max_span`` tokens), a fresh gap ``g`` (0 to
-``max_span // 4``) and ``s`` again, back to back and cut at the row's length; every token is drawn
-uniformly from ``[first_id, vocab_size)`` and every length uniformly. A token of a second copy
-is predictable from its earlier copy, ``len(s) + len(g)`` positions back, and only from it;
-since the lengths vary independently, neither the distance nor the position gives it away:
-only matching content does (an induction head).
+Each row is ``[bos]`` then segments ``f s g s``: fresh tokens ``f`` (0 to ``max_span // 2`` of
+them), a span ``s`` (``min_span`` to ``max_span`` tokens), a fresh gap ``g`` (0 to
+``max_span // 4``) and ``s`` again, back to back and cut at the row's length; every length is
+drawn uniformly. Fresh tokens follow a fixed skip-bigram chain (each depends on the two before
+it, see :func:`skip_bigram_logits`), so a previous-token head pays on its own, as bigram
+statistics make it pay in text. A token of a second copy is predictable from its earlier copy,
+``len(s) + len(g)`` positions back, and only from it: the distance varies independently of the
+position, so only matching content (an induction head, composed with a previous-token head)
+predicts it. Everything is a pure function of ``(seed, step)``.
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ def _losses(model, tokens: torch.Tensor, source: torch.Tensor) -> tuple[torch.Te
 
 
 def _optimizer(model, settings: TrainSettings) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(trained_parameters(model, settings), lr=settings.lr, betas=(0.9, 0.98), weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(trained_parameters(model, settings), lr=settings.lr, betas=(0.9, 0.98),
+                             weight_decay=settings.weight_decay)
 
 
 def train(settings: TrainSettings, out: str | Path, *, progress: bool = True) -> TrainRun:
@@ -180,7 +181,8 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
             optimizer.step()
             seconds = seconds_before + time.perf_counter() - began
             if step % settings.log_every == 0 or step in planned:
-                line = {"step": step, "loss": float(loss.detach()), "loss_fresh": fresh, "loss_copied": copied, "lr": lr,
+                line = {"step": step, "loss": float(loss.detach()), "loss_fresh": fresh, "loss_copied": copied,
+                        "lr": lr,
                         "seconds": round(seconds, 3)}
                 log.append(line)
                 stream.write(json.dumps(line) + "\n")
