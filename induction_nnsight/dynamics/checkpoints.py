@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +127,9 @@ def check_hub(checkpoints: list[Checkpoint]) -> None:
 
     missing = [c for c in checkpoints if c.revision and not cached(c)]
     if missing and not _hub_reachable():
+        offline = " and unset HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise InductionError(
             f"--revisions needs the Hugging Face Hub, which is unreachable (revision {missing[0].revision} of "
-            f"{missing[0].path} is not cached): connect to the Hub (unset HF_HUB_OFFLINE), or score local "
+            f"{missing[0].path} is not cached): connect to the Hub{offline}, or score local "
             "checkpoint directories, e.g. a run from `induction-nnsight train`"
         )
