@@ -50,8 +50,9 @@ ATOL = 1e-3
 VOLATILE_KEYS = {"seconds", "run_id"}
 # Keys that hold a ranked head's value in ranked lists ({"layer", "head", "score"} ...).
 RANK_VALUES = ("score", "delta")
-# charts/ files written by another script (bench/run.py: timings, not reproducible numbers).
-OTHER_PRODUCERS = ("bench_",)
+# charts/ files written by other commands: bench/run.py (timings, not reproducible numbers) and the
+# train + dynamics commands (docs/dynamics.md gives the steps).
+OTHER_PRODUCERS = ("bench_", "dynamics_")
 
 ATTENTION_PROMPT = "The quick brown fox jumps over the lazy dog."
 

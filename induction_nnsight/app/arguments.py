@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
     add_causal_parsers(commands)
     add_circuit_parser(commands)
+    from . import dynamics_job, train_job  # they use this module's helpers: imported here, not at the top
+
+    train_job.add_parser(commands)
+    dynamics_job.add_parser(commands)
     cache = commands.add_parser("cache", help="what the model cache holds, where, and how large; --clear empties it")
     cache.add_argument("--clear", action="store_true", help="remove every cached model (waits for a running conversion)")
     return parser

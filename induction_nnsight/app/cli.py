@@ -14,6 +14,7 @@ from ..errors import InductionError
 from .arguments import EXIT_BAD_INPUT, build_parser, remote_args
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
 from .outputs import prepare_out_dir, write_files
+from . import dynamics_job, train_job
 from .report import heads_table
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -182,6 +183,8 @@ _COMMANDS = {
     "patch": _patch_command,
     "cache": _cache_command,
     "circuit": _circuit_command,
+    "train": train_job.command,
+    "dynamics": dynamics_job.command,
 }
 
 

@@ -116,7 +116,7 @@ def check_hub(checkpoints: list[Checkpoint]) -> None:
     """
     from huggingface_hub import try_to_load_from_cache
 
-    from ..models.loading import _hub_reachable
+    from ..models.loading import hub_reachable
 
     def cached(checkpoint: Checkpoint) -> bool:
         try:
@@ -126,7 +126,7 @@ def check_hub(checkpoints: list[Checkpoint]) -> None:
         return isinstance(found, str)
 
     missing = [c for c in checkpoints if c.revision and not cached(c)]
-    if missing and not _hub_reachable():
+    if missing and not hub_reachable():
         offline = " and unset HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise InductionError(
             f"--revisions needs the Hugging Face Hub, which is unreachable (revision {missing[0].revision} of "

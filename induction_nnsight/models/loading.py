@@ -184,7 +184,7 @@ def _offline_error(name: str) -> InductionError:
     )
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face Hub answers a TCP connection (no request is sent)."""
     import socket
     from urllib.parse import urlparse
@@ -264,7 +264,7 @@ def load_model(
     from nnsight import TransformersModel
 
     path = resolve_model_path(name, progress)
-    if path == name and not Path(name).expanduser().exists() and not _cached_on_hub(name) and not _hub_reachable():
+    if path == name and not Path(name).expanduser().exists() and not _cached_on_hub(name) and not hub_reachable():
         raise _offline_error(name)  # in a second, not after the Hub client's retries
     if remote:  # NDIF serves its models under sdpa
         attn_implementation = attn_implementation or "sdpa"

@@ -17,12 +17,14 @@ import induction_nnsight
 
 PACKAGE = "induction_nnsight"
 ROOT = Path(induction_nnsight.__file__).parent
-SUBPACKAGES = ("models", "probes", "ndif", "scores", "causal", "app")
+SUBPACKAGES = ("models", "probes", "training", "ndif", "scores", "dynamics", "causal", "app")
 ALLOWED = {
     "models": {"errors"},
     "probes": {"models", "errors"},
     "ndif": {"models", "errors"},
+    "training": {"models", "probes", "errors"},
     "scores": {"models", "probes", "ndif", "errors"},
+    "dynamics": {"models", "probes", "ndif", "scores", "errors"},
     "causal": {"models", "probes", "ndif", "scores", "errors"},
     "app": {*SUBPACKAGES, "errors"},
     "": {*SUBPACKAGES, "errors"},  # the top-level __init__ re-exports everything
