@@ -20,12 +20,12 @@ from .models.layout import ModelLayout, model_facts, model_layout, set_layout
 from .models.loading import DEFAULT_MODEL, load_model
 from .probes.tokens import (
     Probe,
-    abab_pattern,
-    repeated_pattern,
+    abab_probe,
+    repeated_probe,
     repeated_tokens,
-    separator_pattern,
-    small_vocab_pattern,
-    text_pattern,
+    separator_probe,
+    small_vocab_probe,
+    text_probe,
 )
 from .scores.detect import HeadDetection, detect_heads
 from .scores.heads import HEAD_KINDS, HeadScores, head_scores
@@ -45,11 +45,11 @@ __all__ = [
     # probes
     "Probe",
     "repeated_tokens",
-    "repeated_pattern",
-    "abab_pattern",
-    "separator_pattern",
-    "small_vocab_pattern",
-    "text_pattern",
+    "repeated_probe",
+    "abab_probe",
+    "separator_probe",
+    "small_vocab_probe",
+    "text_probe",
     # the scan
     "scan",
     "ScanResult",

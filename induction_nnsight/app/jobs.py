@@ -18,7 +18,7 @@ from .report import ascii_attention, text_report, top_heads
 from ..scores.losses import half_losses
 from ..scores.scan import head_attention, scan
 from ..scores.reductions import induction_token_mask
-from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_pattern
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_probe
 
 
 @dataclass
@@ -247,7 +247,7 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
     if not 0 <= config.head < facts.n_heads:
         raise InductionError(f"--head {config.head} is out of range: pass 0..{facts.n_heads - 1}")
     ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
-    probe = text_pattern(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
+    probe = text_probe(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
     if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:
         raise InductionError(f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
                              f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat")

@@ -24,7 +24,7 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..ndif.settings import Remote
-from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_pattern
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_probe
 from ..scores.heads import head_scores
 from ..scores.losses import half_losses
 from .checkpoints import Checkpoint
@@ -80,7 +80,7 @@ def checkpoint_probe(model, settings: ProbeSettings, name: str) -> Probe:
     if settings.bos and facts.bos_token_id is None:
         raise InductionError(f"{name} has no BOS token in its config or tokenizer: pass --no-bos")
     low, high = settings.token_range(facts.vocab_size)
-    return repeated_pattern(settings.batch, seq_len, seed=settings.seed, low=low, high=high,
+    return repeated_probe(settings.batch, seq_len, seed=settings.seed, low=low, high=high,
                             bos_token_id=facts.bos_token_id if settings.bos else None, vocab_size=facts.vocab_size)
 
 

@@ -115,7 +115,7 @@ class Probe:
         return mask
 
 
-def repeated_pattern(
+def repeated_probe(
     batch: int, seq_len: int, *, n_repeats: int = 2, bos_token_id: int | None = None, **kwargs
 ) -> Probe:
     """Random blocks repeated ``n_repeats`` times (see :func:`repeated_tokens` for ``kwargs``)."""
@@ -124,7 +124,7 @@ def repeated_pattern(
     return Probe("repeated", tokens, seq_len, start, start + seq_len)
 
 
-def abab_pattern(
+def abab_probe(
     batch: int, n_pairs: int, *, seed: int = 0, low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH,
     bos_token_id: int | None = None,
 ) -> Probe:
@@ -141,7 +141,7 @@ def abab_pattern(
     return Probe("abab", tokens, 2, start, start + 2)
 
 
-def separator_pattern(
+def separator_probe(
     batch: int, seq_len: int, separator_id: int, *, bos_token_id: int | None = None, **kwargs
 ) -> Probe:
     """Rows ``[bos] r_1..r_T SEP r_1..r_T``: copying across a separator token."""
@@ -154,7 +154,7 @@ def separator_pattern(
     return Probe("separator", torch.cat(rows, 1), seq_len + 1, start, start + seq_len + 1)
 
 
-def small_vocab_pattern(
+def small_vocab_probe(
     batch: int, seq_len: int, vocab_ids: list[int], *, seed: int = 0, bos_token_id: int | None = None
 ) -> Probe:
     """Repeated blocks drawn from a small vocabulary (e.g. single letters): many accidental repeats.
@@ -172,7 +172,7 @@ def small_vocab_pattern(
     return Probe("small_vocab", tokens, seq_len, start, start + seq_len)
 
 
-def text_pattern(ids: list[int], *, n_repeats: int = 2, bos_token_id: int | None = None) -> Probe:
+def text_probe(ids: list[int], *, n_repeats: int = 2, bos_token_id: int | None = None) -> Probe:
     """A user's own token ids (one row) repeated ``n_repeats`` times."""
     if not ids:
         raise InductionError("the text has no tokens: pass a non-empty prompt")

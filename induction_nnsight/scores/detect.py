@@ -12,7 +12,7 @@ from .heads import HeadScores, head_scores
 from ..models.layout import model_facts
 from .ranking import rank_heads
 from .registry import get_score
-from ..probes.tokens import Probe, repeated_pattern
+from ..probes.tokens import Probe, repeated_probe
 
 
 def bootstrap_interval(
@@ -90,7 +90,7 @@ def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos:
     facts = model_facts(model)
     high = min(10000, facts.vocab_size)
     low = min(1000, high // 10)
-    return repeated_pattern(
+    return repeated_probe(
         batch, seq_len, seed=seed, low=low, high=high, vocab_size=facts.vocab_size,
         bos_token_id=facts.bos_token_id if bos else None,
     )

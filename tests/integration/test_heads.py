@@ -9,7 +9,7 @@ import nnsight
 from induction_nnsight.models.attention import attention_call_name, attention_modules, attention_pattern
 from induction_nnsight.scores.heads import HEAD_KINDS, head_scores
 from induction_nnsight.scores.registry import get_score
-from induction_nnsight.probes.tokens import repeated_pattern
+from induction_nnsight.probes.tokens import repeated_probe
 from tests.conftest import ALL_ARCHS, SDPA_ARCHS, TINY_BOS
 from tests.reference import plain_attentions, reference_kind_scores
 
@@ -18,7 +18,7 @@ PATTERN_KINDS = tuple(kind for kind in HEAD_KINDS if get_score(kind).reads == "p
 
 
 def probe(batch=3, seed=0):
-    return repeated_pattern(batch, SEQ_LEN, seed=seed, low=1, high=128, bos_token_id=TINY_BOS)
+    return repeated_probe(batch, SEQ_LEN, seed=seed, low=1, high=128, bos_token_id=TINY_BOS)
 
 
 @pytest.mark.parametrize("arch", ALL_ARCHS)

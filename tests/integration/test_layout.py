@@ -5,13 +5,13 @@ import torch
 
 from induction_nnsight import InductionError
 from induction_nnsight.models.layout import LAYOUT_KEYS, model_layout, set_layout
-from induction_nnsight.probes.tokens import repeated_pattern
+from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.heads import head_scores
 from tests.conftest import TINY_BOS
 
 
 def probe():
-    return repeated_pattern(3, 10, seed=0, low=1, high=128, bos_token_id=TINY_BOS)
+    return repeated_probe(3, 10, seed=0, low=1, high=128, bos_token_id=TINY_BOS)
 
 
 def _rename(module: torch.nn.Module, old: str, new: str) -> None:

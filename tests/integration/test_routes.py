@@ -25,7 +25,7 @@ from induction_nnsight.scores.heads import HEAD_KINDS, head_scores
 from induction_nnsight.scores.losses import half_losses
 from induction_nnsight.scores.registry import get_score
 from induction_nnsight.scores.scan import induction_scores, loss_by_position, scan
-from induction_nnsight.probes.tokens import repeated_pattern
+from induction_nnsight.probes.tokens import repeated_probe
 from tests.conftest import TINY_BOS
 
 ATOL = 1e-5
@@ -37,7 +37,7 @@ RUN_KINDS = tuple(k for k in HEAD_KINDS if get_score(k).reads != "weights")
 
 
 def probe():
-    return repeated_pattern(BATCH, SEQ_LEN, seed=0, low=1, high=128, bos_token_id=TINY_BOS)
+    return repeated_probe(BATCH, SEQ_LEN, seed=0, low=1, high=128, bos_token_id=TINY_BOS)
 
 
 def close(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL) -> bool:

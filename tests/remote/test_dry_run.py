@@ -17,7 +17,7 @@ from induction_nnsight import (
     head_scores,
     induction_scores,
     loss_by_position,
-    repeated_pattern,
+    repeated_probe,
     repeated_tokens,
     scan,
 )
@@ -50,7 +50,7 @@ def test_every_trace_function_survives_the_round_trip(tiny_model, arch, attn):
 def test_the_head_taxonomy_survives_the_round_trip(tiny_model, arch, attn):
     """Every kind, the weight-only OV score included, and the one-head attention view."""
     model = tiny_model(arch, attn)
-    probe = repeated_pattern(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
+    probe = repeated_probe(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
     local = head_scores(model, probe)
     dry = head_scores(model, probe, remote="local")
     for kind in local.kinds:

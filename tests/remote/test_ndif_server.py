@@ -49,9 +49,9 @@ def test_remote_equals_local(ndif, tiny_model, arch):
 
 
 def test_head_taxonomy_remote_equals_local(ndif, tiny_model):
-    from induction_nnsight import head_scores, repeated_pattern
+    from induction_nnsight import head_scores, repeated_probe
 
-    probe = repeated_pattern(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
+    probe = repeated_probe(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
     local = head_scores(tiny_model("llama", "sdpa"), probe)
     remote = head_scores(ndif.models["llama"], probe, remote=RemoteSettings(ndif.host))
     for kind in local.kinds:

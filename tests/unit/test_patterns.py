@@ -3,11 +3,11 @@ import torch
 
 from induction_nnsight import InductionError
 from induction_nnsight.probes.tokens import (
-    abab_pattern,
-    repeated_pattern,
-    separator_pattern,
-    small_vocab_pattern,
-    text_pattern,
+    abab_probe,
+    repeated_probe,
+    separator_probe,
+    small_vocab_probe,
+    text_probe,
 )
 
 
@@ -20,7 +20,7 @@ def assert_second_copy_predicted(batch, length):
 
 
 def test_repeated_ground_truth():
-    batch = repeated_pattern(3, 6, n_repeats=3, bos_token_id=1)  # [1000, 10000): no accidental repeats
+    batch = repeated_probe(3, 6, n_repeats=3, bos_token_id=1)  # [1000, 10000): no accidental repeats
     assert batch.tokens.shape == (3, 1 + 18)
     assert (batch.first_start, batch.second_start, batch.period) == (1, 7, 6)
     assert_second_copy_predicted(batch, 6)
@@ -29,7 +29,7 @@ def test_repeated_ground_truth():
 
 
 def test_abab():
-    batch = abab_pattern(4, 3, bos_token_id=0, low=5, high=7)
+    batch = abab_probe(4, 3, bos_token_id=0, low=5, high=7)
     a, b = batch.tokens[:, 1], batch.tokens[:, 2]
     assert (a != b).all()
     assert torch.equal(batch.tokens[:, 1:], torch.stack([a, b] * 3, 1))
@@ -37,14 +37,14 @@ def test_abab():
 
 
 def test_separator():
-    batch = separator_pattern(2, 4, separator_id=99, bos_token_id=0)
+    batch = separator_probe(2, 4, separator_id=99, bos_token_id=0)
     assert (batch.tokens[:, 5] == 99).all()
     assert torch.equal(batch.tokens[:, 1:5], batch.tokens[:, 6:10])
     assert_second_copy_predicted(batch, 4)
 
 
 def test_small_vocab_has_accidental_repeats():
-    batch = small_vocab_pattern(2, 30, [11, 12, 13], bos_token_id=0)
+    batch = small_vocab_probe(2, 30, [11, 12, 13], bos_token_id=0)
     assert set(batch.tokens[:, 1:].unique().tolist()) <= {11, 12, 13}
     # repeats inside the first copy: each position's latest earlier copy, found by a plain loop
     for row, tokens in zip(batch.earlier_copy.tolist(), batch.tokens.tolist()):
@@ -57,13 +57,13 @@ def test_small_vocab_has_accidental_repeats():
 
 
 def test_text():
-    batch = text_pattern([7, 8, 9], n_repeats=3, bos_token_id=0)
+    batch = text_probe([7, 8, 9], n_repeats=3, bos_token_id=0)
     assert batch.tokens.tolist() == [[0, 7, 8, 9, 7, 8, 9, 7, 8, 9]]
     assert batch.expected_next[0, 7].item() == 8
 
 
-@pytest.mark.parametrize("make", [lambda: abab_pattern(1, 1), lambda: small_vocab_pattern(1, 3, [1]),
-                                  lambda: text_pattern([])])
+@pytest.mark.parametrize("make", [lambda: abab_probe(1, 1), lambda: small_vocab_probe(1, 3, [1]),
+                                  lambda: text_probe([])])
 def test_bad_generator_input(make):
     with pytest.raises(InductionError):
         make()
