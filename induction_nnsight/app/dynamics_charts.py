@@ -95,6 +95,34 @@ def loss_icl_figure(steps: Sequence[int], first: Sequence[float | None], repeate
     return fig
 
 
+def k_edge_figure(steps: Sequence[int], edges: Sequence[dict | None], phase: dict | None = None,
+                  title: str | None = None) -> go.Figure:
+    """The best induction head's strongest k-path edge against step: how far removing its strongest
+    key source lowers its induction score (the K-composition forming), the phase change shaded.
+
+    Args:
+        steps: ``[step]`` checkpoint steps, increasing.
+        edges: ``[step]`` ``{"source", "target", "effect", "loss_effect"}`` (None where the best head
+            sits in layer 0).
+        phase: ``{"step", "before", ...}`` from :func:`~induction_nnsight.dynamics.phase.phase_change`.
+        title: Figure title.
+    """
+    xs, axis = _log_steps(steps)
+    labels = [f"{e['source']} -> {e['target']}" if e else "no earlier head" for e in edges]
+    fig = go.Figure(go.Scatter(
+        x=xs, y=[nan_to_none(e["effect"]) if e and e["effect"] is not None else None for e in edges],
+        customdata=[[s, label] for s, label in zip(steps, labels)], mode="lines+markers", name="k-path effect",
+        hovertemplate="step %{customdata[0]}: %{customdata[1]}, %{y:.3f}<extra></extra>",
+    ))
+    if phase is not None:
+        at = {s: x for s, x in zip(steps, xs)}
+        fig.add_vrect(x0=at[phase["before"]], x1=at[phase["step"]], fillcolor="orange", opacity=0.2, line_width=0)
+    fig.add_hline(y=0, line_color="grey", line_width=1)
+    fig.update_layout(title=title or "Strongest k-path edge against step", xaxis=axis,
+                      yaxis_title="change of the induction score (k path)", template="plotly_white")
+    return fig
+
+
 def step_head_heatmap(steps: Sequence[int], scores: Sequence[Sequence[Sequence[float | None]]], *,
                       kind: str = "induction", value_range=(0.0, 1.0), title: str | None = None) -> go.Figure:
     """A step x head heatmap (one row per checkpoint, one column per head ``L{layer}H{head}``)."""

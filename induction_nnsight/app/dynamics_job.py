@@ -10,16 +10,19 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..causal.circuit import circuit, head_name
 from ..causal.metrics import default_icl_positions, icl_score
 from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
 from ..dynamics.phase import best_heads, phase_change
-from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
+from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, checkpoint_probe, score_checkpoints
 from ..errors import InductionError
+from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..ndif.settings import DEFAULT_TIMEOUT
+from ..scores.ranking import rank_heads
 from ..scores.registry import get_score
 from .arguments import add_remote_args, add_token_args, remote_args
-from .dynamics_charts import loss_icl_figure, score_lines_figure, step_head_heatmap
+from .dynamics_charts import k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap
 from .jobs import remote_settings
 from .outputs import prepare_out_dir, rounded, table, to_json, write_files
 
@@ -42,6 +45,7 @@ class DynamicsConfig:
     bos: bool = True
     attn_implementation: str | None = None
     top: int = 3
+    circuit: bool = True  # the best induction head's strongest k-path source at every checkpoint
     out: str = "charts"
     progress: bool = True
     remote: bool = False
@@ -97,7 +101,36 @@ def _entry(scored: dict, positions: tuple[int, int], n_heads: int) -> dict:
                            "score": rounded(best[0])},
         "loss_by_position": table(loss),
         "scores": {kind: table(_tensor(scored["scores"][kind])) for kind in DYNAMICS_KINDS},
+        **({"strongest_k_edge": scored["strongest_k_edge"]} if "strongest_k_edge" in scored else {}),
     }
+
+
+def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
+    """The earlier head whose removal from ``target``'s keys lowers its induction score most (path patching).
+
+    Returns:
+        ``{"source", "target", "effect", "loss_effect"}`` (as in ``circuit_results.json``), or None for
+        a target in layer 0 (nothing earlier feeds it).
+    """
+    if target[0] == 0:
+        return None
+    found = circuit(model, probe.tokens, probe.period, targets=[target], paths=("k",), bos=probe.first_start == 1,
+                    composition=False, progress=False)
+    facts = model_facts(model)
+    effects = found.table("k", facts.n_layers, facts.n_heads)[0].view(facts.n_layers, facts.n_heads)
+    ranked = rank_heads(effects, 1, descending=False)  # the most negative effect first
+    if not ranked:
+        return None
+    edge = next(e for e in found.edges if e.source == ranked[0])
+    return {"source": head_name(edge.source), "target": head_name(target), "effect": rounded(edge.effect),
+            "loss_effect": rounded(edge.loss_effect)}
+
+
+def _with_k_edge(model, probe, entry: dict) -> dict:
+    """``{"strongest_k_edge": ...}`` of the best induction head of a scored checkpoint (while it is loaded)."""
+    n_heads = len(entry["scores"]["induction"][0])
+    index = int(best_heads(_tensor(entry["scores"]["induction"])[None])[1][0])  # the head _entry reports
+    return {"strongest_k_edge": strongest_k_edge(model, probe, (index // n_heads, index % n_heads))}
 
 
 def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_model) -> tuple[dict, dict[str, str]]:
@@ -115,8 +148,10 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
             check_hub(checkpoints)
     else:
         checkpoints = find_checkpoints(config.checkpoints)
+    circuit_on = config.circuit and not config.remote  # path patching needs the weights here
     scored = score_checkpoints(checkpoints, config.probe(), out=config.out, remote=remote_settings(config) or False,
-                               load=load, progress=config.progress)
+                               load=load, progress=config.progress,
+                               also=("strongest_k_edge", _with_k_edge) if circuit_on else None)
     n_heads = len(scored[0]["scores"]["induction"][0])
     seq_len = scored[0]["seq_len"]
     if any(s["seq_len"] != seq_len for s in scored):
@@ -142,6 +177,10 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         "dynamics_loss.json": loss_icl_figure(
             steps, [e["loss_first_half"] for e in entries], [e["loss_repeated_half"] for e in entries],
             [e["icl_score"] for e in entries], phase, title=f"Loss on both halves and ICL score ({name})").to_json(),
+        **({"dynamics_k_edge.json": k_edge_figure(
+            steps, [e.get("strongest_k_edge") for e in entries], phase,
+            title=f"The best induction head's strongest k-path source against step ({name})").to_json()}
+           if circuit_on else {}),
         "dynamics_heatmap.json": step_head_heatmap(
             steps, induction, value_range=get_score("induction").value_range,
             title=f"Induction score, checkpoint x head ({name})").to_json(),
@@ -174,6 +213,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
             action.help = (f"{'smallest token id drawn' if action.dest == 'low' else 'token ids drawn below this'} "
                            "(default: [1000, 10000) when the vocabulary holds it, else [1, vocab size))")
     sub.add_argument("--top", type=int, default=3, help="heads highlighted in the chart (default 3)")
+    sub.add_argument("--no-circuit", dest="circuit", action="store_false",
+                     help="skip path patching the best induction head's keys at every checkpoint")
     add_remote_args(sub)
     sub.add_argument("--out", default="charts", help="directory for results, charts and the cache (default: charts)")
     sub.add_argument("--quiet", action="store_true", help="no line per checkpoint")
@@ -185,7 +226,8 @@ def command(args: argparse.Namespace) -> int:
     config = DynamicsConfig(
         checkpoints=list(args.checkpoints), model=args.model, revisions=args.revisions, batch=args.batch,
         seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high, bos=args.bos,
-        attn_implementation=args.attn_implementation, top=args.top, out=args.out, progress=not args.quiet,
+        attn_implementation=args.attn_implementation, top=args.top, circuit=args.circuit, out=args.out,
+        progress=not args.quiet,
         **remote_args(args),
     )
     config.validate()

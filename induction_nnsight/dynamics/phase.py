@@ -6,9 +6,12 @@ from collections.abc import Sequence
 
 import torch
 
+from ..scores.ranking import rank_heads
+
 
 def best_heads(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best score and its flat head index at each step (NaN scores count as lowest).
+    """Best score and its flat head index at each step, ranked by :func:`~induction_nnsight.scores.ranking.rank_heads`
+    (near-ties by layer and head; NaN scores count as lowest).
 
     Args:
         scores: ``[step, n_layers, n_heads]``.
@@ -16,8 +19,10 @@ def best_heads(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         ``([step] best score, [step] index layer * n_heads + head)``.
     """
-    flat = scores.flatten(1).nan_to_num(float("-inf"))  # [step, layer * head]
-    best, index = flat.max(dim=1)
+    n_heads = scores.shape[-1]
+    index = torch.tensor([layer * n_heads + head for layer, head in
+                          ((rank_heads(step, 1) or [(0, 0)])[0] for step in scores)], dtype=torch.long)
+    best = scores.flatten(1).nan_to_num(float("-inf")).gather(1, index[:, None])[:, 0]
     return best, index
 
 

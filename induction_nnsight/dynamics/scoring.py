@@ -110,14 +110,15 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, remote: Remot
     }
 
 
-def cache_key(checkpoint: Checkpoint, settings: ProbeSettings, remote: bool) -> str:
+def cache_key(checkpoint: Checkpoint, settings: ProbeSettings, remote: bool, also: str = "") -> str:
     """Key of a checkpoint's cached result: its path or Hub id and revision, the probe settings, the
-    sizes and modification times of its weight files, and where it ran."""
+    sizes and modification times of its weight files, where it ran, and what else was computed."""
     path = Path(checkpoint.path)
     files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
     stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     where = str(path.resolve()) if path.is_dir() else checkpoint.path
-    text = json.dumps([where, checkpoint.revision, asdict(settings), stamp, bool(remote)], sort_keys=True)
+    text = json.dumps([where, checkpoint.revision, asdict(settings), stamp, bool(remote)] + ([also] if also else []),
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -145,6 +146,7 @@ def _store(out: Path | None, key: str, entry: dict) -> None:
 def score_checkpoints(
     checkpoints: list[Checkpoint], settings: ProbeSettings, *, out: str | Path | None = None,
     remote: Remote = False, load: Callable[..., object] = load_model, progress: bool = True,
+    also: tuple[str, Callable[[object, Probe, dict], dict]] | None = None,
 ) -> list[dict]:
     """Score every checkpoint (skipping those cached in ``out``), in step order.
 
@@ -156,6 +158,8 @@ def score_checkpoints(
         remote: Run each trace on NDIF.
         load: ``load(path, attn_implementation=, progress=, remote=[, revision=])`` -> model.
         progress: One line per checkpoint on stderr.
+        also: ``(name, f)``: ``f(model, probe, entry) -> dict`` runs while the checkpoint is loaded
+            and its keys join the cached entry (``name`` joins the cache key).
 
     Returns:
         Per checkpoint, ``{"step", "path", "revision", "cached", **score_checkpoint(...)}``.
@@ -164,7 +168,7 @@ def score_checkpoints(
     out = Path(out) if out is not None else None
     results = []
     for i, checkpoint in enumerate(checkpoints, 1):
-        key = cache_key(checkpoint, settings, bool(remote))
+        key = cache_key(checkpoint, settings, bool(remote), also[0] if also else "")
         began = time.perf_counter()
         entry = _cached(out, key)
         cached = entry is not None
@@ -172,7 +176,10 @@ def score_checkpoints(
             extra = {"revision": checkpoint.revision} if checkpoint.revision else {}
             model = load(checkpoint.path, attn_implementation=settings.attn_implementation, progress=False,
                          remote=bool(remote), **extra)
-            entry = score_checkpoint(model, checkpoint_probe(model, settings, checkpoint.label), settings, remote)
+            probe = checkpoint_probe(model, settings, checkpoint.label)
+            entry = score_checkpoint(model, probe, settings, remote)
+            if also:
+                entry.update(also[1](model, probe, entry))
             _store(out, key, entry)
         results.append({"step": checkpoint.step, "path": checkpoint.path, "revision": checkpoint.revision,
                         "cached": cached, **entry})

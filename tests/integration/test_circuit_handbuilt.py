@@ -111,3 +111,15 @@ def test_composition_scores_see_the_same_edge(handbuilt):
     assert score[((0, 0), "k")] > 0.1 and score[((0, 0), "q")] < 1e-6
     # L0H1 writes dims no key reads; only the LayerNorm centring folded into W_K spreads a little of it
     assert score[((0, 1), "k")] < 0.1 * score[((0, 0), "k")]
+
+
+def test_dynamics_names_the_strongest_k_edge(handbuilt):
+    """The per-checkpoint circuit line of ``dynamics`` finds the built edge, and nothing for a layer-0 head."""
+    from induction_nnsight.app.dynamics_job import strongest_k_edge
+    from induction_nnsight.probes.tokens import Probe
+
+    probe = Probe("repeated", rows(), SEQ, 1, 1 + SEQ)
+    edge = strongest_k_edge(handbuilt, probe, (1, 0))
+    assert (edge["source"], edge["target"]) == ("L0H0", "L1H0")
+    assert edge["effect"] < -0.5 and edge["loss_effect"] > 0.5
+    assert strongest_k_edge(handbuilt, probe, (0, 0)) is None
