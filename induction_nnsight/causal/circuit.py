@@ -16,7 +16,7 @@ import torch
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..ndif.settings import Remote, on_ndif
-from ..scores.ranking import rank_heads
+from ..scores.ranking import RANK_DECIMALS, rank_heads
 from ..scores.scan import induction_scores
 from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
@@ -83,9 +83,10 @@ class CircuitResult:
         """The ``n`` strongest edges into ``target`` on ``path``: those that lower its induction score
         most (on ``v``, which cannot move a pattern, those that raise the repeated-half loss most)."""
         edges = [e for e in self.edges if e.target == target and e.path == path]
+        # the one ranking rule (scores.ranking): rounded values, near-ties by (layer, head)
         if path == "v":
-            return sorted(edges, key=lambda e: (-e.loss_effect, e.source))[:n]
-        return sorted(edges, key=lambda e: (e.effect, e.source))[:n]
+            return sorted(edges, key=lambda e: (-round(e.loss_effect, RANK_DECIMALS), e.source))[:n]
+        return sorted(edges, key=lambda e: (round(e.effect, RANK_DECIMALS), e.source))[:n]
 
 
 def top_induction_heads(model, tokens: torch.Tensor, seq_len: int, top: int, *, remote: Remote = False) -> list[Head]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..scores.ranking import rank_heads
+from ..scores.ranking import RANK_DECIMALS, rank_heads
 
 
 def best_heads(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +48,8 @@ def phase_change(steps: Sequence[int], best: Sequence[float]) -> dict | None:
     if len(steps) < 2:
         return None
     rises = [b - a for a, b in zip(best[:-1], best[1:])]
-    i = max(range(len(rises)), key=lambda k: (rises[k], -k))  # ties: the earliest
+    # the one ranking rule: rises rounded to RANK_DECIMALS, near-ties to the earliest
+    i = max(range(len(rises)), key=lambda k: (round(rises[k], RANK_DECIMALS) if rises[k] == rises[k] else -1e9, -k))
     return {
         "step": int(steps[i + 1]),
         "before": int(steps[i]),
