@@ -62,6 +62,12 @@ def saved_checkpoints(out: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def _json_line(line: dict) -> str:
+    """One strict-JSON line of the loss log: a diverged (NaN or infinite) loss is written as null."""
+    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in line.items()}
+    return json.dumps(finite, allow_nan=False) + "\n"
+
+
 def _check_settings(out: Path, settings: TrainSettings) -> None:
     """Write the run's settings, or refuse to resume a run made with other settings."""
     path = out / SETTINGS_FILE
@@ -166,7 +172,7 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
     began = time.perf_counter()
     bar = tqdm(total=settings.steps, initial=start_step, desc=f"train {out.name}", disable=not progress, unit="step")
     with open(out / LOSS_LOG, "w") as stream:
-        stream.writelines(json.dumps(line) + "\n" for line in log)
+        stream.writelines(_json_line(line) for line in log)
         for step in range(start_step + 1, settings.steps + 1):
             batch = repeated_spans(settings.batch, settings.seq_len, settings.vocab_size, seed=settings.seed,
                                    step=step, min_span=settings.min_span, max_span=settings.max_span,
@@ -185,7 +191,7 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
                         "lr": lr,
                         "seconds": round(seconds, 3)}
                 log.append(line)
-                stream.write(json.dumps(line) + "\n")
+                stream.write(_json_line(line))
                 stream.flush()
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", copied=f"{copied:.3f}")
             if step in planned:
