@@ -54,6 +54,19 @@ def _tiny_config(arch: str):
     raise ValueError(arch)
 
 
+def save_tiny_model(arch: str, path: Path, edit=None) -> Path:
+    """Save the seeded random ``arch`` model (after ``edit(model)``, if given) and the tokenizer into ``path``."""
+    cls, config = _tiny_config(arch)
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    if edit is not None:
+        with torch.no_grad():
+            edit(model)
+    model.save_pretrained(path)
+    _tiny_tokenizer().save_pretrained(path)
+    return path
+
+
 TINY_ARCHS = ["gpt2", "llama"]
 ALL_ARCHS = ["gpt2", "llama", "neox", "qwen2", "mistral", "gemma2", "gemma3"]
 SDPA_ARCHS = [arch for arch in ALL_ARCHS if arch != "gemma2"]
@@ -66,13 +79,7 @@ def tiny_dir(tmp_path_factory):
 
     def make(arch: str) -> Path:
         if arch not in made:
-            cls, config = _tiny_config(arch)
-            torch.manual_seed(0)
-            model = cls(config).eval()
-            path = tmp_path_factory.mktemp(f"tiny-{arch}")
-            model.save_pretrained(path)
-            _tiny_tokenizer().save_pretrained(path)
-            made[arch] = path
+            made[arch] = save_tiny_model(arch, tmp_path_factory.mktemp(f"tiny-{arch}"))
         return made[arch]
 
     return make

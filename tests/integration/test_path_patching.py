@@ -111,24 +111,19 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement):
 def sharp_dir(tmp_path_factory):
     """``sharp_dir(arch)``: the tiny random model with its attention weights scaled up 10x, so that
     one head's path moves the target's pattern by far more than the 1e-5 tolerance."""
-    from tests.conftest import _tiny_config, _tiny_tokenizer
+    from tests.conftest import save_tiny_model
+
+    def sharpen(model):
+        for name, param in model.named_parameters():
+            if any(k in name for k in ("c_attn", "c_proj.weight", "q_proj", "k_proj", "v_proj", "o_proj")) \
+                    and ".mlp." not in name:
+                param.mul_(10.0)
 
     made = {}
 
     def make(arch):
         if arch not in made:
-            cls, config = _tiny_config(arch)
-            torch.manual_seed(0)
-            model = cls(config).eval()
-            with torch.no_grad():
-                for name, param in model.named_parameters():
-                    if any(k in name for k in ("c_attn", "c_proj.weight", "q_proj", "k_proj", "v_proj", "o_proj")) \
-                            and ".mlp." not in name:
-                        param.mul_(10.0)
-            path = tmp_path_factory.mktemp(f"sharp-{arch}")
-            model.save_pretrained(path)
-            _tiny_tokenizer().save_pretrained(path)
-            made[arch] = path
+            made[arch] = save_tiny_model(arch, tmp_path_factory.mktemp(f"sharp-{arch}"), sharpen)
         return made[arch]
 
     return make
