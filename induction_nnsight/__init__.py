@@ -4,17 +4,23 @@ The names below are the public API, grouped as the data flows: load a model (and
 its parts live when they are unusually named), make a probe, score every head in one pass
 (the registry says which scores exist), detect and rank heads, then test them causally.
 Everything else lives in the subpackages (:mod:`~induction_nnsight.models`,
-:mod:`~induction_nnsight.probes`, :mod:`~induction_nnsight.ndif`, :mod:`~induction_nnsight.scores`,
-:mod:`~induction_nnsight.causal`, :mod:`~induction_nnsight.app`). Importing the package imports
+:mod:`~induction_nnsight.probes`, :mod:`~induction_nnsight.training`, :mod:`~induction_nnsight.ndif`,
+:mod:`~induction_nnsight.scores`, :mod:`~induction_nnsight.dynamics`, :mod:`~induction_nnsight.causal`,
+:mod:`~induction_nnsight.app`). Importing the package imports
 those modules and does nothing else.
 """
 
 from .causal.ablation import CurveResult, SweepResult, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
 from .causal.attribution import head_attribution
+from .causal.circuit import CircuitResult, circuit
+from .causal.composition import composition_scores
 from .causal.head_outputs import HEAD_METHODS
 from .causal.metrics import RowMetric, icl_score, recovery
 from .causal.pairs import Pair, repeated_pair, text_pair
 from .causal.patching import PatchResult, patch_heads, patch_qkv, patch_residual
+from .dynamics.checkpoints import find_checkpoints
+from .dynamics.phase import phase_change
+from .dynamics.scoring import ProbeSettings, score_checkpoints
 from .errors import InductionError
 from .models.layout import ModelLayout, model_facts, model_layout, set_layout
 from .models.loading import DEFAULT_MODEL, load_model
@@ -33,6 +39,8 @@ from .scores.losses import half_losses
 from .scores.ranking import rank_heads
 from .scores.registry import HeadScore, ProbeView, get_score, register_score, score_names, unregister_score
 from .scores.scan import ScanResult, head_attention, induction_scores, loss_by_position, scan
+from .training.config import TrainSettings
+from .training.loop import train
 
 __all__ = [
     # loading and layout
@@ -90,6 +98,17 @@ __all__ = [
     "patch_qkv",
     "PatchResult",
     "head_attribution",
+    # the induction circuit
+    "circuit",
+    "CircuitResult",
+    "composition_scores",
+    # how induction heads form
+    "TrainSettings",
+    "train",
+    "find_checkpoints",
+    "ProbeSettings",
+    "score_checkpoints",
+    "phase_change",
     # errors
     "InductionError",
 ]

@@ -123,8 +123,9 @@ def head_matrices(model, layer: int, head: int) -> dict[str, torch.Tensor]:
     """One head's weights with its layer's norm weight folded in (outside any trace, local weights).
 
     Returns:
-        ``{"q", "k", "v": [d_head, d_model] (reading the normed residual, the norm's weight and,
-        for LayerNorm, its centring folded in), "o": [d_model, d_head]}``.
+        ``{"q", "k", "v", "o"}``: ``q``, ``k`` and ``v`` are ``[d_head, d_model]`` (reading the
+        normed residual, the norm's weight and, for LayerNorm, its centring folded in); ``o`` is
+        ``[d_model, d_head]``.
     """
     layout = model_layout(model)
     module = model._module

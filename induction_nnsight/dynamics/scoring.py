@@ -93,8 +93,9 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, remote: Remot
     """One heads pass on one checkpoint: loss halves, ICL score, loss by position and the head scores.
 
     Returns:
-        ``{"seq_len", "loss_first_half", "loss_repeated_half", "icl_score", "loss_by_position": [pos - 1],
-        "scores": {kind: [n_layers][n_heads]}}``, plain numbers (None where undefined). The ICL score
+        ``{"seq_len", "loss_first_half", "loss_repeated_half", "icl_score", "loss_by_position", "scores"}``
+        with ``loss_by_position`` ``[pos - 1]`` and ``scores`` ``{kind: [n_layers][n_heads]}``, plain
+        numbers (None where undefined). The ICL score
         is the repeated-half loss minus the first-half loss (negative when the context helps).
     """
     scores = head_scores(model, probe, kinds=DYNAMICS_KINDS, loss=True, per_row=False, remote=remote)
