@@ -10,45 +10,23 @@ stores its weight ``[in, out]``; every weight returned here is in ``Linear``'s `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..errors import InductionError
-from ..models.layout import ModelLayout, model_layout
+from ..models.layout import ModelLayout, NormSpec, is_conv1d, model_layout, norm_spec
 
 COMPONENTS = ("q", "k", "v")
 
 
-@dataclass(frozen=True)
-class NormSpec:
-    """How a pre-attention norm computes (read from the module once, outside any trace).
-
-    Attributes:
-        path: The norm's module path (None: the layer has no pre-attention norm).
-        centered: LayerNorm (subtracts the mean) rather than RMSNorm.
-        offset: Weights stored minus one (Gemma multiplies by ``1 + weight``).
-        eps: The epsilon added to the variance.
-    """
-
-    path: str | None
-    centered: bool = False
-    offset: bool = False
-    eps: float = 0.0
-
-
-def norm_spec(model, path: str | None) -> NormSpec:
-    """Read a norm's kind and epsilon from its module."""
-    if path is None:
-        return NormSpec(None)
-    module = model._module.get_submodule(path)
-    eps = getattr(module, "eps", None)
-    if eps is None:
-        eps = getattr(module, "variance_epsilon", None)
-    if eps is None:
+def hand_norm_spec(model, path: str | None) -> NormSpec:
+    """:func:`~induction_nnsight.models.layout.norm_spec`, refusing a norm without an epsilon
+    (path patching computes the pre-attention norm by hand and needs it)."""
+    spec = norm_spec(model, path)
+    if spec.path is not None and spec.eps is None:
+        module = model._module.get_submodule(path)
         raise InductionError(f"{path} ({type(module).__name__}): no eps or variance_epsilon attribute; "
                              "path patching computes the pre-attention norm by hand and needs it")
-    return NormSpec(path, isinstance(module, torch.nn.LayerNorm), "Gemma" in type(module).__name__, float(eps))
+    return spec
 
 
 def apply_norm(x: torch.Tensor, spec: NormSpec, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
@@ -64,11 +42,6 @@ def apply_norm(x: torch.Tensor, spec: NormSpec, weight: torch.Tensor | None, bia
     if bias is not None:
         h = h + bias.float()
     return h.to(x.dtype)
-
-
-def is_conv1d(model, path: str) -> bool:
-    """GPT-2's ``Conv1D`` stores its weight ``[in, out]``, the transpose of ``Linear``'s."""
-    return type(model._module.get_submodule(path)).__name__ == "Conv1D"
 
 
 def check_residual_heads(model) -> None:

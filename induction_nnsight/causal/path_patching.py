@@ -32,7 +32,8 @@ from ..models.layout import model_layout
 from ..ndif.settings import Remote, on_ndif
 from ..scores.reductions import diagonal_score_per_row
 from .ablation import repeated_half_metric
-from .head_weights import (apply_norm, check_residual_heads, is_conv1d, norm_spec, output_columns,
+from ..models.layout import is_conv1d
+from .head_weights import (apply_norm, check_residual_heads, hand_norm_spec, output_columns,
                            projection_slice, rows_of)
 from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
@@ -100,7 +101,7 @@ class _Plan:
         self.attentions = attention_modules(model)
         self.calls = [attention_call_name(a) for a in self.attentions]
         self.eager = facts.attn_implementation == "eager" and not on_ndif(remote)
-        self.norms = [norm_spec(model, p) for p in self.layout.pre_attention_norm]
+        self.norms = [hand_norm_spec(model, p) for p in self.layout.pre_attention_norm]
         self.o_conv = is_conv1d(model, self.layout.o_proj[0])
         self.offset = 1 - seq_len
 

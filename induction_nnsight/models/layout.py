@@ -214,6 +214,40 @@ def find_layout(model, overrides: dict[str, Any] | None = None) -> ModelLayout:
     )
 
 
+@dataclass(frozen=True)
+class NormSpec:
+    """How a norm computes (read from its module once, outside any trace).
+
+    Attributes:
+        path: The norm's module path (None: there is no norm there).
+        centered: LayerNorm (subtracts the mean) rather than RMSNorm.
+        offset: Weights stored minus one (Gemma multiplies by ``1 + weight``).
+        eps: The epsilon added to the variance (None where the module names none).
+    """
+
+    path: str | None
+    centered: bool = False
+    offset: bool = False
+    eps: float | None = None
+
+
+def norm_spec(model, path: str | None) -> NormSpec:
+    """Read a norm's kind and epsilon from its module (a layout path, e.g. ``layout.final_norm``)."""
+    if path is None:
+        return NormSpec(None)
+    module = model._module.get_submodule(path)
+    eps = getattr(module, "eps", None)
+    if eps is None:
+        eps = getattr(module, "variance_epsilon", None)
+    return NormSpec(path, isinstance(module, torch.nn.LayerNorm), "Gemma" in type(module).__name__,
+                    None if eps is None else float(eps))
+
+
+def is_conv1d(model, path: str) -> bool:
+    """GPT-2's ``Conv1D`` stores its weight ``[in, out]``, the transpose of ``Linear``'s."""
+    return type(model._module.get_submodule(path)).__name__ == "Conv1D"
+
+
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch module -> ModelLayout
 
 

@@ -14,7 +14,7 @@ import nnsight
 import torch
 
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
-from ..models.layout import ModelLayout, model_facts, model_layout
+from ..models.layout import ModelLayout, is_conv1d, model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, on_ndif
 from ..probes.tokens import Probe
@@ -51,18 +51,6 @@ class HeadScores:
     @property
     def kinds(self) -> list[str]:
         return [*self.per_row, *self.weights]
-
-
-def _norm_semantics(model, layout: ModelLayout) -> tuple[bool, bool]:
-    """``(centered, offset)``: the final norm is a LayerNorm (subtracts the mean); norm weights
-    are stored minus one (Gemma multiplies by ``1 + weight``)."""
-    final = model._module.get_submodule(layout.final_norm) if layout.final_norm else None
-    return isinstance(final, torch.nn.LayerNorm), final is not None and "Gemma" in type(final).__name__
-
-
-def _conv1d(model, path: str) -> bool:
-    """GPT-2's ``Conv1D`` stores its weight ``[in, out]``, the transpose of ``Linear``'s."""
-    return type(model._module.get_submodule(path)).__name__ == "Conv1D"
 
 
 def _weight(model, path: str, transpose: bool = False) -> torch.Tensor:
@@ -157,9 +145,10 @@ def head_scores(
     view = ProbeView(probe)
     tokens = probe.tokens
     layout = model_layout(model)
-    centered, offset = _norm_semantics(model, layout)
-    o_conv = _conv1d(model, layout.o_proj[0])  # module types are read here, outside the trace
-    v_conv = layout.v_proj[0] is not None and _conv1d(model, layout.v_proj[0])
+    final = norm_spec(model, layout.final_norm)  # module types are read here, outside the trace
+    centered, offset = final.centered, final.offset
+    o_conv = is_conv1d(model, layout.o_proj[0])
+    v_conv = layout.v_proj[0] is not None and is_conv1d(model, layout.v_proj[0])
     weight_scores = groups["weights"] if layout.value_layout is not None else []
     repeats = probe.repeat_queries
     copy_queries = repeats.any(0).nonzero().flatten()  # [q] positions where some row counts a logit score

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from induction_nnsight.causal.composition import composition_score, composition_scores, random_baseline
-from induction_nnsight.causal.head_weights import apply_norm, NormSpec
+from induction_nnsight.causal.head_weights import apply_norm
+from induction_nnsight.models.layout import NormSpec
 
 
 def _by_hand(source, target, path):
