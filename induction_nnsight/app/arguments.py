@@ -112,10 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")
     add_causal_parsers(commands)
     add_circuit_parser(commands)
-    from . import dynamics_job, train_job  # they use this module's helpers: imported here, not at the top
-
-    train_job.add_parser(commands)
-    dynamics_job.add_parser(commands)
+    add_train_parser(commands)
+    add_dynamics_parser(commands)
     cache = commands.add_parser("cache", help="what the model cache holds, where, and how large; --clear empties it")
     cache.add_argument("--clear", action="store_true", help="remove every cached model (waits for a running conversion)")
     return parser
@@ -196,3 +194,68 @@ def add_circuit_parser(commands) -> None:
                         help="skip the composition scores from the weights")
     parser.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
                         help=f"tokens per batched trace (default {DEFAULT_MAX_TOKENS})")
+
+
+def add_train_parser(commands) -> argparse.ArgumentParser:
+    """The ``train`` subcommand (one option per :class:`TrainSettings` field)."""
+    sub = commands.add_parser("train", help="train a small transformer from scratch on repeated random spans, "
+                              "with log-spaced checkpoints (resumable)")
+    from ..training.config import TrainSettings
+
+    d = TrainSettings()
+    sub.add_argument("--out", default="runs/tiny", help="run directory (default runs/tiny); a second call resumes it")
+    sub.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
+    sub.add_argument("--batch", type=int, default=d.batch, help=f"rows per step (default {d.batch})")
+    sub.add_argument("--seq-len", type=int, default=d.seq_len,
+                     help=f"tokens per row, BOS included; also the model's context (default {d.seq_len})")
+    sub.add_argument("--vocab-size", type=int, default=d.vocab_size, help=f"vocabulary, BOS = 0 (default {d.vocab_size})")
+    sub.add_argument("--d-model", type=int, default=d.d_model, help=f"residual width (default {d.d_model})")
+    sub.add_argument("--n-layers", type=int, default=d.n_layers, help=f"layers (default {d.n_layers})")
+    sub.add_argument("--n-heads", type=int, default=d.n_heads, help=f"heads per layer (default {d.n_heads})")
+    sub.add_argument("--mlp", action="store_true", help="give the layers MLPs (default: attention-only)")
+    sub.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    sub.add_argument("--warmup", type=int, default=d.warmup, help=f"warm-up steps (default {d.warmup})")
+    sub.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW decay (default {d.weight_decay:g})")
+    sub.add_argument("--min-span", type=int, default=d.min_span, help=f"shortest repeated span (default {d.min_span})")
+    sub.add_argument("--max-span", type=int, default=d.max_span, help=f"longest repeated span (default {d.max_span})")
+    sub.add_argument("--checkpoints", dest="n_checkpoints", type=int, default=d.n_checkpoints,
+                     help=f"checkpoints, log-spaced, step 0 included (default {d.n_checkpoints})")
+    sub.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between loss-log lines (default {d.log_every})")
+    sub.add_argument("--seed", type=int, default=d.seed, help=f"seed of the weights and the corpus (default {d.seed})")
+    sub.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
+                     help="save the checkpoints without the id tokenizer (they still load: ids are the words)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    return sub
+
+
+def _revisions(text: str) -> list[str]:
+    values = [part for part in text.replace(",", " ").split() if part]
+    if not values:
+        raise argparse.ArgumentTypeError("expected comma-separated revisions, e.g. step0,step1000")
+    return values
+
+
+def add_dynamics_parser(commands) -> argparse.ArgumentParser:
+    """The ``dynamics`` subcommand."""
+    sub = commands.add_parser("dynamics", help="score a series of checkpoints (a training run, or Hub revisions): "
+                              "loss halves, ICL score, head scores by step, the phase change")
+    sub.add_argument("checkpoints", nargs="*", metavar="CHECKPOINT_OR_RUN_DIR",
+                     help="checkpoint directories, or run directories holding checkpoint-STEP/ (sorted by step)")
+    sub.add_argument("--model", default=None, help="Hub id whose --revisions to score (e.g. EleutherAI/pythia-70m)")
+    sub.add_argument("--revisions", type=_revisions, default=None, help="comma-separated revisions, e.g. step0,step1000")
+    sub.add_argument("--attn-implementation", default=None, help="eager, sdpa, ... (the model's default when omitted)")
+    add_token_args(sub)
+    sub.set_defaults(low=None, high=None, seq_len=None)
+    for action in sub._actions:
+        if action.dest == "seq_len":
+            action.help = "length of the repeated block (default 50, or the longest whose two copies fit the context)"
+        if action.dest in ("low", "high"):
+            action.help = (f"{'smallest token id drawn' if action.dest == 'low' else 'token ids drawn below this'} "
+                           "(default: [1000, 10000) when the vocabulary holds it, else [1, vocab size))")
+    sub.add_argument("--top", type=int, default=3, help="heads highlighted in the chart (default 3)")
+    sub.add_argument("--no-circuit", dest="circuit", action="store_false",
+                     help="skip path patching the best induction head's keys at every checkpoint")
+    add_remote_args(sub)
+    sub.add_argument("--out", default="charts", help="directory for results, charts and the cache (default: charts)")
+    sub.add_argument("--quiet", action="store_true", help="no line per checkpoint")
+    return sub

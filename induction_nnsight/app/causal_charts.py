@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .charts import nan_to_none
-
 
 def ablation_curve_figure(
     ks: Sequence[int],

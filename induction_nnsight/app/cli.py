@@ -7,6 +7,7 @@ with one line, ``interrupted``, and exit status 130, leaving no partial file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
@@ -14,7 +15,6 @@ from ..errors import InductionError
 from .arguments import EXIT_BAD_INPUT, build_parser, remote_args
 from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
 from .outputs import prepare_out_dir, write_files
-from . import dynamics_job, train_job
 from .report import heads_table
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -174,6 +174,49 @@ def _circuit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_command(args: argparse.Namespace) -> int:
+    from ..training.config import TrainSettings
+    from .train_job import TrainConfig, run_train
+
+    names = {f.name for f in dataclasses.fields(TrainSettings)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names}, out=args.out, progress=not args.quiet)
+    config.validate()
+    out = prepare_out_dir(config.out)
+    results, files = run_train(config)
+    _write(out, files)
+    loss = results["last_loss"]
+    print(f"{len(results['checkpoints'])} checkpoints in {out} (step {results['checkpoints'][0]['step']} to "
+          f"{results['checkpoints'][-1]['step']}); last loss {loss.get('loss', float('nan')):.3f} nats "
+          f"(fresh tokens {loss.get('loss_fresh', float('nan')):.3f}, copied {loss.get('loss_copied', float('nan')):.3f}); "
+          f"{results['seconds']:.0f} s")
+    return 0
+
+
+def _dynamics_command(args: argparse.Namespace) -> int:
+    from .dynamics_job import DynamicsConfig, run_dynamics
+
+    config = DynamicsConfig(
+        checkpoints=list(args.checkpoints), model=args.model, revisions=args.revisions, batch=args.batch,
+        seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high, bos=args.bos,
+        attn_implementation=args.attn_implementation, top=args.top, circuit=args.circuit, out=args.out,
+        progress=not args.quiet,
+        **remote_args(args),
+    )
+    config.validate()
+    out = prepare_out_dir(config.out)
+    results, files = run_dynamics(config)
+    _write(out, files)
+    first, last, phase = results["checkpoints"][0], results["checkpoints"][-1], results["phase_change"]
+    for entry in (first, last):
+        b = entry["best_induction"]
+        print(f"step {entry['step']}: best induction {b['score']:.3f} (L{b['layer']}H{b['head']}), loss "
+              f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)")
+    if phase is not None:
+        print(f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
+              f"between steps {phase['before']} and {phase['step']}")
+    return 0
+
+
 _COMMANDS = {
     "scan": _scan_command,
     "heads": _heads_command,
@@ -183,8 +226,8 @@ _COMMANDS = {
     "patch": _patch_command,
     "cache": _cache_command,
     "circuit": _circuit_command,
-    "train": train_job.command,
-    "dynamics": dynamics_job.command,
+    "train": _train_command,
+    "dynamics": _dynamics_command,
 }
 
 

@@ -3,8 +3,6 @@ Hub revisions) on one repeated-token probe and find the phase change."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -14,17 +12,16 @@ from ..causal.circuit import circuit, head_name
 from ..causal.metrics import default_icl_positions, icl_score
 from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
 from ..dynamics.phase import best_heads, phase_change
-from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, checkpoint_probe, score_checkpoints
+from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..ndif.settings import DEFAULT_TIMEOUT
 from ..scores.ranking import rank_heads
 from ..scores.registry import get_score
-from .arguments import add_remote_args, add_token_args, remote_args
 from .dynamics_charts import k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap
 from .jobs import remote_settings
-from .outputs import prepare_out_dir, rounded, table, to_json, write_files
+from .outputs import rounded, table, to_json
 
 OLSSON_TOKENS = (50, 500)
 """Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
@@ -186,61 +183,3 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
             title=f"Induction score, checkpoint x head ({name})").to_json(),
     }
     return results, files
-
-
-def _revisions(text: str) -> list[str]:
-    values = [part for part in text.replace(",", " ").split() if part]
-    if not values:
-        raise argparse.ArgumentTypeError("expected comma-separated revisions, e.g. step0,step1000")
-    return values
-
-
-def add_parser(commands) -> argparse.ArgumentParser:
-    """The ``dynamics`` subcommand."""
-    sub = commands.add_parser("dynamics", help="score a series of checkpoints (a training run, or Hub revisions): "
-                              "loss halves, ICL score, head scores by step, the phase change")
-    sub.add_argument("checkpoints", nargs="*", metavar="CHECKPOINT_OR_RUN_DIR",
-                     help="checkpoint directories, or run directories holding checkpoint-STEP/ (sorted by step)")
-    sub.add_argument("--model", default=None, help="Hub id whose --revisions to score (e.g. EleutherAI/pythia-70m)")
-    sub.add_argument("--revisions", type=_revisions, default=None, help="comma-separated revisions, e.g. step0,step1000")
-    sub.add_argument("--attn-implementation", default=None, help="eager, sdpa, ... (the model's default when omitted)")
-    add_token_args(sub)
-    sub.set_defaults(low=None, high=None, seq_len=None)
-    for action in sub._actions:
-        if action.dest == "seq_len":
-            action.help = "length of the repeated block (default 50, or the longest whose two copies fit the context)"
-        if action.dest in ("low", "high"):
-            action.help = (f"{'smallest token id drawn' if action.dest == 'low' else 'token ids drawn below this'} "
-                           "(default: [1000, 10000) when the vocabulary holds it, else [1, vocab size))")
-    sub.add_argument("--top", type=int, default=3, help="heads highlighted in the chart (default 3)")
-    sub.add_argument("--no-circuit", dest="circuit", action="store_false",
-                     help="skip path patching the best induction head's keys at every checkpoint")
-    add_remote_args(sub)
-    sub.add_argument("--out", default="charts", help="directory for results, charts and the cache (default: charts)")
-    sub.add_argument("--quiet", action="store_true", help="no line per checkpoint")
-    return sub
-
-
-def command(args: argparse.Namespace) -> int:
-    """Run ``dynamics`` from parsed arguments (bad input raises InductionError, which the CLI turns into exit 2)."""
-    config = DynamicsConfig(
-        checkpoints=list(args.checkpoints), model=args.model, revisions=args.revisions, batch=args.batch,
-        seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high, bos=args.bos,
-        attn_implementation=args.attn_implementation, top=args.top, circuit=args.circuit, out=args.out,
-        progress=not args.quiet,
-        **remote_args(args),
-    )
-    config.validate()
-    out = prepare_out_dir(config.out)
-    results, files = run_dynamics(config)
-    for path in write_files(out, files):
-        print(f"wrote {path}", file=sys.stderr)
-    first, last, phase = results["checkpoints"][0], results["checkpoints"][-1], results["phase_change"]
-    for entry in (first, last):
-        b = entry["best_induction"]
-        print(f"step {entry['step']}: best induction {b['score']:.3f} (L{b['layer']}H{b['head']}), loss "
-              f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)")
-    if phase is not None:
-        print(f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
-              f"between steps {phase['before']} and {phase['step']}")
-    return 0

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 
-from ..errors import InductionError
 from .heads import HeadScores, head_scores
 from ..models.layout import model_facts
 from .ranking import rank_heads

@@ -1,7 +1,6 @@
 """The induction circuit on the real SmolLM2-135M-Instruct: the strongest k-path source of its top
 induction head is a previous-token head (path patching, every head of every earlier layer)."""
 
-import torch
 
 from induction_nnsight import repeated_tokens
 from induction_nnsight.causal.circuit import circuit, top_induction_heads

@@ -4,15 +4,13 @@ already scored are not scored again; bad input ends in one line and exit status 
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 
 from induction_nnsight import load_model
-from induction_nnsight.app.arguments import _Parser
-from induction_nnsight.app.cli import guarded
+from induction_nnsight.app.cli import main
 from induction_nnsight.app.dynamics_job import DynamicsConfig, run_dynamics
 from induction_nnsight.app.jobs import ScanConfig, run_scan
 from induction_nnsight.app.outputs import parse_strict
@@ -35,18 +33,6 @@ def runs(tmp_path_factory):
     train(TrainSettings(**MICRO), root / "gpt2", progress=False)
     train(TrainSettings(**MICRO, arch="llama", tokenizer=False), root / "llama", progress=False)
     return root
-
-
-def cli(argv: list[str]) -> int:
-    """The ``dynamics``/``train`` subcommands through the CLI's own error handling."""
-    from induction_nnsight.app import dynamics_job, train_job
-
-    parser = _Parser(prog="induction-nnsight")
-    commands = parser.add_subparsers(dest="command", required=True)
-    dynamics_job.add_parser(commands)
-    train_job.add_parser(commands)
-    args = parser.parse_args(argv)
-    return guarded(lambda: {"dynamics": dynamics_job.command, "train": train_job.command}[args.command](args))
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
@@ -124,13 +110,13 @@ def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, monkeypatch, capsys, a
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
     argv = [str(runs / "gpt2") if a == "RUN" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
-    assert cli(argv + ["--out", str(tmp_path / "charts")] if argv[0] == "dynamics" else argv) == 2
+    assert main(argv + ["--out", str(tmp_path / "charts")] if argv[0] == "dynamics" else argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
 
 
 def test_cli_writes_the_results_files(runs, tmp_path, capsys):
-    assert cli(["dynamics", str(runs / "gpt2"), "--batch", "3", "--seq-len", "8", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["dynamics", str(runs / "gpt2"), "--batch", "3", "--seq-len", "8", "--out", str(tmp_path), "--quiet"]) == 0
     results = json.loads((tmp_path / "dynamics_results.json").read_text())
     assert [c["step"] for c in results["checkpoints"]] == [0, 10, 12] and "run_id" in results
     assert "phase change" in capsys.readouterr().out

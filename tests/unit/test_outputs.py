@@ -1,7 +1,6 @@
 """Result files: strict JSON, the user's umask, one run id per set, whole sets under faults."""
 
 import errno
-import json
 import math
 import multiprocessing
 import os
