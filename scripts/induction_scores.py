@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from induction_nnsight import induction_scores, load_model
-from induction_nnsight.app.charts import heatmap_figure
+from induction_nnsight.figures.heads import heatmap_figure
 from induction_nnsight.app.cli import add_model_args, add_token_args, guarded, scan_config
 from induction_nnsight.app.jobs import remote_settings, scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files

@@ -21,8 +21,8 @@ from ..models.layout import model_facts
 from ..probes.tokens import repeated_tokens
 from ..scores.ranking import rank_heads
 from ..scores.scan import scan
-from .causal_charts import ablation_curve_figure
-from .charts import heatmap_figure
+from ..figures.causal import ablation_curve_figure
+from ..figures.heads import heatmap_figure
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
 from .outputs import rounded, table, to_json
 from .report import top_heads

@@ -19,7 +19,7 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..probes.tokens import Probe, repeated_tokens
 from ..scores.heads import head_scores
-from .circuit_charts import circuit_graph_figure, circuit_heatmap_figure
+from ..figures.circuit import circuit_graph_figure, circuit_heatmap_figure
 from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
 from .outputs import rounded, to_json
 

@@ -19,7 +19,7 @@ from ..models.loading import load_model
 from ..ndif.settings import DEFAULT_TIMEOUT
 from ..scores.ranking import rank_heads
 from ..scores.registry import get_score
-from .dynamics_charts import k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap
+from ..figures.dynamics import k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap
 from .jobs import remote_settings
 from .outputs import rounded, table, to_json
 

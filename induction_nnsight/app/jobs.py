@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .charts import attention_view_figure, heatmap_figure, loss_by_position_figure, top_heads_figure
+from ..figures.heads import attention_view_figure, heatmap_figure, loss_by_position_figure, top_heads_figure
 from ..scores.detect import detections
 from ..errors import InductionError
 from ..scores.heads import head_scores

@@ -20,8 +20,8 @@ from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..scores.ranking import rank_heads
-from .causal_charts import attribution_scatter_figure
-from .charts import heatmap_figure
+from ..figures.causal import attribution_scatter_figure
+from ..figures.heads import heatmap_figure
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
 from .outputs import rounded, table, to_json
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import InductionError
 from ..training.config import TrainSettings
 from ..training.loop import train
-from .dynamics_charts import training_loss_figure
+from ..figures.dynamics import training_loss_figure
 from .outputs import rounded, to_json
 
 

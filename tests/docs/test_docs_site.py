@@ -40,7 +40,7 @@ def test_docs_build_with_warnings_as_errors(built_docs):
         assert (built_docs / f"{page}.html").is_file()
     api = (built_docs / "api.html").read_text()
     for name in ("induction_nnsight.scores.scan.scan", "induction_nnsight.probes.tokens.repeated_tokens",
-                 "induction_nnsight.app.charts.heatmap_figure"):
+                 "induction_nnsight.figures.heads.heatmap_figure"):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
     assert chart_pages(built_docs).get("tutorial.html") == 2
     assert (built_docs / "add_a_score.html").is_file() and (built_docs / "glossary.html").is_file()

@@ -1,7 +1,7 @@
 """The package's import rule (issue 12, point 3): imports run only down the data flow.
 
-models/ -> probes/ -> ndif/ -> scores/ -> causal/ -> app/, with errors.py usable by all. The
-rule is read from the source with ``ast`` (module-level imports, imports inside functions,
+models/ -> probes/ -> ndif/ -> scores/ -> causal/ -> app/, with errors.py and figures/ (plain
+data in, Plotly figures out) usable by all. The rule is read from the source with ``ast`` (module-level imports, imports inside functions,
 relative ``from ..x import`` and absolute ``induction_nnsight.x`` alike), so a lazy import
 added to dodge a cycle is caught as surely as one at the top of a file.
 """
@@ -17,15 +17,16 @@ import induction_nnsight
 
 PACKAGE = "induction_nnsight"
 ROOT = Path(induction_nnsight.__file__).parent
-SUBPACKAGES = ("models", "probes", "training", "ndif", "scores", "dynamics", "causal", "app")
+SUBPACKAGES = ("figures", "models", "probes", "training", "ndif", "scores", "dynamics", "causal", "app")
 ALLOWED = {
+    "figures": set(),  # plain data in, figures out: drawable from every stage
     "models": {"errors"},
-    "probes": {"models", "errors"},
-    "ndif": {"models", "errors"},
-    "training": {"models", "probes", "errors"},
-    "scores": {"models", "probes", "ndif", "errors"},
-    "dynamics": {"models", "probes", "ndif", "scores", "errors"},
-    "causal": {"models", "probes", "ndif", "scores", "errors"},
+    "probes": {"models", "errors", "figures"},
+    "ndif": {"models", "errors", "figures"},
+    "training": {"models", "probes", "errors", "figures"},
+    "scores": {"models", "probes", "ndif", "errors", "figures"},
+    "dynamics": {"models", "probes", "ndif", "scores", "errors", "figures"},
+    "causal": {"models", "probes", "ndif", "scores", "errors", "figures"},
     "app": {*SUBPACKAGES, "errors"},
     "": {*SUBPACKAGES, "errors"},  # the top-level __init__ re-exports everything
     "errors": set(),

@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from induction_nnsight.app.charts import attention_view_figure, top_heads_figure
+from induction_nnsight.figures.heads import attention_view_figure, top_heads_figure
 from induction_nnsight.scores.detect import HeadDetection, bootstrap_interval
 from induction_nnsight.app.report import ascii_attention, text_report
 

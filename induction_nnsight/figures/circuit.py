@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .charts import heatmap_figure
+from .heads import heatmap_figure
 
 KIND_COLOURS = {"induction": "#d62728", "previous-token": "#1f77b4", "other": "#c7c7c7"}
 PATH_COLOURS = {"k": "#ff7f0e", "q": "#2ca02c", "v": "#9467bd", "total": "#7f7f7f"}

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .charts import heatmap_figure, nan_to_none
+from .heads import heatmap_figure, nan_to_none
 
 
 def _log_steps(steps: Sequence[int]) -> tuple[list[float], dict]:
