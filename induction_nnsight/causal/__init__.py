@@ -2,5 +2,6 @@
 ablation, activation patching, attribution patching and the clean/corrupted pairs they run on.
 
 May import :mod:`~induction_nnsight.models`, :mod:`~induction_nnsight.probes`,
-:mod:`~induction_nnsight.ndif`, :mod:`~induction_nnsight.scores` and :mod:`~induction_nnsight.errors`.
+:mod:`~induction_nnsight.ndif`, :mod:`~induction_nnsight.scores`, :mod:`~induction_nnsight.figures` and
+:mod:`~induction_nnsight.errors`.
 """

@@ -9,5 +9,6 @@ checkpoints already scored, and the detection of the phase change.
 - :mod:`~induction_nnsight.dynamics.phase`: ``phase_change``.
 
 May import :mod:`induction_nnsight.models`, :mod:`induction_nnsight.probes`,
-:mod:`induction_nnsight.ndif`, :mod:`induction_nnsight.scores` and :mod:`induction_nnsight.errors`.
+:mod:`induction_nnsight.ndif`, :mod:`induction_nnsight.scores`, :mod:`induction_nnsight.figures` and
+:mod:`induction_nnsight.errors`.
 """

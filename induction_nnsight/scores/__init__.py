@@ -3,5 +3,5 @@ forward pass that computes every registered score (and the loss by position) ins
 scan built on it, head detection with bootstrap intervals, and the one ranking rule.
 
 May import :mod:`~induction_nnsight.models`, :mod:`~induction_nnsight.probes`,
-:mod:`~induction_nnsight.ndif` and :mod:`~induction_nnsight.errors`.
+:mod:`~induction_nnsight.ndif`, :mod:`~induction_nnsight.figures` and :mod:`~induction_nnsight.errors`.
 """

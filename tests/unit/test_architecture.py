@@ -1,7 +1,7 @@
 """The package's import rule (issue 12, point 3): imports run only down the data flow.
 
-models/ -> probes/ -> ndif/ -> scores/ -> causal/ -> app/, with errors.py and figures/ (plain
-data in, Plotly figures out) usable by all. The rule is read from the source with ``ast`` (module-level imports, imports inside functions,
+models/ -> probes/ -> ndif/ -> scores/ -> causal/ -> app/, with errors.py usable by all and
+figures/ (plain data in, Plotly figures out) by the stages whose results draw themselves. The rule is read from the source with ``ast`` (module-level imports, imports inside functions,
 relative ``from ..x import`` and absolute ``induction_nnsight.x`` alike), so a lazy import
 added to dodge a cycle is caught as surely as one at the top of a file.
 """
@@ -21,9 +21,9 @@ SUBPACKAGES = ("figures", "models", "probes", "training", "ndif", "scores", "dyn
 ALLOWED = {
     "figures": set(),  # plain data in, figures out: drawable from every stage
     "models": {"errors"},
-    "probes": {"models", "errors", "figures"},
-    "ndif": {"models", "errors", "figures"},
-    "training": {"models", "probes", "errors", "figures"},
+    "probes": {"models", "errors"},
+    "ndif": {"models", "errors"},
+    "training": {"models", "probes", "errors"},
     "scores": {"models", "probes", "ndif", "errors", "figures"},
     "dynamics": {"models", "probes", "ndif", "scores", "errors", "figures"},
     "causal": {"models", "probes", "ndif", "scores", "errors", "figures"},
