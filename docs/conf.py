@@ -15,17 +15,23 @@ project = "induction-nnsight"
 author = "induction-nnsight contributors"
 copyright = "2025, induction-nnsight contributors"
 
+# myst_nb reads the Markdown pages (it includes and configures myst_parser, which must not be listed
+# beside it) and the executed notebooks, whose committed outputs it renders as they are.
 extensions = [
-    "myst_parser",
+    "myst_nb",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
     "plotly_chart",
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
+# Notebooks are committed executed (tests/docs re-executes them in the slow tier): the docs build
+# renders their outputs and never needs the model.
+nb_execution_mode = "off"
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
@@ -37,12 +43,32 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 
-html_theme = "alabaster"
+# The PyData theme, as nnsight's own docs use: a top bar, the page's sections on the right, a
+# light / dark switch, first-class MyST-NB output styles. Everything it loads ships inside the package
+# (its fonts included), so the built site renders offline.
+html_theme = "pydata_sphinx_theme"
 html_title = "induction-nnsight"
 html_theme_options = {
-    "page_width": "1120px",
-    "sidebar_width": "230px",
-    "description": "Find and explain induction heads with nnsight",
-    "fixed_sidebar": False,
+    "logo": {"text": "induction-nnsight"},
+    "navbar_start": ["navbar-logo"],
+    "navbar_center": [],
+    "navbar_end": ["theme-switcher"],
+    "navbar_persistent": ["search-button-field"],
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
 }
-html_static_path = []
+html_sidebars = {"**": ["global-nav"]}  # docs/_templates: every page, not only the current section's
+html_context = {"default_mode": "auto"}  # follow the reader's system; the switch in the top bar overrides
+templates_path = ["_templates"]
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+
+# Copy buttons on code blocks; prompts ("$ ", ">>> ", "... ") and the output lines of a doctest
+# are left out of what is copied.
+copybutton_prompt_text = r"\$ |>>> |\.\.\. "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
+copybutton_exclude = ".linenos, .gp, .go"
