@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import plotly.graph_objects as go
 import torch
 
+from ..figures.heads import heatmap_figure, top_heads_figure
+from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
 from .heads import HeadScores, head_scores
 from ..models.layout import model_facts
 from .ranking import rank_heads
@@ -36,9 +39,10 @@ def bootstrap_interval(
     return means.nanquantile(tail, dim=0), means.nanquantile(1 - tail, dim=0)
 
 
-@dataclass
-class HeadDetection:
-    """The result of :func:`detect_heads`.
+@dataclass(repr=False)
+class HeadDetection(Displayable):
+    """The result of :func:`detect_heads`; shows itself as its top heads with their intervals and draws
+    ``figures()`` ``scores`` (the heatmap, ``figure()``) and ``top`` (the best heads' bars).
 
     Attributes:
         kind: The score kind.
@@ -47,6 +51,7 @@ class HeadDetection:
         ci_low: ``[n_layers, n_heads]`` lower bound of the interval (None for weight-only kinds).
         ci_high: ``[n_layers, n_heads]`` upper bound.
         settings: What produced it (model, probe, batch shape, level).
+        model: The model's name or path (else ``settings["model"]``, where a job put it).
     """
 
     kind: str
@@ -55,6 +60,9 @@ class HeadDetection:
     ci_low: torch.Tensor | None = None
     ci_high: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+    FIGURES = ("scores", "top")
 
     def _head(self, layer: int, head: int) -> dict[str, Any]:
         entry = {"layer": layer, "head": head, "score": round(float(self.scores[layer, head]), 6)}
@@ -72,6 +80,26 @@ class HeadDetection:
         """Heads with score >= threshold, best first: ``{"layer", "head", "score", "ci", "clearly_above"}``."""
         return [self._head(layer, head) for layer, head in rank_heads(self.scores)
                 if self.scores[layer, head] >= self.threshold]
+
+    def _summary(self) -> Summary:
+        columns = ["head", "score"] + (["interval", "clearly above"] if self.ci_low is not None else [])
+        rows = [[f"L{h['layer']}H{h['head']}", h["score"], *([h["ci"], h["clearly_above"]] if "ci" in h else [])]
+                for h in self.top(HTML_ROWS)]
+        layers, heads = self.scores.shape
+        return Summary("HeadDetection", self.model or self.settings.get("model"),
+                       f"{self.kind}, {layers} layers x {heads} heads", columns, rows,
+                       [("threshold", float(self.threshold)), ("heads above", len(self.heads))])
+
+    def _figure(self, name: str, **options) -> go.Figure:
+        model = short_name(self.model or self.settings.get("model"))
+        tail = f" ({model})" if model else ""
+        what = self.kind.replace("_", " ")
+        if name == "top":
+            return top_heads_figure({self.kind: self.top(HTML_ROWS)}, **{"title": f"Top {what} heads{tail}", **options})
+        score = get_score(self.kind)
+        return heatmap_figure(self.scores.tolist(), **{
+            "title": f"{what.capitalize()} score per head{tail}", "colorbar_title": score.unit,
+            "value_range": score.value_range, **options})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form: kind, threshold, settings, heads above threshold, and the score table."""
@@ -111,7 +139,7 @@ def detections(
         low = high = None
         if kind in scores.per_row:
             low, high = bootstrap_interval(scores.per_row[kind], n_boot=n_boot, level=level)
-        found[kind] = HeadDetection(kind, limit, scores.mean(kind), low, high, settings)
+        found[kind] = HeadDetection(kind, limit, scores.mean(kind), low, high, settings, scores.model)
     return found
 
 

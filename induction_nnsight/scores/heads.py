@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import nnsight
+import plotly.graph_objects as go
 import torch
 
+from ..figures.heads import heatmap_figure, loss_by_position_figure
+from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.layout import ModelLayout, is_conv1d, model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
@@ -21,26 +24,31 @@ from ..probes.tokens import Probe
 from .builtin import BUILTIN_SCORES
 from .copying import copying_score
 from .losses import per_position_loss
+from .ranking import ranked_rows
 from .registry import HeadScore, ProbeView, get_score, score_names
 
 HEAD_KINDS = tuple(score.name for score in BUILTIN_SCORES)
 """Names of the built-in scores; :func:`~induction_nnsight.scores.registry.score_names` lists every registered one."""
 
 
-@dataclass
-class HeadScores:
-    """Scores of one pass.
+@dataclass(repr=False)
+class HeadScores(Displayable):
+    """Scores of one pass; shows itself as the top heads of its main kind (``induction`` when present)
+    with every kind's score beside them, and draws a heatmap per kind (``figures()``; the main kind's
+    is ``figure()``) and ``loss_by_position`` when computed.
 
     Attributes:
         per_row: ``kind -> [batch, n_layers, n_heads]`` for the scores read from a run
             (``[1, n_layers, n_heads]``, the mean, when averaged over rows inside the trace).
         weights: ``kind -> [n_layers, n_heads]`` for the scores read from the weights alone.
         loss_by_position: ``[pos - 1]`` mean next-token loss (None when not asked for).
+        model: The model's name or path.
     """
 
     per_row: dict[str, torch.Tensor]
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
     loss_by_position: torch.Tensor | None = None
+    model: str | None = None
 
     def mean(self, kind: str) -> torch.Tensor:
         """``[n_layers, n_heads]`` score of ``kind``, averaged over rows (ignoring NaN rows)."""
@@ -51,6 +59,26 @@ class HeadScores:
     @property
     def kinds(self) -> list[str]:
         return [*self.per_row, *self.weights]
+
+    def _figure_names(self) -> list[str]:
+        main = ["induction"] if "induction" in self.kinds else self.kinds[:1]
+        loss = ["loss_by_position"] if self.loss_by_position is not None else []
+        return main + [k for k in self.kinds if k not in main] + loss
+
+    def _summary(self) -> Summary:
+        kinds = [k for k in self._figure_names() if k != "loss_by_position"]
+        if not kinds:
+            return Summary("HeadScores", self.model, "no scores", [], [])
+        tables = [self.mean(k) for k in kinds]
+        rows = next(iter(self.per_row.values())).shape[0] if self.per_row else None
+        shape = f"{tables[0].shape[0]} layers x {tables[0].shape[1]} heads" + (f", {rows} rows" if rows and rows > 1 else "")
+        return Summary("HeadScores", self.model, shape, ["head", *kinds], ranked_rows(tables[0], HTML_ROWS, *tables[1:]),
+                       rows_title=f"top {kinds[0]}")
+
+    def _figure(self, name: str, **options) -> go.Figure:
+        tail = f" ({short_name(self.model)})" if self.model else ""
+        if name == "loss_by_position":
+            return loss_by_position_figure(self.loss_by_position.tolist(), **{"title": f"Loss by position{tail}", **options})
 
 
 def _weight(model, path: str, transpose: bool = False) -> torch.Tensor:
@@ -189,5 +217,5 @@ def head_scores(
     weights = {k: v.detach().cpu() for k, v in (saved_weights or {}).items()}
     for score in groups["weights"]:  # NaN (null in files) where the value projection's layout is unknown
         weights.setdefault(score.name, torch.full((facts.n_layers, facts.n_heads), float("nan")))
-    return HeadScores(per_row=per_row, weights=weights,
+    return HeadScores(per_row=per_row, weights=weights, model=facts.name,
                       loss_by_position=saved_loss.detach().cpu() if saved_loss is not None else None)

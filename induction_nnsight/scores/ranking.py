@@ -43,3 +43,22 @@ def rank_heads(scores: torch.Tensor, n: int | None = None, descending: bool = Tr
         if not math.isnan(value)
     ]
     return [(layer, head) for _, layer, head in sorted(keyed)[:n]]
+
+
+def ranked_rows(scores: torch.Tensor, n: int, *others: torch.Tensor) -> list[list]:
+    """Rows of a result's table: the ``n`` best heads of ``scores`` by :func:`rank_heads`.
+
+    Args:
+        scores: ``[n_layers, n_heads]`` the ranking score.
+        n: How many rows.
+        others: ``[n_layers, n_heads]`` tables whose values join each row.
+
+    Returns:
+        ``[["L{layer}H{head}", score, *other values], ...]`` best first, plain floats.
+
+    Example:
+        >>> ranked_rows(torch.tensor([[0.5, 0.25]]), 1)
+        [['L0H0', 0.5]]
+    """
+    return [[f"L{layer}H{head}", float(scores[layer, head]), *(float(t[layer, head]) for t in others)]
+            for layer, head in rank_heads(scores, n)]

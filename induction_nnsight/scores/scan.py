@@ -12,27 +12,62 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import nnsight
+import plotly.graph_objects as go
 import torch
 
+from ..figures.heads import heatmap_figure, loss_by_position_figure
+from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, on_ndif
 from ..probes.tokens import Probe
 from .heads import head_scores
+from .losses import half_losses
+from .ranking import ranked_rows
+from .registry import get_score
 
 
-@dataclass
-class ScanResult:
-    """What one scan pass returns.
+@dataclass(repr=False)
+class ScanResult(Displayable):
+    """What one scan pass returns; shows itself as its top heads (``repr``, HTML) and draws
+    ``figures()`` ``induction_scores`` (the main one) and ``loss_by_position``.
 
     Attributes:
         loss_by_position: ``[pos - 1]`` mean next-token loss at each position.
         induction_scores: ``[n_layers, n_heads]`` diagonal-offset induction scores.
+        model: The model's name or path.
+        seq_len: Length of the repeated block.
+        bos: Whether the rows start with BOS (None: rows of another shape than two copies).
     """
 
     loss_by_position: torch.Tensor
     induction_scores: torch.Tensor
+    model: str | None = None
+    seq_len: int | None = None
+    bos: bool | None = None
+
+    FIGURES = ("induction_scores", "loss_by_position")
+
+    def _summary(self) -> Summary:
+        layers, heads = self.induction_scores.shape
+        numbers = []
+        if self.seq_len is not None and self.bos is not None and self.seq_len > 1:
+            first, repeated = half_losses(self.loss_by_position, self.seq_len, self.bos)
+            numbers = [("first-half loss", float(first)), ("repeated-half loss", float(repeated))]
+        return Summary("ScanResult", self.model, f"{layers} layers x {heads} heads", ["head", "induction score"],
+                       ranked_rows(self.induction_scores, HTML_ROWS), numbers)
+
+    def _figure(self, name: str, **options) -> go.Figure:
+        tail = f" ({short_name(self.model)})" if self.model else ""
+        if name == "loss_by_position":
+            marked = self.bos is not None
+            return loss_by_position_figure(self.loss_by_position.tolist(), self.seq_len if marked else None,
+                                           bool(self.bos), **{"title": f"Loss by position{tail}", **options})
+        score = get_score("induction")
+        return heatmap_figure(self.induction_scores.tolist(), **{
+            "title": f"Induction score per head{tail}", "colorbar_title": f"induction score ({score.unit})",
+            "value_range": score.value_range, **options})
 
 
 def _probe(tokens: torch.Tensor, seq_len: int | None) -> Probe:
@@ -80,7 +115,8 @@ def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -
         ``induction_scores [n_layers, n_heads]``.
     """
     result = head_scores(model, _probe(tokens, seq_len), kinds=("induction",), per_row=False, remote=remote)
-    return ScanResult(result.loss_by_position, result.mean("induction"))
+    bos = {2 * seq_len: False, 2 * seq_len + 1: True}.get(tokens.shape[1])
+    return ScanResult(result.loss_by_position, result.mean("induction"), model_facts(model).name, seq_len, bos)
 
 
 def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote: Remote = False) -> torch.Tensor:
