@@ -5,17 +5,18 @@ projection's input, see :mod:`~induction_nnsight.causal.head_outputs`): set to z
 its mean over a source batch at each position (mean ablation keeps the
 head's average contribution and removes only what depends on the input).
 Many ablations run batched in few traces (:mod:`~induction_nnsight.causal.variants`);
-what leaves a trace is one metric value per ablation.
+what leaves a trace is one metric value per ablation. Its results live in
+:mod:`~induction_nnsight.causal.ablation_results`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..errors import InductionError
+from .ablation_results import CurveResult, SweepResult
 from .head_outputs import head_edit, head_mask
 from ..scores.losses import repeated_half_slice
 from .metrics import RowMetric
@@ -103,21 +104,6 @@ def ablate_heads(
                             remote=remote, progress=False)[0]
 
 
-@dataclass
-class SweepResult:
-    """Every head ablated alone.
-
-    Attributes:
-        baseline: Metric of the unablated model (same batch layout).
-        values: ``[n_layers, n_heads]`` metric with that head ablated (NaN where not swept).
-        delta: ``values - baseline``.
-    """
-
-    baseline: float
-    values: torch.Tensor
-    delta: torch.Tensor
-
-
 def ablation_sweep(
     model,
     tokens: torch.Tensor,
@@ -148,7 +134,7 @@ def ablation_sweep(
     for (layer, head), value in zip(heads, values[1:]):
         table[layer, head] = value
     baseline = float(values[0])
-    return SweepResult(baseline, table, table - baseline)
+    return SweepResult(baseline, table, table - baseline, metric.label, facts.name)
 
 
 def random_head_draws(
@@ -188,27 +174,6 @@ def random_head_draws(
     return draws
 
 
-@dataclass
-class CurveResult:
-    """Metric as more heads are ablated: top heads against random heads.
-
-    Attributes:
-        ks: ``[K]`` the numbers of heads ablated, 1..K.
-        baseline: Metric with nothing ablated.
-        top: ``[K]`` metric with the top ``k`` heads ablated.
-        random: ``[n_draws, K]`` metric with the first ``k`` heads of each random draw ablated.
-        top_heads: The ranked heads.
-        random_heads: The draws.
-    """
-
-    ks: list[int]
-    baseline: float
-    top: torch.Tensor
-    random: torch.Tensor
-    top_heads: list[Head]
-    random_heads: list[list[Head]]
-
-
 def ablation_curve(
     model,
     tokens: torch.Tensor,
@@ -243,7 +208,8 @@ def ablation_curve(
                               max_tokens=max_tokens, remote=remote, progress=progress,
                               desc=f"ablation curve ({len(sets)} sets)")
     n = len(ks)
-    return CurveResult(ks, float(values[0]), values[1 : 1 + n], values[1 + n :].reshape(n_draws, n), top, draws)
+    return CurveResult(ks, float(values[0]), values[1 : 1 + n], values[1 + n :].reshape(n_draws, n), top, draws,
+                       metric.label, facts.name)
 
 
 def repeated_half_metric(seq_len: int, bos: bool) -> RowMetric:

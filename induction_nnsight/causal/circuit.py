@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import plotly.graph_objects as go
 import torch
 
 from ..errors import InductionError
+from ..figures.circuit import circuit_heatmap_figure
+from ..figures.tables import Displayable, Summary, short_name
 from ..models.layout import model_facts
 from ..ndif.settings import Remote, on_ndif
 from ..scores.ranking import RANK_DECIMALS, rank_heads
@@ -50,9 +53,10 @@ class Edge:
     loss_effect: float
 
 
-@dataclass
-class CircuitResult:
-    """What :func:`circuit` found.
+@dataclass(repr=False)
+class CircuitResult(Displayable):
+    """What :func:`circuit` found; shows each target with its strongest source per path and draws one
+    heatmap per path (``figures()``: ``"k"``, ``"q"``, ``"v"``, ``"total"``, those measured).
 
     Attributes:
         targets: The induction heads examined, in rank order.
@@ -61,6 +65,8 @@ class CircuitResult:
         edges: Every (source, target, path) edge.
         composition: Q/K/V composition scores of the same pairs (empty when not computed).
         composition_note: Why composition scores are missing, if they are.
+        grid: ``(n_layers, n_heads)`` of the model (None: read from the edges).
+        model: The model's name or path.
     """
 
     targets: list[Head]
@@ -69,6 +75,8 @@ class CircuitResult:
     edges: list[Edge]
     composition: list[CompositionRow] = field(default_factory=list)
     composition_note: str | None = None
+    grid: tuple[int, int] | None = None
+    model: str | None = None
 
     def table(self, path: str, n_layers: int, n_heads: int, loss: bool = False) -> torch.Tensor:
         """``[n_targets, n_layers * n_heads]`` effects on ``path`` (NaN where no edge)."""
@@ -87,6 +95,31 @@ class CircuitResult:
         if path == "v":
             return sorted(edges, key=lambda e: (-round(e.loss_effect, RANK_DECIMALS), e.source))[:n]
         return sorted(edges, key=lambda e: (round(e.effect, RANK_DECIMALS), e.source))[:n]
+
+    def _figure_names(self) -> list[str]:
+        return [p for p in PATHS if any(e.path == p for e in self.edges)]
+
+    def _summary(self) -> Summary:
+        paths = self._figure_names()
+        rows = [[head_name(t), self.clean_scores[t], *(
+            " ".join(f"{head_name(e.source)} {e.loss_effect if p == 'v' else e.effect:+.3f}"
+                     for e in self.strongest(t, p, 1)) for p in paths)] for t in self.targets]
+        n = len(self.targets)
+        return Summary("CircuitResult", self.model, f"{n} target{'s' * (n != 1)}, {len(self.edges)} edges",
+                       ["target", "induction score", *(f"strongest {p} source" for p in paths)], rows,
+                       [("clean repeated-half loss", float(self.clean_loss))], rows_title="targets")
+
+    def _figure(self, name: str, **options) -> go.Figure:
+        n_layers, n_heads = self.grid or (max(t[0] for t in self.targets) + 1,
+                                          max((e.source[1] for e in self.edges), default=0) + 1)
+        sources = [f"L{layer}H{head}" for layer in range(max(t[0] for t in self.targets)) for head in range(n_heads)]
+        grid = self.table(name, n_layers, n_heads, loss=name == "v")[:, : len(sources)].T.tolist()
+        what = "repeated-half loss (nats)" if name == "v" else "induction score"
+        where = "everywhere" if name == "total" else f"from its {name} input only"
+        tail = f" ({short_name(self.model)})" if self.model else ""
+        title = f"Path {name}: change of each target's {what} when a source head is removed {where}{tail}"
+        return circuit_heatmap_figure(grid, sources, [head_name(t) for t in self.targets],
+                                      **{"title": title, "colorbar_title": f"Δ {what}", **options})
 
 
 def top_induction_heads(model, tokens: torch.Tensor, seq_len: int, top: int, *, remote: Remote = False) -> list[Head]:
@@ -151,7 +184,8 @@ def circuit(
                            max_tokens=max_tokens, remote=remote, progress=progress)
     edges = [Edge(v.source, v.target, v.path, float(s - result.clean_scores[v.target]), float(loss - result.clean_loss))
              for v, s, loss in zip(variants[1:], result.scores[1:], result.losses[1:])]
-    out = CircuitResult(targets, result.clean_scores, result.clean_loss, edges)
+    out = CircuitResult(targets, result.clean_scores, result.clean_loss, edges,
+                        grid=(facts.n_layers, facts.n_heads), model=facts.name)
     if composition:
         if on_ndif(remote):
             out.composition_note = "composition scores need local weights; not computed for an NDIF run"

@@ -17,14 +17,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import plotly.graph_objects as go
 import torch
 
+from ..figures.heads import heatmap_figure
+from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
 from ..models.attention import attention_call_name, attention_modules
 from ..errors import InductionError
 from .head_outputs import head_edit
 from .metrics import RowMetric, recovery
 from ..models.layout import model_facts, model_layout
 from ..ndif.settings import Remote
+from ..scores.ranking import rank_heads
 from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
 QKV = ("q", "k", "v")
@@ -38,9 +42,10 @@ def _check_pair(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
         )
 
 
-@dataclass
-class PatchResult:
-    """A grid of patched metrics and its recovery.
+@dataclass(repr=False)
+class PatchResult(Displayable):
+    """A grid of patched metrics and its recovery; shows the cells that recover most and draws
+    ``figure()``, the heatmap of ``recovery``.
 
     Attributes:
         clean: Metric of the clean rows.
@@ -49,6 +54,8 @@ class PatchResult:
         recovery: ``(values - corrupted) / (clean - corrupted)``.
         rows: Labels of the grid's rows.
         columns: Labels of its columns.
+        metric: What the metric is, with its unit.
+        model: The model's name or path.
     """
 
     clean: float
@@ -57,9 +64,35 @@ class PatchResult:
     recovery: torch.Tensor = field(init=False)
     rows: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
+    metric: str | None = None
+    model: str | None = None
+
+    FIGURES = ("recovery",)
 
     def __post_init__(self) -> None:
         self.recovery = recovery(self.values, self.corrupted, self.clean)
+
+    def _heads_grid(self) -> bool:
+        return all(r.startswith("L") for r in self.rows) and all(c.startswith("H") for c in self.columns)
+
+    def _summary(self) -> Summary:
+        def label(i: int, j: int) -> str:
+            row, column = (self.rows[i] if self.rows else str(i)), (self.columns[j] if self.columns else str(j))
+            return f"{row}{column}" if self._heads_grid() else f"{row} @ {column}"
+
+        rows = [[label(i, j), float(self.recovery[i, j]), float(self.values[i, j])]
+                for i, j in rank_heads(self.recovery, HTML_ROWS)]
+        return Summary("PatchResult", self.model, f"{self.values.shape[0]} x {self.values.shape[1]} grid",
+                       ["site", "recovery", self.metric or "metric"], rows,
+                       [("clean", float(self.clean)), ("corrupted", float(self.corrupted))], rows_title="best recovery")
+
+    def _figure(self, name: str, **options) -> go.Figure:
+        heads, tail = self._heads_grid(), f" ({short_name(self.model)})" if self.model else ""
+        return heatmap_figure(self.recovery.tolist(), **{
+            "title": f"Recovery when a clean activation is patched in{tail}",
+            "x_labels": self.columns or None, "y_labels": self.rows or None, "value_range": (None, None),
+            "colorbar_title": "recovery", "x_title": "head" if heads else "position",
+            "y_title": "layer" if all(r.startswith("L") for r in self.rows) else "", **options})
 
 
 def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, remote: Remote = False) -> float:
@@ -112,7 +145,7 @@ def patch_heads(
     for (layer, head), value in zip(cells, values):
         grid[layer, head] = value
     return PatchResult(clean_value, corrupted_value, grid, rows=[f"L{i}" for i in range(facts.n_layers)],
-                       columns=[f"H{h}" for h in range(facts.n_heads)])
+                       columns=[f"H{h}" for h in range(facts.n_heads)], metric=metric.label, model=facts.name)
 
 
 def _positions(positions: Sequence[int] | None, n_pos: int) -> list[int]:
@@ -173,7 +206,8 @@ def patch_residual(
         progress=progress, desc=f"patching residual at {len(cells)} sites",
     )
     return PatchResult(clean_value, corrupted_value, values.reshape(len(layer_list), len(position_list)),
-                       rows=[f"L{layer}" for layer in layer_list], columns=[str(p) for p in position_list])
+                       rows=[f"L{layer}" for layer in layer_list], columns=[str(p) for p in position_list],
+                       metric=metric.label, model=facts.name)
 
 
 def patch_qkv(
@@ -236,4 +270,4 @@ def patch_qkv(
         progress=progress, desc=f"patching L{layer}H{head} q/k/v",
     )
     return PatchResult(clean_value, corrupted_value, values.reshape(3, len(columns)), rows=list(QKV),
-                       columns=[str(p) for p in position_list] + ["all"])
+                       columns=[str(p) for p in position_list] + ["all"], metric=metric.label, model=facts.name)

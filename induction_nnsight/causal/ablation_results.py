@@ -1,0 +1,103 @@
+"""What the ablations of :mod:`~induction_nnsight.causal.ablation` return: every head ablated alone
+(:class:`SweepResult`) and the top heads against random heads (:class:`CurveResult`).
+
+Both show themselves in a notebook (a one-line ``repr``, an HTML table) and draw their figure
+(``figure()``) with the builders of :mod:`~induction_nnsight.figures`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+import torch
+
+from ..figures.causal import ablation_curve_figure
+from ..figures.heads import heatmap_figure
+from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
+from ..scores.ranking import ranked_rows
+
+Head = tuple[int, int]
+
+
+def _tail(model: str | None) -> str:
+    return f" ({short_name(model)})" if model else ""
+
+
+@dataclass(repr=False)
+class SweepResult(Displayable):
+    """Every head ablated alone; shows the heads whose ablation moves the metric most (largest ``|delta|``)
+    and draws ``figure()``, the heatmap of ``delta``.
+
+    Attributes:
+        baseline: Metric of the unablated model (same batch layout).
+        values: ``[n_layers, n_heads]`` metric with that head ablated (NaN where not swept).
+        delta: ``values - baseline``.
+        metric: What the metric is, with its unit (e.g. ``"loss (nats)"``).
+        model: The model's name or path.
+    """
+
+    baseline: float
+    values: torch.Tensor
+    delta: torch.Tensor
+    metric: str | None = None
+    model: str | None = None
+
+    FIGURES = ("delta",)
+
+    def _summary(self) -> Summary:
+        layers, heads = self.delta.shape
+        rows = [[name, delta, value] for name, _, delta, value in
+                ranked_rows(self.delta.abs(), HTML_ROWS, self.delta, self.values)]
+        return Summary("SweepResult", self.model, f"{layers} layers x {heads} heads",
+                       ["head", f"change of {self.metric or 'the metric'}", "ablated"], rows,
+                       [("baseline", float(self.baseline))], rows_title="largest change")
+
+    def _figure(self, name: str, **options) -> go.Figure:
+        return heatmap_figure(self.delta.tolist(), **{
+            "title": f"Change of the metric when one head is ablated{_tail(self.model)}", "value_range": (None, None),
+            "colorbar_title": f"Δ {self.metric or 'metric'}", **options})
+
+
+@dataclass(repr=False)
+class CurveResult(Displayable):
+    """Metric as more heads are ablated, top heads against random heads; shows the top heads in order
+    with the metric after each is added, and draws ``figure()``, the curves.
+
+    Attributes:
+        ks: ``[K]`` the numbers of heads ablated, 1..K.
+        baseline: Metric with nothing ablated.
+        top: ``[K]`` metric with the top ``k`` heads ablated.
+        random: ``[n_draws, K]`` metric with the first ``k`` heads of each random draw ablated.
+        top_heads: The ranked heads.
+        random_heads: The draws.
+        metric: What the metric is, with its unit.
+        model: The model's name or path.
+    """
+
+    ks: list[int]
+    baseline: float
+    top: torch.Tensor
+    random: torch.Tensor
+    top_heads: list[Head]
+    random_heads: list[list[Head]]
+    metric: str | None = None
+    model: str | None = None
+
+    FIGURES = ("curve",)
+
+    def _summary(self) -> Summary:
+        mean = self.random.mean(dim=0)
+        spread = self.random.std(dim=0) if self.random.shape[0] > 1 else torch.zeros_like(mean)
+        rows = [[f"L{layer}H{head}", float(self.top[i]), float(mean[i]), float(spread[i])]
+                for i, (layer, head) in enumerate(self.top_heads)]
+        k = len(self.ks)
+        return Summary("CurveResult", self.model, f"k = 1..{k}, {self.random.shape[0]} random draws",
+                       ["head added", "top k ablated", "random k (mean)", "random k (sd)"], rows,
+                       [("baseline", float(self.baseline)), (f"top {k}", float(self.top[-1])),
+                        (f"random {k}", float(mean[-1]))], rows_title="top heads")
+
+    def _figure(self, name: str, **options) -> go.Figure:
+        return ablation_curve_figure(self.ks, self.top.tolist(), self.random.tolist(), self.baseline, **{
+            "title": f"Top heads against random heads ablated{_tail(self.model)}",
+            "y_title": self.metric or "metric", **options})
