@@ -23,6 +23,7 @@ from ..scores.ranking import rank_heads
 from ..scores.scan import scan
 from ..figures.causal import ablation_curve_figure
 from ..figures.heads import heatmap_figure
+from ..figures.style import ANNOTATED
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
 from .outputs import rounded, table, to_json
 from .report import top_heads
@@ -147,17 +148,20 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
                            same_layers=config.same_layers, method=config.method, source=source,
                            seed=config.seed, max_tokens=config.max_tokens, remote=remote, progress=progress)
     results["curve"], results["top_vs_random"] = _curve(curve, config)
-    title_tail = f"{config.batch} x repeated {config.seq_len} tokens ({config.model})"
+    subtitle = f"{config.describe_tokens()}, {config.method} ablation"
     files = {"ablation_curve.json": ablation_curve_figure(
         curve.ks, curve.top.tolist(), curve.random.tolist(), curve.baseline,
-        title=f"Repeated-half loss, top-k induction heads vs random heads {config.method}-ablated, {title_tail}",
+        title=f"Repeated-half loss, top-k induction heads vs k random heads ablated — {config.model}",
+        subtitle=f"{subtitle}, {config.draws} random draws{' in the same layers' if config.same_layers else ''}",
     ).to_json()}
     if config.sweep:
         results["sweep"], results["attribution"], delta = _sweep(model, tokens, metric, source, config, remote,
                                                                  progress)
+        rows = results["sweep"]["rows"]  # rank_heads order: the largest rise in loss first
         files["ablation_heads.json"] = heatmap_figure(
-            delta.tolist(), value_range=(None, None), colorbar_title="Δ loss (nats)",
-            title=f"Change in repeated-half loss when one head is {config.method}-ablated, {title_tail}",
+            delta.tolist(), value_range=(None, None), colorbar_title="Δ repeated-half loss (nats)",
+            title=f"Change in repeated-half loss when one head is ablated — {config.model}", subtitle=subtitle,
+            top=[(r["layer"], r["head"]) for r in rows[:ANNOTATED]],
         ).to_json()
     files["ablation_results.json"] = to_json(results)
     return results, files

@@ -19,7 +19,9 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..probes.tokens import Probe, repeated_tokens
 from ..scores.heads import head_scores
+from ..scores.ranking import rank_heads
 from ..figures.circuit import circuit_graph_figure, circuit_heatmap_figure
+from ..figures.style import ANNOTATED
 from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
 from .outputs import rounded, to_json
 
@@ -109,15 +111,17 @@ def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, sc
     }
     last = max(t[0] for t in result.targets)
     sources = [f"L{layer}H{head}" for layer in range(last) for head in range(facts.n_heads)]
-    tail = f"{config.batch} x repeated {config.seq_len} tokens, {config.method} ablation ({config.model})"
+    subtitle = f"{config.describe_tokens()}, {config.method} ablation"
     files = {}
     for path in config.paths:
-        grid = result.table(path, facts.n_layers, facts.n_heads, loss=path == "v")[:, : len(sources)].T.tolist()
+        grid = result.table(path, facts.n_layers, facts.n_heads, loss=path == "v")[:, : len(sources)].T
         what = "repeated-half loss (nats)" if path == "v" else "induction score"
         files[f"circuit_{path}.json"] = circuit_heatmap_figure(
-            grid, sources, names, colorbar_title=f"Δ {what}",
+            grid.tolist(), sources, names, colorbar_title=f"Δ {what}", subtitle=subtitle,
             title=f"Path {path}: change of each target's {what} when a source head is removed "
-                  f"{'everywhere' if path == 'total' else f'from its {path} input only'}, {tail}",
+                  f"{'everywhere' if path == 'total' else f'from its {path} input only'} — {config.model}",
+            # the strongest edges, as Edge.strongest ranks them: the largest drop in score (rise in loss on v)
+            top=rank_heads(grid, ANNOTATED, descending=path == "v"),
         ).to_json()
     drawn = []
     for target in result.targets:
@@ -125,8 +129,8 @@ def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, sc
             drawn += [e for e in edges if e["target"] == head_name(target) and e["path"] == path
                       and e["source"] in {head_name(x.source) for x in result.strongest(target, path, GRAPH_EDGES)}]
     files["circuit_graph.json"] = circuit_graph_figure(
-        facts.n_layers, facts.n_heads, kinds, scores, drawn,
-        title=f"The induction circuit: the {GRAPH_EDGES} strongest sources of each target per path, {tail}",
+        facts.n_layers, facts.n_heads, kinds, scores, drawn, labelled=names, subtitle=subtitle,
+        title=f"The induction circuit: the {GRAPH_EDGES} strongest sources of each target per path — {config.model}",
     ).to_json()
     files["circuit_results.json"] = to_json(results)
     return results, files

@@ -20,6 +20,7 @@ from ..ndif.settings import DEFAULT_TIMEOUT
 from ..scores.ranking import rank_heads
 from ..scores.registry import get_score
 from ..figures.dynamics import k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap
+from ..figures.style import ANNOTATED
 from .jobs import remote_settings
 from .outputs import rounded, table, to_json
 
@@ -167,19 +168,25 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
                                                            "score_at": rounded(phase["score_at"])}}
     name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
     induction = [e["scores"]["induction"] for e in entries]
+    last = rank_heads(_tensor(induction[-1]), config.top)  # the top heads at the last checkpoint
+    score = get_score("induction")
+    subtitle = (f"{config.batch} x 2 x {seq_len} repeated random tokens, seed {config.seed}"
+                f"{'' if config.bos else ', no BOS'}; {len(steps)} checkpoints")
     files = {
         "dynamics_results.json": to_json(results),
         "dynamics_induction.json": score_lines_figure(
-            steps, induction, top=config.top, title=f"Induction score of every head against step ({name})").to_json(),
+            steps, induction, highlight=last, unit=score.unit, subtitle=subtitle,
+            title=f"Induction score of every head against step — {name}").to_json(),
         "dynamics_loss.json": loss_icl_figure(
             steps, [e["loss_first_half"] for e in entries], [e["loss_repeated_half"] for e in entries],
-            [e["icl_score"] for e in entries], phase, title=f"Loss on both halves and ICL score ({name})").to_json(),
+            [e["icl_score"] for e in entries], phase, title=f"Loss on both halves and ICL score — {name}",
+            subtitle=subtitle).to_json(),
         **({"dynamics_k_edge.json": k_edge_figure(
-            steps, [e.get("strongest_k_edge") for e in entries], phase,
-            title=f"The best induction head's strongest k-path source against step ({name})").to_json()}
+            steps, [e.get("strongest_k_edge") for e in entries], phase, subtitle=subtitle,
+            title=f"The best induction head's strongest k-path source against step — {name}").to_json()}
            if circuit_on else {}),
         "dynamics_heatmap.json": step_head_heatmap(
-            steps, induction, value_range=get_score("induction").value_range,
-            title=f"Induction score, checkpoint x head ({name})").to_json(),
+            steps, induction, unit=score.unit, value_range=score.value_range, top=last[:ANNOTATED],
+            subtitle=subtitle, title=f"Induction score, head x checkpoint — {name}").to_json(),
     }
     return results, files

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..figures.heads import attention_view_figure, heatmap_figure, loss_by_position_figure, top_heads_figure
+from ..figures.style import ANNOTATED
 from ..scores.detect import detections
 from ..errors import InductionError
 from ..scores.heads import head_scores
@@ -54,6 +55,11 @@ class ScanConfig:
         self.validate_tokens()
         if self.top < 1:
             raise InductionError(f"--top must be at least 1, got {self.top}")
+
+    def describe_tokens(self, n_repeats: int = 2) -> str:
+        """A chart's subtitle: ``10 x 2 x 50 repeated random tokens in [1000, 10000), seed 0`` (rows x copies x block)."""
+        return (f"{self.batch} x {n_repeats} x {self.seq_len} repeated random tokens in [{self.low}, {self.high}), "
+                f"seed {self.seed}{'' if self.bos else ', no BOS'}")
 
 
 def check_causal_tokens(config: ScanConfig) -> None:
@@ -142,13 +148,14 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     }
     if remote is not None:  # what crossed the network (never the API key)
         results["ndif"] = {"host": resolve_host(remote.host), **describe_transfers(remote.transfers)}
-    loss_fig = loss_by_position_figure(
-        results["loss_by_position"], config.seq_len, config.bos,
-        title=f"Loss by position, {config.batch} x repeated {config.seq_len} random tokens ({config.model})",
-    )
+    loss_fig = loss_by_position_figure(results["loss_by_position"], config.seq_len, config.bos,
+                                       title=f"Mean loss by position — {config.model}",
+                                       subtitle=config.describe_tokens())
     induction = get_score("induction")
-    score_fig = heatmap_figure(results["induction_scores"], title=f"Induction score per head ({config.model})",
-                               colorbar_title=f"induction score ({induction.unit})", value_range=induction.value_range)
+    score_fig = heatmap_figure(results["induction_scores"], title=f"Induction score per head — {config.model}",
+                               subtitle=config.describe_tokens(), colorbar_title=f"induction score ({induction.unit})",
+                               value_range=induction.value_range,
+                               top=[(h["layer"], h["head"]) for h in results["top_heads"][:ANNOTATED]])
     files = {
         "loss_by_position.json": loss_fig.to_json(),
         "induction_scores.json": score_fig.to_json(),
@@ -206,13 +213,16 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
         "mean_loss_repeated_half": rounded(repeated),
         "kinds": {kind: {**d.to_dict(), "top": tops[kind]} for kind, d in found.items()},
     }
+    subtitle = config.describe_tokens(config.n_repeats)
     files = {"heads_results.json": to_json(results),
-             "heads_top.json": top_heads_figure(tops, f"Top heads of each kind ({config.model})").to_json()}
+             "heads_top.json": top_heads_figure(tops, f"Top heads of each kind — {config.model}", subtitle,
+                                                units={kind: get_score(kind).unit for kind in tops}).to_json()}
     for kind, d in found.items():
         score = get_score(kind)
         files[f"heads_{kind}.json"] = heatmap_figure(
-            d.to_dict()["scores"], title=f"{kind.replace('_', ' ').capitalize()} score per head ({config.model})",
-            colorbar_title=score.unit, value_range=score.value_range,
+            d.to_dict()["scores"], title=f"{kind.replace('_', ' ').capitalize()} score per head — {config.model}",
+            subtitle=subtitle, colorbar_title=f"{kind.replace('_', ' ')} score ({score.unit})",
+            value_range=score.value_range, top=[(h["layer"], h["head"]) for h in tops[kind][:ANNOTATED]],
         ).to_json()
     report = text_report(facts_dict, tops, (first, repeated))
     return results, files, report

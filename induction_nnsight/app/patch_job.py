@@ -22,10 +22,12 @@ from ..models.layout import model_facts
 from ..scores.ranking import rank_heads
 from ..figures.causal import attribution_scatter_figure
 from ..figures.heads import heatmap_figure
+from ..figures.style import ANNOTATED
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
 from .outputs import rounded, table, to_json
 
 PAIRS = ("text", "repeated")
+RECOVERY = "recovery (0: corrupted, 1: clean)"
 SITES = ("heads", "residual", "qkv")
 
 
@@ -97,7 +99,7 @@ def _columns(columns, pair) -> list[str]:
     return [f"{c} {pair.labels[int(c)]!r}" if pair.labels and c != "all" else c for c in columns]
 
 
-def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, title_tail) -> tuple[dict, dict]:
+def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subtitle) -> tuple[dict, dict]:
     """Every head's output patched, attribution patching beside it."""
     started = time.perf_counter()
     heads = patch_heads(model, pair.clean, pair.corrupted, pair.metric, layers=config.layers, progress=progress,
@@ -120,17 +122,19 @@ def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, title
     files = {
         "patching_heads.json": heatmap_figure(
             heads.recovery.tolist(), x_labels=heads.columns, y_labels=heads.rows, value_range=(None, None),
-            title=f"Recovery when one head's clean output is patched in, {title_tail}", colorbar_title="recovery",
+            title=f"Recovery when one head's clean output is patched in — {config.model}", subtitle=subtitle,
+            colorbar_title=RECOVERY, joint="", top=rank_heads(heads.recovery, ANNOTATED),
         ).to_json(),
         "patching_attribution.json": attribution_scatter_figure(
             change.flatten().tolist(), estimate.flatten().tolist(), labels, correlation=r,
-            title="Attribution patching vs exhaustive head patching", axis_title=f"change in {pair.metric.label}",
+            title=f"Attribution patching vs exhaustive head patching — {config.model}", subtitle=subtitle,
+            axis_title=f"change in {pair.metric.label}",
         ).to_json(),
     }
     return results, files
 
 
-def _residual_site(model, pair, config: PatchConfig, remote, progress, title_tail) -> tuple[dict, dict]:
+def _residual_site(model, pair, config: PatchConfig, remote, progress, subtitle) -> tuple[dict, dict]:
     """The residual stream after each layer, patched at one position at a time."""
     started = time.perf_counter()
     residual = patch_residual(model, pair.clean, pair.corrupted, pair.metric, layers=config.layers,
@@ -139,13 +143,14 @@ def _residual_site(model, pair, config: PatchConfig, remote, progress, title_tai
     results = {"residual": _grid(residual, seconds=round(time.perf_counter() - started, 2))}
     files = {"patching_residual.json": heatmap_figure(
         residual.recovery.tolist(), x_labels=_columns(residual.columns, pair), y_labels=residual.rows,
-        value_range=(None, None), colorbar_title="recovery", x_title="position",
-        title=f"Recovery when the clean residual stream after a layer is patched in at one position, {title_tail}",
+        value_range=(None, None), colorbar_title=RECOVERY, x_title="position (token)", y_title="layer (output of)",
+        title=f"Recovery when the clean residual stream after a layer is patched in at one position — {config.model}",
+        subtitle=subtitle, top=rank_heads(residual.recovery, ANNOTATED),
     ).to_json()}
     return results, files
 
 
-def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, title_tail) -> tuple[dict, dict]:
+def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, subtitle) -> tuple[dict, dict]:
     """One head's queries, keys or values patched, at each position and at all at once."""
     layer, index = head
     started = time.perf_counter()
@@ -154,8 +159,10 @@ def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, title_ta
     results = {"qkv": _grid(qkv, head=[layer, index], seconds=round(time.perf_counter() - started, 2))}
     files = {"patching_qkv.json": heatmap_figure(
         qkv.recovery.tolist(), x_labels=_columns(qkv.columns, pair), y_labels=["queries", "keys", "values"],
-        value_range=(None, None), colorbar_title="recovery", x_title="position", y_title="",
-        title=f"Recovery when L{layer}H{index}'s clean queries, keys or values are patched in, {title_tail}",
+        value_range=(None, None), colorbar_title=RECOVERY, x_title="position (token), or all at once",
+        y_title=f"L{layer}H{index} input patched",
+        title=f"Recovery when L{layer}H{index}'s clean queries, keys or values are patched in — {config.model}",
+        subtitle=subtitle, top=rank_heads(qkv.recovery, ANNOTATED),
     ).to_json()}
     return results, files
 
@@ -181,7 +188,7 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
         "pair": pair.description, "metric": pair.metric.label, "n_tokens_per_row": int(pair.clean.shape[1]),
     }
     files: dict[str, str] = {}
-    title_tail = f"{pair.description} ({config.model})"
+    title_tail = pair.description  # the subtitle of every chart
     if "heads" in config.sites:
         site_results, site_files = _heads_site(model, pair, config, facts, remote, progress, title_tail)
         results.update(site_results), files.update(site_files)

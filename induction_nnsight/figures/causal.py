@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from .style import title as figure_title
+
 
 def ablation_curve_figure(
     ks: Sequence[int],
@@ -15,6 +17,7 @@ def ablation_curve_figure(
     baseline: float,
     *,
     title: str,
+    subtitle: str | None = None,
     y_title: str = "repeated-half loss (nats)",
     top_label: str = "top induction heads",
 ) -> go.Figure:
@@ -25,8 +28,9 @@ def ablation_curve_figure(
         top: ``[K]`` metric with the top ``k`` heads ablated.
         random: ``[n_draws][K]`` metric for each random draw.
         baseline: Metric with nothing ablated (dashed line).
-        title: Figure title.
-        y_title: Y axis title.
+        title: Figure title: what, and the model.
+        subtitle: The settings (tokens, method, draws), under the title.
+        y_title: Y axis title, with its unit.
         top_label: Legend name of the top-heads line.
 
     Returns:
@@ -56,7 +60,8 @@ def ablation_curve_figure(
     fig.add_trace(go.Scatter(x=ks, y=[float(v) for v in top], mode="lines+markers", line={"color": "crimson"},
                              name=top_label, hovertemplate="k=%{x}: %{y:.3f}<extra></extra>"))
     fig.add_hline(y=float(baseline), line_dash="dash", line_color="black", annotation_text="nothing ablated")
-    fig.update_layout(title=title, xaxis_title="heads ablated (k)", yaxis_title=y_title, template="plotly_white")
+    fig.update_layout(title=figure_title(title, subtitle), xaxis_title="heads ablated (k)", yaxis_title=y_title,
+                      template="plotly_white")
     return fig
 
 
@@ -67,9 +72,19 @@ def attribution_scatter_figure(
     *,
     correlation: float,
     title: str,
+    subtitle: str | None = None,
     axis_title: str = "metric change",
 ) -> go.Figure:
     """Attribution estimates against exhaustive results, one point per head.
+
+    Args:
+        exhaustive: ``[n_heads_total]`` metric change with each head patched (or ablated).
+        estimate: ``[n_heads_total]`` the attribution estimate of the same changes.
+        labels: ``[n_heads_total]`` head names (``L18H6``).
+        correlation: Pearson r of the two, shown in the title.
+        title: Figure title: what, and the model.
+        subtitle: The settings, under the title.
+        axis_title: The change measured, with its unit (both axes).
 
     Returns:
         A ``go.Figure`` with the points and the ``y = x`` line.
@@ -83,6 +98,6 @@ def attribution_scatter_figure(
                                hovertemplate="%{text}: exhaustive %{x:.3f}, estimate %{y:.3f}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dot", "color": "grey"},
                              name="y = x"))
-    fig.update_layout(title=f"{title} (Pearson r = {correlation:.3f})", xaxis_title=f"exhaustive: {axis_title}",
+    fig.update_layout(title=figure_title(f"{title} (Pearson r = {correlation:.3f})", subtitle), xaxis_title=f"exhaustive: {axis_title}",
                       yaxis_title=f"attribution estimate: {axis_title}", template="plotly_white")
     return fig

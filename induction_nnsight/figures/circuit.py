@@ -1,8 +1,9 @@
 """Plotly figures of the induction circuit: plain data in, ``go.Figure`` out.
 
 - :func:`circuit_heatmap_figure`: one path's effects, source heads x target heads.
-- :func:`circuit_graph_figure`: every head as a node placed by layer, coloured by kind, and the
-  strongest edges into each target drawn with a width that grows with the effect.
+- :func:`circuit_graph_figure`: every head as a node placed by layer (layer 0 at the top, as on the
+  heatmaps) and head, coloured by kind, and the strongest edges into each target drawn with a
+  width that grows with the effect.
 """
 
 from __future__ import annotations
@@ -12,17 +13,31 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from .heads import heatmap_figure
+from .style import LAYER_AXIS
+from .style import title as figure_title
 
-KIND_COLOURS = {"induction": "#d62728", "previous-token": "#1f77b4", "other": "#c7c7c7"}
-PATH_COLOURS = {"k": "#ff7f0e", "q": "#2ca02c", "v": "#9467bd", "total": "#7f7f7f"}
+# Okabe and Ito's palette: told apart with any colour vision.
+KIND_COLOURS = {"induction": "#D55E00", "previous-token": "#0072B2", "other": "#c7c7c7"}
+PATH_COLOURS = {"k": "#E69F00", "q": "#56B4E9", "v": "#CC79A7", "total": "#7f7f7f"}
 
 
 def circuit_heatmap_figure(values: Sequence[Sequence[float]], sources: Sequence[str], targets: Sequence[str], *,
-                           title: str, colorbar_title: str) -> go.Figure:
-    """``[n_sources][n_targets]`` effects as a heatmap (diverging, centred on 0; NaN blank)."""
-    return heatmap_figure(values, title=title, colorbar_title=colorbar_title, value_range=(None, None),
-                          x_labels=list(targets), y_labels=list(sources), x_title="target head",
-                          y_title="source head")
+                           title: str, colorbar_title: str, subtitle: str | None = None,
+                           top: Sequence[tuple[int, int]] = ()) -> go.Figure:
+    """``[n_sources][n_targets]`` effects as a heatmap (diverging, centred on 0; NaN blank).
+
+    Args:
+        values: ``[n_sources][n_targets]`` effects.
+        sources: ``[n_sources]`` source head names in layer order (rows, L0H0 at the top).
+        targets: ``[n_targets]`` target head names (columns).
+        title: Figure title: what, and the model.
+        colorbar_title: The effect, with its unit.
+        subtitle: The settings, under the title.
+        top: ``(source index, target index)`` cells to label (``L17H3 -> L18H6 -0.31``), best first.
+    """
+    return heatmap_figure(values, title=title, subtitle=subtitle, colorbar_title=colorbar_title,
+                          value_range=(None, None), x_labels=list(targets), y_labels=list(sources),
+                          x_title="target head", y_title="source head", top=top, joint=" -> ")
 
 
 def circuit_graph_figure(
@@ -33,8 +48,11 @@ def circuit_graph_figure(
     edges: Sequence[dict],
     *,
     title: str,
+    subtitle: str | None = None,
+    labelled: Sequence[str] = (),
 ) -> go.Figure:
-    """The circuit as a graph: heads as nodes (x = layer, y = head), edges from source to target.
+    """The circuit as a graph: heads as nodes (x = head, y = layer with layer 0 at the top), edges from
+    source down to target.
 
     Args:
         n_layers: Layers of the model.
@@ -43,7 +61,9 @@ def circuit_graph_figure(
         scores: ``"L3H2" -> (previous-token score, induction score)`` for the hover text.
         edges: ``{"source", "target", "path", "effect", "loss_effect"}`` to draw; width grows with
             ``|effect|`` (``|loss_effect|`` on the ``v`` path).
-        title: Figure title.
+        title: Figure title: what, and the model.
+        subtitle: The settings, under the title.
+        labelled: Heads whose nodes carry their name and induction score (``L18H6 0.90``): the targets.
 
     Returns:
         A ``go.Figure``: one line trace per edge (legend grouped by path), hover markers at the
@@ -51,7 +71,7 @@ def circuit_graph_figure(
     """
     def position(name: str) -> tuple[int, int]:
         layer, head = name[1:].split("H")
-        return int(layer), int(head)
+        return int(head), int(layer)  # (x, y)
 
     fig = go.Figure()
     strengths = [abs(e["loss_effect"] if e["path"] == "v" else e["effect"]) or 0.0 for e in edges]
@@ -79,12 +99,17 @@ def circuit_graph_figure(
         names = [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)
                  if kinds.get(f"L{layer}H{head}", "other") == kind]
         fig.add_trace(go.Scatter(
-            x=[position(n)[0] for n in names], y=[position(n)[1] for n in names], mode="markers", name=kind,
+            x=[position(n)[0] for n in names], y=[position(n)[1] for n in names], name=kind,
+            mode="markers+text" if any(n in labelled for n in names) else "markers",
+            text=[f"{n} {scores[n][1]:.2f}" if n in labelled and n in scores else "" for n in names],
+            textposition="middle right",
             marker={"size": 9 if kind == "other" else 13, "color": colour, "line": {"width": 1, "color": "white"}},
-            text=[f"{n}: previous-token {scores[n][0]:.2f}, induction {scores[n][1]:.2f}" if n in scores else n
-                  for n in names],
+            hovertext=[f"{n}: previous-token {scores[n][0]:.2f}, induction {scores[n][1]:.2f}" if n in scores else n
+                       for n in names],
             hoverinfo="text",
         ))
-    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="head", template="plotly_white",
-                      xaxis={"dtick": 1 if n_layers <= 12 else 2}, yaxis={"dtick": 1})
+    fig.update_layout(title=figure_title(title, subtitle), xaxis_title="head", yaxis_title="layer",
+                      template="plotly_white", xaxis={"dtick": 1, "range": [-0.5, n_heads + 0.5]},
+                      yaxis={"dtick": 1 if n_layers <= 12 else 2, **LAYER_AXIS},
+                      height=min(1400, max(450, 24 * n_layers + 200)))
     return fig

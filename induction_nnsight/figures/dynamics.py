@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from .heads import heatmap_figure, nan_to_none
+from .style import CATEGORICAL
+from .style import title as figure_title
 
 
 def _log_steps(steps: Sequence[int]) -> tuple[list[float], dict]:
@@ -30,43 +32,49 @@ def head_label(flat: int, n_heads: int) -> str:
     return f"L{flat // n_heads}H{flat % n_heads}"
 
 
-def score_lines_figure(steps: Sequence[int], scores: Sequence[Sequence[Sequence[float | None]]], *, top: int = 3,
-                       kind: str = "induction", title: str | None = None) -> go.Figure:
-    """Each head's score against step, the ``top`` heads (by their last score) in colour, the rest grey.
+def score_lines_figure(steps: Sequence[int], scores: Sequence[Sequence[Sequence[float | None]]], *,
+                       highlight: Sequence[tuple[int, int]] = (), kind: str = "induction", unit: str | None = None,
+                       title: str | None = None, subtitle: str | None = None) -> go.Figure:
+    """Each head's score against step, the ``highlight`` heads in colour, the rest grey.
 
     Args:
         steps: ``[step]`` checkpoint steps, increasing.
         scores: ``[step][n_layers][n_heads]`` scores (None where undefined).
-        top: Heads highlighted.
+        highlight: ``(layer, head)`` heads drawn in colour, best first, as the caller ranked them
+            (the top heads at the last checkpoint).
         kind: The score's name (axis title and hover).
-        title: Figure title.
+        unit: The score's unit or range (axis title).
+        title: Figure title: what, and the model or run.
+        subtitle: The settings, under the title.
 
     Returns:
-        A ``go.Figure`` with one line per head (the top heads last, so they are drawn on top).
+        A ``go.Figure`` with one line per head (the highlighted heads last, so they are drawn on top).
     """
     n_heads = len(scores[0][0])
     series = [[nan_to_none(layer[h]) if layer[h] is not None else None for layer in step for h in range(n_heads)]
               for step in scores]  # [step][flat head]
     by_head = list(zip(*series))  # [flat head][step]
-    last = [next((v for v in reversed(values) if v is not None), float("-inf")) for values in by_head]
-    ranked = sorted(range(len(by_head)), key=lambda h: (-last[h], h))
-    highlighted = ranked[:top]
+    highlighted = [layer * n_heads + head for layer, head in highlight]
+    colours = {flat: CATEGORICAL[i % len(CATEGORICAL)] for i, flat in enumerate(highlighted)}
     xs, axis = _log_steps(steps)
     fig = go.Figure()
     for flat in [h for h in range(len(by_head)) if h not in highlighted] + highlighted[::-1]:
         label, on = head_label(flat, n_heads), flat in highlighted
         fig.add_trace(go.Scatter(
             x=xs, y=list(by_head[flat]), customdata=list(steps), mode="lines+markers" if on else "lines", name=label,
-            line={"width": 3 if on else 1, **({} if on else {"color": "lightgrey"})}, showlegend=on,
+            line={"width": 3 if on else 1, "color": colours.get(flat, "lightgrey")}, showlegend=on,
             hovertemplate=f"{label}, step %{{customdata}}: %{{y:.3f}}<extra></extra>",
         ))
-    fig.update_layout(title=title or f"{kind.replace('_', ' ').capitalize()} score of every head against step",
-                      xaxis=axis, yaxis_title=f"{kind.replace('_', ' ')} score", template="plotly_white")
+    name = kind.replace("_", " ")
+    fig.update_layout(title=figure_title(title or f"{name.capitalize()} score of every head against step", subtitle),
+                      xaxis=axis, yaxis_title=f"{name} score ({unit})" if unit else f"{name} score",
+                      template="plotly_white")
     return fig
 
 
 def loss_icl_figure(steps: Sequence[int], first: Sequence[float | None], repeated: Sequence[float | None],
-                    icl: Sequence[float | None], phase: dict | None = None, title: str | None = None) -> go.Figure:
+                    icl: Sequence[float | None], phase: dict | None = None, title: str | None = None,
+                    subtitle: str | None = None) -> go.Figure:
     """The first-half and repeated-half losses and the ICL score against step, the phase change shaded.
 
     Args:
@@ -75,14 +83,17 @@ def loss_icl_figure(steps: Sequence[int], first: Sequence[float | None], repeate
         repeated: ``[step]`` mean loss on the repeated copy (nats).
         icl: ``[step]`` repeated-half minus first-half loss (nats).
         phase: ``{"step", "before", ...}`` from :func:`~induction_nnsight.dynamics.phase.phase_change`.
-        title: Figure title.
+        title: Figure title: what, and the model or run.
+        subtitle: The settings, under the title.
     """
     xs, axis = _log_steps(steps)
     fig = go.Figure()
-    for name, values, dash in (("first-half loss", first, "solid"), ("repeated-half loss", repeated, "solid"),
-                               ("ICL score (repeated - first)", icl, "dot")):
+    for (name, values, dash), colour in zip((("first-half loss", first, "solid"),
+                                             ("repeated-half loss", repeated, "dash"),
+                                             ("ICL score (repeated - first)", icl, "dot")), CATEGORICAL):
         fig.add_trace(go.Scatter(x=xs, y=[None if v is None else nan_to_none(v) for v in values],
-                                 customdata=list(steps), mode="lines+markers", name=name, line={"dash": dash},
+                                 customdata=list(steps), mode="lines+markers", name=name,
+                                 line={"dash": dash, "color": colour},
                                  hovertemplate=f"{name}, step %{{customdata}}: %{{y:.3f}} nats<extra></extra>"))
     if phase is not None:
         at = {s: x for s, x in zip(steps, xs)}
@@ -90,13 +101,14 @@ def loss_icl_figure(steps: Sequence[int], first: Sequence[float | None], repeate
                       annotation_text=f"phase change (step {phase['before']:,} to {phase['step']:,})",
                       annotation_position="top left")
     fig.add_hline(y=0, line_color="grey", line_width=1)
-    fig.update_layout(title=title or "Loss on both halves and ICL score against step", xaxis=axis,
-                      yaxis_title="nats", template="plotly_white", legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(title=figure_title(title or "Loss on both halves and ICL score against step", subtitle),
+                      xaxis=axis, yaxis_title="loss, or loss difference (nats)", template="plotly_white",
+                      legend={"orientation": "h", "y": -0.2})
     return fig
 
 
 def k_edge_figure(steps: Sequence[int], edges: Sequence[dict | None], phase: dict | None = None,
-                  title: str | None = None) -> go.Figure:
+                  title: str | None = None, subtitle: str | None = None) -> go.Figure:
     """The best induction head's strongest k-path edge against step: how far removing its strongest
     key source lowers its induction score (the K-composition forming), the phase change shaded.
 
@@ -105,7 +117,8 @@ def k_edge_figure(steps: Sequence[int], edges: Sequence[dict | None], phase: dic
         edges: ``[step]`` ``{"source", "target", "effect", "loss_effect"}`` (None where the best head
             sits in layer 0).
         phase: ``{"step", "before", ...}`` from :func:`~induction_nnsight.dynamics.phase.phase_change`.
-        title: Figure title.
+        title: Figure title: what, and the model or run.
+        subtitle: The settings, under the title.
     """
     xs, axis = _log_steps(steps)
     labels = [f"{e['source']} -> {e['target']}" if e else "no earlier head" for e in edges]
@@ -118,39 +131,63 @@ def k_edge_figure(steps: Sequence[int], edges: Sequence[dict | None], phase: dic
         at = {s: x for s, x in zip(steps, xs)}
         fig.add_vrect(x0=at[phase["before"]], x1=at[phase["step"]], fillcolor="orange", opacity=0.2, line_width=0)
     fig.add_hline(y=0, line_color="grey", line_width=1)
-    fig.update_layout(title=title or "Strongest k-path edge against step", xaxis=axis,
-                      yaxis_title="change of the induction score (k path)", template="plotly_white")
+    fig.update_layout(title=figure_title(title or "Strongest k-path edge against step", subtitle), xaxis=axis,
+                      yaxis_title="Δ induction score (k path)", template="plotly_white")
     return fig
 
 
 def step_head_heatmap(steps: Sequence[int], scores: Sequence[Sequence[Sequence[float | None]]], *,
-                      kind: str = "induction", value_range=(0.0, 1.0), title: str | None = None) -> go.Figure:
-    """A step x head heatmap (one row per checkpoint, one column per head ``L{layer}H{head}``)."""
+                      kind: str = "induction", unit: str | None = None, value_range=(0.0, 1.0),
+                      top: Sequence[tuple[int, int]] = (), title: str | None = None,
+                      subtitle: str | None = None) -> go.Figure:
+    """A head x checkpoint heatmap: one row per head ``L{layer}H{head}`` (L0H0 at the top, as on every
+    layer axis), one column per checkpoint (steps left to right, as on the other dynamics charts).
+
+    Args:
+        steps: ``[step]`` checkpoint steps, increasing.
+        scores: ``[step][n_layers][n_heads]`` scores (None where undefined).
+        kind: The score's name (colour bar and default title).
+        unit: The score's unit or range (colour bar).
+        value_range: ``(low, high)`` of the score (sets the colour scale).
+        top: ``(layer, head)`` heads labelled at the last checkpoint, best first, as the caller ranked them.
+        title: Figure title: what, and the model or run.
+        subtitle: The settings, under the title.
+    """
     n_heads = len(scores[0][0])
-    rows = [[float("nan") if v is None else v for layer in step for v in layer] for step in scores]
-    labels = [head_label(flat, n_heads) for flat in range(len(rows[0]))]
-    return heatmap_figure(rows, title=title or f"{kind.replace('_', ' ').capitalize()} score, step x head",
-                          colorbar_title=f"{kind.replace('_', ' ')} score", value_range=value_range,
-                          x_labels=labels, y_labels=[f"step {s:,}" for s in steps], x_title="head", y_title="checkpoint")
+    by_step = [[float("nan") if v is None else v for layer in step for v in layer] for step in scores]
+    rows = [list(column) for column in zip(*by_step)]  # [flat head][step]
+    labels = [head_label(flat, n_heads) for flat in range(len(rows))]
+    name = kind.replace("_", " ")
+    return heatmap_figure(rows, title=title or f"{name.capitalize()} score, head x checkpoint", subtitle=subtitle,
+                          colorbar_title=f"{name} score ({unit})" if unit else f"{name} score",
+                          value_range=value_range, x_labels=[f"step {s:,}" for s in steps], y_labels=labels,
+                          x_title="checkpoint (training step)", y_title="head", joint=" at ",
+                          top=[(layer * n_heads + head, len(steps) - 1) for layer, head in top])
 
 
-def training_loss_figure(log: Sequence[dict], checkpoints: Sequence[int] = (), title: str | None = None) -> go.Figure:
+def training_loss_figure(log: Sequence[dict], checkpoints: Sequence[int] = (), title: str | None = None,
+                         subtitle: str | None = None) -> go.Figure:
     """The loss log against step: the mean loss, and the loss on fresh and on copied tokens.
 
     Args:
         log: ``[{"step", "loss", "loss_fresh", "loss_copied", ...}]`` from the run's ``loss_log.jsonl``.
         checkpoints: Steps marked with a tick at the bottom.
+        title: Figure title: what, and the run.
+        subtitle: The settings, under the title.
     """
     steps = [line["step"] for line in log]
     fig = go.Figure()
-    for key, name in (("loss", "all tokens"), ("loss_fresh", "fresh tokens"), ("loss_copied", "copied tokens")):
+    for (key, name), colour in zip((("loss", "all tokens"), ("loss_fresh", "fresh tokens"),
+                                    ("loss_copied", "copied tokens")), CATEGORICAL):
         fig.add_trace(go.Scatter(x=steps, y=[nan_to_none(line[key]) for line in log], mode="lines", name=name,
+                                 line={"color": colour},
                                  hovertemplate=f"{name}, step %{{x}}: %{{y:.3f}} nats<extra></extra>"))
     if checkpoints:
         fig.add_trace(go.Scatter(x=[s for s in checkpoints if s > 0], y=[0] * len([s for s in checkpoints if s > 0]),
                                  mode="markers", name="checkpoints", marker={"symbol": "line-ns-open", "size": 10},
                                  hovertemplate="checkpoint-%{x}<extra></extra>"))
-    fig.update_layout(title=title or "Training loss against step", xaxis={"type": "log", "title": {"text": "step (log scale)"}},
+    fig.update_layout(title=figure_title(title or "Training loss against step", subtitle),
+                      xaxis={"type": "log", "title": {"text": "training step (log scale)"}},
                       yaxis_title="cross-entropy loss (nats)", template="plotly_white",
                       legend={"orientation": "h", "y": -0.2})
     return fig

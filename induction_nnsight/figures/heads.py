@@ -10,9 +10,13 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from .style import LAYER_AXIS, NO_VALUE, annotate_cells, cell_label, colour_scale
+from .style import title as figure_title
+
 
 def loss_by_position_figure(
-    loss: Sequence[float], seq_len: int | None = None, bos: bool = True, title: str | None = None
+    loss: Sequence[float], seq_len: int | None = None, bos: bool = True, title: str | None = None,
+    subtitle: str | None = None,
 ) -> go.Figure:
     """Line of mean next-token loss against position.
 
@@ -20,7 +24,8 @@ def loss_by_position_figure(
         loss: ``[pos - 1]`` losses; entry ``i`` predicts token ``i + 1``.
         seq_len: When given, a dashed line marks where the repeated copy starts.
         bos: Whether the rows start with BOS (shifts that marker by one).
-        title: Figure title.
+        title: Figure title: what, and the model.
+        subtitle: The settings, under the title.
 
     Returns:
         A ``go.Figure`` with one line trace.
@@ -44,7 +49,7 @@ def loss_by_position_figure(
             annotation_position="top right",
         )
     fig.update_layout(
-        title=title or "Loss by position on repeated random tokens",
+        title=figure_title(title or "Loss by position on repeated random tokens", subtitle),
         xaxis_title="Token position predicted",
         yaxis_title="Mean cross-entropy loss (nats)",
         template="plotly_white",
@@ -63,25 +68,33 @@ def heatmap_figure(
     *,
     title: str,
     colorbar_title: str,
+    subtitle: str | None = None,
     value_range: tuple[float | None, float | None] = (0.0, 1.0),
     x_labels: Sequence[str] | None = None,
     y_labels: Sequence[str] | None = None,
     x_title: str = "head",
     y_title: str = "layer",
+    top: Sequence[tuple[int, int]] = (),
+    joint: str | None = None,
 ) -> go.Figure:
-    """The one heatmap builder: a score per head (or any grid), layer 0 at the top everywhere.
+    """The one heatmap builder: a score per head (or any grid), first row (layer 0) at the top everywhere.
 
     Args:
-        values: ``[n_rows][n_columns]`` numbers (``[n_layers][n_heads]`` by default); NaN cells stay blank.
-        title: Figure title.
+        values: ``[n_rows][n_columns]`` numbers (``[n_layers][n_heads]`` by default); NaN cells stay blank
+            (grey).
+        title: Figure title: what the numbers are, and the model.
         colorbar_title: Label of the colour bar (what the numbers are, with their unit).
-        value_range: ``(low, high)`` of the quantity, None where unbounded. Values that can be
-            negative get a diverging scale centred on 0 (bounded by the range, else by the
-            largest magnitude); others a sequential scale from ``low`` to ``high``.
+        subtitle: The settings that made the numbers, under the title.
+        value_range: ``(low, high)`` of the quantity, None where unbounded; sets the colour scale
+            (:func:`~induction_nnsight.figures.style.colour_scale`).
         x_labels: Column labels (``H0, H1, ...`` when None).
         y_labels: Row labels (``L0, L1, ...`` when None).
         x_title: X axis title.
         y_title: Y axis title.
+        top: ``(row, column)`` cells to outline and label (``L18H6 0.90``), best first, as the
+            caller ranked them.
+        joint: What joins a row and a column label in hover and cell labels (``""`` on a head
+            grid, giving ``L18H6``; ``" "`` otherwise).
 
     Returns:
         A ``go.Figure`` with one heatmap trace; hover text ``L{layer}H{head}: value`` on a
@@ -92,30 +105,32 @@ def heatmap_figure(
     heads = x_labels is None and y_labels is None
     x_labels = list(x_labels) if x_labels is not None else [f"H{h}" for h in range(n_columns)]
     y_labels = list(y_labels) if y_labels is not None else [f"L{layer}" for layer in range(len(rows))]
-    joint = "" if heads else " "
+    joint = joint if joint is not None else "" if heads else " "
     hover = [[f"{y}{joint}{x}: {'n/a' if v is None else f'{v:.3f}'}" for x, v in zip(x_labels, row)]
              for y, row in zip(y_labels, rows)]
-    low, high = value_range
-    if low is None or low < 0:  # signed: diverging, centred on zero
-        finite = [abs(v) for row in rows for v in row if v is not None]
-        bound = max(abs(low), abs(high)) if low is not None and high is not None else (max(finite, default=1.0) or 1.0)
-        scale = {"colorscale": "RdBu_r", "zmid": 0, "zmin": -bound, "zmax": bound}
-    else:
-        scale = {"colorscale": "Blues", "zmin": low, "zmax": high}
+    scale = colour_scale(value_range, (v for row in rows for v in row))
     fig = go.Figure(go.Heatmap(z=rows, x=x_labels, y=y_labels, text=hover, hoverinfo="text",
                                colorbar={"title": {"text": colorbar_title}}, **scale))
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, template="plotly_white")
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
+    fig.update_layout(title=figure_title(title, subtitle), xaxis_title=x_title, yaxis_title=y_title,
+                      template="plotly_white", plot_bgcolor=NO_VALUE,
+                      height=min(1400, max(450, 20 * len(y_labels) + 200)))
+    fig.update_yaxes(type="category", showgrid=False, **LAYER_AXIS)
+    fig.update_xaxes(type="category", showgrid=False)
+    cells = [(r, c) for r, c in top if rows[r][c] is not None]
+    annotate_cells(fig, cells, x_labels, y_labels,
+                   [cell_label(f"{y_labels[r]}{joint}{x_labels[c]}", rows[r][c], "zmid" in scale) for r, c in cells])
     return fig
 
 
-def top_heads_figure(tops: dict[str, list[dict]], title: str = "Top heads of each kind") -> go.Figure:
+def top_heads_figure(tops: dict[str, list[dict]], title: str = "Top heads of each kind", subtitle: str | None = None,
+                     units: dict[str, str] | None = None) -> go.Figure:
     """Bar charts of the best heads, one panel per kind.
 
     Args:
         tops: ``kind -> [{"layer", "head", "score", "ci"?}, ...]`` best first.
-        title: Figure title.
+        title: Figure title: what, and the model.
+        subtitle: The settings, under the title.
+        units: ``kind -> unit`` for each panel's y axis (``score`` alone where missing).
 
     Returns:
         A ``go.Figure`` with one bar trace per kind (error bars from ``ci`` when present).
@@ -141,13 +156,18 @@ def top_heads_figure(tops: dict[str, list[dict]], title: str = "Top heads of eac
                    hovertemplate="%{x}: %{y:.3f}<extra>" + kind + "</extra>"),
             row=row, col=1,
         )
-    fig.update_layout(title=title, showlegend=False, template="plotly_white", height=max(300, 220 * len(kinds)))
-    fig.update_yaxes(title_text="score")
+    fig.update_layout(title=figure_title(title, subtitle), showlegend=False, template="plotly_white",
+                      height=max(300, 220 * len(kinds)))
+    for row, kind in enumerate(kinds, start=1):
+        unit = (units or {}).get(kind)
+        fig.update_yaxes(title_text=f"score ({unit})" if unit else "score", row=row, col=1)
+        fig.update_xaxes(title_text="head" if row == len(kinds) else None, row=row, col=1)
     return fig
 
 
 def attention_view_figure(
-    labels: Sequence[str], pattern: Sequence[Sequence[float]], stripe: Sequence[Sequence[bool]], title: str
+    labels: Sequence[str], pattern: Sequence[Sequence[float]], stripe: Sequence[Sequence[bool]], title: str,
+    subtitle: str | None = None,
 ) -> go.Figure:
     """One head's attention on one prompt, with the induction stripe marked.
 
@@ -156,16 +176,17 @@ def attention_view_figure(
         pattern: ``[query][key]`` attention probabilities.
         stripe: ``[query][key]`` True where an induction head would look
             (right after an earlier copy of the query's token).
-        title: Figure title.
+        title: Figure title: the head, and the model.
+        subtitle: The settings (prompt, repeats), under the title.
 
     Returns:
-        A ``go.Figure``: heatmap (x = key, y = query) plus markers on the stripe.
+        A ``go.Figure``: heatmap (x = key, y = query, query 0 at the top) plus markers on the stripe.
     """
     axis = [f"{i}: {label}" for i, label in enumerate(labels)]
     fig = go.Figure(
         go.Heatmap(
-            z=[[float(v) for v in row] for row in pattern], x=axis, y=axis, colorscale="Blues", zmin=0, zmax=1,
-            colorbar={"title": {"text": "attention"}},
+            z=[[float(v) for v in row] for row in pattern], x=axis, y=axis, **colour_scale((0.0, 1.0)),
+            colorbar={"title": {"text": "attention probability (0..1)"}},
             hovertemplate="query %{y}<br>key %{x}<br>attention %{z:.3f}<extra></extra>",
         )
     )
@@ -173,12 +194,13 @@ def attention_view_figure(
     fig.add_trace(
         go.Scatter(
             x=[m[0] for m in marks], y=[m[1] for m in marks], mode="markers", name="induction target",
-            marker={"symbol": "square-open", "size": 9, "color": "crimson", "line": {"width": 2}},
+            marker={"symbol": "square-open", "size": 9, "color": "#ff00ff", "line": {"width": 2}},
             hoverinfo="skip",
         )
     )
     fig.update_layout(
-        title=title, xaxis_title="Key (attended) token", yaxis_title="Query token", template="plotly_white",
+        title=figure_title(title, subtitle), xaxis_title="key (attended) position: token",
+        yaxis_title="query position: token", template="plotly_white",
         yaxis={"autorange": "reversed"}, legend={"orientation": "h", "y": -0.15},
         height=max(450, 16 * len(axis) + 200), width=max(550, 16 * len(axis) + 300),
     )

@@ -29,8 +29,9 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert results["attribution"]["pearson_with_sweep"] == pytest.approx(np.corrcoef(estimate, delta)[0, 1], abs=1e-4)
     heat = json.loads((tmp_path / "ablation_heads.json").read_text())
     assert heat["data"][0]["type"] == "heatmap"
-    assert heat["layout"]["title"]["text"] == ("Change in repeated-half loss when one head is mean-ablated, "
-                                               f"2 x repeated 6 tokens ({tiny_dir('llama')})")
+    assert heat["layout"]["title"]["text"] == (f"Change in repeated-half loss when one head is ablated — {tiny_dir('llama')}"
+                                               "<br><sup>2 x 2 x 6 repeated random tokens in [1, 128), seed 0, "
+                                               "mean ablation</sup>")
     # the chart holds the unrounded table, the results file the 6-decimal one
     assert np.allclose(heat["data"][0]["z"], results["sweep"]["delta"], rtol=0, atol=5e-7 + 1e-9)
     assert "random heads" in capsys.readouterr().out

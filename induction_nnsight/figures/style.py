@@ -1,0 +1,104 @@
+"""The chart conventions every builder follows, each defined once.
+
+- **Title**: what the chart shows and the model on the first line, the settings that made it
+  (tokens, seed, method) on a smaller second line: :func:`title`. The caller, which knows
+  the settings, writes both; builders never format settings.
+- **Colour**: :func:`colour_scale` picks the scale from the quantity's value range. A
+  quantity that cannot go below zero (scores in ``[0, 1]``) gets the sequential, perceptually
+  uniform and colour-blind-safe :data:`SEQUENTIAL` scale over its fixed range, so one colour
+  means one value on every chart; a signed one (ablation and patching effects, path effects)
+  gets the diverging :data:`DIVERGING` scale centred on zero (white) over a symmetric range.
+  Cells with no value show the grey :data:`NO_VALUE` background. Lines take :data:`CATEGORICAL`.
+- **Layer axis**: layers run down the vertical axis, layer 0 at the top (as in the text tables),
+  on every heatmap, the circuit graph and the checkpoint x head heatmap: :data:`LAYER_AXIS`.
+- **Top cells**: the :data:`ANNOTATED` best cells, ranked by the caller with the one ranking
+  rule, are outlined and labelled ``L18H6 0.90``: :func:`annotate_cells`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import plotly.graph_objects as go
+
+SEQUENTIAL = "Viridis"
+"""Scale of quantities bounded below by zero: perceptually uniform, readable with any colour vision."""
+DIVERGING = "RdBu_r"
+"""Scale of signed quantities: blue below zero, white at zero, red above (ColorBrewer's
+colour-blind-safe RdBu, reversed)."""
+NO_VALUE = "#d9d9d9"
+"""Plot background, seen through heatmap cells that have no value (NaN, drawn blank)."""
+LAYER_AXIS = {"autorange": "reversed"}
+"""Settings of every vertical layer axis: the first row (layer 0, or head L0H0) at the top."""
+CATEGORICAL = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+"""Line colours, in order: Okabe and Ito's palette, told apart with any colour vision."""
+ANNOTATED = 3
+"""How many top cells a heatmap labels."""
+
+
+def title(text: str, subtitle: str | None = None) -> dict:
+    """A layout title: ``text`` (what and which model), and ``subtitle`` (the settings) smaller below it."""
+    return {"text": text if not subtitle else f"{text}<br><sup>{subtitle}</sup>"}
+
+
+def colour_scale(value_range: tuple[float | None, float | None], values: Iterable[float | None] = ()) -> dict:
+    """The colour scale of a quantity, from its value range: the one place that decides.
+
+    Args:
+        value_range: ``(low, high)`` of the quantity (a score's ``HeadScore.value_range``), None
+            where unbounded.
+        values: The numbers drawn (None or NaN for missing); they bound the scale only on an
+            unbounded side.
+
+    Returns:
+        Heatmap keyword arguments: ``colorscale``, ``zmin``, ``zmax``, and ``zmid=0`` for a
+        signed quantity (``low`` None or below zero), whose range is symmetric about zero.
+
+    Example:
+        >>> colour_scale((0.0, 1.0))
+        {'colorscale': 'Viridis', 'zmin': 0.0, 'zmax': 1.0}
+        >>> colour_scale((None, None), [0.5, -2.0, None])
+        {'colorscale': 'RdBu_r', 'zmid': 0.0, 'zmin': -2.0, 'zmax': 2.0}
+    """
+    low, high = value_range
+    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if low is None or low < 0:
+        if low is not None and high is not None:
+            bound = max(abs(low), abs(high))
+        else:
+            bound = max((abs(v) for v in finite), default=0.0) or 1.0
+        return {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -float(bound), "zmax": float(bound)}
+    if high is None:
+        high = max(finite, default=low)
+        high = high if high > low else low + 1.0
+    return {"colorscale": SEQUENTIAL, "zmin": float(low), "zmax": float(high)}
+
+
+def cell_label(name: str, value: float, signed: bool) -> str:
+    """``L18H6 0.90`` (``L18H6 +0.31`` on a signed scale)."""
+    return f"{name} {value:+.2f}" if signed else f"{name} {value:.2f}"
+
+
+def annotate_cells(fig: go.Figure, cells: Sequence[tuple[int, int]], x_labels: Sequence[str],
+                   y_labels: Sequence[str], texts: Sequence[str]) -> None:
+    """Outline grid cells and label each with an arrow (the first, the best, nearest its cell), pointing
+    from the middle of the chart.
+
+    Args:
+        fig: A figure whose category axes ``x`` and ``y`` hold ``x_labels`` and ``y_labels``.
+        cells: ``(row, column)`` indices into the grid, best first.
+        x_labels: Column labels.
+        y_labels: Row labels.
+        texts: One label per cell.
+    """
+    for rank, ((row, column), text) in enumerate(zip(cells, texts)):
+        fig.add_shape(type="rect", xref="x", yref="y", x0=column - 0.5, x1=column + 0.5, y0=row - 0.5, y1=row + 0.5,
+                      line={"color": "black", "width": 2}, fillcolor="rgba(0,0,0,0)", name=f"top {rank + 1}")
+        right = column < len(x_labels) / 2  # label towards the middle, so it stays on the chart
+        down = row < len(y_labels) / 2  # rows run downwards (LAYER_AXIS)
+        fig.add_annotation(x=x_labels[column], y=y_labels[row], xref="x", yref="y", text=text,
+                           showarrow=True, arrowhead=0, arrowwidth=1.5, ax=50 if right else -50,
+                           ay=(1 if down else -1) * (18 + 20 * rank),
+                           font={"size": 11, "color": "black"}, bgcolor="rgba(255,255,255,0.9)",
+                           bordercolor="black", borderwidth=1, borderpad=2)
