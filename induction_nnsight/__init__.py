@@ -10,6 +10,7 @@ Everything else lives in the subpackages (:mod:`~induction_nnsight.models`,
 those modules and does nothing else.
 """
 
+from .app.attention_view import AttentionView, attention_view
 from .causal.ablation import CurveResult, SweepResult, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
 from .causal.attribution import head_attribution
 from .causal.circuit import CircuitResult, circuit
@@ -109,6 +110,9 @@ __all__ = [
     "ProbeSettings",
     "score_checkpoints",
     "phase_change",
+    # viewing attention
+    "attention_view",
+    "AttentionView",
     # errors
     "InductionError",
 ]

@@ -63,6 +63,10 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     "attention": lambda model: run_attention(
         AttentionConfig(model=DEFAULT_MODEL, layer=18, head=6, prompt=ATTENTION_PROMPT), model
     )[1],
+    # the interactive view (docs/heads.md): the top induction head and the previous-token head feeding it
+    "attention_view": lambda model: {"attention_view.html": run_attention(
+        AttentionConfig(model=DEFAULT_MODEL, heads="L18H6,L16H0", prompt=ATTENTION_PROMPT, html=True), model
+    )[1]["attention_view.html"]},
     "ablate": lambda model: run_ablate(AblateConfig(model=DEFAULT_MODEL), model, progress=False)[1],
     "patch": lambda model: run_patch(PatchConfig(model=DEFAULT_MODEL), model, progress=False)[1],
     # the two strongest induction heads (the default five take ~10 min on 2 cores; docs/circuit.md)
@@ -201,22 +205,40 @@ def differences(committed, fresh, path: str = "") -> Iterator[str]:
         yield f"{here}: {type(committed).__name__} {committed!r} vs now {type(fresh).__name__} {fresh!r}"
 
 
+_EMBEDDED_JSON = re.compile(r'(<script type="application/json"[^>]*>)(.*?)(</script>)', re.S)
+
+
+def parse_chart(text: str, name: str):
+    """A chart file's value to compare: the JSON itself, or for an HTML view its page with every
+    embedded ``<script type="application/json">`` block parsed (the page's other text must match exactly)."""
+    if not name.endswith(".html"):
+        return json.loads(text)
+    blocks = [json.loads(m.group(2)) for m in _EMBEDDED_JSON.finditer(text)]
+    return {"page": _EMBEDDED_JSON.sub(r"\1\3", text), "embedded": blocks}
+
+
 def check(committed_dir: Path, fresh_dir: Path, shown: int = 5) -> list[str]:
     """Problems found comparing every chart file in ``fresh_dir`` with ``committed_dir`` (empty when they match)."""
     problems = []
-    fresh_names = {p.name for p in fresh_dir.glob("*.json")}
-    committed_names = {p.name for p in committed_dir.glob("*.json") if not p.name.startswith(OTHER_PRODUCERS)}
+    patterns = ("*.json", "*.html")
+    fresh_names = {p.name for pattern in patterns for p in fresh_dir.glob(pattern)}
+    committed_names = {p.name for pattern in patterns for p in committed_dir.glob(pattern)
+                       if not p.name.startswith(OTHER_PRODUCERS)}
     for name in sorted(fresh_names - committed_names):
         problems.append(f"{name}: produced by the code but not committed in {committed_dir}")
     for name in sorted(committed_names - fresh_names):
         problems.append(f"{name}: committed in {committed_dir} but no producer writes it any more")
     for name in sorted(fresh_names & committed_names):
         try:
-            committed = json.loads((committed_dir / name).read_text())
+            committed = parse_chart((committed_dir / name).read_text(), name)
         except json.JSONDecodeError as error:
             problems.append(f"{name}: committed file is not valid JSON ({error})")
             continue
-        diffs = list(differences(canonical(committed), canonical(json.loads((fresh_dir / name).read_text()))))
+        fresh = parse_chart((fresh_dir / name).read_text(), name)
+        if name.endswith(".html") and committed["page"] != fresh["page"]:
+            problems.append(f"{name}: the page around its data differs (its script, style or layout changed)")
+            continue
+        diffs = list(differences(canonical(committed), canonical(fresh)))
         if diffs:
             more = f" (and {len(diffs) - shown} more)" if len(diffs) > shown else ""
             problems.append(f"{name} drifted at {len(diffs)} place(s){more}:\n    " + "\n    ".join(diffs[:shown]))

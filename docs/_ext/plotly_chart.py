@@ -17,7 +17,9 @@ something that is not a figure (no ``data`` list of traces with a ``type``) or a
 missing caption is a Sphinx warning, which ``-W`` turns into an error. The JSON
 is inlined into the page, and plotly.js is copied from the installed ``plotly``
 Python package into ``_static/``, so the built pages render with no network.
-Pages without charts do not load plotly.js.
+Pages without charts do not load plotly.js. Loading this extension also loads its sibling
+``html_view`` (the ``html-view`` directive, for self-contained HTML views such as the
+interactive attention view).
 """
 
 from __future__ import annotations
@@ -166,4 +168,5 @@ def setup(app):
     app.add_directive("chart", ChartDirective)
     app.connect("html-page-context", on_html_page_context)
     app.connect("build-finished", on_build_finished)
+    app.setup_extension("html_view")  # its sibling: committed self-contained HTML views (the attention view)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -103,10 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--repeats", type=int, default=2, help="copies of the random block per row (default 2)")
         sub.add_argument("--top", type=_positive, default=5, help="heads listed per kind (default 5)")
 
-    view = commands.add_parser("attention", help="one head's attention on a prompt (Plotly and ASCII views)")
+    view = commands.add_parser("attention", help="heads' attention on a prompt (Plotly, ASCII and interactive HTML views)")
     add_model_args(view)
-    view.add_argument("--layer", type=int, required=True, help="layer index")
-    view.add_argument("--head", type=int, required=True, help="head index")
+    view.add_argument("--layer", type=int, default=None, help="layer index (with --head; or pass --heads)")
+    view.add_argument("--head", type=int, default=None, help="head index (with --layer; or pass --heads)")
+    view.add_argument("--heads", default=None, metavar="HEADS",
+                      help="several heads instead of --layer/--head, e.g. L18H6,L16H0")
+    view.add_argument("--html", action="store_true",
+                      help="also write attention_view.html: hover a token to see where each head looks from it")
     view.add_argument("--prompt", required=True, help="the text; it is repeated --repeat times")
     view.add_argument("--repeat", type=int, default=2, help="copies of the prompt (default 2)")
     view.add_argument("--no-bos", dest="bos", action="store_false", help="do not prepend the BOS token")

@@ -53,7 +53,7 @@ def heads_attention(model, tokens: torch.Tensor, heads: list[tuple[int, int]], *
     eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
     layers = sorted({layer for layer, _ in heads})
     calls = {layer: attention_call_name(modules[layer]) for layer in layers}
-    chosen = {layer: sorted({h for l, h in heads if l == layer}) for layer in layers}
+    chosen = {layer: sorted({h for at, h in heads if at == layer}) for layer in layers}
     saved = {}
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         for layer in layers:
@@ -181,5 +181,5 @@ def attention_view(model, text_or_tokens, heads: Heads, *, repeat: int = 1, bos:
     labels = [model.tokenizer.decode([t]) for t in tokens[0].tolist()]
     if title is None:
         name = Path(facts.name).name if Path(facts.name).is_absolute() else facts.name  # a cache path: its name
-        title = f"{', '.join(f'L{l}H{h}' for l, h in chosen)} on {tokens.shape[1]} tokens ({name})"
+        title = f"{', '.join(f'L{layer}H{head}' for layer, head in chosen)} on {tokens.shape[1]} tokens ({name})"
     return AttentionView(labels, chosen, weights, view_targets(tokens), title)

@@ -88,7 +88,7 @@ def _report_command(args: argparse.Namespace) -> int:
 def _attention_command(args: argparse.Namespace) -> int:
     config = AttentionConfig(model=args.model, layer=args.layer, head=args.head, prompt=args.prompt,
                              repeat=args.repeat, bos=args.bos, attn_implementation=args.attn_implementation,
-                             **remote_args(args))
+                             heads=args.heads, html=args.html, **remote_args(args))
     out = prepare_out_dir(args.out)
     _, files, ascii_view = run_attention(config)
     _write(out, files)

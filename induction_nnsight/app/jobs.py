@@ -17,7 +17,9 @@ from ..ndif.transfers import describe_transfers
 from .outputs import rounded, table, to_json
 from .report import ascii_attention, text_report, top_heads
 from ..scores.losses import half_losses
-from ..scores.scan import head_attention, scan
+from ..scores.scan import scan
+from ..causal.head_outputs import check_heads, parse_heads
+from .attention_view import AttentionView, heads_attention, view_targets
 from ..scores.reductions import induction_token_mask
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_probe
 
@@ -233,8 +235,8 @@ class AttentionConfig:
     """Settings of ``induction-nnsight attention``."""
 
     model: str = DEFAULT_MODEL
-    layer: int = 0
-    head: int = 0
+    layer: int | None = None
+    head: int | None = None
     prompt: str = ""
     repeat: int = 2
     bos: bool = True
@@ -242,34 +244,56 @@ class AttentionConfig:
     remote: bool = False
     ndif_host: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    heads: str | None = None  # several heads, "L18H6,L17H3", instead of layer and head
+    html: bool = False  # also write attention_view.html, the interactive view of every head
+
+    def chosen_heads(self) -> list[tuple[int, int]]:
+        """The heads asked for: ``heads`` parsed, or ``[(layer, head)]``."""
+        if self.heads is not None and (self.layer is not None or self.head is not None):
+            raise InductionError("pass either --layer and --head (one head) or --heads (several), not both")
+        if self.heads is not None:
+            return parse_heads(self.heads, "--heads")
+        if self.layer is None or self.head is None:
+            raise InductionError("no head chosen: pass --layer and --head, or --heads L18H6,L17H3")
+        return [(self.layer, self.head)]
 
 
 def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
-    """One head's attention on a prompt: results, the Plotly view and an ASCII view."""
+    """Each chosen head's attention on a prompt (one trace): results and Plotly view per head, ASCII
+    views, and with ``html`` the interactive ``attention_view.html`` (results: the last head's)."""
     if not config.prompt.strip():
         raise InductionError("the prompt is empty: pass --prompt TEXT")
     if config.repeat < 1:
         raise InductionError(f"--repeat must be at least 1, got {config.repeat}")
+    heads = config.chosen_heads()
     model = model_for(config, model)
     facts = model_facts(model)
-    if not 0 <= config.layer < facts.n_layers:
+    if config.heads is not None:
+        check_heads(heads, facts.n_layers, facts.n_heads, "--heads")
+    elif not 0 <= config.layer < facts.n_layers:
         raise InductionError(f"--layer {config.layer} is out of range: pass 0..{facts.n_layers - 1}")
-    if not 0 <= config.head < facts.n_heads:
+    elif not 0 <= config.head < facts.n_heads:
         raise InductionError(f"--head {config.head} is out of range: pass 0..{facts.n_heads - 1}")
     ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
     probe = text_probe(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
     if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:
         raise InductionError(f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
                              f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat")
-    pattern = head_attention(model, probe.tokens, config.layer, config.head, remote=remote_settings(config) or False)
+    patterns = heads_attention(model, probe.tokens, heads, remote=remote_settings(config) or False)
     stripe = induction_token_mask(probe.tokens)[0]
     labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
-    name = f"L{config.layer}H{config.head}"
-    score = float((pattern * stripe).sum(-1)[stripe.any(-1)].mean()) if stripe.any() else float("nan")
-    results = {"model": config.model, "settings": asdict(config), "tokens": labels,
-               "pattern": table(pattern),
-               "induction_exact_score": rounded(score)}
-    figure = attention_view_figure(labels, pattern.tolist(), stripe.tolist(),
-                                   f"{name} attention on the prompt ({config.model})")
-    files = {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
-    return results, files, ascii_attention(labels, pattern, stripe)
+    files, views = {}, []
+    for (layer, head), pattern in zip(heads, patterns):  # one results file and chart per head
+        name = f"L{layer}H{head}"
+        score = float((pattern * stripe).sum(-1)[stripe.any(-1)].mean()) if stripe.any() else float("nan")
+        results = {"model": config.model, "settings": asdict(config), "tokens": labels,
+                   "pattern": table(pattern),
+                   "induction_exact_score": rounded(score)}
+        figure = attention_view_figure(labels, pattern.tolist(), stripe.tolist(),
+                                       f"{name} attention on the prompt ({config.model})")
+        files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
+        views.append((f"{name}\n" if len(heads) > 1 else "") + ascii_attention(labels, pattern, stripe))
+    if config.html:
+        title = f"{', '.join(f'L{layer}H{head}' for layer, head in heads)} on the prompt ({config.model})"
+        files["attention_view.html"] = AttentionView(labels, heads, patterns, view_targets(probe.tokens), title).html
+    return results, files, "\n\n".join(views)

@@ -1,5 +1,5 @@
 /* induction-nnsight attention view: no dependencies, no network. Every div.inv-attn on the page
-   holds its data in a <script type="application/json" class="inv-attn-data"> child. */
+   holds its data as JSON in a child script element of class inv-attn-data. */
 (function () {
   "use strict";
   var SHOWN = 0.01; // weights from 1% up count as highlighted (class inv-hl)

@@ -102,7 +102,7 @@ class ForwardPass(BaseException):
 
 
 # The forward-pass entry points the jobs call (names as imported into each job module).
-TRACED = {jobs: ("scan", "head_scores", "head_attention"),
+TRACED = {jobs: ("scan", "head_scores", "heads_attention"),
           ablate_job: ("scan", "ablate_heads", "ablation_curve", "ablation_sweep", "head_attribution"),
           patch_job: ("head_attribution", "patch_heads", "patch_residual", "patch_qkv")}
 
