@@ -7,11 +7,18 @@ returns; under ``sdpa`` and the other fused kernels, which return no weights, it
 recomputes ``softmax(Q K^T * scaling + mask)`` from the query and key states that
 reach the attention call (through nnsight's ``.source``), honouring grouped-query
 attention, soft-capping and sliding windows.
+
+That full pattern grows with the square of the length (2.4 GB a layer for SmolLM2's 9 heads
+at 8,192 tokens). :func:`layer_attention` instead reads what a layer's pattern is made of,
+and :meth:`LayerAttention.rows` makes the rows of chosen queries only, so a pass can walk
+the queries in chunks sized by :func:`query_chunk` and never hold more than one
+``[batch, head, chunk, key]`` block.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -77,55 +84,173 @@ def softmax_attention(
     Returns:
         ``[batch, query_head, query, key]`` probabilities, rows summing to 1.
     """
-    n_rep = query.shape[1] // key.shape[1]
-    if n_rep > 1:
-        key = key.repeat_interleave(n_rep, dim=1)
+    positions = torch.arange(query.shape[-2], device=query.device)
+    return _rows(query, key, mask, positions, scaling=scaling, softcap=softcap, sliding_window=sliding_window)
+
+
+def query_chunk(batch: int, n_heads: int, n_keys: int, budget: int) -> int:
+    """How many queries one block of pattern rows ``[batch, head, chunk, key]`` may hold.
+
+    Args:
+        batch: Rows of the batch.
+        n_heads: Query heads.
+        n_keys: Keys per row (the sequence length).
+        budget: The most elements one block may have.
+
+    Returns:
+        ``max(1, budget // (batch * n_heads * n_keys))``.
+
+    Example:
+        >>> query_chunk(1, 9, 8192, 2**24)
+        227
+    """
+    return max(1, budget // max(1, batch * n_heads * n_keys))
+
+
+def _rows(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    mask: torch.Tensor | None,
+    positions: torch.Tensor,
+    *,
+    scaling: float | None,
+    softcap: float | None,
+    sliding_window: int | None,
+) -> torch.Tensor:
+    """Probabilities of the queries at ``positions``: ``[batch, query_head, len(positions), keys kept]``.
+
+    Keys after the last of these queries are cut (every supported model is a causal decoder, so
+    they hold no attention). Apart from the result, only one block of that size is allocated: the
+    softmax runs in place.
+    """
+    offset = key.shape[-2] - query.shape[-2]  # key index of query 0 (a cache in front)
+    n_keys = int(positions.max()) + 1 + offset if positions.numel() else 0
+    batch, n_heads, _, d_head = query.shape
+    n_kv = key.shape[1]
+    key = key[..., :n_keys, :].float()  # [batch, kv_head, key, d_head]
     if scaling is None:
-        scaling = query.shape[-1] ** -0.5
-    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scaling
+        scaling = d_head ** -0.5
+    chosen = query.index_select(2, positions.to(query.device)).float()  # [batch, query_head, chunk, d_head]
+    # Query heads grouped by the key head they share (no repeated copy of the keys):
+    # [batch, kv_head, heads_per_kv * chunk, d_head] @ [batch, kv_head, d_head, key]
+    grouped = chosen.reshape(batch, n_kv, -1, d_head)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).mul_(scaling)
+    scores = scores.view(batch, n_heads, len(positions), n_keys)  # [batch, query_head, chunk, key]
     if softcap:
-        scores = torch.tanh(scores / softcap) * softcap
-    n_query, n_key = scores.shape[-2:]
+        scores.div_(softcap).tanh_().mul_(softcap)
     if mask is None:
-        q_pos = torch.arange(n_query, device=scores.device)[:, None] + (n_key - n_query)
-        k_pos = torch.arange(n_key, device=scores.device)[None, :]
+        q_pos = positions.to(scores.device)[:, None] + offset
+        k_pos = torch.arange(n_keys, device=scores.device)[None, :]
         keep = k_pos <= q_pos
         if sliding_window:
             keep = keep & (q_pos - k_pos < sliding_window)
-        scores = scores.masked_fill(~keep, float("-inf"))
-    elif mask.dtype == torch.bool:
-        scores = scores.masked_fill(~mask[..., :n_key], float("-inf"))
+        scores.masked_fill_(~keep, float("-inf"))
     else:
-        scores = scores + mask[..., :n_key].float()
-    return torch.softmax(scores, dim=-1).to(query.dtype)
+        rows = mask if mask.shape[-2] == 1 else mask.index_select(-2, positions.to(mask.device))
+        rows = rows[..., :n_keys]
+        if rows.dtype == torch.bool:
+            scores.masked_fill_(~rows, float("-inf"))
+        else:
+            scores.add_(rows.float())
+    scores.sub_(scores.amax(-1, keepdim=True)).exp_()
+    scores.div_(scores.sum(-1, keepdim=True))
+    return scores.to(query.dtype)
 
 
-def attention_pattern(attention, eager: bool, call_name: str) -> torch.Tensor:
-    """A layer's attention probabilities, read inside a trace.
+@dataclass
+class LayerAttention:
+    """What one layer's attention pattern is made of, read inside a trace; rows are made on demand.
 
-    Must be called inside ``model.trace(...)``, for layers in forward order.
-    Both routes read the attention call itself (not the module's output), so
-    the head outputs that follow it in the same layer stay reachable.
+    Under ``eager`` it holds the weights the attention call returned (rows are slices of
+    them); under ``sdpa`` and the other fused kernels, the query and key states, the mask
+    and the call's settings (rows are recomputed, a block at a time).
+
+    Attributes:
+        weights: ``[batch, query_head, query, key]`` returned weights (eager), else None.
+        query: ``[batch, query_head, query, d_head]`` (rotary embedding applied), else None.
+        key: ``[batch, kv_head, key, d_head]``, else None.
+        mask: The call's attention mask (None: causal).
+        scaling: Multiplier of ``Q K^T``.
+        softcap: Attention-logit soft-capping.
+        sliding_window: Keys further back than this are hidden.
+    """
+
+    weights: torch.Tensor | None = None
+    query: torch.Tensor | None = None
+    key: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    scaling: float | None = None
+    softcap: float | None = None
+    sliding_window: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the tensors are."""
+        return (self.weights if self.weights is not None else self.query).device
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(batch, query_head, query, key)`` of the whole pattern."""
+        if self.weights is not None:
+            return tuple(self.weights.shape)
+        return (*self.query.shape[:3], self.key.shape[-2])
+
+    def rows(self, positions: torch.Tensor) -> torch.Tensor:
+        """The pattern's rows at some queries.
+
+        Args:
+            positions: ``[chunk]`` query indices, increasing.
+
+        Returns:
+            ``[batch, query_head, chunk, key]`` probabilities, keys cut after the last of
+            these queries (they hold no attention in a causal model).
+        """
+        if self.weights is not None:
+            offset = self.weights.shape[-1] - self.weights.shape[-2]
+            n_keys = int(positions.max()) + 1 + offset if positions.numel() else 0
+            return self.weights.index_select(2, positions.to(self.weights.device))[..., :n_keys]
+        return _rows(self.query, self.key, self.mask, positions, scaling=self.scaling, softcap=self.softcap,
+                     sliding_window=self.sliding_window)
+
+    def pattern(self) -> torch.Tensor:
+        """The whole ``[batch, query_head, query, key]`` pattern."""
+        if self.weights is not None:
+            return self.weights
+        return self.rows(torch.arange(self.query.shape[-2], device=self.query.device))
+
+
+def layer_attention(attention, eager: bool, call_name: str) -> LayerAttention:
+    """Read a layer's attention inside a trace, without building its pattern.
+
+    Must be called inside ``model.trace(...)``, for layers in forward order. It reads the
+    attention call itself (not the module's output), so the head outputs that follow it
+    in the same layer stay reachable.
 
     Args:
         attention: The layer's attention envoy (from :func:`attention_modules`).
         eager: Read the weights the call returns (``attn_implementation="eager"``)
-            instead of recomputing them from its query and key states.
+            instead of its query and key states.
         call_name: The attention call's ``.source`` name (from :func:`attention_call_name`).
+
+    Returns:
+        A :class:`LayerAttention`.
+    """
+    call = getattr(attention.source, call_name)
+    if eager:
+        return LayerAttention(weights=call.output[1])
+    args, kwargs = call.inputs
+    mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
+    return LayerAttention(query=args[1], key=args[2], mask=mask, scaling=kwargs.get("scaling"),
+                          softcap=kwargs.get("softcap"), sliding_window=kwargs.get("sliding_window"))
+
+
+def attention_pattern(attention, eager: bool, call_name: str) -> torch.Tensor:
+    """A layer's whole attention pattern, read inside a trace (see :func:`layer_attention`).
+
+    Its size grows with the square of the length; for long sequences walk
+    :meth:`LayerAttention.rows` in chunks instead.
 
     Returns:
         ``[batch, query_head, query, key]`` attention probabilities.
     """
-    call = getattr(attention.source, call_name)
-    if eager:
-        return call.output[1]
-    args, kwargs = call.inputs
-    query, key, mask = args[1], args[2], args[4] if len(args) > 4 else kwargs.get("attention_mask")
-    return softmax_attention(
-        query,
-        key,
-        mask,
-        scaling=kwargs.get("scaling"),
-        softcap=kwargs.get("softcap"),
-        sliding_window=kwargs.get("sliding_window"),
-    )
+    return layer_attention(attention, eager, call_name).pattern()

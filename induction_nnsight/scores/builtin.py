@@ -6,33 +6,33 @@ Loaded into the registry on its first use.
 from __future__ import annotations
 
 from .copying import copying_logit_boost, ov_copying_score
-from .reductions import diagonal_score_per_row, first_token_score, masked_attention_score
+from .reductions import diagonal_partial, first_token_partial, masked_partial
 from .registry import HeadScore, register_score
 
 BUILTIN_SCORES = (
     HeadScore(
         "previous_token", "attention from each token to the one before it", "pattern",
-        lambda pattern, probe: diagonal_score_per_row(pattern, -1),
+        partial=lambda rows, view: diagonal_partial(rows, view.positions, -1),
     ),
     HeadScore(
         "duplicate_token", "attention to earlier positions holding the same token", "pattern",
-        lambda pattern, probe: masked_attention_score(pattern, probe.duplicate),
+        partial=lambda rows, view: masked_partial(rows, view.duplicate),
     ),
     HeadScore(
         "induction", "mean attention on the diagonal at offset 1 - seq_len (clean repeats)", "pattern",
-        lambda pattern, probe: diagonal_score_per_row(pattern, 1 - probe.period), needs_period=True,
+        partial=lambda rows, view: diagonal_partial(rows, view.positions, 1 - view.period), needs_period=True,
     ),
     HeadScore(
         "induction_exact", "attention to the position after each earlier copy of the current token (any text)",
-        "pattern", lambda pattern, probe: masked_attention_score(pattern, probe.induction),
+        "pattern", partial=lambda rows, view: masked_partial(rows, view.induction),
     ),
     HeadScore(
         "prefix_matching", "the same token-match attention, over queries in the repeated copies (Olsson et al.)",
-        "pattern", lambda pattern, probe: masked_attention_score(pattern, probe.induction, probe.repeat_queries),
+        "pattern", partial=lambda rows, view: masked_partial(rows, view.induction, view.repeat_queries),
     ),
     HeadScore(
         "bos", "attention to the first token (an attention sink)", "pattern",
-        lambda pattern, probe: first_token_score(pattern),
+        partial=lambda rows, view: first_token_partial(rows, view.positions),
     ),
     HeadScore(
         "copying", "how much the head's output raises the logit of the token it attends to "

@@ -2,6 +2,13 @@
 
 They run inside a trace (so only their small results are saved, or sent back
 from NDIF) and equally on hand-built tensors in tests.
+
+Every pattern score of the heads pass is a mean over queries, so it is also written as a
+*partial* reduction of some rows of the pattern, ``[batch, head, chunk, key]`` for the
+queries at ``positions``, returning ``(total, count)``: the sum over those queries and how
+many counted. Totals and counts add up over chunks of queries, and ``total / count`` is the
+score (:func:`finish`), so a long sequence is scored without its whole pattern ever existing.
+The whole-pattern functions below are these partials applied to every row at once.
 """
 
 from __future__ import annotations
@@ -55,8 +62,86 @@ def diagonal_score_per_row(pattern: torch.Tensor, offset: int) -> torch.Tensor:
     Returns:
         ``[batch, head]``.
     """
-    stripe = pattern.diagonal(offset, dim1=-2, dim2=-1)  # [batch, head, n_on_diagonal]
-    return reduce(stripe.float(), "batch head pos -> batch head", "mean")
+    return finish(diagonal_partial(pattern, _all_queries(pattern), offset))
+
+
+Partial = tuple[torch.Tensor, torch.Tensor]
+"""``(total [batch, head], count broadcastable to [batch, head])`` of a partial reduction."""
+
+
+def _all_queries(pattern: torch.Tensor) -> torch.Tensor:
+    """``[query]`` positions of every row of a whole pattern (keys after a cache in front)."""
+    n_query, n_key = pattern.shape[-2:]
+    return torch.arange(n_query, device=pattern.device) + (n_key - n_query)
+
+
+def finish(partial: Partial) -> torch.Tensor:
+    """``total / count`` as float: the mean over every counted query (NaN where none counted).
+
+    Example:
+        >>> finish((torch.tensor([[3.0, 1.0]]), torch.tensor([[4.0]]))).tolist()
+        [[0.75, 0.25]]
+    """
+    total, count = partial
+    return (total / count).float()
+
+
+def add_partials(a: Partial | None, b: Partial) -> Partial:
+    """Two chunks' ``(total, count)`` summed (``a`` None: just ``b``)."""
+    return b if a is None else (a[0] + b[0], a[1] + b[1])
+
+
+def diagonal_partial(rows: torch.Tensor, positions: torch.Tensor, offset: int) -> Partial:
+    """Attention from each query ``q`` to key ``q + offset``, summed over the queries that have it.
+
+    Args:
+        rows: ``[batch, head, chunk, key]`` pattern rows of the queries at ``positions``.
+        positions: ``[chunk]`` query positions.
+        offset: Diagonal offset, ``<= 0`` (``-1``: the previous token).
+
+    Returns:
+        ``(total [batch, head], count [1, 1])``.
+
+    Example:
+        >>> rows = torch.tensor([[[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]]])  # queries 1 and 2
+        >>> [t.tolist() for t in diagonal_partial(rows, torch.tensor([1, 2]), -1)]
+        [[[1.5]], [[2.0]]]
+    """
+    keys = positions.to(rows.device) + offset  # [chunk]
+    valid = (keys >= 0) & (keys < rows.shape[-1])
+    index = keys.clamp(0, max(rows.shape[-1] - 1, 0))[None, None, :, None].expand(*rows.shape[:3], 1)
+    on = rows.gather(-1, index)[..., 0].float()  # [batch, head, chunk]
+    total = (on * valid.float()).sum(-1)
+    return total, valid.sum().float().reshape(1, 1)
+
+
+def masked_partial(rows: torch.Tensor, key_mask: torch.Tensor, query_mask: torch.Tensor | None = None) -> Partial:
+    """Attention mass on marked keys, summed over the queries that have any (see :func:`masked_attention_score`).
+
+    Args:
+        rows: ``[batch, head, chunk, key]``.
+        key_mask: ``[batch, chunk, key]`` bool.
+        query_mask: ``[batch, chunk]`` bool, the queries that may count (all when None).
+
+    Returns:
+        ``(total [batch, head], count [batch, 1])``.
+    """
+    mass = (rows.float() * key_mask[:, None].float()).sum(-1)  # [batch, head, chunk]
+    eligible = key_mask.any(-1)  # [batch, chunk]
+    if query_mask is not None:
+        eligible = eligible & query_mask
+    weights = eligible[:, None].float()  # [batch, 1, chunk]
+    return (mass * weights).sum(-1), weights.sum(-1)
+
+
+def first_token_partial(rows: torch.Tensor, positions: torch.Tensor) -> Partial:
+    """Attention to position 0, summed over the queries after it.
+
+    Returns:
+        ``(total [batch, head], count [1, 1])``.
+    """
+    after = (positions.to(rows.device) >= 1).float()  # [chunk]
+    return (rows[..., 0].float() * after).sum(-1), after.sum().reshape(1, 1)
 
 
 def duplicate_token_mask(tokens: torch.Tensor) -> torch.Tensor:
@@ -72,9 +157,28 @@ def duplicate_token_mask(tokens: torch.Tensor) -> torch.Tensor:
         >>> duplicate_token_mask(torch.tensor([[5, 6, 5]]))[0].int().tolist()
         [[0, 0, 0], [0, 0, 0], [1, 0, 0]]
     """
-    same = tokens[:, :, None] == tokens[:, None, :]
-    earlier = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool, device=tokens.device).tril(-1)
-    return same & earlier
+    return duplicate_token_rows(tokens, _positions(tokens), tokens.shape[1])
+
+
+def _positions(tokens: torch.Tensor) -> torch.Tensor:
+    return torch.arange(tokens.shape[1], device=tokens.device)
+
+
+def duplicate_token_rows(tokens: torch.Tensor, positions: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """The rows of :func:`duplicate_token_mask` at some queries, over the first ``n_keys`` keys.
+
+    Args:
+        tokens: ``[batch, pos]``.
+        positions: ``[chunk]`` query positions.
+        n_keys: Keys kept.
+
+    Returns:
+        ``[batch, chunk, key]`` bool.
+    """
+    positions = positions.to(tokens.device)
+    keys = torch.arange(n_keys, device=tokens.device)
+    same = tokens[:, positions, None] == tokens[:, None, :n_keys]
+    return same & (keys[None, :] < positions[:, None])
 
 
 def induction_token_mask(tokens: torch.Tensor) -> torch.Tensor:
@@ -93,8 +197,17 @@ def induction_token_mask(tokens: torch.Tensor) -> torch.Tensor:
         >>> induction_token_mask(torch.tensor([[5, 6, 5]]))[0].int().tolist()
         [[0, 0, 0], [0, 0, 0], [0, 1, 0]]
     """
-    duplicate = duplicate_token_mask(tokens)  # [batch, q, k - 1]
-    return torch.nn.functional.pad(duplicate, (1, 0))[..., :-1]
+    return induction_token_rows(tokens, _positions(tokens), tokens.shape[1])
+
+
+def induction_token_rows(tokens: torch.Tensor, positions: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """The rows of :func:`induction_token_mask` at some queries, over the first ``n_keys`` keys.
+
+    Returns:
+        ``[batch, chunk, key]`` bool.
+    """
+    duplicate = duplicate_token_rows(tokens, positions, max(n_keys - 1, 0))  # [batch, chunk, key - 1]
+    return torch.nn.functional.pad(duplicate, (1, 0))
 
 
 def masked_attention_score(
@@ -111,12 +224,7 @@ def masked_attention_score(
     Returns:
         ``[batch, head]``; a row with no eligible query gives NaN.
     """
-    mass = (pattern.float() * key_mask[:, None].float()).sum(-1)  # [batch, head, query]
-    eligible = key_mask.any(-1)  # [batch, query]
-    if query_mask is not None:
-        eligible = eligible & query_mask
-    weights = eligible[:, None].float()  # [batch, 1, query]
-    return (mass * weights).sum(-1) / weights.sum(-1)
+    return finish(masked_partial(pattern, key_mask, query_mask))
 
 
 def first_token_score(pattern: torch.Tensor) -> torch.Tensor:
@@ -125,4 +233,4 @@ def first_token_score(pattern: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[batch, head]``.
     """
-    return reduce(pattern[..., 1:, 0].float(), "batch head query -> batch head", "mean")
+    return finish(first_token_partial(pattern, _all_queries(pattern)))

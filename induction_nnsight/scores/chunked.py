@@ -1,0 +1,75 @@
+"""Pattern scores by chunks of queries: one layer's scores without its whole pattern.
+
+A layer's pattern ``[batch, head, query, key]`` grows with the square of the length
+(SmolLM2's 9 heads at 8,192 tokens: 2.4 GB in float32). Every built-in pattern score is a
+mean over queries, declared as a ``partial`` reduction (see
+:mod:`~induction_nnsight.scores.reductions`), so :func:`layer_pattern_scores` walks the
+queries in chunks whose size :func:`~induction_nnsight.models.attention.query_chunk` draws
+from an element budget: one ``[batch, head, chunk, key]`` block of rows is made (sliced
+from the returned weights under ``eager``, recomputed from the query and key states under
+``sdpa``), every score adds its chunk's ``(total, count)``, and the block is dropped. Short
+sequences fit in one chunk, which is the whole pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..models.attention import LayerAttention, query_chunk
+from .reductions import add_partials, finish
+from .registry import HeadScore, ProbeView
+
+DEFAULT_PATTERN_BUDGET = 2**24
+"""Elements of one block of pattern rows (64 MiB in float32): 227 queries of SmolLM2 at 8,192 tokens."""
+
+
+def query_chunks(attention: LayerAttention, budget: int, positions: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The queries (every one when ``positions`` is None) split into chunks that fit the budget.
+
+    Returns:
+        ``[chunk]`` query-index tensors, in order.
+    """
+    batch, n_heads, n_query, n_key = attention.shape
+    if positions is None:
+        positions = torch.arange(n_query, device=attention.device)
+    return list(positions.split(query_chunk(batch, n_heads, n_key, budget)))
+
+
+def layer_pattern_scores(
+    attention: LayerAttention, view: ProbeView, scores: Sequence[HeadScore], budget: int = DEFAULT_PATTERN_BUDGET
+) -> dict[str, torch.Tensor]:
+    """Every pattern score of one layer, by chunks of queries.
+
+    Scores declared with only a whole-pattern ``reduce`` get the whole pattern (built once
+    for all of them).
+
+    Args:
+        attention: The layer (from :func:`~induction_nnsight.models.attention.layer_attention`).
+        view: The probe's view.
+        scores: Pattern scores.
+        budget: The most elements of one ``[batch, head, chunk, key]`` block of rows.
+
+    Returns:
+        ``name -> [batch, head]``, in the order of ``scores``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    whole = [score for score in scores if score.partial is None]
+    if whole:
+        pattern = attention.pattern()  # [batch, head, query, key]
+        for score in whole:
+            out[score.name] = score.reduce(pattern, view)
+        del pattern
+    chunked = [score for score in scores if score.partial is not None]
+    if chunked:
+        n_query, n_key = attention.shape[2:]
+        sums = dict.fromkeys((score.name for score in chunked), None)
+        for positions in query_chunks(attention, budget):
+            rows = attention.rows(positions)  # [batch, head, chunk, key kept]
+            part = view.rows(positions + (n_key - n_query), rows.shape[-1])
+            for score in chunked:
+                sums[score.name] = add_partials(sums[score.name], score.partial(rows, part))
+            del rows, part
+        out.update({name: finish(total) for name, total in sums.items()})
+    return {score.name: out[score.name] for score in scores}

@@ -1,0 +1,100 @@
+"""Pattern scores by chunks of queries: the same numbers as the whole pattern, in bounded memory."""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from induction_nnsight.models.attention import LayerAttention, query_chunk, softmax_attention
+from induction_nnsight.probes.tokens import repeated_probe
+from induction_nnsight.scores.chunked import layer_pattern_scores
+from induction_nnsight.scores.registry import HeadScore, ProbeView, get_score
+from tests.reference import reference_kind_scores
+
+KINDS = ("previous_token", "duplicate_token", "induction", "induction_exact", "prefix_matching", "bos")
+BATCH, HEADS, KV_HEADS, SEQ_LEN, D_HEAD = 2, 4, 2, 12, 8  # 25 positions; tokens from 1..7: many repeats
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any operation allocates (views of existing tensors left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.is_view:
+            return out
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+        return out
+
+
+def layer(seed=0, softcap=None, sliding_window=None):
+    generator = torch.Generator().manual_seed(seed)
+    n = 1 + 2 * SEQ_LEN
+    query = torch.randn(BATCH, HEADS, n, D_HEAD, generator=generator) * 2  # sharp patterns
+    key = torch.randn(BATCH, KV_HEADS, n, D_HEAD, generator=generator)
+    return LayerAttention(query=query, key=key, softcap=softcap, sliding_window=sliding_window)
+
+
+def probe():
+    return repeated_probe(BATCH, SEQ_LEN, seed=1, low=1, high=8, bos_token_id=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 25])
+@pytest.mark.parametrize("settings", [{}, {"softcap": 3.0, "sliding_window": 6}])
+def test_chunks_equal_a_query_by_query_reference(chunk, settings):
+    attention, batch = layer(**settings), probe()
+    n = batch.tokens.shape[1]
+    scores = [get_score(kind) for kind in KINDS]
+    got = layer_pattern_scores(attention, ProbeView(batch), scores, budget=BATCH * HEADS * n * chunk)
+    pattern = softmax_attention(attention.query, attention.key, **settings)
+    expected = reference_kind_scores([pattern], batch.tokens, batch.period, batch.second_start)
+    for kind in KINDS:
+        assert got[kind].shape == (BATCH, HEADS)
+        assert torch.allclose(got[kind].nanmean(0), expected[kind][0], atol=1e-5), kind
+
+
+def test_eager_weights_are_sliced_to_the_same_scores():
+    attention, batch = layer(), probe()
+    eager = LayerAttention(weights=softmax_attention(attention.query, attention.key))
+    scores = [get_score(kind) for kind in KINDS]
+    n = batch.tokens.shape[1]
+    chunked = layer_pattern_scores(eager, ProbeView(batch), scores, budget=BATCH * HEADS * n * 3)
+    recomputed = layer_pattern_scores(attention, ProbeView(batch), scores, budget=BATCH * HEADS * n * 7)
+    for kind in KINDS:
+        assert torch.allclose(chunked[kind], recomputed[kind], atol=1e-5, equal_nan=True), kind
+
+
+def test_a_whole_pattern_score_still_gets_the_whole_pattern():
+    attention, batch = layer(), probe()
+    seen = []
+    score = HeadScore("rows_seen", "test", "pattern", lambda pattern, view: seen.append(pattern.shape) or
+                      pattern[..., 0].mean(-1))
+    got = layer_pattern_scores(attention, ProbeView(batch), [score, get_score("bos")], budget=1)
+    n = batch.tokens.shape[1]
+    assert seen == [(BATCH, HEADS, n, n)]
+    assert set(got) == {"rows_seen", "bos"}
+
+
+def test_the_budget_bounds_the_largest_tensor():
+    attention, batch = layer(), probe()
+    n = batch.tokens.shape[1]
+    scores = [get_score(kind) for kind in KINDS]
+    chunk = 4
+    budget = BATCH * HEADS * n * chunk
+    assert query_chunk(BATCH, HEADS, n, budget) == chunk
+    with LargestTensor() as chunked:
+        layer_pattern_scores(attention, ProbeView(batch), scores, budget=budget)
+    with LargestTensor() as whole:  # the meter sees a whole pattern when there is one
+        layer_pattern_scores(attention, ProbeView(batch), scores, budget=BATCH * HEADS * n * n)
+    assert chunked.numel <= BATCH * HEADS * chunk * n
+    assert whole.numel == BATCH * HEADS * n * n
+
+
+def test_query_chunk_from_the_budget():
+    assert query_chunk(1, 9, 8192, 2**24) == 227
+    assert query_chunk(10, 9, 101, 2**24) > 101  # the default scan: one chunk, the whole pattern
+    assert query_chunk(4, 4, 100, 1) == 1
