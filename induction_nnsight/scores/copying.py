@@ -19,6 +19,7 @@ def copying_logit_boost(
     unembed_mean: torch.Tensor,
     tokens: torch.Tensor,
     center: bool,
+    final_scale: torch.Tensor | float = 1.0,
 ) -> torch.Tensor:
     """Direct effect of each head on the logit of the token it attends to most, against the vocabulary mean.
 
@@ -26,10 +27,11 @@ def copying_logit_boost(
         pattern: ``[batch, head, query, key]``.
         head_input: ``[batch, query, head * d_head]`` the input of the output projection.
         w_out: ``[d_model, head * d_head]`` the output projection.
-        unembed: ``[vocab, d_model]`` unembedding, already scaled by the final norm's weight.
-        unembed_mean: ``[d_model]`` its mean over the vocabulary.
+        unembed: ``[vocab, d_model]`` unembedding as stored (only the attended rows are read and scaled).
+        unembed_mean: ``[d_model]`` the mean over the vocabulary of the rows scaled by ``final_scale``.
         tokens: ``[batch, pos]``.
         center: Subtract the mean over ``d_model`` first (LayerNorm does; RMSNorm does not).
+        final_scale: ``[d_model]`` the final norm's multiplier (1.0 without one).
 
     Returns:
         ``[batch, head, query]`` logit boost before the final norm divides by the residual's scale.
@@ -41,7 +43,7 @@ def copying_logit_boost(
     if center:
         out = out - out.mean(-1, keepdim=True)
     attended = tokens.gather(1, pattern.argmax(-1).flatten(1)).view(pattern.shape[:3])  # [batch, head, query]
-    direction = unembed[attended].float() - unembed_mean  # [batch, head, query, d_model]
+    direction = unembed[attended].float() * final_scale - unembed_mean  # [batch, head, query, d_model]
     return (out * direction).sum(-1)
 
 

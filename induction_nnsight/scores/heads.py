@@ -17,15 +17,16 @@ import torch
 from ..figures.heads import heatmap_figure, loss_by_position_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
-from ..models.layout import ModelLayout, is_conv1d, model_facts, model_layout, norm_spec
+from ..models.layout import model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
-from ..ndif.settings import Remote, on_ndif
+from ..ndif.settings import Remote, as_settings, on_ndif
 from ..probes.tokens import Probe
 from .builtin import BUILTIN_SCORES
 from .copying import copying_score
 from .losses import per_position_loss
 from .ranking import ranked_rows
 from .registry import HeadScore, ProbeView, get_score, score_names
+from .weights import cached_weight_scores, norm_scale, weight_of, weight_plan, weight_scores
 
 HEAD_KINDS = tuple(score.name for score in BUILTIN_SCORES)
 """Names of the built-in scores; :func:`~induction_nnsight.scores.registry.score_names` lists every registered one."""
@@ -81,51 +82,6 @@ class HeadScores(Displayable):
             return loss_by_position_figure(self.loss_by_position.tolist(), **{"title": f"Loss by position{tail}", **options})
 
 
-def _weight(model, path: str, transpose: bool = False) -> torch.Tensor:
-    weight = model.get(path).weight
-    return weight.T if transpose else weight
-
-
-def _scale(model, path: str | None, offset: bool) -> torch.Tensor | float:
-    if path is None or getattr(model.get(path), "weight", None) is None:
-        return 1.0
-    weight = model.get(path).weight
-    return 1.0 + weight if offset else weight
-
-
-def _value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv: int, d_head: int) -> torch.Tensor:
-    """``[out, d_model]`` value-carrying weight -> ``[kv_head, d_head, d_model]``."""
-    d_model = weight.shape[1]
-    if value_layout == "separate":
-        return weight.reshape(n_kv, d_head, d_model)
-    if value_layout == "stacked_qkv":  # GPT-2 stacks [q; k; v]
-        return weight[2 * n_heads * d_head :].reshape(n_heads, d_head, d_model)
-    return weight.reshape(n_heads, 3, d_head, d_model)[:, 2]  # GPT-NeoX interleaves per head
-
-
-def _weight_scores(model, layout: ModelLayout, scores: list[HeadScore], unembed: torch.Tensor,
-                   conv: tuple[bool, bool], offset: bool) -> dict[str, torch.Tensor]:
-    """Every weight score of every head: ``name -> [n_layers, n_heads]``.
-
-    Args:
-        unembed: ``[vocab, d_model]`` the unembedding scaled by the final norm.
-        conv: Whether the output and the value weights are GPT-2 ``Conv1D`` (stored transposed).
-        offset: Norm weights are stored minus one (Gemma).
-    """
-    facts = layout.facts
-    bridge = _weight(model, layout.embed).T @ unembed  # [d_model, d_model], once for all layers
-    per_layer = {score.name: [] for score in scores}
-    for layer in range(facts.n_layers):
-        w_v = _value_heads(
-            _weight(model, layout.v_proj[layer], transpose=conv[1]),
-            layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head,
-        ) * _scale(model, layout.pre_attention_norm[layer], offset)  # [kv_head, d_head, d_model]
-        w_out = _weight(model, layout.o_proj[layer], transpose=conv[0])  # [d_model, head * d_head]
-        for score in scores:
-            per_layer[score.name].append(score.reduce(w_v, w_out, bridge, facts.n_heads))
-    return {name: torch.stack(values) for name, values in per_layer.items()}
-
-
 def _by_reads(kinds, probe: Probe) -> dict[str, list[HeadScore]]:
     """The requested scores grouped by what they read; scores needing a period skip probes without one."""
     scores = [get_score(kind) for kind in kinds]  # raises on an unknown name
@@ -175,9 +131,12 @@ def head_scores(
     layout = model_layout(model)
     final = norm_spec(model, layout.final_norm)  # module types are read here, outside the trace
     centered, offset = final.centered, final.offset
-    o_conv = is_conv1d(model, layout.o_proj[0])
-    v_conv = layout.v_proj[0] is not None and is_conv1d(model, layout.v_proj[0])
-    weight_scores = groups["weights"] if layout.value_layout is not None else []
+    plan = weight_plan(model)
+    o_conv = plan.conv[0]
+    weight_kinds = groups["weights"] if layout.value_layout is not None else []
+    local_weights = None  # weight scores read no tokens: here once per model and weights version, else in the trace
+    if weight_kinds and as_settings(remote) is None:  # (on NDIF, and in its dry run, the weights are not here)
+        local_weights = cached_weight_scores(model, plan, weight_kinds)
     repeats = probe.repeat_queries
     copy_queries = repeats.any(0).nonzero().flatten()  # [q] positions where some row counts a logit score
 
@@ -185,20 +144,21 @@ def head_scores(
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         rows = {score.name: [] for score in groups["pattern"]}  # name -> per layer [batch, head]
         boosts = {score.name: [] for score in groups["logits"]}  # name -> per layer [batch, head, query]
-        if groups["logits"] or weight_scores:
-            # [vocab, d_model], scaled by the final norm
-            unembed = _weight(model, layout.unembed) * _scale(model, layout.final_norm, offset)
-            unembed_mean = unembed.float().mean(0)
+        if groups["logits"]:  # the final norm's scale multiplies gathered rows: no [vocab, d_model] copy
+            unembed = weight_of(model, layout.unembed)  # [vocab, d_model]
+            final_scale = norm_scale(model, layout.final_norm, offset)  # [d_model] or 1.0
+            unembed_mean = unembed.mean(0, dtype=torch.float32) * final_scale  # [d_model], of the scaled rows
         for layer, (attention, call) in enumerate(zip(attentions, calls)):
             pattern = attention_pattern(attention, eager, call)  # [batch, head, query, key]
             for score in groups["pattern"]:
                 rows[score.name].append(score.reduce(pattern, view))
             if groups["logits"]:  # only at the queries that are averaged: half the work on two copies
                 head_input = model.get(layout.o_proj[layer]).input[:, copy_queries]  # [batch, q, head * d_head]
-                w_out = _weight(model, layout.o_proj[layer], transpose=o_conv)
+                w_out = weight_of(model, layout.o_proj[layer], transpose=o_conv)
                 for score in groups["logits"]:
                     boosts[score.name].append(score.reduce(
                         pattern[:, :, copy_queries], head_input, w_out, unembed, unembed_mean, tokens, centered,
+                        final_scale,
                     ))
         stacked = {k: torch.stack(v, dim=1) for k, v in rows.items()}  # name -> [batch, layer, head]
         saved_rows = nnsight.save(stacked if per_row else {k: v.nanmean(0, keepdim=True) for k, v in stacked.items()})
@@ -211,10 +171,10 @@ def head_scores(
             )
         if loss:
             saved_loss = nnsight.save(per_position_loss(model.output.logits, tokens))
-        if weight_scores:
-            saved_weights = nnsight.save(_weight_scores(model, layout, weight_scores, unembed, (o_conv, v_conv), offset))
+        if weight_kinds and local_weights is None:
+            saved_weights = nnsight.save(weight_scores(model, plan, weight_kinds))
     per_row = {k: v.detach().cpu() for k, v in {**saved_rows, **(saved_logits or {})}.items()}
-    weights = {k: v.detach().cpu() for k, v in (saved_weights or {}).items()}
+    weights = {k: v.detach().cpu() for k, v in (local_weights or saved_weights or {}).items()}
     for score in groups["weights"]:  # NaN (null in files) where the value projection's layout is unknown
         weights.setdefault(score.name, torch.full((facts.n_layers, facts.n_heads), float("nan")))
     return HeadScores(per_row=per_row, weights=weights, model=facts.name,

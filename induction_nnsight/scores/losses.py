@@ -13,21 +13,38 @@ import torch
 from einops import reduce
 
 
-def token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+CHUNK_ELEMENTS = 2**21
+"""Logit entries per chunk of :func:`token_losses` (8 MiB in float32): its temporaries stay this small."""
+
+
+def token_losses(logits: torch.Tensor, tokens: torch.Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
     """Next-token cross-entropy of every row at every position.
 
+    Computed over chunks of positions, so no float32 copy or log-softmax of the whole
+    ``[batch, pos, vocab]`` logits is made: the temporaries hold at most ``chunk_elements``
+    logits (or one position of every row, if that is more).
+
     Args:
-        logits: ``[batch, pos, vocab]``.
+        logits: ``[batch, pos, vocab]`` in any float dtype (each chunk is promoted to float32).
         tokens: ``[batch, pos]`` the input ids.
+        chunk_elements: Logit entries per chunk.
 
     Returns:
-        ``[batch, pos - 1]``: entry ``[b, i]`` is the loss of predicting token ``i + 1`` of row ``b``.
+        ``[batch, pos - 1]`` float32: entry ``[b, i]`` is the loss of predicting token ``i + 1`` of row ``b``.
     """
-    # logsumexp over the contiguous vocab axis is ~2.5x faster than cross_entropy on the
-    # [batch, vocab, pos] view it needs, and allocates no log-softmax of the logits' size.
-    logits = logits[:, :-1].float()
-    targets = tokens[:, 1:].to(logits.device)
-    return torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[..., None])[..., 0]
+    batch, n_pos, vocab = logits.shape
+    targets = tokens[:, 1:].to(logits.device)  # [batch, pos - 1]
+    step = max(1, chunk_elements // max(1, batch * vocab))
+    losses = []
+    for start in range(0, n_pos - 1, step):
+        chunk = logits[:, start : min(start + step, n_pos - 1)].float()  # [batch, chunk, vocab]
+        target = targets[:, start : start + chunk.shape[1], None]  # [batch, chunk, 1]
+        # logsumexp over the contiguous vocab axis: ~2.5x faster than cross_entropy on the [batch, vocab, pos]
+        # view it needs, and no log-softmax of the chunk's size.
+        losses.append(torch.logsumexp(chunk, dim=-1) - chunk.gather(-1, target)[..., 0])
+    if not losses:
+        return logits.new_zeros(batch, 0, dtype=torch.float32)
+    return torch.cat(losses, dim=1)
 
 
 def per_position_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,140 @@
+"""Weight-only head scores (``reads="weights"``), computed once per model and its weights.
+
+A weight score reads no tokens, so it is the same on every call until the weights change.
+Run here, :func:`cached_weight_scores` computes it outside the trace and keeps it against the
+model's weights: the identity (``data_ptr``), shape, dtype and in-place version counter
+(``_version``) of every parameter it reads. An optimizer step, ``load_state_dict`` or an in-place
+edit under ``torch.no_grad()`` bumps a version (or replaces a tensor), so the next call recomputes.
+Edits through ``param.data`` bypass the version counter: call :func:`forget_weight_scores` after
+them. On NDIF the weights are not here, so the heads pass calls :func:`weight_scores` inside the
+trace instead (same function, same numbers).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from ..models.layout import ModelLayout, is_conv1d, model_layout, norm_spec
+from .registry import HeadScore
+
+
+@dataclass(frozen=True)
+class WeightPlan:
+    """What the weight scores read, settled from the module types outside the trace.
+
+    Attributes:
+        layout: The model's layout.
+        conv: Whether the output and the value projections are GPT-2 ``Conv1D`` (stored transposed).
+        offset: Norm weights are stored minus one (Gemma).
+    """
+
+    layout: ModelLayout
+    conv: tuple[bool, bool]
+    offset: bool
+
+
+def weight_plan(model) -> WeightPlan:
+    """The :class:`WeightPlan` of ``model`` (reads module types: call it outside a trace)."""
+    layout = model_layout(model)
+    o_conv = is_conv1d(model, layout.o_proj[0])
+    v_conv = layout.v_proj[0] is not None and is_conv1d(model, layout.v_proj[0])
+    return WeightPlan(layout, (o_conv, v_conv), norm_spec(model, layout.final_norm).offset)
+
+
+def weight_of(model, path: str, transpose: bool = False) -> torch.Tensor:
+    """The ``weight`` of the module at ``path`` (inside or outside a trace), transposed if asked."""
+    weight = model.get(path).weight
+    return weight.T if transpose else weight
+
+
+def norm_scale(model, path: str | None, offset: bool) -> torch.Tensor | float:
+    """``[d_model]`` the multiplier of a norm (``1 + w`` for Gemma's offset norms); 1.0 without a weight."""
+    if path is None or getattr(model.get(path), "weight", None) is None:
+        return 1.0
+    weight = model.get(path).weight
+    return 1.0 + weight if offset else weight
+
+
+def _value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv: int, d_head: int) -> torch.Tensor:
+    """``[out, d_model]`` value-carrying weight -> ``[kv_head, d_head, d_model]``."""
+    d_model = weight.shape[1]
+    if value_layout == "separate":
+        return weight.reshape(n_kv, d_head, d_model)
+    if value_layout == "stacked_qkv":  # GPT-2 stacks [q; k; v]
+        return weight[2 * n_heads * d_head :].reshape(n_heads, d_head, d_model)
+    return weight.reshape(n_heads, 3, d_head, d_model)[:, 2]  # GPT-NeoX interleaves per head
+
+
+def weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
+    """Every weight score of every head: ``name -> [n_layers, n_heads]`` (runs in a trace or outside).
+
+    The final norm's scale multiplies the ``[d_model, d_model]`` bridge ``W_E^T W_U`` rather than the
+    ``[vocab, d_model]`` unembedding, so no vocabulary-sized copy is made.
+    """
+    layout, facts = plan.layout, plan.layout.facts
+    conv_out, conv_value = plan.conv
+    bridge = weight_of(model, layout.embed).T @ weight_of(model, layout.unembed)  # [d_model, d_model]
+    bridge = bridge * norm_scale(model, layout.final_norm, plan.offset)  # W_E^T W_U diag(final scale)
+    per_layer = {score.name: [] for score in scores}
+    for layer in range(facts.n_layers):
+        w_v = _value_heads(
+            weight_of(model, layout.v_proj[layer], transpose=conv_value),
+            layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head,
+        ) * norm_scale(model, layout.pre_attention_norm[layer], plan.offset)  # [kv_head, d_head, d_model]
+        w_out = weight_of(model, layout.o_proj[layer], transpose=conv_out)  # [d_model, head * d_head]
+        for score in scores:
+            per_layer[score.name].append(score.reduce(w_v, w_out, bridge, facts.n_heads))
+    return {name: torch.stack(values) for name, values in per_layer.items()}
+
+
+def _read_paths(layout: ModelLayout) -> list[str]:
+    """Every module whose ``weight`` the weight scores read."""
+    paths = [layout.embed, layout.unembed, layout.final_norm, *layout.v_proj, *layout.o_proj,
+             *layout.pre_attention_norm]
+    return [p for p in paths if p is not None]
+
+
+def weights_key(model, layout: ModelLayout) -> tuple:
+    """Identity and version of every weight the scores read: equal keys, equal weights.
+
+    Returns:
+        One ``(path, data_ptr, _version, shape, dtype, device)`` entry per weight.
+    """
+    key = []
+    for path in _read_paths(layout):
+        weight = getattr(model.get(path), "weight", None)
+        if weight is not None:
+            key.append((path, weight.data_ptr(), weight._version, tuple(weight.shape), str(weight.dtype),
+                        str(weight.device)))
+    return tuple(key)
+
+
+# torch module -> {(score, weights key): [n_layers, n_heads]}; weak, so a dropped model frees its entry.
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cached_weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
+    """:func:`weight_scores` computed here, outside any trace, once per model and weights version.
+
+    Returns:
+        ``name -> [n_layers, n_heads]`` on the CPU (a fresh copy, so callers may edit it).
+    """
+    key = weights_key(model, plan.layout)
+    entries = _CACHE.setdefault(model._module, {})
+    missing = [score for score in scores if (score, key) not in entries]
+    if missing:
+        for stale in [k for k in entries if k[1] != key]:  # another version of the weights: drop it
+            del entries[stale]
+        with torch.no_grad():
+            fresh = weight_scores(model, plan, missing)
+        for score in missing:
+            entries[(score, key)] = fresh[score.name].detach().cpu()
+    return {score.name: entries[(score, key)].clone() for score in scores}
+
+
+def forget_weight_scores(model) -> None:
+    """Drop ``model``'s cached weight scores (needed only after edits through ``param.data``)."""
+    _CACHE.pop(model._module, None)
