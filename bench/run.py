@@ -185,7 +185,12 @@ def write_outputs(results: dict, out: Path, charts: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     charts.mkdir(parents=True, exist_ok=True)
     files = {out / "results.json": json.dumps(results, indent=1), out / "results.md": report.markdown(results)}
-    files[charts / "bench_time_ratio.json"] = ratio_figure(report.headline_ratios(results)).to_json()
+    models, s, m = ", ".join(results["models"]), results["settings"], results["machine"]
+    machine = f"median of {s['repeats']} rounds on {m['cpu_count']} CPUs, {m.get('torch_threads', '?')} torch threads"
+    batch, seq_len = s["headline"]
+    files[charts / "bench_time_ratio.json"] = ratio_figure(
+        report.headline_ratios(results), title=f"Wall time / plain eager forward pass — {models}",
+        subtitle=f"batch {batch} x 2 x {seq_len} repeated tokens; {machine}").to_json()
     for metric, name, y_title, title in (
         ("ratio", "bench_time_scaling", "wall time / forward-eager", "Wall time relative to a plain eager forward pass"),
         ("memory", "bench_memory", "peak memory above the model (MiB)", "Peak memory during one call"),
@@ -194,7 +199,8 @@ def write_outputs(results: dict, out: Path, charts: Path) -> list[Path]:
         panels, x_titles = report.chart_panels(results, metric)
         if panels:
             files[charts / f"{name}.json"] = sweep_figure(panels, x_titles=x_titles, y_title=y_title,
-                                                          title=title, log_x=True).to_json()
+                                                          title=f"{title} — {models}", subtitle=machine,
+                                                          log_x=True).to_json()
     for path, text in files.items():
         tmp = path.with_name(f".{path.name}.partial")
         tmp.write_text(text)

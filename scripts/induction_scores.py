@@ -8,6 +8,7 @@ import sys
 
 from induction_nnsight import induction_scores, load_model
 from induction_nnsight.figures.heads import heatmap_figure
+from induction_nnsight.figures.style import ANNOTATED
 from induction_nnsight.app.cli import add_model_args, add_token_args, guarded, scan_config
 from induction_nnsight.app.jobs import remote_settings, scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files
@@ -20,10 +21,13 @@ def run(args: argparse.Namespace) -> None:
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
     tokens = scan_tokens(model, config)
     scores = induction_scores(model, tokens, config.seq_len, remote=remote_settings(config) or False)
-    figure = heatmap_figure(scores.tolist(), colorbar_title="induction score", title=f"Induction score per head ({config.model})")
+    top = top_heads(scores, 10)
+    figure = heatmap_figure(scores.tolist(), colorbar_title="induction score (fraction of attention)",
+                            title=f"Induction score per head — {config.model}", subtitle=config.describe_tokens(),
+                            top=[(h["layer"], h["head"]) for h in top[:ANNOTATED]])
     for path in write_files(out, {"induction_scores.json": figure.to_json()}):
         print(f"wrote {path}")
-    print(heads_table(top_heads(scores, 10)))
+    print(heads_table(top))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> None:
     out = prepare_out_dir(args.out)
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
     loss = loss_by_position(model, scan_tokens(model, config), remote=remote_settings(config) or False)  # [pos - 1]
-    figure = loss_by_position_figure(loss.tolist(), config.seq_len, config.bos)
+    figure = loss_by_position_figure(loss.tolist(), config.seq_len, config.bos,
+                                     title=f"Mean loss by position — {config.model}", subtitle=config.describe_tokens())
     for path in write_files(out, {"loss_by_position.json": figure.to_json()}):
         print(f"wrote {path}")
 
