@@ -1,8 +1,9 @@
 """The heads pass: every registered head score, and the loss by position, from one forward pass.
 
 Each layer's attention pattern is reduced inside the trace by every pattern score as soon as
-it exists, so no more than one layer's ``[batch, head, query, key]`` pattern is alive at a
-time and what is saved is ``[batch, n_layers, n_heads]`` per score. Scores are declared in
+it exists, by chunks of queries (:mod:`~induction_nnsight.scores.chunked`), so no more than
+one ``[batch, head, query chunk, key]`` block of one layer is alive at a time and what is
+saved is ``[batch, n_layers, n_heads]`` per score. Scores are declared in
 :mod:`~induction_nnsight.scores.registry`; this pass knows only what each one reads.
 """
 
@@ -16,12 +17,13 @@ import torch
 
 from ..figures.heads import heatmap_figure, loss_by_position_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
-from ..models.attention import attention_call_name, attention_modules, attention_pattern
+from ..models.attention import attention_call_name, attention_modules, layer_attention
 from ..models.layout import model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, as_settings, on_ndif
 from ..probes.tokens import Probe
 from .builtin import BUILTIN_SCORES
+from .chunked import DEFAULT_PATTERN_BUDGET, layer_pattern_scores, query_chunks
 from .copying import copying_score
 from .losses import per_position_loss
 from .ranking import ranked_rows
@@ -100,6 +102,7 @@ def head_scores(
     loss: bool = True,
     per_row: bool = True,
     remote: Remote = False,
+    pattern_budget: int = DEFAULT_PATTERN_BUDGET,
 ) -> HeadScores:
     """Score every head for every score in ``kinds`` from one forward pass.
 
@@ -112,6 +115,10 @@ def head_scores(
             averaged over rows inside the trace, so what is saved (or downloaded from NDIF)
             does not grow with the batch.
         remote: Run the trace on NDIF (``True``, a host URL or ``RemoteSettings``).
+        pattern_budget: The most elements of one block of attention rows
+            ``[batch, head, query chunk, key]``: patterns are reduced by chunks of queries
+            (see :mod:`~induction_nnsight.scores.chunked`), so memory grows with the length,
+            not its square.
 
     Returns:
         :class:`HeadScores` with ``[batch, n_layers, n_heads]`` (``[1, n_layers, n_heads]``
@@ -149,17 +156,23 @@ def head_scores(
             final_scale = norm_scale(model, layout.final_norm, offset)  # [d_model] or 1.0
             unembed_mean = unembed.mean(0, dtype=torch.float32) * final_scale  # [d_model], of the scaled rows
         for layer, (attention, call) in enumerate(zip(attentions, calls)):
-            pattern = attention_pattern(attention, eager, call)  # [batch, head, query, key]
-            for score in groups["pattern"]:
-                rows[score.name].append(score.reduce(pattern, view))
+            pattern = layer_attention(attention, eager, call)  # rows of [batch, head, query, key] on demand
+            for name, value in layer_pattern_scores(pattern, view, groups["pattern"], pattern_budget).items():
+                rows[name].append(value)  # [batch, head]
             if groups["logits"]:  # only at the queries that are averaged: half the work on two copies
                 head_input = model.get(layout.o_proj[layer]).input[:, copy_queries]  # [batch, q, head * d_head]
                 w_out = weight_of(model, layout.o_proj[layer], transpose=o_conv)
-                for score in groups["logits"]:
-                    boosts[score.name].append(score.reduce(
-                        pattern[:, :, copy_queries], head_input, w_out, unembed, unembed_mean, tokens, centered,
-                        final_scale,
-                    ))
+                parts = {score.name: [] for score in groups["logits"]}  # per query chunk [batch, head, chunk]
+                start = 0
+                for chunk in query_chunks(pattern, pattern_budget, copy_queries):  # logit reductions are per query
+                    chunk_rows, chunk_input = pattern.rows(chunk), head_input[:, start : start + len(chunk)]
+                    start += len(chunk)
+                    for score in groups["logits"]:
+                        parts[score.name].append(score.reduce(
+                            chunk_rows, chunk_input, w_out, unembed, unembed_mean, tokens, centered, final_scale,
+                        ))
+                for name, chunks in parts.items():
+                    boosts[name].append(torch.cat(chunks, dim=-1))  # [batch, head, q]
         stacked = {k: torch.stack(v, dim=1) for k, v in rows.items()}  # name -> [batch, layer, head]
         saved_rows = nnsight.save(stacked if per_row else {k: v.nanmean(0, keepdim=True) for k, v in stacked.items()})
         if groups["logits"]:
