@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..causal.ablation import METHODS, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
+from ..causal.ablation_results import SweepResult
 from ..causal.attribution import head_attribution
 from ..causal.head_outputs import check_heads, parse_heads
 from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
@@ -21,9 +22,6 @@ from ..models.layout import model_facts
 from ..probes.tokens import repeated_tokens
 from ..scores.ranking import rank_heads
 from ..scores.scan import scan
-from ..figures.causal import ablation_curve_figure
-from ..figures.heads import heatmap_figure
-from ..figures.style import ANNOTATED
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
 from .outputs import rounded, table, to_json
 from .report import top_heads
@@ -95,7 +93,7 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
     return details, summary
 
 
-def _sweep(model, tokens, metric, source, config: AblateConfig, remote, progress: bool) -> tuple[dict, dict, torch.Tensor]:
+def _sweep(model, tokens, metric, source, config: AblateConfig, remote, progress: bool) -> tuple[dict, dict, SweepResult]:
     """The per-head sweep and the attribution estimate of the same effects (with their timings)."""
     started = time.perf_counter()
     sweep = ablation_sweep(model, tokens, metric, method=config.method, source=source, layers=config.layers,
@@ -109,7 +107,7 @@ def _sweep(model, tokens, metric, source, config: AblateConfig, remote, progress
                "seconds": round(seconds, 2),
                "rows": [{"layer": layer, "head": head, "delta": rounded(sweep.delta[layer, head])}
                         for layer, head in rank_heads(sweep.delta)]}
-    return details, attribution, sweep.delta
+    return details, attribution, sweep
 
 
 def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
@@ -149,19 +147,17 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
                            seed=config.seed, max_tokens=config.max_tokens, remote=remote, progress=progress)
     results["curve"], results["top_vs_random"] = _curve(curve, config)
     subtitle = f"{config.describe_tokens()}, {config.method} ablation"
-    files = {"ablation_curve.json": ablation_curve_figure(
-        curve.ks, curve.top.tolist(), curve.random.tolist(), curve.baseline,
+    files = {"ablation_curve.json": curve.figure(
         title=f"Repeated-half loss, top-k induction heads vs k random heads ablated — {config.model}",
         subtitle=f"{subtitle}, {config.draws} random draws{' in the same layers' if config.same_layers else ''}",
+        y_title="repeated-half loss (nats)",
     ).to_json()}
     if config.sweep:
-        results["sweep"], results["attribution"], delta = _sweep(model, tokens, metric, source, config, remote,
+        results["sweep"], results["attribution"], sweep = _sweep(model, tokens, metric, source, config, remote,
                                                                  progress)
-        rows = results["sweep"]["rows"]  # rank_heads order: the largest rise in loss first
-        files["ablation_heads.json"] = heatmap_figure(
-            delta.tolist(), value_range=(None, None), colorbar_title="Δ repeated-half loss (nats)",
-            title=f"Change in repeated-half loss when one head is ablated — {config.model}", subtitle=subtitle,
-            top=[(r["layer"], r["head"]) for r in rows[:ANNOTATED]],
+        files["ablation_heads.json"] = sweep.figure(  # its top cells: the largest changes either way
+            colorbar_title="Δ repeated-half loss (nats)", subtitle=subtitle,
+            title=f"Change in repeated-half loss when one head is ablated — {config.model}",
         ).to_json()
     files["ablation_results.json"] = to_json(results)
     return results, files

@@ -9,7 +9,7 @@ a text summary. The CLI's parser and command live here too (:func:`add_parser`, 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitResult, circuit, head_name
 from ..causal.head_outputs import check_heads, parse_heads
@@ -19,9 +19,7 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..probes.tokens import Probe, repeated_tokens
 from ..scores.heads import head_scores
-from ..scores.ranking import rank_heads
-from ..figures.circuit import circuit_graph_figure, circuit_heatmap_figure
-from ..figures.style import ANNOTATED
+from ..figures.circuit import circuit_graph_figure
 from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
 from .outputs import rounded, to_json
 
@@ -109,20 +107,9 @@ def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, sc
         "seconds": round(seconds, 2),
         "summary": summary(result, config.paths, kinds),
     }
-    last = max(t[0] for t in result.targets)
-    sources = [f"L{layer}H{head}" for layer in range(last) for head in range(facts.n_heads)]
     subtitle = f"{config.describe_tokens()}, {config.method} ablation"
-    files = {}
-    for path in config.paths:
-        grid = result.table(path, facts.n_layers, facts.n_heads, loss=path == "v")[:, : len(sources)].T
-        what = "repeated-half loss (nats)" if path == "v" else "induction score"
-        files[f"circuit_{path}.json"] = circuit_heatmap_figure(
-            grid.tolist(), sources, names, colorbar_title=f"Δ {what}", subtitle=subtitle,
-            title=f"Path {path}: change of each target's {what} when a source head is removed "
-                  f"{'everywhere' if path == 'total' else f'from its {path} input only'} — {config.model}",
-            # the strongest edges, as Edge.strongest ranks them: the largest drop in score (rise in loss on v)
-            top=rank_heads(grid, ANNOTATED, descending=path == "v"),
-        ).to_json()
+    named = replace(result, model=config.model, grid=result.grid or (facts.n_layers, facts.n_heads))  # for titles
+    files = {f"circuit_{path}.json": named.figure(path, subtitle=subtitle).to_json() for path in config.paths}
     drawn = []
     for target in result.targets:
         for path in config.paths:

@@ -11,16 +11,13 @@ import torch
 from ..causal.circuit import circuit, head_name
 from ..causal.metrics import default_icl_positions, icl_score
 from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
-from ..dynamics.phase import best_heads, phase_change
+from ..dynamics.phase import best_heads
 from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..ndif.settings import DEFAULT_TIMEOUT
 from ..scores.ranking import rank_heads
-from ..scores.registry import get_score
-from ..figures.dynamics import k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap
-from ..figures.style import ANNOTATED
 from .jobs import remote_settings
 from .outputs import rounded, table, to_json
 
@@ -157,8 +154,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
     positions = icl_positions(len(scored[0]["loss_by_position"]), seq_len, config.bos)
     entries = [_entry(s, positions, n_heads) for s in scored]
     steps = [e["step"] for e in entries]
-    best = [e["best_induction"]["score"] for e in entries]
-    phase = phase_change(steps, [float("nan") if b is None else b for b in best])
+    phase = scored.phase()  # the one the loss and k-edge charts shade
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress",)}
     results = {"settings": {**settings, "seq_len": seq_len, "icl_positions": list(positions),
                             "kinds": list(DYNAMICS_KINDS)},
@@ -167,26 +163,20 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
                                                            "score_before": rounded(phase["score_before"]),
                                                            "score_at": rounded(phase["score_at"])}}
     name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
-    induction = [e["scores"]["induction"] for e in entries]
-    last = rank_heads(_tensor(induction[-1]), config.top)  # the top heads at the last checkpoint
-    score = get_score("induction")
     subtitle = (f"{config.batch} x 2 x {seq_len} repeated random tokens, seed {config.seed}"
                 f"{'' if config.bos else ', no BOS'}; {len(steps)} checkpoints")
     files = {
         "dynamics_results.json": to_json(results),
-        "dynamics_induction.json": score_lines_figure(
-            steps, induction, highlight=last, unit=score.unit, subtitle=subtitle,
+        "dynamics_induction.json": scored.figure(
+            "induction", highlight=scored.top_heads(config.top), subtitle=subtitle,
             title=f"Induction score of every head against step — {name}").to_json(),
-        "dynamics_loss.json": loss_icl_figure(
-            steps, [e["loss_first_half"] for e in entries], [e["loss_repeated_half"] for e in entries],
-            [e["icl_score"] for e in entries], phase, title=f"Loss on both halves and ICL score — {name}",
-            subtitle=subtitle).to_json(),
-        **({"dynamics_k_edge.json": k_edge_figure(
-            steps, [e.get("strongest_k_edge") for e in entries], phase, subtitle=subtitle,
+        "dynamics_loss.json": scored.figure(
+            "loss", title=f"Loss on both halves and ICL score — {name}", subtitle=subtitle).to_json(),
+        **({"dynamics_k_edge.json": scored.figure(
+            "k_edge", subtitle=subtitle,
             title=f"The best induction head's strongest k-path source against step — {name}").to_json()}
            if circuit_on else {}),
-        "dynamics_heatmap.json": step_head_heatmap(
-            steps, induction, unit=score.unit, value_range=score.value_range, top=last[:ANNOTATED],
-            subtitle=subtitle, title=f"Induction score, head x checkpoint — {name}").to_json(),
+        "dynamics_heatmap.json": scored.figure(
+            "heatmap", subtitle=subtitle, title=f"Induction score, head x checkpoint — {name}").to_json(),
     }
     return results, files

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..figures.heads import attention_view_figure, heatmap_figure, loss_by_position_figure, top_heads_figure
-from ..figures.style import ANNOTATED
+from ..figures.heads import attention_view_figure, top_heads_figure
 from ..scores.detect import detections
 from ..errors import InductionError
 from ..scores.heads import head_scores
@@ -150,14 +149,10 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     }
     if remote is not None:  # what crossed the network (never the API key)
         results["ndif"] = {"host": resolve_host(remote.host), **describe_transfers(remote.transfers)}
-    loss_fig = loss_by_position_figure(results["loss_by_position"], config.seq_len, config.bos,
-                                       title=f"Mean loss by position — {config.model}",
-                                       subtitle=config.describe_tokens())
-    induction = get_score("induction")
-    score_fig = heatmap_figure(results["induction_scores"], title=f"Induction score per head — {config.model}",
-                               subtitle=config.describe_tokens(), colorbar_title=f"induction score ({induction.unit})",
-                               value_range=induction.value_range,
-                               top=[(h["layer"], h["head"]) for h in results["top_heads"][:ANNOTATED]])
+    loss_fig = result.figure("loss_by_position", title=f"Mean loss by position — {config.model}",
+                             subtitle=config.describe_tokens())
+    score_fig = result.figure("induction_scores", title=f"Induction score per head — {config.model}",
+                              subtitle=config.describe_tokens())
     files = {
         "loss_by_position.json": loss_fig.to_json(),
         "induction_scores.json": score_fig.to_json(),
@@ -220,11 +215,8 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
              "heads_top.json": top_heads_figure(tops, f"Top heads of each kind — {config.model}", subtitle,
                                                 units={kind: get_score(kind).unit for kind in tops}).to_json()}
     for kind, d in found.items():
-        score = get_score(kind)
-        files[f"heads_{kind}.json"] = heatmap_figure(
-            d.to_dict()["scores"], title=f"{kind.replace('_', ' ').capitalize()} score per head — {config.model}",
-            subtitle=subtitle, colorbar_title=f"{kind.replace('_', ' ')} score ({score.unit})",
-            value_range=score.value_range, top=[(h["layer"], h["head"]) for h in tops[kind][:ANNOTATED]],
+        files[f"heads_{kind}.json"] = d.figure(
+            title=f"{kind.replace('_', ' ').capitalize()} score per head — {config.model}", subtitle=subtitle,
         ).to_json()
     report = text_report(facts_dict, tops, (first, repeated))
     return results, files, report

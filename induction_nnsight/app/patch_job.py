@@ -21,13 +21,10 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..scores.ranking import rank_heads
 from ..figures.causal import attribution_scatter_figure
-from ..figures.heads import heatmap_figure
-from ..figures.style import ANNOTATED
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
 from .outputs import rounded, table, to_json
 
 PAIRS = ("text", "repeated")
-RECOVERY = "recovery (0: corrupted, 1: clean)"
 SITES = ("heads", "residual", "qkv")
 
 
@@ -120,10 +117,8 @@ def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subti
     }
     labels = [f"L{layer}H{h}" for layer in range(facts.n_layers) for h in range(facts.n_heads)]
     files = {
-        "patching_heads.json": heatmap_figure(
-            heads.recovery.tolist(), x_labels=heads.columns, y_labels=heads.rows, value_range=(None, None),
+        "patching_heads.json": heads.figure(
             title=f"Recovery when one head's clean output is patched in — {config.model}", subtitle=subtitle,
-            colorbar_title=RECOVERY, joint="", top=rank_heads(heads.recovery, ANNOTATED),
         ).to_json(),
         "patching_attribution.json": attribution_scatter_figure(
             change.flatten().tolist(), estimate.flatten().tolist(), labels, correlation=r,
@@ -141,11 +136,9 @@ def _residual_site(model, pair, config: PatchConfig, remote, progress, subtitle)
                               positions=config.positions, progress=progress, max_tokens=config.max_tokens,
                               remote=remote)
     results = {"residual": _grid(residual, seconds=round(time.perf_counter() - started, 2))}
-    files = {"patching_residual.json": heatmap_figure(
-        residual.recovery.tolist(), x_labels=_columns(residual.columns, pair), y_labels=residual.rows,
-        value_range=(None, None), colorbar_title=RECOVERY, x_title="position (token)", y_title="layer (output of)",
+    files = {"patching_residual.json": residual.figure(
+        x_labels=_columns(residual.columns, pair), subtitle=subtitle,
         title=f"Recovery when the clean residual stream after a layer is patched in at one position — {config.model}",
-        subtitle=subtitle, top=rank_heads(residual.recovery, ANNOTATED),
     ).to_json()}
     return results, files
 
@@ -157,12 +150,11 @@ def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, subtitle
     qkv = patch_qkv(model, pair.clean, pair.corrupted, pair.metric, layer, index, positions=config.positions,
                     progress=progress, max_tokens=config.max_tokens, remote=remote)
     results = {"qkv": _grid(qkv, head=[layer, index], seconds=round(time.perf_counter() - started, 2))}
-    files = {"patching_qkv.json": heatmap_figure(
-        qkv.recovery.tolist(), x_labels=_columns(qkv.columns, pair), y_labels=["queries", "keys", "values"],
-        value_range=(None, None), colorbar_title=RECOVERY, x_title="position (token), or all at once",
-        y_title=f"L{layer}H{index} input patched",
+    files = {"patching_qkv.json": qkv.figure(
+        x_labels=_columns(qkv.columns, pair), y_labels=["queries", "keys", "values"],
+        x_title="position (token), or all at once", y_title=f"L{layer}H{index} input patched",
         title=f"Recovery when L{layer}H{index}'s clean queries, keys or values are patched in — {config.model}",
-        subtitle=subtitle, top=rank_heads(qkv.recovery, ANNOTATED),
+        subtitle=subtitle,
     ).to_json()}
     return results, files
 

@@ -14,14 +14,11 @@ import torch
 
 from ..figures.causal import ablation_curve_figure
 from ..figures.heads import heatmap_figure
-from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
-from ..scores.ranking import ranked_rows
+from ..figures.style import ANNOTATED
+from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
+from ..scores.ranking import rank_heads, ranked_rows
 
 Head = tuple[int, int]
-
-
-def _tail(model: str | None) -> str:
-    return f" ({short_name(model)})" if model else ""
 
 
 @dataclass(repr=False)
@@ -54,9 +51,10 @@ class SweepResult(Displayable):
                        [("baseline", float(self.baseline))], rows_title="largest change")
 
     def _figure(self, name: str, **options) -> go.Figure:
-        return heatmap_figure(self.delta.tolist(), **{
-            "title": f"Change of the metric when one head is ablated{_tail(self.model)}", "value_range": (None, None),
-            "colorbar_title": f"Δ {self.metric or 'metric'}", **options})
+        return heatmap_figure(plain(self.delta), **{
+            "title": titled("Change of the metric when one head is ablated", self.model),
+            "value_range": (None, None), "colorbar_title": f"Δ {self.metric or 'metric'}",
+            "top": rank_heads(self.delta.abs(), ANNOTATED), **options})
 
 
 @dataclass(repr=False)
@@ -98,6 +96,6 @@ class CurveResult(Displayable):
                         (f"random {k}", float(mean[-1]))], rows_title="top heads")
 
     def _figure(self, name: str, **options) -> go.Figure:
-        return ablation_curve_figure(self.ks, self.top.tolist(), self.random.tolist(), self.baseline, **{
-            "title": f"Top heads against random heads ablated{_tail(self.model)}",
+        return ablation_curve_figure(self.ks, plain(self.top), plain(self.random), plain(self.baseline), **{
+            "title": titled("Top heads against random heads ablated", self.model),
             "y_title": self.metric or "metric", **options})

@@ -16,7 +16,8 @@ import torch
 
 from ..errors import InductionError
 from ..figures.circuit import circuit_heatmap_figure
-from ..figures.tables import Displayable, Summary, short_name
+from ..figures.style import ANNOTATED
+from ..figures.tables import Displayable, Summary, plain, titled
 from ..models.layout import model_facts
 from ..ndif.settings import Remote, on_ndif
 from ..scores.ranking import RANK_DECIMALS, rank_heads
@@ -113,13 +114,14 @@ class CircuitResult(Displayable):
         n_layers, n_heads = self.grid or (max(t[0] for t in self.targets) + 1,
                                           max((e.source[1] for e in self.edges), default=0) + 1)
         sources = [f"L{layer}H{head}" for layer in range(max(t[0] for t in self.targets)) for head in range(n_heads)]
-        grid = self.table(name, n_layers, n_heads, loss=name == "v")[:, : len(sources)].T.tolist()
+        grid = self.table(name, n_layers, n_heads, loss=name == "v")[:, : len(sources)].T  # [source, target]
         what = "repeated-half loss (nats)" if name == "v" else "induction score"
         where = "everywhere" if name == "total" else f"from its {name} input only"
-        tail = f" ({short_name(self.model)})" if self.model else ""
-        title = f"Path {name}: change of each target's {what} when a source head is removed {where}{tail}"
-        return circuit_heatmap_figure(grid, sources, [head_name(t) for t in self.targets],
-                                      **{"title": title, "colorbar_title": f"Δ {what}", **options})
+        title = titled(f"Path {name}: change of each target's {what} when a source head is removed {where}", self.model)
+        # the strongest edges, as strongest() ranks them: the largest drop in score (rise in loss on v)
+        top = rank_heads(grid, ANNOTATED, descending=name == "v")
+        return circuit_heatmap_figure(plain(grid), sources, [head_name(t) for t in self.targets],
+                                      **{"title": title, "colorbar_title": f"Δ {what}", "top": top, **options})
 
 
 def top_induction_heads(model, tokens: torch.Tensor, seq_len: int, top: int, *, remote: Remote = False) -> list[Head]:

@@ -21,7 +21,8 @@ import plotly.graph_objects as go
 import torch
 
 from ..figures.heads import heatmap_figure
-from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
+from ..figures.style import ANNOTATED
+from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules
 from ..errors import InductionError
 from .head_outputs import head_edit
@@ -32,6 +33,8 @@ from ..scores.ranking import rank_heads
 from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
 QKV = ("q", "k", "v")
+RECOVERY = "recovery (0: corrupted, 1: clean)"
+"""Colour-bar title of a recovery grid."""
 
 
 def _check_pair(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
@@ -87,12 +90,13 @@ class PatchResult(Displayable):
                        [("clean", float(self.clean)), ("corrupted", float(self.corrupted))], rows_title="best recovery")
 
     def _figure(self, name: str, **options) -> go.Figure:
-        heads, tail = self._heads_grid(), f" ({short_name(self.model)})" if self.model else ""
-        return heatmap_figure(self.recovery.tolist(), **{
-            "title": f"Recovery when a clean activation is patched in{tail}",
+        heads, layers = self._heads_grid(), all(r.startswith("L") for r in self.rows)
+        return heatmap_figure(plain(self.recovery), **{
+            "title": titled("Recovery when a clean activation is patched in", self.model),
             "x_labels": self.columns or None, "y_labels": self.rows or None, "value_range": (None, None),
-            "colorbar_title": "recovery", "x_title": "head" if heads else "position",
-            "y_title": "layer" if all(r.startswith("L") for r in self.rows) else "", **options})
+            "colorbar_title": RECOVERY, "x_title": "head" if heads else "position (token)",
+            "y_title": "layer" if heads else "layer (output of)" if layers else "", "joint": "" if heads else None,
+            "top": rank_heads(self.recovery, ANNOTATED), **options})
 
 
 def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, remote: Remote = False) -> float:

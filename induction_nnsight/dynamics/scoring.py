@@ -28,6 +28,7 @@ from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_probe
 from ..scores.heads import head_scores
 from ..scores.losses import half_losses
 from .checkpoints import Checkpoint
+from .results import CheckpointScores
 
 DYNAMICS_KINDS = ("induction", "previous_token", "prefix_matching", "duplicate_token")
 CACHE_DIR = "dynamics_cache"
@@ -148,7 +149,7 @@ def score_checkpoints(
     checkpoints: list[Checkpoint], settings: ProbeSettings, *, out: str | Path | None = None,
     remote: Remote = False, load: Callable[..., object] = load_model, progress: bool = True,
     also: tuple[str, Callable[[object, Probe, dict], dict]] | None = None,
-) -> list[dict]:
+) -> CheckpointScores:
     """Score every checkpoint (skipping those cached in ``out``), in step order.
 
     Args:
@@ -163,7 +164,8 @@ def score_checkpoints(
             and its keys join the cached entry (``name`` joins the cache key).
 
     Returns:
-        Per checkpoint, ``{"step", "path", "revision", "cached", **score_checkpoint(...)}``.
+        A :class:`~induction_nnsight.dynamics.results.CheckpointScores`: a list with, per checkpoint,
+        ``{"step", "path", "revision", "cached", **score_checkpoint(...)}`` (it also shows and draws itself).
     """
     settings.validate()
     out = Path(out) if out is not None else None
@@ -190,4 +192,4 @@ def score_checkpoints(
             print(f"[{i}/{len(checkpoints)}] step {checkpoint.step} ({checkpoint.label}): best induction "
                   f"{best:.3f}, ICL score {entry['icl_score'] if entry['icl_score'] is not None else float('nan'):.3f} "
                   f"nats ({how})", file=sys.stderr, flush=True)
-    return results
+    return CheckpointScores(results)

@@ -33,10 +33,12 @@ class Summary:
         model: The model's name or path (a path is shown by its last part); None when unknown.
         shape: What the result covers, e.g. ``"30 layers x 9 heads"``.
         columns: Column titles; the first names what a row is (``"head"``, ``"k"``, ``"step"``).
-        rows: Best first, at most :data:`HTML_ROWS`: ``[label, value, ...]``; the ``repr`` names the
-            label and first value of the first :data:`REPR_ROWS`.
+        rows: Best first: ``[label, value, ...]``; the ``repr`` names the label and first value of the
+            first :data:`REPR_ROWS`, the HTML table shows the first ``max_rows``.
         numbers: Key numbers, ``(name, value)``, shown before the rows.
         rows_title: What the ``repr`` calls its rows (``"top"``, ``"strongest"``).
+        brief: Rows the ``repr`` names instead of ``rows`` (None: the first of ``rows``).
+        max_rows: Rows of the HTML table.
     """
 
     kind: str
@@ -46,6 +48,27 @@ class Summary:
     rows: list[list[Any]]
     numbers: list[tuple[str, Any]] = field(default_factory=list)
     rows_title: str = "top"
+    brief: list[list[Any]] | None = None
+    max_rows: int = HTML_ROWS
+
+
+DECIMALS = 6
+"""Decimals of the numbers a result hands its figures (as in its results file)."""
+
+
+def plain(values: Any) -> Any:
+    """A tensor or nested lists of numbers as nested lists of floats rounded to :data:`DECIMALS`
+    (NaN stays NaN, None stays None), so a figure holds the numbers its results file holds.
+
+    Example:
+        >>> plain([[0.1234567, None], [float("nan"), 2]])
+        [[0.123457, None], [nan, 2.0]]
+    """
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    if isinstance(values, (list, tuple)):
+        return [plain(v) for v in values]
+    return None if values is None else round(float(values), DECIMALS)
 
 
 def short_name(name: str | None) -> str | None:
@@ -60,6 +83,17 @@ def short_name(name: str | None) -> str | None:
     if name.startswith(("/", "./", "../", "~")):
         return PurePath(name.rstrip("/")).name or name
     return name
+
+
+def titled(text: str, model: str | None) -> str:
+    """A chart title in the house style: what it shows, then ``— model`` when the model is known.
+
+    Example:
+        >>> titled("Induction score per head", "/cache/smollm2-135m"), titled("Recovery", None)
+        ('Induction score per head — smollm2-135m', 'Recovery')
+    """
+    name = short_name(model)
+    return f"{text} — {name}" if name else text
 
 
 def cell(value: Any, digits: int = 3) -> str:
@@ -94,9 +128,10 @@ def summary_text(summary: Summary) -> str:
         'ScanResult(gpt2, 2 layers x 4 heads, top: L1H2 0.900, L0H1 0.250)'
     """
     parts = _head_line(summary) + [f"{name} {cell(value)}" for name, value in summary.numbers]
-    shown = summary.rows[:REPR_ROWS]
+    rows = summary.rows if summary.brief is None else summary.brief
+    shown = rows[:REPR_ROWS]
     if shown:
-        more = ", ..." if len(summary.rows) > REPR_ROWS else ""
+        more = ", ..." if len(rows) > REPR_ROWS else ""
         parts.append(f"{summary.rows_title}: " + ", ".join(
             f"{row[0]} {cell(row[1])}" if len(row) > 1 else str(row[0]) for row in shown) + more)
     return f"{summary.kind}({', '.join(parts)})"
@@ -110,7 +145,7 @@ def summary_html(summary: Summary) -> str:
     header = "".join(f"<th>{esc(title)}</th>" for title in ["#", *summary.columns])
     body = "".join(
         "<tr>" + f"<td>{i}</td>" + "".join(f"<td>{esc(cell(value))}</td>" for value in row) + "</tr>"
-        for i, row in enumerate(summary.rows[:HTML_ROWS], 1)
+        for i, row in enumerate(summary.rows[:summary.max_rows], 1)
     )
     return (f"<div><p><strong>{esc(summary.kind)}</strong> {head}</p>"
             + (f"<ul>{numbers}</ul>" if numbers else "")
@@ -146,12 +181,17 @@ class Displayable:
         return {name: self._figure(name, **({"title": titles[name]} if name in titles else {}))
                 for name in self._figure_names()}
 
-    def figure(self, **options) -> go.Figure:
-        """The main figure; keyword ``options`` (``title`` and the like) override the builder's defaults."""
+    def figure(self, name: str | None = None, **options) -> go.Figure:
+        """One figure: the main one, or the one ``figures()`` calls ``name``.
+
+        Args:
+            name: Which figure (the main one when None).
+            options: Keyword arguments of the figure's builder (``title`` and the like) overriding its defaults.
+        """
         names = self._figure_names()
-        if not names:
-            raise ValueError(f"{type(self).__name__} has no figure")
-        return self._figure(names[0], **options)
+        if name is None and names or name in names:
+            return self._figure(name or names[0], **options)
+        raise ValueError(f"{type(self).__name__} has no figure {name!r}: pass one of {', '.join(names) or 'none'}")
 
     def __repr__(self) -> str:
         return summary_text(self._summary())

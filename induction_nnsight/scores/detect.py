@@ -8,9 +8,9 @@ from typing import Any
 import plotly.graph_objects as go
 import torch
 
-from ..figures.heads import heatmap_figure, top_heads_figure
-from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
-from .heads import HeadScores, head_scores
+from ..figures.heads import top_heads_figure
+from ..figures.tables import HTML_ROWS, Displayable, Summary, titled
+from .heads import HeadScores, head_scores, kind_heatmap
 from ..models.layout import model_facts
 from .ranking import rank_heads
 from .registry import get_score
@@ -91,15 +91,12 @@ class HeadDetection(Displayable):
                        [("threshold", float(self.threshold)), ("heads above", len(self.heads))])
 
     def _figure(self, name: str, **options) -> go.Figure:
-        model = short_name(self.model or self.settings.get("model"))
-        tail = f" ({model})" if model else ""
-        what = self.kind.replace("_", " ")
+        model = self.model or self.settings.get("model")
         if name == "top":
-            return top_heads_figure({self.kind: self.top(HTML_ROWS)}, **{"title": f"Top {what} heads{tail}", **options})
-        score = get_score(self.kind)
-        return heatmap_figure(self.scores.tolist(), **{
-            "title": f"{what.capitalize()} score per head{tail}", "colorbar_title": score.unit,
-            "value_range": score.value_range, **options})
+            return top_heads_figure({self.kind: self.top(HTML_ROWS)}, **{
+                "title": titled(f"Top {self.kind.replace('_', ' ')} heads", model),
+                "units": {self.kind: get_score(self.kind).unit}, **options})
+        return kind_heatmap(self.kind, self.scores, model, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form: kind, threshold, settings, heads above threshold, and the score table."""

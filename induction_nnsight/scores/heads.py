@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 import torch
 
 from ..figures.heads import heatmap_figure, loss_by_position_figure
-from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
+from ..figures.style import ANNOTATED
+from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules, layer_attention
 from ..models.layout import model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
@@ -26,7 +27,7 @@ from .builtin import BUILTIN_SCORES
 from .chunked import DEFAULT_PATTERN_BUDGET, layer_pattern_scores, query_chunks
 from .copying import copying_score
 from .losses import per_position_loss
-from .ranking import ranked_rows
+from .ranking import rank_heads, ranked_rows
 from .registry import HeadScore, ProbeView, get_score, score_names
 from .weights import cached_weight_scores, norm_scale, weight_of, weight_plan, weight_scores
 
@@ -73,15 +74,32 @@ class HeadScores(Displayable):
         if not kinds:
             return Summary("HeadScores", self.model, "no scores", [], [])
         tables = [self.mean(k) for k in kinds]
-        rows = next(iter(self.per_row.values())).shape[0] if self.per_row else None
-        shape = f"{tables[0].shape[0]} layers x {tables[0].shape[1]} heads" + (f", {rows} rows" if rows and rows > 1 else "")
-        return Summary("HeadScores", self.model, shape, ["head", *kinds], ranked_rows(tables[0], HTML_ROWS, *tables[1:]),
-                       rows_title=f"top {kinds[0]}")
+        rows = next(iter(self.per_row.values())).shape[0] if self.per_row else 1
+        shape = f"{tables[0].shape[0]} layers x {tables[0].shape[1]} heads" + (f", {rows} rows" if rows > 1 else "")
+        return Summary("HeadScores", self.model, shape, ["head", *kinds],
+                       ranked_rows(tables[0], HTML_ROWS, *tables[1:]), rows_title=f"top {kinds[0]}")
 
     def _figure(self, name: str, **options) -> go.Figure:
-        tail = f" ({short_name(self.model)})" if self.model else ""
         if name == "loss_by_position":
-            return loss_by_position_figure(self.loss_by_position.tolist(), **{"title": f"Loss by position{tail}", **options})
+            return loss_by_position_figure(plain(self.loss_by_position),
+                                           **{"title": titled("Mean loss by position", self.model), **options})
+        return kind_heatmap(name, self.mean(name), self.model, **options)
+
+
+def kind_heatmap(kind: str, scores: torch.Tensor, model: str | None = None, **options) -> go.Figure:
+    """The heatmap of one score kind, its top cells labelled (the one route of every kind's heatmap).
+
+    Args:
+        kind: A registered score's name (its unit and value range set the colour bar and scale).
+        scores: ``[n_layers, n_heads]``.
+        model: The model's name, for the title.
+        options: Keyword arguments of :func:`~induction_nnsight.figures.heads.heatmap_figure` overriding
+            the defaults (``title``, ``subtitle``, ...).
+    """
+    score, what = get_score(kind), kind.replace("_", " ")
+    return heatmap_figure(plain(scores), **{
+        "title": titled(f"{what.capitalize()} score per head", model), "colorbar_title": f"{what} score ({score.unit})",
+        "value_range": score.value_range, "top": rank_heads(scores, ANNOTATED), **options})
 
 
 def _by_reads(kinds, probe: Probe) -> dict[str, list[HeadScore]]:

@@ -15,17 +15,16 @@ import nnsight
 import plotly.graph_objects as go
 import torch
 
-from ..figures.heads import heatmap_figure, loss_by_position_figure
-from ..figures.tables import HTML_ROWS, Displayable, Summary, short_name
+from ..figures.heads import loss_by_position_figure
+from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, on_ndif
 from ..probes.tokens import Probe
-from .heads import head_scores
+from .heads import head_scores, kind_heatmap
 from .losses import half_losses
 from .ranking import ranked_rows
-from .registry import get_score
 
 
 @dataclass(repr=False)
@@ -59,15 +58,12 @@ class ScanResult(Displayable):
                        ranked_rows(self.induction_scores, HTML_ROWS), numbers)
 
     def _figure(self, name: str, **options) -> go.Figure:
-        tail = f" ({short_name(self.model)})" if self.model else ""
         if name == "loss_by_position":
             marked = self.bos is not None
-            return loss_by_position_figure(self.loss_by_position.tolist(), self.seq_len if marked else None,
-                                           bool(self.bos), **{"title": f"Loss by position{tail}", **options})
-        score = get_score("induction")
-        return heatmap_figure(self.induction_scores.tolist(), **{
-            "title": f"Induction score per head{tail}", "colorbar_title": f"induction score ({score.unit})",
-            "value_range": score.value_range, **options})
+            return loss_by_position_figure(plain(self.loss_by_position), self.seq_len if marked else None,
+                                           bool(self.bos), **{"title": titled("Mean loss by position", self.model),
+                                                              **options})
+        return kind_heatmap("induction", self.induction_scores, self.model, **options)
 
 
 def _probe(tokens: torch.Tensor, seq_len: int | None) -> Probe:
