@@ -14,7 +14,8 @@ build time the file must exist, be an HTML page (a ``<!DOCTYPE html>`` or ``<htm
 start) and load nothing from the network (no ``http://`` or ``https://`` address in a
 ``src`` or ``href``), and the directive needs a caption; otherwise it is a Sphinx
 warning, which ``-W`` turns into an error. The file is copied into ``_static/html_views/``
-and shown in an ``<iframe>``, so its script and style stay apart from the theme's.
+and shown in an ``<iframe>``, so its script and style stay apart from the theme's; once
+loaded, the frame grows to the page's height (``:height:`` is the height before that).
 ``plotly_chart`` loads this extension, so ``conf.py`` needs no entry for it.
 """
 
@@ -95,7 +96,9 @@ def visit_html_view(self, node: html_view_node) -> None:
     src = relative_uri(page, f"_static/{STATIC_DIR}/{node['file']}")
     title = self.attval(node.children[0].astext()) if node.children else "view"
     self.body.append(self.starttag(node, "figure", CLASS="html-view-figure"))
-    self.body.append(f'<iframe class="html-view" src="{src}" title="{title}" loading="lazy" '
+    fit = ("try{this.style.height=Math.ceil(this.contentDocument.documentElement.getBoundingClientRect().height+8)"
+           "+'px'}catch(e){}")  # the page's own height (a cross-origin file:// frame keeps :height:)
+    self.body.append(f'<iframe class="html-view" src="{src}" title="{title}" loading="lazy" onload="{fit}" '
                      f'style="width: 100%; height: {node["height"]}px; border: 0;"></iframe>\n')
 
 

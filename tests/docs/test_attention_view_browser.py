@@ -155,6 +155,10 @@ def test_the_docs_directive_embeds_a_view_and_refuses_a_missing_one(tmp_path, br
         frame = "document.querySelector('iframe.html-view').contentDocument"
         count = browser.wait_for(f"{frame} && {frame}.querySelectorAll('.inv-tok').length")
         assert count == 2 * N  # both heads shown, every token
+        fitted = browser.wait_for("(() => { const f = document.querySelector('iframe.html-view');"
+                                  " const h = f.contentDocument.documentElement.getBoundingClientRect().height;"
+                                  " return Math.abs(f.offsetHeight - h - 8) <= 2 && h; })()")
+        assert fitted > 100  # the frame grew (or shrank) to its page
     (src / "charts" / "view.html").unlink()
     (src / "index.md").write_text("# Index\n\n```{html-view} charts/view.html\n\nA view.\n```\n")
     failed = sphinx_build(src, tmp_path / "html2")
