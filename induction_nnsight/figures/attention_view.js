@@ -137,6 +137,8 @@
     paint();
   }
 
+  var own = document.currentScript && document.currentScript.parentNode; // a notebook output's own view
+  if (own && own.classList && own.classList.contains("inv-attn")) init(own);
   function initAll() { document.querySelectorAll("div.inv-attn").forEach(init); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", initAll);
   else initAll();

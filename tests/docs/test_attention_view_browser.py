@@ -5,12 +5,13 @@ changes the highlight, and the outlines mark the given targets. Also the ``html-
 directive: it embeds a view in an iframe, and a missing file fails the ``-W`` build.
 """
 
+import json
 import os
 import time
 
 import pytest
 
-from induction_nnsight.figures.attention_html import attention_html
+from induction_nnsight.figures.attention_html import attention_fragment, attention_html
 from tests.docs.browser import Browser, StaticServer, find_chromium
 from tests.docs.helpers import DOCS, sphinx_build
 
@@ -137,6 +138,26 @@ def test_the_toggle_shows_who_attends_to_the_token(page):
     assert visible(page, ".inv-t1") == [[5]]  # query 5's previous token is 4
     hover(page, 0)  # to BOS: from itself and from query 1 (its previous token) 1.0, from the others 0.25
     assert visible(page, ".inv-hl") == [list(range(N))] and visible(page, ".inv-top") == [[0, 1]]
+
+
+def test_a_fragment_runs_when_a_notebook_inserts_it(browser, tmp_path):
+    """As JupyterLab shows ``_repr_html_``: the fragment set as innerHTML of a detached node, each
+    script replaced by a fresh one, then the node attached; two outputs on one page stay apart."""
+    fragment = attention_fragment(TOKENS, hand_built(), ["L0H0", "L1H1"], shown=[1])
+    (tmp_path / "nb.html").write_text("<!DOCTYPE html><html><body></body></html>")
+    with StaticServer(tmp_path) as url:
+        browser.errors.clear()
+        browser.open(f"{url}/nb.html")
+        for _ in range(2):
+            browser.evaluate(
+                f"(() => {{ const host = document.createElement('div'); host.innerHTML = {json.dumps(fragment)};"
+                " host.querySelectorAll('script').forEach(old => { const s = document.createElement('script');"
+                " s.type = old.type; if (old.className) s.className = old.className; s.textContent = old.textContent;"
+                " old.replaceWith(s); }); document.body.appendChild(host); })()")
+        assert browser.wait_for("document.querySelectorAll('.inv-attn[data-ready] .inv-panel').length") == 4
+        hover(browser, 5)  # the first output's visible panel (L1H1)
+        assert visible(browser, ".inv-hl") == [[3, 5], []]  # the second output is untouched
+    assert not browser.errors, browser.errors
 
 
 def test_the_docs_directive_embeds_a_view_and_refuses_a_missing_one(tmp_path, browser):
