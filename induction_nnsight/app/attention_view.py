@@ -54,13 +54,11 @@ def heads_attention(model, tokens: torch.Tensor, heads: list[tuple[int, int]], *
     layers = sorted({layer for layer, _ in heads})
     calls = {layer: attention_call_name(modules[layer]) for layer in layers}
     chosen = {layer: sorted({h for at, h in heads if at == layer}) for layer in layers}
-    saved = {}
+    order = [(layer, head) for layer in layers for head in chosen[layer]]  # the saved rows, in layer order
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
-        for layer in layers:
-            pattern = attention_pattern(modules[layer], eager, calls[layer])
-            saved[layer] = nnsight.save(pattern[0, chosen[layer]])
-    rows = [saved[layer][chosen[layer].index(head)] for layer, head in heads]
-    return torch.stack([row.detach().cpu().float() for row in rows])
+        parts = [attention_pattern(modules[layer], eager, calls[layer])[0, chosen[layer]] for layer in layers]
+        saved = nnsight.save(torch.cat(parts))  # one tensor: the only value a remote run sends back
+    return saved.detach().cpu().float()[[order.index(h) for h in heads]]
 
 
 def view_targets(tokens: torch.Tensor) -> dict[str, list[list[int]]]:

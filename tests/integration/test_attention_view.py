@@ -100,3 +100,14 @@ def test_cli_bad_heads_one_line_exit_2_no_file(tiny_dir, tmp_path, capfd, args, 
     assert len(lines) == 1 and fix in lines[0] and "Traceback" not in captured.err, captured.err
     assert captured.out == ""
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_heads_attention_survives_the_remote_round_trip(tiny_model, implementation):
+    """``remote="local"``: the trace serialized as for NDIF, rebuilt without induction_nnsight, run."""
+    from induction_nnsight.app.attention_view import heads_attention
+
+    model = tiny_model("llama", implementation)
+    tokens = repeated_probe(1, 5, bos_token_id=0, low=1, high=128).tokens
+    local = heads_attention(model, tokens, HEADS)
+    assert torch.allclose(heads_attention(model, tokens, HEADS, remote="local"), local, atol=1e-6)
