@@ -21,6 +21,7 @@ from .causal.pairs import Pair, repeated_pair, text_pair
 from .causal.patching import PatchResult, patch_heads, patch_qkv, patch_residual
 from .dynamics.checkpoints import find_checkpoints
 from .dynamics.phase import phase_change
+from .dynamics.results import CheckpointScores
 from .dynamics.scoring import ProbeSettings, score_checkpoints
 from .errors import InductionError
 from .models.layout import ModelLayout, model_facts, model_layout, set_layout
@@ -109,6 +110,7 @@ __all__ = [
     "find_checkpoints",
     "ProbeSettings",
     "score_checkpoints",
+    "CheckpointScores",
     "phase_change",
     # viewing attention
     "attention_view",

@@ -6,6 +6,7 @@ checkpoints already scored, and the detection of the phase change.
 
 - :mod:`~induction_nnsight.dynamics.checkpoints`: ``Checkpoint``, ``find_checkpoints``, ``hub_checkpoints``.
 - :mod:`~induction_nnsight.dynamics.scoring`: ``ProbeSettings``, ``score_checkpoint``, ``score_checkpoints``.
+- :mod:`~induction_nnsight.dynamics.results`: ``CheckpointScores``, what ``score_checkpoints`` returns.
 - :mod:`~induction_nnsight.dynamics.phase`: ``phase_change``.
 
 May import :mod:`induction_nnsight.models`, :mod:`induction_nnsight.probes`,
