@@ -117,3 +117,23 @@ def test_view_targets_are_the_induction_mask_and_the_previous_token():
     mask = induction_token_mask(tokens)[0]
     for q, keys in enumerate(targets["induction target"]):
         assert keys == torch.nonzero(mask[q]).flatten().tolist()
+
+
+def test_the_charts_check_compares_a_view_by_its_data(tmp_path):
+    """scripts/export_charts.py --check: float noise in a view's weights passes, drift is named, and
+    a change to the page around the data (script, style) is a difference."""
+    from tests.docs.helpers import load_export_charts
+
+    check = load_export_charts().check
+    weights = random_weights(2, 4, seed=2)
+    committed, fresh = tmp_path / "committed", tmp_path / "fresh"
+    committed.mkdir(), fresh.mkdir()
+    (committed / "view.html").write_text(attention_html(list("abcd"), weights, ["L0H0", "L0H1"]))
+    noisy = [[[w + 2e-5 for w in row] for row in grid] for grid in weights]
+    (fresh / "view.html").write_text(attention_html(list("abcd"), noisy, ["L0H0", "L0H1"]))
+    assert check(committed, fresh) == []
+    drifted = [[[w + 0.1 for w in row] for row in grid] for grid in weights]
+    (fresh / "view.html").write_text(attention_html(list("abcd"), drifted, ["L0H0", "L0H1"]))
+    assert "view.html drifted" in "\n".join(check(committed, fresh))
+    (fresh / "view.html").write_text(attention_html(list("abcd"), weights, ["L0H0", "L0H1"]).replace("inv-top", "x"))
+    assert "the page around its data differs" in "\n".join(check(committed, fresh))
