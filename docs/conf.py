@@ -32,6 +32,12 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 # Notebooks are committed executed (tests/docs re-executes them in the slow tier): the docs build
 # renders their outputs and never needs the model.
 nb_execution_mode = "off"
+# A notebook figure is both Plotly JSON (for notebook front ends) and HTML drawn by the page's plotly.js
+# (see _plotly_for_notebook_figures below): the docs take the HTML. myst-nb renders every type of an
+# output before choosing one, and warns on the Plotly JSON it has no renderer for: that warning alone
+# is silenced (an output with no usable type still fails: "No mime type available in priority list").
+nb_mime_priority_overrides = [("*", "application/vnd.plotly.v1+json", None)]
+suppress_warnings = ["mystnb.unknown_mime_type"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
@@ -72,3 +78,19 @@ copybutton_prompt_text = r"\$ |>>> |\.\.\. "
 copybutton_prompt_is_regexp = True
 copybutton_only_copy_prompt_lines = True
 copybutton_exclude = ".linenos, .gp, .go"
+
+
+def _plotly_for_notebook_figures(app, pagename, templatename, context, doctree) -> None:
+    """Load plotly.js (the copy the chart directive serves from ``_static``) on pages whose notebook
+    outputs hold a Plotly figure: the notebooks display figures as HTML that calls the page's
+    ``Plotly`` (see docs/notebooks/quickstart.ipynb), never a CDN; _static/notebook_figures.js fits
+    those figures to the content column."""
+    from docutils import nodes
+
+    if doctree is not None and any("plotly-graph-div" in node.astext() for node in doctree.findall(nodes.raw)):
+        app.add_js_file("plotly.min.js", priority=400)
+        app.add_js_file("notebook_figures.js", priority=420)
+
+
+def setup(app):
+    app.connect("html-page-context", _plotly_for_notebook_figures)
