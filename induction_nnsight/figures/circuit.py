@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from .heads import heatmap_figure
-from .style import LAYER_AXIS
+from .style import layer_axis
 from .style import title as figure_title
 
 # Okabe and Ito's palette: told apart with any colour vision.
@@ -109,7 +109,8 @@ def circuit_graph_figure(
             hoverinfo="text",
         ))
     fig.update_layout(title=figure_title(title, subtitle), xaxis_title="head", yaxis_title="layer",
-                      template="plotly_white", xaxis={"dtick": 1, "range": [-0.5, n_heads + 0.5]},
-                      yaxis={"dtick": 1 if n_layers <= 12 else 2, **LAYER_AXIS},
+                      template="plotly_white",
+                      xaxis={"tickvals": list(range(n_heads)), "range": [-0.5, n_heads + 0.5]},  # room for labels
+                      yaxis={"dtick": 1 if n_layers <= 12 else 2, **layer_axis(n_layers)},
                       height=min(1400, max(450, 24 * n_layers + 200)))
     return fig

@@ -162,7 +162,8 @@ def step_head_heatmap(steps: Sequence[int], scores: Sequence[Sequence[Sequence[f
                           colorbar_title=f"{name} score ({unit})" if unit else f"{name} score",
                           value_range=value_range, x_labels=[f"step {s:,}" for s in steps], y_labels=labels,
                           x_title="checkpoint (training step)", y_title="head", joint=" at ",
-                          top=[(layer * n_heads + head, len(steps) - 1) for layer, head in top])
+                          top=[(layer * n_heads + head, len(steps) - 1) for layer, head in top],
+                          top_names=[f"L{layer}H{head}" for layer, head in top])
 
 
 def training_loss_figure(log: Sequence[dict], checkpoints: Sequence[int] = (), title: str | None = None,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .style import LAYER_AXIS, NO_VALUE, annotate_cells, cell_label, colour_scale
+from .style import NO_VALUE, annotate_cells, cell_label, cell_weights, colour_scale, layer_axis
 from .style import title as figure_title
 
 
@@ -75,6 +75,7 @@ def heatmap_figure(
     x_title: str = "head",
     y_title: str = "layer",
     top: Sequence[tuple[int, int]] = (),
+    top_names: Sequence[str] | None = None,
     joint: str | None = None,
 ) -> go.Figure:
     """The one heatmap builder: a score per head (or any grid), first row (layer 0) at the top everywhere.
@@ -93,6 +94,7 @@ def heatmap_figure(
         y_title: Y axis title.
         top: ``(row, column)`` cells to outline and label (``L18H6 0.90``), best first, as the
             caller ranked them.
+        top_names: The names in those labels (row and column label joined by ``joint`` when None).
         joint: What joins a row and a column label in hover and cell labels (``""`` on a head
             grid, giving ``L18H6``; ``" "`` otherwise).
 
@@ -110,15 +112,17 @@ def heatmap_figure(
              for y, row in zip(y_labels, rows)]
     scale = colour_scale(value_range, (v for row in rows for v in row))
     fig = go.Figure(go.Heatmap(z=rows, x=x_labels, y=y_labels, text=hover, hoverinfo="text",
-                               colorbar={"title": {"text": colorbar_title}}, **scale))
+                               colorbar={"title": {"text": colorbar_title, "side": "right"}}, **scale))
+    height = min(1400, max(450, 20 * len(y_labels) + 200))
     fig.update_layout(title=figure_title(title, subtitle), xaxis_title=x_title, yaxis_title=y_title,
-                      template="plotly_white", plot_bgcolor=NO_VALUE,
-                      height=min(1400, max(450, 20 * len(y_labels) + 200)))
-    fig.update_yaxes(type="category", showgrid=False, **LAYER_AXIS)
-    fig.update_xaxes(type="category", showgrid=False)
-    cells = [(r, c) for r, c in top if rows[r][c] is not None]
-    annotate_cells(fig, cells, x_labels, y_labels,
-                   [cell_label(f"{y_labels[r]}{joint}{x_labels[c]}", rows[r][c], "zmid" in scale) for r, c in cells])
+                      template="plotly_white", plot_bgcolor=NO_VALUE, height=height)
+    fig.update_yaxes(type="category", showgrid=False, **layer_axis(len(y_labels)))
+    fig.update_xaxes(type="category", showgrid=False, range=[-0.5, n_columns - 0.5], autorange=False)
+    names = list(top_names) if top_names is not None else [f"{y_labels[r]}{joint}{x_labels[c]}" for r, c in top]
+    chosen = [(cell, name) for cell, name in zip(top, names) if rows[cell[0]][cell[1]] is not None]
+    annotate_cells(fig, [cell for cell, _ in chosen], x_labels, y_labels,
+                   [cell_label(name, rows[r][c], "zmid" in scale) for (r, c), name in chosen], cell_weights(rows, scale),
+                   row_gap=max(1.0, 20 * len(y_labels) / (height - 200)))  # a label is about 20 px tall
     return fig
 
 
@@ -186,7 +190,7 @@ def attention_view_figure(
     fig = go.Figure(
         go.Heatmap(
             z=[[float(v) for v in row] for row in pattern], x=axis, y=axis, **colour_scale((0.0, 1.0)),
-            colorbar={"title": {"text": "attention probability (0..1)"}},
+            colorbar={"title": {"text": "attention probability (0..1)", "side": "right"}},
             hovertemplate="query %{y}<br>key %{x}<br>attention %{z:.3f}<extra></extra>",
         )
     )

@@ -17,7 +17,7 @@ from induction_nnsight.figures.dynamics import (k_edge_figure, loss_icl_figure, 
                                                 training_loss_figure)
 from induction_nnsight.figures.heads import (attention_view_figure, heatmap_figure, loss_by_position_figure,
                                              top_heads_figure)
-from induction_nnsight.figures.style import DIVERGING, SEQUENTIAL, colour_scale
+from induction_nnsight.figures.style import DIVERGING, SEQUENTIAL, colour_scale, label_positions
 
 SCORES = [[0.1, 0.2, 0.05], [0.9, 0.3, float("nan")]]  # [n_layers = 2][n_heads = 3]
 SIGNED = [[0.4, -1.5, 0.0], [0.2, 0.7, float("nan")]]
@@ -140,8 +140,8 @@ def test_signed_labels_carry_their_sign_and_grid_labels_their_names():
 
 def test_step_head_heatmap_labels_the_given_heads_at_the_last_checkpoint():
     fig = step_head_heatmap(STEPS, BY_STEP, top=[(1, 0), (1, 1)])
-    assert [(a.x, a.y, a.text) for a in fig.layout.annotations] == [("step 100", "L1H0", "L1H0 at step 100 0.80"),
-                                                                    ("step 100", "L1H1", "L1H1 at step 100 0.40")]
+    assert [(a.x, a.y, a.text) for a in fig.layout.annotations] == [("step 100", "L1H0", "L1H0 0.80"),
+                                                                    ("step 100", "L1H1", "L1H1 0.40")]
     trace = fig.data[0]
     assert list(trace.y) == ["L0H0", "L0H1", "L1H0", "L1H1"] and list(trace.x) == ["step 0", "step 10", "step 100"]
     assert [row[2] for row in trace.z] == [0.1, 0.2, 0.8, 0.4]  # the same numbers, one row per head
@@ -155,8 +155,10 @@ def test_score_lines_colour_the_given_heads_only():
 
 def test_layer_zero_is_at_the_top_of_every_layer_axis():
     figures = every_figure()
-    for name in ("heatmap", "circuit_heatmap", "step_head", "circuit_graph"):
-        assert figures[name].layout.yaxis.autorange == "reversed", name
+    rows = {"heatmap": 2, "circuit_heatmap": 2, "step_head": 4, "circuit_graph": 2}  # layers, or heads L0H0...
+    for name, n in rows.items():
+        axis = figures[name].layout.yaxis
+        assert axis.autorange is False and tuple(axis.range) == (n - 0.5, -0.5), name  # row 0 at the top
     assert figures["heatmap"].data[0].y[0] == "L0"
     assert figures["circuit_heatmap"].data[0].y[0] == "L0H0"
     assert figures["step_head"].data[0].y[0] == "L0H0"
@@ -184,3 +186,16 @@ def test_the_scan_job_labels_its_top_heads_and_names_model_and_settings(tiny_mod
     assert [(a.x, a.y, a.text) for a in heat.layout.annotations] == expected
     assert heat.layout.title.text == (f"Induction score per head — {tiny_dir('gpt2')}"
                                       "<br><sup>2 x 2 x 6 repeated random tokens in [1, 128), seed 0</sup>")
+
+
+def test_labels_never_overlap_nor_cover_a_top_cell_or_a_strong_one():
+    weights = [[0.0] * 4 for _ in range(6)]
+    weights[1][2] = 0.9  # a strong cell that is not labelled: labels keep off it
+    cells = [(2, 2), (2, 1), (3, 2)]
+    positions = label_positions(cells, weights)
+    for i, (x, y) in enumerate(positions):
+        assert (round(y), round(x)) not in set(cells) | {(1, 2)}
+        for x2, y2 in positions[i + 1:]:
+            assert abs(y - y2) >= 1.0 or abs(x - x2) >= 3.0
+    tall = label_positions(cells, weights, row_gap=2.0)  # rows shorter than a label: labels further apart
+    assert all(abs(a[1] - b[1]) >= 2.0 or abs(a[0] - b[0]) >= 3.0 for i, a in enumerate(tall) for b in tall[i + 1:])
