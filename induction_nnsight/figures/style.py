@@ -49,6 +49,12 @@ def title(text: str, subtitle: str | None = None) -> dict:
     return {"text": text if not subtitle else f"{text}<br><sup>{subtitle}</sup>"}
 
 
+def signed(value_range: tuple[float | None, float | None]) -> bool:
+    """Whether a quantity with this ``(low, high)`` range can go below zero (so charts on a diverging scale)."""
+    low = value_range[0]
+    return low is None or low < 0
+
+
 def colour_scale(value_range: tuple[float | None, float | None], values: Iterable[float | None] = ()) -> dict:
     """The colour scale of a quantity, from its value range: the one place that decides.
 
@@ -70,7 +76,7 @@ def colour_scale(value_range: tuple[float | None, float | None], values: Iterabl
     """
     low, high = value_range
     finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if low is None or low < 0:
+    if signed(value_range):
         if low is not None and high is not None:
             bound = max(abs(low), abs(high))
         else:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InductionError
+from ..figures.style import signed as signed_range
 from ..probes.tokens import Probe
 from .reductions import (
     Partial,
@@ -202,9 +203,8 @@ class HeadScore:
 
     @property
     def signed(self) -> bool:
-        """Whether the score can be negative (charted on a diverging scale)."""
-        low = self.value_range[0]
-        return low is None or low < 0
+        """Whether the score can be negative (charted on a diverging scale): :func:`~induction_nnsight.figures.style.signed`."""
+        return signed_range(self.value_range)
 
     def check_threshold(self, threshold: float) -> None:
         """Refuse a threshold outside the score's value range.
