@@ -281,8 +281,9 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
         results = {"model": config.model, "settings": asdict(config), "tokens": labels,
                    "pattern": table(pattern),
                    "induction_exact_score": rounded(score)}
-        figure = attention_view_figure(labels, pattern.tolist(), stripe.tolist(),
-                                       f"{name} attention on the prompt ({config.model})")
+        figure = attention_view_figure(labels, pattern.tolist(), stripe.tolist(), f"{name} attention — {config.model}",
+                                       f"the prompt x {config.repeat}{'' if config.bos else ', no BOS'}, "
+                                       f"exact-token induction score {score:.2f}")
         files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
         views.append((f"{name}\n" if len(heads) > 1 else "") + ascii_attention(labels, pattern, stripe))
     if config.html:
