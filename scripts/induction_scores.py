@@ -7,12 +7,12 @@ import argparse
 import sys
 
 from induction_nnsight import induction_scores, load_model
-from induction_nnsight.figures.heads import heatmap_figure
-from induction_nnsight.figures.style import ANNOTATED
-from induction_nnsight.app.cli import add_model_args, add_token_args, guarded, scan_config
+from induction_nnsight.app.arguments import add_model_args, add_token_args
+from induction_nnsight.app.cli import guarded, scan_config
 from induction_nnsight.app.jobs import remote_settings, scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files
 from induction_nnsight.app.report import heads_table, top_heads
+from induction_nnsight.scores.heads import kind_heatmap
 
 
 def run(args: argparse.Namespace) -> None:
@@ -22,9 +22,8 @@ def run(args: argparse.Namespace) -> None:
     tokens = scan_tokens(model, config)
     scores = induction_scores(model, tokens, config.seq_len, remote=remote_settings(config) or False)
     top = top_heads(scores, 10)
-    figure = heatmap_figure(scores.tolist(), colorbar_title="induction score (fraction of attention)",
-                            title=f"Induction score per head — {config.model}", subtitle=config.describe_tokens(),
-                            top=[(h["layer"], h["head"]) for h in top[:ANNOTATED]])
+    figure = kind_heatmap("induction", scores, title=f"Induction score per head — {config.model}",
+                          subtitle=config.describe_tokens())  # as the scan's chart
     for path in write_files(out, {"induction_scores.json": figure.to_json()}):
         print(f"wrote {path}")
     print(heads_table(top))

@@ -8,7 +8,8 @@ import sys
 
 from induction_nnsight import load_model, loss_by_position
 from induction_nnsight.figures.heads import loss_by_position_figure
-from induction_nnsight.app.cli import add_model_args, add_token_args, guarded, scan_config
+from induction_nnsight.app.arguments import add_model_args, add_token_args
+from induction_nnsight.app.cli import guarded, scan_config
 from induction_nnsight.app.jobs import remote_settings, scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files
 
