@@ -120,8 +120,7 @@ def _rows(
     """Probabilities of the queries at ``positions``: ``[batch, query_head, len(positions), keys kept]``.
 
     Keys after the last of these queries are cut (every supported model is a causal decoder, so
-    they hold no attention). Apart from the result, only one block of that size is allocated: the
-    softmax runs in place.
+    they hold no attention). Two blocks of that size exist at most: the scores and the softmax.
     """
     offset = key.shape[-2] - query.shape[-2]  # key index of query 0 (a cache in front)
     n_keys = int(positions.max()) + 1 + offset if positions.numel() else 0
@@ -130,21 +129,24 @@ def _rows(
     key = key[..., :n_keys, :].float()  # [batch, kv_head, key, d_head]
     if scaling is None:
         scaling = d_head ** -0.5
-    chosen = query.index_select(2, positions.to(query.device)).float()  # [batch, query_head, chunk, d_head]
+    positions = positions.to(query.device)
+    chosen = query.index_select(2, positions).float() * scaling  # [batch, query_head, chunk, d_head]
     # Query heads grouped by the key head they share (no repeated copy of the keys):
     # [batch, kv_head, heads_per_kv * chunk, d_head] @ [batch, kv_head, d_head, key]
     grouped = chosen.reshape(batch, n_kv, -1, d_head)
-    scores = torch.matmul(grouped, key.transpose(-1, -2)).mul_(scaling)
+    scores = torch.matmul(grouped, key.transpose(-1, -2))
     scores = scores.view(batch, n_heads, len(positions), n_keys)  # [batch, query_head, chunk, key]
     if softcap:
         scores.div_(softcap).tanh_().mul_(softcap)
     if mask is None:
-        q_pos = positions.to(scores.device)[:, None] + offset
-        k_pos = torch.arange(n_keys, device=scores.device)[None, :]
+        # keys before the first query are hidden from none of them (outside a sliding window)
+        first = 0 if sliding_window or not positions.numel() else int(positions.min()) + offset
+        q_pos = positions[:, None] + offset
+        k_pos = torch.arange(first, n_keys, device=scores.device)[None, :]
         keep = k_pos <= q_pos
         if sliding_window:
             keep = keep & (q_pos - k_pos < sliding_window)
-        scores.masked_fill_(~keep, float("-inf"))
+        scores[..., first:].masked_fill_(~keep, float("-inf"))
     else:
         rows = mask if mask.shape[-2] == 1 else mask.index_select(-2, positions.to(mask.device))
         rows = rows[..., :n_keys]
@@ -152,9 +154,7 @@ def _rows(
             scores.masked_fill_(~rows, float("-inf"))
         else:
             scores.add_(rows.float())
-    scores.sub_(scores.amax(-1, keepdim=True)).exp_()
-    scores.div_(scores.sum(-1, keepdim=True))
-    return scores.to(query.dtype)
+    return torch.softmax(scores, dim=-1).to(query.dtype)
 
 
 @dataclass

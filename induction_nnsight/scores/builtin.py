@@ -21,6 +21,7 @@ BUILTIN_SCORES = (
     HeadScore(
         "induction", "mean attention on the diagonal at offset 1 - seq_len (clean repeats)", "pattern",
         partial=lambda rows, view: diagonal_partial(rows, view.positions, 1 - view.period), needs_period=True,
+        queries=lambda view: view.positions >= view.period - 1,  # those with a key on the stripe
     ),
     HeadScore(
         "induction_exact", "attention to the position after each earlier copy of the current token (any text)",

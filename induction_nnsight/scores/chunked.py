@@ -37,6 +37,14 @@ def query_chunks(attention: LayerAttention, budget: int, positions: torch.Tensor
     return list(positions.split(query_chunk(batch, n_heads, n_key, budget)))
 
 
+def _needed(scores: Sequence[HeadScore], view: ProbeView, offset: int) -> torch.Tensor | None:
+    """``[query]`` indices some score counts, or None for every query."""
+    if any(score.queries is None for score in scores):
+        return None
+    needed = torch.stack([score.queries(view) for score in scores]).any(0)  # [pos] bool
+    return needed[offset:].nonzero().flatten()
+
+
 def layer_pattern_scores(
     attention: LayerAttention, view: ProbeView, scores: Sequence[HeadScore], budget: int = DEFAULT_PATTERN_BUDGET
 ) -> dict[str, torch.Tensor]:
@@ -64,10 +72,11 @@ def layer_pattern_scores(
     chunked = [score for score in scores if score.partial is not None]
     if chunked:
         n_query, n_key = attention.shape[2:]
+        offset = n_key - n_query
         sums = dict.fromkeys((score.name for score in chunked), None)
-        for positions in query_chunks(attention, budget):
+        for positions in query_chunks(attention, budget, _needed(chunked, view, offset)):
             rows = attention.rows(positions)  # [batch, head, chunk, key kept]
-            part = view.rows(positions + (n_key - n_query), rows.shape[-1])
+            part = view.rows(positions + offset, rows.shape[-1])
             for score in chunked:
                 sums[score.name] = add_partials(sums[score.name], score.partial(rows, part))
             del rows, part

@@ -177,6 +177,9 @@ class HeadScore:
         needs_period: Defined only on clean repeats (a probe with a ``period``).
         partial: Pattern scores: ``partial(rows [batch, head, chunk, key], ProbeRows) ->
             (total [batch, head], count)``, the same score by chunks of queries.
+        queries: With ``partial``: ``queries(view) -> [query]`` bool, the only queries the
+            score counts (None: any). When every score of a pass says so, rows are made for
+            those queries only (the induction stripe: the second half).
     """
 
     name: str
@@ -188,6 +191,7 @@ class HeadScore:
     threshold: float = 0.4
     needs_period: bool = False
     partial: Callable[[torch.Tensor, ProbeRows], Partial] | None = None
+    queries: Callable[[ProbeView], torch.Tensor] | None = None
 
     def __post_init__(self):
         if self.reads not in READS:

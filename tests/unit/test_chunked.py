@@ -98,3 +98,15 @@ def test_query_chunk_from_the_budget():
     assert query_chunk(1, 9, 8192, 2**24) == 227
     assert query_chunk(10, 9, 101, 2**24) > 101  # the default scan: one chunk, the whole pattern
     assert query_chunk(4, 4, 100, 1) == 1
+
+
+def test_a_score_alone_is_walked_over_its_own_queries_only():
+    attention, batch = layer(), probe()
+    n = batch.tokens.shape[1]
+    made = []
+    rows = attention.rows
+    attention.rows = lambda positions: made.append(positions) or rows(positions)
+    alone = layer_pattern_scores(attention, ProbeView(batch), [get_score("induction")], budget=BATCH * HEADS * n * 5)
+    assert torch.cat(made).tolist() == list(range(SEQ_LEN - 1, n))  # queries with a key on the stripe
+    together = layer_pattern_scores(attention, ProbeView(batch), [get_score(k) for k in KINDS], budget=10**9)
+    assert torch.allclose(alone["induction"], together["induction"], atol=1e-6)
