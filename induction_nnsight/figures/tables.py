@@ -3,9 +3,10 @@
 Every result class of :mod:`~induction_nnsight.scores`, :mod:`~induction_nnsight.causal` and
 :mod:`~induction_nnsight.dynamics` describes itself once, as a :class:`Summary` (what it is, its
 shape, its best rows, a few key numbers), and inherits from :class:`Displayable` a one-line
-``__repr__``, ``_repr_html_`` (Jupyter's rich display: an escaped HTML table) and ``figure()``
-(its main Plotly figure, the first of ``figures()``). The rows come ranked by the caller, so this
-module imports nothing of the package.
+``__repr__``, ``_repr_html_`` (Jupyter's rich display: an escaped HTML table), ``figures()`` (name
+-> ``go.Figure``, drawn by the builders of this package from the result's numbers) and ``figure()``
+(the main one, or one by name). The rows come ranked by the caller, so this module imports nothing
+of the package.
 """
 
 from __future__ import annotations
