@@ -72,25 +72,32 @@ templates_path = ["_templates"]
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 
-# Copy buttons on code blocks; prompts ("$ ", ">>> ", "... ") and the output lines of a doctest
-# are left out of what is copied.
+# Copy buttons on code blocks. In a block with prompts ("$ ", ">>> ", "... ") only the prompted lines
+# are copied, without their prompts (a doctest's output lines are left out); other blocks copy whole.
 copybutton_prompt_text = r"\$ |>>> |\.\.\. "
 copybutton_prompt_is_regexp = True
 copybutton_only_copy_prompt_lines = True
-copybutton_exclude = ".linenos, .gp, .go"
+copybutton_exclude = ".linenos"
 
 
-def _plotly_for_notebook_figures(app, pagename, templatename, context, doctree) -> None:
-    """Load plotly.js (the copy the chart directive serves from ``_static``) on pages whose notebook
-    outputs hold a Plotly figure: the notebooks display figures as HTML that calls the page's
-    ``Plotly`` (see docs/notebooks/quickstart.ipynb), never a CDN; _static/notebook_figures.js fits
-    those figures to the content column."""
+def _plotly_helpers(app, pagename, templatename, context, doctree) -> None:
+    """On pages that draw Plotly figures: _static/fit_titles.js (long chart titles wrap to the
+    column), and on pages whose notebook outputs hold a figure also plotly.js itself (the copy the
+    chart directive serves from ``_static``; notebooks display figures as HTML that calls the page's
+    ``Plotly``, see docs/notebooks/quickstart.ipynb, never a CDN) and _static/notebook_figures.js
+    (fits those figures to the content column)."""
     from docutils import nodes
+    from plotly_chart import chart_node
 
-    if doctree is not None and any("plotly-graph-div" in node.astext() for node in doctree.findall(nodes.raw)):
+    if doctree is None:
+        return
+    notebook = any("plotly-graph-div" in node.astext() for node in doctree.findall(nodes.raw))
+    if notebook:
         app.add_js_file("plotly.min.js", priority=400)
         app.add_js_file("notebook_figures.js", priority=420)
+    if notebook or doctree.next_node(chart_node) is not None:
+        app.add_js_file("fit_titles.js", priority=405)  # after plotly.js, before anything draws
 
 
 def setup(app):
-    app.connect("html-page-context", _plotly_for_notebook_figures)
+    app.connect("html-page-context", _plotly_helpers)
