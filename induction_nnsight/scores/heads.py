@@ -29,7 +29,8 @@ from .copying import copying_score
 from .losses import per_position_loss
 from .ranking import rank_heads, ranked_rows
 from .registry import HeadScore, ProbeView, get_score, score_names
-from .weights import cached_weight_scores, norm_scale, weight_of, weight_plan, weight_scores
+from .weights import (cached_unembed_mean, cached_weight_scores, norm_scale, unembed_mean, weight_of, weight_plan,
+                      weight_scores)
 
 HEAD_KINDS = tuple(score.name for score in BUILTIN_SCORES)
 """Names of the built-in scores; :func:`~induction_nnsight.scores.registry.score_names` lists every registered one."""
@@ -159,9 +160,10 @@ def head_scores(
     plan = weight_plan(model)
     o_conv = plan.conv[0]
     weight_kinds = groups["weights"] if layout.value_layout is not None else []
-    local_weights = None  # weight scores read no tokens: here once per model and weights version, else in the trace
-    if weight_kinds and as_settings(remote) is None:  # (on NDIF, and in its dry run, the weights are not here)
-        local_weights = cached_weight_scores(model, plan, weight_kinds)
+    local_weights = local_mean = None  # weight-only values: here once per model and weights version, else in the trace
+    if as_settings(remote) is None:  # (on NDIF, and in its dry run, the weights are not here)
+        local_weights = cached_weight_scores(model, plan, weight_kinds) if weight_kinds else None
+        local_mean = cached_unembed_mean(model, plan) if groups["logits"] else None
     repeats = probe.repeat_queries
     copy_queries = repeats.any(0).nonzero().flatten()  # [q] positions where some row counts a logit score
 
@@ -172,7 +174,7 @@ def head_scores(
         if groups["logits"]:  # the final norm's scale multiplies gathered rows: no [vocab, d_model] copy
             unembed = weight_of(model, layout.unembed)  # [vocab, d_model]
             final_scale = norm_scale(model, layout.final_norm, offset)  # [d_model] or 1.0
-            unembed_mean = unembed.mean(0, dtype=torch.float32) * final_scale  # [d_model], of the scaled rows
+            mean = local_mean if local_mean is not None else unembed_mean(model, plan)  # [d_model], scaled rows
         for layer, (attention, call) in enumerate(zip(attentions, calls)):
             pattern = layer_attention(attention, eager, call)  # rows of [batch, head, query, key] on demand
             for name, value in layer_pattern_scores(pattern, view, groups["pattern"], pattern_budget).items():
@@ -187,7 +189,7 @@ def head_scores(
                     start += len(chunk)
                     for score in groups["logits"]:
                         parts[score.name].append(score.reduce(
-                            chunk_rows, chunk_input, w_out, unembed, unembed_mean, tokens, centered, final_scale,
+                            chunk_rows, chunk_input, w_out, unembed, mean, tokens, centered, final_scale,
                         ))
                 for name, chunks in parts.items():
                     boosts[name].append(torch.cat(chunks, dim=-1))  # [batch, head, q]

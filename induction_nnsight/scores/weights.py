@@ -90,6 +90,12 @@ def weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str,
     return {name: torch.stack(values) for name, values in per_layer.items()}
 
 
+def unembed_mean(model, plan: WeightPlan) -> torch.Tensor:
+    """``[d_model]`` float32 mean over the vocabulary of the unembedding's rows scaled by the final norm."""
+    unembed = weight_of(model, plan.layout.unembed)  # [vocab, d_model]
+    return unembed.mean(0, dtype=torch.float32) * norm_scale(model, plan.layout.final_norm, plan.offset)
+
+
 def _read_paths(layout: ModelLayout) -> list[str]:
     """Every module whose ``weight`` the weight scores read."""
     paths = [layout.embed, layout.unembed, layout.final_norm, *layout.v_proj, *layout.o_proj,
@@ -112,8 +118,23 @@ def weights_key(model, layout: ModelLayout) -> tuple:
     return tuple(key)
 
 
-# torch module -> {(score, weights key): [n_layers, n_heads]}; weak, so a dropped model frees its entry.
+# torch module -> {(score or name, weights key): tensor}; weak, so a dropped model frees its entry.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cached(model, plan: WeightPlan, items: list, compute) -> dict:
+    """``compute(missing items) -> {item: tensor}`` for the items not cached against the current weights."""
+    key = weights_key(model, plan.layout)
+    entries = _CACHE.setdefault(model._module, {})
+    missing = [item for item in items if (item, key) not in entries]
+    if missing:
+        for stale in [k for k in entries if k[1] != key]:  # another version of the weights: drop it
+            del entries[stale]
+        with torch.no_grad():
+            fresh = compute(missing)
+        for item in missing:
+            entries[(item, key)] = fresh[item].detach()
+    return {item: entries[(item, key)] for item in items}
 
 
 def cached_weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
@@ -122,17 +143,17 @@ def cached_weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> di
     Returns:
         ``name -> [n_layers, n_heads]`` on the CPU (a fresh copy, so callers may edit it).
     """
-    key = weights_key(model, plan.layout)
-    entries = _CACHE.setdefault(model._module, {})
-    missing = [score for score in scores if (score, key) not in entries]
-    if missing:
-        for stale in [k for k in entries if k[1] != key]:  # another version of the weights: drop it
-            del entries[stale]
-        with torch.no_grad():
-            fresh = weight_scores(model, plan, missing)
-        for score in missing:
-            entries[(score, key)] = fresh[score.name].detach().cpu()
-    return {score.name: entries[(score, key)].clone() for score in scores}
+    def compute(missing):
+        values = weight_scores(model, plan, missing)
+        return {score: values[score.name] for score in missing}
+
+    return {score.name: value.cpu().clone() for score, value in _cached(model, plan, scores, compute).items()}
+
+
+def cached_unembed_mean(model, plan: WeightPlan) -> torch.Tensor:
+    """:func:`unembed_mean`, once per model and weights version (the copying score's baseline), on the
+    model's device."""
+    return _cached(model, plan, ["unembed_mean"], lambda _: {"unembed_mean": unembed_mean(model, plan)})["unembed_mean"]
 
 
 def forget_weight_scores(model) -> None:
