@@ -33,7 +33,7 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 # renders their outputs and never needs the model.
 nb_execution_mode = "off"
 # A notebook figure is both Plotly JSON (for notebook front ends) and HTML drawn by the page's plotly.js
-# (see _plotly_for_notebook_figures below): the docs take the HTML. myst-nb renders every type of an
+# (see _plotly_helpers below): the docs take the HTML. myst-nb renders every type of an
 # output before choosing one, and warns on the Plotly JSON it has no renderer for: that warning alone
 # is silenced (an output with no usable type still fails: "No mime type available in priority list").
 nb_mime_priority_overrides = [("*", "application/vnd.plotly.v1+json", None)]
@@ -50,8 +50,8 @@ napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 
 # The PyData theme, as nnsight's own docs use: a top bar, the page's sections on the right, a
-# light / dark switch, first-class MyST-NB output styles. Everything it loads ships inside the package
-# (its fonts included), so the built site renders offline.
+# light / dark switch, MyST-NB's output styles built in (both are Executable Books / PyData projects).
+# Everything it loads ships inside the package (its fonts included), so the built site renders offline.
 html_theme = "pydata_sphinx_theme"
 html_title = "induction-nnsight"
 html_theme_options = {

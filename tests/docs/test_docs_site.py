@@ -98,7 +98,8 @@ def test_every_chart_renders_in_headless_chromium(built_docs, site_visit):
             where = f"{page} #{chart['id']}"
             assert chart["error"] is None, f"{where}: {chart['error']}"
             assert chart["svg"] >= 1, f"{where}: no SVG drawn"
-            assert chart["traces"] == chart["expected"], f"{where}: {chart['traces']} traces drawn, {chart['expected']} expected"
+            assert chart["traces"] == chart["expected"], \
+                f"{where}: {chart['traces']} traces drawn, {chart['expected']} expected"
             assert chart["title"].strip(), f"{where}: no title"
             assert chart["caption"].strip(), f"{where}: no caption"
     shot = site_visit["tutorial.html"]["screenshot"]
@@ -114,7 +115,8 @@ def test_notebook_figures_draw_within_the_column(site_visit):
         where = f"notebooks/quickstart.html #{figure['id']}"
         assert figure["svg"] >= 1 and figure["traces"] >= 1, f"{where}: not drawn: {figure}"
         assert figure["title"].strip(), f"{where}: no title"
-        assert 0 < figure["width"] <= figure["column"] + 1, f"{where}: {figure['width']} px wide in a {figure['column']} px column"
+        assert 0 < figure["width"] <= figure["column"] + 1, \
+            f"{where}: {figure['width']} px wide in a {figure['column']} px column"
 
 
 def test_no_javascript_errors_on_any_page(site_visit):
