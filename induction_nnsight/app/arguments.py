@@ -198,6 +198,9 @@ def add_circuit_parser(commands) -> None:
                         help="skip the composition scores from the weights")
     parser.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
                         help=f"tokens per batched trace (default {DEFAULT_MAX_TOKENS})")
+    parser.add_argument("--exact-losses", type=_positive, default=None, metavar="N",
+                        help="faster: estimate the k/q/v loss effects (scores stay exact) and compute exactly only "
+                             "the N strongest per target and path (default: every loss effect exact)")
 
 
 def add_train_parser(commands) -> argparse.ArgumentParser:

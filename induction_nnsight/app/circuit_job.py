@@ -39,6 +39,7 @@ class CircuitConfig(ScanConfig):
     paths: tuple[str, ...] = PATHS
     composition: bool = True
     max_tokens: int = DEFAULT_MAX_TOKENS
+    exact_losses: int | None = None  # None: every loss effect exact; n: estimated except the n strongest
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -56,6 +57,8 @@ class CircuitConfig(ScanConfig):
                 raise InductionError("a layer-0 head has no earlier head to feed it: pass --targets in layers 1 and up")
         if self.max_tokens < 1:
             raise InductionError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if self.exact_losses is not None and self.exact_losses < 0:
+            raise InductionError(f"--exact-losses must be at least 0, got {self.exact_losses}")
 
 
 def _kinds(model, tokens, config: CircuitConfig, remote) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
@@ -92,7 +95,8 @@ def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, sc
     """Results and chart files of a finished circuit run (pure: no model needed)."""
     names = [head_name(t) for t in result.targets]
     edges = [{"source": head_name(e.source), "target": head_name(e.target), "path": e.path,
-              "effect": rounded(e.effect), "loss_effect": rounded(e.loss_effect)} for e in result.edges]
+              "effect": rounded(e.effect), "loss_effect": rounded(e.loss_effect), "loss_exact": e.loss_exact}
+             for e in result.edges]
     composition = [{"source": head_name(r.source), "target": head_name(r.target), "path": r.path,
                     "score": rounded(r.score), "baseline": rounded(r.baseline)} for r in result.composition]
     results = {
@@ -101,6 +105,10 @@ def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, sc
         "targets": [{"head": n, "layer": t[0], "head_index": t[1], "induction_score": rounded(result.clean_scores[t])}
                     for n, t in zip(names, result.targets)],
         "clean_repeated_half_loss": rounded(result.clean_loss),
+        "loss_effects": "exact" if config.exact_losses is None else (
+            f"total: exact; k, q, v: exact for the {config.exact_losses} edges per target and path with the largest "
+            "estimated loss effects and the largest score effects, estimated for the rest (loss_exact false): the "
+            "target's new output exact, linear from there on (scores exact)"),
         "edges": edges, "composition": composition, "composition_note": result.composition_note,
         "head_kinds": {"threshold": KIND_THRESHOLD, "previous_token": sorted(k for k, v in kinds.items() if v == "previous-token"),
                        "induction": sorted(k for k, v in kinds.items() if v == "induction")},
@@ -146,7 +154,7 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
     started = time.perf_counter()
     result = circuit(model, tokens, config.seq_len, targets=targets, top=config.top, method=config.method,
                      source=source, paths=config.paths, bos=config.bos, composition=config.composition,
-                     max_tokens=config.max_tokens, remote=remote, progress=progress)
+                     max_tokens=config.max_tokens, remote=remote, progress=progress, exact_losses=config.exact_losses)
     seconds = time.perf_counter() - started
     kinds, scores = _kinds(model, tokens, config, remote)
     return circuit_files(result, config, facts, kinds, scores, seconds)

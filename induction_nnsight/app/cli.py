@@ -163,7 +163,8 @@ def _circuit_command(args: argparse.Namespace) -> int:
     from .circuit_job import CircuitConfig, run_circuit
 
     config = CircuitConfig(**vars(scan_config(args)), targets=args.targets, method=args.method,
-                           paths=tuple(args.paths), composition=args.composition, max_tokens=args.max_tokens)
+                           paths=tuple(args.paths), composition=args.composition, max_tokens=args.max_tokens,
+                           exact_losses=args.exact_losses)
     config.validate()
     out = prepare_out_dir(args.out)
     results, files = run_circuit(config)

@@ -45,6 +45,7 @@ class Edge:
         path: ``"k"``, ``"q"``, ``"v"`` or ``"total"``.
         effect: Change of the target's induction score (patched minus clean).
         loss_effect: Change of the mean repeated-half loss (nats, patched minus clean).
+        loss_exact: False where ``loss_effect`` is an estimate (``circuit(..., exact_losses=n)``).
     """
 
     source: Head
@@ -52,6 +53,7 @@ class Edge:
     path: str
     effect: float
     loss_effect: float
+    loss_exact: bool = True
 
 
 @dataclass(repr=False)
@@ -146,6 +148,7 @@ def circuit(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     remote: Remote = False,
     progress: bool = True,
+    exact_losses: int | None = None,
 ) -> CircuitResult:
     """Path-patch every earlier head into each target induction head, and score their composition.
 
@@ -163,6 +166,10 @@ def circuit(
         max_tokens: Token budget of one batched trace.
         remote: Run the traces on NDIF.
         progress: Show a progress bar.
+        exact_losses: None: every loss effect exact. ``n``: the ``k``/``q``/``v`` loss effects are
+            estimated and computed exactly only for the ``n`` strongest edges per target and path by
+            estimated loss effect and by score effect (see
+            :func:`~induction_nnsight.causal.path_patching.path_patching`); scores stay exact.
 
     Returns:
         A :class:`CircuitResult`.
@@ -183,9 +190,10 @@ def circuit(
     sources = {t: all_earlier(t, facts.n_heads) for t in targets}
     variants = path_variants(targets, list(paths), sources)
     result = path_patching(model, tokens, seq_len, variants, method=method, source=source, bos=bos,
-                           max_tokens=max_tokens, remote=remote, progress=progress)
-    edges = [Edge(v.source, v.target, v.path, float(s - result.clean_scores[v.target]), float(loss - result.clean_loss))
-             for v, s, loss in zip(variants[1:], result.scores[1:], result.losses[1:])]
+                           max_tokens=max_tokens, remote=remote, progress=progress, exact_losses=exact_losses)
+    edges = [Edge(v.source, v.target, v.path, float(s - result.clean_scores[v.target]), float(loss - result.clean_loss),
+                  bool(exact)) for v, s, loss, exact in zip(variants[1:], result.scores[1:], result.losses[1:],
+                                                            result.exact[1:])]
     out = CircuitResult(targets, result.clean_scores, result.clean_loss, edges,
                         grid=(facts.n_layers, facts.n_heads), model=facts.name)
     if composition:

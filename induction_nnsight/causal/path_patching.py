@@ -12,30 +12,29 @@ grouped-query attention the key/value head is shared by a group: the other heads
 get their clean outputs back at the output projection, so the path ends at ``t`` alone. Path
 ``total`` ablates ``s`` at its output everywhere.
 
-Batch of one trace: the clean rows, the reference rows (mean ablation), then each variant's copy
-of the clean rows (:mod:`~induction_nnsight.causal.variants`). Clean rows give ``z_s`` and the
-group heads' clean outputs. What leaves the trace per variant: the target's induction score (mean
-attention on the diagonal at offset ``1 - seq_len``) and the repeated-half loss.
+Runs: the clean rows run once; each variant then runs from the first layer where it differs
+from the clean run (the target's layer; the source's for ``total``, whose one run serves every
+target), the blocks before it skipped and fed the clean residual, many variants per trace
+(:mod:`~induction_nnsight.causal.path_traces`). What leaves a trace per variant: the target's
+induction score (mean attention on the diagonal at offset ``1 - seq_len``) and the repeated-half
+loss.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import nnsight
 import torch
+from tqdm.auto import tqdm
 
 from ..errors import InductionError
-from ..models.attention import attention_call_name, attention_modules, attention_pattern
-from ..models.layout import model_layout
-from ..ndif.settings import Remote, on_ndif
-from ..scores.reductions import diagonal_score_per_row
-from .ablation import repeated_half_metric
-from ..models.layout import is_conv1d
-from .head_weights import (apply_norm, check_residual_heads, hand_norm_spec, output_columns,
-                           projection_slice, rows_of)
-from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
+from ..ndif.settings import Remote
+from .head_weights import check_residual_heads
+from .path_estimates import loss_gradients, probe
+from .path_traces import Clean, Plan, Run, clean_trace, run_traces
+from .variants import DEFAULT_MAX_TOKENS
 
 Head = tuple[int, int]
 PATHS = ("k", "q", "v", "total")
@@ -60,12 +59,14 @@ class PathResult:
         scores: ``[n]`` each variant's target's induction score (NaN for the clean variant).
         losses: ``[n]`` each variant's mean repeated-half loss.
         clean_scores: ``target -> clean induction score``.
+        exact: ``[n]`` bool, whether each variant's loss is exact (False: estimated, see ``exact_losses``).
     """
 
     variants: list[PathVariant]
     scores: torch.Tensor
     losses: torch.Tensor
     clean_scores: dict[Head, float]
+    exact: torch.Tensor = field(default_factory=lambda: torch.ones(0, dtype=torch.bool))
 
     @property
     def clean_loss(self) -> float:
@@ -91,119 +92,6 @@ def all_earlier(target: Head, n_heads: int) -> list[Head]:
     return [(layer, head) for layer in range(target[0]) for head in range(n_heads)]
 
 
-class _Plan:
-    """What the edit reads and writes at each layer (fixed outside the trace)."""
-
-    def __init__(self, model, seq_len: int, remote: Remote):
-        self.layout = model_layout(model)
-        facts = self.layout.facts
-        self.n_heads, self.d_head, self.group = facts.n_heads, facts.d_head, facts.n_heads // facts.n_kv_heads
-        self.attentions = attention_modules(model)
-        self.calls = [attention_call_name(a) for a in self.attentions]
-        self.eager = facts.attn_implementation == "eager" and not on_ndif(remote)
-        self.norms = [hand_norm_spec(model, p) for p in self.layout.pre_attention_norm]
-        self.o_conv = is_conv1d(model, self.layout.o_proj[0])
-        self.offset = 1 - seq_len
-
-
-def _slices(model, plan: _Plan, rows: Rows, variants, layer: int, deltas, resid) -> None:
-    """Overwrite each path variant's target slice of the q/k/v projection outputs at ``layer``."""
-    layout, spec = plan.layout, plan.norms[layer]
-    norm = model.get(spec.path) if spec.path else None
-    norm_w = getattr(norm, "weight", None) if norm is not None else None
-    norm_b = getattr(norm, "bias", None) if norm is not None else None
-    by_module: dict[str, list] = {}
-    for i, v in variants:
-        path, start, stop = projection_slice(layout, layer, v.path, v.target[1])
-        by_module.setdefault(path, []).append((i, v, start, stop))
-    order = [p for p in (layout.q_proj[layer], layout.k_proj[layer], layout.v_proj[layer]) if p in by_module]
-    for path in order:
-        module = model.get(path)
-        conv = is_conv1d(model, path)
-        out = module.output  # [rows, pos, out]
-        new = out.clone()
-        for i, v, start, stop in by_module[path]:
-            r0 = rows.n_source + i * rows.batch
-            x = apply_norm(resid[r0 : r0 + rows.batch] - deltas[v.source], spec, norm_w, norm_b)
-            weight, bias = rows_of(module.weight, module.bias if hasattr(module, "bias") else None, start, stop, conv)
-            value = x @ weight.T.to(x.dtype)
-            new[r0 : r0 + rows.batch, :, start:stop] = value if bias is None else value + bias
-        module.output = new
-
-
-def path_edit(model, variants: list[PathVariant], seq_len: int, method: str, n_clean: int, remote: Remote,
-              saved: dict):
-    """The :data:`~induction_nnsight.causal.variants.Edit` of :func:`path_patching` (scores go to ``saved``)."""
-    plan = _Plan(model, seq_len, remote)
-    layout = plan.layout
-    targets = sorted({v.target for v in variants if v.target})
-
-    def edit(rows: Rows) -> None:
-        chosen = list(enumerate(variants[rows.start : rows.stop]))
-        first = rows.start == 0
-        layers = {v.source[0] for _, v in chosen if v.source} | {v.target[0] for _, v in chosen if v.target}
-        if first:
-            layers |= {t[0] for t in targets}
-        deltas: dict[Head, torch.Tensor] = {}
-        scores = [torch.full((), float("nan"))] * rows.n_variants
-        for layer in sorted(layers):
-            on_path = [(i, v) for i, v in chosen if v.target and v.target[0] == layer and v.path in "qkv"]
-            if on_path:
-                resid = model.get(layout.pre_attention_norm[layer]).input if plan.norms[layer].path else None
-                if resid is None:
-                    raise InductionError(f"layer {layer} has no pre-attention norm: pass set_layout(model, "
-                                         "pre_attention_norm=...)")
-                _slices(model, plan, rows, on_path, layer, deltas, resid)
-            scored = [(i, v) for i, v in chosen if v.target and v.target[0] == layer]
-            if scored or (first and any(t[0] == layer for t in targets)):
-                pattern = attention_pattern(plan.attentions[layer], plan.eager, plan.calls[layer])
-                per_row = diagonal_score_per_row(pattern, plan.offset)  # [rows, head]
-                for i, v in scored:
-                    r0 = rows.n_source + i * rows.batch
-                    scores[i] = per_row[r0 : r0 + rows.batch, v.target[1]].mean()
-                if first:
-                    for t in targets:
-                        if t[0] == layer:
-                            saved[("clean", t)] = nnsight.save(per_row[:n_clean, t[1]].mean())
-            _outputs(model, plan, rows, chosen, layer, deltas, method, n_clean)
-        saved[rows.start] = nnsight.save(torch.stack(scores))
-
-    return edit
-
-
-def _outputs(model, plan: _Plan, rows: Rows, chosen, layer: int, deltas, method: str, n_clean: int) -> None:
-    """At ``layer``'s output projection: the sources' deltas; total ablations; group heads restored."""
-    need = {v.source for _, v in chosen if v.source and v.source[0] == layer and v.path in "qkv"}
-    ablate = [(i, v.source[1]) for i, v in chosen if v.path == "total" and v.source[0] == layer]
-    restore = [(i, v.target[1]) for i, v in chosen
-               if v.target and v.target[0] == layer and v.path in ("k", "v") and plan.group > 1]
-    if not (need or ablate or restore):
-        return
-    module = model.get(plan.layout.o_proj[layer])
-    x = module.input  # [rows, pos, n_heads * d_head]
-    split = x.reshape(x.shape[0], x.shape[1], plan.n_heads, plan.d_head)
-    clean = split[:n_clean]
-    if method == "mean":
-        replacement = split[n_clean : rows.n_source].mean(dim=0)  # [pos, head, d_head]
-    else:
-        replacement = torch.zeros_like(split[0])
-    for head in sorted(need):
-        w_o = output_columns(module.weight, head[1], plan.d_head, plan.o_conv)  # [d_model, d_head]
-        deltas[head] = (clean[:, :, head[1]] - replacement[:, head[1]]) @ w_o.T.to(x.dtype)
-    if not (ablate or restore):
-        return
-    new = split.clone()
-    for i, head in ablate:
-        r0 = rows.n_source + i * rows.batch
-        new[r0 : r0 + rows.batch, :, head] = replacement[:, head]
-    for i, target in restore:
-        r0 = rows.n_source + i * rows.batch
-        group = target // plan.group
-        others = [h for h in range(group * plan.group, (group + 1) * plan.group) if h != target]
-        new[r0 : r0 + rows.batch, :, others] = clean[:, :, others]
-    module.input = new.reshape(x.shape)
-
-
 def path_patching(
     model,
     tokens: torch.Tensor,
@@ -216,6 +104,7 @@ def path_patching(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     remote: Remote = False,
     progress: bool = True,
+    exact_losses: int | None = None,
 ) -> PathResult:
     """Each variant's target induction score and repeated-half loss, many variants per trace.
 
@@ -230,6 +119,11 @@ def path_patching(
         max_tokens: Token budget of one trace.
         remote: Run the traces on NDIF.
         progress: Show a progress bar.
+        exact_losses: None computes every loss effect exactly. A number ``n`` estimates the
+            loss effects of ``k``/``q``/``v`` edges (:mod:`~induction_nnsight.causal.path_estimates`;
+            their scores stay exact) and computes exactly only those of the ``n`` edges per target and
+            path with the largest estimated loss effects and the ``n`` with the largest score effects
+            (``total`` edges are always exact).
 
     Returns:
         A :class:`PathResult`.
@@ -245,13 +139,78 @@ def path_patching(
             raise InductionError(f"bad variant {v}: the path must be one of {', '.join(PATHS)} and the source "
                                  "in an earlier layer than the target")
     check_residual_heads(model)
-    rows = torch.cat([tokens] + ([source] if method == "mean" else []))
-    saved: dict = {}
-    edit = path_edit(model, variants, seq_len, method, tokens.shape[0], remote, saved)
-    losses = run_variants(model, tokens, len(variants), edit, repeated_half_metric(seq_len, bos), source=rows,
-                          max_tokens=max_tokens, remote=remote, progress=progress,
-                          desc=f"path patching {len(variants) - 1} edges")
-    starts = sorted(k for k in saved if isinstance(k, int))
-    scores = torch.cat([saved[k].detach().cpu().reshape(-1) for k in starts])
-    clean = {k[1]: float(v) for k, v in saved.items() if isinstance(k, tuple)}
-    return PathResult(variants, scores, losses.reshape(-1), clean)
+    runs, index = plan_runs(variants)
+    targets = {v.target for v in variants[1:]}
+    layers = {t[0] for t in targets}
+    plan = Plan(model, seq_len, bos, remote)
+    clean = clean_trace(model, plan, tokens, source if method == "mean" else None, runs, layers)
+    n_scores = torch.full((len(runs),), float("nan"))
+    n_losses = torch.full((len(runs),), float("nan"))
+    exact = list(range(len(runs)))
+    if exact_losses is not None:
+        estimated = [i for i, r in enumerate(runs) if r.path != "total"]
+        _estimate(model, plan, tokens, clean, runs, estimated, max_tokens, progress, n_scores, n_losses)
+        exact = [i for i, r in enumerate(runs) if r.path == "total"] + _strongest(runs, estimated, n_scores,
+                                                                                n_losses, clean, exact_losses)
+    scores, losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, max_tokens,
+                                progress, f"path patching {len(exact)} runs")
+    is_exact = torch.zeros(len(runs), dtype=torch.bool)
+    is_exact[exact] = True
+    n_losses[exact] = losses
+    out_scores = torch.full((len(variants),), float("nan"))
+    out_losses = torch.full((len(variants),), clean.loss)
+    where = {i: j for j, i in enumerate(exact)}
+    for i, v in enumerate(variants[1:], start=1):
+        run = index[i]
+        out_scores[i] = scores[where[run], v.target[0], v.target[1]] if run in where else n_scores[run]
+        out_losses[i] = n_losses[run]
+    clean_scores = {t: float(clean.scores[t[0]][t[1]]) for t in sorted(targets)}
+    return PathResult(variants, out_scores, out_losses, clean_scores,
+                      torch.cat([torch.ones(1, dtype=torch.bool), is_exact[[index[i] for i in range(1, len(variants))]]]))
+
+
+def _estimate(model, plan: Plan, tokens, clean: Clean, runs: list[Run], chosen: list[int], max_tokens: int,
+              progress: bool, scores: torch.Tensor, losses: torch.Tensor) -> None:
+    """Probe the ``chosen`` k/q/v runs: exact scores into ``scores``, clean loss + estimate into ``losses``."""
+    grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
+    per = max(1, max_tokens // tokens.numel())
+    by_layer: dict[int, list[int]] = {}
+    for i in chosen:
+        by_layer.setdefault(runs[i].start, []).append(i)
+    bar = tqdm(total=len(chosen), desc=f"estimating {len(chosen)} edges", unit="run", disable=not progress,
+               file=sys.stderr, leave=False)
+    for layer, members in sorted(by_layer.items()):
+        for c in range(0, len(members), per):
+            chunk = members[c : c + per]
+            found, estimate = probe(model, plan, tokens, clean, grads, [runs[i] for i in chunk], layer)
+            scores[chunk], losses[chunk] = found, clean.loss + estimate
+            bar.update(len(chunk))
+    bar.close()
+
+
+def _strongest(runs: list[Run], chosen: list[int], scores: torch.Tensor, losses: torch.Tensor, clean: Clean,
+               n: int) -> list[int]:
+    """Per target and path, the ``n`` runs with the largest estimated loss effects and the ``n`` with the
+    largest score effects (``k``, ``q``)."""
+    groups: dict[tuple, list[int]] = {}
+    for i in chosen:
+        groups.setdefault((runs[i].target, runs[i].path), []).append(i)
+    out: set[int] = set()
+    for (target, path), members in groups.items():
+        loss = (losses[members] - clean.loss).abs()
+        out |= {members[j] for j in torch.argsort(loss, descending=True, stable=True)[:n].tolist()}
+        if path != "v":
+            score = (scores[members] - clean.scores[target[0]][target[1]]).abs()
+            out |= {members[j] for j in torch.argsort(score, descending=True, stable=True)[:n].tolist()}
+    return sorted(out)
+
+
+def plan_runs(variants: list[PathVariant]) -> tuple[list[Run], dict[int, int]]:
+    """The distinct runs behind ``variants[1:]`` (a ``total`` run per source serves every target),
+    and ``variant index -> run index``."""
+    runs: dict[Run, int] = {}
+    index = {}
+    for i, v in enumerate(variants[1:], start=1):
+        run = Run(v.source, v.path, None if v.path == "total" else v.target)
+        index[i] = runs.setdefault(run, len(runs))
+    return list(runs), index

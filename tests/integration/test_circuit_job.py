@@ -19,7 +19,8 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     assert len(saved["targets"]) == 2 and all(t["layer"] == 1 for t in saved["targets"])
     assert len(saved["edges"]) == 2 * 4 * 4  # 2 targets x 4 earlier heads x 4 paths
     edge = saved["edges"][0]
-    assert set(edge) == {"source", "target", "path", "effect", "loss_effect"} and edge["path"] in "kqv total"
+    assert set(edge) == {"source", "target", "path", "effect", "loss_effect", "loss_exact"} and edge["path"] in "kqv total"
+    assert saved["loss_effects"] == "exact" and all(e["loss_exact"] for e in saved["edges"])
     assert set(saved["composition"][0]) == {"source", "target", "path", "score", "baseline"}
     assert len(saved["composition"]) == 2 * 4 * 3
     heat = json.loads(files["circuit_k.json"])
@@ -32,7 +33,7 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
 
 @pytest.mark.parametrize("change, message", [
     ({"targets": "L0H1"}, "layer-0"), ({"paths": ("k", "x")}, "--paths"), ({"method": "resample"}, "--method"),
-    ({"seq_len": 1}, "--seq-len"), ({"targets": "nonsense"}, "--targets"),
+    ({"seq_len": 1}, "--seq-len"), ({"targets": "nonsense"}, "--targets"), ({"exact_losses": -1}, "--exact-losses"),
 ])
 def test_config_refuses_bad_settings(change, message):
     with pytest.raises(InductionError, match=message):
@@ -42,3 +43,23 @@ def test_config_refuses_bad_settings(change, message):
 def test_parser_defaults():
     args = build_parser().parse_args(["circuit", "--targets", "L18H6", "--paths", "k,v"])
     assert (args.batch, args.seq_len, args.top, args.paths, args.method) == (2, 20, 5, ("k", "v"), "zero")
+    assert args.exact_losses is None
+    assert build_parser().parse_args(["circuit", "--exact-losses", "8"]).exact_losses == 8
+
+
+def test_estimated_losses_keep_scores_and_totals(tiny_model, tiny_dir):
+    """``exact_losses=1``: every score and every total edge as in the exact run; per target and path
+    the strongest edges exact, the rest flagged as estimates."""
+    base = dict(model=str(tiny_dir("llama")), batch=2, seq_len=6, top=1, low=1, high=128, composition=False)
+    exact = parse_strict(run_circuit(CircuitConfig(**base), tiny_model("llama"), progress=False)[1]["circuit_results.json"])
+    fast = parse_strict(run_circuit(CircuitConfig(**base, exact_losses=1), tiny_model("llama"),
+                                    progress=False)[1]["circuit_results.json"])
+    assert fast["settings"]["exact_losses"] == 1 and fast["loss_effects"].startswith("total: exact")
+    for a, b in zip(exact["edges"], fast["edges"]):
+        assert (a["source"], a["path"]) == (b["source"], b["path"]) and abs(a["effect"] - b["effect"]) < 1e-5
+        if b["loss_exact"]:
+            assert abs(a["loss_effect"] - b["loss_effect"]) < 1e-5
+    flags = [(e["path"], e["loss_exact"]) for e in fast["edges"]]
+    assert all(exact for path, exact in flags if path == "total")
+    for path in "kqv":  # 4 sources: at most 1 by loss and 1 by score exact, the rest estimated
+        assert 1 <= sum(exact for p, exact in flags if p == path) <= 2 and (path, False) in flags

@@ -46,8 +46,9 @@ def _capture(plain, tokens):
     return z, resid
 
 
-def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement):
-    """``(target's induction score, repeated-half loss)`` with the path patched, by plain hooks."""
+def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement, capture=None):
+    """``(target's induction score, repeated-half loss)`` with the path patched, by plain hooks
+    (``capture``, a list, receives the target layer's head outputs)."""
     cfg = plain.config
     d_head = cfg.hidden_size // cfg.num_attention_heads if arch != "gpt2" else cfg.n_embd // cfg.n_head
     n_kv = getattr(cfg, "num_key_value_heads", None) or N_HEADS
@@ -93,6 +94,8 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement):
                 x[:, :, others] = clean[:, :, others]
                 return (x.reshape(args[0].shape),)
             hooks.append(o_t.register_forward_pre_hook(restore))
+        if capture is not None:
+            hooks.append(o_t.register_forward_pre_hook(lambda _m, a: capture.append(a[0].detach().clone())))
     try:
         with torch.no_grad():
             out = plain(tokens, output_attentions=True)
@@ -102,9 +105,13 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement):
     pattern = out.attentions[lt][:, ht]  # [batch, q, k]
     n = tokens.shape[1]
     score = torch.stack([pattern[:, q, q - seq_len + 1] for q in range(seq_len - 1, n)], -1).mean()
-    losses = torch.stack([F.cross_entropy(out.logits[:, i], tokens[:, i + 1], reduction="none")
-                          for i in range(1 + seq_len, 2 * seq_len)], -1).mean()
-    return score, losses
+    return score, plain_loss(out.logits, tokens, seq_len)
+
+
+def plain_loss(logits, tokens, seq_len):
+    """Mean repeated-half loss, with ``F.cross_entropy``."""
+    return torch.stack([F.cross_entropy(logits[:, i], tokens[:, i + 1], reduction="none")
+                        for i in range(1 + seq_len, 2 * seq_len)], -1).mean()
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +173,38 @@ def test_path_patching_equals_plain_hooks(sharp_dir, arch, method):
     assert abs(float(result.scores[3]) - result.clean_scores[(1, 3)]) < 1e-5
     assert all(abs(float(result.scores[i]) - result.clean_scores[t]) > 1e-3 for i, (s, t, p) in enumerate(CASES, 1)
                if p != "v")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_estimated_losses_are_the_plain_first_order_term(sharp_dir, arch):
+    """``exact_losses=0``: a k/q/v edge's loss is the clean loss plus ``g . (z_t' - z_t)``, with the target's
+    patched output ``z_t'`` from the plain route and ``g`` from plain autograd; its score and every total
+    edge stay exact."""
+    from induction_nnsight import load_model
+
+    model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
+    tokens = rows()
+    variants = [PathVariant(None, None, None)] + [PathVariant(s, t, p) for s, t, p in CASES]
+    result = path_patching(model, tokens, SEQ, variants, progress=False, exact_losses=0)
+    plain = plain_model(sharp_dir(arch))
+    zero = lambda layer: torch.zeros(tokens.shape[1], N_HEADS, plain.config.hidden_size // N_HEADS)
+    captured = []
+    hook = plain_projections(plain)[1].register_forward_pre_hook(
+        lambda _m, a: (a[0].retain_grad(), captured.append(a[0])) and None)
+    try:
+        plain_loss(plain(tokens).logits, tokens, SEQ).backward()
+    finally:
+        hook.remove()
+    clean_z, grad = captured[0].detach(), captured[0].grad
+    split = lambda x: x.reshape(*x.shape[:2], N_HEADS, -1)
+    for i, (s, t, p) in enumerate(CASES, start=1):
+        patched = []
+        score, loss = plain_path(plain, arch, tokens, SEQ, s, t, p, zero, capture=patched)
+        assert torch.isclose(result.scores[i], score, atol=1e-5), (p, result.scores[i], score)
+        if p == "total":
+            assert bool(result.exact[i]) and torch.isclose(result.losses[i], loss, atol=1e-5)
+            continue
+        first_order = (split(grad)[:, :, t[1]] * (split(patched[0])[:, :, t[1]] - split(clean_z)[:, :, t[1]])).sum()
+        assert not bool(result.exact[i])
+        assert abs(float(result.losses[i] - result.losses[0]) - float(first_order)) < 1e-5, (p, first_order)
+        assert abs(float(first_order)) > 1e-4  # the edge moves the loss, so the check can fail

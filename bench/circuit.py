@@ -1,0 +1,77 @@
+"""The circuit's benchmark row: the default ``induction-nnsight circuit`` run, timed.
+
+    python bench/circuit.py                     # the default: top 5 targets, every loss effect exact
+    python bench/circuit.py --exact-losses 8    # loss effects estimated except the 8 strongest per target and path
+    python bench/circuit.py --top 2 --threads 2 --json /tmp/circuit_bench.json
+
+Loads the model (not timed), then times one :func:`~induction_nnsight.app.circuit_job.run_circuit`
+call with the default settings (2 rows of 20 repeated tokens, zero ablation, paths k, q, v and
+total, composition scores and the heads pass included). Prints one Markdown row: variants (edges),
+distinct runs, the circuit's own seconds (path patching and composition), the whole job's
+seconds, seconds per variant, the process's CPU seconds and the load average before and after.
+On a shared machine the wall time depends on the load: compare rows taken at a similar load, and
+read the CPU seconds alongside (with 2 threads, busy-waiting threads inflate them under load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HEADER = ("| run | variants | runs | circuit (s) | job (s) | per variant (s) | CPU (s) | load before / after |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+
+
+def distinct_runs(edges: list[dict]) -> int:
+    """Interventions actually run: one per k/q/v edge, one per source for every target's total edge."""
+    return len({(e["source"], e["path"], None if e["path"] == "total" else e["target"]) for e in edges})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--exact-losses", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the row's numbers here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from induction_nnsight import load_model
+    from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    config = CircuitConfig(model=args.model, top=args.top, exact_losses=args.exact_losses)
+    load_before = os.getloadavg()
+    wall, cpu = time.perf_counter(), time.process_time()
+    results, _ = run_circuit(config, model, progress=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    load_after = os.getloadavg()
+    edges = results["edges"]
+    row = {
+        "run": f"--top {args.top}" + ("" if args.exact_losses is None else f" --exact-losses {args.exact_losses}"),
+        "variants": len(edges), "runs": distinct_runs(edges), "circuit_seconds": results["seconds"],
+        "job_seconds": round(wall, 1), "per_variant_seconds": round(results["seconds"] / len(edges), 4),
+        "cpu_seconds": round(cpu, 1), "threads": args.threads,
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
+    }
+    print(HEADER)
+    print(f"| `{row['run']}` | {row['variants']} | {row['runs']} | {row['circuit_seconds']:.1f} | {row['job_seconds']:.1f} "
+          f"| {row['per_variant_seconds']:.3f} | {row['cpu_seconds']:.0f} | {load_before[0]:.1f} / {load_after[0]:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps(row, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The traces of path patching: one clean trace, then each intervention run from the first layer
+where it differs from the clean run.
+
+A *run* is one intervention: ``source``'s direct contribution removed from ``target``'s keys,
+queries or values (paths ``k``, ``q``, ``v``), or ``source`` ablated everywhere (``total``; one
+run serves every target, since the intervention does not depend on the target). A ``k``/``q``/``v``
+run equals the clean run before the target's layer, a ``total`` run before the source's layer:
+its *start* layer. The clean trace saves what the runs need (every head's output at the layers
+the runs read, the residual stream entering each start layer, the clean scores and loss); then
+the runs of one start layer share traces (as many as the token budget allows), in which the
+blocks before the start layer are skipped (:meth:`Envoy.skip`) and return the clean residual.
+The edits, the attention scores and the repeated-half loss are computed inside each trace, and
+only the logits of the repeated half are computed (``logits_to_keep``), so what leaves a trace
+is ``[runs, heads]`` scores per target layer and ``[runs]`` losses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass
+
+import nnsight
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import InductionError
+from ..models.attention import attention_call_name, attention_modules, attention_pattern
+from ..models.layout import is_conv1d, model_layout
+from ..ndif.backend import remote_backend
+from ..ndif.settings import Remote, on_ndif
+from ..scores.losses import token_losses
+from ..scores.reductions import diagonal_score_per_row
+from .head_weights import apply_norm, hand_norm_spec, output_columns, projection_slice, rows_of
+
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One intervention run: ``source`` removed on ``path`` into ``target`` (None for ``total``)."""
+
+    source: Head
+    path: str
+    target: Head | None
+
+    @property
+    def start(self) -> int:
+        """The first layer where the run differs from the clean run."""
+        return self.source[0] if self.path == "total" else self.target[0]
+
+
+@dataclass
+class Clean:
+    """What the clean trace saved.
+
+    Attributes:
+        z: ``layer -> [batch, pos, head, d_head]`` the clean rows' head outputs.
+        replacement: ``layer -> [pos, head, d_head]`` what an ablated head outputs (zero, or
+            the reference rows' mean).
+        prefix: ``start layer -> [batch, pos, d_model]`` the residual stream entering that layer.
+        scores: ``layer -> [head]`` clean induction scores at the target layers.
+        loss: The clean rows' mean repeated-half loss.
+    """
+
+    z: dict[int, torch.Tensor]
+    replacement: dict[int, torch.Tensor]
+    prefix: dict[int, torch.Tensor]
+    scores: dict[int, torch.Tensor]
+    loss: float
+
+
+class Plan:
+    """What the traces read and write (fixed outside them)."""
+
+    def __init__(self, model, seq_len: int, bos: bool, remote: Remote):
+        self.layout = model_layout(model)
+        facts = self.layout.facts
+        self.n_heads, self.d_head, self.group = facts.n_heads, facts.d_head, facts.n_heads // facts.n_kv_heads
+        self.attentions = attention_modules(model)
+        self.calls = [attention_call_name(a) for a in self.attentions]
+        self.eager = facts.attn_implementation == "eager" and not on_ndif(remote)
+        self.norms = [hand_norm_spec(model, p) for p in self.layout.pre_attention_norm]
+        self.o_conv = is_conv1d(model, self.layout.o_proj[0])
+        self.offset = 1 - seq_len
+        # logits of the repeated half only: positions bos + T .. bos + 2T - 1 (the last predicts nothing)
+        self.keep = torch.arange(int(bos) + seq_len, int(bos) + 2 * seq_len)
+        forward = inspect.signature(model._module.forward).parameters
+        self.kwargs = {"logits_to_keep": self.keep} if "logits_to_keep" in forward else {}
+        self.backend = lambda: remote_backend(model, remote)
+
+    def loss(self, model, tokens: torch.Tensor) -> torch.Tensor:
+        """``[rows]`` repeated-half loss of each row, inside a trace (one definition: ``token_losses``)."""
+        logits = model.output.logits  # [rows, keep or pos, vocab]
+        if not self.kwargs:
+            logits = logits[:, self.keep]
+        return token_losses(logits, tokens[:, self.keep]).mean(dim=-1)
+
+    def scores(self, layer: int) -> torch.Tensor:
+        """``[rows, head]`` induction scores at ``layer``, inside a trace."""
+        pattern = attention_pattern(self.attentions[layer], self.eager, self.calls[layer])
+        return diagonal_score_per_row(pattern, self.offset)
+
+
+def clean_trace(model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor | None,
+                runs: list[Run], target_layers: set[int]) -> Clean:
+    """One trace of the clean rows (and the reference rows, for mean ablation)."""
+    b = tokens.shape[0]
+    z_layers = {r.source[0] for r in runs} | {r.target[0] for r in runs if r.path != "total"}
+    starts = {r.start for r in runs if r.start > 0}
+    rows = tokens if reference is None else torch.cat([tokens, reference])
+    last = max(z_layers | starts | target_layers, default=-1)
+    saved: dict = {}
+    with torch.no_grad(), model.trace(rows, backend=plan.backend(), **plan.kwargs):
+        for layer in range(last + 1):
+            if layer in starts:
+                block_in = model.get(plan.layout.blocks[layer - 1]).output
+                if not isinstance(block_in, torch.Tensor):
+                    raise InductionError(f"{plan.layout.blocks[layer - 1]} returns {type(block_in).__name__}, not "
+                                         "the hidden states: path patching skips blocks and needs blocks that do")
+                saved[("prefix", layer)] = nnsight.save(block_in[:b])
+            if layer in target_layers:
+                saved[("scores", layer)] = nnsight.save(plan.scores(layer)[:b].mean(dim=0))
+            if layer in z_layers:
+                saved[("z", layer)] = nnsight.save(model.get(plan.layout.o_proj[layer]).input)
+        saved["loss"] = nnsight.save(plan.loss(model, rows)[:b].mean())
+    z, replacement = {}, {}
+    for layer in z_layers:
+        split = saved[("z", layer)].detach().reshape(rows.shape[0], rows.shape[1], plan.n_heads, plan.d_head)
+        z[layer] = split[:b]
+        replacement[layer] = split[b:].mean(dim=0) if reference is not None else torch.zeros_like(split[0])
+    pick = lambda kind: {k[1]: v.detach() for k, v in saved.items() if isinstance(k, tuple) and k[0] == kind}
+    return Clean(z, replacement, pick("prefix"), pick("scores"), float(saved["loss"]))
+
+
+def skip_prefix(model, plan: Plan, clean: Clean, layer: int, k: int) -> None:
+    """Inside a trace of ``k`` runs' rows: skip the blocks before ``layer``, which return the clean residual."""
+    if layer > 0:
+        prefix = clean.prefix[layer].repeat(k, 1, 1)  # [k * batch, pos, d_model]
+        for block in plan.layout.blocks[:layer]:
+            model.get(block).skip(prefix)
+
+
+def slices(model, plan: Plan, clean: Clean, kqv: list[tuple[int, Run]], layer: int, k: int) -> None:
+    """Overwrite each k/q/v run's target slice of the projection outputs at ``layer``."""
+    layout, spec = plan.layout, plan.norms[layer]
+    if spec.path is None:
+        raise InductionError(f"layer {layer} has no pre-attention norm: pass set_layout(model, pre_attention_norm=...)")
+    norm = model.get(spec.path)
+    resid = norm.input  # [k * batch, pos, d_model]; every run's rows hold the clean residual here
+    b = resid.shape[0] // k
+    deltas = {}
+    for source in dict.fromkeys(r.source for _, r in kqv):
+        w_o = output_columns(model.get(layout.o_proj[source[0]]).weight, source[1], plan.d_head, plan.o_conv)
+        removed = clean.z[source[0]][:, :, source[1]] - clean.replacement[source[0]][:, source[1]]
+        deltas[source] = removed.to(resid.dtype) @ w_o.T.to(resid.dtype)  # [batch, pos, d_model]
+    order = list(deltas)
+    x = apply_norm(resid[:b][None] - torch.stack([deltas[s] for s in order]), spec, getattr(norm, "weight", None),
+                   getattr(norm, "bias", None))  # [sources, batch, pos, d_model]
+    groups: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
+    for i, r in kqv:
+        path, start, stop = projection_slice(layout, layer, r.path, r.target[1])
+        groups.setdefault((path, start, stop), []).append((i, order.index(r.source)))
+    for path in (p for p in (layout.q_proj[layer], layout.k_proj[layer], layout.v_proj[layer])
+                 if any(g[0] == p for g in groups)):
+        module, conv = model.get(path), is_conv1d(model, path)
+        out = module.output  # [k * batch, pos, out]
+        new = out.clone().reshape(k, b, *out.shape[1:])
+        for (p, start, stop), members in groups.items():
+            if p != path:
+                continue
+            weight, bias = rows_of(module.weight, getattr(module, "bias", None), start, stop, conv)
+            value = x[[j for _, j in members]] @ weight.T.to(x.dtype)  # [m, batch, pos, d_head]
+            new[[i for i, _ in members], :, :, start:stop] = value if bias is None else value + bias
+        module.output = new.reshape(out.shape)
+
+
+def _outputs(model, plan: Plan, clean: Clean, runs: list[Run], layer: int, k: int) -> None:
+    """At ``layer``'s output projection: total ablations, and the other heads of a k/v target's group restored."""
+    ablate = [(i, r.source[1]) for i, r in enumerate(runs) if r.path == "total"]
+    restore = [(i, r.target[1]) for i, r in enumerate(runs) if r.path in ("k", "v") and plan.group > 1]
+    if not (ablate or restore):
+        return
+    module = model.get(plan.layout.o_proj[layer])
+    x = module.input  # [k * batch, pos, n_heads * d_head]
+    new = x.clone().reshape(k, -1, x.shape[1], plan.n_heads, plan.d_head)
+    for i, head in ablate:
+        new[i, :, :, head] = clean.replacement[layer][:, head].to(x.dtype)
+    for i, target in restore:
+        g = target // plan.group
+        others = [h for h in range(g * plan.group, (g + 1) * plan.group) if h != target]
+        new[i, :, :, others] = clean.z[layer][:, :, others].to(x.dtype)
+    module.input = new.reshape(x.shape)
+
+
+def _trace(model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], layer: int,
+           target_layers: set[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """Runs that all start at ``layer``, in one trace: ``(layer -> [runs, head] scores, [runs] losses)``."""
+    k, b = len(runs), tokens.shape[0]
+    kqv = [(i, r) for i, r in enumerate(runs) if r.path != "total"]
+    score_layers = ({layer} if kqv else set()) | {t for t in target_layers if t > layer and len(kqv) < k}
+    saved = {}
+    with torch.no_grad(), model.trace(tokens.repeat(k, 1), backend=plan.backend(), **plan.kwargs):
+        skip_prefix(model, plan, clean, layer, k)
+        if kqv:
+            slices(model, plan, clean, kqv, layer, k)
+        for t in sorted(score_layers | {layer}):
+            if t in score_layers:
+                saved[t] = nnsight.save(plan.scores(t).reshape(k, b, -1).mean(dim=1))
+            if t == layer:
+                _outputs(model, plan, clean, runs, layer, k)
+        saved["loss"] = nnsight.save(plan.loss(model, tokens.repeat(k, 1)).reshape(k, b).mean(dim=1))
+    return {t: saved[t].detach() for t in score_layers}, saved["loss"].detach()
+
+
+def run_traces(model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], target_layers: set[int],
+               max_tokens: int, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every run, grouped by start layer, as many per trace as ``max_tokens`` allows.
+
+    Returns:
+        ``(scores [runs, n_layers, head], losses [runs])``; scores are NaN where a run was not scored.
+    """
+    per = max(1, max_tokens // tokens.numel())
+    scores = torch.full((len(runs), plan.layout.facts.n_layers, plan.n_heads), float("nan"))
+    losses = torch.full((len(runs),), float("nan"))
+    by_start: dict[int, list[int]] = {}
+    for i, r in enumerate(runs):
+        by_start.setdefault(r.start, []).append(i)
+    bar = tqdm(total=len(runs), desc=desc, unit="run", disable=not progress, file=sys.stderr, leave=False)
+    for layer in sorted(by_start):
+        members = by_start[layer]
+        for c in range(0, len(members), per):
+            chunk = members[c : c + per]
+            found, loss = _trace(model, plan, tokens, clean, [runs[i] for i in chunk], layer, target_layers)
+            for t, values in found.items():
+                scores[chunk, t] = values.float().cpu()
+            losses[chunk] = loss.float().cpu()
+            bar.update(len(chunk))
+    bar.close()
+    return scores, losses
