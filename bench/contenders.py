@@ -192,10 +192,30 @@ def _heads(ctx: Context, attn: str):
     return run
 
 
+@contender("heads-eager", needs="nnsight-eager", group="ours",
+           description="induction_nnsight.head_scores: all eight head kinds and the loss in one trace, eager")
+def _heads_eager(ctx):
+    return _heads(ctx, "eager")
+
+
 @contender("heads-sdpa", needs="nnsight-sdpa", group="ours",
            description="induction_nnsight.head_scores: all eight head kinds and the loss in one trace, sdpa")
 def _heads_sdpa(ctx):
     return _heads(ctx, "sdpa")
+
+
+@contender("induction-eager", needs="nnsight-eager", group="ours",
+           description="induction_nnsight.induction_scores: the induction score alone (no loss), eager")
+def _induction_eager(ctx):
+    from induction_nnsight.scores.scan import induction_scores
+
+    model = ctx.model("nnsight-eager")
+
+    def run() -> Outcome:
+        scores = induction_scores(model, ctx.tokens, ctx.seq_len)
+        return Outcome(saved={"induction_scores": scores}, scores=scores)
+
+    return run
 
 
 # ---------------------------------------------------------------- the tutorial approach

@@ -185,14 +185,25 @@ def markdown(results: dict) -> str:
         f"{m['load_before']} before, {m['load_after']} after.",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
         f"- Timing: {s['warmup']} warm-up round(s), then the median of {s['repeats']} rounds; every round calls "
-        "every contender once, in an order rotated each round. Memory: a fresh process per contender, "
-        "peak RSS during one call minus RSS just before it (after a warm-up call). Saved bytes: the tensors "
-        "the call keeps out of the forward pass (what a remote run downloads).",
+        "every contender once, in an order rotated each round. The heads pass's weight-only score (OV copying) "
+        "is computed by its first call (a warm-up) and cached against the weights' version, so the timed calls "
+        "reuse it; the memory figures below include it.",
+        "- Memory: a fresh process per contender and shape whose measured call is its first (no warm-up call, so "
+        "no pages freed by an earlier call are reused unseen), glibc's mmap threshold fixed at 128 KiB "
+        "(`MALLOC_MMAP_THRESHOLD_`: every large block mapped on allocation and unmapped on free); the kernel's "
+        "peak RSS (`VmHWM`, reset through `/proc/self/clear_refs`) during the call minus the RSS just before "
+        "it. The first call also pays one-time costs (lazy initialisation, nnsight's first trace), a few MiB. "
+        "Saved bytes: the tensors the call keeps out of the forward pass (what a remote run downloads).",
         "",
         "## At the headline shape",
         "",
         headline_table(results),
     ]
+    from .goals import goal_tables
+
+    goals = goal_tables(results)
+    if goals:
+        lines += ["## Goals of issue 15", "", goals]
     for model in index(results):
         for sweep, label in (("length", "sequence length"), ("batch", "batch")):
             parts = []

@@ -8,8 +8,9 @@ One command::
 
 Writes ``bench/results.json`` (raw), ``bench/results.md`` (tables) and
 ``charts/bench_*.json`` (Plotly). Each model is timed in one fresh process
-(contenders alternated, warm-up first, median of ``--repeats``); each
-contender's memory is measured in its own fresh process. TransformerLens rows
+(contenders alternated, warm-up first, median of ``--repeats``); memory is
+measured in a fresh process per contender and shape, whose measured call is its
+first (no warm-up). TransformerLens rows
 run when ``transformer_lens`` imports in the worker's Python (by default
 ``.venv-tl/bin/python`` when that exists); otherwise they are skipped with a note.
 """
@@ -87,12 +88,19 @@ def _worker_python(args) -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
+MMAP_THRESHOLD = 128 * 1024
+"""glibc's mmap threshold in the memory processes, fixed (not raised as blocks are freed): every block
+of 128 KiB or more is mapped when allocated and unmapped when freed, so RSS follows what is alive."""
+
+
 def _run_worker(python: str, spec: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                    TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(spec["threads"]))
+        if spec["mode"] == "memory":
+            env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
         process = subprocess.Popen([python, "-m", "bench.worker", str(spec_path), str(out_path)], cwd=ROOT, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         tail: list[str] = []
@@ -169,8 +177,9 @@ def run(args) -> dict:
             for name in (args.memory_contenders or args.contenders).split(","):
                 if name in timed["skipped"] or name not in contenders:
                     continue
-                per_model["memory"][name] = _run_worker(python, dict(base, mode="memory", model=model,
-                                                                     contenders=[name]))
+                measured = [_run_worker(python, dict(base, mode="memory", model=model, contenders=[name],
+                                                     shapes=[shape])) for shape in shapes]
+                per_model["memory"][name] = dict(measured[0], rows=[row for m in measured for row in m["rows"]])
         results["models"][model] = per_model
         results["machine"].update(torch_threads=timed["torch_threads"],
                                   torch_interop_threads=timed["torch_interop_threads"], versions=timed["versions"])

@@ -6,11 +6,17 @@ process starts fresh, so one contender's memory never leaks into another's.
 ``time`` mode loads every contender of one model, then for each batch shape runs
 ``warmup`` rounds and ``repeats`` timed rounds; each round calls every contender
 once, in an order rotated from round to round, so slow drifts of the machine
-(other jobs, thermal) fall on all of them alike.
+(other jobs, thermal) fall on all of them alike. Each call's wall time and this
+process's CPU time are recorded: on a shared machine with one torch thread the
+CPU time is the steadier of the two (other processes' load does not enter it).
 
-``memory`` mode loads one contender, and for each shape runs it once to warm up,
-resets the kernel's peak-RSS mark (``/proc/self/clear_refs``), runs it again and
-reads the peak (``VmHWM``) minus the resident size just before the call.
+``memory`` mode measures one contender at one shape: it loads the model, resets the
+kernel's peak-RSS mark (``/proc/self/clear_refs``), makes the first and only call
+and reads the peak (``VmHWM``) minus the resident size just before the call. No
+warm-up call comes first, so the call cannot reuse pages an earlier call freed;
+:mod:`bench.run` also fixes glibc's mmap threshold (``MALLOC_MMAP_THRESHOLD_``) for
+these processes, so every large block is mapped on allocation and unmapped on
+free, and pages freed while loading the model are not reused unseen either.
 """
 
 from __future__ import annotations
@@ -152,6 +158,8 @@ def time_mode(spec: dict) -> dict:
         ctx.set_batch(_tokens(ctx, batch, seq_len, spec["seed"]), seq_len)
         runs = {name: CONTENDERS[name].make(ctx) for name in names}
         times: dict[str, list[float]] = {name: [] for name in names}
+        warmup: dict[str, list[float]] = {name: [] for name in names}
+        cpu_times: dict[str, list[float]] = {name: [] for name in names}  # CPU seconds of this process
         outcomes = {}
         n_rounds = spec["warmup"] + spec["repeats"]
         for r in range(n_rounds):
@@ -159,11 +167,12 @@ def time_mode(spec: dict) -> dict:
             order = names[shift:] + names[:shift]
             for name in order:
                 gc.collect()
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 outcome = runs[name]()
-                elapsed = time.perf_counter() - start
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+                (times if r >= spec["warmup"] else warmup)[name].append(elapsed)
                 if r >= spec["warmup"]:
-                    times[name].append(elapsed)
+                    cpu_times[name].append(cpu)
                 if r == n_rounds - 1:
                     outcomes[name] = outcome
                 del outcome
@@ -173,6 +182,9 @@ def time_mode(spec: dict) -> dict:
             row["contenders"][name] = {
                 "times_s": times[name],
                 "median_s": statistics.median(times[name]),
+                "warmup_s": warmup[name],
+                "cpu_s": cpu_times[name],
+                "median_cpu_s": statistics.median(cpu_times[name]),
                 "saved_bytes": outcomes[name].saved_bytes(),
                 "checks": checks.get(name, {}),
                 "note": outcomes[name].note,
@@ -182,7 +194,12 @@ def time_mode(spec: dict) -> dict:
         results.append(row)
         outcomes.clear()
         runs.clear()
-    return {"mode": "time", "model": spec["model"], "load_s": load_s, "skipped": skipped, "rows": results}
+    config = _config_of(ctx)
+    facts = {key: next((getattr(config, f) for f in fields if getattr(config, f, None) is not None), None)
+             for key, fields in (("n_layers", ("num_hidden_layers", "n_layer")),
+                                ("n_heads", ("num_attention_heads", "n_head")), ("vocab_size", ("vocab_size",)))}
+    return {"mode": "time", "model": spec["model"], "load_s": load_s, "skipped": skipped, "facts": facts,
+            "rows": results}
 
 
 def memory_mode(spec: dict) -> dict:
@@ -199,28 +216,27 @@ def memory_mode(spec: dict) -> dict:
     rss_loaded = _proc_status("VmRSS")
     rows = []
     method = "VmHWM after clear_refs" if _reset_peak() else "psutil RSS sampling, 1 ms"
-    for batch, seq_len in spec["shapes"]:
-        ctx.set_batch(_tokens(ctx, batch, seq_len, spec["seed"]), seq_len)
-        run = CONTENDERS[name].make(ctx)
-        outcome = run()  # warm-up
-        del outcome
-        gc.collect()
-        baseline = _proc_status("VmRSS")
-        if method.startswith("VmHWM"):
-            _reset_peak()
+    (batch, seq_len), = spec["shapes"]  # one shape per process: the call below is its first
+    ctx.set_batch(_tokens(ctx, batch, seq_len, spec["seed"]), seq_len)
+    run = CONTENDERS[name].make(ctx)
+    gc.collect()
+    baseline = _proc_status("VmRSS")
+    start = time.perf_counter()
+    if method.startswith("VmHWM"):
+        _reset_peak()
+        outcome = run()
+        peak = _proc_status("VmHWM")
+    else:
+        with _Sampler() as sampler:
             outcome = run()
-            peak = _proc_status("VmHWM")
-        else:
-            with _Sampler() as sampler:
-                outcome = run()
-            peak = sampler.peak
-        saved = outcome.saved_bytes()
-        del outcome, run
-        gc.collect()
-        rows.append({"batch": batch, "seq_len": seq_len, "peak_delta_bytes": max(0, peak - baseline),
-                     "peak_rss_bytes": peak, "saved_bytes": saved})
-        _say(f"{spec['model']} {name} batch {batch} seq_len {seq_len}: peak +{(peak - baseline) / 2**20:.0f} MiB")
+        peak = sampler.peak
+    first_call_s = time.perf_counter() - start
+    rows.append({"batch": batch, "seq_len": seq_len, "peak_delta_bytes": max(0, peak - baseline),
+                 "peak_rss_bytes": peak, "saved_bytes": outcome.saved_bytes(), "first_call_s": first_call_s})
+    _say(f"{spec['model']} {name} batch {batch} seq_len {seq_len}: peak +{(peak - baseline) / 2**20:.0f} MiB "
+         f"(first call {first_call_s:.2f} s)")
     return {"mode": "memory", "model": spec["model"], "contender": name, "method": method,
+            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
             "model_rss_bytes": rss_loaded - rss_before_load, "rows": rows}
 
 
