@@ -201,5 +201,10 @@ def circuit(
             out.composition_note = "composition scores need local weights; not computed for an NDIF run"
         else:
             pairs = [(s, t) for t in targets for s in sources[t]]
-            out.composition = composition_scores(model, pairs, COMPOSITION_PATHS)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # d_head x d_model matrices: one thread is faster (7x on 2 busy cores)
+            try:
+                out.composition = composition_scores(model, pairs, COMPOSITION_PATHS)
+            finally:
+                torch.set_num_threads(threads)
     return out
