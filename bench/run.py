@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory processes")
     parser.add_argument("--memory-contenders", help="measure memory for these only (default: every contender)")
+    parser.add_argument("--memory-batches", help="measure memory at the batch sweep's shapes with these batches only "
+                        "(default: every shape)")
+    parser.add_argument("--no-time", action="store_true",
+                        help="memory only (e.g. beside a timing run, then merge with bench/merge.py)")
     parser.add_argument("--python", help="interpreter for the workers (default .venv-tl/bin/python if present)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where results.json and results.md go")
     parser.add_argument("--charts", type=Path, default=ROOT / "charts", help="where bench_*.json charts go")
@@ -169,20 +173,32 @@ def run(args) -> dict:
                         worker_python=python),
         "models": {},
     }
+    memory_shapes = shapes
+    if args.memory_batches:
+        memory_shapes = [[b, args.batch_seq_len] for b in _ints(args.memory_batches)]
     for model in args.models.split(","):
-        print(f"[bench] {model}: timing {len(contenders)} contenders on {len(shapes)} shapes", file=sys.stderr)
-        timed = _run_worker(python, dict(base, mode="time", model=model, contenders=contenders))
-        per_model = {"time": timed, "memory": {}}
+        timed = {}
+        if not args.no_time:
+            print(f"[bench] {model}: timing {len(contenders)} contenders on {len(shapes)} shapes", file=sys.stderr)
+            timed = _run_worker(python, dict(base, mode="time", model=model, contenders=contenders))
+        per_model = {"time": timed, "memory": {}} if timed else {"memory": {}}
         if not args.no_memory:
             for name in (args.memory_contenders or args.contenders).split(","):
-                if name in timed["skipped"] or name not in contenders:
+                if name in timed.get("skipped", {}):
                     continue
                 measured = [_run_worker(python, dict(base, mode="memory", model=model, contenders=[name],
-                                                     shapes=[shape])) for shape in shapes]
+                                                     shapes=[shape])) for shape in memory_shapes]
+                if measured[0].get("skipped"):
+                    continue
                 per_model["memory"][name] = dict(measured[0], rows=[row for m in measured for row in m["rows"]])
+                last = measured[-1]
+                results["machine"].update(torch_threads=last["torch_threads"],
+                                          torch_interop_threads=last["torch_interop_threads"],
+                                          versions=last["versions"])
         results["models"][model] = per_model
-        results["machine"].update(torch_threads=timed["torch_threads"],
-                                  torch_interop_threads=timed["torch_interop_threads"], versions=timed["versions"])
+        if timed:
+            results["machine"].update(torch_threads=timed["torch_threads"],
+                                      torch_interop_threads=timed["torch_interop_threads"], versions=timed["versions"])
     results["machine"]["load_after"] = _load()
     return results
 

@@ -10,7 +10,8 @@ once, in an order rotated from round to round, so slow drifts of the machine
 process's CPU time are recorded: on a shared machine with one torch thread the
 CPU time is the steadier of the two (other processes' load does not enter it).
 
-``memory`` mode measures one contender at one shape: it loads the model, resets the
+``memory`` mode measures one contender at one shape: it loads the model, reads every
+weight once (so weights mapped from the file are resident before the call), resets the
 kernel's peak-RSS mark (``/proc/self/clear_refs``), makes the first and only call
 and reads the peak (``VmHWM``) minus the resident size just before the call. No
 warm-up call comes first, so the call cannot reuse pages an earlier call freed;
@@ -202,6 +203,16 @@ def time_mode(spec: dict) -> dict:
             "rows": results}
 
 
+def _make_resident(model) -> None:
+    """Read every parameter and buffer once: weights loaded from safetensors may be mapped from the file and
+    paged in by the first call that reads them, which would add the model's size to that call's peak."""
+    module = getattr(model, "_module", model)
+    if isinstance(module, torch.nn.Module):
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                tensor.sum()
+
+
 def memory_mode(spec: dict) -> dict:
     from .contenders import CONTENDERS, Context, available
     from .models import model_dir
@@ -212,7 +223,7 @@ def memory_mode(spec: dict) -> dict:
         return {"mode": "memory", "model": spec["model"], "contender": name, "skipped": why, "rows": []}
     ctx = Context(spec["model"], model_dir(spec["model"]))
     rss_before_load = _proc_status("VmRSS")
-    ctx.model(CONTENDERS[name].needs)
+    _make_resident(ctx.model(CONTENDERS[name].needs))
     rss_loaded = _proc_status("VmRSS")
     rows = []
     method = "VmHWM after clear_refs" if _reset_peak() else "psutil RSS sampling, 1 ms"
