@@ -174,7 +174,7 @@ def _scan_sdpa(ctx):
     return _scan(ctx, "sdpa")
 
 
-def _heads(ctx: Context, attn: str):
+def _heads(ctx: Context, attn: str, loss: bool = True):
     from induction_nnsight.scores.heads import head_scores
     from induction_nnsight.probes.tokens import Probe
 
@@ -183,13 +183,21 @@ def _heads(ctx: Context, attn: str):
     def run() -> Outcome:
         start = ctx.tokens.shape[1] - 2 * ctx.seq_len
         probe = Probe("repeated", ctx.tokens, ctx.seq_len, start, start + ctx.seq_len)
-        result = head_scores(model, probe)
+        result = head_scores(model, probe, loss=loss)
         saved = {f"{kind}": result.per_row[kind] for kind in result.per_row}
         saved.update(result.weights)
-        saved["loss_by_position"] = result.loss_by_position
+        if loss:
+            saved["loss_by_position"] = result.loss_by_position
         return Outcome(saved=saved, scores=result.mean("induction"), loss=result.loss_by_position)
 
     return run
+
+
+@contender("kinds-eager", needs="nnsight-eager", group="ours",
+           description="induction_nnsight.head_scores(loss=False): all eight head kinds, no loss (the trace stops "
+                       "before the unembedding), eager")
+def _kinds_eager(ctx):
+    return _heads(ctx, "eager", loss=False)
 
 
 @contender("heads-eager", needs="nnsight-eager", group="ours",
@@ -205,7 +213,8 @@ def _heads_sdpa(ctx):
 
 
 @contender("induction-eager", needs="nnsight-eager", group="ours",
-           description="induction_nnsight.induction_scores: the induction score alone (no loss), eager")
+           description="induction_nnsight.induction_scores: the induction score alone (no loss: the trace stops "
+                       "after the last layer's attention), eager")
 def _induction_eager(ctx):
     from induction_nnsight.scores.scan import induction_scores
 

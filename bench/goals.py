@@ -12,10 +12,10 @@ from __future__ import annotations
 from .report import index
 
 SAME_ATTENTION = {"scan-eager": "forward-eager", "scan-sdpa": "forward-sdpa", "heads-eager": "forward-eager",
-                  "heads-sdpa": "forward-sdpa", "induction-eager": "forward-eager"}
+                  "heads-sdpa": "forward-sdpa", "induction-eager": "forward-eager", "kinds-eager": "forward-eager"}
 """Each of our contenders and the plain forward pass of its attention implementation."""
 
-MATERIALISES_PATTERN = ("forward-eager", "scan-eager", "heads-eager", "induction-eager", "tutorial-eager",
+MATERIALISES_PATTERN = ("forward-eager", "scan-eager", "heads-eager", "induction-eager", "kinds-eager", "tutorial-eager",
                         "tl-run-with-cache", "tl-detect-head")
 """Contenders whose call holds at least one layer's whole ``[batch, head, T, T]`` pattern (eager attention)."""
 
@@ -64,10 +64,10 @@ def goal_tables(results: dict) -> str:
             for n in ours if n.startswith("heads")}
         memory_rows = {f"{n} / {SAME_ATTENTION[n]}": [
             _cell(_ratio(shapes, s, n, SAME_ATTENTION[n], "peak_delta_bytes"), 1.3, True) for s in wanted]
-            for n in ours if not n.startswith("induction")}
+            for n in ours if n.startswith(("scan", "heads"))}
         speed_rows = {f"tl-detect-head / {n}": [
-            _cell(_ratio(shapes, s, "tl-detect-head", n, "median_s"), 2.0 if n.startswith("heads") else 3.0, False,
-                  _ratio(shapes, s, "tl-detect-head", n, "median_cpu_s")) for s in wanted] for n in ours}
+            _cell(_ratio(shapes, s, "tl-detect-head", n, "median_s"), 2.0 if n.startswith(("heads", "kinds")) else 3.0,
+                  False, _ratio(shapes, s, "tl-detect-head", n, "median_cpu_s")) for s in wanted] for n in ours}
         out += [f"### {model}", ""]
         if any(time_rows.values()):
             out += ["Goal 1, every head kind in one pass: wall time / the plain forward pass of the same "

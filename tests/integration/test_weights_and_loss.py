@@ -82,3 +82,18 @@ def test_chunked_loss_equals_cross_entropy(tiny_model, chunk_elements):
                           F.cross_entropy(logits[:, :-1].bfloat16().float().reshape(-1, logits.shape[-1]),
                                           tokens[:, 1:].reshape(-1), reduction="none").view(3, -1).double(), atol=1e-5)
     assert torch.allclose(per_position_loss(logits, tokens), expected.mean(0).float(), atol=1e-5)
+
+
+def test_a_pass_without_the_loss_stops_before_the_unembedding(tiny_model):
+    model = tiny_model("gpt2", "eager")
+    calls = []
+    hook = model._module.lm_head.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        without = head_scores(model, probe(), loss=False)
+        assert calls == []  # the trace stopped after its last read
+        with_loss = head_scores(model, probe())
+        assert calls == [1]
+    finally:
+        hook.remove()
+    for kind in without.kinds:
+        assert torch.allclose(without.mean(kind), with_loss.mean(kind), atol=1e-6, equal_nan=True), kind
