@@ -149,7 +149,8 @@ def path_patching(
     exact = list(range(len(runs)))
     if exact_losses is not None:
         estimated = [i for i, r in enumerate(runs) if r.path != "total"]
-        _estimate(model, plan, tokens, clean, runs, estimated, max_tokens, progress, n_scores, n_losses)
+        if estimated:
+            _estimate(model, plan, tokens, clean, runs, estimated, max_tokens, progress, n_scores, n_losses)
         exact = [i for i, r in enumerate(runs) if r.path == "total"] + _strongest(runs, estimated, n_scores,
                                                                                 n_losses, clean, exact_losses)
     scores, losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, max_tokens,
