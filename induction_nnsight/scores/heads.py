@@ -168,6 +168,7 @@ def head_scores(
     copy_queries = repeats.any(0).nonzero().flatten()  # [q] positions where some row counts a logit score
 
     saved_logits = saved_weights = saved_loss = None  # only values saved inside the trace come back out of it
+    stop_early = not loss and as_settings(remote) is None  # settled here: the trace body never reads `remote`
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)) as tracer:
         rows = {score.name: [] for score in groups["pattern"]}  # name -> per layer [batch, head]
         boosts = {score.name: [] for score in groups["logits"]}  # name -> per layer [batch, head, query]
@@ -206,7 +207,7 @@ def head_scores(
             saved_loss = nnsight.save(per_position_loss(model.output.logits, tokens))
         if weight_kinds and local_weights is None:
             saved_weights = nnsight.save(weight_scores(model, plan, weight_kinds))
-        if not loss and as_settings(remote) is None:
+        if stop_early:
             tracer.stop()  # nothing after the last read is needed: no unembedding ([batch, pos, vocab] logits)
     per_row = {k: v.detach().cpu() for k, v in {**saved_rows, **(saved_logits or {})}.items()}
     weights = {k: v.detach().cpu() for k, v in (local_weights or saved_weights or {}).items()}
