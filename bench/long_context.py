@@ -134,7 +134,8 @@ def _python_for(name: str) -> str | None:
     return str(TL_PYTHON) if check.returncode == 0 else None
 
 
-def run_contender(name: str, lengths: list[int], cap: int, seed: int, timeout: float) -> dict:
+def run_contender(name: str, lengths: list[int], cap: int, seed: int, timeout: float,
+                  mmap_threshold: int | None = None) -> dict:
     """One fresh process for ``name``; what it wrote, with its exit status and the machine's load."""
     python = _python_for(name)
     if python is None:
@@ -146,6 +147,8 @@ def run_contender(name: str, lengths: list[int], cap: int, seed: int, timeout: f
         command = [python, str(Path(__file__).resolve()), "--child", name, "--lengths", ",".join(map(str, lengths)),
                    "--cap-gib", str(cap / GIB), "--seed", str(seed), "--child-out", str(out)]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+        if mmap_threshold:  # glibc then maps every larger block afresh and unmaps it when freed (no reuse)
+            env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
         try:
             code = subprocess.run(command, cwd=ROOT, env=env, timeout=timeout).returncode
         except subprocess.TimeoutExpired:
@@ -221,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap-gib", type=float, default=4.0, help="address space allowed above the warmed-up process")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=720.0, help="seconds per contender process")
+    parser.add_argument("--mmap-threshold", type=int, default=None,
+                        help="set glibc's MALLOC_MMAP_THRESHOLD_ in the contender processes (bytes)")
     parser.add_argument("--results", default=str(ROOT / "bench" / "long_context.json"))
     parser.add_argument("--chart", default=str(ROOT / "charts" / "bench_long_context.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -237,9 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.contenders.split(","):
         _say(f"{name}: lengths {lengths}, cap {args.cap_gib:g} GiB")
-        results.append(run_contender(name, lengths, cap, args.seed, args.timeout))
+        results.append(run_contender(name, lengths, cap, args.seed, args.timeout, args.mmap_threshold))
     record = {"model": "smollm2", "batch": 1, "cap_bytes": cap, "cap_method": "resource.setrlimit(RLIMIT_AS) at the "
               "process's address-space size after loading and a 127-token warm-up, plus the cap",
+              "malloc_mmap_threshold": args.mmap_threshold,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "total_wall_s": time.perf_counter() - start, "results": results, "score_checks": score_checks(results)}
     Path(args.results).write_text(json.dumps(record, indent=1, allow_nan=False))
