@@ -22,7 +22,7 @@ from .path_traces import Clean, Plan, Run, skip_prefix, slices
 def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
     """``layer -> [batch, pos, head, d_head]``: gradient of the clean mean repeated-half loss with
     respect to each head's output (the output projection's input) at ``layers``."""
-    saved = {}
+    found = {}  # saved as one dict: a remote run returns saved values only
     with torch.enable_grad(), model.trace(tokens, backend=plan.backend(), **plan.kwargs):
         inputs = {}
         for layer in sorted(layers):
@@ -33,7 +33,8 @@ def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) ->
         loss = plan.loss(model, tokens).mean()
         with loss.backward():
             for layer in sorted(layers, reverse=True):
-                saved[layer] = nnsight.save(inputs[layer].grad.detach())
+                found[layer] = inputs[layer].grad.detach()
+            saved = nnsight.save(found)
     return {layer: g.reshape(*g.shape[:2], plan.n_heads, plan.d_head) for layer, g in saved.items()}
 
 

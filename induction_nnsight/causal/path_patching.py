@@ -33,7 +33,7 @@ from ..errors import InductionError
 from ..ndif.settings import Remote
 from .head_weights import check_residual_heads
 from .path_estimates import loss_gradients, probe
-from .path_traces import Clean, Plan, Run, clean_trace, run_traces
+from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_traces
 from .variants import DEFAULT_MAX_TOKENS
 
 Head = tuple[int, int]
@@ -142,7 +142,7 @@ def path_patching(
     runs, index = plan_runs(variants)
     targets = {v.target for v in variants[1:]}
     layers = {t[0] for t in targets}
-    plan = Plan(model, seq_len, bos, remote)
+    plan = make_plan(model, seq_len, bos, remote)
     clean = clean_trace(model, plan, tokens, source if method == "mean" else None, runs, layers)
     n_scores = torch.full((len(runs),), float("nan"))
     n_losses = torch.full((len(runs),), float("nan"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nnsight
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InductionError
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
-from ..models.layout import is_conv1d, model_layout
+from ..models.layout import ModelLayout, is_conv1d, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, on_ndif
 from ..scores.losses import token_losses
@@ -70,24 +71,31 @@ class Clean:
     loss: float
 
 
+@dataclass
 class Plan:
-    """What the traces read and write (fixed outside them)."""
+    """What the traces read and write, fixed outside them (:func:`make_plan`).
 
-    def __init__(self, model, seq_len: int, bos: bool, remote: Remote):
-        self.layout = model_layout(model)
-        facts = self.layout.facts
-        self.n_heads, self.d_head, self.group = facts.n_heads, facts.d_head, facts.n_heads // facts.n_kv_heads
-        self.attentions = attention_modules(model)
-        self.calls = [attention_call_name(a) for a in self.attentions]
-        self.eager = facts.attn_implementation == "eager" and not on_ndif(remote)
-        self.norms = [hand_norm_spec(model, p) for p in self.layout.pre_attention_norm]
-        self.o_conv = is_conv1d(model, self.layout.o_proj[0])
-        self.offset = 1 - seq_len
-        # logits of the repeated half only: positions bos + T .. bos + 2T - 1 (the last predicts nothing)
-        self.keep = torch.arange(int(bos) + seq_len, int(bos) + 2 * seq_len)
-        forward = inspect.signature(model._module.forward).parameters
-        self.kwargs = {"logits_to_keep": self.keep} if "logits_to_keep" in forward else {}
-        self.backend = lambda: remote_backend(model, remote)
+    Plain data and module envoys only: the traces carry it to NDIF, so it holds no reference to
+    a module-level cache (a class pickled by value drags its methods' globals along).
+    """
+
+    layout: ModelLayout
+    n_heads: int
+    d_head: int
+    group: int
+    attentions: list
+    calls: list[str | None]
+    eager: bool
+    norms: list
+    o_conv: bool
+    offset: int
+    keep: torch.Tensor  # [T] positions of the repeated half's logits
+    kwargs: dict
+    backend: Callable[[], object]
+
+    def __getstate__(self) -> dict:
+        """What a trace carries to NDIF: not the backend, which holds the connection settings."""
+        return {k: v for k, v in self.__dict__.items() if k != "backend"}
 
     def loss(self, model, tokens: torch.Tensor) -> torch.Tensor:
         """``[rows]`` repeated-half loss of each row, inside a trace (one definition: ``token_losses``)."""
@@ -102,6 +110,25 @@ class Plan:
         return diagonal_score_per_row(pattern, self.offset)
 
 
+def make_plan(model, seq_len: int, bos: bool, remote: Remote) -> Plan:
+    """The :class:`Plan` of ``model``'s path-patching traces on rows of repeated length ``seq_len``."""
+    layout = model_layout(model)
+    facts = layout.facts
+    attentions = attention_modules(model)
+    # logits of the repeated half only: positions bos + T .. bos + 2T - 1 (the last predicts nothing)
+    keep = torch.arange(int(bos) + seq_len, int(bos) + 2 * seq_len)
+    forward = inspect.signature(model._module.forward).parameters
+    return Plan(
+        layout=layout, n_heads=facts.n_heads, d_head=facts.d_head, group=facts.n_heads // facts.n_kv_heads,
+        attentions=attentions, calls=[attention_call_name(a) for a in attentions],
+        eager=facts.attn_implementation == "eager" and not on_ndif(remote),
+        norms=[hand_norm_spec(model, p) for p in layout.pre_attention_norm],
+        o_conv=is_conv1d(model, layout.o_proj[0]), offset=1 - seq_len, keep=keep,
+        kwargs={"logits_to_keep": keep} if "logits_to_keep" in forward else {},
+        backend=lambda: remote_backend(model, remote),
+    )
+
+
 def clean_trace(model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor | None,
                 runs: list[Run], target_layers: set[int]) -> Clean:
     """One trace of the clean rows (and the reference rows, for mean ablation)."""
@@ -110,7 +137,7 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor
     starts = {r.start for r in runs if r.start > 0}
     rows = tokens if reference is None else torch.cat([tokens, reference])
     last = max(z_layers | starts | target_layers, default=-1)
-    saved: dict = {}
+    found: dict = {}  # saved as one dict at the end: a remote run returns saved values only
     with torch.no_grad(), model.trace(rows, backend=plan.backend(), **plan.kwargs):
         for layer in range(last + 1):
             if layer in starts:
@@ -118,12 +145,13 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor
                 if not isinstance(block_in, torch.Tensor):
                     raise InductionError(f"{plan.layout.blocks[layer - 1]} returns {type(block_in).__name__}, not "
                                          "the hidden states: path patching skips blocks and needs blocks that do")
-                saved[("prefix", layer)] = nnsight.save(block_in[:b])
+                found[("prefix", layer)] = block_in[:b]
             if layer in target_layers:
-                saved[("scores", layer)] = nnsight.save(plan.scores(layer)[:b].mean(dim=0))
+                found[("scores", layer)] = plan.scores(layer)[:b].mean(dim=0)
             if layer in z_layers:
-                saved[("z", layer)] = nnsight.save(model.get(plan.layout.o_proj[layer]).input)
-        saved["loss"] = nnsight.save(plan.loss(model, rows)[:b].mean())
+                found[("z", layer)] = model.get(plan.layout.o_proj[layer]).input
+        found["loss"] = plan.loss(model, rows)[:b].mean()
+        saved = nnsight.save(found)
     z, replacement = {}, {}
     for layer in z_layers:
         split = saved[("z", layer)].detach().reshape(rows.shape[0], rows.shape[1], plan.n_heads, plan.d_head)
@@ -199,17 +227,18 @@ def _trace(model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run
     k, b = len(runs), tokens.shape[0]
     kqv = [(i, r) for i, r in enumerate(runs) if r.path != "total"]
     score_layers = ({layer} if kqv else set()) | {t for t in target_layers if t > layer and len(kqv) < k}
-    saved = {}
+    found = {}  # saved as one dict at the end: a remote run returns saved values only
     with torch.no_grad(), model.trace(tokens.repeat(k, 1), backend=plan.backend(), **plan.kwargs):
         skip_prefix(model, plan, clean, layer, k)
         if kqv:
             slices(model, plan, clean, kqv, layer, k)
         for t in sorted(score_layers | {layer}):
             if t in score_layers:
-                saved[t] = nnsight.save(plan.scores(t).reshape(k, b, -1).mean(dim=1))
+                found[t] = plan.scores(t).reshape(k, b, -1).mean(dim=1)
             if t == layer:
                 _outputs(model, plan, clean, runs, layer, k)
-        saved["loss"] = nnsight.save(plan.loss(model, tokens.repeat(k, 1)).reshape(k, b).mean(dim=1))
+        found["loss"] = plan.loss(model, tokens.repeat(k, 1)).reshape(k, b).mean(dim=1)
+        saved = nnsight.save(found)
     return {t: saved[t].detach() for t in score_layers}, saved["loss"].detach()
 
 

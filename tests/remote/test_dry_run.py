@@ -133,3 +133,19 @@ def test_causal_functions_survive_the_round_trip(tiny_model, arch):
     local = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean)
     dry = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, remote="local")
     assert torch.allclose(dry, local, atol=1e-6)
+
+
+@pytest.mark.parametrize("exact_losses", [None, 1])
+def test_the_circuit_survives_the_round_trip(tiny_model, exact_losses):
+    """Path patching (skipped clean blocks fed from a saved residual, early stops, the gradient pass of
+    the estimated mode) as NDIF would run it: the same edges as locally."""
+    from induction_nnsight.causal.circuit import circuit
+
+    model = tiny_model("llama", "sdpa")
+    tokens = tokens_for(batch=2)
+    run = dict(targets=[(1, 2)], composition=False, progress=False, exact_losses=exact_losses)
+    local, dry = circuit(model, tokens, SEQ_LEN, **run), circuit(model, tokens, SEQ_LEN, remote="local", **run)
+    assert len(dry.edges) == len(local.edges) > 0
+    for a, b in zip(local.edges, dry.edges):
+        assert (a.source, a.target, a.path) == (b.source, b.target, b.path)
+        assert abs(a.effect - b.effect) < 1e-5 and abs(a.loss_effect - b.loss_effect) < 1e-4
