@@ -37,6 +37,8 @@ COMMANDS = {  # small, valid settings per subcommand (tiny GPT-2: vocabulary 128
                "--no-sweep"],
     "patch": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--pair", "repeated",
               "--sites", "heads"],
+    "circuit": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--targets", "L1H2",
+                "--no-composition"],
 }
 
 
