@@ -32,6 +32,11 @@ def shared_models(smollm2, monkeypatch):
         return cache[key]
 
     monkeypatch.setattr(induction_nnsight, "load_model", load_model)
+    # a page that registers a score (add_a_score.md) must not leave it behind, even when it fails
+    # before its own unregister_score: later tests (the charts check) would score it too
+    from induction_nnsight.scores import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._registry()))  # built-ins loaded first
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
