@@ -49,15 +49,6 @@ TL_PYTHON = ROOT / ".venv-tl" / "bin" / "python"
 GIB = 2**30
 
 
-def _status(field: str) -> int:
-    """A ``kB`` field of /proc/self/status, in bytes."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _say(message: str) -> None:
     print(f"[long-context] {message}", file=sys.stderr, flush=True)
 
@@ -79,7 +70,7 @@ def child(name: str, lengths: list[int], cap: int, out: Path, seed: int) -> None
     from bench.contenders import CONTENDERS as REGISTRY
     from bench.contenders import Context
     from bench.models import SMOLLM2, model_dir
-    from bench.worker import _tokens
+    from bench.worker import _proc_status as _status, _tokens
 
     torch.manual_seed(0)
     ctx = Context(SMOLLM2, model_dir(SMOLLM2))

@@ -27,14 +27,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
     """One sweep at ``max_tokens``, measured."""
     import torch
@@ -44,6 +36,8 @@ def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
     from induction_nnsight.causal.variants import DEFAULT_MAX_ROWS, variants_per_trace
     from induction_nnsight.models.layout import model_facts
     from induction_nnsight.probes.tokens import repeated_tokens
+
+    from bench.worker import _proc_status as _status
 
     model = load_model("smollm2-135m", progress=False)
     facts = model_facts(model)

@@ -16,49 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import nnsight
 import torch
 
 from ..causal.head_outputs import check_heads, parse_heads
 from ..errors import InductionError
 from ..figures.attention_html import attention_fragment, attention_html
-from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.layout import model_facts
-from ..ndif.backend import remote_backend
-from ..ndif.settings import Remote, on_ndif
+from ..ndif.settings import Remote
 from ..probes.tokens import Probe, text_probe
 from ..scores.reductions import induction_token_mask
+from ..scores.scan import heads_attention
 
 Heads = str | tuple[int, int] | list[tuple[int, int]]
-
-
-def heads_attention(model, tokens: torch.Tensor, heads: list[tuple[int, int]], *,
-                    remote: Remote = False) -> torch.Tensor:
-    """Several heads' attention patterns on one row of tokens, from one trace.
-
-    The same reading as :func:`~induction_nnsight.scores.scan.head_attention` (the layer's
-    :func:`~induction_nnsight.models.attention.attention_pattern`), for any number of heads:
-    each layer is read once, in forward order, and only the chosen heads' rows are saved.
-
-    Args:
-        model: An nnsight ``TransformersModel`` / ``LanguageModel``.
-        tokens: ``[1, pos]`` token ids.
-        heads: ``(layer, head)`` pairs, in the order wanted.
-        remote: Run the trace on NDIF.
-
-    Returns:
-        ``[len(heads), query, key]`` attention probabilities.
-    """
-    modules = attention_modules(model)
-    eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
-    layers = sorted({layer for layer, _ in heads})
-    calls = {layer: attention_call_name(modules[layer]) for layer in layers}
-    chosen = {layer: sorted({h for at, h in heads if at == layer}) for layer in layers}
-    order = [(layer, head) for layer in layers for head in chosen[layer]]  # the saved rows, in layer order
-    with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
-        parts = [attention_pattern(modules[layer], eager, calls[layer])[0, chosen[layer]] for layer in layers]
-        saved = nnsight.save(torch.cat(parts))  # one tensor: the only value a remote run sends back
-    return saved.detach().cpu().float()[[order.index(h) for h in heads]]
 
 
 def view_targets(tokens: torch.Tensor) -> dict[str, list[list[int]]]:

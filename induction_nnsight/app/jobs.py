@@ -16,9 +16,9 @@ from ..ndif.transfers import describe_transfers
 from .outputs import rounded, table, to_json
 from .report import ascii_attention, text_report, top_heads
 from ..scores.losses import half_losses
-from ..scores.scan import scan
+from ..scores.scan import heads_attention, scan
 from ..causal.head_outputs import check_heads, parse_heads
-from .attention_view import AttentionView, heads_attention, view_targets
+from .attention_view import AttentionView, view_targets
 from ..scores.reductions import induction_token_mask
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_probe
 

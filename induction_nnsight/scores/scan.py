@@ -115,8 +115,36 @@ def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -
     return ScanResult(result.loss_by_position, result.mean("induction"), model_facts(model).name, seq_len, bos)
 
 
+def heads_attention(model, tokens: torch.Tensor, heads: list[tuple[int, int]], *,
+                    remote: Remote = False) -> torch.Tensor:
+    """Several heads' attention patterns on one row of tokens, from one trace.
+
+    Each layer's :func:`~induction_nnsight.models.attention.attention_pattern` is read once, in
+    forward order, and only the chosen heads' rows are saved.
+
+    Args:
+        model: An nnsight ``TransformersModel`` / ``LanguageModel``.
+        tokens: ``[1, pos]`` token ids.
+        heads: ``(layer, head)`` pairs, in the order wanted.
+        remote: Run the trace on NDIF.
+
+    Returns:
+        ``[len(heads), query, key]`` attention probabilities.
+    """
+    modules = attention_modules(model)
+    eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
+    layers = sorted({layer for layer, _ in heads})
+    calls = {layer: attention_call_name(modules[layer]) for layer in layers}
+    chosen = {layer: sorted({h for at, h in heads if at == layer}) for layer in layers}
+    order = [(layer, head) for layer in layers for head in chosen[layer]]  # the saved rows, in layer order
+    with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
+        parts = [attention_pattern(modules[layer], eager, calls[layer])[0, chosen[layer]] for layer in layers]
+        saved = nnsight.save(torch.cat(parts))  # one tensor: the only value a remote run sends back
+    return saved.detach().cpu().float()[[order.index(h) for h in heads]]
+
+
 def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote: Remote = False) -> torch.Tensor:
-    """One head's attention pattern on one row of tokens.
+    """One head's attention pattern on one row of tokens (:func:`heads_attention` for one head).
 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
@@ -128,9 +156,4 @@ def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote
     Returns:
         ``[query, key]`` attention probabilities.
     """
-    attention = attention_modules(model)[layer]
-    call = attention_call_name(attention)
-    eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
-    with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
-        pattern = nnsight.save(attention_pattern(attention, eager, call)[0, head])
-    return pattern.detach().cpu()
+    return heads_attention(model, tokens, [(layer, head)], remote=remote)[0]

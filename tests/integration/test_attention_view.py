@@ -105,7 +105,7 @@ def test_cli_bad_heads_one_line_exit_2_no_file(tiny_dir, tmp_path, capfd, args, 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_heads_attention_survives_the_remote_round_trip(tiny_model, implementation):
     """``remote="local"``: the trace serialized as for NDIF, rebuilt without induction_nnsight, run."""
-    from induction_nnsight.app.attention_view import heads_attention
+    from induction_nnsight.scores.scan import heads_attention
 
     model = tiny_model("llama", implementation)
     tokens = repeated_probe(1, 5, bos_token_id=0, low=1, high=128).tokens
