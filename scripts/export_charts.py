@@ -69,8 +69,9 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     )[1]["attention_view.html"]},
     "ablate": lambda model: run_ablate(AblateConfig(model=DEFAULT_MODEL), model, progress=False)[1],
     "patch": lambda model: run_patch(PatchConfig(model=DEFAULT_MODEL), model, progress=False)[1],
-    # the two strongest induction heads (the default five take ~10 min on 2 cores; docs/circuit.md)
-    "circuit": lambda model: run_circuit(CircuitConfig(model=DEFAULT_MODEL, top=2), model, progress=False)[1],
+    # the two strongest induction heads, every loss effect exact (docs/circuit.md)
+    "circuit": lambda model: run_circuit(CircuitConfig(model=DEFAULT_MODEL, top=2, exact_losses=None), model,
+                                         progress=False)[1],
 }
 
 

@@ -29,6 +29,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _exact_losses(text: str) -> int | None:
+    if text == "all":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 'all' or at least 0, got {value}")
+    return value
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -180,7 +189,7 @@ def add_causal_parsers(commands) -> None:
 
 def add_circuit_parser(commands) -> None:
     """The ``circuit`` subcommand."""
-    from ..causal.path_patching import METHODS, PATHS
+    from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS
     from ..causal.variants import DEFAULT_MAX_TOKENS
 
     parser = commands.add_parser("circuit", help="which earlier heads feed each induction head: path patching "
@@ -198,9 +207,10 @@ def add_circuit_parser(commands) -> None:
                         help="skip the composition scores from the weights")
     parser.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
                         help=f"tokens per batched trace (default {DEFAULT_MAX_TOKENS})")
-    parser.add_argument("--exact-losses", type=_positive, default=None, metavar="N",
-                        help="faster: estimate the k/q/v loss effects (scores stay exact) and compute exactly only "
-                             "the N strongest per target and path (default: every loss effect exact)")
+    parser.add_argument("--exact-losses", type=_exact_losses, default=DEFAULT_EXACT_LOSSES, metavar="N|all",
+                        help="loss effects computed exactly for the N strongest k/q/v edges per target and path, "
+                             f"estimated for the rest (scores and total edges always exact; default {DEFAULT_EXACT_LOSSES}); "
+                             "'all': every loss effect exact (about 4x slower)")
 
 
 def add_train_parser(commands) -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitResult, circuit, head_name
 from ..causal.head_outputs import check_heads, parse_heads
-from ..causal.path_patching import METHODS, PATHS
+from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS
 from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
 from ..models.layout import model_facts
@@ -39,7 +39,7 @@ class CircuitConfig(ScanConfig):
     paths: tuple[str, ...] = PATHS
     composition: bool = True
     max_tokens: int = DEFAULT_MAX_TOKENS
-    exact_losses: int | None = None  # None: every loss effect exact; n: estimated except the n strongest
+    exact_losses: int | None = DEFAULT_EXACT_LOSSES  # n: estimated except the n strongest; None: every one exact
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -101,7 +101,8 @@ def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, sc
                     "score": rounded(r.score), "baseline": rounded(r.baseline)} for r in result.composition]
     results = {
         "model": config.model, "model_facts": {**asdict(facts), "name": config.model},
-        "settings": {**asdict(config), "paths": list(config.paths)},
+        "settings": {**asdict(config), "paths": list(config.paths),
+                     "exact_losses": "all" if config.exact_losses is None else config.exact_losses},
         "targets": [{"head": n, "layer": t[0], "head_index": t[1], "induction_score": rounded(result.clean_scores[t])}
                     for n, t in zip(names, result.targets)],
         "clean_repeated_half_loss": rounded(result.clean_loss),

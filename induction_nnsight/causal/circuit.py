@@ -24,7 +24,7 @@ from ..scores.ranking import RANK_DECIMALS, rank_heads
 from ..scores.scan import induction_scores
 from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
-from .path_patching import PATHS, all_earlier, path_patching, path_variants
+from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, all_earlier, path_patching, path_variants
 from .variants import DEFAULT_MAX_TOKENS
 
 Head = tuple[int, int]
@@ -148,7 +148,7 @@ def circuit(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     remote: Remote = False,
     progress: bool = True,
-    exact_losses: int | None = None,
+    exact_losses: int | None = DEFAULT_EXACT_LOSSES,
 ) -> CircuitResult:
     """Path-patch every earlier head into each target induction head, and score their composition.
 
@@ -166,10 +166,11 @@ def circuit(
         max_tokens: Token budget of one batched trace.
         remote: Run the traces on NDIF.
         progress: Show a progress bar.
-        exact_losses: None: every loss effect exact. ``n``: the ``k``/``q``/``v`` loss effects are
-            estimated and computed exactly only for the ``n`` strongest edges per target and path by
-            estimated loss effect and by score effect (see
-            :func:`~induction_nnsight.causal.path_patching.path_patching`); scores stay exact.
+        exact_losses: ``n`` (default 8): the ``k``/``q``/``v`` loss effects are estimated and
+            computed exactly only for the ``n`` strongest edges per target and path by estimated
+            loss effect and by score effect (see
+            :func:`~induction_nnsight.causal.path_patching.path_patching`); every score and every
+            ``total`` edge stays exact. None: every loss effect exact (about 4x slower).
 
     Returns:
         A :class:`CircuitResult`.

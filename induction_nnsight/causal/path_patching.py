@@ -39,6 +39,8 @@ from .variants import DEFAULT_MAX_TOKENS
 Head = tuple[int, int]
 PATHS = ("k", "q", "v", "total")
 METHODS = ("zero", "mean")
+# loss effects run exactly per target and path in a circuit (the rest estimated; docs/circuit.md)
+DEFAULT_EXACT_LOSSES = 8
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     assert len(saved["edges"]) == 2 * 4 * 4  # 2 targets x 4 earlier heads x 4 paths
     edge = saved["edges"][0]
     assert set(edge) == {"source", "target", "path", "effect", "loss_effect", "loss_exact"} and edge["path"] in "kqv total"
-    assert saved["loss_effects"] == "exact" and all(e["loss_exact"] for e in saved["edges"])
+    # the default: 8 exact loss effects per target and path, more than this model has sources
+    assert saved["settings"]["exact_losses"] == 8 and saved["loss_effects"].startswith("total: exact")
+    assert all(e["loss_exact"] for e in saved["edges"])
     assert set(saved["composition"][0]) == {"source", "target", "path", "score", "baseline"}
     assert len(saved["composition"]) == 2 * 4 * 3
     heat = json.loads(files["circuit_k.json"])
@@ -43,15 +45,16 @@ def test_config_refuses_bad_settings(change, message):
 def test_parser_defaults():
     args = build_parser().parse_args(["circuit", "--targets", "L18H6", "--paths", "k,v"])
     assert (args.batch, args.seq_len, args.top, args.paths, args.method) == (2, 20, 5, ("k", "v"), "zero")
-    assert args.exact_losses is None
-    assert build_parser().parse_args(["circuit", "--exact-losses", "8"]).exact_losses == 8
+    assert args.exact_losses == 8
+    assert build_parser().parse_args(["circuit", "--exact-losses", "3"]).exact_losses == 3
+    assert build_parser().parse_args(["circuit", "--exact-losses", "all"]).exact_losses is None
 
 
 def test_estimated_losses_keep_scores_and_totals(tiny_model, tiny_dir):
     """``exact_losses=1``: every score and every total edge as in the exact run; per target and path
     the strongest edges exact, the rest flagged as estimates."""
     base = dict(model=str(tiny_dir("llama")), batch=2, seq_len=6, top=1, low=1, high=128, composition=False)
-    exact = parse_strict(run_circuit(CircuitConfig(**base), tiny_model("llama"), progress=False)[1]["circuit_results.json"])
+    exact = parse_strict(run_circuit(CircuitConfig(**base, exact_losses=None), tiny_model("llama"), progress=False)[1]["circuit_results.json"])
     fast = parse_strict(run_circuit(CircuitConfig(**base, exact_losses=1), tiny_model("llama"),
                                     progress=False)[1]["circuit_results.json"])
     assert fast["settings"]["exact_losses"] == 1 and fast["loss_effects"].startswith("total: exact")
