@@ -143,6 +143,20 @@ def _forward_sdpa(ctx):
     return _forward(ctx, "sdpa")
 
 
+@contender("body-eager", needs="hf-eager", group="baseline",
+           description="plain transformers forward pass of the blocks alone (no unembedding, no logits), eager: "
+                       "what any exact pass that reads every layer's pattern must at least compute")
+def _body_eager(ctx):
+    model = ctx.model("hf-eager")
+
+    def run() -> Outcome:
+        with torch.no_grad():
+            hidden = model.base_model(ctx.tokens).last_hidden_state  # [batch, pos, d_model]
+        return Outcome(saved={"hidden": hidden})
+
+    return run
+
+
 # ---------------------------------------------------------------- ours
 
 

@@ -6,7 +6,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from induction_nnsight.models.attention import LayerAttention, query_chunk, softmax_attention
 from induction_nnsight.probes.tokens import repeated_probe
-from induction_nnsight.scores.chunked import layer_pattern_scores
+from induction_nnsight.scores.chunked import DEFAULT_PATTERN_BUDGET, layer_pattern_scores
 from induction_nnsight.scores.registry import HeadScore, ProbeView, get_score
 from tests.reference import reference_kind_scores
 
@@ -96,7 +96,8 @@ def test_the_budget_bounds_the_largest_tensor():
 
 def test_query_chunk_from_the_budget():
     assert query_chunk(1, 9, 8192, 2**24) == 227
-    assert query_chunk(10, 9, 101, 2**24) > 101  # the default scan: one chunk, the whole pattern
+    # the benchmark's shapes (SmolLM2 and GPT-2 small, up to 20 rows of 101 tokens): one chunk, the whole pattern
+    assert query_chunk(20, 12, 101, DEFAULT_PATTERN_BUDGET) > 101
     assert query_chunk(4, 4, 100, 1) == 1
 
 
