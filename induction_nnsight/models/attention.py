@@ -219,6 +219,39 @@ class LayerAttention:
         return self.rows(torch.arange(self.query.shape[-2], device=self.query.device))
 
 
+def can_stack(a: LayerAttention, b: LayerAttention) -> bool:
+    """Whether two layers can be read as one by :func:`stack_layers`: same shapes, device, mask and settings
+    (not, e.g., layers with alternating sliding windows)."""
+    if a.weights is not None or b.weights is not None:
+        return (a.weights is not None and b.weights is not None and a.weights.shape == b.weights.shape
+                and a.weights.device == b.weights.device)
+    return (a.query.shape == b.query.shape and a.key.shape == b.key.shape and a.query.device == b.query.device
+            and a.mask is b.mask and a.scaling == b.scaling and a.softcap == b.softcap
+            and a.sliding_window == b.sliding_window)
+
+
+def stack_layers(layers: list[LayerAttention]) -> LayerAttention:
+    """Several layers read as one whose heads are theirs side by side, layer by layer.
+
+    A pattern score reduces each head on its own, so one reduction over the stack
+    ``[batch, layer * head, query, key]`` gives every layer's scores at once, with one
+    set of tensor operations instead of one per layer (what costs most on short inputs).
+    Grouped-query heads stay with their key head: query head ``h`` of the ``i``-th layer
+    becomes ``i * n_heads + h`` and its key head ``i * n_kv_heads + h // group``.
+
+    Args:
+        layers: Layers that :func:`can_stack` pairwise.
+    """
+    first = layers[0]
+    if len(layers) == 1:
+        return first
+    if first.weights is not None:
+        return LayerAttention(weights=torch.cat([a.weights for a in layers], dim=1))
+    return LayerAttention(query=torch.cat([a.query for a in layers], dim=1),
+                          key=torch.cat([a.key for a in layers], dim=1), mask=first.mask, scaling=first.scaling,
+                          softcap=first.softcap, sliding_window=first.sliding_window)
+
+
 def layer_attention(attention, eager: bool, call_name: str) -> LayerAttention:
     """Read a layer's attention inside a trace, without building its pattern.
 

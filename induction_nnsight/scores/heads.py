@@ -9,6 +9,7 @@ saved is ``[batch, n_layers, n_heads]`` per score. Scores are declared in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import nnsight
@@ -18,7 +19,7 @@ import torch
 from ..figures.heads import heatmap_figure, loss_by_position_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
-from ..models.attention import attention_call_name, attention_modules, layer_attention
+from ..models.attention import LayerAttention, attention_call_name, attention_modules, can_stack, layer_attention, stack_layers
 from ..models.layout import model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, as_settings, on_ndif
@@ -113,6 +114,44 @@ def _by_reads(kinds, probe: Probe) -> dict[str, list[HeadScore]]:
     return groups
 
 
+def joins(first: LayerAttention, attention: LayerAttention, held: int, budget: int) -> bool:
+    """Whether a layer joins a group (whose first layer is ``first`` and ``held`` elements big) within the budget."""
+    return can_stack(first, attention) and held + numel(attention) <= budget
+
+
+def numel(attention: LayerAttention) -> int:
+    """Elements of a layer's whole pattern ``[batch, head, query, key]``."""
+    return math.prod(attention.shape)
+
+
+def _reduce_layers(group: list[tuple], view: ProbeView, groups: dict, budget: int, n_heads: int, rows: dict,
+                   boosts: dict, logit_args: tuple | None, copy_queries: torch.Tensor) -> None:
+    """Reduce consecutive layers together: pattern scores over their stacked heads (one set of tensor
+    operations for the group), then the logit scores layer by layer from the same rows.
+
+    Appends ``[batch, head]`` per layer to ``rows[name]`` and ``[batch, head, q]`` to ``boosts[name]``.
+    """
+    stacked = stack_layers([attention for attention, _ in group])
+    if logit_args is not None and numel(stacked) <= budget:  # one block, made once, read by both kinds of score
+        stacked = LayerAttention(weights=stacked.pattern())
+    for name, value in layer_pattern_scores(stacked, view, groups["pattern"], budget).items():
+        rows[name].extend(value.unflatten(1, (len(group), n_heads)).unbind(1))  # [batch, head] per layer
+    if logit_args is None:
+        return
+    for i, (attention, (head_input, w_out)) in enumerate(group):
+        if stacked.weights is not None:
+            attention = LayerAttention(weights=stacked.weights[:, i * n_heads : (i + 1) * n_heads])
+        parts = {score.name: [] for score in groups["logits"]}  # per query chunk [batch, head, chunk]
+        start = 0
+        for chunk in query_chunks(attention, budget, copy_queries):  # logit reductions are per query
+            chunk_rows, chunk_input = attention.rows(chunk), head_input[:, start : start + len(chunk)]
+            start += len(chunk)
+            for score in groups["logits"]:
+                parts[score.name].append(score.reduce(chunk_rows, chunk_input, w_out, *logit_args))
+        for name, chunks in parts.items():
+            boosts[name].append(torch.cat(chunks, dim=-1))  # [batch, head, q]
+
+
 def head_scores(
     model,
     probe: Probe,
@@ -172,28 +211,26 @@ def head_scores(
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)) as tracer:
         rows = {score.name: [] for score in groups["pattern"]}  # name -> per layer [batch, head]
         boosts = {score.name: [] for score in groups["logits"]}  # name -> per layer [batch, head, query]
+        logit_args = None  # what every logit score reads besides a layer's rows and head outputs
         if groups["logits"]:  # the final norm's scale multiplies gathered rows: no [vocab, d_model] copy
             unembed = weight_of(model, layout.unembed)  # [vocab, d_model]
             final_scale = norm_scale(model, layout.final_norm, offset)  # [d_model] or 1.0
             mean = local_mean if local_mean is not None else unembed_mean(model, plan)  # [d_model], scaled rows
+            logit_args = (unembed, mean, tokens, centered, final_scale)
+        group: list[tuple] = []  # consecutive layers reduced together: (LayerAttention, logit inputs or None)
         for layer, (attention, call) in enumerate(zip(attentions, calls)):
             pattern = layer_attention(attention, eager, call)  # rows of [batch, head, query, key] on demand
-            for name, value in layer_pattern_scores(pattern, view, groups["pattern"], pattern_budget).items():
-                rows[name].append(value)  # [batch, head]
+            inputs = None
             if groups["logits"]:  # only at the queries that are averaged: half the work on two copies
-                head_input = model.get(layout.o_proj[layer]).input[:, copy_queries]  # [batch, q, head * d_head]
-                w_out = weight_of(model, layout.o_proj[layer], transpose=o_conv)
-                parts = {score.name: [] for score in groups["logits"]}  # per query chunk [batch, head, chunk]
-                start = 0
-                for chunk in query_chunks(pattern, pattern_budget, copy_queries):  # logit reductions are per query
-                    chunk_rows, chunk_input = pattern.rows(chunk), head_input[:, start : start + len(chunk)]
-                    start += len(chunk)
-                    for score in groups["logits"]:
-                        parts[score.name].append(score.reduce(
-                            chunk_rows, chunk_input, w_out, unembed, mean, tokens, centered, final_scale,
-                        ))
-                for name, chunks in parts.items():
-                    boosts[name].append(torch.cat(chunks, dim=-1))  # [batch, head, q]
+                inputs = (model.get(layout.o_proj[layer]).input[:, copy_queries],  # [batch, q, head * d_head]
+                          weight_of(model, layout.o_proj[layer], transpose=o_conv))  # [d_model, head * d_head]
+            if group and not joins(group[0][0], pattern, sum(numel(a) for a, _ in group), pattern_budget):
+                _reduce_layers(group, view, groups, pattern_budget, facts.n_heads, rows, boosts, logit_args,
+                               copy_queries)
+                group = []
+            group.append((pattern, inputs))
+        if group:
+            _reduce_layers(group, view, groups, pattern_budget, facts.n_heads, rows, boosts, logit_args, copy_queries)
         stacked = {k: torch.stack(v, dim=1) for k, v in rows.items()}  # name -> [batch, layer, head]
         saved_rows = nnsight.save(stacked if per_row else {k: v.nanmean(0, keepdim=True) for k, v in stacked.items()})
         if groups["logits"]:

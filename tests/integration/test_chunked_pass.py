@@ -1,4 +1,5 @@
-"""The heads pass by chunks of queries equals the pass over whole patterns, on tiny models."""
+"""The heads pass by chunks of queries, and by groups of layers, equals the pass over each layer's whole
+pattern, on tiny models."""
 
 import pytest
 import torch
@@ -17,7 +18,9 @@ def test_small_chunks_give_the_whole_pattern_scores(tiny_model, arch, attn):
     n = probe.tokens.shape[1]
     whole = head_scores(model, probe, pattern_budget=2 * 4 * n * n)  # one chunk: the whole pattern
     chunked = head_scores(model, probe, pattern_budget=2 * 4 * n * 7)  # chunks of 7 queries
-    assert set(chunked.per_row) == set(whole.per_row)
-    for kind in whole.per_row:
-        assert torch.allclose(chunked.per_row[kind], whole.per_row[kind], atol=1e-5, equal_nan=True), kind
-    assert torch.allclose(chunked.loss_by_position, whole.loss_by_position, atol=1e-6)
+    grouped = head_scores(model, probe)  # the default budget: both layers' heads stacked and reduced at once
+    for other in (chunked, grouped):
+        assert set(other.per_row) == set(whole.per_row)
+        for kind in whole.per_row:
+            assert torch.allclose(other.per_row[kind], whole.per_row[kind], atol=1e-5, equal_nan=True), kind
+        assert torch.allclose(other.loss_by_position, whole.loss_by_position, atol=1e-6)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from induction_nnsight.models.attention import LayerAttention, query_chunk, softmax_attention
+from induction_nnsight.models.attention import LayerAttention, can_stack, query_chunk, softmax_attention, stack_layers
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.chunked import DEFAULT_PATTERN_BUDGET, layer_pattern_scores
 from induction_nnsight.scores.registry import HeadScore, ProbeView, get_score
@@ -111,3 +111,24 @@ def test_a_score_alone_is_walked_over_its_own_queries_only():
     assert torch.cat(made).tolist() == list(range(SEQ_LEN - 1, n))  # queries with a key on the stripe
     together = layer_pattern_scores(attention, ProbeView(batch), [get_score(k) for k in KINDS], budget=10**9)
     assert torch.allclose(alone["induction"], together["induction"], atol=1e-6)
+
+
+def test_stacked_layers_give_each_layers_pattern():
+    """Two grouped-query layers (4 query heads on 2 key heads) stacked: the stack's pattern is theirs side by
+    side, each query head still reading its own layer's key head."""
+    torch.manual_seed(0)
+    layers = [LayerAttention(query=torch.randn(2, 4, 9, 8), key=torch.randn(2, 2, 9, 8), scaling=0.3) for _ in range(2)]
+    assert can_stack(*layers)
+    stacked = stack_layers(layers).pattern()  # [batch, 2 * 4, query, key]
+    expected = torch.cat([softmax_attention(a.query, a.key, scaling=0.3) for a in layers], dim=1)
+    assert stacked.shape == (2, 8, 9, 9) and torch.allclose(stacked, expected, atol=1e-6)
+    eager = [LayerAttention(weights=p) for p in expected.split(4, dim=1)]
+    assert torch.equal(stack_layers(eager).pattern(), expected)
+
+
+@pytest.mark.parametrize("change", [{"sliding_window": 4}, {"mask": torch.ones(9, 9, dtype=torch.bool)},
+                                    {"scaling": 0.5}, {"key": torch.randn(2, 2, 8, 8)}])
+def test_layers_that_differ_are_not_stacked(change):
+    base = dict(query=torch.randn(2, 4, 9, 8), key=torch.randn(2, 2, 9, 8), scaling=0.3)
+    assert not can_stack(LayerAttention(**base), LayerAttention(**{**base, **change}))
+    assert not can_stack(LayerAttention(**base), LayerAttention(weights=torch.rand(2, 4, 9, 9)))
