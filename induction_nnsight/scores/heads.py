@@ -2,8 +2,11 @@
 
 Each layer's attention pattern is reduced inside the trace by every pattern score as soon as
 it exists, by chunks of queries (:mod:`~induction_nnsight.scores.chunked`), so no more than
-one ``[batch, head, query chunk, key]`` block of one layer is alive at a time and what is
-saved is ``[batch, n_layers, n_heads]`` per score. Scores are declared in
+one ``[batch, head, query chunk, key]`` block within the element budget is alive at a time and
+what is saved is ``[batch, n_layers, n_heads]`` per score. On short inputs, consecutive layers
+whose patterns fit the budget together are reduced at once, their heads stacked
+(:func:`~induction_nnsight.models.attention.stack_layers`): one set of tensor operations
+instead of one per layer, which is most of what a pass costs beyond the forward pass there. Scores are declared in
 :mod:`~induction_nnsight.scores.registry`; this pass knows only what each one reads.
 """
 

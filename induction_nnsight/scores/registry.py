@@ -7,7 +7,9 @@ A score says what it reads and how it reduces it to one number per row and head:
   better, ``partial(rows, rows_view) -> (total, count)`` from the rows of a chunk of queries
   ``[batch, head, chunk, key]`` and their :class:`ProbeRows` (a mean over queries, summed over
   chunks: see :mod:`~induction_nnsight.scores.reductions`), which the pass runs chunk by chunk,
-  so long sequences never build a layer's whole pattern (``reduce`` is then made from it);
+  so long sequences never build a layer's whole pattern (``reduce`` is then made from it). A
+  pattern score reduces each head on its own: on short inputs the pass hands it several layers
+  at once, their heads side by side (``[batch, layer * head, query, key]``);
 - ``reads="logits"``: ``reduce(pattern, head_input, w_out, unembed, unembed_mean, tokens, center,
   final_scale) -> [batch, head, query]``, a direct effect on the logits before the final norm's
   division (the pass divides by the norm's scale and averages over the repeated copies' queries);
