@@ -26,11 +26,22 @@ DEFAULT_PATTERN_BUDGET = 2**22
 
 A block that stays in the processor's cache between the ``Q K^T`` product, the softmax and the
 reductions: on a 2-core EPYC (32 MiB L3) one layer's second-half rows at 8,191 tokens took 0.40 s
-with 16 MiB blocks and 1.13 s with 64 MiB blocks, which spill to memory (docs/benchmarks.md)."""
+with 16 MiB blocks and 1.13 s with 64 MiB blocks, which spill to memory (docs/benchmarks.md).
+The heads pass stacks short layers into groups of at most an eighth of it (see ``GROUP_SHARE``)."""
+
+GROUP_SHARE = 8
+"""Consecutive layers are reduced together while their patterns hold at most ``budget // GROUP_SHARE``
+elements: few enough that holding them (and their stacked copy) adds little to a short pass's peak
+memory, many enough that a short pass makes a few sets of reductions rather than one per layer."""
 
 
-def query_chunks(attention: LayerAttention, budget: int, positions: torch.Tensor | None = None) -> list[torch.Tensor]:
+def query_chunks(attention: LayerAttention, budget: int, positions: torch.Tensor | None = None,
+                 width: int = 0) -> list[torch.Tensor]:
     """The queries (every one when ``positions`` is None) split into chunks that fit the budget.
+
+    Args:
+        width: Elements per batch row, head and query of the largest block made from a chunk,
+            when wider than its keys (a logit score's ``d_model``).
 
     Returns:
         ``[chunk]`` query-index tensors, in order.
@@ -38,7 +49,7 @@ def query_chunks(attention: LayerAttention, budget: int, positions: torch.Tensor
     batch, n_heads, n_query, n_key = attention.shape
     if positions is None:
         positions = torch.arange(n_query, device=attention.device)
-    return list(positions.split(query_chunk(batch, n_heads, n_key, budget)))
+    return list(positions.split(query_chunk(batch, n_heads, max(n_key, width), budget)))
 
 
 def _needed(scores: Sequence[HeadScore], view: ProbeView, offset: int) -> torch.Tensor | None:

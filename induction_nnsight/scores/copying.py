@@ -39,12 +39,14 @@ def copying_logit_boost(
     n_heads = pattern.shape[1]
     z = rearrange(head_input, "batch query (head d_head) -> batch head query d_head", head=n_heads)
     w = rearrange(w_out, "d_model (head d_head) -> head d_head d_model", head=n_heads)
-    out = einsum(z.float(), w.float(), "batch head query d_head, head d_head d_model -> batch head query d_model")
-    if center:
-        out = out - out.mean(-1, keepdim=True)
     attended = tokens.gather(1, pattern.argmax(-1).flatten(1)).view(pattern.shape[:3])  # [batch, head, query]
-    direction = unembed[attended].float() * final_scale - unembed_mean  # [batch, head, query, d_model]
-    return (out * direction).sum(-1)
+    direction = unembed[attended].float()  # [batch, head, query, d_model], a fresh gather: edited in place
+    direction.mul_(final_scale).sub_(unembed_mean)
+    if center:  # centring the head's output over d_model is centring the direction (a dot product)
+        direction.sub_(direction.mean(-1, keepdim=True))
+    # (z W_O) . direction = z . (direction W_O^T): one d_model-wide block, the product d_head wide
+    back = einsum(direction, w.float(), "batch head query d_model, head d_head d_model -> batch head query d_head")
+    return (z.float() * back).sum(-1)
 
 
 def copying_score(boost: torch.Tensor, residual: torch.Tensor, query_mask: torch.Tensor, center: bool) -> torch.Tensor:

@@ -28,7 +28,7 @@ from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, as_settings, on_ndif
 from ..probes.tokens import Probe
 from .builtin import BUILTIN_SCORES
-from .chunked import DEFAULT_PATTERN_BUDGET, layer_pattern_scores, query_chunks
+from .chunked import DEFAULT_PATTERN_BUDGET, GROUP_SHARE, layer_pattern_scores, query_chunks
 from .copying import copying_score
 from .losses import per_position_loss
 from .ranking import rank_heads, ranked_rows
@@ -146,7 +146,8 @@ def _reduce_layers(group: list[tuple], view: ProbeView, groups: dict, budget: in
             attention = LayerAttention(weights=stacked.weights[:, i * n_heads : (i + 1) * n_heads])
         parts = {score.name: [] for score in groups["logits"]}  # per query chunk [batch, head, chunk]
         start = 0
-        for chunk in query_chunks(attention, budget, copy_queries):  # logit reductions are per query
+        # logit reductions are per query; a [batch, head, chunk, d_model] block stays within half the budget
+        for chunk in query_chunks(attention, budget // 2, copy_queries, width=w_out.shape[0]):
             chunk_rows, chunk_input = attention.rows(chunk), head_input[:, start : start + len(chunk)]
             start += len(chunk)
             for score in groups["logits"]:
@@ -227,7 +228,8 @@ def head_scores(
             if groups["logits"]:  # only at the queries that are averaged: half the work on two copies
                 inputs = (model.get(layout.o_proj[layer]).input[:, copy_queries],  # [batch, q, head * d_head]
                           weight_of(model, layout.o_proj[layer], transpose=o_conv))  # [d_model, head * d_head]
-            if group and not joins(group[0][0], pattern, sum(numel(a) for a, _ in group), pattern_budget):
+            if group and not joins(group[0][0], pattern, sum(numel(a) for a, _ in group),
+                                   pattern_budget // GROUP_SHARE):
                 _reduce_layers(group, view, groups, pattern_budget, facts.n_heads, rows, boosts, logit_args,
                                copy_queries)
                 group = []
