@@ -157,6 +157,22 @@ def _body_eager(ctx):
     return run
 
 
+@contender("nnsight-forward-eager", needs="nnsight-eager", group="baseline",
+           description="the same forward pass through an nnsight trace that saves only the logits, eager: "
+                       "what nnsight itself adds (its first call's one-time costs, in a fresh process)")
+def _nnsight_forward_eager(ctx):
+    import nnsight
+
+    model = ctx.model("nnsight-eager")
+
+    def run() -> Outcome:
+        with torch.no_grad(), model.trace(ctx.tokens):
+            logits = nnsight.save(model.output.logits)  # [batch, pos, vocab]
+        return Outcome(saved={"logits": logits})
+
+    return run
+
+
 # ---------------------------------------------------------------- ours
 
 

@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:  # `python bench/long_context.py` puts bench/ firs
     sys.path.insert(0, str(ROOT))
 
 LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192)
-CONTENDERS = ("forward-sdpa", "scan-sdpa", "forward-eager", "tutorial-eager", "tl-run-with-cache")
+CONTENDERS = ("forward-sdpa", "scan-sdpa", "heads-sdpa", "forward-eager", "tutorial-eager", "tl-run-with-cache")
 LABELS = {
     "forward-sdpa": "plain forward, sdpa",
     "forward-eager": "plain forward, eager",
