@@ -13,8 +13,11 @@ import torch
 from einops import reduce
 
 
-CHUNK_ELEMENTS = 2**21
-"""Logit entries per chunk of :func:`token_losses` (8 MiB in float32): its temporaries stay this small."""
+CHUNK_ELEMENTS = 2**20
+"""Logit entries per chunk of :func:`token_losses` (4 MiB in float32): its temporaries stay this small.
+
+As fast as 8 MiB chunks on GPT-2's 50,257-entry vocabulary (46 against 48 ms for 10 rows of 101
+positions on 2 cores), with half the fixed memory, which counts on a short pass."""
 
 
 def token_losses(logits: torch.Tensor, tokens: torch.Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
