@@ -4,10 +4,10 @@ Each layer's attention pattern is reduced inside the trace by every pattern scor
 it exists, by chunks of queries (:mod:`~induction_nnsight.scores.chunked`), so no more than
 one ``[batch, head, query chunk, key]`` block within the element budget is alive at a time and
 what is saved is ``[batch, n_layers, n_heads]`` per score. On short inputs, consecutive layers
-whose patterns fit the budget together are reduced at once, their heads stacked
+whose patterns together fit an eighth of the budget are reduced at once, their heads stacked
 (:func:`~induction_nnsight.models.attention.stack_layers`): one set of tensor operations
-instead of one per layer, which is most of what a pass costs beyond the forward pass there. Scores are declared in
-:mod:`~induction_nnsight.scores.registry`; this pass knows only what each one reads.
+instead of one per layer. Scores are declared in :mod:`~induction_nnsight.scores.registry`;
+this pass knows only what each one reads.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 from ..figures.heads import heatmap_figure, loss_by_position_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
-from ..models.attention import LayerAttention, attention_call_name, attention_modules, can_stack, layer_attention, stack_layers
+from ..models.attention import (LayerAttention, attention_call_name, attention_modules, can_stack, layer_attention,
+                                stack_layers)
 from ..models.layout import model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, as_settings, on_ndif
@@ -117,12 +118,12 @@ def _by_reads(kinds, probe: Probe) -> dict[str, list[HeadScore]]:
     return groups
 
 
-def joins(first: LayerAttention, attention: LayerAttention, held: int, budget: int) -> bool:
+def _joins(first: LayerAttention, attention: LayerAttention, held: int, budget: int) -> bool:
     """Whether a layer joins a group (whose first layer is ``first`` and ``held`` elements big) within the budget."""
-    return can_stack(first, attention) and held + numel(attention) <= budget
+    return can_stack(first, attention) and held + _numel(attention) <= budget
 
 
-def numel(attention: LayerAttention) -> int:
+def _numel(attention: LayerAttention) -> int:
     """Elements of a layer's whole pattern ``[batch, head, query, key]``."""
     return math.prod(attention.shape)
 
@@ -135,7 +136,7 @@ def _reduce_layers(group: list[tuple], view: ProbeView, groups: dict, budget: in
     Appends ``[batch, head]`` per layer to ``rows[name]`` and ``[batch, head, q]`` to ``boosts[name]``.
     """
     stacked = stack_layers([attention for attention, _ in group])
-    if logit_args is not None and numel(stacked) <= budget:  # one block, made once, read by both kinds of score
+    if logit_args is not None and _numel(stacked) <= budget:  # one block, made once, read by both kinds of score
         stacked = LayerAttention(weights=stacked.pattern())
     for name, value in layer_pattern_scores(stacked, view, groups["pattern"], budget).items():
         rows[name].extend(value.unflatten(1, (len(group), n_heads)).unbind(1))  # [batch, head] per layer
@@ -228,7 +229,7 @@ def head_scores(
             if groups["logits"]:  # only at the queries that are averaged: half the work on two copies
                 inputs = (model.get(layout.o_proj[layer]).input[:, copy_queries],  # [batch, q, head * d_head]
                           weight_of(model, layout.o_proj[layer], transpose=o_conv))  # [d_model, head * d_head]
-            if group and not joins(group[0][0], pattern, sum(numel(a) for a, _ in group),
+            if group and not _joins(group[0][0], pattern, sum(_numel(a) for a, _ in group),
                                    pattern_budget // GROUP_SHARE):
                 _reduce_layers(group, view, groups, pattern_budget, facts.n_heads, rows, boosts, logit_args,
                                copy_queries)
