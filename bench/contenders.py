@@ -145,7 +145,8 @@ def _forward_sdpa(ctx):
 
 @contender("body-eager", needs="hf-eager", group="baseline",
            description="plain transformers forward pass of the blocks alone (no unembedding, no logits), eager: "
-                       "what any exact pass that reads every layer's pattern must at least compute")
+                       "nearly the least an exact pass that reads every layer's pattern computes (all but the last "
+                       "layer's MLP)")
 def _body_eager(ctx):
     model = ctx.model("hf-eager")
 
