@@ -5,10 +5,11 @@
     python bench/circuit.py --top 2 --threads 2 --json /tmp/circuit_bench.json
 
 Loads the model (not timed), then times one :func:`~induction_nnsight.app.circuit_job.run_circuit`
-call with the default settings (8 exact loss effects per target and path, 2 rows of 20 repeated tokens, zero ablation, paths k, q, v and
-total, composition scores and the heads pass included). Prints one Markdown row: variants (edges),
-distinct runs, the circuit's own seconds (path patching and composition), the whole job's
-seconds, seconds per variant, the process's CPU seconds and the load average before and after.
+call with the default settings (8 exact loss effects per target and path, 2 rows of 20 repeated
+tokens, zero ablation, paths k, q, v and total, composition scores and the heads pass included).
+Prints one Markdown row: variants (edges), distinct runs, the circuit's own seconds (path
+patching and composition), the whole job's seconds, seconds per variant, the process's CPU
+seconds and the load average before and after.
 On a shared machine the wall time depends on the load: compare rows taken at a similar load, and
 read the CPU seconds alongside (with 2 threads, busy-waiting threads inflate them under load).
 """
@@ -36,10 +37,12 @@ def distinct_runs(edges: list[dict]) -> int:
 
 
 def main(argv=None) -> int:
+    from induction_nnsight.app.arguments import exact_losses_arg
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--top", type=int, default=5)
-    parser.add_argument("--exact-losses", default="8", help="N or all (default 8, as the command)")
+    parser.add_argument("--exact-losses", type=exact_losses_arg, default=8, help="N or all (default 8, as the command)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the row's numbers here")
     args = parser.parse_args(argv)
@@ -51,8 +54,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    exact = None if args.exact_losses == "all" else int(args.exact_losses)
-    config = CircuitConfig(model=args.model, top=args.top, exact_losses=exact)
+    config = CircuitConfig(model=args.model, top=args.top, exact_losses=args.exact_losses)
     load_before = os.getloadavg()
     wall, cpu = time.perf_counter(), time.process_time()
     results, _ = run_circuit(config, model, progress=True)
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
     load_after = os.getloadavg()
     edges = results["edges"]
     row = {
-        "run": f"--top {args.top} --exact-losses {args.exact_losses}",
+        "run": f"--top {args.top} --exact-losses {'all' if args.exact_losses is None else args.exact_losses}",
         "variants": len(edges), "runs": distinct_runs(edges), "circuit_seconds": results["seconds"],
         "job_seconds": round(wall, 1), "per_variant_seconds": round(results["seconds"] / len(edges), 4),
         "cpu_seconds": round(cpu, 1), "threads": args.threads,

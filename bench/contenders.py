@@ -120,13 +120,14 @@ def _stripe_scores(patterns: list[torch.Tensor], seq_len: int) -> torch.Tensor:
 # ---------------------------------------------------------------- baselines
 
 
-def _forward(ctx: Context, attn: str):
+def _forward(ctx: Context, attn: str, blocks_only: bool = False):
     model = ctx.model(f"hf-{attn}")
 
     def run() -> Outcome:
         with torch.no_grad():
-            logits = model(ctx.tokens).logits  # [batch, pos, vocab]
-        return Outcome(saved={"logits": logits})
+            if blocks_only:  # the base model: no unembedding
+                return Outcome(saved={"hidden": model.base_model(ctx.tokens).last_hidden_state})  # [b, pos, d_model]
+            return Outcome(saved={"logits": model(ctx.tokens).logits})  # [batch, pos, vocab]
 
     return run
 
@@ -148,14 +149,7 @@ def _forward_sdpa(ctx):
                        "nearly the least an exact pass that reads every layer's pattern computes (all but the last "
                        "layer's MLP)")
 def _body_eager(ctx):
-    model = ctx.model("hf-eager")
-
-    def run() -> Outcome:
-        with torch.no_grad():
-            hidden = model.base_model(ctx.tokens).last_hidden_state  # [batch, pos, d_model]
-        return Outcome(saved={"hidden": hidden})
-
-    return run
+    return _forward(ctx, "eager", blocks_only=True)
 
 
 @contender("nnsight-forward-eager", needs="nnsight-eager", group="baseline",

@@ -15,8 +15,8 @@ SAME_ATTENTION = {"scan-eager": "forward-eager", "scan-sdpa": "forward-sdpa", "h
                   "heads-sdpa": "forward-sdpa", "induction-eager": "forward-eager", "kinds-eager": "forward-eager"}
 """Each of our contenders and the plain forward pass of its attention implementation."""
 
-MATERIALISES_PATTERN = ("forward-eager", "nnsight-forward-eager", "body-eager", "scan-eager", "heads-eager", "induction-eager", "kinds-eager", "tutorial-eager",
-                        "tl-run-with-cache", "tl-detect-head")
+MATERIALISES_PATTERN = ("forward-eager", "nnsight-forward-eager", "body-eager", "scan-eager", "heads-eager",
+                        "induction-eager", "kinds-eager", "tutorial-eager", "tl-run-with-cache", "tl-detect-head")
 """Contenders whose call holds at least one layer's whole ``[batch, head, T, T]`` pattern (eager attention)."""
 
 
@@ -46,6 +46,12 @@ def _ratio(shapes: dict, shape, name: str, base: str, key: str) -> float | None:
     return None if own is None or not ref else own / ref
 
 
+def _against_detect_head(shapes: dict, wanted: list, name: str, target: float) -> list[str]:
+    """Goal 4's cells of one contender: ``detect_head``'s time over its time at each shape."""
+    return [_cell(_ratio(shapes, s, "tl-detect-head", name, "median_s"), target, False,
+                  _ratio(shapes, s, "tl-detect-head", name, "median_cpu_s")) for s in wanted]
+
+
 def goal_tables(results: dict) -> str:
     """Markdown: one table per goal and model over the batch sweep; "(miss)" marks a wall-time figure off its
     target, and the CPU-time ratio of the same calls follows it (the steadier one on a shared machine)."""
@@ -65,14 +71,12 @@ def goal_tables(results: dict) -> str:
         memory_rows = {f"{n} / {SAME_ATTENTION[n]}": [
             _cell(_ratio(shapes, s, n, SAME_ATTENTION[n], "peak_delta_bytes"), 1.3, True) for s in wanted]
             for n in ours if n.startswith(("scan", "heads"))}
-        speed_rows = {f"tl-detect-head / {n}": [
-            _cell(_ratio(shapes, s, "tl-detect-head", n, "median_s"), 2.0 if n.startswith(("heads", "kinds")) else 3.0,
-                  False, _ratio(shapes, s, "tl-detect-head", n, "median_cpu_s")) for s in wanted] for n in ours}
+        speed_rows = {f"tl-detect-head / {n}": _against_detect_head(
+            shapes, wanted, n, 2.0 if n.startswith(("heads", "kinds")) else 3.0) for n in ours}
         if any("body-eager" in shapes[s] for s in wanted):
             # what a pass costing the blocks alone would reach (ours stops after the last layer's attention)
-            speed_rows["tl-detect-head / body-eager (the blocks alone)"] = [
-                _cell(_ratio(shapes, s, "tl-detect-head", "body-eager", "median_s"), 3.0, False,
-                      _ratio(shapes, s, "tl-detect-head", "body-eager", "median_cpu_s")) for s in wanted]
+            speed_rows["tl-detect-head / body-eager (the blocks alone)"] = _against_detect_head(
+                shapes, wanted, "body-eager", 3.0)
         out += [f"### {model}", ""]
         if any(time_rows.values()):
             out += ["Goal 1, every head kind in one pass: wall time / the plain forward pass of the same "

@@ -29,7 +29,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def _exact_losses(text: str) -> int | None:
+def exact_losses_arg(text: str) -> int | None:
+    """``--exact-losses``: ``all`` (None: every loss effect exact) or a count of at least 0."""
     if text == "all":
         return None
     value = int(text)
@@ -207,7 +208,7 @@ def add_circuit_parser(commands) -> None:
                         help="skip the composition scores from the weights")
     parser.add_argument("--max-tokens", type=_positive, default=DEFAULT_MAX_TOKENS,
                         help=f"tokens per batched trace (default {DEFAULT_MAX_TOKENS})")
-    parser.add_argument("--exact-losses", type=_exact_losses, default=DEFAULT_EXACT_LOSSES, metavar="N|all",
+    parser.add_argument("--exact-losses", type=exact_losses_arg, default=DEFAULT_EXACT_LOSSES, metavar="N|all",
                         help="loss effects computed exactly for the N strongest k/q/v edges per target and path, "
                              f"estimated for the rest (scores and total edges always exact; default {DEFAULT_EXACT_LOSSES}); "
                              "'all': every loss effect exact (about 4x slower)")
