@@ -40,16 +40,30 @@ def ratio_figure(
     for name in contenders:
         ys = [ratios[m].get(name) for m in models]
         fig.add_bar(
-            x=models, y=ys, name=name,
-            text=[f"{y:.2f}x" if y is not None else "" for y in ys], textposition="outside",
+            x=models,
+            y=ys,
+            name=name,
+            text=[f"{y:.2f}x" if y is not None else "" for y in ys],
+            textposition="outside",
             hovertemplate=f"{name}<br>%{{x}}: %{{y:.2f}}x<extra></extra>",
         )
     if target is not None:
-        fig.add_hline(y=target, line_dash="dash", line_color="grey",
-                      annotation_text=f"target {target}x", annotation_position="top left")
-    fig.update_layout(title=_title(title, subtitle), barmode="group", yaxis_type="log",
-                      yaxis_title="wall time / plain eager forward (ratio, log scale)", xaxis_title="model",
-                      template="plotly_white", legend_title="contender")
+        fig.add_hline(
+            y=target,
+            line_dash="dash",
+            line_color="grey",
+            annotation_text=f"target {target}x",
+            annotation_position="top left",
+        )
+    fig.update_layout(
+        title=_title(title, subtitle),
+        barmode="group",
+        yaxis_type="log",
+        yaxis_title="wall time / plain eager forward (ratio, log scale)",
+        xaxis_title="model",
+        template="plotly_white",
+        legend_title="contender",
+    )
     return fig
 
 
@@ -81,8 +95,7 @@ def sweep_figure(
     """
     names = list(panels)
     n_rows = max(1, -(-len(names) // n_cols))
-    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=names, horizontal_spacing=0.08,
-                        vertical_spacing=0.14)
+    fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=names, horizontal_spacing=0.08, vertical_spacing=0.14)
     palette = list(PALETTE)
     colours: dict[str, str] = {}
     for i, panel in enumerate(names):
@@ -91,14 +104,27 @@ def sweep_figure(
             first = contender not in colours
             colour = colours.setdefault(contender, palette[len(colours) % len(palette)])
             fig.add_trace(
-                go.Scatter(x=list(xs), y=list(ys), mode="lines+markers", name=contender, legendgroup=contender,
-                           showlegend=first, line_color=colour,
-                           hovertemplate=f"{contender}<br>%{{x}}: %{{y:.4g}}<extra></extra>"),
-                row=row, col=col,
+                go.Scatter(
+                    x=list(xs),
+                    y=list(ys),
+                    mode="lines+markers",
+                    name=contender,
+                    legendgroup=contender,
+                    showlegend=first,
+                    line_color=colour,
+                    hovertemplate=f"{contender}<br>%{{x}}: %{{y:.4g}}<extra></extra>",
+                ),
+                row=row,
+                col=col,
             )
         fig.update_xaxes(title_text=x_titles.get(panel, ""), type="log" if log_x else "linear", row=row, col=col)
-        fig.update_yaxes(title_text=f"{y_title} (log scale)" if log_y else y_title, type="log" if log_y else "linear",
-                         row=row, col=col)
-    fig.update_layout(title=_title(title, subtitle), template="plotly_white", height=380 * n_rows,
-                      legend_title="contender")
+        fig.update_yaxes(
+            title_text=f"{y_title} (log scale)" if log_y else y_title,
+            type="log" if log_y else "linear",
+            row=row,
+            col=col,
+        )
+    fig.update_layout(
+        title=_title(title, subtitle), template="plotly_white", height=380 * n_rows, legend_title="contender"
+    )
     return fig

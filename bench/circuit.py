@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-HEADER = ("| run | variants | runs | circuit (s) | job (s) | per variant (s) | CPU (s) | load before / after |\n"
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+HEADER = (
+    "| run | variants | runs | circuit (s) | job (s) | per variant (s) | CPU (s) | load before / after |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+)
 
 
 def distinct_runs(edges: list[dict]) -> int:
@@ -63,14 +65,22 @@ def main(argv=None) -> int:
     edges = results["edges"]
     row = {
         "run": f"--top {args.top} --exact-losses {'all' if args.exact_losses is None else args.exact_losses}",
-        "variants": len(edges), "runs": distinct_runs(edges), "circuit_seconds": results["seconds"],
-        "job_seconds": round(wall, 1), "per_variant_seconds": round(results["seconds"] / len(edges), 4),
-        "cpu_seconds": round(cpu, 1), "threads": args.threads,
-        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
+        "variants": len(edges),
+        "runs": distinct_runs(edges),
+        "circuit_seconds": results["seconds"],
+        "job_seconds": round(wall, 1),
+        "per_variant_seconds": round(results["seconds"] / len(edges), 4),
+        "cpu_seconds": round(cpu, 1),
+        "threads": args.threads,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in load_after],
     }
     print(HEADER)
-    print(f"| `{row['run']}` | {row['variants']} | {row['runs']} | {row['circuit_seconds']:.1f} | {row['job_seconds']:.1f} "
-          f"| {row['per_variant_seconds']:.3f} | {row['cpu_seconds']:.0f} | {load_before[0]:.1f} / {load_after[0]:.1f} |")
+    print(
+        f"| `{row['run']}` | {row['variants']} | {row['runs']} | {row['circuit_seconds']:.1f} "
+        f"| {row['job_seconds']:.1f} "
+        f"| {row['per_variant_seconds']:.3f} | {row['cpu_seconds']:.0f} | {load_before[0]:.1f} / {load_after[0]:.1f} |"
+    )
     if args.json:
         args.json.write_text(json.dumps(row, indent=1) + "\n")
     return 0

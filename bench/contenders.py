@@ -52,7 +52,7 @@ class Outcome:
 @dataclass(frozen=True)
 class Contender:
     name: str
-    make: Callable[["Context"], Callable[[], Outcome]]
+    make: Callable[[Context], Callable[[], Outcome]]
     needs: str  # the model kind it loads, see Context.model
     group: str  # "baseline", "ours", "tutorial", "transformerlens"
     description: str
@@ -132,29 +132,45 @@ def _forward(ctx: Context, attn: str, blocks_only: bool = False):
     return run
 
 
-@contender("forward-eager", needs="hf-eager", group="baseline",
-           description="plain transformers forward pass, eager attention, torch.no_grad")
+@contender(
+    "forward-eager",
+    needs="hf-eager",
+    group="baseline",
+    description="plain transformers forward pass, eager attention, torch.no_grad",
+)
 def _forward_eager(ctx):
     return _forward(ctx, "eager")
 
 
-@contender("forward-sdpa", needs="hf-sdpa", group="baseline",
-           description="plain transformers forward pass, sdpa attention, torch.no_grad")
+@contender(
+    "forward-sdpa",
+    needs="hf-sdpa",
+    group="baseline",
+    description="plain transformers forward pass, sdpa attention, torch.no_grad",
+)
 def _forward_sdpa(ctx):
     return _forward(ctx, "sdpa")
 
 
-@contender("body-eager", needs="hf-eager", group="baseline",
-           description="plain transformers forward pass of the blocks alone (no unembedding, no logits), eager: "
-                       "nearly the least an exact pass that reads every layer's pattern computes (all but the last "
-                       "layer's MLP)")
+@contender(
+    "body-eager",
+    needs="hf-eager",
+    group="baseline",
+    description="plain transformers forward pass of the blocks alone (no unembedding, no logits), eager: "
+    "nearly the least an exact pass that reads every layer's pattern computes (all but the last "
+    "layer's MLP)",
+)
 def _body_eager(ctx):
     return _forward(ctx, "eager", blocks_only=True)
 
 
-@contender("nnsight-forward-eager", needs="nnsight-eager", group="baseline",
-           description="the same forward pass through an nnsight trace that saves only the logits, eager: "
-                       "what nnsight itself adds (its first call's one-time costs, in a fresh process)")
+@contender(
+    "nnsight-forward-eager",
+    needs="nnsight-eager",
+    group="baseline",
+    description="the same forward pass through an nnsight trace that saves only the logits, eager: "
+    "what nnsight itself adds (its first call's one-time costs, in a fresh process)",
+)
 def _nnsight_forward_eager(ctx):
     import nnsight
 
@@ -187,21 +203,29 @@ def _scan(ctx: Context, attn: str):
     return run
 
 
-@contender("scan-eager", needs="nnsight-eager", group="ours",
-           description="induction_nnsight.scores.scan: loss by position + induction scores in one trace, eager")
+@contender(
+    "scan-eager",
+    needs="nnsight-eager",
+    group="ours",
+    description="induction_nnsight.scores.scan: loss by position + induction scores in one trace, eager",
+)
 def _scan_eager(ctx):
     return _scan(ctx, "eager")
 
 
-@contender("scan-sdpa", needs="nnsight-sdpa", group="ours",
-           description="induction_nnsight.scores.scan under sdpa (patterns recomputed from q, k inside the trace)")
+@contender(
+    "scan-sdpa",
+    needs="nnsight-sdpa",
+    group="ours",
+    description="induction_nnsight.scores.scan under sdpa (patterns recomputed from q, k inside the trace)",
+)
 def _scan_sdpa(ctx):
     return _scan(ctx, "sdpa")
 
 
 def _heads(ctx: Context, attn: str, loss: bool = True):
-    from induction_nnsight.scores.heads import head_scores
     from induction_nnsight.probes.tokens import Probe
+    from induction_nnsight.scores.heads import head_scores
 
     model = ctx.model(f"nnsight-{attn}")
 
@@ -218,28 +242,44 @@ def _heads(ctx: Context, attn: str, loss: bool = True):
     return run
 
 
-@contender("kinds-eager", needs="nnsight-eager", group="ours",
-           description="induction_nnsight.head_scores(loss=False): all eight head kinds, no loss (the trace stops "
-                       "before the unembedding), eager")
+@contender(
+    "kinds-eager",
+    needs="nnsight-eager",
+    group="ours",
+    description="induction_nnsight.head_scores(loss=False): all eight head kinds, no loss (the trace stops "
+    "before the unembedding), eager",
+)
 def _kinds_eager(ctx):
     return _heads(ctx, "eager", loss=False)
 
 
-@contender("heads-eager", needs="nnsight-eager", group="ours",
-           description="induction_nnsight.head_scores: all eight head kinds and the loss in one trace, eager")
+@contender(
+    "heads-eager",
+    needs="nnsight-eager",
+    group="ours",
+    description="induction_nnsight.head_scores: all eight head kinds and the loss in one trace, eager",
+)
 def _heads_eager(ctx):
     return _heads(ctx, "eager")
 
 
-@contender("heads-sdpa", needs="nnsight-sdpa", group="ours",
-           description="induction_nnsight.head_scores: all eight head kinds and the loss in one trace, sdpa")
+@contender(
+    "heads-sdpa",
+    needs="nnsight-sdpa",
+    group="ours",
+    description="induction_nnsight.head_scores: all eight head kinds and the loss in one trace, sdpa",
+)
 def _heads_sdpa(ctx):
     return _heads(ctx, "sdpa")
 
 
-@contender("induction-eager", needs="nnsight-eager", group="ours",
-           description="induction_nnsight.induction_scores: the induction score alone (no loss: the trace stops "
-                       "after the last layer's attention), eager")
+@contender(
+    "induction-eager",
+    needs="nnsight-eager",
+    group="ours",
+    description="induction_nnsight.induction_scores: the induction score alone (no loss: the trace stops "
+    "after the last layer's attention), eager",
+)
 def _induction_eager(ctx):
     from induction_nnsight.scores.scan import induction_scores
 
@@ -255,8 +295,12 @@ def _induction_eager(ctx):
 # ---------------------------------------------------------------- the tutorial approach
 
 
-@contender("tutorial-eager", needs="nnsight-eager", group="tutorial",
-           description="nnsight, save every layer's full attention [B, H, T, T] and the logits, reduce afterwards")
+@contender(
+    "tutorial-eager",
+    needs="nnsight-eager",
+    group="tutorial",
+    description="nnsight, save every layer's full attention [B, H, T, T] and the logits, reduce afterwards",
+)
 def _tutorial_eager(ctx):
     import nnsight
 
@@ -285,8 +329,12 @@ def _tutorial_eager(ctx):
 # ---------------------------------------------------------------- TransformerLens
 
 
-@contender("tl-run-with-cache", needs="tl", group="transformerlens",
-           description="TransformerLens 4 TransformerBridge.run_with_cache (every activation) + the same score and loss")
+@contender(
+    "tl-run-with-cache",
+    needs="tl",
+    group="transformerlens",
+    description="TransformerLens 4 TransformerBridge.run_with_cache (every activation) + the same score and loss",
+)
 def _tl_cache(ctx):
     from induction_nnsight.scores.losses import per_position_loss
 
@@ -306,8 +354,14 @@ def _tl_cache(ctx):
     return run
 
 
-@contender("tl-detect-head", needs="tl", group="transformerlens",
-           description="TransformerLens head_detector.detect_head(model, prompts, 'induction_head'): one run_with_cache per prompt")
+@contender(
+    "tl-detect-head",
+    needs="tl",
+    group="transformerlens",
+    description=(
+        "TransformerLens head_detector.detect_head(model, prompts, 'induction_head'): one run_with_cache per prompt"
+    ),
+)
 def _tl_detect(ctx):
     from transformer_lens.head_detector import detect_head
 
@@ -318,7 +372,10 @@ def _tl_detect(ctx):
         prompts = [" ".join(f"t{i}" for i in row.tolist()) for row in rows]
         with torch.no_grad():
             scores = detect_head(bridge, prompts, "induction_head")  # [n_layers, n_heads]
-        return Outcome(saved={"scores": scores}, scores=scores,
-                       note="'mul' score: stripe mass over all rows, not the diagonal mean")
+        return Outcome(
+            saved={"scores": scores},
+            scores=scores,
+            note="'mul' score: stripe mass over all rows, not the diagonal mean",
+        )
 
     return run

@@ -11,12 +11,28 @@ from __future__ import annotations
 
 from .report import index
 
-SAME_ATTENTION = {"scan-eager": "forward-eager", "scan-sdpa": "forward-sdpa", "heads-eager": "forward-eager",
-                  "heads-sdpa": "forward-sdpa", "induction-eager": "forward-eager", "kinds-eager": "forward-eager"}
+SAME_ATTENTION = {
+    "scan-eager": "forward-eager",
+    "scan-sdpa": "forward-sdpa",
+    "heads-eager": "forward-eager",
+    "heads-sdpa": "forward-sdpa",
+    "induction-eager": "forward-eager",
+    "kinds-eager": "forward-eager",
+}
 """Each of our contenders and the plain forward pass of its attention implementation."""
 
-MATERIALISES_PATTERN = ("forward-eager", "nnsight-forward-eager", "body-eager", "scan-eager", "heads-eager",
-                        "induction-eager", "kinds-eager", "tutorial-eager", "tl-run-with-cache", "tl-detect-head")
+MATERIALISES_PATTERN = (
+    "forward-eager",
+    "nnsight-forward-eager",
+    "body-eager",
+    "scan-eager",
+    "heads-eager",
+    "induction-eager",
+    "kinds-eager",
+    "tutorial-eager",
+    "tl-run-with-cache",
+    "tl-detect-head",
+)
 """Contenders whose call holds at least one layer's whole ``[batch, head, T, T]`` pattern (eager attention)."""
 
 
@@ -48,8 +64,15 @@ def _ratio(shapes: dict, shape, name: str, base: str, key: str) -> float | None:
 
 def _against_detect_head(shapes: dict, wanted: list, name: str, target: float) -> list[str]:
     """Goal 4's cells of one contender: ``detect_head``'s time over its time at each shape."""
-    return [_cell(_ratio(shapes, s, "tl-detect-head", name, "median_s"), target, False,
-                  _ratio(shapes, s, "tl-detect-head", name, "median_cpu_s")) for s in wanted]
+    return [
+        _cell(
+            _ratio(shapes, s, "tl-detect-head", name, "median_s"),
+            target,
+            False,
+            _ratio(shapes, s, "tl-detect-head", name, "median_cpu_s"),
+        )
+        for s in wanted
+    ]
 
 
 def goal_tables(results: dict) -> str:
@@ -60,33 +83,61 @@ def goal_tables(results: dict) -> str:
         wanted = _shapes(results, shapes)
         if not wanted:
             continue
-        n_tokens = {shape: next((e.get("n_tokens") for e in shapes[shape].values() if e.get("n_tokens")), None)
-                    for shape in wanted}
+        n_tokens = {
+            shape: next((e.get("n_tokens") for e in shapes[shape].values() if e.get("n_tokens")), None)
+            for shape in wanted
+        }
         n_tokens = {k: v for k, v in n_tokens.items() if v}
         ours = [n for n in SAME_ATTENTION if any(n in shapes[s] for s in wanted)]
-        time_rows = {f"{n} / {SAME_ATTENTION[n]}": [
-            _cell(_ratio(shapes, s, n, SAME_ATTENTION[n], "median_s"), 1.2, True,
-                  _ratio(shapes, s, n, SAME_ATTENTION[n], "median_cpu_s")) for s in wanted]
-            for n in ours if n.startswith("heads")}
-        memory_rows = {f"{n} / {SAME_ATTENTION[n]}": [
-            _cell(_ratio(shapes, s, n, SAME_ATTENTION[n], "peak_delta_bytes"), 1.3, True) for s in wanted]
-            for n in ours if n.startswith(("scan", "heads"))}
-        speed_rows = {f"tl-detect-head / {n}": _against_detect_head(
-            shapes, wanted, n, 2.0 if n.startswith(("heads", "kinds")) else 3.0) for n in ours}
+        time_rows = {
+            f"{n} / {SAME_ATTENTION[n]}": [
+                _cell(
+                    _ratio(shapes, s, n, SAME_ATTENTION[n], "median_s"),
+                    1.2,
+                    True,
+                    _ratio(shapes, s, n, SAME_ATTENTION[n], "median_cpu_s"),
+                )
+                for s in wanted
+            ]
+            for n in ours
+            if n.startswith("heads")
+        }
+        memory_rows = {
+            f"{n} / {SAME_ATTENTION[n]}": [
+                _cell(_ratio(shapes, s, n, SAME_ATTENTION[n], "peak_delta_bytes"), 1.3, True) for s in wanted
+            ]
+            for n in ours
+            if n.startswith(("scan", "heads"))
+        }
+        speed_rows = {
+            f"tl-detect-head / {n}": _against_detect_head(
+                shapes, wanted, n, 2.0 if n.startswith(("heads", "kinds")) else 3.0
+            )
+            for n in ours
+        }
         if any("body-eager" in shapes[s] for s in wanted):
             # what a pass costing the blocks alone would reach (ours stops after the last layer's attention)
             speed_rows["tl-detect-head / body-eager (the blocks alone)"] = _against_detect_head(
-                shapes, wanted, "body-eager", 3.0)
+                shapes, wanted, "body-eager", 3.0
+            )
         out += [f"### {model}", ""]
         if any(time_rows.values()):
-            out += ["Goal 1, every head kind in one pass: wall time / the plain forward pass of the same "
-                    "attention (target at most 1.2x):", ""] + _table(wanted, time_rows, n_tokens)
+            out += [
+                "Goal 1, every head kind in one pass: wall time / the plain forward pass of the same "
+                "attention (target at most 1.2x):",
+                "",
+            ] + _table(wanted, time_rows, n_tokens)
         if any(c != "—" for cells in memory_rows.values() for c in cells):
-            out += ["Goal 2, peak memory / the plain forward pass's of the same attention (target at most 1.3x):",
-                    ""] + _table(wanted, memory_rows, n_tokens)
+            out += [
+                "Goal 2, peak memory / the plain forward pass's of the same attention (target at most 1.3x):",
+                "",
+            ] + _table(wanted, memory_rows, n_tokens)
         if any(c != "—" for cells in speed_rows.values() for c in cells):
-            out += ["Goal 4, throughput against TransformerLens' `detect_head` on the same rows (its time / ours; "
-                    "target at least 3x for the induction score and the scan, 2x for every kind):", ""]
+            out += [
+                "Goal 4, throughput against TransformerLens' `detect_head` on the same rows (its time / ours; "
+                "target at least 3x for the induction score and the scan, 2x for every kind):",
+                "",
+            ]
             out += _table(wanted, speed_rows, n_tokens)
         out += pattern_floor(results, model, shapes)
     return "\n".join(out)
@@ -103,11 +154,15 @@ def pattern_floor(results: dict, model: str, shapes: dict) -> list[str]:
     n = next((e.get("n_tokens") for e in entries.values() if e.get("n_tokens")), 2 * seq_len + 1)
     pattern = 4 * batch * facts["n_heads"] * n * n
     logits = 4 * batch * n * facts["vocab_size"]
-    lines = [f"Goal 5, a check by hand at batch {batch}, {n} tokens: one `[{batch}, {facts['n_heads']}, {n}, {n}]` "
-             f"float32 pattern is {pattern / 2**20:.1f} MiB (the `[{batch}, {n}, {facts['vocab_size']}]` float32 "
-             f"logits {logits / 2**20:.1f} MiB); every contender that materialises a pattern must show at least "
-             "the pattern:", "", "| contender | peak (MiB) | materialises a pattern | at least one pattern |",
-             "| --- | ---: | --- | --- |"]
+    lines = [
+        f"Goal 5, a check by hand at batch {batch}, {n} tokens: one `[{batch}, {facts['n_heads']}, {n}, {n}]` "
+        f"float32 pattern is {pattern / 2**20:.1f} MiB (the `[{batch}, {n}, {facts['vocab_size']}]` float32 "
+        f"logits {logits / 2**20:.1f} MiB); every contender that materialises a pattern must show at least "
+        "the pattern:",
+        "",
+        "| contender | peak (MiB) | materialises a pattern | at least one pattern |",
+        "| --- | ---: | --- | --- |",
+    ]
     for name, e in entries.items():
         peak = e.get("peak_delta_bytes")
         if peak is None:

@@ -57,7 +57,12 @@ def _out_of_memory(error: BaseException) -> bool:
     seen = error
     while seen is not None:
         text = str(seen).lower()
-        if isinstance(seen, MemoryError) or "allocate" in text or "out of memory" in text or "not enough memory" in text:
+        if (
+            isinstance(seen, MemoryError)
+            or "allocate" in text
+            or "out of memory" in text
+            or "not enough memory" in text
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -70,7 +75,8 @@ def child(name: str, lengths: list[int], cap: int, out: Path, seed: int) -> None
     from bench.contenders import CONTENDERS as REGISTRY
     from bench.contenders import Context
     from bench.models import SMOLLM2, model_dir
-    from bench.worker import _proc_status as _status, _tokens
+    from bench.worker import _proc_status as _status
+    from bench.worker import _tokens
 
     torch.manual_seed(0)
     ctx = Context(SMOLLM2, model_dir(SMOLLM2))
@@ -80,8 +86,14 @@ def child(name: str, lengths: list[int], cap: int, out: Path, seed: int) -> None
     gc.collect()
     limit = _status("VmSize") + cap
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    result = {"contender": name, "cap_bytes": cap, "address_space_limit_bytes": limit,
-              "rss_after_warmup_bytes": _status("VmRSS"), "threads": torch.get_num_threads(), "points": []}
+    result = {
+        "contender": name,
+        "cap_bytes": cap,
+        "address_space_limit_bytes": limit,
+        "rss_after_warmup_bytes": _status("VmRSS"),
+        "threads": torch.get_num_threads(),
+        "points": [],
+    }
     for length in lengths:
         half = length // 2 - 1
         point: dict = {"length": length, "n_tokens": 1 + 2 * half}
@@ -99,18 +111,29 @@ def child(name: str, lengths: list[int], cap: int, out: Path, seed: int) -> None
                 outcome = run()
                 times.append(time.perf_counter() - start)
                 cpu.append(time.process_time() - start_cpu)
-            point.update(status="ok", time_s=statistics.median(times), times_s=times, cpu_s=statistics.median(cpu),
-                         peak_delta_bytes=max(0, _status("VmHWM") - before), peak_rss_bytes=_status("VmHWM"),
-                         scores=None if outcome.scores is None else outcome.scores.float().tolist())
+            point.update(
+                status="ok",
+                time_s=statistics.median(times),
+                times_s=times,
+                cpu_s=statistics.median(cpu),
+                peak_delta_bytes=max(0, _status("VmHWM") - before),
+                peak_rss_bytes=_status("VmHWM"),
+                scores=None if outcome.scores is None else outcome.scores.float().tolist(),
+            )
             del outcome, run
-        except Exception as error:  # noqa: BLE001  (an allocation past the cap, or anything else: recorded)
-            point.update(status="out_of_memory" if _out_of_memory(error) else "error",
-                         error=f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}")
+        except Exception as error:
+            point.update(
+                status="out_of_memory" if _out_of_memory(error) else "error",
+                error=f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}",
+            )
         gc.collect()
         result["points"].append(point)
         out.write_text(json.dumps(result))
-        shown = f"{point['time_s']:.2f} s, peak +{point['peak_delta_bytes'] / 2**20:.0f} MiB" \
-            if point["status"] == "ok" else point["status"]
+        shown = (
+            f"{point['time_s']:.2f} s, peak +{point['peak_delta_bytes'] / 2**20:.0f} MiB"
+            if point["status"] == "ok"
+            else point["status"]
+        )
         _say(f"{name} {point['n_tokens']} tokens: {shown}")
         if point["status"] != "ok":
             break
@@ -125,8 +148,9 @@ def _python_for(name: str) -> str | None:
     return str(TL_PYTHON) if check.returncode == 0 else None
 
 
-def run_contender(name: str, lengths: list[int], cap: int, seed: int, timeout: float,
-                  mmap_threshold: int | None = None) -> dict:
+def run_contender(
+    name: str, lengths: list[int], cap: int, seed: int, timeout: float, mmap_threshold: int | None = None
+) -> dict:
     """One fresh process for ``name``; what it wrote, with its exit status and the machine's load."""
     python = _python_for(name)
     if python is None:
@@ -135,8 +159,20 @@ def run_contender(name: str, lengths: list[int], cap: int, seed: int, timeout: f
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
-        command = [python, str(Path(__file__).resolve()), "--child", name, "--lengths", ",".join(map(str, lengths)),
-                   "--cap-gib", str(cap / GIB), "--seed", str(seed), "--child-out", str(out)]
+        command = [
+            python,
+            str(Path(__file__).resolve()),
+            "--child",
+            name,
+            "--lengths",
+            ",".join(map(str, lengths)),
+            "--cap-gib",
+            str(cap / GIB),
+            "--seed",
+            str(seed),
+            "--child-out",
+            str(out),
+        ]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
         if mmap_threshold:  # glibc then maps every larger block afresh and unmaps it when freed (no reuse)
             env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
@@ -148,11 +184,17 @@ def run_contender(name: str, lengths: list[int], cap: int, seed: int, timeout: f
     done = {p["length"] for p in result["points"]}
     if code != 0 and len(done) < len(lengths):  # killed mid-length (the cap hit outside Python, or the timeout)
         first = next(length for length in lengths if length not in done)
-        result["points"].append({"length": first, "n_tokens": first - 1,
-                                 "status": "timeout" if code == "timeout" else "out_of_memory",
-                                 "error": f"process ended with {code}"})
-    result.update(exit=code, wall_s=time.perf_counter() - start, loadavg_before=load_before,
-                  loadavg_after=os.getloadavg())
+        result["points"].append(
+            {
+                "length": first,
+                "n_tokens": first - 1,
+                "status": "timeout" if code == "timeout" else "out_of_memory",
+                "error": f"process ended with {code}",
+            }
+        )
+    result.update(
+        exit=code, wall_s=time.perf_counter() - start, loadavg_before=load_before, loadavg_after=os.getloadavg()
+    )
     return result
 
 
@@ -175,36 +217,82 @@ def figure(results: list[dict], cap: int):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Wall time of one call", "Peak memory above the loaded model"),
-                        horizontal_spacing=0.1)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("Wall time of one call", "Peak memory above the loaded model"),
+        horizontal_spacing=0.1,
+    )
     colours = ["#1f77b4", "#d62728", "#7f7f7f", "#ff7f0e", "#2ca02c"]
     for i, r in enumerate(r for r in results if r["points"]):
         ok = [p for p in r["points"] if p["status"] == "ok"]
         label = LABELS.get(r["contender"], r["contender"])
         style = dict(color=colours[i % len(colours)])
         x = [p["n_tokens"] for p in ok]
-        fig.add_trace(go.Scatter(x=x, y=[p["time_s"] for p in ok], name=label, legendgroup=label, mode="lines+markers",
-                                 line=style, hovertemplate="%{x} tokens: %{y:.2f} s<extra>" + label + "</extra>"),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=[p["peak_delta_bytes"] / GIB for p in ok], name=label, legendgroup=label,
-                                 mode="lines+markers", line=style, showlegend=False,
-                                 hovertemplate="%{x} tokens: %{y:.2f} GiB<extra>" + label + "</extra>"), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[p["time_s"] for p in ok],
+                name=label,
+                legendgroup=label,
+                mode="lines+markers",
+                line=style,
+                hovertemplate="%{x} tokens: %{y:.2f} s<extra>" + label + "</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[p["peak_delta_bytes"] / GIB for p in ok],
+                name=label,
+                legendgroup=label,
+                mode="lines+markers",
+                line=style,
+                showlegend=False,
+                hovertemplate="%{x} tokens: %{y:.2f} GiB<extra>" + label + "</extra>",
+            ),
+            row=1,
+            col=2,
+        )
         failed = [p for p in r["points"] if p["status"] != "ok"]
         if failed:
             p = failed[0]
-            fig.add_trace(go.Scatter(x=[p["n_tokens"]], y=[cap / GIB], mode="markers", legendgroup=label,
-                                     marker=dict(symbol="x", size=12, **style), showlegend=False,
-                                     hovertemplate=f"%{{x}} tokens: {p['status'].replace('_', ' ')}<extra>{label}</extra>"),
-                          row=1, col=2)
-    fig.add_hline(y=cap / GIB, line_dash="dash", line_color="black", row=1, col=2,
-                  annotation_text=f"cap {cap / GIB:g} GiB (x: ran out)", annotation_position="bottom right")
+            fig.add_trace(
+                go.Scatter(
+                    x=[p["n_tokens"]],
+                    y=[cap / GIB],
+                    mode="markers",
+                    legendgroup=label,
+                    marker=dict(symbol="x", size=12, **style),
+                    showlegend=False,
+                    hovertemplate=f"%{{x}} tokens: {p['status'].replace('_', ' ')}<extra>{label}</extra>",
+                ),
+                row=1,
+                col=2,
+            )
+    fig.add_hline(
+        y=cap / GIB,
+        line_dash="dash",
+        line_color="black",
+        row=1,
+        col=2,
+        annotation_text=f"cap {cap / GIB:g} GiB (x: ran out)",
+        annotation_position="bottom right",
+    )
     for col in (1, 2):
-        fig.update_xaxes(type="log", title_text="tokens (batch 1)", tickvals=[127, 255, 511, 1023, 2047, 4095, 8191],
-                         row=1, col=col)
+        fig.update_xaxes(
+            type="log", title_text="tokens (batch 1)", tickvals=[127, 255, 511, 1023, 2047, 4095, 8191], row=1, col=col
+        )
     fig.update_yaxes(type="log", title_text="seconds", row=1, col=1)
     fig.update_yaxes(type="log", title_text="GiB", row=1, col=2)
-    fig.update_layout(title="SmolLM2-135M at long context: time and memory against length",
-                      template="plotly_white", height=460, legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        title="SmolLM2-135M at long context: time and memory against length",
+        template="plotly_white",
+        height=460,
+        legend=dict(orientation="h", y=-0.25),
+    )
     return fig
 
 
@@ -215,8 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap-gib", type=float, default=4.0, help="address space allowed above the warmed-up process")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=720.0, help="seconds per contender process")
-    parser.add_argument("--mmap-threshold", type=int, default=None,
-                        help="set glibc's MALLOC_MMAP_THRESHOLD_ in the contender processes (bytes)")
+    parser.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=None,
+        help="set glibc's MALLOC_MMAP_THRESHOLD_ in the contender processes (bytes)",
+    )
     parser.add_argument("--results", default=str(ROOT / "bench" / "long_context.json"))
     parser.add_argument("--chart", default=str(ROOT / "charts" / "bench_long_context.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -234,11 +326,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.contenders.split(","):
         _say(f"{name}: lengths {lengths}, cap {args.cap_gib:g} GiB")
         results.append(run_contender(name, lengths, cap, args.seed, args.timeout, args.mmap_threshold))
-    record = {"model": "smollm2", "batch": 1, "cap_bytes": cap, "cap_method": "resource.setrlimit(RLIMIT_AS) at the "
-              "process's address-space size after loading and a 127-token warm-up, plus the cap",
-              "malloc_mmap_threshold": args.mmap_threshold,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "total_wall_s": time.perf_counter() - start, "results": results, "score_checks": score_checks(results)}
+    record = {
+        "model": "smollm2",
+        "batch": 1,
+        "cap_bytes": cap,
+        "cap_method": "resource.setrlimit(RLIMIT_AS) at the "
+        "process's address-space size after loading and a 127-token warm-up, plus the cap",
+        "malloc_mmap_threshold": args.mmap_threshold,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "total_wall_s": time.perf_counter() - start,
+        "results": results,
+        "score_checks": score_checks(results),
+    }
     Path(args.results).write_text(json.dumps(record, indent=1, allow_nan=False))
     chart = json.loads(figure(results, cap).to_json())
     Path(args.chart).write_text(json.dumps(chart, allow_nan=False))

@@ -42,8 +42,15 @@ def _config(name: str):
         )
     if name == TINY_LLAMA:
         return tf.LlamaForCausalLM, tf.LlamaConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=64, max_position_embeddings=256, vocab_size=128, bos_token_id=0, eos_token_id=0,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=256,
+            vocab_size=128,
+            bos_token_id=0,
+            eos_token_id=0,
         )
     raise ValueError(f"unknown benchmark model {name!r}; choose from {', '.join(MODELS)}")
 
@@ -61,8 +68,12 @@ def word_level_tokenizer(vocab_size: int, bos: int, path: str = "word-level"):
     backend = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token=f"t{bos}", eos_token=f"t{bos}", unk_token="t0",
-        pad_token=f"t{bos}", add_bos_token=True,
+        tokenizer_object=backend,
+        bos_token=f"t{bos}",
+        eos_token=f"t{bos}",
+        unk_token="t0",
+        pad_token=f"t{bos}",
+        add_bos_token=True,
     )
     tok.init_kwargs["name_or_path"] = path
     tok.init_kwargs["add_bos_token"] = True

@@ -12,8 +12,8 @@ tensor work (the forward pass, the in-trace reductions).
 from __future__ import annotations
 
 import argparse
-import cProfile
 import contextlib
+import cProfile
 import pstats
 import statistics
 import sys
@@ -48,8 +48,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/overhead.py")
     parser.add_argument("--model", default="gpt2-small")
     parser.add_argument("--attn", default="eager")
-    parser.add_argument("--job", choices=("scan", "induction", "heads", "kinds"), default="scan",
-                        help="scan (loss + induction), induction (no loss), heads (every kind + loss), kinds (no loss)")
+    parser.add_argument(
+        "--job",
+        choices=("scan", "induction", "heads", "kinds"),
+        default="scan",
+        help="scan (loss + induction), induction (no loss), heads (every kind + loss), kinds (no loss)",
+    )
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
@@ -68,9 +72,12 @@ def main(argv=None) -> int:
             hf(tokens)
 
     probe = Probe("repeated", tokens, args.seq_len, 1, 1 + args.seq_len)
-    scan_once = {"scan": lambda: scan(nn, tokens, args.seq_len),
-                 "induction": lambda: induction_scores(nn, tokens, args.seq_len),
-                 "heads": lambda: head_scores(nn, probe), "kinds": lambda: head_scores(nn, probe, loss=False)}[args.job]
+    scan_once = {
+        "scan": lambda: scan(nn, tokens, args.seq_len),
+        "induction": lambda: induction_scores(nn, tokens, args.seq_len),
+        "heads": lambda: head_scores(nn, probe),
+        "kinds": lambda: head_scores(nn, probe, loss=False),
+    }[args.job]
 
     rows = {name: _median(fn, args.repeats) for name, fn in (("forward (no_grad)", forward), (args.job, scan_once))}
     base, base_cpu = rows["forward (no_grad)"]

@@ -35,10 +35,26 @@ from bench import report  # noqa: E402
 from bench.contenders import CONTENDERS  # noqa: E402
 from bench.models import MODELS  # noqa: E402
 
-FULL = dict(models="smollm2,gpt2-small", lengths="25,50,100,250,500", length_batch=1,
-            batches="1,2,5,10,20", batch_seq_len=50, headline="10,50", repeats=5, warmup=1)
-QUICK = dict(models="tiny-gpt2", lengths="4,8", length_batch=1, batches="1,2", batch_seq_len=8,
-             headline="2,8", repeats=2, warmup=1)
+FULL = dict(
+    models="smollm2,gpt2-small",
+    lengths="25,50,100,250,500",
+    length_batch=1,
+    batches="1,2,5,10,20",
+    batch_seq_len=50,
+    headline="10,50",
+    repeats=5,
+    warmup=1,
+)
+QUICK = dict(
+    models="tiny-gpt2",
+    lengths="4,8",
+    length_batch=1,
+    batches="1,2",
+    batch_seq_len=8,
+    headline="2,8",
+    repeats=2,
+    warmup=1,
+)
 
 
 def _ints(text: str) -> list[int]:
@@ -47,11 +63,17 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny model, tiny shapes, 2 repeats: checks the harness, measures nothing useful")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny model, tiny shapes, 2 repeats: checks the harness, measures nothing useful",
+    )
     parser.add_argument("--models", help=f"comma-separated, from {', '.join(MODELS)} (default smollm2,gpt2-small)")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help=f"comma-separated, from {', '.join(CONTENDERS)} (default all)")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated, from {', '.join(CONTENDERS)} (default all)",
+    )
     parser.add_argument("--lengths", help="seq_len values of the length sweep (rows are BOS + 2 * seq_len tokens)")
     parser.add_argument("--length-batch", type=int, help="batch of the length sweep")
     parser.add_argument("--batches", help="batch values of the batch sweep")
@@ -63,10 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-contender memory processes")
     parser.add_argument("--memory-contenders", help="measure memory for these only (default: every contender)")
-    parser.add_argument("--memory-batches", help="measure memory at the batch sweep's shapes with these batches only "
-                        "(default: every shape)")
-    parser.add_argument("--no-time", action="store_true",
-                        help="memory only (e.g. beside a timing run, then merge with bench/merge.py)")
+    parser.add_argument(
+        "--memory-batches",
+        help="measure memory at the batch sweep's shapes with these batches only (default: every shape)",
+    )
+    parser.add_argument(
+        "--no-time", action="store_true", help="memory only (e.g. beside a timing run, then merge with bench/merge.py)"
+    )
     parser.add_argument("--python", help="interpreter for the workers (default .venv-tl/bin/python if present)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where results.json and results.md go")
     parser.add_argument("--charts", type=Path, default=ROOT / "charts", help="where bench_*.json charts go")
@@ -101,12 +126,22 @@ def _run_worker(python: str, spec: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                   TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(spec["threads"]))
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            TOKENIZERS_PARALLELISM="false",
+            OMP_NUM_THREADS=str(spec["threads"]),
+        )
         if spec["mode"] == "memory":
             env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
-        process = subprocess.Popen([python, "-m", "bench.worker", str(spec_path), str(out_path)], cwd=ROOT, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [python, "-m", "bench.worker", str(spec_path), str(out_path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         tail: list[str] = []
         try:
             for line in process.stderr:  # progress lines as they come, the rest kept for an error message
@@ -151,7 +186,9 @@ def _load() -> str:
 
 def shapes_of(args) -> list[list[int]]:
     headline = _ints(args.headline)
-    shapes = [(args.length_batch, t) for t in _ints(args.lengths)] + [(b, args.batch_seq_len) for b in _ints(args.batches)]
+    shapes = [(args.length_batch, t) for t in _ints(args.lengths)] + [
+        (b, args.batch_seq_len) for b in _ints(args.batches)
+    ]
     shapes.append(tuple(headline))
     unique = sorted(set(shapes), key=lambda s: (s[0] * (2 * s[1] + 1), s))  # smallest work first
     return [list(s) for s in unique]
@@ -163,14 +200,30 @@ def run(args) -> dict:
     shapes = shapes_of(args)
     base = dict(shapes=shapes, warmup=args.warmup, repeats=args.repeats, seed=args.seed, threads=args.threads)
     results = {
-        "settings": dict(models=args.models.split(","), contenders=contenders, shapes=shapes,
-                         lengths=_ints(args.lengths), length_batch=args.length_batch, batches=_ints(args.batches),
-                         batch_seq_len=args.batch_seq_len, headline=_ints(args.headline), repeats=args.repeats,
-                         warmup=args.warmup, seed=args.seed, quick=args.quick, argv=args.argv,
-                         descriptions={n: CONTENDERS[n].description for n in contenders}),
-        "machine": dict(started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), cpu_count=os.cpu_count(),
-                        cpu_model=_cpu_model(), mem_total_gib=_mem_total_gib(), load_before=_load(),
-                        worker_python=python),
+        "settings": dict(
+            models=args.models.split(","),
+            contenders=contenders,
+            shapes=shapes,
+            lengths=_ints(args.lengths),
+            length_batch=args.length_batch,
+            batches=_ints(args.batches),
+            batch_seq_len=args.batch_seq_len,
+            headline=_ints(args.headline),
+            repeats=args.repeats,
+            warmup=args.warmup,
+            seed=args.seed,
+            quick=args.quick,
+            argv=args.argv,
+            descriptions={n: CONTENDERS[n].description for n in contenders},
+        ),
+        "machine": dict(
+            started=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            cpu_count=os.cpu_count(),
+            cpu_model=_cpu_model(),
+            mem_total_gib=_mem_total_gib(),
+            load_before=_load(),
+            worker_python=python,
+        ),
         "models": {},
     }
     memory_shapes = shapes
@@ -186,19 +239,26 @@ def run(args) -> dict:
             for name in (args.memory_contenders or args.contenders).split(","):
                 if name in timed.get("skipped", {}):
                     continue
-                measured = [_run_worker(python, dict(base, mode="memory", model=model, contenders=[name],
-                                                     shapes=[shape])) for shape in memory_shapes]
+                measured = [
+                    _run_worker(python, dict(base, mode="memory", model=model, contenders=[name], shapes=[shape]))
+                    for shape in memory_shapes
+                ]
                 if measured[0].get("skipped"):
                     continue
                 per_model["memory"][name] = dict(measured[0], rows=[row for m in measured for row in m["rows"]])
                 last = measured[-1]
-                results["machine"].update(torch_threads=last["torch_threads"],
-                                          torch_interop_threads=last["torch_interop_threads"],
-                                          versions=last["versions"])
+                results["machine"].update(
+                    torch_threads=last["torch_threads"],
+                    torch_interop_threads=last["torch_interop_threads"],
+                    versions=last["versions"],
+                )
         results["models"][model] = per_model
         if timed:
-            results["machine"].update(torch_threads=timed["torch_threads"],
-                                      torch_interop_threads=timed["torch_interop_threads"], versions=timed["versions"])
+            results["machine"].update(
+                torch_threads=timed["torch_threads"],
+                torch_interop_threads=timed["torch_interop_threads"],
+                versions=timed["versions"],
+            )
     results["machine"]["load_after"] = _load()
     return results
 
@@ -214,18 +274,25 @@ def write_outputs(results: dict, out: Path, charts: Path) -> list[Path]:
     machine = f"median of {s['repeats']} rounds on {m['cpu_count']} CPUs, {m.get('torch_threads', '?')} torch threads"
     batch, seq_len = s["headline"]
     files[charts / "bench_time_ratio.json"] = ratio_figure(
-        report.headline_ratios(results), title=f"Wall time / plain eager forward pass — {models}",
-        subtitle=f"batch {batch} x 2 x {seq_len} repeated tokens; {machine}").to_json()
+        report.headline_ratios(results),
+        title=f"Wall time / plain eager forward pass — {models}",
+        subtitle=f"batch {batch} x 2 x {seq_len} repeated tokens; {machine}",
+    ).to_json()
     for metric, name, y_title, title in (
-        ("ratio", "bench_time_scaling", "wall time / forward-eager", "Wall time relative to a plain eager forward pass"),
+        (
+            "ratio",
+            "bench_time_scaling",
+            "wall time / forward-eager",
+            "Wall time relative to a plain eager forward pass",
+        ),
         ("memory", "bench_memory", "peak memory above the model (MiB)", "Peak memory during one call"),
         ("bytes", "bench_saved_bytes", "bytes saved", "Bytes saved out of the forward pass"),
     ):
         panels, x_titles = report.chart_panels(results, metric)
         if panels:
-            files[charts / f"{name}.json"] = sweep_figure(panels, x_titles=x_titles, y_title=y_title,
-                                                          title=f"{title} — {models}", subtitle=machine,
-                                                          log_x=True).to_json()
+            files[charts / f"{name}.json"] = sweep_figure(
+                panels, x_titles=x_titles, y_title=y_title, title=f"{title} — {models}", subtitle=machine, log_x=True
+            ).to_json()
     for path, text in files.items():
         tmp = path.with_name(f".{path.name}.partial")
         tmp.write_text(text)

@@ -31,13 +31,12 @@ def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
     """One sweep at ``max_tokens``, measured."""
     import torch
 
+    from bench.worker import _proc_status as _status
     from induction_nnsight import load_model
     from induction_nnsight.causal.ablation import ablate_heads, ablation_sweep, repeated_half_metric
     from induction_nnsight.causal.variants import DEFAULT_MAX_ROWS, variants_per_trace
     from induction_nnsight.models.layout import model_facts
     from induction_nnsight.probes.tokens import repeated_tokens
-
-    from bench.worker import _proc_status as _status
 
     model = load_model("smollm2-135m", progress=False)
     facts = model_facts(model)
@@ -53,14 +52,28 @@ def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     n_variants = (facts.n_layers if layers is None else len(layers)) * facts.n_heads + 1
     per_trace = variants_per_trace(batch, 0, tokens.shape[1], max_tokens, DEFAULT_MAX_ROWS)
-    out.write_text(json.dumps({
-        "max_tokens": max_tokens, "layers": layers, "n_variants": n_variants, "rows_per_variant": batch, "n_pos": tokens.shape[1],
-        "variants_per_trace": per_trace, "traces": -(-n_variants // per_trace), "wall_s": wall, "cpu_s": cpu,
-        "sequences_per_s": n_variants * batch / wall, "variants_per_s": n_variants / wall,
-        "tokens_per_s": n_variants * batch * tokens.shape[1] / wall,
-        "peak_delta_bytes": max(0, _status("VmHWM") - before), "torch_threads": torch.get_num_threads(),
-        "baseline": sweep.baseline, "largest_delta": float(sweep.delta.nan_to_num(float("-inf")).max()),
-    }))
+    out.write_text(
+        json.dumps(
+            {
+                "max_tokens": max_tokens,
+                "layers": layers,
+                "n_variants": n_variants,
+                "rows_per_variant": batch,
+                "n_pos": tokens.shape[1],
+                "variants_per_trace": per_trace,
+                "traces": -(-n_variants // per_trace),
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "sequences_per_s": n_variants * batch / wall,
+                "variants_per_s": n_variants / wall,
+                "tokens_per_s": n_variants * batch * tokens.shape[1] / wall,
+                "peak_delta_bytes": max(0, _status("VmHWM") - before),
+                "torch_threads": torch.get_num_threads(),
+                "baseline": sweep.baseline,
+                "largest_delta": float(sweep.delta.nan_to_num(float("-inf")).max()),
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,13 +93,28 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.json"
-            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--max-tokens", str(budget),
-                            "--child-out", str(out), *(["--layers", args.layers] if args.layers else [])], cwd=ROOT, check=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"})
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--max-tokens",
+                    str(budget),
+                    "--child-out",
+                    str(out),
+                    *(["--layers", args.layers] if args.layers else []),
+                ],
+                cwd=ROOT,
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"},
+            )
             row = json.loads(out.read_text())
         row.update(loadavg_before=load, loadavg_after=os.getloadavg())
-        print(f"[sweep] max_tokens {budget}: {row['sequences_per_s']:.1f} sequences/s, {row['wall_s']:.0f} s, "
-              f"peak +{row['peak_delta_bytes'] / 2**20:.0f} MiB", file=sys.stderr, flush=True)
+        print(
+            f"[sweep] max_tokens {budget}: {row['sequences_per_s']:.1f} sequences/s, {row['wall_s']:.0f} s, "
+            f"peak +{row['peak_delta_bytes'] / 2**20:.0f} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
         rows.append(row)
     Path(args.results).write_text(json.dumps({"model": "smollm2", "rows": rows}, indent=1, allow_nan=False))
     return 0

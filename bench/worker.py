@@ -125,7 +125,9 @@ def _cross_checks(outcomes: dict, tokens: torch.Tensor) -> dict:
                     a, b = outcome.scores.flatten().float(), ref.scores.flatten().float()
                     entry["pearson_vs_scan"] = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
                     k = min(5, a.numel())
-                    entry["top5_overlap_vs_scan"] = len(set(a.topk(k).indices.tolist()) & set(b.topk(k).indices.tolist()))
+                    entry["top5_overlap_vs_scan"] = len(
+                        set(a.topk(k).indices.tolist()) & set(b.topk(k).indices.tolist())
+                    )
                 else:
                     entry["scores_max_abs_diff_vs_scan"] = _max_diff(outcome.scores, ref.scores)
             entry["loss_max_abs_diff_vs_scan"] = _max_diff(outcome.loss, ref.loss)
@@ -196,11 +198,22 @@ def time_mode(spec: dict) -> dict:
         outcomes.clear()
         runs.clear()
     config = _config_of(ctx)
-    facts = {key: next((getattr(config, f) for f in fields if getattr(config, f, None) is not None), None)
-             for key, fields in (("n_layers", ("num_hidden_layers", "n_layer")),
-                                ("n_heads", ("num_attention_heads", "n_head")), ("vocab_size", ("vocab_size",)))}
-    return {"mode": "time", "model": spec["model"], "load_s": load_s, "skipped": skipped, "facts": facts,
-            "rows": results}
+    facts = {
+        key: next((getattr(config, f) for f in fields if getattr(config, f, None) is not None), None)
+        for key, fields in (
+            ("n_layers", ("num_hidden_layers", "n_layer")),
+            ("n_heads", ("num_attention_heads", "n_head")),
+            ("vocab_size", ("vocab_size",)),
+        )
+    }
+    return {
+        "mode": "time",
+        "model": spec["model"],
+        "load_s": load_s,
+        "skipped": skipped,
+        "facts": facts,
+        "rows": results,
+    }
 
 
 def _make_resident(model) -> None:
@@ -227,7 +240,7 @@ def memory_mode(spec: dict) -> dict:
     rss_loaded = _proc_status("VmRSS")
     rows = []
     method = "VmHWM after clear_refs" if _reset_peak() else "psutil RSS sampling, 1 ms"
-    (batch, seq_len), = spec["shapes"]  # one shape per process: the call below is its first
+    ((batch, seq_len),) = spec["shapes"]  # one shape per process: the call below is its first
     ctx.set_batch(_tokens(ctx, batch, seq_len, spec["seed"]), seq_len)
     run = CONTENDERS[name].make(ctx)
     gc.collect()
@@ -242,13 +255,29 @@ def memory_mode(spec: dict) -> dict:
             outcome = run()
         peak = sampler.peak
     first_call_s = time.perf_counter() - start
-    rows.append({"batch": batch, "seq_len": seq_len, "peak_delta_bytes": max(0, peak - baseline),
-                 "peak_rss_bytes": peak, "saved_bytes": outcome.saved_bytes(), "first_call_s": first_call_s})
-    _say(f"{spec['model']} {name} batch {batch} seq_len {seq_len}: peak +{(peak - baseline) / 2**20:.0f} MiB "
-         f"(first call {first_call_s:.2f} s)")
-    return {"mode": "memory", "model": spec["model"], "contender": name, "method": method,
-            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
-            "model_rss_bytes": rss_loaded - rss_before_load, "rows": rows}
+    rows.append(
+        {
+            "batch": batch,
+            "seq_len": seq_len,
+            "peak_delta_bytes": max(0, peak - baseline),
+            "peak_rss_bytes": peak,
+            "saved_bytes": outcome.saved_bytes(),
+            "first_call_s": first_call_s,
+        }
+    )
+    _say(
+        f"{spec['model']} {name} batch {batch} seq_len {seq_len}: peak +{(peak - baseline) / 2**20:.0f} MiB "
+        f"(first call {first_call_s:.2f} s)"
+    )
+    return {
+        "mode": "memory",
+        "model": spec["model"],
+        "contender": name,
+        "method": method,
+        "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+        "model_rss_bytes": rss_loaded - rss_before_load,
+        "rows": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,14 @@ those modules and does nothing else.
 """
 
 from .app.attention_view import AttentionView, attention_view
-from .causal.ablation import CurveResult, SweepResult, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
+from .causal.ablation import (
+    CurveResult,
+    SweepResult,
+    ablate_heads,
+    ablation_curve,
+    ablation_sweep,
+    repeated_half_metric,
+)
 from .causal.attribution import head_attribution
 from .causal.circuit import CircuitResult, circuit
 from .causal.composition import composition_scores

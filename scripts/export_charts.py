@@ -30,7 +30,6 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
 from induction_nnsight.app.ablate_job import AblateConfig, run_ablate  # noqa: E402
 from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit  # noqa: E402
-from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
 from induction_nnsight.app.cli import guarded  # noqa: E402
 from induction_nnsight.app.jobs import (  # noqa: E402
     AttentionConfig,
@@ -41,6 +40,7 @@ from induction_nnsight.app.jobs import (  # noqa: E402
     run_scan,
 )
 from induction_nnsight.app.outputs import prepare_out_dir, write_files  # noqa: E402
+from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
 
 CHARTS = ROOT / "charts"
 RTOL = 1e-3
@@ -64,14 +64,17 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
         AttentionConfig(model=DEFAULT_MODEL, layer=18, head=6, prompt=ATTENTION_PROMPT), model
     )[1],
     # the interactive view (docs/heads.md): the top induction head and the previous-token head feeding it
-    "attention_view": lambda model: {"attention_view.html": run_attention(
-        AttentionConfig(model=DEFAULT_MODEL, heads="L18H6,L16H0", prompt=ATTENTION_PROMPT, html=True), model
-    )[1]["attention_view.html"]},
+    "attention_view": lambda model: {
+        "attention_view.html": run_attention(
+            AttentionConfig(model=DEFAULT_MODEL, heads="L18H6,L16H0", prompt=ATTENTION_PROMPT, html=True), model
+        )[1]["attention_view.html"]
+    },
     "ablate": lambda model: run_ablate(AblateConfig(model=DEFAULT_MODEL), model, progress=False)[1],
     "patch": lambda model: run_patch(PatchConfig(model=DEFAULT_MODEL), model, progress=False)[1],
     # the two strongest induction heads, every loss effect exact (docs/circuit.md)
-    "circuit": lambda model: run_circuit(CircuitConfig(model=DEFAULT_MODEL, top=2, exact_losses=None), model,
-                                         progress=False)[1],
+    "circuit": lambda model: run_circuit(
+        CircuitConfig(model=DEFAULT_MODEL, top=2, exact_losses=None), model, progress=False
+    )[1],
 }
 
 
@@ -120,8 +123,12 @@ _HEAD_LABEL = re.compile(r"L(\d+)H(\d+)")
 
 def _ranked(value) -> bool:
     """Whether ``value`` is a ranked list of heads: dicts with ``layer``, ``head`` and a score."""
-    return bool(value) and isinstance(value, list) and all(
-        isinstance(v, dict) and "layer" in v and "head" in v and any(k in v for k in RANK_VALUES) for v in value
+    return (
+        bool(value)
+        and isinstance(value, list)
+        and all(
+            isinstance(v, dict) and "layer" in v and "head" in v and any(k in v for k in RANK_VALUES) for v in value
+        )
     )
 
 
@@ -136,12 +143,17 @@ def canonical(value):
     if not isinstance(value, dict):
         return value
     labels = value.get("x")
-    if value.get("type") == "bar" and isinstance(labels, list) and labels and all(
-        isinstance(x, str) and _HEAD_LABEL.fullmatch(x) for x in labels
+    if (
+        value.get("type") == "bar"
+        and isinstance(labels, list)
+        and labels
+        and all(isinstance(x, str) and _HEAD_LABEL.fullmatch(x) for x in labels)
     ):
         error = value.get("error_y") or {}
-        bars = [{"layer": int(_HEAD_LABEL.fullmatch(x)[1]), "head": int(_HEAD_LABEL.fullmatch(x)[2]), "score": y}
-                for x, y in zip(labels, value.get("y", []))]
+        bars = [
+            {"layer": int(_HEAD_LABEL.fullmatch(x)[1]), "head": int(_HEAD_LABEL.fullmatch(x)[2]), "score": y}
+            for x, y in zip(labels, value.get("y", []))
+        ]
         for key in ("array", "arrayminus"):
             for bar, v in zip(bars, error.get(key) or []):
                 bar[key] = v
@@ -162,8 +174,10 @@ def ranking_differences(committed: list, fresh: list, path: str) -> Iterator[str
     for head, entry in in_committed.items():
         if head in in_fresh:
             yield from differences(entry, in_fresh[head], f"{path}[L{head[0]}H{head[1]}]")
-    for entries, others, cut_off, word in ((committed, in_fresh, fresh[-1], "gone now"),
-                                           (fresh, in_committed, committed[-1], "new now")):
+    for entries, others, cut_off, word in (
+        (committed, in_fresh, fresh[-1], "gone now"),
+        (fresh, in_committed, committed[-1], "new now"),
+    ):
         for entry in entries:
             value, edge = _rank_value(entry), _rank_value(cut_off)
             if key(entry) not in others and (value is None or edge is None or not _close(value, edge, ATOL)):
@@ -223,8 +237,9 @@ def check(committed_dir: Path, fresh_dir: Path, shown: int = 5) -> list[str]:
     problems = []
     patterns = ("*.json", "*.html")
     fresh_names = {p.name for pattern in patterns for p in fresh_dir.glob(pattern)}
-    committed_names = {p.name for pattern in patterns for p in committed_dir.glob(pattern)
-                       if not p.name.startswith(OTHER_PRODUCERS)}
+    committed_names = {
+        p.name for pattern in patterns for p in committed_dir.glob(pattern) if not p.name.startswith(OTHER_PRODUCERS)
+    }
     for name in sorted(fresh_names - committed_names):
         problems.append(f"{name}: produced by the code but not committed in {committed_dir}")
     for name in sorted(committed_names - fresh_names):

@@ -1,6 +1,6 @@
 """Every head's induction score on repeated random tokens, as a Plotly heatmap.
 
-    python scripts/induction_scores.py [--model smollm2-135m] [--out charts] [--remote]
+python scripts/induction_scores.py [--model smollm2-135m] [--out charts] [--remote]
 """
 
 import argparse
@@ -22,8 +22,9 @@ def run(args: argparse.Namespace) -> None:
     tokens = scan_tokens(model, config)
     scores = induction_scores(model, tokens, config.seq_len, remote=remote_settings(config) or False)
     top = top_heads(scores, 10)
-    figure = kind_heatmap("induction", scores, title=f"Induction score per head — {config.model}",
-                          subtitle=config.describe_tokens())  # as the scan's chart
+    figure = kind_heatmap(
+        "induction", scores, title=f"Induction score per head — {config.model}", subtitle=config.describe_tokens()
+    )  # as the scan's chart
     for path in write_files(out, {"induction_scores.json": figure.to_json()}):
         print(f"wrote {path}")
     print(heads_table(top))

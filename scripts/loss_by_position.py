@@ -1,17 +1,17 @@
 """Loss by position on repeated random tokens, written as a Plotly chart.
 
-    python scripts/loss_by_position.py [--model smollm2-135m] [--out charts] [--remote]
+python scripts/loss_by_position.py [--model smollm2-135m] [--out charts] [--remote]
 """
 
 import argparse
 import sys
 
 from induction_nnsight import load_model, loss_by_position
-from induction_nnsight.figures.heads import loss_by_position_figure
 from induction_nnsight.app.arguments import add_model_args, add_token_args
 from induction_nnsight.app.cli import guarded, scan_config
 from induction_nnsight.app.jobs import remote_settings, scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files
+from induction_nnsight.figures.heads import loss_by_position_figure
 
 
 def run(args: argparse.Namespace) -> None:
@@ -19,8 +19,13 @@ def run(args: argparse.Namespace) -> None:
     out = prepare_out_dir(args.out)
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
     loss = loss_by_position(model, scan_tokens(model, config), remote=remote_settings(config) or False)  # [pos - 1]
-    figure = loss_by_position_figure(loss.tolist(), config.seq_len, config.bos,
-                                     title=f"Mean loss by position — {config.model}", subtitle=config.describe_tokens())
+    figure = loss_by_position_figure(
+        loss.tolist(),
+        config.seq_len,
+        config.bos,
+        title=f"Mean loss by position — {config.model}",
+        subtitle=config.describe_tokens(),
+    )
     for path in write_files(out, {"loss_by_position.json": figure.to_json()}):
         print(f"wrote {path}")
 

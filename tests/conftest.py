@@ -28,16 +28,28 @@ def _tiny_config(arch: str):
     import transformers as tf
 
     common = dict(vocab_size=TINY_VOCAB, bos_token_id=TINY_BOS, eos_token_id=TINY_BOS, pad_token_id=TINY_BOS)
-    llama_like = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=64, max_position_embeddings=128, **common)
+    llama_like = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **common,
+    )
     if arch == "gpt2":
         return tf.GPT2LMHeadModel, tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128, **common)
     if arch == "llama":  # grouped-query attention and rotary embeddings
         return tf.LlamaForCausalLM, tf.LlamaConfig(**llama_like)
     if arch == "neox":  # fused, per-head interleaved qkv; partial rotary
         return tf.GPTNeoXForCausalLM, tf.GPTNeoXConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=128, rotary_pct=0.5, **common,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            rotary_pct=0.5,
+            **common,
         )
     if arch == "qwen2":  # attention biases
         return tf.Qwen2ForCausalLM, tf.Qwen2Config(**llama_like)
@@ -45,11 +57,18 @@ def _tiny_config(arch: str):
         return tf.MistralForCausalLM, tf.MistralConfig(**llama_like, sliding_window=8)
     if arch == "gemma2":  # logit soft-capping, sliding and global layers, eager only
         return tf.Gemma2ForCausalLM, tf.Gemma2Config(
-            **llama_like, head_dim=8, sliding_window=8, attn_logit_softcapping=5.0, query_pre_attn_scalar=8,
+            **llama_like,
+            head_dim=8,
+            sliding_window=8,
+            attn_logit_softcapping=5.0,
+            query_pre_attn_scalar=8,
         )
     if arch == "gemma3":  # sliding and global layers, sdpa allowed
         return tf.Gemma3ForCausalLM, tf.Gemma3TextConfig(
-            **llama_like, head_dim=8, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+            **llama_like,
+            head_dim=8,
+            sliding_window=8,
+            layer_types=["sliding_attention", "full_attention"],
         )
     raise ValueError(arch)
 

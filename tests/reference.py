@@ -19,8 +19,10 @@ def plain_transformers_scan(model_dir, tokens: torch.Tensor, seq_len: int):
     loss = torch.stack([F.cross_entropy(out.logits[:, i], tokens[:, i + 1]) for i in range(n - 1)])
     queries = range(seq_len - 1, n)
     scores = torch.stack(
-        [torch.stack([layer[:, :, q, q - seq_len + 1] for q in queries], dim=-1).mean(dim=(0, 2))
-         for layer in out.attentions]
+        [
+            torch.stack([layer[:, :, q, q - seq_len + 1] for q in queries], dim=-1).mean(dim=(0, 2))
+            for layer in out.attentions
+        ]
     )
     return loss, scores
 
@@ -62,6 +64,8 @@ def reference_kind_scores(attentions, tokens: torch.Tensor, period: int, second_
             per_layer.append(torch.stack(rows).nanmean(0))
         out[kind] = torch.stack(per_layer)
     return out
+
+
 # --- causal validation: head outputs edited by plain torch hooks --------------------------
 
 _PROJECTIONS = ("o_proj", "c_proj")
@@ -84,8 +88,10 @@ def plain_projections(model):
 def plain_head_inputs(model, tokens):
     """``[n_layers][batch, pos, n_heads * d_head]`` inputs of the output projections (pre-hooks)."""
     captured = []
-    hooks = [p.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().clone()))
-             for p in plain_projections(model)]
+    hooks = [
+        p.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().clone()))
+        for p in plain_projections(model)
+    ]
     try:
         with torch.no_grad():
             model(tokens)

@@ -69,8 +69,10 @@ class HtmlViewDirective(SphinxDirective):
         _, path = self.env.relfn2path(self.arguments[0], self.env.docname)
         file = Path(path)
         if not file.is_file():
-            return self._warn(f"no such file {file} (paths are relative to the page; "
-                              "write it with `induction-nnsight attention --html`)")
+            return self._warn(
+                f"no such file {file} (paths are relative to the page; "
+                "write it with `induction-nnsight attention --html`)"
+            )
         self.env.note_dependency(str(file))
         try:
             problem = problem_with(file.read_text(encoding="utf-8"))
@@ -96,10 +98,14 @@ def visit_html_view(self, node: html_view_node) -> None:
     src = relative_uri(page, f"_static/{STATIC_DIR}/{node['file']}")
     title = self.attval(node.children[0].astext()) if node.children else "view"
     self.body.append(self.starttag(node, "figure", CLASS="html-view-figure"))
-    fit = ("try{this.style.height=Math.ceil(this.contentDocument.documentElement.getBoundingClientRect().height+8)"
-           "+'px'}catch(e){}")  # the page's own height (a cross-origin file:// frame keeps :height:)
-    self.body.append(f'<iframe class="html-view" src="{src}" title="{title}" loading="lazy" onload="{fit}" '
-                     f'style="width: 100%; height: {node["height"]}px; border: 0;"></iframe>\n')
+    fit = (
+        "try{this.style.height=Math.ceil(this.contentDocument.documentElement.getBoundingClientRect().height+8)"
+        "+'px'}catch(e){}"
+    )  # the page's own height (a cross-origin file:// frame keeps :height:)
+    self.body.append(
+        f'<iframe class="html-view" src="{src}" title="{title}" loading="lazy" onload="{fit}" '
+        f'style="width: 100%; height: {node["height"]}px; border: 0;"></iframe>\n'
+    )
 
 
 def depart_html_view(self, node: html_view_node) -> None:
@@ -134,8 +140,14 @@ def copy_views(app, exception) -> None:
 
 
 def setup(app):
-    app.add_node(html_view_node, html=(visit_html_view, depart_html_view), latex=(skip, None),
-                 text=(skip, None), man=(skip, None), texinfo=(skip, None))
+    app.add_node(
+        html_view_node,
+        html=(visit_html_view, depart_html_view),
+        latex=(skip, None),
+        text=(skip, None),
+        man=(skip, None),
+        texinfo=(skip, None),
+    )
     app.add_directive("html-view", HtmlViewDirective)
     app.connect("env-purge-doc", purge)
     app.connect("env-merge-info", merge)

@@ -103,8 +103,12 @@ class ChartDirective(SphinxDirective):
 
         serial = self.env.new_serialno("plotly-chart")
         chart_id = f"chart-{Path(rel).stem}-{serial}".replace("_", "-").replace(".", "-")
-        node = chart_node(figure=json.dumps(figure, separators=(",", ":")), n_traces=len(figure["data"]),
-                          chart_id=chart_id, source_file=str(file))
+        node = chart_node(
+            figure=json.dumps(figure, separators=(",", ":")),
+            n_traces=len(figure["data"]),
+            chart_id=chart_id,
+            source_file=str(file),
+        )
         parsed, _ = self.parse_inline(caption, lineno=self.lineno)
         node += nodes.caption(caption, "", *parsed)
         self.set_source_info(node)

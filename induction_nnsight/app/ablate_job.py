@@ -63,15 +63,19 @@ class AblateConfig(ScanConfig):
         check_indices(self.layers, facts.n_layers, "--layers", "layer")
         total = facts.n_layers * facts.n_heads
         if not self.same_layers and self.top_k > total // 2:
-            raise InductionError(f"cannot draw {self.top_k} random heads outside the top {self.top_k} of "
-                                 f"{total}: pass --top-k {total // 2} or less")
+            raise InductionError(
+                f"cannot draw {self.top_k} random heads outside the top {self.top_k} of "
+                f"{total}: pass --top-k {total // 2} or less"
+            )
 
 
 def _losses(loss: torch.Tensor, config: AblateConfig, early, late) -> dict:
     """The loss vector with its repeated-half mean and ICL score."""
-    return {"loss_by_position": table(loss),
-            "repeated_half_loss": rounded(repeated_half_loss(loss, config.seq_len, config.bos)),
-            "icl_score": rounded(icl_score(loss, early, late))}
+    return {
+        "loss_by_position": table(loss),
+        "repeated_half_loss": rounded(repeated_half_loss(loss, config.seq_len, config.bos)),
+        "icl_score": rounded(icl_score(loss, early, late)),
+    }
 
 
 def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
@@ -79,34 +83,61 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
     at_k = curve.random[:, -1]
     spread = config.draws > 1
     details = {
-        "ks": curve.ks, "baseline": rounded(curve.baseline), "top": table(curve.top), "random": table(curve.random),
+        "ks": curve.ks,
+        "baseline": rounded(curve.baseline),
+        "top": table(curve.top),
+        "random": table(curve.random),
         "random_mean": table(curve.random.mean(dim=0)),
         "random_std": table(curve.random.std(dim=0) if spread else torch.zeros(len(curve.ks))),
         "random_heads": [[list(h) for h in draw] for draw in curve.random_heads],
         "random_from": "same layers" if config.same_layers else "all layers",
     }
     summary = {
-        "k": config.top_k, "baseline": rounded(curve.baseline), "top": rounded(curve.top[-1]),
-        "random_mean": rounded(at_k.mean()), "random_std": rounded(at_k.std() if spread else 0.0),
-        "random_min": rounded(at_k.min()), "random_max": rounded(at_k.max()),
+        "k": config.top_k,
+        "baseline": rounded(curve.baseline),
+        "top": rounded(curve.top[-1]),
+        "random_mean": rounded(at_k.mean()),
+        "random_std": rounded(at_k.std() if spread else 0.0),
+        "random_min": rounded(at_k.min()),
+        "random_max": rounded(at_k.max()),
     }
     return details, summary
 
 
-def _sweep(model, tokens, metric, source, config: AblateConfig, remote, progress: bool) -> tuple[dict, dict, SweepResult]:
+def _sweep(
+    model, tokens, metric, source, config: AblateConfig, remote, progress: bool
+) -> tuple[dict, dict, SweepResult]:
     """The per-head sweep and the attribution estimate of the same effects (with their timings)."""
     started = time.perf_counter()
-    sweep = ablation_sweep(model, tokens, metric, method=config.method, source=source, layers=config.layers,
-                           max_tokens=config.max_tokens, remote=remote, progress=progress)
+    sweep = ablation_sweep(
+        model,
+        tokens,
+        metric,
+        method=config.method,
+        source=source,
+        layers=config.layers,
+        max_tokens=config.max_tokens,
+        remote=remote,
+        progress=progress,
+    )
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     estimate = head_attribution(model, tokens, metric, config.method, source=source, remote=remote)
-    attribution = {"estimate": table(estimate), "seconds": round(time.perf_counter() - started, 2),
-                   "pearson_with_sweep": rounded(pearson(estimate, sweep.delta))}
-    details = {"baseline": rounded(sweep.baseline), "values": table(sweep.values), "delta": table(sweep.delta),
-               "seconds": round(seconds, 2),
-               "rows": [{"layer": layer, "head": head, "delta": rounded(sweep.delta[layer, head])}
-                        for layer, head in rank_heads(sweep.delta)]}
+    attribution = {
+        "estimate": table(estimate),
+        "seconds": round(time.perf_counter() - started, 2),
+        "pearson_with_sweep": rounded(pearson(estimate, sweep.delta)),
+    }
+    details = {
+        "baseline": rounded(sweep.baseline),
+        "values": table(sweep.values),
+        "delta": table(sweep.delta),
+        "seconds": round(seconds, 2),
+        "rows": [
+            {"layer": layer, "head": head, "delta": rounded(sweep.delta[layer, head])}
+            for layer, head in rank_heads(sweep.delta)
+        ],
+    }
     return details, attribution, sweep
 
 
@@ -126,37 +157,65 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     tokens = scan_tokens(model, config)
     source = None
     if config.method == "mean":  # a second batch of the same kind, whose mean head outputs replace them
-        source = repeated_tokens(config.batch, config.seq_len, seed=config.seed + 1, low=config.low,
-                                 high=config.high, bos_token_id=facts.bos_token_id if config.bos else None)
+        source = repeated_tokens(
+            config.batch,
+            config.seq_len,
+            seed=config.seed + 1,
+            low=config.low,
+            high=config.high,
+            bos_token_id=facts.bos_token_id if config.bos else None,
+        )
     metric = repeated_half_metric(config.seq_len, config.bos)
-    early, late = ((config.icl_early, config.icl_late) if config.icl_early is not None
-                   else default_icl_positions(config.seq_len, config.bos))
+    early, late = (
+        (config.icl_early, config.icl_late)
+        if config.icl_early is not None
+        else default_icl_positions(config.seq_len, config.bos)
+    )
     base = scan(model, tokens, config.seq_len, remote=remote)
     ranked = top_heads(base.induction_scores, config.top_k)
     results: dict = {
-        "model": config.model, "model_facts": {**asdict(facts), "name": config.model}, "settings": asdict(config),
-        "metric": "mean loss on the repeated half (nats)", "icl_positions": {"early": early, "late": late},
-        "baseline": _losses(base.loss_by_position, config, early, late), "top_induction_heads": ranked,
+        "model": config.model,
+        "model_facts": {**asdict(facts), "name": config.model},
+        "settings": asdict(config),
+        "metric": "mean loss on the repeated half (nats)",
+        "icl_positions": {"early": early, "late": late},
+        "baseline": _losses(base.loss_by_position, config, early, late),
+        "top_induction_heads": ranked,
     }
     if config.heads is not None:
         heads = parse_heads(config.heads)
         loss = ablate_heads(model, tokens, heads, method=config.method, source=source, remote=remote)
         results["ablated"] = {"heads": [list(h) for h in heads], **_losses(loss, config, early, late)}
-    curve = ablation_curve(model, tokens, metric, [(h["layer"], h["head"]) for h in ranked], n_draws=config.draws,
-                           same_layers=config.same_layers, method=config.method, source=source,
-                           seed=config.seed, max_tokens=config.max_tokens, remote=remote, progress=progress)
+    curve = ablation_curve(
+        model,
+        tokens,
+        metric,
+        [(h["layer"], h["head"]) for h in ranked],
+        n_draws=config.draws,
+        same_layers=config.same_layers,
+        method=config.method,
+        source=source,
+        seed=config.seed,
+        max_tokens=config.max_tokens,
+        remote=remote,
+        progress=progress,
+    )
     results["curve"], results["top_vs_random"] = _curve(curve, config)
     subtitle = f"{config.describe_tokens()}, {config.method} ablation"
-    files = {"ablation_curve.json": curve.figure(
-        title=f"Repeated-half loss, top-k induction heads vs k random heads ablated — {config.model}",
-        subtitle=f"{subtitle}, {config.draws} random draws{' in the same layers' if config.same_layers else ''}",
-        y_title="repeated-half loss (nats)",
-    ).to_json()}
+    files = {
+        "ablation_curve.json": curve.figure(
+            title=f"Repeated-half loss, top-k induction heads vs k random heads ablated — {config.model}",
+            subtitle=f"{subtitle}, {config.draws} random draws{' in the same layers' if config.same_layers else ''}",
+            y_title="repeated-half loss (nats)",
+        ).to_json()
+    }
     if config.sweep:
-        results["sweep"], results["attribution"], sweep = _sweep(model, tokens, metric, source, config, remote,
-                                                                 progress)
+        results["sweep"], results["attribution"], sweep = _sweep(
+            model, tokens, metric, source, config, remote, progress
+        )
         files["ablation_heads.json"] = sweep.figure(  # its top cells: the largest changes either way
-            colorbar_title="Δ repeated-half loss (nats)", subtitle=subtitle,
+            colorbar_title="Δ repeated-half loss (nats)",
+            subtitle=subtitle,
             title=f"Change in repeated-half loss when one head is ablated — {config.model}",
         ).to_json()
     files["ablation_results.json"] = to_json(results)

@@ -43,8 +43,10 @@ def view_targets(tokens: torch.Tensor) -> dict[str, list[list[int]]]:
     """
     row = tokens.reshape(1, -1)
     mask = induction_token_mask(row)[0]  # [query, key]
-    return {"induction target": [torch.nonzero(m).flatten().tolist() for m in mask],
-            "previous token": [[q - 1] if q else [] for q in range(row.shape[1])]}
+    return {
+        "induction target": [torch.nonzero(m).flatten().tolist() for m in mask],
+        "previous token": [[q - 1] if q else [] for q in range(row.shape[1])],
+    }
 
 
 @dataclass
@@ -117,8 +119,16 @@ def _row(model, text_or_tokens, repeat: int, bos: bool) -> torch.Tensor:
     return tokens
 
 
-def attention_view(model, text_or_tokens, heads: Heads, *, repeat: int = 1, bos: bool = True,
-                   title: str | None = None, remote: Remote = False) -> AttentionView:
+def attention_view(
+    model,
+    text_or_tokens,
+    heads: Heads,
+    *,
+    repeat: int = 1,
+    bos: bool = True,
+    title: str | None = None,
+    remote: Remote = False,
+) -> AttentionView:
     """An interactive view of where the given heads attend, token by token.
 
     Args:

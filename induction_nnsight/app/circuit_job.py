@@ -16,10 +16,10 @@ from ..causal.head_outputs import check_heads, parse_heads
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS
 from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
+from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
 from ..probes.tokens import Probe, repeated_tokens
 from ..scores.heads import head_scores
-from ..figures.circuit import circuit_graph_figure
 from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
 from .outputs import rounded, to_json
 
@@ -91,28 +91,60 @@ def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n
     return "\n".join(lines)
 
 
-def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, scores, seconds: float) -> tuple[dict, dict[str, str]]:
+def circuit_files(
+    result: CircuitResult, config: CircuitConfig, facts, kinds, scores, seconds: float
+) -> tuple[dict, dict[str, str]]:
     """Results and chart files of a finished circuit run (pure: no model needed)."""
     names = [head_name(t) for t in result.targets]
-    edges = [{"source": head_name(e.source), "target": head_name(e.target), "path": e.path,
-              "effect": rounded(e.effect), "loss_effect": rounded(e.loss_effect), "loss_exact": e.loss_exact}
-             for e in result.edges]
-    composition = [{"source": head_name(r.source), "target": head_name(r.target), "path": r.path,
-                    "score": rounded(r.score), "baseline": rounded(r.baseline)} for r in result.composition]
+    edges = [
+        {
+            "source": head_name(e.source),
+            "target": head_name(e.target),
+            "path": e.path,
+            "effect": rounded(e.effect),
+            "loss_effect": rounded(e.loss_effect),
+            "loss_exact": e.loss_exact,
+        }
+        for e in result.edges
+    ]
+    composition = [
+        {
+            "source": head_name(r.source),
+            "target": head_name(r.target),
+            "path": r.path,
+            "score": rounded(r.score),
+            "baseline": rounded(r.baseline),
+        }
+        for r in result.composition
+    ]
     results = {
-        "model": config.model, "model_facts": {**asdict(facts), "name": config.model},
-        "settings": {**asdict(config), "paths": list(config.paths),
-                     "exact_losses": "all" if config.exact_losses is None else config.exact_losses},
-        "targets": [{"head": n, "layer": t[0], "head_index": t[1], "induction_score": rounded(result.clean_scores[t])}
-                    for n, t in zip(names, result.targets)],
+        "model": config.model,
+        "model_facts": {**asdict(facts), "name": config.model},
+        "settings": {
+            **asdict(config),
+            "paths": list(config.paths),
+            "exact_losses": "all" if config.exact_losses is None else config.exact_losses,
+        },
+        "targets": [
+            {"head": n, "layer": t[0], "head_index": t[1], "induction_score": rounded(result.clean_scores[t])}
+            for n, t in zip(names, result.targets)
+        ],
         "clean_repeated_half_loss": rounded(result.clean_loss),
-        "loss_effects": "exact" if config.exact_losses is None else (
+        "loss_effects": "exact"
+        if config.exact_losses is None
+        else (
             f"total: exact; k, q, v: exact for the {config.exact_losses} edges per target and path with the largest "
             "estimated loss effects and the largest score effects, estimated for the rest (loss_exact false): the "
-            "target's new output exact, linear from there on (scores exact)"),
-        "edges": edges, "composition": composition, "composition_note": result.composition_note,
-        "head_kinds": {"threshold": KIND_THRESHOLD, "previous_token": sorted(k for k, v in kinds.items() if v == "previous-token"),
-                       "induction": sorted(k for k, v in kinds.items() if v == "induction")},
+            "target's new output exact, linear from there on (scores exact)"
+        ),
+        "edges": edges,
+        "composition": composition,
+        "composition_note": result.composition_note,
+        "head_kinds": {
+            "threshold": KIND_THRESHOLD,
+            "previous_token": sorted(k for k, v in kinds.items() if v == "previous-token"),
+            "induction": sorted(k for k, v in kinds.items() if v == "induction"),
+        },
         "seconds": round(seconds, 2),
         "summary": summary(result, config.paths, kinds),
     }
@@ -122,10 +154,21 @@ def circuit_files(result: CircuitResult, config: CircuitConfig, facts, kinds, sc
     drawn = []
     for target in result.targets:
         for path in config.paths:
-            drawn += [e for e in edges if e["target"] == head_name(target) and e["path"] == path
-                      and e["source"] in {head_name(x.source) for x in result.strongest(target, path, GRAPH_EDGES)}]
+            drawn += [
+                e
+                for e in edges
+                if e["target"] == head_name(target)
+                and e["path"] == path
+                and e["source"] in {head_name(x.source) for x in result.strongest(target, path, GRAPH_EDGES)}
+            ]
     files["circuit_graph.json"] = circuit_graph_figure(
-        facts.n_layers, facts.n_heads, kinds, scores, drawn, labelled=names, subtitle=subtitle,
+        facts.n_layers,
+        facts.n_heads,
+        kinds,
+        scores,
+        drawn,
+        labelled=names,
+        subtitle=subtitle,
         title=f"The induction circuit: the {GRAPH_EDGES} strongest sources of each target per path — {config.model}",
     ).to_json()
     files["circuit_results.json"] = to_json(results)
@@ -150,12 +193,31 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
     tokens = scan_tokens(model, config)
     source = None
     if config.method == "mean":
-        source = repeated_tokens(config.batch, config.seq_len, seed=config.seed + 1, low=config.low, high=config.high,
-                                 bos_token_id=facts.bos_token_id if config.bos else None)
+        source = repeated_tokens(
+            config.batch,
+            config.seq_len,
+            seed=config.seed + 1,
+            low=config.low,
+            high=config.high,
+            bos_token_id=facts.bos_token_id if config.bos else None,
+        )
     started = time.perf_counter()
-    result = circuit(model, tokens, config.seq_len, targets=targets, top=config.top, method=config.method,
-                     source=source, paths=config.paths, bos=config.bos, composition=config.composition,
-                     max_tokens=config.max_tokens, remote=remote, progress=progress, exact_losses=config.exact_losses)
+    result = circuit(
+        model,
+        tokens,
+        config.seq_len,
+        targets=targets,
+        top=config.top,
+        method=config.method,
+        source=source,
+        paths=config.paths,
+        bos=config.bos,
+        composition=config.composition,
+        max_tokens=config.max_tokens,
+        remote=remote,
+        progress=progress,
+        exact_losses=config.exact_losses,
+    )
     seconds = time.perf_counter() - started
     kinds, scores = _kinds(model, tokens, config, remote)
     return circuit_files(result, config, facts, kinds, scores, seconds)

@@ -23,9 +23,16 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 def scan_config(args: argparse.Namespace) -> ScanConfig:
     """The :class:`ScanConfig` that parsed model and token arguments describe."""
     config = ScanConfig(
-        model=args.model, batch=args.batch, seq_len=args.seq_len, seed=args.seed, low=args.low,
-        high=args.high, bos=args.bos, top=getattr(args, "top", 10),
-        attn_implementation=args.attn_implementation, **remote_args(args),
+        model=args.model,
+        batch=args.batch,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        low=args.low,
+        high=args.high,
+        bos=args.bos,
+        top=getattr(args, "top", 10),
+        attn_implementation=args.attn_implementation,
+        **remote_args(args),
     )
     config.validate()
     return config
@@ -53,16 +60,21 @@ def _scan_command(args: argparse.Namespace) -> int:
     out = prepare_out_dir(args.out)
     results, files = run_scan(config)
     _write(out, files)
-    print(f"model {config.model}: mean loss {results['mean_loss_first_half']:.2f} nats on the first half, "
-          f"{results['mean_loss_repeated_half']:.2f} on the repeated half")
+    print(
+        f"model {config.model}: mean loss {results['mean_loss_first_half']:.2f} nats on the first half, "
+        f"{results['mean_loss_repeated_half']:.2f} on the repeated half"
+    )
     print(heads_table(results["top_heads"]))
     return 0
 
 
 def _heads_config(args: argparse.Namespace) -> HeadsConfig:
-    config = HeadsConfig(**vars(scan_config(args)), kinds=tuple(args.kinds) if args.kinds else None,
-                         threshold=args.threshold,
-                         n_repeats=args.repeats)
+    config = HeadsConfig(
+        **vars(scan_config(args)),
+        kinds=tuple(args.kinds) if args.kinds else None,
+        threshold=args.threshold,
+        n_repeats=args.repeats,
+    )
     config.validate()
     return config
 
@@ -86,9 +98,18 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _attention_command(args: argparse.Namespace) -> int:
-    config = AttentionConfig(model=args.model, layer=args.layer, head=args.head, prompt=args.prompt,
-                             repeat=args.repeat, bos=args.bos, attn_implementation=args.attn_implementation,
-                             heads=args.heads, html=args.html, **remote_args(args))
+    config = AttentionConfig(
+        model=args.model,
+        layer=args.layer,
+        head=args.head,
+        prompt=args.prompt,
+        repeat=args.repeat,
+        bos=args.bos,
+        attn_implementation=args.attn_implementation,
+        heads=args.heads,
+        html=args.html,
+        **remote_args(args),
+    )
     out = prepare_out_dir(args.out)
     _, files, ascii_view = run_attention(config)
     _write(out, files)
@@ -100,19 +121,31 @@ def _ablate_command(args: argparse.Namespace) -> int:
     from .ablate_job import AblateConfig, run_ablate
 
     config = AblateConfig(
-        **vars(scan_config(args)), method=args.method, heads=args.heads, top_k=args.top_k, draws=args.draws,
-        same_layers=args.same_layers, sweep=args.sweep, layers=args.layers, icl_early=args.icl_early,
-        icl_late=args.icl_late, max_tokens=args.max_tokens,
+        **vars(scan_config(args)),
+        method=args.method,
+        heads=args.heads,
+        top_k=args.top_k,
+        draws=args.draws,
+        same_layers=args.same_layers,
+        sweep=args.sweep,
+        layers=args.layers,
+        icl_early=args.icl_early,
+        icl_late=args.icl_late,
+        max_tokens=args.max_tokens,
     )
     config.validate()
     out = prepare_out_dir(args.out)
     results, files = run_ablate(config)
     _write(out, files)
     base, vs = results["baseline"], results["top_vs_random"]
-    print(f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
-          f"ICL score {base['icl_score']:.3f}")
-    print(f"{config.method}-ablating the top {vs['k']} induction heads: {vs['top']:.3f}; "
-          f"{vs['k']} random heads: {vs['random_mean']:.3f} +- {vs['random_std']:.3f} over {config.draws} draws")
+    print(
+        f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
+        f"ICL score {base['icl_score']:.3f}"
+    )
+    print(
+        f"{config.method}-ablating the top {vs['k']} induction heads: {vs['top']:.3f}; "
+        f"{vs['k']} random heads: {vs['random_mean']:.3f} +- {vs['random_std']:.3f} over {config.draws} draws"
+    )
     if "ablated" in results:
         print(f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f}")
     if "sweep" in results:
@@ -126,9 +159,18 @@ def _patch_command(args: argparse.Namespace) -> int:
     from .patch_job import PatchConfig, run_patch
 
     config = PatchConfig(
-        **vars(scan_config(args)), pair=args.pair, clean=args.clean, corrupted=args.corrupted,
-        correct=args.correct, wrong=args.wrong, metric=args.metric, sites=args.sites, head=args.head,
-        layers=args.layers, positions=args.positions, max_tokens=args.max_tokens,
+        **vars(scan_config(args)),
+        pair=args.pair,
+        clean=args.clean,
+        corrupted=args.corrupted,
+        correct=args.correct,
+        wrong=args.wrong,
+        metric=args.metric,
+        sites=args.sites,
+        head=args.head,
+        layers=args.layers,
+        positions=args.positions,
+        max_tokens=args.max_tokens,
     )
     config.validate()
     out = prepare_out_dir(args.out)
@@ -141,8 +183,10 @@ def _patch_command(args: argparse.Namespace) -> int:
             print(f"{site}: clean {grid['clean']:.4f}, corrupted {grid['corrupted']:.4f}")
     if "heads" in results:
         layer, head = results["heads"]["best"]
-        print(f"best head to patch: L{layer}H{head} (recovery {results['heads']['recovery'][layer][head]:.3f}); "
-              f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}")
+        print(
+            f"best head to patch: L{layer}H{head} (recovery {results['heads']['recovery'][layer][head]:.3f}); "
+            f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}"
+        )
     return 0
 
 
@@ -151,8 +195,7 @@ def _cache_command(args: argparse.Namespace) -> int:
 
     root = cache_dir()
     entries = clear_cache(root) if args.clear else cache_entries(root)
-    print(f"model cache {root} ($INDUCTION_NNSIGHT_CACHE): {len(entries)} item(s)"
-          + (" removed" if args.clear else ""))
+    print(f"model cache {root} ($INDUCTION_NNSIGHT_CACHE): {len(entries)} item(s)" + (" removed" if args.clear else ""))
     for entry in entries:
         print(f"  {entry.name:<40} {entry.size_bytes / 2**20:>9.1f} MiB  {entry.status}")
     print(f"total {sum(e.size_bytes for e in entries) / 2**20:.1f} MiB")
@@ -162,15 +205,23 @@ def _cache_command(args: argparse.Namespace) -> int:
 def _circuit_command(args: argparse.Namespace) -> int:
     from .circuit_job import CircuitConfig, run_circuit
 
-    config = CircuitConfig(**vars(scan_config(args)), targets=args.targets, method=args.method,
-                           paths=tuple(args.paths), composition=args.composition, max_tokens=args.max_tokens,
-                           exact_losses=args.exact_losses)
+    config = CircuitConfig(
+        **vars(scan_config(args)),
+        targets=args.targets,
+        method=args.method,
+        paths=tuple(args.paths),
+        composition=args.composition,
+        max_tokens=args.max_tokens,
+        exact_losses=args.exact_losses,
+    )
     config.validate()
     out = prepare_out_dir(args.out)
     results, files = run_circuit(config)
     _write(out, files)
-    print(f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
-          f"{len(results['edges'])} edges in {results['seconds']:.1f} s")
+    print(
+        f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
+        f"{len(results['edges'])} edges in {results['seconds']:.1f} s"
+    )
     print(results["summary"])
     return 0
 
@@ -186,10 +237,13 @@ def _train_command(args: argparse.Namespace) -> int:
     results, files = run_train(config)
     _write(out, files)
     loss = results["last_loss"]
-    print(f"{len(results['checkpoints'])} checkpoints in {out} (step {results['checkpoints'][0]['step']} to "
-          f"{results['checkpoints'][-1]['step']}); last loss {loss.get('loss', float('nan')):.3f} nats "
-          f"(fresh tokens {loss.get('loss_fresh', float('nan')):.3f}, copied {loss.get('loss_copied', float('nan')):.3f}); "
-          f"{results['seconds']:.0f} s")
+    print(
+        f"{len(results['checkpoints'])} checkpoints in {out} (step {results['checkpoints'][0]['step']} to "
+        f"{results['checkpoints'][-1]['step']}); last loss {loss.get('loss', float('nan')):.3f} nats "
+        f"(fresh tokens {loss.get('loss_fresh', float('nan')):.3f}, "
+        f"copied {loss.get('loss_copied', float('nan')):.3f}); "
+        f"{results['seconds']:.0f} s"
+    )
     return 0
 
 
@@ -197,9 +251,19 @@ def _dynamics_command(args: argparse.Namespace) -> int:
     from .dynamics_job import DynamicsConfig, run_dynamics
 
     config = DynamicsConfig(
-        checkpoints=list(args.checkpoints), model=args.model, revisions=args.revisions, batch=args.batch,
-        seq_len=args.seq_len, seed=args.seed, low=args.low, high=args.high, bos=args.bos,
-        attn_implementation=args.attn_implementation, top=args.top, circuit=args.circuit, out=args.out,
+        checkpoints=list(args.checkpoints),
+        model=args.model,
+        revisions=args.revisions,
+        batch=args.batch,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        low=args.low,
+        high=args.high,
+        bos=args.bos,
+        attn_implementation=args.attn_implementation,
+        top=args.top,
+        circuit=args.circuit,
+        out=args.out,
         progress=not args.quiet,
         **remote_args(args),
     )
@@ -210,11 +274,15 @@ def _dynamics_command(args: argparse.Namespace) -> int:
     first, last, phase = results["checkpoints"][0], results["checkpoints"][-1], results["phase_change"]
     for entry in (first, last):
         b = entry["best_induction"]
-        print(f"step {entry['step']}: best induction {b['score']:.3f} (L{b['layer']}H{b['head']}), loss "
-              f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)")
+        print(
+            f"step {entry['step']}: best induction {b['score']:.3f} (L{b['layer']}H{b['head']}), loss "
+            f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)"
+        )
     if phase is not None:
-        print(f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
-              f"between steps {phase['before']} and {phase['step']}")
+        print(
+            f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
+            f"between steps {phase['before']} and {phase['step']}"
+        )
     return 0
 
 

@@ -48,18 +48,29 @@ class DynamicsConfig:
     timeout: float = DEFAULT_TIMEOUT
 
     def probe(self) -> ProbeSettings:
-        return ProbeSettings(batch=self.batch, seq_len=self.seq_len, seed=self.seed, low=self.low, high=self.high,
-                             bos=self.bos, attn_implementation=self.attn_implementation)
+        return ProbeSettings(
+            batch=self.batch,
+            seq_len=self.seq_len,
+            seed=self.seed,
+            low=self.low,
+            high=self.high,
+            bos=self.bos,
+            attn_implementation=self.attn_implementation,
+        )
 
     def validate(self) -> None:
         """Check what can be checked before a checkpoint is loaded."""
         if self.revisions and self.checkpoints:
             raise InductionError("pass checkpoint directories or --model ID --revisions ..., not both")
         if not self.revisions and self.model:
-            raise InductionError("--model needs --revisions (e.g. --revisions step0,step1000); "
-                                 "for local checkpoints pass their directories")
+            raise InductionError(
+                "--model needs --revisions (e.g. --revisions step0,step1000); "
+                "for local checkpoints pass their directories"
+            )
         if not self.revisions and not self.checkpoints:
-            raise InductionError("no checkpoints given: pass checkpoint or run directories, or --model ID --revisions ...")
+            raise InductionError(
+                "no checkpoints given: pass checkpoint or run directories, or --model ID --revisions ..."
+            )
         if self.top < 1:
             raise InductionError(f"--top must be at least 1, got {self.top}")
         if not self.timeout > 0:
@@ -90,10 +101,16 @@ def _entry(scored: dict, positions: tuple[int, int], n_heads: int) -> dict:
     revision = {"revision": scored["revision"]} if scored["revision"] else {}
     halves = {key: table(_tensor(scored[key])) for key in ("loss_first_half", "loss_repeated_half", "icl_score")}
     return {
-        "step": scored["step"], "path": scored["path"], **revision, **halves,
+        "step": scored["step"],
+        "path": scored["path"],
+        **revision,
+        **halves,
         "icl_late_minus_early": rounded(icl_score(loss, *positions)),
-        "best_induction": {"layer": int(index[0]) // n_heads, "head": int(index[0]) % n_heads,
-                           "score": rounded(best[0])},
+        "best_induction": {
+            "layer": int(index[0]) // n_heads,
+            "head": int(index[0]) % n_heads,
+            "score": rounded(best[0]),
+        },
         "loss_by_position": table(loss),
         "scores": {kind: table(_tensor(scored["scores"][kind])) for kind in DYNAMICS_KINDS},
         **({"strongest_k_edge": scored["strongest_k_edge"]} if "strongest_k_edge" in scored else {}),
@@ -109,16 +126,28 @@ def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
     """
     if target[0] == 0:
         return None
-    found = circuit(model, probe.tokens, probe.period, targets=[target], paths=("k",), bos=probe.first_start == 1,
-                    composition=False, progress=False)
+    found = circuit(
+        model,
+        probe.tokens,
+        probe.period,
+        targets=[target],
+        paths=("k",),
+        bos=probe.first_start == 1,
+        composition=False,
+        progress=False,
+    )
     facts = model_facts(model)
     effects = found.table("k", facts.n_layers, facts.n_heads)[0].view(facts.n_layers, facts.n_heads)
     ranked = rank_heads(effects, 1, descending=False)  # the most negative effect first
     if not ranked:
         return None
     edge = next(e for e in found.edges if e.source == ranked[0])
-    return {"source": head_name(edge.source), "target": head_name(target), "effect": rounded(edge.effect),
-            "loss_effect": rounded(edge.loss_effect)}
+    return {
+        "source": head_name(edge.source),
+        "target": head_name(target),
+        "effect": rounded(edge.effect),
+        "loss_effect": rounded(edge.loss_effect),
+    }
 
 
 def _with_k_edge(model, probe, entry: dict) -> dict:
@@ -144,9 +173,15 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
     else:
         checkpoints = find_checkpoints(config.checkpoints)
     circuit_on = config.circuit and not config.remote  # path patching needs the weights here
-    scored = score_checkpoints(checkpoints, config.probe(), out=config.out, remote=remote_settings(config) or False,
-                               load=load, progress=config.progress,
-                               also=("strongest_k_edge", _with_k_edge) if circuit_on else None)
+    scored = score_checkpoints(
+        checkpoints,
+        config.probe(),
+        out=config.out,
+        remote=remote_settings(config) or False,
+        load=load,
+        progress=config.progress,
+        also=("strongest_k_edge", _with_k_edge) if circuit_on else None,
+    )
     n_heads = len(scored[0]["scores"]["induction"][0])
     seq_len = scored[0]["seq_len"]
     if any(s["seq_len"] != seq_len for s in scored):
@@ -156,27 +191,47 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
     steps = [e["step"] for e in entries]
     phase = scored.phase()  # the one the loss and k-edge charts shade
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress",)}
-    results = {"settings": {**settings, "seq_len": seq_len, "icl_positions": list(positions),
-                            "kinds": list(DYNAMICS_KINDS)},
-               "checkpoints": entries,
-               "phase_change": None if phase is None else {**phase, "rise": rounded(phase["rise"]),
-                                                           "score_before": rounded(phase["score_before"]),
-                                                           "score_at": rounded(phase["score_at"])}}
+    results = {
+        "settings": {**settings, "seq_len": seq_len, "icl_positions": list(positions), "kinds": list(DYNAMICS_KINDS)},
+        "checkpoints": entries,
+        "phase_change": None
+        if phase is None
+        else {
+            **phase,
+            "rise": rounded(phase["rise"]),
+            "score_before": rounded(phase["score_before"]),
+            "score_at": rounded(phase["score_at"]),
+        },
+    }
     name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
-    subtitle = (f"{config.batch} x 2 x {seq_len} repeated random tokens, seed {config.seed}"
-                f"{'' if config.bos else ', no BOS'}; {len(steps)} checkpoints")
+    subtitle = (
+        f"{config.batch} x 2 x {seq_len} repeated random tokens, seed {config.seed}"
+        f"{'' if config.bos else ', no BOS'}; {len(steps)} checkpoints"
+    )
     files = {
         "dynamics_results.json": to_json(results),
         "dynamics_induction.json": scored.figure(
-            "induction", highlight=scored.top_heads(config.top), subtitle=subtitle,
-            title=f"Induction score of every head against step — {name}").to_json(),
+            "induction",
+            highlight=scored.top_heads(config.top),
+            subtitle=subtitle,
+            title=f"Induction score of every head against step — {name}",
+        ).to_json(),
         "dynamics_loss.json": scored.figure(
-            "loss", title=f"Loss on both halves and ICL score — {name}", subtitle=subtitle).to_json(),
-        **({"dynamics_k_edge.json": scored.figure(
-            "k_edge", subtitle=subtitle,
-            title=f"The best induction head's strongest k-path source against step — {name}").to_json()}
-           if circuit_on else {}),
+            "loss", title=f"Loss on both halves and ICL score — {name}", subtitle=subtitle
+        ).to_json(),
+        **(
+            {
+                "dynamics_k_edge.json": scored.figure(
+                    "k_edge",
+                    subtitle=subtitle,
+                    title=f"The best induction head's strongest k-path source against step — {name}",
+                ).to_json()
+            }
+            if circuit_on
+            else {}
+        ),
         "dynamics_heatmap.json": scored.figure(
-            "heatmap", subtitle=subtitle, title=f"Induction score, head x checkpoint — {name}").to_json(),
+            "heatmap", subtitle=subtitle, title=f"Induction score, head x checkpoint — {name}"
+        ).to_json(),
     }
     return results, files

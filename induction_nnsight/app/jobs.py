@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..figures.heads import attention_view_figure, top_heads_figure
-from ..scores.detect import detections
+from ..causal.head_outputs import check_heads, parse_heads
 from ..errors import InductionError
-from ..scores.heads import head_scores
-from ..scores.registry import get_score, score_names
+from ..figures.heads import attention_view_figure, top_heads_figure
 from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_probe
+from ..scores.detect import detections
+from ..scores.heads import head_scores
+from ..scores.losses import half_losses
+from ..scores.reductions import induction_token_mask
+from ..scores.registry import get_score, score_names
+from ..scores.scan import heads_attention, scan
+from .attention_view import AttentionView, view_targets
 from .outputs import rounded, table, to_json
 from .report import ascii_attention, text_report, top_heads
-from ..scores.losses import half_losses
-from ..scores.scan import heads_attention, scan
-from ..causal.head_outputs import check_heads, parse_heads
-from .attention_view import AttentionView, view_targets
-from ..scores.reductions import induction_token_mask
-from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_probe
 
 
 @dataclass
@@ -58,9 +58,11 @@ class ScanConfig:
             raise InductionError(f"--top must be at least 1, got {self.top}")
 
     def describe_tokens(self, n_repeats: int = 2) -> str:
-        """A chart's subtitle: ``10 x 2 x 50 repeated random tokens in [1000, 10000), seed 0`` (rows x copies x block)."""
-        return (f"{self.batch} x {n_repeats} x {self.seq_len} repeated random tokens in [{self.low}, {self.high}), "
-                f"seed {self.seed}{'' if self.bos else ', no BOS'}")
+        """Subtitle (rows x copies x block): ``10 x 2 x 50 repeated random tokens in [1000, 10000), seed 0``."""
+        return (
+            f"{self.batch} x {n_repeats} x {self.seq_len} repeated random tokens in [{self.low}, {self.high}), "
+            f"seed {self.seed}{'' if self.bos else ', no BOS'}"
+        )
 
 
 def check_causal_tokens(config: ScanConfig) -> None:
@@ -149,10 +151,12 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
     }
     if remote is not None:  # what crossed the network (never the API key)
         results["ndif"] = {"host": resolve_host(remote.host), **describe_transfers(remote.transfers)}
-    loss_fig = result.figure("loss_by_position", title=f"Mean loss by position — {config.model}",
-                             subtitle=config.describe_tokens())
-    score_fig = result.figure("induction_scores", title=f"Induction score per head — {config.model}",
-                              subtitle=config.describe_tokens())
+    loss_fig = result.figure(
+        "loss_by_position", title=f"Mean loss by position — {config.model}", subtitle=config.describe_tokens()
+    )
+    score_fig = result.figure(
+        "induction_scores", title=f"Induction score per head — {config.model}", subtitle=config.describe_tokens()
+    )
     files = {
         "loss_by_position.json": loss_fig.to_json(),
         "induction_scores.json": score_fig.to_json(),
@@ -211,12 +215,19 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
         "kinds": {kind: {**d.to_dict(), "top": tops[kind]} for kind, d in found.items()},
     }
     subtitle = config.describe_tokens(config.n_repeats)
-    files = {"heads_results.json": to_json(results),
-             "heads_top.json": top_heads_figure(tops, f"Top heads of each kind — {config.model}", subtitle,
-                                                units={kind: get_score(kind).unit for kind in tops}).to_json()}
+    files = {
+        "heads_results.json": to_json(results),
+        "heads_top.json": top_heads_figure(
+            tops,
+            f"Top heads of each kind — {config.model}",
+            subtitle,
+            units={kind: get_score(kind).unit for kind in tops},
+        ).to_json(),
+    }
     for kind, d in found.items():
         files[f"heads_{kind}.json"] = d.figure(
-            title=f"{kind.replace('_', ' ').capitalize()} score per head — {config.model}", subtitle=subtitle,
+            title=f"{kind.replace('_', ' ').capitalize()} score per head — {config.model}",
+            subtitle=subtitle,
         ).to_json()
     report = text_report(facts_dict, tops, (first, repeated))
     return results, files, report
@@ -269,8 +280,10 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
     ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
     probe = text_probe(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
     if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:
-        raise InductionError(f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
-                             f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat")
+        raise InductionError(
+            f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
+            f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat"
+        )
     patterns = heads_attention(model, probe.tokens, heads, remote=remote_settings(config) or False)
     stripe = induction_token_mask(probe.tokens)[0]
     labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
@@ -278,12 +291,20 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
     for (layer, head), pattern in zip(heads, patterns):  # one results file and chart per head
         name = f"L{layer}H{head}"
         score = float((pattern * stripe).sum(-1)[stripe.any(-1)].mean()) if stripe.any() else float("nan")
-        results = {"model": config.model, "settings": asdict(config), "tokens": labels,
-                   "pattern": table(pattern),
-                   "induction_exact_score": rounded(score)}
-        figure = attention_view_figure(labels, pattern.tolist(), stripe.tolist(), f"{name} attention — {config.model}",
-                                       f"the prompt x {config.repeat}{'' if config.bos else ', no BOS'}, "
-                                       f"exact-token induction score {score:.2f}")
+        results = {
+            "model": config.model,
+            "settings": asdict(config),
+            "tokens": labels,
+            "pattern": table(pattern),
+            "induction_exact_score": rounded(score),
+        }
+        figure = attention_view_figure(
+            labels,
+            pattern.tolist(),
+            stripe.tolist(),
+            f"{name} attention — {config.model}",
+            f"the prompt x {config.repeat}{'' if config.bos else ', no BOS'}, exact-token induction score {score:.2f}",
+        )
         files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
         views.append((f"{name}\n" if len(heads) > 1 else "") + ascii_attention(labels, pattern, stripe))
     if config.html:

@@ -18,9 +18,9 @@ from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_
 from ..causal.patching import patch_heads, patch_qkv, patch_residual
 from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
+from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts
 from ..scores.ranking import rank_heads
-from ..figures.causal import attribution_scatter_figure
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
 from .outputs import rounded, table, to_json
 
@@ -69,26 +69,48 @@ def _pair(model, config: PatchConfig):
     bos = facts.bos_token_id if config.bos else None
     if config.pair == "repeated":
         if config.high > facts.vocab_size:
-            raise InductionError(f"token range exceeds the vocabulary of {facts.vocab_size}: "
-                                 f"pass --high {facts.vocab_size} or less")
+            raise InductionError(
+                f"token range exceeds the vocabulary of {facts.vocab_size}: pass --high {facts.vocab_size} or less"
+            )
         scan_tokens(model, config)  # checks the rows against the model's context and BOS
-        pair = repeated_pair(config.batch, config.seq_len, seed=config.seed, low=config.low, high=config.high,
-                             bos_token_id=bos, vocab_size=facts.vocab_size)
+        pair = repeated_pair(
+            config.batch,
+            config.seq_len,
+            seed=config.seed,
+            low=config.low,
+            high=config.high,
+            bos_token_id=bos,
+            vocab_size=facts.vocab_size,
+        )
         if config.metric not in (None, "loss"):
             raise InductionError("the repeated pair is scored by its repeated-half loss: drop --metric")
         return pair
     if model.tokenizer is None:
         raise InductionError(f"{config.model} has no tokenizer: use --pair repeated")
-    pair = text_pair(model.tokenizer, config.clean, config.corrupted, correct=config.correct, wrong=config.wrong,
-                     metric=config.metric, bos_token_id=bos)
+    pair = text_pair(
+        model.tokenizer,
+        config.clean,
+        config.corrupted,
+        correct=config.correct,
+        wrong=config.wrong,
+        metric=config.metric,
+        bos_token_id=bos,
+    )
     if pair.metric.name == "loss":
         pair.metric = RowMetric("loss")
     return pair
 
 
 def _grid(result, **extra) -> dict:
-    return {"clean": rounded(result.clean), "corrupted": rounded(result.corrupted), "values": table(result.values),
-            "recovery": table(result.recovery), "rows": result.rows, "columns": result.columns, **extra}
+    return {
+        "clean": rounded(result.clean),
+        "corrupted": rounded(result.corrupted),
+        "values": table(result.values),
+        "recovery": table(result.recovery),
+        "rows": result.rows,
+        "columns": result.columns,
+        **extra,
+    }
 
 
 def _columns(columns, pair) -> list[str]:
@@ -99,8 +121,16 @@ def _columns(columns, pair) -> list[str]:
 def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subtitle) -> tuple[dict, dict]:
     """Every head's output patched, attribution patching beside it."""
     started = time.perf_counter()
-    heads = patch_heads(model, pair.clean, pair.corrupted, pair.metric, layers=config.layers, progress=progress,
-                        max_tokens=config.max_tokens, remote=remote)
+    heads = patch_heads(
+        model,
+        pair.clean,
+        pair.corrupted,
+        pair.metric,
+        layers=config.layers,
+        progress=progress,
+        max_tokens=config.max_tokens,
+        remote=remote,
+    )
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     estimate = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, remote=remote)
@@ -111,18 +141,25 @@ def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subti
     results = {
         "heads": _grid(heads, seconds=round(seconds, 2), best=list(best)),
         "attribution": {
-            "estimate": table(estimate), "recovery_estimate": table(estimate / (heads.clean - heads.corrupted)),
-            "pearson_with_exhaustive": rounded(r), "seconds": round(attribution_seconds, 2),
+            "estimate": table(estimate),
+            "recovery_estimate": table(estimate / (heads.clean - heads.corrupted)),
+            "pearson_with_exhaustive": rounded(r),
+            "seconds": round(attribution_seconds, 2),
         },
     }
     labels = [f"L{layer}H{h}" for layer in range(facts.n_layers) for h in range(facts.n_heads)]
     files = {
         "patching_heads.json": heads.figure(
-            title=f"Recovery when one head's clean output is patched in — {config.model}", subtitle=subtitle,
+            title=f"Recovery when one head's clean output is patched in — {config.model}",
+            subtitle=subtitle,
         ).to_json(),
         "patching_attribution.json": attribution_scatter_figure(
-            change.flatten().tolist(), estimate.flatten().tolist(), labels, correlation=r,
-            title=f"Attribution patching vs exhaustive head patching — {config.model}", subtitle=subtitle,
+            change.flatten().tolist(),
+            estimate.flatten().tolist(),
+            labels,
+            correlation=r,
+            title=f"Attribution patching vs exhaustive head patching — {config.model}",
+            subtitle=subtitle,
             axis_title=f"change in {pair.metric.label}",
         ).to_json(),
     }
@@ -132,14 +169,27 @@ def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subti
 def _residual_site(model, pair, config: PatchConfig, remote, progress, subtitle) -> tuple[dict, dict]:
     """The residual stream after each layer, patched at one position at a time."""
     started = time.perf_counter()
-    residual = patch_residual(model, pair.clean, pair.corrupted, pair.metric, layers=config.layers,
-                              positions=config.positions, progress=progress, max_tokens=config.max_tokens,
-                              remote=remote)
+    residual = patch_residual(
+        model,
+        pair.clean,
+        pair.corrupted,
+        pair.metric,
+        layers=config.layers,
+        positions=config.positions,
+        progress=progress,
+        max_tokens=config.max_tokens,
+        remote=remote,
+    )
     results = {"residual": _grid(residual, seconds=round(time.perf_counter() - started, 2))}
-    files = {"patching_residual.json": residual.figure(
-        x_labels=_columns(residual.columns, pair), subtitle=subtitle,
-        title=f"Recovery when the clean residual stream after a layer is patched in at one position — {config.model}",
-    ).to_json()}
+    files = {
+        "patching_residual.json": residual.figure(
+            x_labels=_columns(residual.columns, pair),
+            subtitle=subtitle,
+            title=(
+                f"Recovery when the clean residual stream after a layer is patched in at one position — {config.model}"
+            ),
+        ).to_json()
+    }
     return results, files
 
 
@@ -147,15 +197,29 @@ def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, subtitle
     """One head's queries, keys or values patched, at each position and at all at once."""
     layer, index = head
     started = time.perf_counter()
-    qkv = patch_qkv(model, pair.clean, pair.corrupted, pair.metric, layer, index, positions=config.positions,
-                    progress=progress, max_tokens=config.max_tokens, remote=remote)
+    qkv = patch_qkv(
+        model,
+        pair.clean,
+        pair.corrupted,
+        pair.metric,
+        layer,
+        index,
+        positions=config.positions,
+        progress=progress,
+        max_tokens=config.max_tokens,
+        remote=remote,
+    )
     results = {"qkv": _grid(qkv, head=[layer, index], seconds=round(time.perf_counter() - started, 2))}
-    files = {"patching_qkv.json": qkv.figure(
-        x_labels=_columns(qkv.columns, pair), y_labels=["queries", "keys", "values"],
-        x_title="position (token), or all at once", y_title=f"L{layer}H{index} input patched",
-        title=f"Recovery when L{layer}H{index}'s clean queries, keys or values are patched in — {config.model}",
-        subtitle=subtitle,
-    ).to_json()}
+    files = {
+        "patching_qkv.json": qkv.figure(
+            x_labels=_columns(qkv.columns, pair),
+            y_labels=["queries", "keys", "values"],
+            x_title="position (token), or all at once",
+            y_title=f"L{layer}H{index} input patched",
+            title=f"Recovery when L{layer}H{index}'s clean queries, keys or values are patched in — {config.model}",
+            subtitle=subtitle,
+        ).to_json()
+    }
     return results, files
 
 
@@ -176,8 +240,12 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
     pair = _pair(model, config)
     check_indices(config.positions, pair.clean.shape[1], "--positions", "position")
     results: dict = {
-        "model": config.model, "model_facts": {**asdict(facts), "name": config.model}, "settings": asdict(config),
-        "pair": pair.description, "metric": pair.metric.label, "n_tokens_per_row": int(pair.clean.shape[1]),
+        "model": config.model,
+        "model_facts": {**asdict(facts), "name": config.model},
+        "settings": asdict(config),
+        "pair": pair.description,
+        "metric": pair.metric.label,
+        "n_tokens_per_row": int(pair.clean.shape[1]),
     }
     files: dict[str, str] = {}
     title_tail = pair.description  # the subtitle of every chart

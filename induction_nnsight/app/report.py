@@ -56,8 +56,10 @@ def text_report(
     )
     if loss_halves is not None:
         first, repeated = loss_halves
-        lines.append(f"  mean loss: first half {first:.2f} nats, repeated half {repeated:.2f} nats "
-                     f"(in-context drop {first - repeated:.2f})")
+        lines.append(
+            f"  mean loss: first half {first:.2f} nats, repeated half {repeated:.2f} nats "
+            f"(in-context drop {first - repeated:.2f})"
+        )
     for kind, heads in tops.items():
         lines.append("")
         lines.append(kind.replace("_", " "))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import InductionError
+from ..figures.dynamics import training_loss_figure
 from ..training.config import TrainSettings
 from ..training.loop import train
-from ..figures.dynamics import training_loss_figure
 from .outputs import rounded, to_json
 
 
@@ -49,8 +49,12 @@ def run_train(config: TrainConfig) -> tuple[dict, dict[str, str]]:
         "last_step": last.get("step"),
         "last_loss": {key: rounded(last[key]) for key in ("loss", "loss_fresh", "loss_copied") if key in last},
     }
-    figure = training_loss_figure(run.log, list(run.checkpoints), title=f"Training loss against step — {run.out.name}",
-                                  subtitle=f"{config.arch}, {config.n_layers} layers x {config.n_heads} heads, "
-                                           f"d_model {config.d_model}; batch {config.batch} x {config.seq_len} tokens, "
-                                           f"lr {config.lr}, seed {config.seed}")
+    figure = training_loss_figure(
+        run.log,
+        list(run.checkpoints),
+        title=f"Training loss against step — {run.out.name}",
+        subtitle=f"{config.arch}, {config.n_layers} layers x {config.n_heads} heads, "
+        f"d_model {config.d_model}; batch {config.batch} x {config.seq_len} tokens, "
+        f"lr {config.lr}, seed {config.seed}",
+    )
     return results, {"train_results.json": to_json(results), "dynamics_training_loss.json": figure.to_json()}

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import InductionError
-from .ablation_results import CurveResult, SweepResult
-from .head_outputs import head_edit, head_mask
-from ..scores.losses import repeated_half_slice
-from .metrics import RowMetric
 from ..models.layout import model_facts
 from ..ndif.settings import Remote
+from ..scores.losses import repeated_half_slice
+from .ablation_results import CurveResult, SweepResult
+from .head_outputs import head_edit, head_mask
+from .metrics import RowMetric
 from .variants import DEFAULT_MAX_TOKENS, run_variants
 
 METHODS = ("zero", "mean")
@@ -76,9 +76,16 @@ def ablation_metrics(
     facts = model_facts(model)
     masks = torch.stack([head_mask(s, facts.n_layers, facts.n_heads) for s in head_sets])
     return run_variants(
-        model, tokens, len(head_sets), head_edit(model, masks, method), metric,
-        source=source if method == "mean" else None, max_tokens=max_tokens, remote=remote,
-        progress=progress, desc=desc,
+        model,
+        tokens,
+        len(head_sets),
+        head_edit(model, masks, method),
+        metric,
+        source=source if method == "mean" else None,
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        desc=desc,
     )
 
 
@@ -100,8 +107,9 @@ def ablate_heads(
         ``[pos - 1]`` mean next-token loss at each position.
     """
     metric = RowMetric("loss_by_position")
-    return ablation_metrics(model, tokens, [list(heads)], metric, method=method, source=source,
-                            remote=remote, progress=False)[0]
+    return ablation_metrics(
+        model, tokens, [list(heads)], metric, method=method, source=source, remote=remote, progress=False
+    )[0]
 
 
 def ablation_sweep(
@@ -127,9 +135,18 @@ def ablation_sweep(
         if not 0 <= layer < facts.n_layers:
             raise InductionError(f"layer {layer} is outside 0..{facts.n_layers - 1}: pass valid --layers")
     heads = [(layer, head) for layer in chosen for head in range(facts.n_heads)]
-    values = ablation_metrics(model, tokens, [[]] + [[h] for h in heads], metric, method=method,
-                              source=source, max_tokens=max_tokens, remote=remote, progress=progress,
-                              desc=f"{method}-ablating {len(heads)} heads")
+    values = ablation_metrics(
+        model,
+        tokens,
+        [[]] + [[h] for h in heads],
+        metric,
+        method=method,
+        source=source,
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        desc=f"{method}-ablating {len(heads)} heads",
+    )
     table = torch.full((facts.n_layers, facts.n_heads), float("nan"))
     for (layer, head), value in zip(heads, values[1:]):
         table[layer, head] = value
@@ -163,10 +180,11 @@ def random_head_draws(
                     )
                 drawn.append(free[int(torch.randint(len(free), (1,), generator=generator))])
         else:
-            pool = [(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) not in excluded]
+            pool = [(layer, h) for layer in range(n_layers) for h in range(n_heads) if (layer, h) not in excluded]
             if len(pool) < len(top):
                 raise InductionError(
-                    f"only {len(pool)} heads lie outside the top {len(top)}: pass --top-k {(len(pool) + len(top)) // 2} or less"
+                    f"only {len(pool)} heads lie outside the top {len(top)}: "
+                    f"pass --top-k {(len(pool) + len(top)) // 2} or less"
                 )
             order = torch.randperm(len(pool), generator=generator)[: len(top)]
             drawn = [pool[i] for i in order.tolist()]
@@ -204,12 +222,29 @@ def ablation_curve(
     draws = random_head_draws(top, facts.n_layers, facts.n_heads, n_draws, same_layers=same_layers, seed=seed)
     ks = list(range(1, len(top) + 1))
     sets = [[]] + [top[:k] for k in ks] + [draw[:k] for draw in draws for k in ks]
-    values = ablation_metrics(model, tokens, sets, metric, method=method, source=source,
-                              max_tokens=max_tokens, remote=remote, progress=progress,
-                              desc=f"ablation curve ({len(sets)} sets)")
+    values = ablation_metrics(
+        model,
+        tokens,
+        sets,
+        metric,
+        method=method,
+        source=source,
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        desc=f"ablation curve ({len(sets)} sets)",
+    )
     n = len(ks)
-    return CurveResult(ks, float(values[0]), values[1 : 1 + n], values[1 + n :].reshape(n_draws, n), top, draws,
-                       metric.label, facts.name)
+    return CurveResult(
+        ks,
+        float(values[0]),
+        values[1 : 1 + n],
+        values[1 + n :].reshape(n_draws, n),
+        top,
+        draws,
+        metric.label,
+        facts.name,
+    )
 
 
 def repeated_half_metric(seq_len: int, bos: bool) -> RowMetric:

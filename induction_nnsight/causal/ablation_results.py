@@ -44,17 +44,31 @@ class SweepResult(Displayable):
 
     def _summary(self) -> Summary:
         layers, heads = self.delta.shape
-        rows = [[name, delta, value] for name, _, delta, value in
-                ranked_rows(self.delta.abs(), HTML_ROWS, self.delta, self.values)]
-        return Summary("SweepResult", self.model, f"{layers} layers x {heads} heads",
-                       ["head", f"change of {self.metric or 'the metric'}", "ablated"], rows,
-                       [("baseline", float(self.baseline))], rows_title="largest change")
+        rows = [
+            [name, delta, value]
+            for name, _, delta, value in ranked_rows(self.delta.abs(), HTML_ROWS, self.delta, self.values)
+        ]
+        return Summary(
+            "SweepResult",
+            self.model,
+            f"{layers} layers x {heads} heads",
+            ["head", f"change of {self.metric or 'the metric'}", "ablated"],
+            rows,
+            [("baseline", float(self.baseline))],
+            rows_title="largest change",
+        )
 
     def _figure(self, name: str, **options) -> go.Figure:
-        return heatmap_figure(plain(self.delta), **{
-            "title": titled("Change of the metric when one head is ablated", self.model),
-            "value_range": (None, None), "colorbar_title": f"Δ {self.metric or 'metric'}",
-            "top": rank_heads(self.delta.abs(), ANNOTATED), **options})
+        return heatmap_figure(
+            plain(self.delta),
+            **{
+                "title": titled("Change of the metric when one head is ablated", self.model),
+                "value_range": (None, None),
+                "colorbar_title": f"Δ {self.metric or 'metric'}",
+                "top": rank_heads(self.delta.abs(), ANNOTATED),
+                **options,
+            },
+        )
 
 
 @dataclass(repr=False)
@@ -87,15 +101,30 @@ class CurveResult(Displayable):
     def _summary(self) -> Summary:
         mean = self.random.mean(dim=0)
         spread = self.random.std(dim=0) if self.random.shape[0] > 1 else torch.zeros_like(mean)
-        rows = [[f"L{layer}H{head}", float(self.top[i]), float(mean[i]), float(spread[i])]
-                for i, (layer, head) in enumerate(self.top_heads)]
+        rows = [
+            [f"L{layer}H{head}", float(self.top[i]), float(mean[i]), float(spread[i])]
+            for i, (layer, head) in enumerate(self.top_heads)
+        ]
         k = len(self.ks)
-        return Summary("CurveResult", self.model, f"k = 1..{k}, {self.random.shape[0]} random draws",
-                       ["head added", "top k ablated", "random k (mean)", "random k (sd)"], rows,
-                       [("baseline", float(self.baseline)), (f"top {k}", float(self.top[-1])),
-                        (f"random {k}", float(mean[-1]))], rows_title="top heads")
+        return Summary(
+            "CurveResult",
+            self.model,
+            f"k = 1..{k}, {self.random.shape[0]} random draws",
+            ["head added", "top k ablated", "random k (mean)", "random k (sd)"],
+            rows,
+            [("baseline", float(self.baseline)), (f"top {k}", float(self.top[-1])), (f"random {k}", float(mean[-1]))],
+            rows_title="top heads",
+        )
 
     def _figure(self, name: str, **options) -> go.Figure:
-        return ablation_curve_figure(self.ks, plain(self.top), plain(self.random), plain(self.baseline), **{
-            "title": titled("Top heads against random heads ablated", self.model),
-            "y_title": self.metric or "metric", **options})
+        return ablation_curve_figure(
+            self.ks,
+            plain(self.top),
+            plain(self.random),
+            plain(self.baseline),
+            **{
+                "title": titled("Top heads against random heads ablated", self.model),
+                "y_title": self.metric or "metric",
+                **options,
+            },
+        )

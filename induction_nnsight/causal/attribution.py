@@ -16,11 +16,11 @@ import nnsight
 import torch
 
 from ..errors import InductionError
-from .head_outputs import HEAD_METHODS
-from .metrics import RowMetric
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote
+from .head_outputs import HEAD_METHODS
+from .metrics import RowMetric
 
 
 def head_attribution(

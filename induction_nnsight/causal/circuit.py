@@ -104,17 +104,36 @@ class CircuitResult(Displayable):
 
     def _summary(self) -> Summary:
         paths = self._figure_names()
-        rows = [[head_name(t), self.clean_scores[t], *(
-            " ".join(f"{head_name(e.source)} {e.loss_effect if p == 'v' else e.effect:+.3f}"
-                     for e in self.strongest(t, p, 1)) for p in paths)] for t in self.targets]
+        rows = [
+            [
+                head_name(t),
+                self.clean_scores[t],
+                *(
+                    " ".join(
+                        f"{head_name(e.source)} {e.loss_effect if p == 'v' else e.effect:+.3f}"
+                        for e in self.strongest(t, p, 1)
+                    )
+                    for p in paths
+                ),
+            ]
+            for t in self.targets
+        ]
         n = len(self.targets)
-        return Summary("CircuitResult", self.model, f"{n} target{'s' * (n != 1)}, {len(self.edges)} edges",
-                       ["target", "induction score", *(f"strongest {p} source" for p in paths)], rows,
-                       [("clean repeated-half loss", float(self.clean_loss))], rows_title="targets")
+        return Summary(
+            "CircuitResult",
+            self.model,
+            f"{n} target{'s' * (n != 1)}, {len(self.edges)} edges",
+            ["target", "induction score", *(f"strongest {p} source" for p in paths)],
+            rows,
+            [("clean repeated-half loss", float(self.clean_loss))],
+            rows_title="targets",
+        )
 
     def _figure(self, name: str, **options) -> go.Figure:
-        n_layers, n_heads = self.grid or (max(t[0] for t in self.targets) + 1,
-                                          max((e.source[1] for e in self.edges), default=0) + 1)
+        n_layers, n_heads = self.grid or (
+            max(t[0] for t in self.targets) + 1,
+            max((e.source[1] for e in self.edges), default=0) + 1,
+        )
         sources = [f"L{layer}H{head}" for layer in range(max(t[0] for t in self.targets)) for head in range(n_heads)]
         grid = self.table(name, n_layers, n_heads, loss=name == "v")[:, : len(sources)].T  # [source, target]
         what = "repeated-half loss (nats)" if name == "v" else "induction score"
@@ -122,8 +141,12 @@ class CircuitResult(Displayable):
         title = titled(f"Path {name}: change of each target's {what} when a source head is removed {where}", self.model)
         # the strongest edges, as strongest() ranks them: the largest drop in score (rise in loss on v)
         top = rank_heads(grid, ANNOTATED, descending=name == "v")
-        return circuit_heatmap_figure(plain(grid), sources, [head_name(t) for t in self.targets],
-                                      **{"title": title, "colorbar_title": f"Δ {what}", "top": top, **options})
+        return circuit_heatmap_figure(
+            plain(grid),
+            sources,
+            [head_name(t) for t in self.targets],
+            **{"title": title, "colorbar_title": f"Δ {what}", "top": top, **options},
+        )
 
 
 def top_induction_heads(model, tokens: torch.Tensor, seq_len: int, top: int, *, remote: Remote = False) -> list[Head]:
@@ -190,13 +213,33 @@ def circuit(
         raise InductionError("a layer-0 head has no earlier head to feed it: pass --targets in layers 1 and up")
     sources = {t: all_earlier(t, facts.n_heads) for t in targets}
     variants = path_variants(targets, list(paths), sources)
-    result = path_patching(model, tokens, seq_len, variants, method=method, source=source, bos=bos,
-                           max_tokens=max_tokens, remote=remote, progress=progress, exact_losses=exact_losses)
-    edges = [Edge(v.source, v.target, v.path, float(s - result.clean_scores[v.target]), float(loss - result.clean_loss),
-                  bool(exact)) for v, s, loss, exact in zip(variants[1:], result.scores[1:], result.losses[1:],
-                                                            result.exact[1:])]
-    out = CircuitResult(targets, result.clean_scores, result.clean_loss, edges,
-                        grid=(facts.n_layers, facts.n_heads), model=facts.name)
+    result = path_patching(
+        model,
+        tokens,
+        seq_len,
+        variants,
+        method=method,
+        source=source,
+        bos=bos,
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        exact_losses=exact_losses,
+    )
+    edges = [
+        Edge(
+            v.source,
+            v.target,
+            v.path,
+            float(s - result.clean_scores[v.target]),
+            float(loss - result.clean_loss),
+            bool(exact),
+        )
+        for v, s, loss, exact in zip(variants[1:], result.scores[1:], result.losses[1:], result.exact[1:])
+    ]
+    out = CircuitResult(
+        targets, result.clean_scores, result.clean_loss, edges, grid=(facts.n_layers, facts.n_heads), model=facts.name
+    )
     if composition:
         if on_ndif(remote):
             out.composition_note = "composition scores need local weights; not computed for an NDIF run"

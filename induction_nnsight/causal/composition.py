@@ -86,8 +86,12 @@ def random_baseline(d_model: int, d_head: int, path: str, draws: int = 5, seed: 
     scores = []
     for _ in range(draws):
         source = {"v": draw(d_head, d_model), "o": draw(d_model, d_head)}
-        target = {"q": draw(d_head, d_model), "k": draw(d_head, d_model), "v": draw(d_head, d_model),
-                  "o": draw(d_model, d_head)}
+        target = {
+            "q": draw(d_head, d_model),
+            "k": draw(d_head, d_model),
+            "v": draw(d_head, d_model),
+            "o": draw(d_model, d_head),
+        }
         scores.append(composition_score(source, target, path))
     return sum(scores) / len(scores)
 

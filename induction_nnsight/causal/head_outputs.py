@@ -26,9 +26,7 @@ def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
     mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)
     for layer, head in heads:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise InductionError(
-                f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads"
-            )
+            raise InductionError(f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads")
         mask[layer, head] = True
     return mask
 
@@ -97,7 +95,9 @@ def parse_heads(text: str, option: str = "--heads") -> list[tuple[int, int]]:
             continue
         match = re.fullmatch(r"[Ll](\d+)[Hh](\d+)|(\d+)[.:](\d+)", part)
         if not match:
-            raise InductionError(f"cannot read head {part!r}: pass {option} as L18H6 (layer 18, head 6), comma-separated")
+            raise InductionError(
+                f"cannot read head {part!r}: pass {option} as L18H6 (layer 18, head 6), comma-separated"
+            )
         layer, head = (int(g) for g in match.groups() if g is not None)
         heads.append((layer, head))
     if not heads:
@@ -113,5 +113,7 @@ def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int, optio
     """
     for layer, head in heads:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise InductionError(f"head L{layer}H{head} is outside the model: pass {option} with layers "
-                                 f"0..{n_layers - 1} and heads 0..{n_heads - 1}")
+            raise InductionError(
+                f"head L{layer}H{head} is outside the model: pass {option} with layers "
+                f"0..{n_layers - 1} and heads 0..{n_heads - 1}"
+            )

@@ -24,8 +24,10 @@ def hand_norm_spec(model, path: str | None) -> NormSpec:
     spec = norm_spec(model, path)
     if spec.path is not None and spec.eps is None:
         module = model._module.get_submodule(path)
-        raise InductionError(f"{path} ({type(module).__name__}): no eps or variance_epsilon attribute; "
-                             "path patching computes the pre-attention norm by hand and needs it")
+        raise InductionError(
+            f"{path} ({type(module).__name__}): no eps or variance_epsilon attribute; "
+            "path patching computes the pre-attention norm by hand and needs it"
+        )
     return spec
 
 
@@ -50,9 +52,11 @@ def check_residual_heads(model) -> None:
     layout = model_layout(model)
     block = model._module.get_submodule(layout.blocks[0])
     if hasattr(block, "pre_feedforward_layernorm") or hasattr(block, "post_attention_norm"):
-        raise InductionError(f"{type(block).__name__} norms its attention output before adding it to the residual "
-                             "stream, so a head's direct contribution is not linear in its output: the circuit "
-                             "supports pre-norm models (GPT-2, Llama, Qwen2, Mistral, GPT-NeoX)")
+        raise InductionError(
+            f"{type(block).__name__} norms its attention output before adding it to the residual "
+            "stream, so a head's direct contribution is not linear in its output: the circuit "
+            "supports pre-norm models (GPT-2, Llama, Qwen2, Mistral, GPT-NeoX)"
+        )
 
 
 def projection_slice(layout: ModelLayout, layer: int, component: str, head: int) -> tuple[str, int, int]:
@@ -116,6 +120,7 @@ def head_matrices(model, layer: int, head: int) -> dict[str, torch.Tensor]:
         weight = module.get_submodule(path).weight.detach().float()
         out[component] = rows_of(weight, None, start, stop, is_conv1d(model, path))[0] @ fold
     o_path = layout.o_proj[layer]
-    out["o"] = output_columns(module.get_submodule(o_path).weight.detach().float(), head, layout.facts.d_head,
-                              is_conv1d(model, o_path))
+    out["o"] = output_columns(
+        module.get_submodule(o_path).weight.detach().float(), head, layout.facts.d_head, is_conv1d(model, o_path)
+    )
     return out

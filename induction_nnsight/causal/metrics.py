@@ -61,9 +61,7 @@ def _mean_at(loss: torch.Tensor, positions: int | Sequence[int]) -> torch.Tensor
     return loss[..., index].mean(dim=-1)
 
 
-def icl_score(
-    loss: torch.Tensor, early: int | Sequence[int], late: int | Sequence[int]
-) -> torch.Tensor:
+def icl_score(loss: torch.Tensor, early: int | Sequence[int], late: int | Sequence[int]) -> torch.Tensor:
     """In-context-learning score: loss late in the context minus loss early in it.
 
     Negative when the model predicts better with more context (Olsson et al. 2022).
@@ -181,8 +179,12 @@ class RowMetric:
     @property
     def label(self) -> str:
         """Human-readable name for chart axes."""
-        return {"loss": "loss (nats)", "loss_by_position": "loss (nats)", "logit_diff": "logit difference",
-                "prob": "correct-token probability"}[self.name]
+        return {
+            "loss": "loss (nats)",
+            "loss_by_position": "loss (nats)",
+            "logit_diff": "logit difference",
+            "prob": "correct-token probability",
+        }[self.name]
 
     def _ids(self, ids: torch.Tensor, rows: int, device) -> torch.Tensor:
         if rows % ids.numel():

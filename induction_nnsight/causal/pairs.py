@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InductionError
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
 from ..scores.losses import repeated_half_slice
 from .metrics import RowMetric
-from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
 
 DEFAULT_CLEAN_TEXT = "The cat sat on the mat. The cat sat on the"
 DEFAULT_CORRUPTED_TEXT = "The cat sat on the rug. The cat sat on the"
@@ -62,8 +62,9 @@ def repeated_pair(
     """
     if seq_len < 2:
         raise InductionError(f"seq_len must be at least 2 for a repeated pair, got {seq_len}")
-    clean = repeated_tokens(batch, seq_len, seed=seed, low=low, high=high, bos_token_id=bos_token_id,
-                            vocab_size=vocab_size)
+    clean = repeated_tokens(
+        batch, seq_len, seed=seed, low=low, high=high, bos_token_id=bos_token_id, vocab_size=vocab_size
+    )
     b = int(bos_token_id is not None)
     first = clean[:, b : b + seq_len]
     generator = torch.Generator().manual_seed(seed + 1_000_003)
@@ -147,9 +148,15 @@ def text_pair(
         wrong_id = _induction_guess(tokenizer, corrupted_ids, len(head)) if correct is None else None
         wrong_id = None if wrong_id == correct_id else wrong_id
     name = metric or ("logit_diff" if wrong_id is not None else "prob")
-    row_metric = RowMetric(name, correct=torch.tensor([correct_id]),
-                           wrong=None if wrong_id is None else torch.tensor([wrong_id]))
+    row_metric = RowMetric(
+        name, correct=torch.tensor([correct_id]), wrong=None if wrong_id is None else torch.tensor([wrong_id])
+    )
     labels = [tokenizer.decode([i]) for i in clean_ids]
     answer = tokenizer.decode([correct_id]) + ("" if wrong_id is None else f" vs {tokenizer.decode([wrong_id])}")
-    return Pair(torch.tensor([clean_ids]), torch.tensor([corrupted_ids]), row_metric,
-                f"{clean!r} / {corrupted!r} -> {answer!r}", labels)
+    return Pair(
+        torch.tensor([clean_ids]),
+        torch.tensor([corrupted_ids]),
+        row_metric,
+        f"{clean!r} / {corrupted!r} -> {answer!r}",
+        labels,
+    )

@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import torch
 
+from ..errors import InductionError
 from ..figures.heads import heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules
-from ..errors import InductionError
-from .head_outputs import head_edit
-from .metrics import RowMetric, recovery
 from ..models.layout import model_facts, model_layout
 from ..ndif.settings import Remote
 from ..scores.ranking import rank_heads
+from .head_outputs import head_edit
+from .metrics import RowMetric, recovery
 from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
 
 QKV = ("q", "k", "v")
@@ -83,20 +83,37 @@ class PatchResult(Displayable):
             row, column = (self.rows[i] if self.rows else str(i)), (self.columns[j] if self.columns else str(j))
             return f"{row}{column}" if self._heads_grid() else f"{row} @ {column}"
 
-        rows = [[label(i, j), float(self.recovery[i, j]), float(self.values[i, j])]
-                for i, j in rank_heads(self.recovery, HTML_ROWS)]
-        return Summary("PatchResult", self.model, f"{self.values.shape[0]} x {self.values.shape[1]} grid",
-                       ["site", "recovery", self.metric or "metric"], rows,
-                       [("clean", float(self.clean)), ("corrupted", float(self.corrupted))], rows_title="best recovery")
+        rows = [
+            [label(i, j), float(self.recovery[i, j]), float(self.values[i, j])]
+            for i, j in rank_heads(self.recovery, HTML_ROWS)
+        ]
+        return Summary(
+            "PatchResult",
+            self.model,
+            f"{self.values.shape[0]} x {self.values.shape[1]} grid",
+            ["site", "recovery", self.metric or "metric"],
+            rows,
+            [("clean", float(self.clean)), ("corrupted", float(self.corrupted))],
+            rows_title="best recovery",
+        )
 
     def _figure(self, name: str, **options) -> go.Figure:
         heads, layers = self._heads_grid(), all(r.startswith("L") for r in self.rows)
-        return heatmap_figure(plain(self.recovery), **{
-            "title": titled("Recovery when a clean activation is patched in", self.model),
-            "x_labels": self.columns or None, "y_labels": self.rows or None, "value_range": (None, None),
-            "colorbar_title": RECOVERY, "x_title": "head" if heads else "position (token)",
-            "y_title": "layer" if heads else "layer (output of)" if layers else "", "joint": "" if heads else None,
-            "top": rank_heads(self.recovery, ANNOTATED), **options})
+        return heatmap_figure(
+            plain(self.recovery),
+            **{
+                "title": titled("Recovery when a clean activation is patched in", self.model),
+                "x_labels": self.columns or None,
+                "y_labels": self.rows or None,
+                "value_range": (None, None),
+                "colorbar_title": RECOVERY,
+                "x_title": "head" if heads else "position (token)",
+                "y_title": "layer" if heads else "layer (output of)" if layers else "",
+                "joint": "" if heads else None,
+                "top": rank_heads(self.recovery, ANNOTATED),
+                **options,
+            },
+        )
 
 
 def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, remote: Remote = False) -> float:
@@ -107,8 +124,18 @@ def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, remote: Remot
 def _patch(model, clean, corrupted, metric, n_variants, edit, *, max_tokens, remote, progress, desc):
     """``(clean, corrupted, [n_variants] patched)``; variant 0 of ``edit`` must patch nothing."""
     _check_pair(clean, corrupted)
-    values = run_variants(model, corrupted, n_variants, edit, metric, source=clean, max_tokens=max_tokens,
-                          remote=remote, progress=progress, desc=desc)
+    values = run_variants(
+        model,
+        corrupted,
+        n_variants,
+        edit,
+        metric,
+        source=clean,
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        desc=desc,
+    )
     return clean_metric(model, clean, metric, remote=remote), float(values[0]), values[1:]
 
 
@@ -142,14 +169,29 @@ def patch_heads(
     for i, (layer, head) in enumerate(cells, 1):
         masks[i, layer, head] = True
     clean_value, corrupted_value, values = _patch(
-        model, clean, corrupted, metric, len(masks), head_edit(model, masks, "source"), max_tokens=max_tokens,
-        remote=remote, progress=progress, desc=f"patching {len(cells)} heads",
+        model,
+        clean,
+        corrupted,
+        metric,
+        len(masks),
+        head_edit(model, masks, "source"),
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        desc=f"patching {len(cells)} heads",
     )
     grid = torch.full((facts.n_layers, facts.n_heads), float("nan"))
     for (layer, head), value in zip(cells, values):
         grid[layer, head] = value
-    return PatchResult(clean_value, corrupted_value, grid, rows=[f"L{i}" for i in range(facts.n_layers)],
-                       columns=[f"H{h}" for h in range(facts.n_heads)], metric=metric.label, model=facts.name)
+    return PatchResult(
+        clean_value,
+        corrupted_value,
+        grid,
+        rows=[f"L{i}" for i in range(facts.n_layers)],
+        columns=[f"H{h}" for h in range(facts.n_heads)],
+        metric=metric.label,
+        model=facts.name,
+    )
 
 
 def _positions(positions: Sequence[int] | None, n_pos: int) -> list[int]:
@@ -206,12 +248,26 @@ def patch_residual(
             block.output = (new, *output[1:]) if isinstance(output, tuple) else new
 
     clean_value, corrupted_value, values = _patch(
-        model, clean, corrupted, metric, len(masks), edit, max_tokens=max_tokens, remote=remote,
-        progress=progress, desc=f"patching residual at {len(cells)} sites",
+        model,
+        clean,
+        corrupted,
+        metric,
+        len(masks),
+        edit,
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        desc=f"patching residual at {len(cells)} sites",
     )
-    return PatchResult(clean_value, corrupted_value, values.reshape(len(layer_list), len(position_list)),
-                       rows=[f"L{layer}" for layer in layer_list], columns=[str(p) for p in position_list],
-                       metric=metric.label, model=facts.name)
+    return PatchResult(
+        clean_value,
+        corrupted_value,
+        values.reshape(len(layer_list), len(position_list)),
+        rows=[f"L{layer}" for layer in layer_list],
+        columns=[str(p) for p in position_list],
+        metric=metric.label,
+        model=facts.name,
+    )
 
 
 def patch_qkv(
@@ -270,8 +326,23 @@ def patch_qkv(
         operation.inputs = ((args[0], *states, *args[4:]), kwargs)
 
     clean_value, corrupted_value, values = _patch(
-        model, clean, corrupted, metric, len(masks), edit, max_tokens=max_tokens, remote=remote,
-        progress=progress, desc=f"patching L{layer}H{head} q/k/v",
+        model,
+        clean,
+        corrupted,
+        metric,
+        len(masks),
+        edit,
+        max_tokens=max_tokens,
+        remote=remote,
+        progress=progress,
+        desc=f"patching L{layer}H{head} q/k/v",
     )
-    return PatchResult(clean_value, corrupted_value, values.reshape(3, len(columns)), rows=list(QKV),
-                       columns=[str(p) for p in position_list] + ["all"], metric=metric.label, model=facts.name)
+    return PatchResult(
+        clean_value,
+        corrupted_value,
+        values.reshape(3, len(columns)),
+        rows=list(QKV),
+        columns=[str(p) for p in position_list] + ["all"],
+        metric=metric.label,
+        model=facts.name,
+    )

@@ -38,8 +38,9 @@ def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) ->
     return {layer: g.reshape(*g.shape[:2], plan.n_heads, plan.d_head) for layer, g in saved.items()}
 
 
-def probe(model, plan: Plan, tokens: torch.Tensor, clean: Clean, grads: dict[int, torch.Tensor],
-          runs: list[Run], layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+def probe(
+    model, plan: Plan, tokens: torch.Tensor, clean: Clean, grads: dict[int, torch.Tensor], runs: list[Run], layer: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``k``/``q``/``v`` runs into targets at ``layer``, in one trace stopped after that layer's heads.
 
     Returns:

@@ -138,8 +138,10 @@ def path_patching(
         raise ValueError("variants[0] must be the clean variant")
     for v in variants[1:]:
         if v.path not in PATHS or not v.source[0] < v.target[0]:
-            raise InductionError(f"bad variant {v}: the path must be one of {', '.join(PATHS)} and the source "
-                                 "in an earlier layer than the target")
+            raise InductionError(
+                f"bad variant {v}: the path must be one of {', '.join(PATHS)} and the source "
+                "in an earlier layer than the target"
+            )
     check_residual_heads(model)
     runs, index = plan_runs(variants)
     targets = {v.target for v in variants[1:]}
@@ -153,10 +155,20 @@ def path_patching(
         estimated = [i for i, r in enumerate(runs) if r.path != "total"]
         if estimated:
             _estimate(model, plan, tokens, clean, runs, estimated, max_tokens, progress, n_scores, n_losses)
-        exact = [i for i, r in enumerate(runs) if r.path == "total"] + _strongest(runs, estimated, n_scores,
-                                                                                n_losses, clean, exact_losses)
-    scores, losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, max_tokens,
-                                progress, f"path patching {len(exact)} runs")
+        exact = [i for i, r in enumerate(runs) if r.path == "total"] + _strongest(
+            runs, estimated, n_scores, n_losses, clean, exact_losses
+        )
+    scores, losses = run_traces(
+        model,
+        plan,
+        tokens,
+        clean,
+        [runs[i] for i in exact],
+        layers,
+        max_tokens,
+        progress,
+        f"path patching {len(exact)} runs",
+    )
     is_exact = torch.zeros(len(runs), dtype=torch.bool)
     is_exact[exact] = True
     n_losses[exact] = losses
@@ -168,20 +180,41 @@ def path_patching(
         out_scores[i] = scores[where[run], v.target[0], v.target[1]] if run in where else n_scores[run]
         out_losses[i] = n_losses[run]
     clean_scores = {t: float(clean.scores[t[0]][t[1]]) for t in sorted(targets)}
-    return PathResult(variants, out_scores, out_losses, clean_scores,
-                      torch.cat([torch.ones(1, dtype=torch.bool), is_exact[[index[i] for i in range(1, len(variants))]]]))
+    return PathResult(
+        variants,
+        out_scores,
+        out_losses,
+        clean_scores,
+        torch.cat([torch.ones(1, dtype=torch.bool), is_exact[[index[i] for i in range(1, len(variants))]]]),
+    )
 
 
-def _estimate(model, plan: Plan, tokens, clean: Clean, runs: list[Run], chosen: list[int], max_tokens: int,
-              progress: bool, scores: torch.Tensor, losses: torch.Tensor) -> None:
+def _estimate(
+    model,
+    plan: Plan,
+    tokens,
+    clean: Clean,
+    runs: list[Run],
+    chosen: list[int],
+    max_tokens: int,
+    progress: bool,
+    scores: torch.Tensor,
+    losses: torch.Tensor,
+) -> None:
     """Probe the ``chosen`` k/q/v runs: exact scores into ``scores``, clean loss + estimate into ``losses``."""
     grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
     per = max(1, max_tokens // tokens.numel())
     by_layer: dict[int, list[int]] = {}
     for i in chosen:
         by_layer.setdefault(runs[i].start, []).append(i)
-    bar = tqdm(total=len(chosen), desc=f"estimating {len(chosen)} edges", unit="run", disable=not progress,
-               file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=len(chosen),
+        desc=f"estimating {len(chosen)} edges",
+        unit="run",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    )
     for layer, members in sorted(by_layer.items()):
         for c in range(0, len(members), per):
             chunk = members[c : c + per]
@@ -191,8 +224,9 @@ def _estimate(model, plan: Plan, tokens, clean: Clean, runs: list[Run], chosen: 
     bar.close()
 
 
-def _strongest(runs: list[Run], chosen: list[int], scores: torch.Tensor, losses: torch.Tensor, clean: Clean,
-               n: int) -> list[int]:
+def _strongest(
+    runs: list[Run], chosen: list[int], scores: torch.Tensor, losses: torch.Tensor, clean: Clean, n: int
+) -> list[int]:
     """Per target and path, the ``n`` runs with the largest estimated loss effects and the ``n`` with the
     largest score effects (``k``, ``q``)."""
     groups: dict[tuple, list[int]] = {}

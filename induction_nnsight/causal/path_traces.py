@@ -119,18 +119,25 @@ def make_plan(model, seq_len: int, bos: bool, remote: Remote) -> Plan:
     keep = torch.arange(int(bos) + seq_len, int(bos) + 2 * seq_len)
     forward = inspect.signature(model._module.forward).parameters
     return Plan(
-        layout=layout, n_heads=facts.n_heads, d_head=facts.d_head, group=facts.n_heads // facts.n_kv_heads,
-        attentions=attentions, calls=[attention_call_name(a) for a in attentions],
+        layout=layout,
+        n_heads=facts.n_heads,
+        d_head=facts.d_head,
+        group=facts.n_heads // facts.n_kv_heads,
+        attentions=attentions,
+        calls=[attention_call_name(a) for a in attentions],
         eager=facts.attn_implementation == "eager" and not on_ndif(remote),
         norms=[hand_norm_spec(model, p) for p in layout.pre_attention_norm],
-        o_conv=is_conv1d(model, layout.o_proj[0]), offset=1 - seq_len, keep=keep,
+        o_conv=is_conv1d(model, layout.o_proj[0]),
+        offset=1 - seq_len,
+        keep=keep,
         kwargs={"logits_to_keep": keep} if "logits_to_keep" in forward else {},
         backend=lambda: remote_backend(model, remote),
     )
 
 
-def clean_trace(model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor | None,
-                runs: list[Run], target_layers: set[int]) -> Clean:
+def clean_trace(
+    model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor | None, runs: list[Run], target_layers: set[int]
+) -> Clean:
     """One trace of the clean rows (and the reference rows, for mean ablation)."""
     b = tokens.shape[0]
     z_layers = {r.source[0] for r in runs} | {r.target[0] for r in runs if r.path != "total"}
@@ -143,8 +150,10 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor
             if layer in starts:
                 block_in = model.get(plan.layout.blocks[layer - 1]).output
                 if not isinstance(block_in, torch.Tensor):
-                    raise InductionError(f"{plan.layout.blocks[layer - 1]} returns {type(block_in).__name__}, not "
-                                         "the hidden states: path patching skips blocks and needs blocks that do")
+                    raise InductionError(
+                        f"{plan.layout.blocks[layer - 1]} returns {type(block_in).__name__}, not "
+                        "the hidden states: path patching skips blocks and needs blocks that do"
+                    )
                 found[("prefix", layer)] = block_in[:b]
             if layer in target_layers:
                 found[("scores", layer)] = plan.scores(layer)[:b].mean(dim=0)
@@ -157,7 +166,10 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor
         split = saved[("z", layer)].detach().reshape(rows.shape[0], rows.shape[1], plan.n_heads, plan.d_head)
         z[layer] = split[:b]
         replacement[layer] = split[b:].mean(dim=0) if reference is not None else torch.zeros_like(split[0])
-    pick = lambda kind: {k[1]: v.detach() for k, v in saved.items() if isinstance(k, tuple) and k[0] == kind}
+
+    def pick(kind: str) -> dict:
+        return {k[1]: v.detach() for k, v in saved.items() if isinstance(k, tuple) and k[0] == kind}
+
     return Clean(z, replacement, pick("prefix"), pick("scores"), float(saved["loss"]))
 
 
@@ -183,14 +195,19 @@ def slices(model, plan: Plan, clean: Clean, kqv: list[tuple[int, Run]], layer: i
         removed = clean.z[source[0]][:, :, source[1]] - clean.replacement[source[0]][:, source[1]]
         deltas[source] = removed.to(resid.dtype) @ w_o.T.to(resid.dtype)  # [batch, pos, d_model]
     order = list(deltas)
-    x = apply_norm(resid[:b][None] - torch.stack([deltas[s] for s in order]), spec, getattr(norm, "weight", None),
-                   getattr(norm, "bias", None))  # [sources, batch, pos, d_model]
+    x = apply_norm(
+        resid[:b][None] - torch.stack([deltas[s] for s in order]),
+        spec,
+        getattr(norm, "weight", None),
+        getattr(norm, "bias", None),
+    )  # [sources, batch, pos, d_model]
     groups: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
     for i, r in kqv:
         path, start, stop = projection_slice(layout, layer, r.path, r.target[1])
         groups.setdefault((path, start, stop), []).append((i, order.index(r.source)))
-    for path in (p for p in (layout.q_proj[layer], layout.k_proj[layer], layout.v_proj[layer])
-                 if any(g[0] == p for g in groups)):
+    for path in (
+        p for p in (layout.q_proj[layer], layout.k_proj[layer], layout.v_proj[layer]) if any(g[0] == p for g in groups)
+    ):
         module, conv = model.get(path), is_conv1d(model, path)
         out = module.output  # [k * batch, pos, out]
         new = out.clone().reshape(k, b, *out.shape[1:])
@@ -221,8 +238,9 @@ def _outputs(model, plan: Plan, clean: Clean, runs: list[Run], layer: int, k: in
     module.input = new.reshape(x.shape)
 
 
-def _trace(model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], layer: int,
-           target_layers: set[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+def _trace(
+    model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], layer: int, target_layers: set[int]
+) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """Runs that all start at ``layer``, in one trace: ``(layer -> [runs, head] scores, [runs] losses)``."""
     k, b = len(runs), tokens.shape[0]
     kqv = [(i, r) for i, r in enumerate(runs) if r.path != "total"]
@@ -242,8 +260,17 @@ def _trace(model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run
     return {t: saved[t].detach() for t in score_layers}, saved["loss"].detach()
 
 
-def run_traces(model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], target_layers: set[int],
-               max_tokens: int, progress: bool, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+def run_traces(
+    model,
+    plan: Plan,
+    tokens: torch.Tensor,
+    clean: Clean,
+    runs: list[Run],
+    target_layers: set[int],
+    max_tokens: int,
+    progress: bool,
+    desc: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every run, grouped by start layer, as many per trace as ``max_tokens`` allows.
 
     Returns:

@@ -97,8 +97,14 @@ def run_variants(
     per = variants_per_trace(batch, n_source, n_pos, max_tokens, max_rows)
     results = []
     starts = range(0, n_variants, per)
-    bar = tqdm(total=n_variants, desc=desc, unit="variant", disable=not progress or n_variants <= per,
-               file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=n_variants,
+        desc=desc,
+        unit="variant",
+        disable=not progress or n_variants <= per,
+        file=sys.stderr,
+        leave=False,
+    )
     for start in starts:
         stop = min(n_variants, start + per)
         k = stop - start

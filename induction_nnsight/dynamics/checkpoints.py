@@ -78,13 +78,17 @@ def find_checkpoints(paths: list[str | Path]) -> list[Checkpoint]:
         inside = [p for p in sorted(path.iterdir()) if p.is_dir() and _is_model_dir(p) and _STEP.search(p.name)]
         candidates = [path] if _is_model_dir(path) else inside
         if not candidates:
-            raise InductionError(f"{path} holds no config.json and no checkpoint-STEP/ directories: "
-                                 "pass a model checkpoint directory or a run directory from `induction-nnsight train`")
+            raise InductionError(
+                f"{path} holds no config.json and no checkpoint-STEP/ directories: "
+                "pass a model checkpoint directory or a run directory from `induction-nnsight train`"
+            )
         for directory in candidates:
             step = checkpoint_step(directory)
             if step is None:
-                raise InductionError(f"cannot tell the training step of {directory}: name it checkpoint-STEP "
-                                     "(or give it a trainer_state.json with a step)")
+                raise InductionError(
+                    f"cannot tell the training step of {directory}: name it checkpoint-STEP "
+                    "(or give it a trainer_state.json with a step)"
+                )
             if step in found and Path(found[step].path) != directory:
                 raise InductionError(f"two checkpoints of step {step}: {found[step].path} and {directory}; pass one")
             found[step] = Checkpoint(step, str(directory))

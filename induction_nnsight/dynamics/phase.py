@@ -20,8 +20,10 @@ def best_heads(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ``([step] best score, [step] index layer * n_heads + head)``.
     """
     n_heads = scores.shape[-1]
-    index = torch.tensor([layer * n_heads + head for layer, head in
-                          ((rank_heads(step, 1) or [(0, 0)])[0] for step in scores)], dtype=torch.long)
+    index = torch.tensor(
+        [layer * n_heads + head for layer, head in ((rank_heads(step, 1) or [(0, 0)])[0] for step in scores)],
+        dtype=torch.long,
+    )
     best = scores.flatten(1).nan_to_num(float("-inf")).gather(1, index[:, None])[:, 0]
     return best, index
 

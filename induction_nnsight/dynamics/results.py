@@ -43,7 +43,10 @@ class CheckpointScores(Displayable, list):
         return best_heads(torch.stack([_tensor(entry["scores"]["induction"]) for entry in self]))
 
     def top_heads(self, n: int) -> list[tuple[int, int]]:
-        """The ``n`` best heads by induction score at the last checkpoint (:func:`~induction_nnsight.scores.ranking.rank_heads`)."""
+        """The ``n`` best heads by induction score at the last checkpoint.
+
+        Ranked by :func:`~induction_nnsight.scores.ranking.rank_heads`.
+        """
         return rank_heads(_tensor(self[-1]["scores"]["induction"]), n) if self else []
 
     def phase(self) -> dict | None:
@@ -59,14 +62,26 @@ class CheckpointScores(Displayable, list):
             return Summary("CheckpointScores", None, "no checkpoints", [], [])
         best, index = self.best()
         n_heads = len(self[0]["scores"]["induction"][0])
-        rows = [[entry["step"], f"L{int(i) // n_heads}H{int(i) % n_heads}", float(b), entry["loss_first_half"],
-                 entry["loss_repeated_half"], entry["icl_score"]] for entry, b, i in zip(self, best, index)]
+        rows = [
+            [
+                entry["step"],
+                f"L{int(i) // n_heads}H{int(i) % n_heads}",
+                float(b),
+                entry["loss_first_half"],
+                entry["loss_repeated_half"],
+                entry["icl_score"],
+            ]
+            for entry, b, i in zip(self, best, index)
+        ]
         last = self[-1]
         phase = self.phase()
         return Summary(
-            "CheckpointScores", None, f"{len(self)} checkpoints, steps {self.steps[0]}..{last['step']}",
+            "CheckpointScores",
+            None,
+            f"{len(self)} checkpoints, steps {self.steps[0]}..{last['step']}",
             ["step", "best induction head", "score", "first-half loss", "repeated-half loss", "ICL score"],
-            rows, [("phase change at step", phase["step"])] if phase else [],
+            rows,
+            [("phase change at step", phase["step"])] if phase else [],
             rows_title=f"top at step {last['step']}",
             brief=ranked_rows(_tensor(last["scores"]["induction"]), HTML_ROWS),
             max_rows=len(self),
@@ -79,10 +94,14 @@ class CheckpointScores(Displayable, list):
         if name == "induction":
             return score_lines_figure(steps, induction, **{"highlight": top, "unit": score.unit, **options})
         if name == "heatmap":
-            return step_head_heatmap(steps, induction, **{"unit": score.unit, "value_range": score.value_range,
-                                                          "top": top, **options})
+            return step_head_heatmap(
+                steps, induction, **{"unit": score.unit, "value_range": score.value_range, "top": top, **options}
+            )
         if name == "k_edge":
             return k_edge_figure(steps, [entry.get("strongest_k_edge") for entry in self], self.phase(), **options)
-        return loss_icl_figure(steps, *(plain([entry[key] for entry in self])
-                                        for key in ("loss_first_half", "loss_repeated_half", "icl_score")),
-                               self.phase(), **options)
+        return loss_icl_figure(
+            steps,
+            *(plain([entry[key] for entry in self]) for key in ("loss_first_half", "loss_repeated_half", "icl_score")),
+            self.phase(),
+            **options,
+        )

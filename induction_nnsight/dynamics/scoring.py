@@ -76,13 +76,22 @@ def checkpoint_probe(model, settings: ProbeSettings, name: str) -> Probe:
     seq_len = settings.block_length(facts.n_ctx)
     length = int(settings.bos) + 2 * seq_len
     if facts.n_ctx is not None and length > facts.n_ctx:
-        raise InductionError(f"rows of {length} tokens exceed {name}'s context of {facts.n_ctx}: "
-                             f"pass --seq-len {(facts.n_ctx - int(settings.bos)) // 2} or less")
+        raise InductionError(
+            f"rows of {length} tokens exceed {name}'s context of {facts.n_ctx}: "
+            f"pass --seq-len {(facts.n_ctx - int(settings.bos)) // 2} or less"
+        )
     if settings.bos and facts.bos_token_id is None:
         raise InductionError(f"{name} has no BOS token in its config or tokenizer: pass --no-bos")
     low, high = settings.token_range(facts.vocab_size)
-    return repeated_probe(settings.batch, seq_len, seed=settings.seed, low=low, high=high,
-                            bos_token_id=facts.bos_token_id if settings.bos else None, vocab_size=facts.vocab_size)
+    return repeated_probe(
+        settings.batch,
+        seq_len,
+        seed=settings.seed,
+        low=low,
+        high=high,
+        bos_token_id=facts.bos_token_id if settings.bos else None,
+        vocab_size=facts.vocab_size,
+    )
 
 
 def _plain(value: float) -> float | None:
@@ -107,8 +116,7 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, remote: Remot
         "loss_repeated_half": _plain(repeated),
         "icl_score": _plain(repeated - first),
         "loss_by_position": [_plain(v) for v in scores.loss_by_position.tolist()],
-        "scores": {kind: [[_plain(v) for v in row] for row in scores.mean(kind).tolist()]
-                   for kind in DYNAMICS_KINDS},
+        "scores": {kind: [[_plain(v) for v in row] for row in scores.mean(kind).tolist()] for kind in DYNAMICS_KINDS},
     }
 
 
@@ -119,8 +127,9 @@ def cache_key(checkpoint: Checkpoint, settings: ProbeSettings, remote: bool, als
     files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) if path.is_dir() else []
     stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     where = str(path.resolve()) if path.is_dir() else checkpoint.path
-    text = json.dumps([where, checkpoint.revision, asdict(settings), stamp, bool(remote)] + ([also] if also else []),
-                      sort_keys=True)
+    text = json.dumps(
+        [where, checkpoint.revision, asdict(settings), stamp, bool(remote)] + ([also] if also else []), sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -146,8 +155,13 @@ def _store(out: Path | None, key: str, entry: dict) -> None:
 
 
 def score_checkpoints(
-    checkpoints: list[Checkpoint], settings: ProbeSettings, *, out: str | Path | None = None,
-    remote: Remote = False, load: Callable[..., object] = load_model, progress: bool = True,
+    checkpoints: list[Checkpoint],
+    settings: ProbeSettings,
+    *,
+    out: str | Path | None = None,
+    remote: Remote = False,
+    load: Callable[..., object] = load_model,
+    progress: bool = True,
     also: tuple[str, Callable[[object, Probe, dict], dict]] | None = None,
 ) -> CheckpointScores:
     """Score every checkpoint (skipping those cached in ``out``), in step order.
@@ -177,19 +191,35 @@ def score_checkpoints(
         cached = entry is not None
         if entry is None:
             extra = {"revision": checkpoint.revision} if checkpoint.revision else {}
-            model = load(checkpoint.path, attn_implementation=settings.attn_implementation, progress=False,
-                         remote=bool(remote), **extra)
+            model = load(
+                checkpoint.path,
+                attn_implementation=settings.attn_implementation,
+                progress=False,
+                remote=bool(remote),
+                **extra,
+            )
             probe = checkpoint_probe(model, settings, checkpoint.label)
             entry = score_checkpoint(model, probe, settings, remote)
             if also:
                 entry.update(also[1](model, probe, entry))
             _store(out, key, entry)
-        results.append({"step": checkpoint.step, "path": checkpoint.path, "revision": checkpoint.revision,
-                        "cached": cached, **entry})
+        results.append(
+            {
+                "step": checkpoint.step,
+                "path": checkpoint.path,
+                "revision": checkpoint.revision,
+                "cached": cached,
+                **entry,
+            }
+        )
         if progress:
             best = max((v for row in entry["scores"]["induction"] for v in row if v is not None), default=float("nan"))
             how = "cached" if cached else f"scored in {time.perf_counter() - began:.1f} s"
-            print(f"[{i}/{len(checkpoints)}] step {checkpoint.step} ({checkpoint.label}): best induction "
-                  f"{best:.3f}, ICL score {entry['icl_score'] if entry['icl_score'] is not None else float('nan'):.3f} "
-                  f"nats ({how})", file=sys.stderr, flush=True)
+            print(
+                f"[{i}/{len(checkpoints)}] step {checkpoint.step} ({checkpoint.label}): best induction "
+                f"{best:.3f}, ICL score {entry['icl_score'] if entry['icl_score'] is not None else float('nan'):.3f} "
+                f"nats ({how})",
+                file=sys.stderr,
+                flush=True,
+            )
     return CheckpointScores(results)

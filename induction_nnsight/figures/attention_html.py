@@ -109,9 +109,14 @@ def attention_data(
     shown = list(range(min(len(labels), MAX_SHOWN))) if shown is None else [int(h) for h in shown]
     if any(not 0 <= h < len(labels) for h in shown):
         raise ValueError(f"shown heads must be indices 0..{len(labels) - 1}, got {shown}")
-    return {"title": str(title), "tokens": tokens, "heads": labels,
-            "weights": _weights(weights, len(labels), len(tokens)),
-            "targets": _targets(targets, len(tokens)), "shown": shown}
+    return {
+        "title": str(title),
+        "tokens": tokens,
+        "heads": labels,
+        "weights": _weights(weights, len(labels), len(tokens)),
+        "targets": _targets(targets, len(tokens)),
+        "shown": shown,
+    }
 
 
 def _script_json(value) -> str:

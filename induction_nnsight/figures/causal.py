@@ -41,27 +41,60 @@ def ablation_curve_figure(
     draws = [[float(v) for v in row] for row in random]
     n = len(draws)
     mean = [sum(row[i] for row in draws) / n for i in range(len(ks))] if n else []
-    std = [
-        math.sqrt(sum((row[i] - mean[i]) ** 2 for row in draws) / (n - 1)) if n > 1 else 0.0 for i in range(len(ks))
-    ]
+    std = [math.sqrt(sum((row[i] - mean[i]) ** 2 for row in draws) / (n - 1)) if n > 1 else 0.0 for i in range(len(ks))]
     fig = go.Figure()
     for j, row in enumerate(draws):
-        fig.add_trace(go.Scatter(x=ks, y=row, mode="lines", line={"color": "lightgrey", "width": 1},
-                                 name="random draws", legendgroup="draws", showlegend=j == 0,
-                                 hovertemplate=f"draw {j}, k=%{{x}}: %{{y:.3f}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=ks,
+                y=row,
+                mode="lines",
+                line={"color": "lightgrey", "width": 1},
+                name="random draws",
+                legendgroup="draws",
+                showlegend=j == 0,
+                hovertemplate=f"draw {j}, k=%{{x}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
     if n:
-        fig.add_trace(go.Scatter(x=ks + ks[::-1], y=[m + s for m, s in zip(mean, std)]
-                                 + [m - s for m, s in zip(mean, std)][::-1], fill="toself",
-                                 fillcolor="rgba(128,128,128,0.2)", line={"width": 0}, name="random ± 1 sd",
-                                 hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=ks, y=mean, mode="lines+markers", line={"color": "grey"},
-                                 name=f"random heads (mean of {n})",
-                                 hovertemplate="k=%{x}: %{y:.3f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=ks, y=[float(v) for v in top], mode="lines+markers", line={"color": "crimson"},
-                             name=top_label, hovertemplate="k=%{x}: %{y:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=ks + ks[::-1],
+                y=[m + s for m, s in zip(mean, std)] + [m - s for m, s in zip(mean, std)][::-1],
+                fill="toself",
+                fillcolor="rgba(128,128,128,0.2)",
+                line={"width": 0},
+                name="random ± 1 sd",
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=ks,
+                y=mean,
+                mode="lines+markers",
+                line={"color": "grey"},
+                name=f"random heads (mean of {n})",
+                hovertemplate="k=%{x}: %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=ks,
+            y=[float(v) for v in top],
+            mode="lines+markers",
+            line={"color": "crimson"},
+            name=top_label,
+            hovertemplate="k=%{x}: %{y:.3f}<extra></extra>",
+        )
+    )
     fig.add_hline(y=float(baseline), line_dash="dash", line_color="black", annotation_text="nothing ablated")
-    fig.update_layout(title=figure_title(title, subtitle), xaxis_title="heads ablated (k)", yaxis_title=y_title,
-                      template="plotly_white")
+    fig.update_layout(
+        title=figure_title(title, subtitle),
+        xaxis_title="heads ablated (k)",
+        yaxis_title=y_title,
+        template="plotly_white",
+    )
     return fig
 
 
@@ -89,15 +122,31 @@ def attribution_scatter_figure(
     Returns:
         A ``go.Figure`` with the points and the ``y = x`` line.
     """
-    pairs = [(float(a), float(b), name) for a, b, name in zip(exhaustive, estimate, labels)
-             if not (math.isnan(float(a)) or math.isnan(float(b)))]
+    pairs = [
+        (float(a), float(b), name)
+        for a, b, name in zip(exhaustive, estimate, labels)
+        if not (math.isnan(float(a)) or math.isnan(float(b)))
+    ]
     xs, ys, names = ([p[i] for p in pairs] for i in range(3))
     low = min(xs + ys, default=0.0)
     high = max(xs + ys, default=1.0)
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", text=names, name="heads",
-                               hovertemplate="%{text}: exhaustive %{x:.3f}, estimate %{y:.3f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dot", "color": "grey"},
-                             name="y = x"))
-    fig.update_layout(title=figure_title(f"{title} (Pearson r = {correlation:.3f})", subtitle), xaxis_title=f"exhaustive: {axis_title}",
-                      yaxis_title=f"attribution estimate: {axis_title}", template="plotly_white")
+    fig = go.Figure(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers",
+            text=names,
+            name="heads",
+            hovertemplate="%{text}: exhaustive %{x:.3f}, estimate %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dot", "color": "grey"}, name="y = x")
+    )
+    fig.update_layout(
+        title=figure_title(f"{title} (Pearson r = {correlation:.3f})", subtitle),
+        xaxis_title=f"exhaustive: {axis_title}",
+        yaxis_title=f"attribution estimate: {axis_title}",
+        template="plotly_white",
+    )
     return fig

@@ -21,9 +21,16 @@ KIND_COLOURS = {"induction": "#D55E00", "previous-token": "#0072B2", "other": "#
 PATH_COLOURS = {"k": "#E69F00", "q": "#56B4E9", "v": "#CC79A7", "total": "#7f7f7f"}
 
 
-def circuit_heatmap_figure(values: Sequence[Sequence[float]], sources: Sequence[str], targets: Sequence[str], *,
-                           title: str, colorbar_title: str, subtitle: str | None = None,
-                           top: Sequence[tuple[int, int]] = ()) -> go.Figure:
+def circuit_heatmap_figure(
+    values: Sequence[Sequence[float]],
+    sources: Sequence[str],
+    targets: Sequence[str],
+    *,
+    title: str,
+    colorbar_title: str,
+    subtitle: str | None = None,
+    top: Sequence[tuple[int, int]] = (),
+) -> go.Figure:
     """``[n_sources][n_targets]`` effects as a heatmap (diverging, centred on 0; NaN blank).
 
     Args:
@@ -35,9 +42,19 @@ def circuit_heatmap_figure(values: Sequence[Sequence[float]], sources: Sequence[
         subtitle: The settings, under the title.
         top: ``(source index, target index)`` cells to label (``L17H3 -> L18H6 -0.31``), best first.
     """
-    return heatmap_figure(values, title=title, subtitle=subtitle, colorbar_title=colorbar_title,
-                          value_range=(None, None), x_labels=list(targets), y_labels=list(sources),
-                          x_title="target head", y_title="source head", top=top, joint=" -> ")
+    return heatmap_figure(
+        values,
+        title=title,
+        subtitle=subtitle,
+        colorbar_title=colorbar_title,
+        value_range=(None, None),
+        x_labels=list(targets),
+        y_labels=list(sources),
+        x_title="target head",
+        y_title="source head",
+        top=top,
+        joint=" -> ",
+    )
 
 
 def circuit_graph_figure(
@@ -69,6 +86,7 @@ def circuit_graph_figure(
         A ``go.Figure``: one line trace per edge (legend grouped by path), hover markers at the
         edges' midpoints, and one marker trace per kind of head.
     """
+
     def position(name: str) -> tuple[int, int]:
         layer, head = name[1:].split("H")
         return int(head), int(layer)  # (x, y)
@@ -81,36 +99,68 @@ def circuit_graph_figure(
     for edge, strength in zip(edges, strengths):
         (x0, y0), (x1, y1) = position(edge["source"]), position(edge["target"])
         path = edge["path"]
-        fig.add_trace(go.Scatter(
-            x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="skip", legendgroup=path,
-            name=f"{path} path", showlegend=path not in shown,
-            line={"color": PATH_COLOURS.get(path, "black"), "width": 1 + 7 * strength / top},
-            opacity=0.75,
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[x0, x1],
+                y=[y0, y1],
+                mode="lines",
+                hoverinfo="skip",
+                legendgroup=path,
+                name=f"{path} path",
+                showlegend=path not in shown,
+                line={"color": PATH_COLOURS.get(path, "black"), "width": 1 + 7 * strength / top},
+                opacity=0.75,
+            )
+        )
         shown.add(path)
         mid_x.append((x0 + x1) / 2)
         mid_y.append((y0 + y1) / 2)
-        mid_text.append(f"{edge['source']} -> {edge['target']} ({path}): induction score "
-                        f"{edge['effect']:+.3f}, repeated-half loss {edge['loss_effect']:+.3f} nats")
+        mid_text.append(
+            f"{edge['source']} -> {edge['target']} ({path}): induction score "
+            f"{edge['effect']:+.3f}, repeated-half loss {edge['loss_effect']:+.3f} nats"
+        )
     if edges:
-        fig.add_trace(go.Scatter(x=mid_x, y=mid_y, mode="markers", marker={"size": 6, "color": "black", "opacity": 0.3},
-                                 text=mid_text, hoverinfo="text", name="edge (hover)"))
+        fig.add_trace(
+            go.Scatter(
+                x=mid_x,
+                y=mid_y,
+                mode="markers",
+                marker={"size": 6, "color": "black", "opacity": 0.3},
+                text=mid_text,
+                hoverinfo="text",
+                name="edge (hover)",
+            )
+        )
     for kind, colour in KIND_COLOURS.items():
-        names = [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)
-                 if kinds.get(f"L{layer}H{head}", "other") == kind]
-        fig.add_trace(go.Scatter(
-            x=[position(n)[0] for n in names], y=[position(n)[1] for n in names], name=kind,
-            mode="markers+text" if any(n in labelled for n in names) else "markers",
-            text=[f"{n} {scores[n][1]:.2f}" if n in labelled and n in scores else "" for n in names],
-            textposition="middle right",
-            marker={"size": 9 if kind == "other" else 13, "color": colour, "line": {"width": 1, "color": "white"}},
-            hovertext=[f"{n}: previous-token {scores[n][0]:.2f}, induction {scores[n][1]:.2f}" if n in scores else n
-                       for n in names],
-            hoverinfo="text",
-        ))
-    fig.update_layout(title=figure_title(title, subtitle), xaxis_title="head", yaxis_title="layer",
-                      template="plotly_white",
-                      xaxis={"tickvals": list(range(n_heads)), "range": [-0.5, n_heads + 0.5]},  # room for labels
-                      yaxis={"dtick": 1 if n_layers <= 12 else 2, **layer_axis(n_layers)},
-                      height=min(1400, max(450, 24 * n_layers + 200)))
+        names = [
+            f"L{layer}H{head}"
+            for layer in range(n_layers)
+            for head in range(n_heads)
+            if kinds.get(f"L{layer}H{head}", "other") == kind
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=[position(n)[0] for n in names],
+                y=[position(n)[1] for n in names],
+                name=kind,
+                mode="markers+text" if any(n in labelled for n in names) else "markers",
+                text=[f"{n} {scores[n][1]:.2f}" if n in labelled and n in scores else "" for n in names],
+                textposition="middle right",
+                marker={"size": 9 if kind == "other" else 13, "color": colour, "line": {"width": 1, "color": "white"}},
+                hovertext=[
+                    f"{n}: previous-token {scores[n][0]:.2f}, induction {scores[n][1]:.2f}" if n in scores else n
+                    for n in names
+                ],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        title=figure_title(title, subtitle),
+        xaxis_title="head",
+        yaxis_title="layer",
+        template="plotly_white",
+        xaxis={"tickvals": list(range(n_heads)), "range": [-0.5, n_heads + 0.5]},  # room for labels
+        yaxis={"dtick": 1 if n_layers <= 12 else 2, **layer_axis(n_layers)},
+        height=min(1400, max(450, 24 * n_layers + 200)),
+    )
     return fig

@@ -22,7 +22,7 @@ def _log_steps(steps: Sequence[int]) -> tuple[list[float], dict]:
     xs = [float(s) if s > 0 else zero_at for s in steps]
     axis = {"type": "log", "title": {"text": "training step (log scale)"}}
     if 0 in steps:
-        ticks = [zero_at] + [10.0 ** k for k in range(0, 10) if positive and min(positive) <= 10.0 ** k <= max(positive)]
+        ticks = [zero_at] + [10.0**k for k in range(0, 10) if positive and min(positive) <= 10.0**k <= max(positive)]
         axis |= {"tickvals": ticks, "ticktext": ["0"] + [f"{int(t):,}" for t in ticks[1:]]}
     return xs, axis
 
@@ -32,9 +32,16 @@ def head_label(flat: int, n_heads: int) -> str:
     return f"L{flat // n_heads}H{flat % n_heads}"
 
 
-def score_lines_figure(steps: Sequence[int], scores: Sequence[Sequence[Sequence[float | None]]], *,
-                       highlight: Sequence[tuple[int, int]] = (), kind: str = "induction", unit: str | None = None,
-                       title: str | None = None, subtitle: str | None = None) -> go.Figure:
+def score_lines_figure(
+    steps: Sequence[int],
+    scores: Sequence[Sequence[Sequence[float | None]]],
+    *,
+    highlight: Sequence[tuple[int, int]] = (),
+    kind: str = "induction",
+    unit: str | None = None,
+    title: str | None = None,
+    subtitle: str | None = None,
+) -> go.Figure:
     """Each head's score against step, the ``highlight`` heads in colour, the rest grey.
 
     Args:
@@ -51,8 +58,10 @@ def score_lines_figure(steps: Sequence[int], scores: Sequence[Sequence[Sequence[
         A ``go.Figure`` with one line per head (the highlighted heads last, so they are drawn on top).
     """
     n_heads = len(scores[0][0])
-    series = [[nan_to_none(layer[h]) if layer[h] is not None else None for layer in step for h in range(n_heads)]
-              for step in scores]  # [step][flat head]
+    series = [
+        [nan_to_none(layer[h]) if layer[h] is not None else None for layer in step for h in range(n_heads)]
+        for step in scores
+    ]  # [step][flat head]
     by_head = list(zip(*series))  # [flat head][step]
     highlighted = [layer * n_heads + head for layer, head in highlight]
     colours = {flat: CATEGORICAL[i % len(CATEGORICAL)] for i, flat in enumerate(highlighted)}
@@ -60,21 +69,37 @@ def score_lines_figure(steps: Sequence[int], scores: Sequence[Sequence[Sequence[
     fig = go.Figure()
     for flat in [h for h in range(len(by_head)) if h not in highlighted] + highlighted[::-1]:
         label, on = head_label(flat, n_heads), flat in highlighted
-        fig.add_trace(go.Scatter(
-            x=xs, y=list(by_head[flat]), customdata=list(steps), mode="lines+markers" if on else "lines", name=label,
-            line={"width": 3 if on else 1, "color": colours.get(flat, "lightgrey")}, showlegend=on,
-            hovertemplate=f"{label}, step %{{customdata}}: %{{y:.3f}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=list(by_head[flat]),
+                customdata=list(steps),
+                mode="lines+markers" if on else "lines",
+                name=label,
+                line={"width": 3 if on else 1, "color": colours.get(flat, "lightgrey")},
+                showlegend=on,
+                hovertemplate=f"{label}, step %{{customdata}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
     name = kind.replace("_", " ")
-    fig.update_layout(title=figure_title(title or f"{name.capitalize()} score of every head against step", subtitle),
-                      xaxis=axis, yaxis_title=f"{name} score ({unit})" if unit else f"{name} score",
-                      template="plotly_white")
+    fig.update_layout(
+        title=figure_title(title or f"{name.capitalize()} score of every head against step", subtitle),
+        xaxis=axis,
+        yaxis_title=f"{name} score ({unit})" if unit else f"{name} score",
+        template="plotly_white",
+    )
     return fig
 
 
-def loss_icl_figure(steps: Sequence[int], first: Sequence[float | None], repeated: Sequence[float | None],
-                    icl: Sequence[float | None], phase: dict | None = None, title: str | None = None,
-                    subtitle: str | None = None) -> go.Figure:
+def loss_icl_figure(
+    steps: Sequence[int],
+    first: Sequence[float | None],
+    repeated: Sequence[float | None],
+    icl: Sequence[float | None],
+    phase: dict | None = None,
+    title: str | None = None,
+    subtitle: str | None = None,
+) -> go.Figure:
     """The first-half and repeated-half losses and the ICL score against step, the phase change shaded.
 
     Args:
@@ -88,27 +113,54 @@ def loss_icl_figure(steps: Sequence[int], first: Sequence[float | None], repeate
     """
     xs, axis = _log_steps(steps)
     fig = go.Figure()
-    for (name, values, dash), colour in zip((("first-half loss", first, "solid"),
-                                             ("repeated-half loss", repeated, "dash"),
-                                             ("ICL score (repeated - first)", icl, "dot")), CATEGORICAL):
-        fig.add_trace(go.Scatter(x=xs, y=[None if v is None else nan_to_none(v) for v in values],
-                                 customdata=list(steps), mode="lines+markers", name=name,
-                                 line={"dash": dash, "color": colour},
-                                 hovertemplate=f"{name}, step %{{customdata}}: %{{y:.3f}} nats<extra></extra>"))
+    for (name, values, dash), colour in zip(
+        (
+            ("first-half loss", first, "solid"),
+            ("repeated-half loss", repeated, "dash"),
+            ("ICL score (repeated - first)", icl, "dot"),
+        ),
+        CATEGORICAL,
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[None if v is None else nan_to_none(v) for v in values],
+                customdata=list(steps),
+                mode="lines+markers",
+                name=name,
+                line={"dash": dash, "color": colour},
+                hovertemplate=f"{name}, step %{{customdata}}: %{{y:.3f}} nats<extra></extra>",
+            )
+        )
     if phase is not None:
-        at = {s: x for s, x in zip(steps, xs)}
-        fig.add_vrect(x0=at[phase["before"]], x1=at[phase["step"]], fillcolor="orange", opacity=0.2, line_width=0,
-                      annotation_text=f"phase change (step {phase['before']:,} to {phase['step']:,})",
-                      annotation_position="top left")
+        at = dict(zip(steps, xs))
+        fig.add_vrect(
+            x0=at[phase["before"]],
+            x1=at[phase["step"]],
+            fillcolor="orange",
+            opacity=0.2,
+            line_width=0,
+            annotation_text=f"phase change (step {phase['before']:,} to {phase['step']:,})",
+            annotation_position="top left",
+        )
     fig.add_hline(y=0, line_color="grey", line_width=1)
-    fig.update_layout(title=figure_title(title or "Loss on both halves and ICL score against step", subtitle),
-                      xaxis=axis, yaxis_title="loss, or loss difference (nats)", template="plotly_white",
-                      legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        title=figure_title(title or "Loss on both halves and ICL score against step", subtitle),
+        xaxis=axis,
+        yaxis_title="loss, or loss difference (nats)",
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig
 
 
-def k_edge_figure(steps: Sequence[int], edges: Sequence[dict | None], phase: dict | None = None,
-                  title: str | None = None, subtitle: str | None = None) -> go.Figure:
+def k_edge_figure(
+    steps: Sequence[int],
+    edges: Sequence[dict | None],
+    phase: dict | None = None,
+    title: str | None = None,
+    subtitle: str | None = None,
+) -> go.Figure:
     """The best induction head's strongest k-path edge against step: how far removing its strongest
     key source lowers its induction score (the K-composition forming), the phase change shaded.
 
@@ -122,24 +174,40 @@ def k_edge_figure(steps: Sequence[int], edges: Sequence[dict | None], phase: dic
     """
     xs, axis = _log_steps(steps)
     labels = [f"{e['source']} -> {e['target']}" if e else "no earlier head" for e in edges]
-    fig = go.Figure(go.Scatter(
-        x=xs, y=[nan_to_none(e["effect"]) if e and e["effect"] is not None else None for e in edges],
-        customdata=[[s, label] for s, label in zip(steps, labels)], mode="lines+markers", name="k-path effect",
-        hovertemplate="step %{customdata[0]}: %{customdata[1]}, %{y:.3f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Scatter(
+            x=xs,
+            y=[nan_to_none(e["effect"]) if e and e["effect"] is not None else None for e in edges],
+            customdata=[[s, label] for s, label in zip(steps, labels)],
+            mode="lines+markers",
+            name="k-path effect",
+            hovertemplate="step %{customdata[0]}: %{customdata[1]}, %{y:.3f}<extra></extra>",
+        )
+    )
     if phase is not None:
-        at = {s: x for s, x in zip(steps, xs)}
+        at = dict(zip(steps, xs))
         fig.add_vrect(x0=at[phase["before"]], x1=at[phase["step"]], fillcolor="orange", opacity=0.2, line_width=0)
     fig.add_hline(y=0, line_color="grey", line_width=1)
-    fig.update_layout(title=figure_title(title or "Strongest k-path edge against step", subtitle), xaxis=axis,
-                      yaxis_title="Δ induction score (k path)", template="plotly_white")
+    fig.update_layout(
+        title=figure_title(title or "Strongest k-path edge against step", subtitle),
+        xaxis=axis,
+        yaxis_title="Δ induction score (k path)",
+        template="plotly_white",
+    )
     return fig
 
 
-def step_head_heatmap(steps: Sequence[int], scores: Sequence[Sequence[Sequence[float | None]]], *,
-                      kind: str = "induction", unit: str | None = None, value_range=(0.0, 1.0),
-                      top: Sequence[tuple[int, int]] = (), title: str | None = None,
-                      subtitle: str | None = None) -> go.Figure:
+def step_head_heatmap(
+    steps: Sequence[int],
+    scores: Sequence[Sequence[Sequence[float | None]]],
+    *,
+    kind: str = "induction",
+    unit: str | None = None,
+    value_range=(0.0, 1.0),
+    top: Sequence[tuple[int, int]] = (),
+    title: str | None = None,
+    subtitle: str | None = None,
+) -> go.Figure:
     """A head x checkpoint heatmap: one row per head ``L{layer}H{head}`` (L0H0 at the top, as on every
     layer axis), one column per checkpoint (steps left to right, as on the other dynamics charts).
 
@@ -158,16 +226,25 @@ def step_head_heatmap(steps: Sequence[int], scores: Sequence[Sequence[Sequence[f
     rows = [list(column) for column in zip(*by_step)]  # [flat head][step]
     labels = [head_label(flat, n_heads) for flat in range(len(rows))]
     name = kind.replace("_", " ")
-    return heatmap_figure(rows, title=title or f"{name.capitalize()} score, head x checkpoint", subtitle=subtitle,
-                          colorbar_title=f"{name} score ({unit})" if unit else f"{name} score",
-                          value_range=value_range, x_labels=[f"step {s:,}" for s in steps], y_labels=labels,
-                          x_title="checkpoint (training step)", y_title="head", joint=" at ",
-                          top=[(layer * n_heads + head, len(steps) - 1) for layer, head in top],
-                          top_names=[f"L{layer}H{head}" for layer, head in top])
+    return heatmap_figure(
+        rows,
+        title=title or f"{name.capitalize()} score, head x checkpoint",
+        subtitle=subtitle,
+        colorbar_title=f"{name} score ({unit})" if unit else f"{name} score",
+        value_range=value_range,
+        x_labels=[f"step {s:,}" for s in steps],
+        y_labels=labels,
+        x_title="checkpoint (training step)",
+        y_title="head",
+        joint=" at ",
+        top=[(layer * n_heads + head, len(steps) - 1) for layer, head in top],
+        top_names=[f"L{layer}H{head}" for layer, head in top],
+    )
 
 
-def training_loss_figure(log: Sequence[dict], checkpoints: Sequence[int] = (), title: str | None = None,
-                         subtitle: str | None = None) -> go.Figure:
+def training_loss_figure(
+    log: Sequence[dict], checkpoints: Sequence[int] = (), title: str | None = None, subtitle: str | None = None
+) -> go.Figure:
     """The loss log against step: the mean loss, and the loss on fresh and on copied tokens.
 
     Args:
@@ -178,17 +255,35 @@ def training_loss_figure(log: Sequence[dict], checkpoints: Sequence[int] = (), t
     """
     steps = [line["step"] for line in log]
     fig = go.Figure()
-    for (key, name), colour in zip((("loss", "all tokens"), ("loss_fresh", "fresh tokens"),
-                                    ("loss_copied", "copied tokens")), CATEGORICAL):
-        fig.add_trace(go.Scatter(x=steps, y=[nan_to_none(line[key]) for line in log], mode="lines", name=name,
-                                 line={"color": colour},
-                                 hovertemplate=f"{name}, step %{{x}}: %{{y:.3f}} nats<extra></extra>"))
+    for (key, name), colour in zip(
+        (("loss", "all tokens"), ("loss_fresh", "fresh tokens"), ("loss_copied", "copied tokens")), CATEGORICAL
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=[nan_to_none(line[key]) for line in log],
+                mode="lines",
+                name=name,
+                line={"color": colour},
+                hovertemplate=f"{name}, step %{{x}}: %{{y:.3f}} nats<extra></extra>",
+            )
+        )
     if checkpoints:
-        fig.add_trace(go.Scatter(x=[s for s in checkpoints if s > 0], y=[0] * len([s for s in checkpoints if s > 0]),
-                                 mode="markers", name="checkpoints", marker={"symbol": "line-ns-open", "size": 10},
-                                 hovertemplate="checkpoint-%{x}<extra></extra>"))
-    fig.update_layout(title=figure_title(title or "Training loss against step", subtitle),
-                      xaxis={"type": "log", "title": {"text": "training step (log scale)"}},
-                      yaxis_title="cross-entropy loss (nats)", template="plotly_white",
-                      legend={"orientation": "h", "y": -0.2})
+        fig.add_trace(
+            go.Scatter(
+                x=[s for s in checkpoints if s > 0],
+                y=[0] * len([s for s in checkpoints if s > 0]),
+                mode="markers",
+                name="checkpoints",
+                marker={"symbol": "line-ns-open", "size": 10},
+                hovertemplate="checkpoint-%{x}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=figure_title(title or "Training loss against step", subtitle),
+        xaxis={"type": "log", "title": {"text": "training step (log scale)"}},
+        yaxis_title="cross-entropy loss (nats)",
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
     return fig

@@ -15,7 +15,10 @@ from .style import title as figure_title
 
 
 def loss_by_position_figure(
-    loss: Sequence[float], seq_len: int | None = None, bos: bool = True, title: str | None = None,
+    loss: Sequence[float],
+    seq_len: int | None = None,
+    bos: bool = True,
+    title: str | None = None,
     subtitle: str | None = None,
 ) -> go.Figure:
     """Line of mean next-token loss against position.
@@ -108,26 +111,53 @@ def heatmap_figure(
     x_labels = list(x_labels) if x_labels is not None else [f"H{h}" for h in range(n_columns)]
     y_labels = list(y_labels) if y_labels is not None else [f"L{layer}" for layer in range(len(rows))]
     joint = joint if joint is not None else "" if heads else " "
-    hover = [[f"{y}{joint}{x}: {'n/a' if v is None else f'{v:.3f}'}" for x, v in zip(x_labels, row)]
-             for y, row in zip(y_labels, rows)]
+    hover = [
+        [f"{y}{joint}{x}: {'n/a' if v is None else f'{v:.3f}'}" for x, v in zip(x_labels, row)]
+        for y, row in zip(y_labels, rows)
+    ]
     scale = colour_scale(value_range, (v for row in rows for v in row))
-    fig = go.Figure(go.Heatmap(z=rows, x=x_labels, y=y_labels, text=hover, hoverinfo="text",
-                               colorbar={"title": {"text": colorbar_title, "side": "right"}}, **scale))
+    fig = go.Figure(
+        go.Heatmap(
+            z=rows,
+            x=x_labels,
+            y=y_labels,
+            text=hover,
+            hoverinfo="text",
+            colorbar={"title": {"text": colorbar_title, "side": "right"}},
+            **scale,
+        )
+    )
     height = min(1400, max(450, 20 * len(y_labels) + 200))
-    fig.update_layout(title=figure_title(title, subtitle), xaxis_title=x_title, yaxis_title=y_title,
-                      template="plotly_white", plot_bgcolor=NO_VALUE, height=height)
+    fig.update_layout(
+        title=figure_title(title, subtitle),
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        template="plotly_white",
+        plot_bgcolor=NO_VALUE,
+        height=height,
+    )
     fig.update_yaxes(type="category", showgrid=False, **layer_axis(len(y_labels)))
     fig.update_xaxes(type="category", showgrid=False, range=[-0.5, n_columns - 0.5], autorange=False)
     names = list(top_names) if top_names is not None else [f"{y_labels[r]}{joint}{x_labels[c]}" for r, c in top]
     chosen = [(cell, name) for cell, name in zip(top, names) if rows[cell[0]][cell[1]] is not None]
-    annotate_cells(fig, [cell for cell, _ in chosen], x_labels, y_labels,
-                   [cell_label(name, rows[r][c], "zmid" in scale) for (r, c), name in chosen], cell_weights(rows, scale),
-                   row_gap=max(1.0, 20 * len(y_labels) / (height - 200)))  # a label is about 20 px tall
+    annotate_cells(
+        fig,
+        [cell for cell, _ in chosen],
+        x_labels,
+        y_labels,
+        [cell_label(name, rows[r][c], "zmid" in scale) for (r, c), name in chosen],
+        cell_weights(rows, scale),
+        row_gap=max(1.0, 20 * len(y_labels) / (height - 200)),
+    )  # a label is about 20 px tall
     return fig
 
 
-def top_heads_figure(tops: dict[str, list[dict]], title: str = "Top heads of each kind", subtitle: str | None = None,
-                     units: dict[str, str] | None = None) -> go.Figure:
+def top_heads_figure(
+    tops: dict[str, list[dict]],
+    title: str = "Top heads of each kind",
+    subtitle: str | None = None,
+    units: dict[str, str] | None = None,
+) -> go.Figure:
     """Bar charts of the best heads, one panel per kind.
 
     Args:
@@ -142,8 +172,12 @@ def top_heads_figure(tops: dict[str, list[dict]], title: str = "Top heads of eac
     from plotly.subplots import make_subplots
 
     kinds = list(tops)
-    fig = make_subplots(rows=len(kinds), cols=1, subplot_titles=[k.replace("_", " ") for k in kinds],
-                        vertical_spacing=min(0.08, 0.5 / max(len(kinds), 1)))
+    fig = make_subplots(
+        rows=len(kinds),
+        cols=1,
+        subplot_titles=[k.replace("_", " ") for k in kinds],
+        vertical_spacing=min(0.08, 0.5 / max(len(kinds), 1)),
+    )
     for row, kind in enumerate(kinds, start=1):
         heads = tops[kind]
         scores = [h["score"] for h in heads]
@@ -156,12 +190,22 @@ def top_heads_figure(tops: dict[str, list[dict]], title: str = "Top heads of eac
                 "arrayminus": [h["score"] - h["ci"][0] for h in heads],
             }
         fig.add_trace(
-            go.Bar(x=[f"L{h['layer']}H{h['head']}" for h in heads], y=scores, name=kind, error_y=error,
-                   hovertemplate="%{x}: %{y:.3f}<extra>" + kind + "</extra>"),
-            row=row, col=1,
+            go.Bar(
+                x=[f"L{h['layer']}H{h['head']}" for h in heads],
+                y=scores,
+                name=kind,
+                error_y=error,
+                hovertemplate="%{x}: %{y:.3f}<extra>" + kind + "</extra>",
+            ),
+            row=row,
+            col=1,
         )
-    fig.update_layout(title=figure_title(title, subtitle), showlegend=False, template="plotly_white",
-                      height=max(300, 220 * len(kinds)))
+    fig.update_layout(
+        title=figure_title(title, subtitle),
+        showlegend=False,
+        template="plotly_white",
+        height=max(300, 220 * len(kinds)),
+    )
     for row, kind in enumerate(kinds, start=1):
         unit = (units or {}).get(kind)
         fig.update_yaxes(title_text=f"score ({unit})" if unit else "score", row=row, col=1)
@@ -170,7 +214,10 @@ def top_heads_figure(tops: dict[str, list[dict]], title: str = "Top heads of eac
 
 
 def attention_view_figure(
-    labels: Sequence[str], pattern: Sequence[Sequence[float]], stripe: Sequence[Sequence[bool]], title: str,
+    labels: Sequence[str],
+    pattern: Sequence[Sequence[float]],
+    stripe: Sequence[Sequence[bool]],
+    title: str,
     subtitle: str | None = None,
 ) -> go.Figure:
     """One head's attention on one prompt, with the induction stripe marked.
@@ -189,7 +236,10 @@ def attention_view_figure(
     axis = [f"{i}: {label}" for i, label in enumerate(labels)]
     fig = go.Figure(
         go.Heatmap(
-            z=[[float(v) for v in row] for row in pattern], x=axis, y=axis, **colour_scale((0.0, 1.0)),
+            z=[[float(v) for v in row] for row in pattern],
+            x=axis,
+            y=axis,
+            **colour_scale((0.0, 1.0)),
             colorbar={"title": {"text": "attention probability (0..1)", "side": "right"}},
             hovertemplate="query %{y}<br>key %{x}<br>attention %{z:.3f}<extra></extra>",
         )
@@ -197,15 +247,22 @@ def attention_view_figure(
     marks = [(axis[k], axis[q]) for q, row in enumerate(stripe) for k, on in enumerate(row) if on]
     fig.add_trace(
         go.Scatter(
-            x=[m[0] for m in marks], y=[m[1] for m in marks], mode="markers", name="induction target",
+            x=[m[0] for m in marks],
+            y=[m[1] for m in marks],
+            mode="markers",
+            name="induction target",
             marker={"symbol": "square-open", "size": 9, "color": "#ff00ff", "line": {"width": 2}},
             hoverinfo="skip",
         )
     )
     fig.update_layout(
-        title=figure_title(title, subtitle), xaxis_title="key (attended) position: token",
-        yaxis_title="query position: token", template="plotly_white",
-        yaxis={"autorange": "reversed"}, legend={"orientation": "h", "y": -0.15},
-        height=max(450, 16 * len(axis) + 200), width=max(550, 16 * len(axis) + 300),
+        title=figure_title(title, subtitle),
+        xaxis_title="key (attended) position: token",
+        yaxis_title="query position: token",
+        template="plotly_white",
+        yaxis={"autorange": "reversed"},
+        legend={"orientation": "h", "y": -0.15},
+        height=max(450, 16 * len(axis) + 200),
+        width=max(550, 16 * len(axis) + 300),
     )
     return fig

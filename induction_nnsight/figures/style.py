@@ -93,8 +93,9 @@ def cell_label(name: str, value: float, signed: bool) -> str:
     return f"{name} {value:+.2f}" if signed else f"{name} {value:.2f}"
 
 
-def label_positions(cells: Sequence[tuple[int, int]], weights: Sequence[Sequence[float]],
-                    row_gap: float = 1.0) -> list[tuple[float, float]]:
+def label_positions(
+    cells: Sequence[tuple[int, int]], weights: Sequence[Sequence[float]], row_gap: float = 1.0
+) -> list[tuple[float, float]]:
     """Where the labels of ``cells`` go, in grid units ``(column, row)``: near their cell, over the cells
     that matter least, and never on another label.
 
@@ -112,8 +113,9 @@ def label_positions(cells: Sequence[tuple[int, int]], weights: Sequence[Sequence
     marked = set(map(tuple, cells))
 
     def covered(x: float, y: float) -> float:
-        rows = {r for r in range(math.floor(y - row_gap / 2 + 0.5), math.ceil(y + row_gap / 2 - 0.5) + 1)
-                if 0 <= r < n_rows}
+        rows = {
+            r for r in range(math.floor(y - row_gap / 2 + 0.5), math.ceil(y + row_gap / 2 - 0.5) + 1) if 0 <= r < n_rows
+        }
         cost = 0.0
         for r in rows:
             for c, weight in ((x - 1, 0.5), (x, 1.0), (x + 1, 0.5)):
@@ -124,8 +126,9 @@ def label_positions(cells: Sequence[tuple[int, int]], weights: Sequence[Sequence
     placed: list[tuple[float, float]] = []
     for row, column in cells:
         options = []
-        for order, (dy, dx) in enumerate((dy, dx) for dy in (-1.0, 1.0, -1.5, 1.5, -2.0, 2.0, -3.0, 3.0)
-                                         for dx in (0.0, 1.0, -1.0)):
+        for order, (dy, dx) in enumerate(
+            (dy, dx) for dy in (-1.0, 1.0, -1.5, 1.5, -2.0, 2.0, -3.0, 3.0) for dx in (0.0, 1.0, -1.0)
+        ):
             x, y = column + dx, row + dy * row_gap
             if not (0 <= x <= n_columns - 1 and -0.5 <= y <= n_rows - 0.5):
                 continue
@@ -136,9 +139,15 @@ def label_positions(cells: Sequence[tuple[int, int]], weights: Sequence[Sequence
     return placed
 
 
-def annotate_cells(fig: go.Figure, cells: Sequence[tuple[int, int]], x_labels: Sequence[str],
-                   y_labels: Sequence[str], texts: Sequence[str], weights: Sequence[Sequence[float]],
-                   row_gap: float = 1.0) -> None:
+def annotate_cells(
+    fig: go.Figure,
+    cells: Sequence[tuple[int, int]],
+    x_labels: Sequence[str],
+    y_labels: Sequence[str],
+    texts: Sequence[str],
+    weights: Sequence[Sequence[float]],
+    row_gap: float = 1.0,
+) -> None:
     """Outline grid cells and label each, with a line from the label to its cell (:func:`label_positions`).
 
     Args:
@@ -152,17 +161,47 @@ def annotate_cells(fig: go.Figure, cells: Sequence[tuple[int, int]], x_labels: S
     """
     positions = label_positions(cells, weights, row_gap)
     for rank, ((row, column), text, (ax, ay)) in enumerate(zip(cells, texts, positions)):
-        fig.add_shape(type="rect", xref="x", yref="y", x0=column - 0.5, x1=column + 0.5, y0=row - 0.5, y1=row + 0.5,
-                      line={"color": "black", "width": 2}, fillcolor="rgba(0,0,0,0)", name=f"top {rank + 1}")
-        fig.add_annotation(x=x_labels[column], y=y_labels[row], xref="x", yref="y", text=text,
-                           showarrow=True, arrowhead=0, arrowwidth=1.5, axref="x", ayref="y", ax=ax, ay=ay,
-                           font={"size": 11, "color": "black"}, bgcolor="rgba(255,255,255,0.85)",
-                           bordercolor="black", borderwidth=1, borderpad=2)
+        fig.add_shape(
+            type="rect",
+            xref="x",
+            yref="y",
+            x0=column - 0.5,
+            x1=column + 0.5,
+            y0=row - 0.5,
+            y1=row + 0.5,
+            line={"color": "black", "width": 2},
+            fillcolor="rgba(0,0,0,0)",
+            name=f"top {rank + 1}",
+        )
+        fig.add_annotation(
+            x=x_labels[column],
+            y=y_labels[row],
+            xref="x",
+            yref="y",
+            text=text,
+            showarrow=True,
+            arrowhead=0,
+            arrowwidth=1.5,
+            axref="x",
+            ayref="y",
+            ax=ax,
+            ay=ay,
+            font={"size": 11, "color": "black"},
+            bgcolor="rgba(255,255,255,0.85)",
+            bordercolor="black",
+            borderwidth=1,
+            borderpad=2,
+        )
 
 
 def cell_weights(values: Sequence[Sequence[float | None]], scale: dict) -> list[list[float]]:
     """How far each cell is from the neutral end of ``scale`` (:func:`colour_scale`), 0 to 1 (0 for no value)."""
     low, high, mid = scale["zmin"], scale["zmax"], scale.get("zmid")
     span = (high - low) or 1.0
-    return [[0.0 if v is None else min(1.0, abs(v - mid) / (span / 2) if mid is not None else max(v - low, 0.0) / span)
-             for v in row] for row in values]
+    return [
+        [
+            0.0 if v is None else min(1.0, abs(v - mid) / (span / 2) if mid is not None else max(v - low, 0.0) / span)
+            for v in row
+        ]
+        for row in values
+    ]

@@ -133,8 +133,11 @@ def summary_text(summary: Summary) -> str:
     shown = rows[:REPR_ROWS]
     if shown:
         more = ", ..." if len(rows) > REPR_ROWS else ""
-        parts.append(f"{summary.rows_title}: " + ", ".join(
-            f"{row[0]} {cell(row[1])}" if len(row) > 1 else str(row[0]) for row in shown) + more)
+        parts.append(
+            f"{summary.rows_title}: "
+            + ", ".join(f"{row[0]} {cell(row[1])}" if len(row) > 1 else str(row[0]) for row in shown)
+            + more
+        )
     return f"{summary.kind}({', '.join(parts)})"
 
 
@@ -146,11 +149,13 @@ def summary_html(summary: Summary) -> str:
     header = "".join(f"<th>{esc(title)}</th>" for title in ["#", *summary.columns])
     body = "".join(
         "<tr>" + f"<td>{i}</td>" + "".join(f"<td>{esc(cell(value))}</td>" for value in row) + "</tr>"
-        for i, row in enumerate(summary.rows[:summary.max_rows], 1)
+        for i, row in enumerate(summary.rows[: summary.max_rows], 1)
     )
-    return (f"<div><p><strong>{esc(summary.kind)}</strong> {head}</p>"
-            + (f"<ul>{numbers}</ul>" if numbers else "")
-            + f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>")
+    return (
+        f"<div><p><strong>{esc(summary.kind)}</strong> {head}</p>"
+        + (f"<ul>{numbers}</ul>" if numbers else "")
+        + f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 class Displayable:
@@ -179,8 +184,10 @@ class Displayable:
             titles: ``name -> title`` replacing the default titles.
         """
         titles = titles or {}
-        return {name: self._figure(name, **({"title": titles[name]} if name in titles else {}))
-                for name in self._figure_names()}
+        return {
+            name: self._figure(name, **({"title": titles[name]} if name in titles else {}))
+            for name in self._figure_names()
+        }
 
     def figure(self, name: str | None = None, **options) -> go.Figure:
         """One figure: the main one, or the one ``figures()`` calls ``name``.

@@ -26,6 +26,7 @@ import torch
 from ..errors import InductionError
 from .layout import model_layout
 
+
 def attention_modules(model) -> list[Any]:
     """The nnsight envoys of every layer's attention module, in layer order (from :func:`model_layout`)."""
     return [model.get(path) for path in model_layout(model).attention]
@@ -128,7 +129,7 @@ def _rows(
     n_kv = key.shape[1]
     key = key[..., :n_keys, :].float()  # [batch, kv_head, key, d_head]
     if scaling is None:
-        scaling = d_head ** -0.5
+        scaling = d_head**-0.5
     positions = positions.to(query.device)
     chosen = query.index_select(2, positions).float() * scaling  # [batch, query_head, chunk, d_head]
     # Query heads grouped by the key head they share (no repeated copy of the keys):
@@ -209,8 +210,15 @@ class LayerAttention:
             offset = self.weights.shape[-1] - self.weights.shape[-2]
             n_keys = int(positions.max()) + 1 + offset if positions.numel() else 0
             return self.weights.index_select(2, positions.to(self.weights.device))[..., :n_keys]
-        return _rows(self.query, self.key, self.mask, positions, scaling=self.scaling, softcap=self.softcap,
-                     sliding_window=self.sliding_window)
+        return _rows(
+            self.query,
+            self.key,
+            self.mask,
+            positions,
+            scaling=self.scaling,
+            softcap=self.softcap,
+            sliding_window=self.sliding_window,
+        )
 
     def pattern(self) -> torch.Tensor:
         """The whole ``[batch, query_head, query, key]`` pattern."""
@@ -223,11 +231,21 @@ def can_stack(a: LayerAttention, b: LayerAttention) -> bool:
     """Whether two layers can be read as one by :func:`stack_layers`: same shapes, device, mask and settings
     (not, e.g., layers with alternating sliding windows)."""
     if a.weights is not None or b.weights is not None:
-        return (a.weights is not None and b.weights is not None and a.weights.shape == b.weights.shape
-                and a.weights.device == b.weights.device)
-    return (a.query.shape == b.query.shape and a.key.shape == b.key.shape and a.query.device == b.query.device
-            and a.mask is b.mask and a.scaling == b.scaling and a.softcap == b.softcap
-            and a.sliding_window == b.sliding_window)
+        return (
+            a.weights is not None
+            and b.weights is not None
+            and a.weights.shape == b.weights.shape
+            and a.weights.device == b.weights.device
+        )
+    return (
+        a.query.shape == b.query.shape
+        and a.key.shape == b.key.shape
+        and a.query.device == b.query.device
+        and a.mask is b.mask
+        and a.scaling == b.scaling
+        and a.softcap == b.softcap
+        and a.sliding_window == b.sliding_window
+    )
 
 
 def stack_layers(layers: list[LayerAttention]) -> LayerAttention:
@@ -247,9 +265,14 @@ def stack_layers(layers: list[LayerAttention]) -> LayerAttention:
         return first
     if first.weights is not None:
         return LayerAttention(weights=torch.cat([a.weights for a in layers], dim=1))
-    return LayerAttention(query=torch.cat([a.query for a in layers], dim=1),
-                          key=torch.cat([a.key for a in layers], dim=1), mask=first.mask, scaling=first.scaling,
-                          softcap=first.softcap, sliding_window=first.sliding_window)
+    return LayerAttention(
+        query=torch.cat([a.query for a in layers], dim=1),
+        key=torch.cat([a.key for a in layers], dim=1),
+        mask=first.mask,
+        scaling=first.scaling,
+        softcap=first.softcap,
+        sliding_window=first.sliding_window,
+    )
 
 
 def layer_attention(attention, eager: bool, call_name: str) -> LayerAttention:
@@ -273,8 +296,14 @@ def layer_attention(attention, eager: bool, call_name: str) -> LayerAttention:
         return LayerAttention(weights=call.output[1])
     args, kwargs = call.inputs
     mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
-    return LayerAttention(query=args[1], key=args[2], mask=mask, scaling=kwargs.get("scaling"),
-                          softcap=kwargs.get("softcap"), sliding_window=kwargs.get("sliding_window"))
+    return LayerAttention(
+        query=args[1],
+        key=args[2],
+        mask=mask,
+        scaling=kwargs.get("scaling"),
+        softcap=kwargs.get("softcap"),
+        sliding_window=kwargs.get("sliding_window"),
+    )
 
 
 def attention_pattern(attention, eager: bool, call_name: str) -> torch.Tensor:

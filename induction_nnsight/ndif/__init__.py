@@ -3,6 +3,8 @@ dry run of a remote request), and the settings, checks and error messages around
 
 - :mod:`~induction_nnsight.ndif.settings`: the ``remote`` flag (``Remote``, ``RemoteSettings``,
   ``as_settings``, ``on_ndif``), host and API key, ``redact``, ``DEFAULT_TIMEOUT``.
+- :mod:`~induction_nnsight.ndif.execution`: ``Execution``, how a job's traces run (remote, sizes,
+  progress) as one object, and the default sizes.
 - :mod:`~induction_nnsight.ndif.status`: model keys, the host's running models, ``check_hosted``.
 - :mod:`~induction_nnsight.ndif.backend`: ``remote_backend`` and ``NdifBackend``.
 - :mod:`~induction_nnsight.ndif.dry_run`: ``DryRunBackend``, the ``remote="local"`` dry run.

@@ -115,7 +115,8 @@ class NdifBackend(RemoteBackend):
         blob = self.serialize(tracer)
         deadline = time.monotonic() + self.settings.timeout
         connection = websocket.create_connection(
-            f"{self.ws_host}/subscribe", header={"ndif-api-key": self.api_key},
+            f"{self.ws_host}/subscribe",
+            header={"ndif-api-key": self.api_key},
             timeout=min(self.settings.timeout, STATUS_TIMEOUT),
         )
         try:
@@ -142,8 +143,10 @@ class NdifBackend(RemoteBackend):
         try:
             result = super().__call__(tracer)
         except TimeoutError:
-            message = (f"NDIF at {self.host} sent no result within {self.settings.timeout:g} s; "
-                       "pass a longer --timeout or try again later")
+            message = (
+                f"NDIF at {self.host} sent no result within {self.settings.timeout:g} s; "
+                "pass a longer --timeout or try again later"
+            )
         except RemoteError as error:
             text = str(error)
             if text.startswith("Failed to send request"):
@@ -151,8 +154,10 @@ class NdifBackend(RemoteBackend):
             else:
                 message = f"NDIF failed to run the trace: {one_line(text, last=True)}"
         except (OSError, ConnectionError) as error:
-            message = (f"cannot reach NDIF at {self.host} ({one_line(error) or type(error).__name__}); "
-                       "check --ndif-host / NDIF_HOST and the network")
+            message = (
+                f"cannot reach NDIF at {self.host} ({one_line(error) or type(error).__name__}); "
+                "check --ndif-host / NDIF_HOST and the network"
+            )
         except Exception as error:  # websocket protocol errors and the like
             if isinstance(error, InductionError):
                 raise

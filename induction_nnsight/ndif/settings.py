@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..errors import InductionError
 from .transfers import Transfer
@@ -47,7 +46,7 @@ class RemoteSettings:
     transfers: list[Transfer] = field(default_factory=list, repr=False, compare=False)
 
 
-Remote = Union[bool, str, RemoteSettings, None]
+Remote = bool | str | RemoteSettings | None
 
 
 def as_settings(remote: Remote) -> RemoteSettings | str | None:
@@ -70,9 +69,8 @@ def on_ndif(remote: Remote) -> bool:
 
 def resolve_host(host: str | None = None) -> str:
     """The NDIF API URL: ``host``, else ``NDIF_HOST``, else nnsight's ``CONFIG.API.HOST``."""
-    from nnsight import CONFIG
-
     import httpx
+    from nnsight import CONFIG
 
     url = (host or os.environ.get("NDIF_HOST") or CONFIG.API.HOST or "").strip().rstrip("/")
     try:

@@ -73,8 +73,9 @@ def hosted_models(host: str, timeout: float = STATUS_TIMEOUT) -> list[Deployment
     running = []
     for name, value in (status.get("deployments") or {}).items():
         if value.get("deployment_level") in _DEPLOYED_LEVELS and value.get("application_state") == "RUNNING":
-            running.append(Deployment(str(value.get("repo_id", name)), value.get("revision") or "main",
-                                      value.get("model_key")))
+            running.append(
+                Deployment(str(value.get("repo_id", name)), value.get("revision") or "main", value.get("model_key"))
+            )
     return running
 
 

@@ -115,9 +115,7 @@ class Probe:
         return mask
 
 
-def repeated_probe(
-    batch: int, seq_len: int, *, n_repeats: int = 2, bos_token_id: int | None = None, **kwargs
-) -> Probe:
+def repeated_probe(batch: int, seq_len: int, *, n_repeats: int = 2, bos_token_id: int | None = None, **kwargs) -> Probe:
     """Random blocks repeated ``n_repeats`` times (see :func:`repeated_tokens` for ``kwargs``)."""
     tokens = repeated_tokens(batch, seq_len, n_repeats=n_repeats, bos_token_id=bos_token_id, **kwargs)
     start = int(bos_token_id is not None)
@@ -125,7 +123,12 @@ def repeated_probe(
 
 
 def abab_probe(
-    batch: int, n_pairs: int, *, seed: int = 0, low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH,
+    batch: int,
+    n_pairs: int,
+    *,
+    seed: int = 0,
+    low: int = DEFAULT_LOW,
+    high: int = DEFAULT_HIGH,
     bos_token_id: int | None = None,
 ) -> Probe:
     """Rows ``[bos] A B A B ...`` with ``n_pairs`` pairs of two random distinct tokens per row."""
@@ -141,9 +144,7 @@ def abab_probe(
     return Probe("abab", tokens, 2, start, start + 2)
 
 
-def separator_probe(
-    batch: int, seq_len: int, separator_id: int, *, bos_token_id: int | None = None, **kwargs
-) -> Probe:
+def separator_probe(batch: int, seq_len: int, separator_id: int, *, bos_token_id: int | None = None, **kwargs) -> Probe:
     """Rows ``[bos] r_1..r_T SEP r_1..r_T``: copying across a separator token."""
     block = repeated_tokens(batch, seq_len, **kwargs)[:, :seq_len]
     sep = torch.full((batch, 1), separator_id, dtype=torch.long)

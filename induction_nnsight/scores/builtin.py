@@ -11,38 +11,59 @@ from .registry import HeadScore, register_score
 
 BUILTIN_SCORES = (
     HeadScore(
-        "previous_token", "attention from each token to the one before it", "pattern",
+        "previous_token",
+        "attention from each token to the one before it",
+        "pattern",
         partial=lambda rows, view: diagonal_partial(rows, view.positions, -1),
     ),
     HeadScore(
-        "duplicate_token", "attention to earlier positions holding the same token", "pattern",
+        "duplicate_token",
+        "attention to earlier positions holding the same token",
+        "pattern",
         partial=lambda rows, view: masked_partial(rows, view.duplicate),
     ),
     HeadScore(
-        "induction", "mean attention on the diagonal at offset 1 - seq_len (clean repeats)", "pattern",
-        partial=lambda rows, view: diagonal_partial(rows, view.positions, 1 - view.period), needs_period=True,
+        "induction",
+        "mean attention on the diagonal at offset 1 - seq_len (clean repeats)",
+        "pattern",
+        partial=lambda rows, view: diagonal_partial(rows, view.positions, 1 - view.period),
+        needs_period=True,
         queries=lambda view: view.positions >= view.period - 1,  # those with a key on the stripe
     ),
     HeadScore(
-        "induction_exact", "attention to the position after each earlier copy of the current token (any text)",
-        "pattern", partial=lambda rows, view: masked_partial(rows, view.induction),
+        "induction_exact",
+        "attention to the position after each earlier copy of the current token (any text)",
+        "pattern",
+        partial=lambda rows, view: masked_partial(rows, view.induction),
     ),
     HeadScore(
-        "prefix_matching", "the same token-match attention, over queries in the repeated copies (Olsson et al.)",
-        "pattern", partial=lambda rows, view: masked_partial(rows, view.induction, view.repeat_queries),
+        "prefix_matching",
+        "the same token-match attention, over queries in the repeated copies (Olsson et al.)",
+        "pattern",
+        partial=lambda rows, view: masked_partial(rows, view.induction, view.repeat_queries),
     ),
     HeadScore(
-        "bos", "attention to the first token (an attention sink)", "pattern",
+        "bos",
+        "attention to the first token (an attention sink)",
+        "pattern",
         partial=lambda rows, view: first_token_partial(rows, view.positions),
     ),
     HeadScore(
-        "copying", "how much the head's output raises the logit of the token it attends to "
-        "(logits, before the final norm's scaling)", "logits", copying_logit_boost,
-        value_range=(None, None), unit="logits",
+        "copying",
+        "how much the head's output raises the logit of the token it attends to "
+        "(logits, before the final norm's scaling)",
+        "logits",
+        copying_logit_boost,
+        value_range=(None, None),
+        unit="logits",
     ),
     HeadScore(
-        "copying_ov", "OV-circuit eigenvalue score: sum of eigenvalues over sum of their absolute values", "weights",
-        ov_copying_score, value_range=(-1.0, 1.0), unit="eigenvalue ratio",
+        "copying_ov",
+        "OV-circuit eigenvalue score: sum of eigenvalues over sum of their absolute values",
+        "weights",
+        ov_copying_score,
+        value_range=(-1.0, 1.0),
+        unit="eigenvalue ratio",
     ),
 )
 

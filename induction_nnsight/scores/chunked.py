@@ -35,8 +35,9 @@ elements: few enough that holding them (and their stacked copy) adds little to a
 memory, many enough that a short pass makes a few sets of reductions rather than one per layer."""
 
 
-def query_chunks(attention: LayerAttention, budget: int, positions: torch.Tensor | None = None,
-                 width: int = 0) -> list[torch.Tensor]:
+def query_chunks(
+    attention: LayerAttention, budget: int, positions: torch.Tensor | None = None, width: int = 0
+) -> list[torch.Tensor]:
     """The queries (every one when ``positions`` is None) split into chunks that fit the budget.
 
     Args:

@@ -10,11 +10,11 @@ import torch
 
 from ..figures.heads import top_heads_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, titled
-from .heads import HeadScores, head_scores, kind_heatmap
 from ..models.layout import model_facts
+from ..probes.tokens import Probe, repeated_probe
+from .heads import HeadScores, head_scores, kind_heatmap
 from .ranking import rank_heads
 from .registry import get_score
-from ..probes.tokens import Probe, repeated_probe
 
 
 def bootstrap_interval(
@@ -78,24 +78,39 @@ class HeadDetection(Displayable):
     @property
     def heads(self) -> list[dict[str, Any]]:
         """Heads with score >= threshold, best first: ``{"layer", "head", "score", "ci", "clearly_above"}``."""
-        return [self._head(layer, head) for layer, head in rank_heads(self.scores)
-                if self.scores[layer, head] >= self.threshold]
+        return [
+            self._head(layer, head)
+            for layer, head in rank_heads(self.scores)
+            if self.scores[layer, head] >= self.threshold
+        ]
 
     def _summary(self) -> Summary:
         columns = ["head", "score"] + (["interval", "clearly above"] if self.ci_low is not None else [])
-        rows = [[f"L{h['layer']}H{h['head']}", h["score"], *([h["ci"], h["clearly_above"]] if "ci" in h else [])]
-                for h in self.top(HTML_ROWS)]
+        rows = [
+            [f"L{h['layer']}H{h['head']}", h["score"], *([h["ci"], h["clearly_above"]] if "ci" in h else [])]
+            for h in self.top(HTML_ROWS)
+        ]
         layers, heads = self.scores.shape
-        return Summary("HeadDetection", self.model or self.settings.get("model"),
-                       f"{self.kind}, {layers} layers x {heads} heads", columns, rows,
-                       [("threshold", float(self.threshold)), ("heads above", len(self.heads))])
+        return Summary(
+            "HeadDetection",
+            self.model or self.settings.get("model"),
+            f"{self.kind}, {layers} layers x {heads} heads",
+            columns,
+            rows,
+            [("threshold", float(self.threshold)), ("heads above", len(self.heads))],
+        )
 
     def _figure(self, name: str, **options) -> go.Figure:
         model = self.model or self.settings.get("model")
         if name == "top":
-            return top_heads_figure({self.kind: self.top(HTML_ROWS)}, **{
-                "title": titled(f"Top {self.kind.replace('_', ' ')} heads", model),
-                "units": {self.kind: get_score(self.kind).unit}, **options})
+            return top_heads_figure(
+                {self.kind: self.top(HTML_ROWS)},
+                **{
+                    "title": titled(f"Top {self.kind.replace('_', ' ')} heads", model),
+                    "units": {self.kind: get_score(self.kind).unit},
+                    **options,
+                },
+            )
         return kind_heatmap(self.kind, self.scores, model, **options)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +130,12 @@ def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos:
     high = min(10000, facts.vocab_size)
     low = min(1000, high // 10)
     return repeated_probe(
-        batch, seq_len, seed=seed, low=low, high=high, vocab_size=facts.vocab_size,
+        batch,
+        seq_len,
+        seed=seed,
+        low=low,
+        high=high,
+        vocab_size=facts.vocab_size,
         bos_token_id=facts.bos_token_id if bos else None,
     )
 
@@ -173,6 +193,12 @@ def detect_heads(
         score.check_threshold(threshold)
     probe = probe if probe is not None else default_probe(model)
     scores = head_scores(model, probe, kinds=(kind,), remote=remote)
-    settings = {"probe": probe.name, "batch": int(probe.tokens.shape[0]), "pos": int(probe.tokens.shape[1]),
-                "period": probe.period, "level": level, "n_boot": n_boot}
+    settings = {
+        "probe": probe.name,
+        "batch": int(probe.tokens.shape[0]),
+        "pos": int(probe.tokens.shape[1]),
+        "period": probe.period,
+        "level": level,
+        "n_boot": n_boot,
+    }
     return detections(scores, threshold, settings, n_boot, level)[kind]

@@ -22,8 +22,14 @@ import torch
 from ..figures.heads import heatmap_figure, loss_by_position_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
-from ..models.attention import (LayerAttention, attention_call_name, attention_modules, can_stack, layer_attention,
-                                stack_layers)
+from ..models.attention import (
+    LayerAttention,
+    attention_call_name,
+    attention_modules,
+    can_stack,
+    layer_attention,
+    stack_layers,
+)
 from ..models.layout import model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
 from ..ndif.settings import Remote, as_settings, on_ndif
@@ -34,8 +40,15 @@ from .copying import copying_score
 from .losses import per_position_loss
 from .ranking import rank_heads, ranked_rows
 from .registry import HeadScore, ProbeView, get_score, score_names
-from .weights import (cached_unembed_mean, cached_weight_scores, norm_scale, unembed_mean, weight_of, weight_plan,
-                      weight_scores)
+from .weights import (
+    cached_unembed_mean,
+    cached_weight_scores,
+    norm_scale,
+    unembed_mean,
+    weight_of,
+    weight_plan,
+    weight_scores,
+)
 
 HEAD_KINDS = tuple(score.name for score in BUILTIN_SCORES)
 """Names of the built-in scores; :func:`~induction_nnsight.scores.registry.score_names` lists every registered one."""
@@ -82,13 +95,20 @@ class HeadScores(Displayable):
         tables = [self.mean(k) for k in kinds]
         rows = next(iter(self.per_row.values())).shape[0] if self.per_row else 1
         shape = f"{tables[0].shape[0]} layers x {tables[0].shape[1]} heads" + (f", {rows} rows" if rows > 1 else "")
-        return Summary("HeadScores", self.model, shape, ["head", *kinds],
-                       ranked_rows(tables[0], HTML_ROWS, *tables[1:]), rows_title=f"top {kinds[0]}")
+        return Summary(
+            "HeadScores",
+            self.model,
+            shape,
+            ["head", *kinds],
+            ranked_rows(tables[0], HTML_ROWS, *tables[1:]),
+            rows_title=f"top {kinds[0]}",
+        )
 
     def _figure(self, name: str, **options) -> go.Figure:
         if name == "loss_by_position":
-            return loss_by_position_figure(plain(self.loss_by_position),
-                                           **{"title": titled("Mean loss by position", self.model), **options})
+            return loss_by_position_figure(
+                plain(self.loss_by_position), **{"title": titled("Mean loss by position", self.model), **options}
+            )
         return kind_heatmap(name, self.mean(name), self.model, **options)
 
 
@@ -103,9 +123,16 @@ def kind_heatmap(kind: str, scores: torch.Tensor, model: str | None = None, **op
             the defaults (``title``, ``subtitle``, ...).
     """
     score, what = get_score(kind), kind.replace("_", " ")
-    return heatmap_figure(plain(scores), **{
-        "title": titled(f"{what.capitalize()} score per head", model), "colorbar_title": f"{what} score ({score.unit})",
-        "value_range": score.value_range, "top": rank_heads(scores, ANNOTATED), **options})
+    return heatmap_figure(
+        plain(scores),
+        **{
+            "title": titled(f"{what.capitalize()} score per head", model),
+            "colorbar_title": f"{what} score ({score.unit})",
+            "value_range": score.value_range,
+            "top": rank_heads(scores, ANNOTATED),
+            **options,
+        },
+    )
 
 
 def _by_reads(kinds, probe: Probe) -> dict[str, list[HeadScore]]:
@@ -128,8 +155,17 @@ def _numel(attention: LayerAttention) -> int:
     return math.prod(attention.shape)
 
 
-def _reduce_layers(group: list[tuple], view: ProbeView, groups: dict, budget: int, n_heads: int, rows: dict,
-                   boosts: dict, logit_args: tuple | None, copy_queries: torch.Tensor) -> None:
+def _reduce_layers(
+    group: list[tuple],
+    view: ProbeView,
+    groups: dict,
+    budget: int,
+    n_heads: int,
+    rows: dict,
+    boosts: dict,
+    logit_args: tuple | None,
+    copy_queries: torch.Tensor,
+) -> None:
     """Reduce consecutive layers together: pattern scores over their stacked heads (one set of tensor
     operations for the group), then the logit scores layer by layer from the same rows.
 
@@ -227,12 +263,16 @@ def head_scores(
             pattern = layer_attention(attention, eager, call)  # rows of [batch, head, query, key] on demand
             inputs = None
             if groups["logits"]:  # only at the queries that are averaged: half the work on two copies
-                inputs = (model.get(layout.o_proj[layer]).input[:, copy_queries],  # [batch, q, head * d_head]
-                          weight_of(model, layout.o_proj[layer], transpose=o_conv))  # [d_model, head * d_head]
-            if group and not _joins(group[0][0], pattern, sum(_numel(a) for a, _ in group),
-                                   pattern_budget // GROUP_SHARE):
-                _reduce_layers(group, view, groups, pattern_budget, facts.n_heads, rows, boosts, logit_args,
-                               copy_queries)
+                inputs = (
+                    model.get(layout.o_proj[layer]).input[:, copy_queries],  # [batch, q, head * d_head]
+                    weight_of(model, layout.o_proj[layer], transpose=o_conv),
+                )  # [d_model, head * d_head]
+            if group and not _joins(
+                group[0][0], pattern, sum(_numel(a) for a, _ in group), pattern_budget // GROUP_SHARE
+            ):
+                _reduce_layers(
+                    group, view, groups, pattern_budget, facts.n_heads, rows, boosts, logit_args, copy_queries
+                )
                 group = []
             group.append((pattern, inputs))
         if group:
@@ -241,8 +281,10 @@ def head_scores(
         saved_rows = nnsight.save(stacked if per_row else {k: v.nanmean(0, keepdim=True) for k, v in stacked.items()})
         if groups["logits"]:
             residual = model.get(layout.final_norm or layout.unembed).input[:, copy_queries]  # [batch, q, d_model]
-            logit_rows = {name: copying_score(torch.stack(b, 1), residual, repeats[:, copy_queries], centered)
-                          for name, b in boosts.items()}  # name -> [batch, layer, head]
+            logit_rows = {
+                name: copying_score(torch.stack(b, 1), residual, repeats[:, copy_queries], centered)
+                for name, b in boosts.items()
+            }  # name -> [batch, layer, head]
             saved_logits = nnsight.save(
                 logit_rows if per_row else {k: v.nanmean(0, keepdim=True) for k, v in logit_rows.items()}
             )
@@ -256,5 +298,9 @@ def head_scores(
     weights = {k: v.detach().cpu() for k, v in (local_weights or saved_weights or {}).items()}
     for score in groups["weights"]:  # NaN (null in files) where the value projection's layout is unknown
         weights.setdefault(score.name, torch.full((facts.n_layers, facts.n_heads), float("nan")))
-    return HeadScores(per_row=per_row, weights=weights, model=facts.name,
-                      loss_by_position=saved_loss.detach().cpu() if saved_loss is not None else None)
+    return HeadScores(
+        per_row=per_row,
+        weights=weights,
+        model=facts.name,
+        loss_by_position=saved_loss.detach().cpu() if saved_loss is not None else None,
+    )

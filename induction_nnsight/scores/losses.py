@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from einops import reduce
 
-
 CHUNK_ELEMENTS = 2**20
 """Logit entries per chunk of :func:`token_losses` (4 MiB in float32): its temporaries stay this small.
 

@@ -60,5 +60,7 @@ def ranked_rows(scores: torch.Tensor, n: int, *others: torch.Tensor) -> list[lis
         >>> ranked_rows(torch.tensor([[0.5, 0.25]]), 1)
         [['L0H0', 0.5]]
     """
-    return [[f"L{layer}H{head}", float(scores[layer, head]), *(float(t[layer, head]) for t in others)]
-            for layer, head in rank_heads(scores, n)]
+    return [
+        [f"L{layer}H{head}", float(scores[layer, head]), *(float(t[layer, head]) for t in others)]
+        for layer, head in rank_heads(scores, n)
+    ]

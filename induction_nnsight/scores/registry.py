@@ -101,7 +101,7 @@ class ProbeView:
         """``[query]`` every query position."""
         return torch.arange(self.tokens.shape[1], device=self.tokens.device)
 
-    def rows(self, positions: torch.Tensor, n_keys: int) -> "ProbeRows":
+    def rows(self, positions: torch.Tensor, n_keys: int) -> ProbeRows:
         """The view of the queries at ``positions`` over the first ``n_keys`` keys."""
         return ProbeRows(self, positions, n_keys)
 
@@ -152,7 +152,9 @@ class ProbeRows:
         return self._once("induction", lambda: induction_token_rows(self.tokens, self.positions, self.n_keys))
 
 
-def whole_pattern(partial: Callable[[torch.Tensor, ProbeRows], Partial]) -> Callable[[torch.Tensor, ProbeView], torch.Tensor]:
+def whole_pattern(
+    partial: Callable[[torch.Tensor, ProbeRows], Partial],
+) -> Callable[[torch.Tensor, ProbeView], torch.Tensor]:
     """A whole-pattern ``reduce(pattern, view) -> [batch, head]`` made from a ``partial`` reduction."""
 
     def reduce(pattern: torch.Tensor, view: ProbeView) -> torch.Tensor:
@@ -202,14 +204,19 @@ class HeadScore:
             raise InductionError(f"score {self.name!r}: only pattern scores take partial=; pass reduce= instead")
         if self.reduce is None:
             if self.partial is None:
-                raise InductionError(f"score {self.name!r} has no reduction: pass reduce= (or partial= for a pattern score)")
+                raise InductionError(
+                    f"score {self.name!r} has no reduction: pass reduce= (or partial= for a pattern score)"
+                )
             object.__setattr__(self, "reduce", whole_pattern(self.partial))
         if not self.name.isidentifier():
             raise InductionError(f"score name {self.name!r} must be an identifier, such as 'self_attention'")
 
     @property
     def signed(self) -> bool:
-        """Whether the score can be negative (charted on a diverging scale): :func:`~induction_nnsight.figures.style.signed`."""
+        """Whether the score can be negative (charted on a diverging scale).
+
+        See :func:`~induction_nnsight.figures.style.signed`.
+        """
         return signed_range(self.value_range)
 
     def check_threshold(self, threshold: float) -> None:
@@ -221,8 +228,9 @@ class HeadScore:
         low, high = self.value_range
         if threshold != threshold or (low is not None and threshold < low) or (high is not None and threshold > high):
             shown = f"[{'-inf' if low is None else low:g}, {'inf' if high is None else high:g}]"
-            raise InductionError(f"--threshold {threshold} is outside the {self.name} score's range {shown}: "
-                                 "pass a threshold within it")
+            raise InductionError(
+                f"--threshold {threshold} is outside the {self.name} score's range {shown}: pass a threshold within it"
+            )
 
 
 _REGISTRY: dict[str, HeadScore] = {}

@@ -54,15 +54,24 @@ class ScanResult(Displayable):
         if self.seq_len is not None and self.bos is not None and self.seq_len > 1:
             first, repeated = half_losses(self.loss_by_position, self.seq_len, self.bos)
             numbers = [("first-half loss", float(first)), ("repeated-half loss", float(repeated))]
-        return Summary("ScanResult", self.model, f"{layers} layers x {heads} heads", ["head", "induction score"],
-                       ranked_rows(self.induction_scores, HTML_ROWS), numbers)
+        return Summary(
+            "ScanResult",
+            self.model,
+            f"{layers} layers x {heads} heads",
+            ["head", "induction score"],
+            ranked_rows(self.induction_scores, HTML_ROWS),
+            numbers,
+        )
 
     def _figure(self, name: str, **options) -> go.Figure:
         if name == "loss_by_position":
             marked = self.bos is not None
-            return loss_by_position_figure(plain(self.loss_by_position), self.seq_len if marked else None,
-                                           bool(self.bos), **{"title": titled("Mean loss by position", self.model),
-                                                              **options})
+            return loss_by_position_figure(
+                plain(self.loss_by_position),
+                self.seq_len if marked else None,
+                bool(self.bos),
+                **{"title": titled("Mean loss by position", self.model), **options},
+            )
         return kind_heatmap("induction", self.induction_scores, self.model, **options)
 
 
@@ -99,8 +108,9 @@ def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: Remot
     Returns:
         ``[n_layers, n_heads]`` scores in ``[0, 1]``.
     """
-    return head_scores(model, _probe(tokens, seq_len), kinds=("induction",), loss=False, per_row=False,
-                       remote=remote).mean("induction")
+    return head_scores(
+        model, _probe(tokens, seq_len), kinds=("induction",), loss=False, per_row=False, remote=remote
+    ).mean("induction")
 
 
 def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -> ScanResult:
@@ -115,8 +125,9 @@ def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -
     return ScanResult(result.loss_by_position, result.mean("induction"), model_facts(model).name, seq_len, bos)
 
 
-def heads_attention(model, tokens: torch.Tensor, heads: list[tuple[int, int]], *,
-                    remote: Remote = False) -> torch.Tensor:
+def heads_attention(
+    model, tokens: torch.Tensor, heads: list[tuple[int, int]], *, remote: Remote = False
+) -> torch.Tensor:
     """Several heads' attention patterns on one row of tokens, from one trace.
 
     Each layer's :func:`~induction_nnsight.models.attention.attention_pattern` is read once, in

@@ -82,7 +82,10 @@ def weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str,
     for layer in range(facts.n_layers):
         w_v = _value_heads(
             weight_of(model, layout.v_proj[layer], transpose=conv_value),
-            layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head,
+            layout.value_layout,
+            facts.n_heads,
+            facts.n_kv_heads,
+            facts.d_head,
         ) * norm_scale(model, layout.pre_attention_norm[layer], plan.offset)  # [kv_head, d_head, d_model]
         w_out = weight_of(model, layout.o_proj[layer], transpose=conv_out)  # [d_model, head * d_head]
         for score in scores:
@@ -98,8 +101,14 @@ def unembed_mean(model, plan: WeightPlan) -> torch.Tensor:
 
 def _read_paths(layout: ModelLayout) -> list[str]:
     """Every module whose ``weight`` the weight scores read."""
-    paths = [layout.embed, layout.unembed, layout.final_norm, *layout.v_proj, *layout.o_proj,
-             *layout.pre_attention_norm]
+    paths = [
+        layout.embed,
+        layout.unembed,
+        layout.final_norm,
+        *layout.v_proj,
+        *layout.o_proj,
+        *layout.pre_attention_norm,
+    ]
     return [p for p in paths if p is not None]
 
 
@@ -113,8 +122,9 @@ def weights_key(model, layout: ModelLayout) -> tuple:
     for path in _read_paths(layout):
         weight = getattr(model.get(path), "weight", None)
         if weight is not None:
-            key.append((path, weight.data_ptr(), weight._version, tuple(weight.shape), str(weight.dtype),
-                        str(weight.device)))
+            key.append(
+                (path, weight.data_ptr(), weight._version, tuple(weight.shape), str(weight.dtype), str(weight.device))
+            )
     return tuple(key)
 
 
@@ -143,6 +153,7 @@ def cached_weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> di
     Returns:
         ``name -> [n_layers, n_heads]`` on the CPU (a fresh copy, so callers may edit it).
     """
+
     def compute(missing):
         values = weight_scores(model, plan, missing)
         return {score: values[score.name] for score in missing}

@@ -59,8 +59,10 @@ class TrainSettings:
         if self.arch not in ("gpt2", "llama"):
             raise InductionError(f"--arch {self.arch!r} is unknown: pass gpt2 or llama")
         if self.arch == "llama" and (self.d_model // self.n_heads) % 2:
-            raise InductionError(f"heads of width {self.d_model // self.n_heads} cannot use rotary positions: "
-                                 "pass --d-model and --n-heads with an even d_model / n_heads")
+            raise InductionError(
+                f"heads of width {self.d_model // self.n_heads} cannot use rotary positions: "
+                "pass --d-model and --n-heads with an even d_model / n_heads"
+            )
         if self.vocab_size < 3:
             raise InductionError(f"--vocab-size must be at least 3 (BOS and two tokens), got {self.vocab_size}")
         if self.seq_len < 3:
@@ -77,17 +79,31 @@ def model_config(settings: TrainSettings):
 
     if settings.arch == "gpt2":
         return GPT2Config(
-            vocab_size=settings.vocab_size, n_embd=settings.d_model, n_layer=settings.n_layers,
-            n_head=settings.n_heads, n_inner=4 * settings.d_model if settings.mlp else 1,
-            n_positions=settings.seq_len, bos_token_id=BOS_ID, eos_token_id=BOS_ID, tie_word_embeddings=False,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            vocab_size=settings.vocab_size,
+            n_embd=settings.d_model,
+            n_layer=settings.n_layers,
+            n_head=settings.n_heads,
+            n_inner=4 * settings.d_model if settings.mlp else 1,
+            n_positions=settings.seq_len,
+            bos_token_id=BOS_ID,
+            eos_token_id=BOS_ID,
+            tie_word_embeddings=False,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
         )
     return LlamaConfig(
-        vocab_size=settings.vocab_size, hidden_size=settings.d_model, num_hidden_layers=settings.n_layers,
-        num_attention_heads=settings.n_heads, num_key_value_heads=settings.n_heads,
+        vocab_size=settings.vocab_size,
+        hidden_size=settings.d_model,
+        num_hidden_layers=settings.n_layers,
+        num_attention_heads=settings.n_heads,
+        num_key_value_heads=settings.n_heads,
         intermediate_size=4 * settings.d_model if settings.mlp else 0,
-        max_position_embeddings=settings.seq_len, bos_token_id=BOS_ID, eos_token_id=BOS_ID,
-        tie_word_embeddings=False, attention_dropout=0.0,
+        max_position_embeddings=settings.seq_len,
+        bos_token_id=BOS_ID,
+        eos_token_id=BOS_ID,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
     )
 
 

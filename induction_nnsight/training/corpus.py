@@ -53,8 +53,16 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 def repeated_spans(
-    batch: int, length: int, vocab_size: int, *, seed: int = 0, step: int = 0, min_span: int = 4,
-    max_span: int = 32, first_id: int = 1, bos_token_id: int | None = 0,
+    batch: int,
+    length: int,
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    step: int = 0,
+    min_span: int = 4,
+    max_span: int = 32,
+    first_id: int = 1,
+    bos_token_id: int | None = 0,
 ) -> CorpusBatch:
     """A batch of rows of repeated random spans.
 
@@ -105,5 +113,5 @@ def repeated_spans(
         logits = second[tokens[:, t - 1]] + (first[tokens[:, t - 2]] if t >= 2 else 0.0)  # [batch, vocab - first_id]
         drawn = first_id + torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
         copied = source[:, t] >= 0
-        tokens[:, t] = torch.where(copied, tokens.gather(1, source[:, t:t + 1].clamp(min=0))[:, 0], drawn)
+        tokens[:, t] = torch.where(copied, tokens.gather(1, source[:, t : t + 1].clamp(min=0))[:, 0], drawn)
     return CorpusBatch(tokens, source)

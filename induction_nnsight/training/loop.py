@@ -56,7 +56,7 @@ def saved_checkpoints(out: Path) -> dict[int, Path]:
     """``step -> directory`` of the complete checkpoints in a run directory."""
     found = {}
     for path in Path(out).glob(PREFIX + "*"):
-        step = path.name[len(PREFIX):]
+        step = path.name[len(PREFIX) :]
         if step.isdigit() and (path / STATE_FILE).is_file():
             found[int(step)] = path
     return dict(sorted(found.items()))
@@ -76,8 +76,10 @@ def _check_settings(out: Path, settings: TrainSettings) -> None:
         found = json.loads(path.read_text())
         changed = sorted(k for k in wanted.keys() | found.keys() if found.get(k) != wanted.get(k))
         if changed:
-            raise InductionError(f"{out} holds a run with other settings ({', '.join(changed)}): "
-                                 "pass the same settings to resume it, or another --out")
+            raise InductionError(
+                f"{out} holds a run with other settings ({', '.join(changed)}): "
+                "pass the same settings to resume it, or another --out"
+            )
     else:
         path.write_text(json.dumps(wanted, indent=1) + "\n")
 
@@ -120,8 +122,9 @@ def _losses(model, tokens: torch.Tensor, source: torch.Tensor) -> tuple[torch.Te
 
 
 def _optimizer(model, settings: TrainSettings) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(trained_parameters(model, settings), lr=settings.lr, betas=(0.9, 0.98),
-                             weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(
+        trained_parameters(model, settings), lr=settings.lr, betas=(0.9, 0.98), weight_decay=settings.weight_decay
+    )
 
 
 def train(settings: TrainSettings, out: str | Path, *, progress: bool = True) -> TrainRun:
@@ -174,9 +177,16 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
     with open(out / LOSS_LOG, "w") as stream:
         stream.writelines(_json_line(line) for line in log)
         for step in range(start_step + 1, settings.steps + 1):
-            batch = repeated_spans(settings.batch, settings.seq_len, settings.vocab_size, seed=settings.seed,
-                                   step=step, min_span=settings.min_span, max_span=settings.max_span,
-                                   bos_token_id=BOS_ID)
+            batch = repeated_spans(
+                settings.batch,
+                settings.seq_len,
+                settings.vocab_size,
+                seed=settings.seed,
+                step=step,
+                min_span=settings.min_span,
+                max_span=settings.max_span,
+                bos_token_id=BOS_ID,
+            )
             lr = learning_rate(settings, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -187,9 +197,14 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
             optimizer.step()
             seconds = seconds_before + time.perf_counter() - began
             if step % settings.log_every == 0 or step in planned:
-                line = {"step": step, "loss": float(loss.detach()), "loss_fresh": fresh, "loss_copied": copied,
-                        "lr": lr,
-                        "seconds": round(seconds, 3)}
+                line = {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    "loss_fresh": fresh,
+                    "loss_copied": copied,
+                    "lr": lr,
+                    "seconds": round(seconds, 3),
+                }
                 log.append(line)
                 stream.write(_json_line(line))
                 stream.flush()

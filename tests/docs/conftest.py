@@ -74,8 +74,11 @@ def require_chromium() -> str:
 
 def built_pages(html_dir: Path) -> list[str]:
     """Every built page, relative to the site root (``notebooks/quickstart.html`` ...)."""
-    return sorted(p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")
-                  if not p.relative_to(html_dir).parts[0].startswith(("_", ".")))
+    return sorted(
+        p.relative_to(html_dir).as_posix()
+        for p in html_dir.rglob("*.html")
+        if not p.relative_to(html_dir).parts[0].startswith(("_", "."))
+    )
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,9 @@ def sphinx_build(source: Path, out: Path, builder: str = "html") -> subprocess.C
     """``python -m sphinx -W --keep-going -b html source out``, as CI runs it."""
     return subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder, str(source), str(out)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
 
 

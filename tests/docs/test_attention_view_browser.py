@@ -38,8 +38,10 @@ def hand_built() -> list:
     return [prev, induction]
 
 
-TARGETS = {"induction target": [[q - 2] if q >= 4 else [] for q in range(N)],
-           "previous token": [[q - 1] if q else [] for q in range(N)]}
+TARGETS = {
+    "induction target": [[q - 2] if q >= 4 else [] for q in range(N)],
+    "previous token": [[q - 1] if q else [] for q in range(N)],
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,8 @@ def browser():
 def page(browser, tmp_path):
     (tmp_path / "view.html").write_text(
         attention_html(TOKENS, hand_built(), ["L0H0", "L1H1"], targets=TARGETS, title="hand-built", shown=[0]),
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     with StaticServer(tmp_path) as url:
         browser.errors.clear()
         browser.open(f"{url}/view.html")
@@ -69,14 +72,16 @@ def visible(browser, selector: str) -> list[list[int]]:
     """Per visible panel, the token positions matching ``selector`` (e.g. ``.inv-hl``)."""
     return browser.evaluate(
         "Array.from(document.querySelectorAll('.inv-panel')).filter(p => !p.hidden).map(p =>"
-        f" Array.from(p.querySelectorAll('.inv-tok{selector}')).map(t => Number(t.dataset.i)))")
+        f" Array.from(p.querySelectorAll('.inv-tok{selector}')).map(t => Number(t.dataset.i)))"
+    )
 
 
 def point(browser, i: int, selector: str = ".inv-panel:not([hidden]) .inv-tok"):
     """The centre of the ``i``-th element matching ``selector``."""
     return browser.evaluate(
         f"(() => {{ const r = document.querySelectorAll({selector!r})[{i}].getBoundingClientRect();"
-        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+    )
 
 
 def hover(browser, i: int, selector: str = ".inv-panel:not([hidden]) .inv-tok") -> None:
@@ -97,8 +102,10 @@ def test_hover_shades_exactly_the_attended_tokens(page):
     hover(page, 5)
     assert visible(page, ".inv-sel") == [[5]]
     assert visible(page, ".inv-hl") == [[0, 4]] and visible(page, ".inv-top") == [[4]]
-    shades = page.evaluate("Array.from(document.querySelectorAll('.inv-panel:not([hidden]) .inv-tok'))"
-                           ".map(t => [Number(t.dataset.w), getComputedStyle(t).backgroundColor])")
+    shades = page.evaluate(
+        "Array.from(document.querySelectorAll('.inv-panel:not([hidden]) .inv-tok'))"
+        ".map(t => [Number(t.dataset.w), getComputedStyle(t).backgroundColor])"
+    )
     weights = [w for w, _ in shades]
     assert weights == pytest.approx([0.25, 0, 0, 0, 0.75, 0, 0, 0], abs=1e-4)
     assert shades[4][1].replace(" ", "") == "rgba(31,111,235,0.75)" and shades[1][1] == "rgba(0, 0, 0, 0)"
@@ -126,8 +133,9 @@ def test_switching_heads_changes_the_highlight(page):
     assert visible(page, ".inv-hl") == [[0, 6], [5, 7]]
     click(page, 0, ".inv-head")  # hide L0H0
     assert visible(page, ".inv-hl") == [[5, 7]] and visible(page, ".inv-top") == [[5]]
-    titles = page.evaluate("Array.from(document.querySelectorAll('.inv-panel:not([hidden]) .inv-panel-title'))"
-                           ".map(t => t.textContent)")
+    titles = page.evaluate(
+        "Array.from(document.querySelectorAll('.inv-panel:not([hidden]) .inv-panel-title')).map(t => t.textContent)"
+    )
     assert titles == ["L1H1"]
 
 
@@ -153,7 +161,8 @@ def test_a_fragment_runs_when_a_notebook_inserts_it(browser, tmp_path):
                 f"(() => {{ const host = document.createElement('div'); host.innerHTML = {json.dumps(fragment)};"
                 " host.querySelectorAll('script').forEach(old => { const s = document.createElement('script');"
                 " s.type = old.type; if (old.className) s.className = old.className; s.textContent = old.textContent;"
-                " old.replaceWith(s); }); document.body.appendChild(host); })()")
+                " old.replaceWith(s); }); document.body.appendChild(host); })()"
+            )
         assert browser.wait_for("document.querySelectorAll('.inv-attn[data-ready] .inv-panel').length") == 4
         hover(browser, 5)  # the first output's visible panel (L1H1)
         assert visible(browser, ".inv-hl") == [[3, 5], []]  # the second output is untouched
@@ -163,8 +172,9 @@ def test_a_fragment_runs_when_a_notebook_inserts_it(browser, tmp_path):
 def test_the_docs_directive_embeds_a_view_and_refuses_a_missing_one(tmp_path, browser):
     src = tmp_path / "src"
     (src / "charts").mkdir(parents=True)
-    (src / "conf.py").write_text(f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\n"
-                                 "extensions = ['myst_parser', 'plotly_chart']\n")
+    (src / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(DOCS / '_ext')!r})\nextensions = ['myst_parser', 'plotly_chart']\n"
+    )
     (src / "index.md").write_text("# Index\n\n```{html-view} charts/view.html\n:height: 300\n\nA *view*.\n```\n")
     (src / "charts" / "view.html").write_text(attention_html(TOKENS, hand_built(), ["L0H0", "L1H1"]))
     result = sphinx_build(src, tmp_path / "html")
@@ -176,9 +186,11 @@ def test_the_docs_directive_embeds_a_view_and_refuses_a_missing_one(tmp_path, br
         frame = "document.querySelector('iframe.html-view').contentDocument"
         count = browser.wait_for(f"{frame} && {frame}.querySelectorAll('.inv-tok').length")
         assert count == 2 * N  # both heads shown, every token
-        fitted = browser.wait_for("(() => { const f = document.querySelector('iframe.html-view');"
-                                  " const h = f.contentDocument.documentElement.getBoundingClientRect().height;"
-                                  " return Math.abs(f.offsetHeight - h - 8) <= 2 && h; })()")
+        fitted = browser.wait_for(
+            "(() => { const f = document.querySelector('iframe.html-view');"
+            " const h = f.contentDocument.documentElement.getBoundingClientRect().height;"
+            " return Math.abs(f.offsetHeight - h - 8) <= 2 && h; })()"
+        )
         assert fitted > 100  # the frame grew (or shrank) to its page
     (src / "charts" / "view.html").unlink()
     (src / "index.md").write_text("# Index\n\n```{html-view} charts/view.html\n\nA view.\n```\n")

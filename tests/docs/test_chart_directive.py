@@ -1,7 +1,6 @@
 """The ``chart`` directive on a tiny Sphinx project: embeds valid charts offline, rejects bad ones under -W."""
 
 import json
-import shutil
 
 import plotly.graph_objects as go
 import pytest

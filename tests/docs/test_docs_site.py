@@ -11,8 +11,14 @@ import re
 from tests.docs.conftest import built_pages
 
 # Pages a reader is sent to first: each must exist and fit the viewport (every page is checked).
-KEY_PAGES = ("tutorial.html", "quickstart.html", "heads.html", "circuit.html", "gallery.html",
-             "notebooks/quickstart.html")
+KEY_PAGES = (
+    "tutorial.html",
+    "quickstart.html",
+    "heads.html",
+    "circuit.html",
+    "gallery.html",
+    "notebooks/quickstart.html",
+)
 
 
 def chart_pages(html_dir):
@@ -29,8 +35,11 @@ def test_docs_build_with_warnings_as_errors(built_docs):
     for page in ("index", "install", "quickstart", "tutorial", "api"):
         assert (built_docs / f"{page}.html").is_file()
     api = (built_docs / "api.html").read_text()
-    for name in ("induction_nnsight.scores.scan.scan", "induction_nnsight.probes.tokens.repeated_tokens",
-                 "induction_nnsight.figures.heads.heatmap_figure"):
+    for name in (
+        "induction_nnsight.scores.scan.scan",
+        "induction_nnsight.probes.tokens.repeated_tokens",
+        "induction_nnsight.figures.heads.heatmap_figure",
+    ):
         assert f'id="{name}"' in api, f"{name} missing from the API reference"
     assert chart_pages(built_docs).get("tutorial.html") == 2
     assert (built_docs / "add_a_score.html").is_file() and (built_docs / "glossary.html").is_file()
@@ -43,8 +52,11 @@ def missing_from_api(api_html: str, package) -> list[str]:
     import sys
 
     ids = set(re.findall(r'id="([\w.]+)"', api_html))
-    modules = {name: module for name, module in list(sys.modules.items())
-               if name.startswith(package.__name__ + ".") and module is not None}
+    modules = {
+        name: module
+        for name, module in list(sys.modules.items())
+        if name.startswith(package.__name__ + ".") and module is not None
+    }
     missing = []
     for name in package.__all__:
         value = getattr(package, name)
@@ -59,8 +71,12 @@ def test_missing_from_api_can_fail():
 
     import induction_nnsight.scores.scan as scan_module
 
-    package = types.SimpleNamespace(__name__="induction_nnsight", __all__=["scan", "ScanResult"],
-                                    scan=scan_module.scan, ScanResult=scan_module.ScanResult)
+    package = types.SimpleNamespace(
+        __name__="induction_nnsight",
+        __all__=["scan", "ScanResult"],
+        scan=scan_module.scan,
+        ScanResult=scan_module.ScanResult,
+    )
     page = '<dt id="induction_nnsight.scores.scan.scan"><dt id="induction_nnsight.scores.scan.ScanResult.scan">'
     assert missing_from_api(page, package) == ["ScanResult"]
     assert missing_from_api('<dt id="induction_nnsight.scores.scan.ScanResult">', package) == ["scan"]
@@ -98,8 +114,9 @@ def test_every_chart_renders_in_headless_chromium(built_docs, site_visit):
             where = f"{page} #{chart['id']}"
             assert chart["error"] is None, f"{where}: {chart['error']}"
             assert chart["svg"] >= 1, f"{where}: no SVG drawn"
-            assert chart["traces"] == chart["expected"], \
+            assert chart["traces"] == chart["expected"], (
                 f"{where}: {chart['traces']} traces drawn, {chart['expected']} expected"
+            )
             assert chart["title"].strip(), f"{where}: no title"
             assert chart["caption"].strip(), f"{where}: no caption"
     shot = site_visit["tutorial.html"]["screenshot"]
@@ -115,8 +132,9 @@ def test_notebook_figures_draw_within_the_column(site_visit):
         where = f"notebooks/quickstart.html #{figure['id']}"
         assert figure["svg"] >= 1 and figure["traces"] >= 1, f"{where}: not drawn: {figure}"
         assert figure["title"].strip(), f"{where}: no title"
-        assert 0 < figure["width"] <= figure["column"] + 1, \
+        assert 0 < figure["width"] <= figure["column"] + 1, (
             f"{where}: {figure['width']} px wide in a {figure['column']} px column"
+        )
 
 
 def test_no_javascript_errors_on_any_page(site_visit):
@@ -129,8 +147,12 @@ def test_no_page_is_wider_than_the_viewport(site_visit):
     assert any("#too-wide" in w for w in probe["wide"]), probe
     assert not any(w.startswith("pre") for w in probe["wide"]), probe
     assert set(KEY_PAGES) <= site_visit.keys()
-    wide = {page: visit["overflow"] for page, visit in site_visit.items() if page != "_probe"
-            and (visit["overflow"]["scrollWidth"] > visit["overflow"]["clientWidth"] or visit["overflow"]["wide"])}
+    wide = {
+        page: visit["overflow"]
+        for page, visit in site_visit.items()
+        if page != "_probe"
+        and (visit["overflow"]["scrollWidth"] > visit["overflow"]["clientWidth"] or visit["overflow"]["wide"])
+    }
     assert not wide, f"pages wider than the 1280 px viewport: {wide}"
 
 

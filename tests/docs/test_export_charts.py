@@ -59,8 +59,13 @@ def test_committed_charts_match_the_code(smollm2, tmp_path):
 def test_rankings_tolerate_near_ties_and_catch_real_changes():
     """Two heads 2e-6 apart may swap between machines; a head whose value drifts, or that enters a
     top list far from its cut-off, is a real change."""
-    committed = {"rows": [{"layer": 13, "head": 3, "delta": 0.024255}, {"layer": 12, "head": 2, "delta": 0.024253},
-                          {"layer": 0, "head": 1, "delta": 0.01}]}
+    committed = {
+        "rows": [
+            {"layer": 13, "head": 3, "delta": 0.024255},
+            {"layer": 12, "head": 2, "delta": 0.024253},
+            {"layer": 0, "head": 1, "delta": 0.01},
+        ]
+    }
     swapped = {"rows": [committed["rows"][1], committed["rows"][0], committed["rows"][2]]}
     assert list(export_charts.differences(committed, swapped)) == []
     drifted = json.loads(json.dumps(swapped))
@@ -79,12 +84,28 @@ def test_bar_charts_of_heads_compare_as_rankings():
         return {"data": [{"type": "bar", "x": labels, "y": ys, "error_y": {"array": [0.1] * len(ys)}}]}
 
     committed = bars(["L1H0", "L2H0"], [0.5, 0.5000001])
-    assert list(export_charts.differences(export_charts.canonical(committed),
-                                          export_charts.canonical(bars(["L2H0", "L1H0"], [0.5000001, 0.5])))) == []
-    assert list(export_charts.differences(export_charts.canonical(committed),
-                                          export_charts.canonical(bars(["L1H0", "L2H0"], [0.5, 0.6]))))
+    assert (
+        list(
+            export_charts.differences(
+                export_charts.canonical(committed), export_charts.canonical(bars(["L2H0", "L1H0"], [0.5000001, 0.5]))
+            )
+        )
+        == []
+    )
+    assert list(
+        export_charts.differences(
+            export_charts.canonical(committed), export_charts.canonical(bars(["L1H0", "L2H0"], [0.5, 0.6]))
+        )
+    )
 
 
 def test_run_ids_are_not_results():
-    assert list(export_charts.differences({"run_id": "a", "layout": {"meta": {"run_id": "a"}}},
-                                          {"run_id": "b", "layout": {"meta": {"run_id": "b"}}})) == []
+    assert (
+        list(
+            export_charts.differences(
+                {"run_id": "a", "layout": {"meta": {"run_id": "a"}}},
+                {"run_id": "b", "layout": {"meta": {"run_id": "b"}}},
+            )
+        )
+        == []
+    )

@@ -48,8 +48,9 @@ def test_every_chart_file_is_on_the_gallery_page():
     files.update({p.name: True for p in CHARTS.glob("*.html")})  # interactive views: embedded (html-view)
     assert sum(files.values()) >= 30, f"expected the committed charts in {CHARTS}, found {sorted(files)}"
     gaps = gallery_gaps(GALLERY.read_text(encoding="utf-8"), files)
-    assert not gaps, ("docs/gallery.md is missing charts/ files (add each with its command and a caption):\n"
-                      + "\n".join(gaps))
+    assert not gaps, (
+        "docs/gallery.md is missing charts/ files (add each with its command and a caption):\n" + "\n".join(gaps)
+    )
 
 
 def test_gallery_is_in_the_toctree():

@@ -16,8 +16,13 @@ BATCH, SEQ_LEN = 4, 30
 
 
 def stdout(notebook) -> str:
-    return "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                   for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+    return "".join(
+        o.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+        if o.output_type == "stream" and o.name == "stdout"
+    )
 
 
 def top_head(notebook) -> tuple[int, int, float]:
@@ -52,8 +57,9 @@ def test_notebook_reexecutes_and_its_top_head_is_the_scans(smollm2, tmp_path):
     committed = nbformat.read(NOTEBOOK, as_version=4)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # raises CellExecutionError, naming the cell, on any error
-    NotebookClient(notebook, kernel_name="python3", timeout=900,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, kernel_name="python3", timeout=900, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     layer, head, score = top_head(notebook)
 
     tokens = repeated_tokens(BATCH, SEQ_LEN, seed=0, bos_token_id=model_facts(smollm2).bos_token_id)

@@ -1,7 +1,6 @@
 """The induction circuit on the real SmolLM2-135M-Instruct: the strongest k-path source of its top
 induction head is a previous-token head (path patching, every head of every earlier layer)."""
 
-
 from induction_nnsight import repeated_tokens
 from induction_nnsight.causal.circuit import circuit, top_induction_heads
 from induction_nnsight.probes.tokens import Probe
@@ -20,9 +19,14 @@ def test_top_induction_head_reads_its_keys_from_a_previous_token_head(smollm2):
     source = strongest[0].source
     rank = sorted(((float(prev[l, h]), (l, h)) for l in range(target[0]) for h in range(prev.shape[1])), reverse=True)
     top_prev = [head for _, head in rank[:5]]
-    print(f"target L{target[0]}H{target[1]} (clean {result.clean_scores[target]:.3f}); strongest k sources: "
-          + ", ".join(f"L{e.source[0]}H{e.source[1]} {e.effect:+.3f} (previous-token {float(prev[e.source]):.2f})"
-                      for e in strongest)
-          + "; top previous-token heads before it: " + ", ".join(f"L{l}H{h} {s:.2f}" for s, (l, h) in rank[:5]))
+    print(
+        f"target L{target[0]}H{target[1]} (clean {result.clean_scores[target]:.3f}); strongest k sources: "
+        + ", ".join(
+            f"L{e.source[0]}H{e.source[1]} {e.effect:+.3f} (previous-token {float(prev[e.source]):.2f})"
+            for e in strongest
+        )
+        + "; top previous-token heads before it: "
+        + ", ".join(f"L{l}H{h} {s:.2f}" for s, (l, h) in rank[:5])
+    )
     assert strongest[0].effect < -0.1  # removing it from the keys alone costs a real share of the stripe
     assert float(prev[source]) >= 0.4 or source in top_prev

@@ -18,8 +18,9 @@ def test_default_run_shows_the_phase_change(tmp_path):
     began = time.perf_counter()
     trained, _ = run_train(TrainConfig(out=str(tmp_path / "tiny"), progress=False))
     seconds = time.perf_counter() - began
-    results, _ = run_dynamics(DynamicsConfig(checkpoints=[str(tmp_path / "tiny")], out=str(tmp_path / "charts"),
-                                             progress=False))
+    results, _ = run_dynamics(
+        DynamicsConfig(checkpoints=[str(tmp_path / "tiny")], out=str(tmp_path / "charts"), progress=False)
+    )
     checkpoints = results["checkpoints"]
     first, last = checkpoints[0], checkpoints[-1]
     assert [c["step"] for c in checkpoints] == [c["step"] for c in trained["checkpoints"]]
@@ -29,6 +30,8 @@ def test_default_run_shows_the_phase_change(tmp_path):
     assert last["icl_score"] < -1.0  # the context helps by more than a nat
     phase = results["phase_change"]
     assert first["step"] < phase["step"] < last["step"]
-    print(f"default run: {seconds:.0f} s of training; best induction {first['best_induction']['score']:.3f} -> "
-          f"{last['best_induction']['score']:.3f}; repeated-half loss {first['loss_repeated_half']:.3f} -> "
-          f"{last['loss_repeated_half']:.3f}; phase change between steps {phase['before']} and {phase['step']}")
+    print(
+        f"default run: {seconds:.0f} s of training; best induction {first['best_induction']['score']:.3f} -> "
+        f"{last['best_induction']['score']:.3f}; repeated-half loss {first['loss_repeated_half']:.3f} -> "
+        f"{last['loss_repeated_half']:.3f}; phase change between steps {phase['before']} and {phase['step']}"
+    )

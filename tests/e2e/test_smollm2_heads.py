@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from induction_nnsight.app.cli import main
+from induction_nnsight.models.loading import smollm2_dir
 from induction_nnsight.scores.detect import default_probe, detect_heads
 from induction_nnsight.scores.heads import head_scores
-from induction_nnsight.models.loading import smollm2_dir
 from tests.reference import plain_attentions, reference_kind_scores
 
 

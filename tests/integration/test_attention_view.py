@@ -53,8 +53,15 @@ def test_text_and_head_strings(tiny_model, tmp_path):
     assert attention_view(model, torch.tensor([5, 6, 5]), (0, 0)).weights.shape == (1, 3, 3)
 
 
-@pytest.mark.parametrize("heads, fix", [("L2H0", "outside the model"), ("L0H4", "outside the model"),
-                                        ("L1", "cannot read head"), ([(0, 1, 2)], "cannot read heads")])
+@pytest.mark.parametrize(
+    "heads, fix",
+    [
+        ("L2H0", "outside the model"),
+        ("L0H4", "outside the model"),
+        ("L1", "cannot read head"),
+        ([(0, 1, 2)], "cannot read heads"),
+    ],
+)
 def test_bad_heads_are_refused(tiny_model, heads, fix):
     from induction_nnsight import InductionError
 
@@ -64,11 +71,31 @@ def test_bad_heads_are_refused(tiny_model, heads, fix):
 
 def test_cli_writes_the_view_beside_the_per_head_files(tiny_dir, tiny_model, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["attention", "--model", str(tiny_dir("gpt2")), "--heads", "L1H3,L0H1", "--prompt", "t5 t6 t7",
-                 "--html", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "attention",
+                "--model",
+                str(tiny_dir("gpt2")),
+                "--heads",
+                "L1H3,L0H1",
+                "--prompt",
+                "t5 t6 t7",
+                "--html",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["attention_L0H1.json", "attention_L0H1_results.json", "attention_L1H3.json",
-                     "attention_L1H3_results.json", "attention_view.html"]
+    assert names == [
+        "attention_L0H1.json",
+        "attention_L0H1_results.json",
+        "attention_L1H3.json",
+        "attention_L1H3_results.json",
+        "attention_view.html",
+    ]
     page = (out / "attention_view.html").read_text(encoding="utf-8")
     weights = embedded_weights(page)
     for i, name in enumerate(["L1H3", "L0H1"]):

@@ -102,9 +102,11 @@ class ForwardPass(BaseException):
 
 
 # The forward-pass entry points the jobs call (names as imported into each job module).
-TRACED = {jobs: ("scan", "head_scores", "heads_attention"),
-          ablate_job: ("scan", "ablate_heads", "ablation_curve", "ablation_sweep", "head_attribution"),
-          patch_job: ("head_attribution", "patch_heads", "patch_residual", "patch_qkv")}
+TRACED = {
+    jobs: ("scan", "head_scores", "heads_attention"),
+    ablate_job: ("scan", "ablate_heads", "ablation_curve", "ablation_sweep", "head_attribution"),
+    patch_job: ("head_attribution", "patch_heads", "patch_residual", "patch_qkv"),
+}
 
 
 @pytest.fixture
@@ -112,6 +114,7 @@ def no_forward(monkeypatch):
     """Make every trace the jobs start raise :class:`ForwardPass`."""
     for module, names in TRACED.items():
         for name in names:
+
             def tripwire(*args, _name=f"{module.__name__}.{name}", **kwargs):
                 raise ForwardPass(_name)
 
@@ -155,16 +158,14 @@ def test_good_base_settings_pass(tiny_dir, tmp_path, capfd):
     """The battery's base settings are valid: a case fails only because of its bad option."""
     for command in ("scan", "attention", "patch", "ablate"):
         out = tmp_path / command
-        argv = [command, "--model", str(tiny_dir("gpt2")), *BASE[command],
-                "--out", str(out)]
+        argv = [command, "--model", str(tiny_dir("gpt2")), *BASE[command], "--out", str(out)]
         assert run_cli(argv) == 0, capfd.readouterr().err
         assert any(out.iterdir())
 
 
 def test_top_k_above_the_heads_suggests_a_valid_top_k(tiny_dir, tmp_path, capfd):
     """2 x 4 heads: top-k against as many random heads outside the top k allows k <= 4."""
-    argv = ["ablate", "--model", str(tiny_dir("gpt2")), *BASE["ablate"], "--out", str(tmp_path / "out"),
-            "--top-k", "9"]
+    argv = ["ablate", "--model", str(tiny_dir("gpt2")), *BASE["ablate"], "--out", str(tmp_path / "out"), "--top-k", "9"]
     capfd.readouterr()
     assert run_cli(argv) == 2
     suggested = [int(n) for n in re.findall(r"--top-k (-?\d+)", capfd.readouterr().err)]

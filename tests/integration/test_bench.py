@@ -27,13 +27,31 @@ MEMORY = ["scan-eager", "tutorial-eager"]  # a fresh process per contender and s
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     env = dict(os.environ, INDUCTION_BENCH_CACHE=str(out / "models"))
-    command = [sys.executable, "bench/run.py", "--quick", "--models", "tiny-llama", "--contenders",
-               ",".join(CONTENDERS), "--memory-contenders", ",".join(MEMORY), "--memory-batches", "1",
-               "--python", sys.executable,
-               "--threads", "1", "--out", str(out), "--charts", str(out / "charts")]
+    command = [
+        sys.executable,
+        "bench/run.py",
+        "--quick",
+        "--models",
+        "tiny-llama",
+        "--contenders",
+        ",".join(CONTENDERS),
+        "--memory-contenders",
+        ",".join(MEMORY),
+        "--memory-batches",
+        "1",
+        "--python",
+        sys.executable,
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--charts",
+        str(out / "charts"),
+    ]
     # its own process group, so a timeout ends the workers too
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=1500)
     except subprocess.TimeoutExpired:
@@ -46,8 +64,14 @@ def quick_run(tmp_path_factory):
 def test_writes_every_output(quick_run):
     out, done = quick_run
     written = {Path(line).name for line in done.stdout.split()}
-    assert {"results.json", "results.md", "bench_time_ratio.json", "bench_time_scaling.json",
-            "bench_memory.json", "bench_saved_bytes.json"} <= written
+    assert {
+        "results.json",
+        "results.md",
+        "bench_time_ratio.json",
+        "bench_time_scaling.json",
+        "bench_memory.json",
+        "bench_saved_bytes.json",
+    } <= written
     for chart in (out / "charts").glob("bench_*.json"):
         assert pio.from_json(chart.read_text()).data, chart.name
     assert not list(out.rglob(".*.partial"))
@@ -64,7 +88,7 @@ def test_results_structure(quick_run):
     assert {(row["batch"], row["seq_len"]) for row in timed["rows"]} == shapes
     for row in timed["rows"]:
         assert set(row["contenders"]) == set(ran)
-        for name, entry in row["contenders"].items():
+        for _name, entry in row["contenders"].items():
             assert len(entry["times_s"]) == results["settings"]["repeats"]
             assert min(entry["times_s"]) > 0 and entry["median_s"] == statistics.median(entry["times_s"])
         n_layers, n_heads = 2, 4
@@ -79,7 +103,7 @@ def test_results_structure(quick_run):
         assert scan["checks"]["loss_max_abs_diff_vs_forward"] < 1e-4
     memory = results["models"]["tiny-llama"]["memory"]
     assert set(memory) == set(MEMORY)
-    for name, mem in memory.items():
+    for _name, mem in memory.items():
         batch_seq_len = results["settings"]["batch_seq_len"]
         assert [(r["batch"], r["seq_len"]) for r in mem["rows"]] == [(1, batch_seq_len)]  # --memory-batches 1
         assert all(r["peak_delta_bytes"] >= 0 for r in mem["rows"])
@@ -105,7 +129,8 @@ def test_markdown_has_the_headline_table(quick_run):
 
 
 def test_unknown_contender_is_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "bench/run.py", "--quick", "--contenders", "nope"], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--contenders", "nope"], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 2
     assert "unknown contender(s) nope" in done.stderr

@@ -9,15 +9,38 @@ from induction_nnsight.app.cli import main
 
 
 def tiny(tiny_dir, command, out, *extra):
-    return [command, "--model", str(tiny_dir("llama")), "--low", "1", "--high", "128", "--batch", "2",
-            "--seq-len", "6", "--out", str(out), *extra]
+    return [
+        command,
+        "--model",
+        str(tiny_dir("llama")),
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "2",
+        "--seq-len",
+        "6",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
-    assert main(tiny(tiny_dir, "ablate", tmp_path, "--top-k", "2", "--draws", "3", "--method", "mean",
-                     "--heads", "L1H2,L0H0")) == 0
-    assert {p.name for p in tmp_path.iterdir()} == {"ablation_heads.json", "ablation_curve.json",
-                                                    "ablation_results.json"}
+    assert (
+        main(
+            tiny(
+                tiny_dir, "ablate", tmp_path, "--top-k", "2", "--draws", "3", "--method", "mean", "--heads", "L1H2,L0H0"
+            )
+        )
+        == 0
+    )
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "ablation_heads.json",
+        "ablation_curve.json",
+        "ablation_results.json",
+    }
     results = json.loads((tmp_path / "ablation_results.json").read_text())
     assert len(results["sweep"]["delta"]) == 2 and len(results["sweep"]["rows"]) == 8
     assert len(results["curve"]["random"]) == 3 and results["curve"]["ks"] == [1, 2]
@@ -29,9 +52,11 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert results["attribution"]["pearson_with_sweep"] == pytest.approx(np.corrcoef(estimate, delta)[0, 1], abs=1e-4)
     heat = json.loads((tmp_path / "ablation_heads.json").read_text())
     assert heat["data"][0]["type"] == "heatmap"
-    assert heat["layout"]["title"]["text"] == (f"Change in repeated-half loss when one head is ablated — {tiny_dir('llama')}"
-                                               "<br><sup>2 x 2 x 6 repeated random tokens in [1, 128), seed 0, "
-                                               "mean ablation</sup>")
+    assert heat["layout"]["title"]["text"] == (
+        f"Change in repeated-half loss when one head is ablated — {tiny_dir('llama')}"
+        "<br><sup>2 x 2 x 6 repeated random tokens in [1, 128), seed 0, "
+        "mean ablation</sup>"
+    )
     # the chart holds the unrounded table, the results file the 6-decimal one
     assert np.allclose(heat["data"][0]["z"], results["sweep"]["delta"], rtol=0, atol=5e-7 + 1e-9)
     assert "random heads" in capsys.readouterr().out
@@ -40,8 +65,13 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
 def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert main(tiny(tiny_dir, "patch", tmp_path, "--pair", "repeated", "--positions", "0,7,12")) == 0
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"patching_heads.json", "patching_residual.json", "patching_qkv.json",
-                     "patching_attribution.json", "patching_results.json"}
+    assert names == {
+        "patching_heads.json",
+        "patching_residual.json",
+        "patching_qkv.json",
+        "patching_attribution.json",
+        "patching_results.json",
+    }
     results = json.loads((tmp_path / "patching_results.json").read_text())
     assert len(results["residual"]["recovery"]) == 2 and len(results["residual"]["recovery"][0]) == 3
     assert results["qkv"]["columns"] == ["0", "7", "12", "all"]

@@ -30,8 +30,17 @@ def _tokenizer():
 def build(path):
     import transformers as tf
 
-    config = tf.GPT2Config(vocab_size=V, n_positions=P, n_embd=D, n_layer=2, n_head=2, bos_token_id=0,
-                           eos_token_id=0, pad_token_id=0, n_inner=4 * D)
+    config = tf.GPT2Config(
+        vocab_size=V,
+        n_positions=P,
+        n_embd=D,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        n_inner=4 * D,
+    )
     model = tf.GPT2LMHeadModel(config).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -13,13 +13,21 @@ from induction_nnsight.errors import InductionError
 def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     config = CircuitConfig(model=str(tiny_dir("gpt2")), batch=2, seq_len=6, top=2, low=1, high=128)
     results, files = run_circuit(config, tiny_model("gpt2"), progress=False)
-    assert sorted(files) == ["circuit_graph.json", "circuit_k.json", "circuit_q.json", "circuit_results.json",
-                             "circuit_total.json", "circuit_v.json"]
+    assert sorted(files) == [
+        "circuit_graph.json",
+        "circuit_k.json",
+        "circuit_q.json",
+        "circuit_results.json",
+        "circuit_total.json",
+        "circuit_v.json",
+    ]
     saved = parse_strict(files["circuit_results.json"])
     assert len(saved["targets"]) == 2 and all(t["layer"] == 1 for t in saved["targets"])
     assert len(saved["edges"]) == 2 * 4 * 4  # 2 targets x 4 earlier heads x 4 paths
     edge = saved["edges"][0]
-    assert set(edge) == {"source", "target", "path", "effect", "loss_effect", "loss_exact"} and edge["path"] in "kqv total"
+    assert (
+        set(edge) == {"source", "target", "path", "effect", "loss_effect", "loss_exact"} and edge["path"] in "kqv total"
+    )
     # the default: 8 exact loss effects per target and path, more than this model has sources
     assert saved["settings"]["exact_losses"] == 8 and saved["loss_effects"].startswith("total: exact")
     assert all(e["loss_exact"] for e in saved["edges"])
@@ -33,10 +41,17 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
         assert target["head"] in results["summary"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"targets": "L0H1"}, "layer-0"), ({"paths": ("k", "x")}, "--paths"), ({"method": "resample"}, "--method"),
-    ({"seq_len": 1}, "--seq-len"), ({"targets": "nonsense"}, "--targets"), ({"exact_losses": -1}, "--exact-losses"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"targets": "L0H1"}, "layer-0"),
+        ({"paths": ("k", "x")}, "--paths"),
+        ({"method": "resample"}, "--method"),
+        ({"seq_len": 1}, "--seq-len"),
+        ({"targets": "nonsense"}, "--targets"),
+        ({"exact_losses": -1}, "--exact-losses"),
+    ],
+)
 def test_config_refuses_bad_settings(change, message):
     with pytest.raises(InductionError, match=message):
         CircuitConfig(**change).validate()
@@ -54,9 +69,16 @@ def test_estimated_losses_keep_scores_and_totals(tiny_model, tiny_dir):
     """``exact_losses=1``: every score and every total edge as in the exact run; per target and path
     the strongest edges exact, the rest flagged as estimates."""
     base = dict(model=str(tiny_dir("llama")), batch=2, seq_len=6, top=1, low=1, high=128, composition=False)
-    exact = parse_strict(run_circuit(CircuitConfig(**base, exact_losses=None), tiny_model("llama"), progress=False)[1]["circuit_results.json"])
-    fast = parse_strict(run_circuit(CircuitConfig(**base, exact_losses=1), tiny_model("llama"),
-                                    progress=False)[1]["circuit_results.json"])
+    exact = parse_strict(
+        run_circuit(CircuitConfig(**base, exact_losses=None), tiny_model("llama"), progress=False)[1][
+            "circuit_results.json"
+        ]
+    )
+    fast = parse_strict(
+        run_circuit(CircuitConfig(**base, exact_losses=1), tiny_model("llama"), progress=False)[1][
+            "circuit_results.json"
+        ]
+    )
     assert fast["settings"]["exact_losses"] == 1 and fast["loss_effects"].startswith("total: exact")
     for a, b in zip(exact["edges"], fast["edges"]):
         assert (a["source"], a["path"]) == (b["source"], b["path"]) and abs(a["effect"] - b["effect"]) < 1e-5

@@ -10,8 +10,22 @@ OUTPUTS = {"loss_by_position.json", "induction_scores.json", "scan_results.json"
 
 
 def tiny_args(tiny_dir, out, *extra):
-    return ["scan", "--model", str(tiny_dir("gpt2")), "--low", "1", "--high", "128",
-            "--batch", "2", "--seq-len", "8", "--out", str(out), *extra]
+    return [
+        "scan",
+        "--model",
+        str(tiny_dir("gpt2")),
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "2",
+        "--seq-len",
+        "8",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_scan_writes_three_files(tiny_dir, tmp_path, capsys):
@@ -72,8 +86,23 @@ def test_offline_hub_id_names_the_offline_model(monkeypatch, tmp_path, capsys):
 
 
 def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
-    args = ["heads", "--model", str(tiny_dir("llama")), "--low", "1", "--high", "128", "--batch", "2",
-            "--seq-len", "6", "--out", str(tmp_path), "--top", "2"]
+    args = [
+        "heads",
+        "--model",
+        str(tiny_dir("llama")),
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "2",
+        "--seq-len",
+        "6",
+        "--out",
+        str(tmp_path),
+        "--top",
+        "2",
+    ]
     assert main(args) == 0
     results = json.loads((tmp_path / "heads_results.json").read_text())
     from induction_nnsight.scores.heads import HEAD_KINDS
@@ -89,12 +118,49 @@ def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
 
 def test_report_and_attention_commands(tiny_dir, tmp_path, capsys):
     model = str(tiny_dir("gpt2"))
-    assert main(["report", "--model", model, "--low", "1", "--high", "128", "--batch", "2", "--seq-len", "6",
-                 "--kinds", "induction", "bos", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--model",
+                model,
+                "--low",
+                "1",
+                "--high",
+                "128",
+                "--batch",
+                "2",
+                "--seq-len",
+                "6",
+                "--kinds",
+                "induction",
+                "bos",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     report = (tmp_path / "report.txt").read_text()
     assert "GPT2LMHeadModel" in report and "induction" in report and "mean loss" in report
-    assert main(["attention", "--model", model, "--layer", "1", "--head", "3", "--prompt", "t5 t6 t7",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "attention",
+                "--model",
+                model,
+                "--layer",
+                "1",
+                "--head",
+                "3",
+                "--prompt",
+                "t5 t6 t7",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     view = json.loads((tmp_path / "attention_L1H3_results.json").read_text())
     assert view["tokens"] == ["<bos>", "t5", "t6", "t7", "t5", "t6", "t7"]
     assert len(view["pattern"]) == 7 and abs(sum(view["pattern"][6]) - 1) < 1e-4

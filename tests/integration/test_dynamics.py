@@ -21,8 +21,18 @@ from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.training.config import TrainSettings
 from induction_nnsight.training.loop import train
 
-MICRO = dict(steps=12, batch=2, seq_len=24, vocab_size=32, d_model=16, n_heads=2, n_checkpoints=3, log_every=4,
-             max_span=6, warmup=2)
+MICRO = dict(
+    steps=12,
+    batch=2,
+    seq_len=24,
+    vocab_size=32,
+    d_model=16,
+    n_heads=2,
+    n_checkpoints=3,
+    log_every=4,
+    max_span=6,
+    warmup=2,
+)
 PROBE = dict(batch=3, seq_len=8, seed=5)
 
 
@@ -37,8 +47,9 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_scores_equal_the_heads_pass_and_the_scan_on_each_checkpoint(runs, arch, tmp_path):
-    results, files = run_dynamics(DynamicsConfig(checkpoints=[str(runs / arch)], out=str(tmp_path), progress=False,
-                                                 **PROBE))
+    results, files = run_dynamics(
+        DynamicsConfig(checkpoints=[str(runs / arch)], out=str(tmp_path), progress=False, **PROBE)
+    )
     assert [c["step"] for c in results["checkpoints"]] == [0, 10, 12]  # checkpoint_steps(12, 3)
     for entry in results["checkpoints"]:
         model = load_model(entry["path"], progress=False)
@@ -50,10 +61,19 @@ def test_scores_equal_the_heads_pass_and_the_scan_on_each_checkpoint(runs, arch,
         assert entry["loss_first_half"] == pytest.approx(scan["mean_loss_first_half"], abs=1e-5)
         assert entry["loss_repeated_half"] == pytest.approx(scan["mean_loss_repeated_half"], abs=1e-5)
         assert entry["icl_score"] == pytest.approx(entry["loss_repeated_half"] - entry["loss_first_half"], abs=2e-6)
-        assert torch.allclose(torch.tensor(entry["scores"]["induction"]), torch.tensor(scan["induction_scores"]), atol=1e-5)
+        assert torch.allclose(
+            torch.tensor(entry["scores"]["induction"]), torch.tensor(scan["induction_scores"]), atol=1e-5
+        )
     saved = parse_strict(files["dynamics_results.json"])
     assert list(saved) == ["settings", "checkpoints", "phase_change"]
-    assert set(saved["checkpoints"][0]) >= {"step", "path", "loss_first_half", "loss_repeated_half", "icl_score", "scores"}
+    assert set(saved["checkpoints"][0]) >= {
+        "step",
+        "path",
+        "loss_first_half",
+        "loss_repeated_half",
+        "icl_score",
+        "scores",
+    }
     assert saved["phase_change"]["before"] < saved["phase_change"]["step"]
     for name in ("dynamics_induction.json", "dynamics_loss.json", "dynamics_heatmap.json"):
         assert parse_strict(files[name])["data"]
@@ -73,8 +93,12 @@ def test_checkpoints_already_scored_are_not_scored_again(runs, tmp_path):
         loads.append(path)
         return load_model(path, **kwargs)
 
-    config = DynamicsConfig(checkpoints=[str(runs / "gpt2" / "checkpoint-0"), str(runs / "gpt2" / "checkpoint-10")],
-                            out=str(tmp_path), progress=False, **PROBE)
+    config = DynamicsConfig(
+        checkpoints=[str(runs / "gpt2" / "checkpoint-0"), str(runs / "gpt2" / "checkpoint-10")],
+        out=str(tmp_path),
+        progress=False,
+        **PROBE,
+    )
     first, _ = run_dynamics(config, load=counting)
     assert len(loads) == 2
     config.checkpoints = [str(runs / "gpt2")]  # the whole run: only checkpoint-12 is new
@@ -97,15 +121,21 @@ def test_checkpoints_sorted_by_step(runs):
     assert [c.step for c in found] == [0, 12]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["dynamics", "no/such/dir"], "no directory at no/such/dir"),
-    (["dynamics"], "no checkpoints given"),
-    (["dynamics", "RUN", "--seq-len", "40"], "exceed"),
-    (["dynamics", "--model", "EleutherAI/pythia-70m", "--revisions", "step0,step1000"], "needs the Hugging Face Hub"),
-    (["dynamics", "--revisions", "step0"], "--revisions needs --model"),
-    (["dynamics", "RUN", "--model", "EleutherAI/pythia-70m", "--revisions", "step0"], "not both"),
-    (["train", "--out", "OUT", "--d-model", "30", "--n-heads", "4"], "not a multiple"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["dynamics", "no/such/dir"], "no directory at no/such/dir"),
+        (["dynamics"], "no checkpoints given"),
+        (["dynamics", "RUN", "--seq-len", "40"], "exceed"),
+        (
+            ["dynamics", "--model", "EleutherAI/pythia-70m", "--revisions", "step0,step1000"],
+            "needs the Hugging Face Hub",
+        ),
+        (["dynamics", "--revisions", "step0"], "--revisions needs --model"),
+        (["dynamics", "RUN", "--model", "EleutherAI/pythia-70m", "--revisions", "step0"], "not both"),
+        (["train", "--out", "OUT", "--d-model", "30", "--n-heads", "4"], "not a multiple"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
@@ -116,7 +146,9 @@ def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, monkeypatch, capsys, a
 
 
 def test_cli_writes_the_results_files(runs, tmp_path, capsys):
-    assert main(["dynamics", str(runs / "gpt2"), "--batch", "3", "--seq-len", "8", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (
+        main(["dynamics", str(runs / "gpt2"), "--batch", "3", "--seq-len", "8", "--out", str(tmp_path), "--quiet"]) == 0
+    )
     results = json.loads((tmp_path / "dynamics_results.json").read_text())
     assert [c["step"] for c in results["checkpoints"]] == [0, 10, 12] and "run_id" in results
     assert "phase change" in capsys.readouterr().out

@@ -5,11 +5,14 @@ import pytest
 from induction_nnsight.app.cli import main
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"not a gguf at all" * 100, "magic bytes"),
-    (b"GGUF" + bytes(range(256)) * 40, "GGUF v"),
-    (b"GGUF\x03\x00\x00\x00" + b"\x00" * 7, "GGUF model"),  # a valid header cut short
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"not a gguf at all" * 100, "magic bytes"),
+        (b"GGUF" + bytes(range(256)) * 40, "GGUF v"),
+        (b"GGUF\x03\x00\x00\x00" + b"\x00" * 7, "GGUF model"),  # a valid header cut short
+    ],
+)
 def test_corrupted_gguf_is_one_line(tmp_path, monkeypatch, capfd, content, reason):
     monkeypatch.setenv("INDUCTION_NNSIGHT_CACHE", str(tmp_path / "cache"))
     gguf = tmp_path / "model.gguf"

@@ -2,14 +2,14 @@
 
 from dataclasses import replace
 
+import nnsight
 import pytest
 import torch
 
-import nnsight
 from induction_nnsight.models.attention import attention_call_name, attention_modules, attention_pattern
+from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.heads import HEAD_KINDS, head_scores
 from induction_nnsight.scores.registry import get_score
-from induction_nnsight.probes.tokens import repeated_probe
 from tests.conftest import ALL_ARCHS, SDPA_ARCHS, TINY_BOS
 from tests.reference import plain_attentions, reference_kind_scores
 
@@ -69,7 +69,7 @@ def test_one_pass_scores_every_kind_with_batch_rows(tiny_model):
     assert scores.loss_by_position.shape == (batch.tokens.shape[1] - 1,)
     # each row is that row's own pass: the batch does not mix rows
     for row in (0, 3):
-        alone = head_scores(tiny_model("llama", "sdpa"), replace(batch, tokens=batch.tokens[row:row + 1]))
+        alone = head_scores(tiny_model("llama", "sdpa"), replace(batch, tokens=batch.tokens[row : row + 1]))
         for kind in scores.per_row:
             assert torch.allclose(scores.per_row[kind][row], alone.per_row[kind][0], atol=1e-5), (row, kind)
         assert torch.allclose(scores.weights["copying_ov"], alone.weights["copying_ov"], atol=1e-6)
@@ -107,8 +107,8 @@ def test_copying_equals_a_hook_based_direct_logit_attribution(tiny_dir, tiny_mod
             values = []
             for b in range(2):
                 for q in range(batch.second_start, batch.tokens.shape[1]):
-                    z = captured[layer][b, q, head * d_head:(head + 1) * d_head]
-                    out = w_out[:, head * d_head:(head + 1) * d_head] @ z
+                    z = captured[layer][b, q, head * d_head : (head + 1) * d_head]
+                    out = w_out[:, head * d_head : (head + 1) * d_head] @ z
                     if arch == "gpt2":
                         out = out - out.mean()
                     key = int(outputs.attentions[layer][b, head, q].argmax())
@@ -133,17 +133,17 @@ def test_ov_copying_equals_eigenvalues_of_the_full_vocab_circuit(tiny_dir, tiny_
     for layer, block in enumerate(blocks):
         for head in range(n_heads):
             if arch == "gpt2":
-                w_v = block.attn.c_attn.weight.T[2 * d_model:][head * d_head:(head + 1) * d_head]
-                w_o = block.attn.c_proj.weight.T[:, head * d_head:(head + 1) * d_head]
+                w_v = block.attn.c_attn.weight.T[2 * d_model :][head * d_head : (head + 1) * d_head]
+                w_o = block.attn.c_proj.weight.T[:, head * d_head : (head + 1) * d_head]
                 ln = block.ln_1.weight
             elif arch == "neox":
                 w_v = block.attention.query_key_value.weight.view(n_heads, 3, d_head, d_model)[head, 2]
-                w_o = block.attention.dense.weight[:, head * d_head:(head + 1) * d_head]
+                w_o = block.attention.dense.weight[:, head * d_head : (head + 1) * d_head]
                 ln = block.input_layernorm.weight
             else:
                 kv = head // 2  # 4 query heads share 2 key/value heads
-                w_v = block.self_attn.v_proj.weight[kv * d_head:(kv + 1) * d_head]
-                w_o = block.self_attn.o_proj.weight[:, head * d_head:(head + 1) * d_head]
+                w_v = block.self_attn.v_proj.weight[kv * d_head : (kv + 1) * d_head]
+                w_o = block.self_attn.o_proj.weight[:, head * d_head : (head + 1) * d_head]
                 ln = block.input_layernorm.weight
             circuit = unembed @ w_o.double() @ w_v.double() @ torch.diag(ln.double()) @ embed.T  # [vocab, vocab]
             eigenvalues = torch.linalg.eigvals(circuit)

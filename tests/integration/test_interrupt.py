@@ -32,14 +32,31 @@ SLOW_CLI = textwrap.dedent("""
 
 
 def test_ctrl_c_mid_trace_leaves_the_previous_set(tiny_dir, tmp_path):
-    args = ["scan", "--model", str(tiny_dir("gpt2")), "--low", "1", "--high", "128", "--batch", "2",
-            "--seq-len", "8", "--out", str(tmp_path)]
+    args = [
+        "scan",
+        "--model",
+        str(tiny_dir("gpt2")),
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "2",
+        "--seq-len",
+        "8",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert len({run_id_of(json.loads(text)) for text in before.values()} - {None}) == 1
 
-    process = subprocess.Popen([sys.executable, "-c", SLOW_CLI, *args, "--seed", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLI, *args, "--seed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout.readline().strip() == "TRACING"
         process.send_signal(signal.SIGINT)

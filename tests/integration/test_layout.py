@@ -17,8 +17,9 @@ def probe():
 def _rename(module: torch.nn.Module, old: str, new: str) -> None:
     """Re-register child ``old`` as ``new``; ``old`` stays readable (as a property) so forward still runs."""
     module._modules[new] = module._modules.pop(old)
-    module.__class__ = type(f"Renamed{type(module).__name__}", (type(module),),
-                            {old: property(lambda self: self._modules[new])})
+    module.__class__ = type(
+        f"Renamed{type(module).__name__}", (type(module),), {old: property(lambda self: self._modules[new])}
+    )
 
 
 def renamed_llama(tiny_dir, attn_implementation):
@@ -51,7 +52,9 @@ def test_layout_is_found_once_and_cached(tiny_model):
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_unusual_names_need_a_layout_and_then_give_the_same_scores(tiny_dir, tiny_model, attn):
     model = renamed_llama(tiny_dir, attn)
-    with pytest.raises(InductionError, match=r"attention in model\.blocks\.0 .*mixer.*set_layout\(model, attention=") as error:
+    with pytest.raises(
+        InductionError, match=r"attention in model\.blocks\.0 .*mixer.*set_layout\(model, attention="
+    ) as error:
         head_scores(model, probe())
     assert len(str(error.value).splitlines()) == 1
     layout = set_layout(model, layers="model.blocks", attention="mixer", o_proj="out")

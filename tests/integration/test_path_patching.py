@@ -33,10 +33,16 @@ def _parts(plain, arch, layer):
 def _capture(plain, tokens):
     """Clean head outputs (o_proj inputs) and block inputs, per layer."""
     z, resid = [], []
-    hooks = [p.register_forward_pre_hook(lambda _m, a: z.append(a[0].detach().clone())) for p in plain_projections(plain)]
+    hooks = [
+        p.register_forward_pre_hook(lambda _m, a: z.append(a[0].detach().clone())) for p in plain_projections(plain)
+    ]
     layers = plain.transformer.h if hasattr(plain, "transformer") else plain.model.layers
-    hooks += [l.register_forward_pre_hook(lambda _m, a, k=None: resid.append(
-        (a[0] if a else k["hidden_states"]).detach().clone()), with_kwargs=False) for l in layers]
+    hooks += [
+        l.register_forward_pre_hook(
+            lambda _m, a, k=None: resid.append((a[0] if a else k["hidden_states"]).detach().clone()), with_kwargs=False
+        )
+        for l in layers
+    ]
     try:
         with torch.no_grad():
             plain(tokens)
@@ -60,10 +66,12 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement, 
     w_o = (o_s.weight.T if arch == "gpt2" else o_s.weight)[:, hs * d_head : (hs + 1) * d_head]
     z_s = z[ls].reshape(*z[ls].shape[:2], N_HEADS, d_head)[:, :, hs]
     if path == "total":
+
         def ablate(_m, args):
             x = args[0].reshape(*args[0].shape[:2], N_HEADS, d_head).clone()
             x[:, :, hs] = replacement(ls)[:, hs]
             return (x.reshape(args[0].shape),)
+
         hooks.append(o_s.register_forward_pre_hook(ablate))
     else:
         delta = (z_s - replacement(ls)[:, hs]) @ w_o.T
@@ -83,6 +91,7 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement, 
             out = out.clone()
             out[..., start : start + d_head] = new_slice
             return out
+
         hooks.append(module.register_forward_hook(overwrite))
         if group > 1 and path in "kv":
             kv = ht // group
@@ -93,6 +102,7 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement, 
                 x = args[0].reshape(*args[0].shape[:2], N_HEADS, d_head).clone()
                 x[:, :, others] = clean[:, :, others]
                 return (x.reshape(args[0].shape),)
+
             hooks.append(o_t.register_forward_pre_hook(restore))
         if capture is not None:
             hooks.append(o_t.register_forward_pre_hook(lambda _m, a: capture.append(a[0].detach().clone())))
@@ -110,8 +120,9 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement, 
 
 def plain_loss(logits, tokens, seq_len):
     """Mean repeated-half loss, with ``F.cross_entropy``."""
-    return torch.stack([F.cross_entropy(logits[:, i], tokens[:, i + 1], reduction="none")
-                        for i in range(1 + seq_len, 2 * seq_len)], -1).mean()
+    return torch.stack(
+        [F.cross_entropy(logits[:, i], tokens[:, i + 1], reduction="none") for i in range(1 + seq_len, 2 * seq_len)], -1
+    ).mean()
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +133,10 @@ def sharp_dir(tmp_path_factory):
 
     def sharpen(model):
         for name, param in model.named_parameters():
-            if any(k in name for k in ("c_attn", "c_proj.weight", "q_proj", "k_proj", "v_proj", "o_proj")) \
-                    and ".mlp." not in name:
+            if (
+                any(k in name for k in ("c_attn", "c_proj.weight", "q_proj", "k_proj", "v_proj", "o_proj"))
+                and ".mlp." not in name
+            ):
                 param.mul_(10.0)
 
     made = {}
@@ -147,8 +160,9 @@ def test_path_patching_equals_plain_hooks(sharp_dir, arch, method):
     model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
     tokens, reference = rows(), rows(seed=5, batch=4)
     variants = [PathVariant(None, None, None)] + [PathVariant(s, t, p) for s, t, p in CASES]
-    result = path_patching(model, tokens, SEQ, variants, method=method, source=reference,
-                           max_tokens=3 * 17 * 4, progress=False)  # several traces
+    result = path_patching(
+        model, tokens, SEQ, variants, method=method, source=reference, max_tokens=3 * 17 * 4, progress=False
+    )  # several traces
     plain = plain_model(sharp_dir(arch))
     z_ref, _ = _capture(plain, reference)
 
@@ -171,8 +185,9 @@ def test_path_patching_equals_plain_hooks(sharp_dir, arch, method):
     for t, value in result.clean_scores.items():
         assert abs(value - float(clean[t[1]])) < 1e-5
     assert abs(float(result.scores[3]) - result.clean_scores[(1, 3)]) < 1e-5
-    assert all(abs(float(result.scores[i]) - result.clean_scores[t]) > 1e-3 for i, (s, t, p) in enumerate(CASES, 1)
-               if p != "v")
+    assert all(
+        abs(float(result.scores[i]) - result.clean_scores[t]) > 1e-3 for i, (s, t, p) in enumerate(CASES, 1) if p != "v"
+    )
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
@@ -190,7 +205,8 @@ def test_estimated_losses_are_the_plain_first_order_term(sharp_dir, arch):
     zero = lambda layer: torch.zeros(tokens.shape[1], N_HEADS, plain.config.hidden_size // N_HEADS)
     captured = []
     hook = plain_projections(plain)[1].register_forward_pre_hook(
-        lambda _m, a: (a[0].retain_grad(), captured.append(a[0])) and None)
+        lambda _m, a: (a[0].retain_grad(), captured.append(a[0]), None)[-1]
+    )
     try:
         plain_loss(plain(tokens).logits, tokens, SEQ).backward()
     finally:

@@ -105,12 +105,19 @@ def test_scan_head_scores_and_detection(gpt2, tokens):
     assert Path(result.model).name.startswith("tiny-gpt2") and result.bos is True
     check_top(result, result.induction_scores, "ScanResult")
     assert isinstance(result.figure(), go.Figure) and close(result.figure().data[0].z, result.induction_scores)
-    scores = head_scores(gpt2, repeated_probe(2, SEQ, seed=1, low=1, high=TINY_VOCAB, bos_token_id=TINY_BOS),
-                         kinds=("induction", "previous_token"))
+    scores = head_scores(
+        gpt2,
+        repeated_probe(2, SEQ, seed=1, low=1, high=TINY_VOCAB, bos_token_id=TINY_BOS),
+        kinds=("induction", "previous_token"),
+    )
     check_top(scores, scores.mean("induction"), "HeadScores")
     assert close(scores.figure("previous_token").data[0].z, scores.mean("previous_token"))
-    found = detect_heads(gpt2, "previous_token", probe=repeated_probe(3, SEQ, seed=2, low=1, high=TINY_VOCAB,
-                                                                      bos_token_id=TINY_BOS), n_boot=20)
+    found = detect_heads(
+        gpt2,
+        "previous_token",
+        probe=repeated_probe(3, SEQ, seed=2, low=1, high=TINY_VOCAB, bos_token_id=TINY_BOS),
+        n_boot=20,
+    )
     check_top(found, found.scores, "HeadDetection")
     assert close(found.figure().data[0].z, found.scores)
 
@@ -135,8 +142,9 @@ def test_ablation_and_patching(gpt2, tokens):
 
 
 def test_circuit_and_checkpoints(gpt2, tokens, tiny_dir):
-    found = circuit(gpt2, tokens, SEQ, targets=[(1, 2), (1, 0)], paths=("k", "total"), composition=False,
-                    progress=False)
+    found = circuit(
+        gpt2, tokens, SEQ, targets=[(1, 2), (1, 0)], paths=("k", "total"), composition=False, progress=False
+    )
     assert found.grid == (2, 4) and re.match(r"CircuitResult\(tiny-gpt2\d*, 2 targets", repr(found))
     assert [row[1] for row in Cells(found._repr_html_()).rows[1:]] == ["L1H2", "L1H0"]
     effects = {(e.source, e.target): e.effect for e in found.edges if e.path == "k"}
@@ -146,8 +154,12 @@ def test_circuit_and_checkpoints(gpt2, tokens, tiny_dir):
     def load(path, **_):
         return gpt2
 
-    steps = score_checkpoints([Checkpoint(0, str(tiny_dir("gpt2"))), Checkpoint(10, str(tiny_dir("gpt2")) + "/")],
-                              ProbeSettings(batch=2, seq_len=SEQ), load=load, progress=False)
+    steps = score_checkpoints(
+        [Checkpoint(0, str(tiny_dir("gpt2"))), Checkpoint(10, str(tiny_dir("gpt2")) + "/")],
+        ProbeSettings(batch=2, seq_len=SEQ),
+        load=load,
+        progress=False,
+    )
     assert isinstance(steps, list) and [entry["step"] for entry in steps] == [0, 10]
     last = torch.tensor(steps[-1]["scores"]["induction"])
     text = repr(steps)

@@ -39,8 +39,10 @@ def test_missing_scores_are_null(tiny_dir, tmp_path, monkeypatch):
 
     layout = heads.model_layout
     monkeypatch.setattr(heads, "model_layout", lambda model: dataclasses.replace(layout(model), value_layout=None))
-    assert main([*COMMANDS["heads"], "--kinds", "copying_ov", "--model", str(tiny_dir("neox")),
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main([*COMMANDS["heads"], "--kinds", "copying_ov", "--model", str(tiny_dir("neox")), "--out", str(tmp_path)])
+        == 0
+    )
     scores = parse_strict((tmp_path / "heads_results.json").read_text())["kinds"]["copying_ov"]["scores"]
     assert scores and all(value is None for row in scores for value in row)
 

@@ -20,12 +20,12 @@ import torch
 
 from induction_nnsight.app.jobs import HeadsConfig, ScanConfig, run_heads, run_scan
 from induction_nnsight.causal.metrics import repeated_half_loss
+from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.detect import detect_heads
 from induction_nnsight.scores.heads import HEAD_KINDS, head_scores
 from induction_nnsight.scores.losses import half_losses
 from induction_nnsight.scores.registry import get_score
 from induction_nnsight.scores.scan import induction_scores, loss_by_position, scan
-from induction_nnsight.probes.tokens import repeated_probe
 from tests.conftest import TINY_BOS
 
 ATOL = 1e-5
@@ -117,8 +117,9 @@ def test_detect_heads_scores_equal_the_heads_pass(tiny_model, all_scores, arch, 
 
 @pytest.mark.parametrize(("arch", "attn"), [("gpt2", "eager"), ("llama", "sdpa")])
 def test_scan_and_heads_jobs_write_the_same_induction_table(tiny_dir, tiny_model, all_scores, arch, attn):
-    common = dict(model=str(tiny_dir(arch)), batch=BATCH, seq_len=SEQ_LEN, low=1, high=128, top=3,
-                  attn_implementation=attn)
+    common = dict(
+        model=str(tiny_dir(arch)), batch=BATCH, seq_len=SEQ_LEN, low=1, high=128, top=3, attn_implementation=attn
+    )
     model = tiny_model(arch, attn)
     scanned, _ = run_scan(ScanConfig(**common), model=model)
     heads, _, _ = run_heads(HeadsConfig(**common, kinds=("induction",), n_boot=20), model=model)
@@ -139,9 +140,10 @@ def test_half_losses_equal_the_causal_repeated_half_loss(all_scores, arch, attn)
     assert math.isclose(repeated, float(repeated_half_loss(loss, SEQ_LEN, True)), abs_tol=ATOL)
     # the two halves cover the same tokens once unseen and once seen: the helper picks different entries
     start = 1
-    assert math.isclose(first, float(loss[start:start + SEQ_LEN - 1].mean()), abs_tol=ATOL)
-    assert math.isclose(repeated, float(loss[start + SEQ_LEN:start + 2 * SEQ_LEN - 1].mean()), abs_tol=ATOL)
+    assert math.isclose(first, float(loss[start : start + SEQ_LEN - 1].mean()), abs_tol=ATOL)
+    assert math.isclose(repeated, float(loss[start + SEQ_LEN : start + 2 * SEQ_LEN - 1].mean()), abs_tol=ATOL)
     # without BOS every index moves one to the left
     no_bos = loss[1:]
-    assert math.isclose(half_losses(no_bos, SEQ_LEN, False)[1], float(repeated_half_loss(no_bos, SEQ_LEN, False)),
-                        abs_tol=ATOL)
+    assert math.isclose(
+        half_losses(no_bos, SEQ_LEN, False)[1], float(repeated_half_loss(no_bos, SEQ_LEN, False)), abs_tol=ATOL
+    )

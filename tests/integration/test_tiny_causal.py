@@ -6,10 +6,10 @@ import torch
 from induction_nnsight import loss_by_position, repeated_tokens
 from induction_nnsight.causal.ablation import ablate_heads, ablation_curve, ablation_metrics, ablation_sweep
 from induction_nnsight.causal.attribution import head_attribution
-from induction_nnsight.models.layout import model_layout
 from induction_nnsight.causal.metrics import RowMetric, repeated_half_loss
 from induction_nnsight.causal.pairs import repeated_pair
 from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual
+from induction_nnsight.models.layout import model_layout
 from tests.conftest import TINY_ARCHS
 from tests.reference import plain_edited_loss, plain_head_inputs, plain_model
 
@@ -40,8 +40,12 @@ def test_ablation_leaves_earlier_layers_unchanged(tiny_model, arch):
     model, tokens = tiny_model(arch), rows()
     layers = model._module.get_submodule(model_layout(model).layers)
     seen = []
-    hooks = [layer.register_forward_hook(lambda _m, _i, out: seen.append(
-        (out[0] if isinstance(out, tuple) else out).detach().clone())) for layer in layers]
+    hooks = [
+        layer.register_forward_hook(
+            lambda _m, _i, out: seen.append((out[0] if isinstance(out, tuple) else out).detach().clone())
+        )
+        for layer in layers
+    ]
     try:
         ablate_heads(model, tokens, [])
         ablate_heads(model, tokens, [(1, 2)])
@@ -89,8 +93,9 @@ def test_batched_sweep_equals_one_head_at_a_time(tiny_model, arch):
     for layer, head in [(0, 0), (1, 3)]:
         alone = repeated_half_loss(ablate_heads(model, tokens, [(layer, head)]), SEQ, True)
         assert torch.isclose(sweep.values[layer, head], alone, atol=1e-5)
-    assert torch.isclose(torch.tensor(sweep.baseline), repeated_half_loss(loss_by_position(model, tokens), SEQ, True),
-                         atol=1e-5)
+    assert torch.isclose(
+        torch.tensor(sweep.baseline), repeated_half_loss(loss_by_position(model, tokens), SEQ, True), atol=1e-5
+    )
     partial = ablation_sweep(model, tokens, metric, layers=[1], progress=False)
     assert partial.values[0].isnan().all() and torch.allclose(partial.values[1], sweep.values[1], atol=1e-5)
 
@@ -134,15 +139,19 @@ def test_head_patching_equals_plain_transformers_hooks(tiny_model, tiny_dir, arc
     plain = plain_model(tiny_dir(arch))
     clean_inputs = plain_head_inputs(plain, pair.clean)
     for layer, head in [(0, 3), (1, 1)]:
-        def patch(l, x):
+
+        def patch(l, x, layer=layer, head=head):
             if l == layer:
                 x[:, :, head] = clean_inputs[l].reshape(*x.shape[:2], N_HEADS, -1)[:, :, head]
             return x
 
         loss = plain_edited_loss(plain, pair.corrupted, N_HEADS, patch)
         assert torch.isclose(result.values[layer, head], repeated_half_loss(loss, SEQ, True), atol=1e-5)
-    assert torch.isclose(torch.tensor(result.corrupted),
-                         repeated_half_loss(loss_by_position(model, pair.corrupted), SEQ, True), atol=1e-5)
+    assert torch.isclose(
+        torch.tensor(result.corrupted),
+        repeated_half_loss(loss_by_position(model, pair.corrupted), SEQ, True),
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -167,10 +176,12 @@ def test_attribution_equals_plain_autograd_and_tracks_exhaustive(tiny_model, tin
         for hook in hooks:
             hook.remove()
     pair.metric(logits, pair.corrupted).mean().backward()
-    by_hand = torch.stack([
-        (x.grad * (c - x.detach())).reshape(*x.shape[:2], N_HEADS, -1).sum(dim=(0, 1, 3))
-        for x, c in zip(kept, clean_inputs)
-    ])
+    by_hand = torch.stack(
+        [
+            (x.grad * (c - x.detach())).reshape(*x.shape[:2], N_HEADS, -1).sum(dim=(0, 1, 3))
+            for x, c in zip(kept, clean_inputs)
+        ]
+    )
     assert torch.allclose(estimate, by_hand, atol=1e-5)
     exhaustive = patch_heads(model, pair.clean, pair.corrupted, pair.metric, progress=False)
     change = exhaustive.values - exhaustive.corrupted
@@ -185,7 +196,7 @@ def test_attribution_equals_plain_autograd_and_tracks_exhaustive(tiny_model, tin
         for hook in hooks:
             hook.remove()
     pair.metric(logits, pair.clean).mean().backward()
-    zero_by_hand = torch.stack([
-        (x.grad * -x.detach()).reshape(*x.shape[:2], N_HEADS, -1).sum(dim=(0, 1, 3)) for x in kept
-    ])
+    zero_by_hand = torch.stack(
+        [(x.grad * -x.detach()).reshape(*x.shape[:2], N_HEADS, -1).sum(dim=(0, 1, 3)) for x in kept]
+    )
     assert zero.shape == (2, N_HEADS) and torch.allclose(zero, zero_by_hand, atol=1e-5)

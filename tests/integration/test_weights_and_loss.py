@@ -1,10 +1,10 @@
 """Weight-only scores cached against the weights' version; the chunked loss against cross_entropy."""
 
+import nnsight
 import pytest
 import torch
 import torch.nn.functional as F
 
-import nnsight
 from induction_nnsight import load_model
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores import weights as weight_module
@@ -73,14 +73,21 @@ def test_chunked_loss_equals_cross_entropy(tiny_model, chunk_elements):
     tokens = probe(batch=3).tokens
     with torch.no_grad(), model.trace(tokens):
         logits = nnsight.save(model.output.logits)  # [batch, pos, vocab]
-    expected = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).double(), tokens[:, 1:].reshape(-1),
-                               reduction="none").view(3, -1)
+    expected = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).double(), tokens[:, 1:].reshape(-1), reduction="none"
+    ).view(3, -1)
     got = token_losses(logits, tokens, chunk_elements=chunk_elements)
     assert got.dtype == torch.float32 and got.shape == expected.shape
     assert torch.allclose(got.double(), expected, atol=1e-5)
-    assert torch.allclose(token_losses(logits.bfloat16(), tokens, chunk_elements).double(),
-                          F.cross_entropy(logits[:, :-1].bfloat16().float().reshape(-1, logits.shape[-1]),
-                                          tokens[:, 1:].reshape(-1), reduction="none").view(3, -1).double(), atol=1e-5)
+    assert torch.allclose(
+        token_losses(logits.bfloat16(), tokens, chunk_elements).double(),
+        F.cross_entropy(
+            logits[:, :-1].bfloat16().float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none"
+        )
+        .view(3, -1)
+        .double(),
+        atol=1e-5,
+    )
     assert torch.allclose(per_position_loss(logits, tokens), expected.mean(0).float(), atol=1e-5)
 
 

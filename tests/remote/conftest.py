@@ -18,7 +18,7 @@ API_KEY = "sk-test-0123456789abcdef-never-print-me"
 
 
 def smollm2_cached() -> bool:
-    from induction_nnsight.models.loading import SMOLLM2, _CONVERTED_MARK, cache_dir
+    from induction_nnsight.models.loading import _CONVERTED_MARK, SMOLLM2, cache_dir
 
     return (cache_dir() / SMOLLM2 / _CONVERTED_MARK).exists()
 

@@ -76,8 +76,11 @@ class NdifTestServer:
 
     def _spawn(self, name: str, command: list[str], env: dict) -> None:
         with open(self.work / f"{name}.log", "w") as log:
-            self.procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                               cwd=self.work, stdin=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.work, stdin=subprocess.DEVNULL
+                )
+            )
 
     def _wait(self, ready, what: str, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -101,25 +104,51 @@ class NdifTestServer:
         redis_port, api_port = free_port(), free_port()
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         self.host = f"http://127.0.0.1:{api_port}"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("NDIF_") and k not in ("PYTHONPATH", "NNSIGHT_CONFIG")}
-        env.update(PYTHONPATH=site, NDIF_REDIS_URL=redis_url, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   NNSIGHT_CONFIG=str(self.work / "no-nnsight-config.yaml"))
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("NDIF_") and k not in ("PYTHONPATH", "NNSIGHT_CONFIG")
+        }
+        env.update(
+            PYTHONPATH=site,
+            NDIF_REDIS_URL=redis_url,
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            NNSIGHT_CONFIG=str(self.work / "no-nnsight-config.yaml"),
+        )
         self.env = env
         try:
             if shutil.which("redis-server") and not os.environ.get("NDIF_TEST_FAKEREDIS"):
-                command = ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
-                           "--appendonly", "no", "--protected-mode", "yes"]
+                command = [
+                    "redis-server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(redis_port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                ]
             else:
-                command = [sys.executable, "-c", "from fakeredis import TcpFakeServer as S; "
-                           f"S(('127.0.0.1', {redis_port}), server_type='redis').serve_forever()"]
+                command = [
+                    sys.executable,
+                    "-c",
+                    "from fakeredis import TcpFakeServer as S; "
+                    f"S(('127.0.0.1', {redis_port}), server_type='redis').serve_forever()",
+                ]
             self._spawn("redis", command, env)
             self._wait(lambda: _redis_ping(redis_port), "redis", 30)
             self._spawn("api", self._api_command(api_port), env)
             ready = self.work / "worker.ready"
             keys = [arg for key in self.model_keys for arg in ("--model-key", key)]
-            self._spawn("worker", [sys.executable, str(WORKER), "--redis-url", redis_url, *keys,
-                                   "--ready-file", str(ready)], env)
+            self._spawn(
+                "worker",
+                [sys.executable, str(WORKER), "--redis-url", redis_url, *keys, "--ready-file", str(ready)],
+                env,
+            )
             self._wait(lambda: _http_ok(f"{self.host}/ping"), "NDIF API /ping")
             self._wait(ready.exists, "worker")
             self._wait(lambda: _http_ok(f"{self.host}/status"), "NDIF API /status", 30)
@@ -130,8 +159,20 @@ class NdifTestServer:
 
     @staticmethod
     def _api_command(port: int) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "ndif.services.api.app:app", "--host", "127.0.0.1",
-                "--port", str(port), "--ws", "websockets", "--log-level", "warning"]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "ndif.services.api.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets",
+            "--log-level",
+            "warning",
+        ]
 
     def second_api(self, **env: str) -> str:
         """Another API process on the same queue, with extra ``NDIF_*`` settings; returns its URL."""

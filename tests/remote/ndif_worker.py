@@ -58,10 +58,6 @@ def main() -> None:
     import redis
     import torch
     import zstandard
-    from nnsight.modeling.huggingface import HuggingFaceModel
-    from nnsight.ndif import get_local_env
-    from nnsight.tracing.util import clean_traceback
-
     from ndif.common.errors import RequestError
     from ndif.common.providers.redis import RedisProvider
     from ndif.common.redis import ENV_KEY, STATUS_KEY
@@ -69,6 +65,9 @@ def main() -> None:
     from ndif.services.api.queue.config import CONFIG as QUEUE_CONFIG
     from ndif.services.ray.deployments.modeling.nns import block_scope, execute_traced_block, prepare_traced_block
     from ndif.services.ray.deployments.modeling.util import LogStream, cpu_pickle_module
+    from nnsight.modeling.huggingface import HuggingFaceModel
+    from nnsight.ndif import get_local_env
+    from nnsight.tracing.util import clean_traceback
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -79,8 +78,12 @@ def main() -> None:
     for key in args.model_key:
         info = json.loads(key.split(":", 1)[1])
         deployments[f"ModelActor:{key}:0"] = {
-            "application_state": "RUNNING", "deployment_level": "HOT", "model_key": key,
-            "repo_id": info.get("repo_id"), "revision": info.get("revision"), "task": info.get("task"),
+            "application_state": "RUNNING",
+            "deployment_level": "HOT",
+            "model_key": key,
+            "repo_id": info.get("repo_id"),
+            "revision": info.get("revision"),
+            "task": info.get("task"),
         }
     queue.set(STATUS_KEY, json.dumps({"deployments": deployments}))
     queue.set(ENV_KEY, json.dumps(get_local_env()))

@@ -92,8 +92,25 @@ def test_a_server_message_quoting_the_key_is_redacted(monkeypatch):
 
 def test_cli_unreachable_host_exits_2(tiny_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(["scan", "--model", str(tiny_dir("gpt2")), "--ndif-host", closed_port_host(), "--low", "1",
-                   "--high", "128", "--batch", "2", "--seq-len", "4", "--out", str(out)])
+    status = main(
+        [
+            "scan",
+            "--model",
+            str(tiny_dir("gpt2")),
+            "--ndif-host",
+            closed_port_host(),
+            "--low",
+            "1",
+            "--high",
+            "128",
+            "--batch",
+            "2",
+            "--seq-len",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 2 and "cannot reach NDIF" in captured.err and "Traceback" not in captured.err
     assert API_KEY not in captured.err + captured.out

@@ -80,18 +80,17 @@ def test_unsaved_values_do_not_come_back(tiny_model):
     model, tokens = tiny_model("gpt2", "sdpa"), tokens_for()
     with model.trace(tokens, backend=remote_backend(model, "local")):
         kept = nnsight.save(per_position_loss(model.output.logits, tokens))
-        dropped = per_position_loss(model.output.logits, tokens)  # noqa: F841 - not saved
+        dropped = per_position_loss(model.output.logits, tokens)
     assert kept.shape == (tokens.shape[1] - 1,)
     with pytest.raises(NameError):
-        dropped  # noqa: B018
+        dropped
 
 
 def test_an_unpicklable_value_in_the_trace_fails(tiny_model):
     model, lock = tiny_model("gpt2", "sdpa"), threading.Lock()
-    with pytest.raises(TypeError, match="lock"):
-        with model.trace(tokens_for(), backend=remote_backend(model, "local")):
-            with lock:
-                out = nnsight.save(model.output.logits.sum())  # noqa: F841
+    with pytest.raises(TypeError, match="lock"), model.trace(tokens_for(), backend=remote_backend(model, "local")):
+        with lock:
+            out = nnsight.save(model.output.logits.sum())  # noqa: F841
 
 
 def test_the_dry_run_measures_the_bytes_each_way(tiny_model):
@@ -99,7 +98,7 @@ def test_the_dry_run_measures_the_bytes_each_way(tiny_model):
     backend = remote_backend(model, "local")
     assert isinstance(backend, DryRunBackend)
     with model.trace(tokens_for(), backend=backend):
-        scores = nnsight.save(model.output.logits.mean())  # noqa: F841
+        scores = nnsight.save(model.output.logits.mean())
     assert 0 < backend.transfer.received_bytes < 4096 and backend.transfer.sent_bytes > 0
     # what comes back grows with what is saved: the full logits add their bytes (compressed, so at least
     # half of them for float noise; at most all of them plus framing)
@@ -126,8 +125,11 @@ def test_causal_functions_survive_the_round_trip(tiny_model, arch):
     assert torch.allclose(ablate_heads(model, tokens, [(1, 2)], remote="local"), ablate_heads(model, tokens, [(1, 2)]))
     pair = repeated_pair(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
     args = (model, pair.clean, pair.corrupted, pair.metric)
-    for run in (lambda **kw: patch_heads(*args, **kw), lambda **kw: patch_residual(*args, positions=[3, 9], **kw),
-                lambda **kw: patch_qkv(*args, 1, 2, positions=[9], **kw)):
+    for run in (
+        lambda **kw: patch_heads(*args, **kw),
+        lambda **kw: patch_residual(*args, positions=[3, 9], **kw),
+        lambda **kw: patch_qkv(*args, 1, 2, positions=[9], **kw),
+    ):
         local, dry = run(progress=False), run(progress=False, remote="local")
         assert torch.allclose(dry.values, local.values, atol=1e-6)
     local = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean)

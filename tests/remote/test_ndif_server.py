@@ -70,7 +70,7 @@ def test_a_session_sends_two_traces_in_one_request(ndif, tiny_model):
     model, local_model = ndif.models["gpt2"], tiny_model("gpt2", "sdpa")
     clean = tokens_for()
     corrupted = clean.clone()
-    corrupted[:, 1 + SEQ_LEN:] = tokens_for(seed=1)[:, 1 + SEQ_LEN:]  # second copy no longer repeats
+    corrupted[:, 1 + SEQ_LEN :] = tokens_for(seed=1)[:, 1 + SEQ_LEN :]  # second copy no longer repeats
     settings = RemoteSettings(ndif.host)
     before = completed(ndif)
     with model.session(backend=remote_backend(model, settings)):
@@ -144,11 +144,26 @@ def test_a_failure_on_the_server_is_one_line(ndif):
 
 
 def test_cli_scan_remote_equals_local(ndif, tiny_dir, tmp_path, capsys):
-    common = ["scan", "--model", str(tiny_dir("llama")), "--attn-implementation", "sdpa", "--low", "1",
-              "--high", "128", "--batch", "4", "--seq-len", "10"]
+    common = [
+        "scan",
+        "--model",
+        str(tiny_dir("llama")),
+        "--attn-implementation",
+        "sdpa",
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "4",
+        "--seq-len",
+        "10",
+    ]
     assert main([*common, "--out", str(tmp_path / "local")]) == 0
-    assert main([*common, "--remote", "--ndif-host", ndif.host, "--timeout", "120",
-                 "--out", str(tmp_path / "remote")]) == 0
+    assert (
+        main([*common, "--remote", "--ndif-host", ndif.host, "--timeout", "120", "--out", str(tmp_path / "remote")])
+        == 0
+    )
     local = json.loads((tmp_path / "local" / "scan_results.json").read_text())
     remote = json.loads((tmp_path / "remote" / "scan_results.json").read_text())
     for field in ("loss_by_position", "induction_scores", "top_heads", "mean_loss_repeated_half"):

@@ -62,7 +62,8 @@ def test_id_cache_is_the_hub_id_cache_model_keys_read(tiny_dir):
 
 
 def test_remoteable_env_and_persistent_objects(tiny_model):
-    """``_remoteable_get_env`` returns a dict; ``_remoteable_persistent_objects`` maps ids to the interleaver and modules."""
+    """``_remoteable_get_env`` returns a dict; ``_remoteable_persistent_objects`` maps ids to the interleaver and
+    modules."""
     model = tiny_model("gpt2", "sdpa")
     env = internals.request_env(model)
     assert isinstance(env, dict), f"Remotable._remoteable_get_env returned {type(env).__name__}, not a dict"

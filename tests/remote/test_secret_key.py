@@ -33,12 +33,48 @@ COMMANDS = {  # small, valid settings per subcommand (tiny GPT-2: vocabulary 128
     "scan": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--top", "2"],
     "heads": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--top", "2"],
     "attention": ["--layer", "0", "--head", "0", "--prompt", "t1 t2 t3"],
-    "ablate": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--top-k", "2", "--draws", "2",
-               "--no-sweep"],
-    "patch": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--pair", "repeated",
-              "--sites", "heads"],
-    "circuit": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--targets", "L1H2",
-                "--no-composition"],
+    "ablate": [
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "2",
+        "--seq-len",
+        "4",
+        "--top-k",
+        "2",
+        "--draws",
+        "2",
+        "--no-sweep",
+    ],
+    "patch": [
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "2",
+        "--seq-len",
+        "4",
+        "--pair",
+        "repeated",
+        "--sites",
+        "heads",
+    ],
+    "circuit": [
+        "--low",
+        "1",
+        "--high",
+        "128",
+        "--batch",
+        "2",
+        "--seq-len",
+        "4",
+        "--targets",
+        "L1H2",
+        "--no-composition",
+    ],
 }
 
 
@@ -130,9 +166,19 @@ def echo_host(meta_gpt2):
     other request (the websocket handshake, a POST) with the client's API key quoted
     back in a header and in the body, as a careless server might."""
     key = model_key(meta_gpt2)
-    status = json.dumps({"deployments": {key: {
-        "repo_id": meta_gpt2.repo_id, "revision": "main", "model_key": key,
-        "deployment_level": "HOT", "application_state": "RUNNING"}}}).encode()
+    status = json.dumps(
+        {
+            "deployments": {
+                key: {
+                    "repo_id": meta_gpt2.repo_id,
+                    "revision": "main",
+                    "model_key": key,
+                    "deployment_level": "HOT",
+                    "application_state": "RUNNING",
+                }
+            }
+        }
+    ).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _answer(self):
@@ -276,9 +322,8 @@ def test_a_failure_on_the_server(ndif, sinks):
     import nnsight
 
     model = ndif.models["gpt2"]
-    with pytest.raises(InductionError) as error:
-        with model.trace(tokens(), backend=remote_backend(model, ndif.host)):
-            bad = nnsight.save(model.output.logits[0, 0, 10_000])  # noqa: F841 - vocab is 128
+    with pytest.raises(InductionError) as error, model.trace(tokens(), backend=remote_backend(model, ndif.host)):
+        bad = nnsight.save(model.output.logits[0, 0, 10_000])  # noqa: F841 - vocab is 128
     sinks(error.value)
 
 

@@ -1,7 +1,8 @@
 """The package's import rule (issue 12, point 3): imports run only down the data flow.
 
 models/ -> probes/ -> ndif/ -> scores/ -> causal/ -> app/, with errors.py usable by all and
-figures/ (plain data in, Plotly figures out) by the stages whose results draw themselves. The rule is read from the source with ``ast`` (module-level imports, imports inside functions,
+figures/ (plain data in, Plotly figures out) by the stages whose results draw themselves. The rule
+is read from the source with ``ast`` (module-level imports, imports inside functions,
 relative ``from ..x import`` and absolute ``induction_nnsight.x`` alike), so a lazy import
 added to dodge a cycle is caught as surely as one at the top of a file.
 """
@@ -89,8 +90,10 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
         if other not in ALLOWED:  # `from induction_nnsight import load_model`: a name re-exported from the top
             other = ""
         if other not in allowed:
-            bad.append(f"{module}:{line} imports {target} ({own or 'top level'} may import "
-                       f"{', '.join(sorted(ALLOWED[own])) or 'nothing of the package'})")
+            bad.append(
+                f"{module}:{line} imports {target} ({own or 'top level'} may import "
+                f"{', '.join(sorted(ALLOWED[own])) or 'nothing of the package'})"
+            )
     return bad
 
 
@@ -129,8 +132,10 @@ def test_the_checker_flags_upward_imports():
     # a function-level import in a subpackage __init__ resolves against the package itself
     assert len(violations("def f():\n    from .cli import main\n", "induction_nnsight.models", True)) == 0
     assert len(violations("def f():\n    from ..app.cli import main\n", "induction_nnsight.models", True)) == 1
-    allowed = ("from ..errors import InductionError\nfrom .layout import model_facts\nimport torch\n"
-               "from induction_nnsight.errors import InductionError\nfrom . import cache\n")
+    allowed = (
+        "from ..errors import InductionError\nfrom .layout import model_facts\nimport torch\n"
+        "from induction_nnsight.errors import InductionError\nfrom . import cache\n"
+    )
     assert violations(allowed, "induction_nnsight.models.loading") == []
     assert violations("from ..scores.losses import token_losses\n", "induction_nnsight.causal.metrics") == []
     assert len(violations("from ..causal.metrics import pearson\n", "induction_nnsight.scores.heads")) == 1
@@ -145,7 +150,9 @@ def test_each_subpackage_docstring_says_what_it_may_import(sub):
     if sub == "app":
         assert "every other subpackage" in text
         return
-    claims = {other for other in (*SUBPACKAGES, "errors") if f"induction_nnsight.{other}`" in text.split("may import")[1]}
+    claims = {
+        other for other in (*SUBPACKAGES, "errors") if f"induction_nnsight.{other}`" in text.split("may import")[1]
+    }
     assert claims == ALLOWED[sub], f"{sub}'s docstring says it may import {sorted(claims)}"
 
 

@@ -86,8 +86,9 @@ def test_bad_targets_and_shown_heads_are_refused(targets, shown, message):
 
 
 def test_targets_accept_a_position_a_list_or_none():
-    data = attention_data(["a", "b", "c"], [[[1, 0, 0], [0, 1, 0], [0, 0, 1]]], ["h"],
-                          targets={"prev": [None, 0, [1, 1]]})
+    data = attention_data(
+        ["a", "b", "c"], [[[1, 0, 0], [0, 1, 0], [0, 0, 1]]], ["h"], targets={"prev": [None, 0, [1, 1]]}
+    )
     assert data["targets"] == [{"name": "prev", "keys": [[], [0], [1]]}]
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from induction_nnsight.errors import InductionError
 from induction_nnsight.models import cache
 from induction_nnsight.models import loading as models
-from induction_nnsight.errors import InductionError
 
 FAKE_GGUF = b"GGUF fake quantized weights " * 64
 
@@ -93,7 +93,9 @@ def test_manifest_lists_sizes_and_sha256(fake):
     weights = entry / "model.safetensors"
     assert manifest["source"] == models._GGUF_NAME
     assert manifest["files"]["model.safetensors"] == {
-        "size": weights.stat().st_size, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+        "size": weights.stat().st_size,
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
 
 
 def _truncate(entry: Path) -> None:
@@ -120,13 +122,16 @@ def _old_marker(entry: Path) -> None:
     (entry / models._CONVERTED_MARK).write_text(f"{models._GGUF_NAME}\n")
 
 
-@pytest.mark.parametrize("spoil, reason", [
-    (_truncate, "bytes, expected"),
-    (_flip_byte, "sha256 mismatch"),
-    (_drop_weights, "model.safetensors missing"),
-    (_drop_marker, "completion marker missing"),
-    (_old_marker, "completion marker unreadable"),
-])
+@pytest.mark.parametrize(
+    "spoil, reason",
+    [
+        (_truncate, "bytes, expected"),
+        (_flip_byte, "sha256 mismatch"),
+        (_drop_weights, "model.safetensors missing"),
+        (_drop_marker, "completion marker missing"),
+        (_old_marker, "completion marker unreadable"),
+    ],
+)
 def test_damaged_entry_is_reported_and_rebuilt(fake, capfd, spoil, reason):
     entry = models.smollm2_dir(progress=False)
     good = (entry / "model.safetensors").read_bytes()

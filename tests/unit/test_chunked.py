@@ -71,8 +71,9 @@ def test_eager_weights_are_sliced_to_the_same_scores():
 def test_a_whole_pattern_score_still_gets_the_whole_pattern():
     attention, batch = layer(), probe()
     seen = []
-    score = HeadScore("rows_seen", "test", "pattern", lambda pattern, view: seen.append(pattern.shape) or
-                      pattern[..., 0].mean(-1))
+    score = HeadScore(
+        "rows_seen", "test", "pattern", lambda pattern, view: seen.append(pattern.shape) or pattern[..., 0].mean(-1)
+    )
     got = layer_pattern_scores(attention, ProbeView(batch), [score, get_score("bos")], budget=1)
     n = batch.tokens.shape[1]
     assert seen == [(BATCH, HEADS, n, n)]
@@ -126,8 +127,15 @@ def test_stacked_layers_give_each_layers_pattern():
     assert torch.equal(stack_layers(eager).pattern(), expected)
 
 
-@pytest.mark.parametrize("change", [{"sliding_window": 4}, {"mask": torch.ones(9, 9, dtype=torch.bool)},
-                                    {"scaling": 0.5}, {"key": torch.randn(2, 2, 8, 8)}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sliding_window": 4},
+        {"mask": torch.ones(9, 9, dtype=torch.bool)},
+        {"scaling": 0.5},
+        {"key": torch.randn(2, 2, 8, 8)},
+    ],
+)
 def test_layers_that_differ_are_not_stacked(change):
     base = dict(query=torch.randn(2, 4, 9, 8), key=torch.randn(2, 2, 9, 8), scaling=0.3)
     assert not can_stack(LayerAttention(**base), LayerAttention(**{**base, **change}))

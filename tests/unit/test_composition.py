@@ -34,20 +34,25 @@ def _arena_row_vectors(source, target, path):
 def test_composition_score_equals_hand_computation(path):
     g = torch.Generator().manual_seed(1)
     d_model, d_head = 24, 6
-    source = {"v": torch.randn(d_head, d_model, generator=g, dtype=torch.float64), "o": torch.randn(d_model, d_head, generator=g, dtype=torch.float64)}
-    target = {k: torch.randn(d_head, d_model, generator=g, dtype=torch.float64) for k in "qkv"} | {"o": torch.randn(d_model, d_head, generator=g, dtype=torch.float64)}
+    source = {
+        "v": torch.randn(d_head, d_model, generator=g, dtype=torch.float64),
+        "o": torch.randn(d_model, d_head, generator=g, dtype=torch.float64),
+    }
+    target = {k: torch.randn(d_head, d_model, generator=g, dtype=torch.float64) for k in "qkv"} | {
+        "o": torch.randn(d_model, d_head, generator=g, dtype=torch.float64)
+    }
     ours = composition_score(source, target, path)
     assert ours == pytest.approx(_by_hand(source, target, path), rel=1e-9)
     assert ours == pytest.approx(_arena_row_vectors(source, target, path), rel=1e-9)
 
 
 def test_aligned_heads_compose_fully_and_orthogonal_ones_not_at_all():
-    d_model, d_head = 8, 2
+    d_model, _d_head = 8, 2
     e = torch.eye(d_model)
     # the source reads dims 0-1 and writes dims 2-3; the target's keys read dims 2-3: K-composition 1
     source = {"v": e[0:2], "o": e[:, 2:4]}
     target = {"q": e[4:6], "k": e[2:4], "v": e[6:8], "o": e[:, 6:8]}
-    assert composition_score(source, target, "k") == pytest.approx(2 ** -0.5)  # the most a rank-2 pair can reach
+    assert composition_score(source, target, "k") == pytest.approx(2**-0.5)  # the most a rank-2 pair can reach
     assert composition_score(source, target, "q") == pytest.approx(0.0, abs=1e-12)
     assert composition_score(source, target, "v") == pytest.approx(0.0, abs=1e-12)
 

@@ -4,9 +4,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
+from induction_nnsight.app.report import ascii_attention, text_report
 from induction_nnsight.figures.heads import attention_view_figure, top_heads_figure
 from induction_nnsight.scores.detect import HeadDetection, bootstrap_interval
-from induction_nnsight.app.report import ascii_attention, text_report
 
 
 def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_agreement():
@@ -31,15 +31,27 @@ def test_detection_lists_heads_above_threshold_best_first():
 
 
 def test_report_shows_facts_losses_and_bars():
-    facts = dict(name="m", architecture="A", attn_implementation="sdpa", n_layers=2, n_heads=3, n_kv_heads=1,
-                 d_model=8, d_head=4, n_ctx=64)
+    facts = dict(
+        name="m",
+        architecture="A",
+        attn_implementation="sdpa",
+        n_layers=2,
+        n_heads=3,
+        n_kv_heads=1,
+        d_model=8,
+        d_head=4,
+        n_ctx=64,
+    )
     text = text_report(facts, {"induction": [{"layer": 1, "head": 2, "score": 0.5, "ci": [0.4, 0.6]}]}, (9.0, 2.0))
     assert "key/value heads 1" in text and "drop 7.00" in text
     assert "L1H2" in text and "#" * 15 in text and "[0.40, 0.60]" in text
 
 
 def test_top_heads_figure_has_a_panel_per_kind():
-    tops = {"a": [{"layer": 0, "head": 1, "score": 0.5}], "b": [{"layer": 1, "head": 0, "score": 0.2, "ci": [0.1, 0.3]}]}
+    tops = {
+        "a": [{"layer": 0, "head": 1, "score": 0.5}],
+        "b": [{"layer": 1, "head": 0, "score": 0.2, "ci": [0.1, 0.3]}],
+    }
     fig = top_heads_figure(tops)
     assert isinstance(fig, go.Figure) and len(fig.data) == 2
     assert fig.data[1].error_y.array[0] == pytest.approx(0.1)

@@ -13,18 +13,29 @@ import pytest
 from bench.charts import ratio_figure, sweep_figure
 from induction_nnsight.figures.causal import ablation_curve_figure, attribution_scatter_figure
 from induction_nnsight.figures.circuit import circuit_graph_figure, circuit_heatmap_figure
-from induction_nnsight.figures.dynamics import (k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap,
-                                                training_loss_figure)
-from induction_nnsight.figures.heads import (attention_view_figure, heatmap_figure, loss_by_position_figure,
-                                             top_heads_figure)
+from induction_nnsight.figures.dynamics import (
+    k_edge_figure,
+    loss_icl_figure,
+    score_lines_figure,
+    step_head_heatmap,
+    training_loss_figure,
+)
+from induction_nnsight.figures.heads import (
+    attention_view_figure,
+    heatmap_figure,
+    loss_by_position_figure,
+    top_heads_figure,
+)
 from induction_nnsight.figures.style import DIVERGING, SEQUENTIAL, colour_scale, label_positions
 
 SCORES = [[0.1, 0.2, 0.05], [0.9, 0.3, float("nan")]]  # [n_layers = 2][n_heads = 3]
 SIGNED = [[0.4, -1.5, 0.0], [0.2, 0.7, float("nan")]]
 STEPS = [0, 10, 100]
 BY_STEP = [[[0.0, 0.1], [0.1, 0.0]], [[0.1, 0.2], [0.3, 0.1]], [[0.1, 0.2], [0.8, 0.4]]]  # [step][layer][head]
-EDGES = [{"source": "L0H1", "target": "L1H0", "path": "k", "effect": -0.3, "loss_effect": 0.1},
-         {"source": "L0H0", "target": "L1H0", "path": "v", "effect": 0.0, "loss_effect": 0.2}]
+EDGES = [
+    {"source": "L0H1", "target": "L1H0", "path": "k", "effect": -0.3, "loss_effect": 0.1},
+    {"source": "L0H0", "target": "L1H0", "path": "v", "effect": 0.0, "loss_effect": 0.2},
+]
 
 
 def scale_of(name: str) -> list:
@@ -43,33 +54,79 @@ def every_figure() -> dict[str, go.Figure]:
     return {
         "loss": loss_by_position_figure([3.0, 2.0, 0.5], 2, title="Loss — m", subtitle=sub),
         "heatmap": heatmap_figure(SCORES, title="Score — m", subtitle=sub, colorbar_title="score (fraction)"),
-        "top_heads": top_heads_figure({"induction": [{"layer": 1, "head": 0, "score": 0.9}]}, "Top — m", sub,
-                                      units={"induction": "fraction of attention"}),
-        "attention": attention_view_figure(["a", "b", "a"], [[1, 0, 0], [0.5, 0.5, 0], [0, 1, 0]],
-                                           [[False] * 3, [False] * 3, [False, True, False]], "L1H0 — m", sub),
-        "curve": ablation_curve_figure([1, 2], [3.0, 4.0], [[2.0, 2.5], [2.1, 2.4]], 2.0, title="Curve — m",
-                                       subtitle=sub),
-        "scatter": attribution_scatter_figure([0.1, 0.2], [0.1, 0.3], ["L0H0", "L0H1"], correlation=0.9,
-                                              title="Attribution — m", subtitle=sub, axis_title="change in loss (nats)"),
-        "circuit_heatmap": circuit_heatmap_figure([[-0.3], [0.1]], ["L0H0", "L0H1"], ["L1H0"], title="Path k — m",
-                                                  subtitle=sub, colorbar_title="Δ induction score"),
-        "circuit_graph": circuit_graph_figure(2, 2, {"L1H0": "induction", "L0H1": "previous-token"},
-                                              {"L1H0": (0.1, 0.9), "L0H1": (0.8, 0.1)}, EDGES, title="Circuit — m",
-                                              subtitle=sub, labelled=["L1H0"]),
-        "score_lines": score_lines_figure(STEPS, BY_STEP, highlight=[(1, 0)], unit="fraction of attention",
-                                          title="Lines — run", subtitle=sub),
-        "loss_icl": loss_icl_figure(STEPS, [5.0, 4.0, 3.0], [5.0, 3.0, 1.0], [0.0, -1.0, -2.0],
-                                    {"step": 100, "before": 10}, title="Loss — run", subtitle=sub),
+        "top_heads": top_heads_figure(
+            {"induction": [{"layer": 1, "head": 0, "score": 0.9}]},
+            "Top — m",
+            sub,
+            units={"induction": "fraction of attention"},
+        ),
+        "attention": attention_view_figure(
+            ["a", "b", "a"],
+            [[1, 0, 0], [0.5, 0.5, 0], [0, 1, 0]],
+            [[False] * 3, [False] * 3, [False, True, False]],
+            "L1H0 — m",
+            sub,
+        ),
+        "curve": ablation_curve_figure(
+            [1, 2], [3.0, 4.0], [[2.0, 2.5], [2.1, 2.4]], 2.0, title="Curve — m", subtitle=sub
+        ),
+        "scatter": attribution_scatter_figure(
+            [0.1, 0.2],
+            [0.1, 0.3],
+            ["L0H0", "L0H1"],
+            correlation=0.9,
+            title="Attribution — m",
+            subtitle=sub,
+            axis_title="change in loss (nats)",
+        ),
+        "circuit_heatmap": circuit_heatmap_figure(
+            [[-0.3], [0.1]],
+            ["L0H0", "L0H1"],
+            ["L1H0"],
+            title="Path k — m",
+            subtitle=sub,
+            colorbar_title="Δ induction score",
+        ),
+        "circuit_graph": circuit_graph_figure(
+            2,
+            2,
+            {"L1H0": "induction", "L0H1": "previous-token"},
+            {"L1H0": (0.1, 0.9), "L0H1": (0.8, 0.1)},
+            EDGES,
+            title="Circuit — m",
+            subtitle=sub,
+            labelled=["L1H0"],
+        ),
+        "score_lines": score_lines_figure(
+            STEPS, BY_STEP, highlight=[(1, 0)], unit="fraction of attention", title="Lines — run", subtitle=sub
+        ),
+        "loss_icl": loss_icl_figure(
+            STEPS,
+            [5.0, 4.0, 3.0],
+            [5.0, 3.0, 1.0],
+            [0.0, -1.0, -2.0],
+            {"step": 100, "before": 10},
+            title="Loss — run",
+            subtitle=sub,
+        ),
         "k_edge": k_edge_figure(STEPS, [None, EDGES[0], EDGES[0]], title="k edge — run", subtitle=sub),
-        "step_head": step_head_heatmap(STEPS, BY_STEP, unit="fraction of attention", title="Heatmap — run",
-                                       subtitle=sub),
-        "training_loss": training_loss_figure([{"step": s, "loss": 1.0, "loss_fresh": 2.0, "loss_copied": 0.5}
-                                               for s in (1, 10, 100)], [10, 100], title="Training — run", subtitle=sub),
+        "step_head": step_head_heatmap(
+            STEPS, BY_STEP, unit="fraction of attention", title="Heatmap — run", subtitle=sub
+        ),
+        "training_loss": training_loss_figure(
+            [{"step": s, "loss": 1.0, "loss_fresh": 2.0, "loss_copied": 0.5} for s in (1, 10, 100)],
+            [10, 100],
+            title="Training — run",
+            subtitle=sub,
+        ),
         "bench_ratio": ratio_figure({"m": {"forward-eager": 1.0, "scan": 1.1}}, title="Ratio — m", subtitle=sub),
-        "bench_sweep": sweep_figure({"m: batch": {"scan": ([1, 2], [1.0, 1.1])},
-                                     "m: length": {"scan": ([9, 17], [1.0, 1.2])}},
-                                    x_titles={"m: batch": "batch", "m: length": "tokens per row"},
-                                    y_title="ratio", title="Sweep — m", subtitle=sub),
+        "bench_sweep": sweep_figure(
+            {"m: batch": {"scan": ([1, 2], [1.0, 1.1])}, "m: length": {"scan": ([9, 17], [1.0, 1.2])}},
+            x_titles={"m: batch": "batch", "m: length": "tokens per row"},
+            y_title="ratio",
+            title="Sweep — m",
+            subtitle=sub,
+        ),
     }
 
 
@@ -133,15 +190,18 @@ def test_the_given_top_cells_are_labelled_where_they_are():
 def test_signed_labels_carry_their_sign_and_grid_labels_their_names():
     fig = heatmap_figure(SIGNED, title="t", colorbar_title="c", value_range=(None, None), top=[(0, 1)])
     assert fig.layout.annotations[0].text == "L0H1 -1.50"
-    circuit = circuit_heatmap_figure([[-0.3], [0.1]], ["L0H0", "L0H1"], ["L1H0"], title="t", colorbar_title="c",
-                                     top=[(0, 0)])
+    circuit = circuit_heatmap_figure(
+        [[-0.3], [0.1]], ["L0H0", "L0H1"], ["L1H0"], title="t", colorbar_title="c", top=[(0, 0)]
+    )
     assert [(a.x, a.y, a.text) for a in circuit.layout.annotations] == [("L1H0", "L0H0", "L0H0 -> L1H0 -0.30")]
 
 
 def test_step_head_heatmap_labels_the_given_heads_at_the_last_checkpoint():
     fig = step_head_heatmap(STEPS, BY_STEP, top=[(1, 0), (1, 1)])
-    assert [(a.x, a.y, a.text) for a in fig.layout.annotations] == [("step 100", "L1H0", "L1H0 0.80"),
-                                                                    ("step 100", "L1H1", "L1H1 0.40")]
+    assert [(a.x, a.y, a.text) for a in fig.layout.annotations] == [
+        ("step 100", "L1H0", "L1H0 0.80"),
+        ("step 100", "L1H1", "L1H1 0.40"),
+    ]
     trace = fig.data[0]
     assert list(trace.y) == ["L0H0", "L0H1", "L1H0", "L1H1"] and list(trace.x) == ["step 0", "step 10", "step 100"]
     assert [row[2] for row in trace.z] == [0.1, 0.2, 0.8, 0.4]  # the same numbers, one row per head
@@ -181,11 +241,15 @@ def test_the_scan_job_labels_its_top_heads_and_names_model_and_settings(tiny_mod
     config = ScanConfig(model=str(tiny_dir("gpt2")), batch=2, seq_len=6, low=1, high=128)
     results, files = run_scan(config, tiny_model("gpt2"))
     heat = go.Figure(json.loads(files["induction_scores.json"]))
-    expected = [(f"H{h['head']}", f"L{h['layer']}", f"L{h['layer']}H{h['head']} {h['score']:.2f}")
-                for h in results["top_heads"][:3]]
+    expected = [
+        (f"H{h['head']}", f"L{h['layer']}", f"L{h['layer']}H{h['head']} {h['score']:.2f}")
+        for h in results["top_heads"][:3]
+    ]
     assert [(a.x, a.y, a.text) for a in heat.layout.annotations] == expected
-    assert heat.layout.title.text == (f"Induction score per head — {tiny_dir('gpt2')}"
-                                      "<br><sup>2 x 2 x 6 repeated random tokens in [1, 128), seed 0</sup>")
+    assert heat.layout.title.text == (
+        f"Induction score per head — {tiny_dir('gpt2')}"
+        "<br><sup>2 x 2 x 6 repeated random tokens in [1, 128), seed 0</sup>"
+    )
 
 
 def test_labels_never_overlap_nor_cover_a_top_cell_or_a_strong_one():
@@ -195,7 +259,7 @@ def test_labels_never_overlap_nor_cover_a_top_cell_or_a_strong_one():
     positions = label_positions(cells, weights)
     for i, (x, y) in enumerate(positions):
         assert (round(y), round(x)) not in set(cells) | {(1, 2)}
-        for x2, y2 in positions[i + 1:]:
+        for x2, y2 in positions[i + 1 :]:
             assert abs(y - y2) >= 1.0 or abs(x - x2) >= 3.0
     tall = label_positions(cells, weights, row_gap=2.0)  # rows shorter than a label: labels further apart
-    assert all(abs(a[1] - b[1]) >= 2.0 or abs(a[0] - b[0]) >= 3.0 for i, a in enumerate(tall) for b in tall[i + 1:])
+    assert all(abs(a[1] - b[1]) >= 2.0 or abs(a[0] - b[0]) >= 3.0 for i, a in enumerate(tall) for b in tall[i + 1 :])

@@ -6,13 +6,25 @@ from bench.long_context import GIB, _out_of_memory, figure, score_checks
 
 
 def results():
-    ok = lambda n, t, mem, scores=None: {"length": n + 1, "n_tokens": n, "status": "ok", "time_s": t, "cpu_s": t,
-                                         "peak_delta_bytes": mem, "peak_rss_bytes": mem, "scores": scores}
+    ok = lambda n, t, mem, scores=None: {
+        "length": n + 1,
+        "n_tokens": n,
+        "status": "ok",
+        "time_s": t,
+        "cpu_s": t,
+        "peak_delta_bytes": mem,
+        "peak_rss_bytes": mem,
+        "scores": scores,
+    }
     return [
         {"contender": "scan-sdpa", "points": [ok(127, 1.0, GIB, [[0.5, 0.25]]), ok(255, 2.0, GIB, [[0.5, 0.5]])]},
-        {"contender": "tutorial-eager", "points": [
-            ok(127, 1.5, 2 * GIB, [[0.5, 0.0]]),
-            {"length": 256, "n_tokens": 255, "status": "out_of_memory", "error": "RuntimeError: ..."}]},
+        {
+            "contender": "tutorial-eager",
+            "points": [
+                ok(127, 1.5, 2 * GIB, [[0.5, 0.0]]),
+                {"length": 256, "n_tokens": 255, "status": "out_of_memory", "error": "RuntimeError: ..."},
+            ],
+        },
         {"contender": "tl-run-with-cache", "skipped": "no transformer_lens", "points": []},
     ]
 

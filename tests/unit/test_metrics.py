@@ -7,13 +7,20 @@ import torch
 import torch.nn.functional as F
 
 from induction_nnsight.causal.ablation import random_head_draws
-from induction_nnsight.errors import InductionError
 from induction_nnsight.causal.head_outputs import head_mask, parse_heads
 from induction_nnsight.causal.metrics import (
-    RowMetric, correct_prob, default_icl_positions, icl_score, logit_diff, pearson, recovery, repeated_half_loss,
+    RowMetric,
+    correct_prob,
+    default_icl_positions,
+    icl_score,
+    logit_diff,
+    pearson,
+    recovery,
+    repeated_half_loss,
     token_losses,
 )
 from induction_nnsight.causal.pairs import repeated_pair
+from induction_nnsight.errors import InductionError
 from induction_nnsight.scores.losses import half_losses
 
 
@@ -43,8 +50,9 @@ def test_icl_score_and_default_positions():
 def test_repeated_half_loss_matches_half_losses():
     loss = torch.rand(2 * 7)
     assert math.isclose(float(repeated_half_loss(loss, 7, True)), half_losses(loss, 7, True)[1], rel_tol=1e-6)
-    assert math.isclose(float(repeated_half_loss(loss[:-1], 7, False)), half_losses(loss[:-1], 7, False)[1],
-                        rel_tol=1e-6)
+    assert math.isclose(
+        float(repeated_half_loss(loss[:-1], 7, False)), half_losses(loss[:-1], 7, False)[1], rel_tol=1e-6
+    )
 
 
 def test_logit_diff_and_prob():
@@ -57,17 +65,21 @@ def test_logit_diff_and_prob():
 def test_row_metric_kinds_against_cross_entropy():
     torch.manual_seed(0)
     logits, tokens = torch.randn(6, 9, 11), torch.randint(0, 11, (6, 9))
-    by_hand = torch.stack([torch.stack([F.cross_entropy(logits[b, i], tokens[b, i + 1]) for i in range(8)])
-                           for b in range(6)])
+    by_hand = torch.stack(
+        [torch.stack([F.cross_entropy(logits[b, i], tokens[b, i + 1]) for i in range(8)]) for b in range(6)]
+    )
     assert torch.allclose(token_losses(logits, tokens), by_hand, atol=1e-6)
-    assert torch.allclose(RowMetric("loss", loss_positions=slice(4, 7))(logits, tokens), by_hand[:, 4:7].mean(1),
-                          atol=1e-6)
+    assert torch.allclose(
+        RowMetric("loss", loss_positions=slice(4, 7))(logits, tokens), by_hand[:, 4:7].mean(1), atol=1e-6
+    )
     assert torch.allclose(RowMetric("loss")(logits, tokens), by_hand.mean(1), atol=1e-6)
     # Two ids repeat over six rows (three variants of a batch of two).
     metric = RowMetric("logit_diff", correct=torch.tensor([1, 2]), wrong=torch.tensor([3, 4]))
     ids = torch.tensor([1, 2] * 3), torch.tensor([3, 4] * 3)
-    assert torch.allclose(metric(logits, tokens), logits[:, -1].gather(1, ids[0][:, None]).squeeze(1)
-                          - logits[:, -1].gather(1, ids[1][:, None]).squeeze(1))
+    assert torch.allclose(
+        metric(logits, tokens),
+        logits[:, -1].gather(1, ids[0][:, None]).squeeze(1) - logits[:, -1].gather(1, ids[1][:, None]).squeeze(1),
+    )
     with pytest.raises(InductionError, match="--wrong"):
         RowMetric("logit_diff", correct=torch.tensor([1]))
 
@@ -127,8 +139,9 @@ def test_text_pair_guesses_correct_and_wrong_tokens():
     from induction_nnsight.causal.pairs import text_pair
 
     tokenizer = WordTokenizer()
-    pair = text_pair(tokenizer, "Tom sat on the mat. Tom sat on the", "Tom sat on the rug. Tom sat on the",
-                     bos_token_id=1)
+    pair = text_pair(
+        tokenizer, "Tom sat on the mat. Tom sat on the", "Tom sat on the rug. Tom sat on the", bos_token_id=1
+    )
     assert pair.clean.shape == pair.corrupted.shape == (1, 10) and pair.clean[0, 0] == 1
     assert pair.metric.name == "logit_diff"
     assert tokenizer.decode(pair.metric.correct.tolist()) == " mat."

@@ -8,8 +8,8 @@ import os
 import plotly.graph_objects as go
 import pytest
 
-from induction_nnsight.errors import InductionError
 from induction_nnsight.app.outputs import parse_strict, run_id_of, to_json, write_files
+from induction_nnsight.errors import InductionError
 
 
 def figure_text(value: float) -> str:

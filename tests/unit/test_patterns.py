@@ -62,8 +62,9 @@ def test_text():
     assert batch.expected_next[0, 7].item() == 8
 
 
-@pytest.mark.parametrize("make", [lambda: abab_probe(1, 1), lambda: small_vocab_probe(1, 3, [1]),
-                                  lambda: text_probe([])])
+@pytest.mark.parametrize(
+    "make", [lambda: abab_probe(1, 1), lambda: small_vocab_probe(1, 3, [1]), lambda: text_probe([])]
+)
 def test_bad_generator_input(make):
     with pytest.raises(InductionError):
         make()

@@ -2,8 +2,8 @@
 
 import torch
 
-from induction_nnsight.scores.ranking import RANK_DECIMALS, rank_heads
 from induction_nnsight.app.report import top_heads
+from induction_nnsight.scores.ranking import RANK_DECIMALS, rank_heads
 
 
 def test_float_noise_does_not_reorder_heads():

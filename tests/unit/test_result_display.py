@@ -60,7 +60,7 @@ class Table(HTMLParser):
 
 
 def spaced(n_layers: int, n_heads: int, seed: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-    """``[n_layers, n_heads]`` distinct values from ``low`` to ``high`` in random order (gaps >= 1/(n-1) of the span)."""
+    """``[n_layers, n_heads]`` distinct values from ``low`` to ``high`` in random order, gaps >= 1/(n-1) of the span."""
     n = n_layers * n_heads
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return (low + (high - low) * order.double() / (n - 1)).float().reshape(n_layers, n_heads)
@@ -68,8 +68,12 @@ def spaced(n_layers: int, n_heads: int, seed: int, low: float = 0.0, high: float
 
 def best_first(table: torch.Tensor, n: int = 10, key=lambda v: v) -> list[str]:
     """The ``n`` best heads of a table, by plain Python sorting (no NaN)."""
-    cells = [(key(float(v)), f"L{layer}H{head}") for layer, row in enumerate(table) for head, v in enumerate(row)
-             if not math.isnan(float(v))]
+    cells = [
+        (key(float(v)), f"L{layer}H{head}")
+        for layer, row in enumerate(table)
+        for head, v in enumerate(row)
+        if not math.isnan(float(v))
+    ]
     return [name for _, name in sorted(cells, reverse=True)[:n]]
 
 
@@ -95,8 +99,10 @@ def close(a, b) -> bool:
     """Whether a figure's numbers (nested lists) equal a result's (a tensor, or a list of them) within TOL."""
     b = torch.stack(list(b)) if isinstance(b, list) and isinstance(b[0], torch.Tensor) else b
     nan = float("nan")
-    a = [[nan if v is None else v for v in row] if isinstance(row, (list, tuple)) else nan if row is None else row
-         for row in a]  # a chart's blank cell (None) is a result's NaN
+    a = [
+        [nan if v is None else v for v in row] if isinstance(row, (list, tuple)) else nan if row is None else row
+        for row in a
+    ]  # a chart's blank cell (None) is a result's NaN
     a, b = torch.tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     return a.shape == b.shape and torch.allclose(a, b, atol=TOL, rtol=0, equal_nan=True)
 
@@ -173,8 +179,9 @@ def test_curve_result_lists_the_top_heads_in_order():
 
 def test_patch_result_labels_head_and_position_grids():
     values = spaced(3, 4, 5, 1.0, 3.0)
-    heads = PatchResult(1.0, 3.0, values, rows=["L0", "L1", "L2"], columns=["H0", "H1", "H2", "H3"],
-                        metric="loss (nats)", model=MODEL)
+    heads = PatchResult(
+        1.0, 3.0, values, rows=["L0", "L1", "L2"], columns=["H0", "H1", "H2", "H3"], metric="loss (nats)", model=MODEL
+    )
     recovery = (values - 3.0) / (1.0 - 3.0)  # independent of causal.metrics.recovery
     top = best_first(recovery)
     check_repr(heads, "PatchResult", top[0], value(recovery, top[0]))
@@ -189,8 +196,13 @@ def test_patch_result_labels_head_and_position_grids():
 def test_circuit_result_shows_each_target_and_its_strongest_sources():
     targets = [(2, 1), (1, 0)]
     effects = {target: spaced(2, 3, 6 + i, -0.5, 0.1) for i, target in enumerate(targets)}
-    edges = [Edge((layer, head), target, path, float(effects[target][layer, head]), 0.01 * (layer * 3 + head))
-             for target in targets for path in ("k", "v") for layer in range(target[0]) for head in range(3)]
+    edges = [
+        Edge((layer, head), target, path, float(effects[target][layer, head]), 0.01 * (layer * 3 + head))
+        for target in targets
+        for path in ("k", "v")
+        for layer in range(target[0])
+        for head in range(3)
+    ]
     result = CircuitResult(targets, {(2, 1): 0.9, (1, 0): 0.7}, 1.5, edges, grid=(3, 3), model=MODEL)
     check_repr(result, "CircuitResult", "L2H1", 0.9)
     rows = body(result)
@@ -208,10 +220,21 @@ def test_circuit_result_shows_each_target_and_its_strongest_sources():
 
 def test_checkpoint_scores_show_the_best_head_of_each_step():
     tables = [spaced(2, 3, 10 + i, 0.0, 0.2 + 0.3 * i) for i in range(3)]
-    entries = [{"step": step, "path": "run", "revision": None, "cached": False, "seq_len": 8,
-                "loss_first_half": 4.0, "loss_repeated_half": 4.0 - i, "icl_score": -float(i),
-                "loss_by_position": [1.0] * 16, "scores": {"induction": table.tolist()}}
-               for i, (step, table) in enumerate(zip([0, 10, 100], tables))]
+    entries = [
+        {
+            "step": step,
+            "path": "run",
+            "revision": None,
+            "cached": False,
+            "seq_len": 8,
+            "loss_first_half": 4.0,
+            "loss_repeated_half": 4.0 - i,
+            "icl_score": -float(i),
+            "loss_by_position": [1.0] * 16,
+            "scores": {"induction": table.tolist()},
+        }
+        for i, (step, table) in enumerate(zip([0, 10, 100], tables))
+    ]
     result = CheckpointScores(entries)
     assert result == entries  # still the plain list
     last = best_first(tables[-1])
@@ -228,8 +251,7 @@ def test_checkpoint_scores_show_the_best_head_of_each_step():
 
 
 def test_model_names_and_cells_are_escaped():
-    summary = Summary("X<script>", MODEL, "a & b", ["head <i>", "score"], [["L0H0 <b>", "</td><td>"]],
-                      [("n < m", 1.5)])
+    summary = Summary("X<script>", MODEL, "a & b", ["head <i>", "score"], [["L0H0 <b>", "</td><td>"]], [("n < m", 1.5)])
     source = summary_html(summary)
     assert "<script>" not in source and "<b>" not in source and "<i>" not in source and "&lt;/td&gt;" in source
     table = Table(source)

@@ -3,8 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from induction_nnsight.models.attention import softmax_attention
-from induction_nnsight.scores.losses import half_losses
-from induction_nnsight.scores.losses import per_position_loss
+from induction_nnsight.scores.losses import half_losses, per_position_loss
 from induction_nnsight.scores.reductions import diagonal_score, induction_stripe_score
 
 
@@ -47,9 +46,7 @@ def test_previous_token_diagonal():
 def test_per_position_loss_equals_cross_entropy():
     logits = torch.randn(3, 9, 17)
     tokens = torch.randint(0, 17, (3, 9))
-    expected = torch.stack(
-        [F.cross_entropy(logits[:, i], tokens[:, i + 1]) for i in range(8)]
-    )
+    expected = torch.stack([F.cross_entropy(logits[:, i], tokens[:, i + 1]) for i in range(8)])
     assert torch.allclose(per_position_loss(logits, tokens), expected, atol=1e-6)
 
 

@@ -15,8 +15,18 @@ from induction_nnsight.training.config import TrainSettings, checkpoint_steps, n
 from induction_nnsight.training.corpus import repeated_spans
 from induction_nnsight.training.loop import LOSS_LOG, saved_checkpoints, train
 
-MICRO = dict(steps=12, batch=2, seq_len=24, vocab_size=16, d_model=16, n_heads=2, n_checkpoints=4, log_every=3,
-             max_span=6, warmup=2)
+MICRO = dict(
+    steps=12,
+    batch=2,
+    seq_len=24,
+    vocab_size=16,
+    d_model=16,
+    n_heads=2,
+    n_checkpoints=4,
+    log_every=3,
+    max_span=6,
+    warmup=2,
+)
 
 
 def weights(path) -> dict[str, torch.Tensor]:
