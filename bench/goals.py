@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from .report import index
+from .results_index import index
 
 SAME_ATTENTION = {
     "scan-eager": "forward-eager",

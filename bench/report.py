@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .goals import goal_tables
+from .results_index import index
+
 BASELINE = "forward-eager"
 
 
@@ -18,25 +21,6 @@ def human_bytes(n: int | None) -> str:
         if n >= size:
             return f"{n / size:,.1f} {unit}"
     return f"{n} B"
-
-
-def index(results: dict) -> dict[str, dict[tuple[int, int], dict[str, dict]]]:
-    """``{model: {(batch, seq_len): {contender: merged time + memory entry}}}``."""
-    table: dict[str, dict[tuple[int, int], dict[str, dict]]] = {}
-    for model, per_model in results["models"].items():
-        shapes: dict[tuple[int, int], dict[str, dict]] = {}
-        for row in per_model.get("time", {}).get("rows", []):
-            shape = (row["batch"], row["seq_len"])
-            for name, entry in row["contenders"].items():
-                shapes.setdefault(shape, {})[name] = dict(entry, n_tokens=row["n_tokens"])
-        for name, mem in per_model.get("memory", {}).items():
-            for row in mem.get("rows", []):
-                shape = (row["batch"], row["seq_len"])
-                entry = shapes.setdefault(shape, {}).setdefault(name, {})
-                entry["peak_delta_bytes"] = row["peak_delta_bytes"]
-                entry.setdefault("saved_bytes", row["saved_bytes"])
-        table[model] = shapes
-    return table
 
 
 def ratio(entries: dict[str, dict], name: str) -> float | None:
@@ -211,8 +195,6 @@ def markdown(results: dict) -> str:
         "",
         headline_table(results),
     ]
-    from .goals import goal_tables
-
     goals = goal_tables(results)
     if goals:
         lines += ["## Goals of issue 15", "", goals]
