@@ -234,7 +234,7 @@ def _heads(ctx: Context, attn: str, loss: bool = True):
         probe = Probe("repeated", ctx.tokens, ctx.seq_len, start, start + ctx.seq_len)
         result = head_scores(model, probe, loss=loss)
         saved = {f"{kind}": result.per_row[kind] for kind in result.per_row}
-        saved.update(result.weights)
+        saved.update(result.static)
         if loss:
             saved["loss_by_position"] = result.loss_by_position
         return Outcome(saved=saved, scores=result.mean("induction"), loss=result.loss_by_position)
