@@ -112,9 +112,9 @@ def available(name: str) -> str | None:
 
 def _stripe_scores(patterns: list[torch.Tensor], seq_len: int) -> torch.Tensor:
     """``[n_layers, n_heads]`` from per-layer ``[batch, head, query, key]`` patterns."""
-    from induction_nnsight.scores.reductions import induction_stripe_score
+    from induction_nnsight.scores.reductions import diagonal_score_per_row
 
-    return torch.stack([induction_stripe_score(p, seq_len) for p in patterns])
+    return torch.stack([diagonal_score_per_row(p, 1 - seq_len).mean(0) for p in patterns])
 
 
 # ---------------------------------------------------------------- baselines
