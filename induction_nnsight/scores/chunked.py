@@ -6,7 +6,7 @@ mean over queries, declared as a ``partial`` reduction (see
 :mod:`~induction_nnsight.scores.reductions`), so :func:`layer_pattern_scores` walks the
 queries in chunks whose size :func:`~induction_nnsight.models.attention.query_chunk` draws
 from an element budget: one ``[batch, head, chunk, key]`` block of rows is made (sliced
-from the returned weights under ``eager``, recomputed from the query and key states under
+from the probabilities the attention call returns under ``eager``, recomputed from the query and key states under
 ``sdpa``), every score adds its chunk's ``(total, count)``, and the block is dropped. Short
 sequences fit in one chunk, which is the whole pattern.
 
@@ -215,7 +215,7 @@ def reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
     logits = {score.name: [] for score in plan.logits}
     for i, layer in enumerate(group if plan.logits else []):
         attention = layer.attention
-        if stacked.weights is not None:
+        if stacked.weights is not None:  # LayerAttention.weights: the probabilities, already made
             attention = LayerAttention(weights=stacked.weights[:, i * plan.n_heads : (i + 1) * plan.n_heads])
         parts = {score.name: [] for score in plan.logits}  # per query chunk [batch, head, chunk]
         start = 0

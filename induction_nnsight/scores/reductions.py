@@ -103,8 +103,8 @@ def masked_partial(rows: torch.Tensor, key_mask: torch.Tensor, query_mask: torch
     eligible = key_mask.any(-1)  # [batch, chunk]
     if query_mask is not None:
         eligible = eligible & query_mask
-    weights = eligible[:, None].float()  # [batch, 1, chunk]
-    return (mass * weights).sum(-1), weights.sum(-1)
+    counted = eligible[:, None].float()  # [batch, 1, chunk]
+    return (mass * counted).sum(-1), counted.sum(-1)
 
 
 def first_token_partial(rows: torch.Tensor, positions: torch.Tensor) -> Partial:

@@ -12,7 +12,7 @@ from induction_nnsight.scores.declaration import LOGIT_INPUTS, HeadScore, LogitI
 from induction_nnsight.scores.detect import detect_heads
 from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.scores.reductions import diagonal_partial, diagonal_score_per_row
-from induction_nnsight.scores.registry import get_score, score_names
+from induction_nnsight.scores.registry import get_score, register_score, score_names, unregister_score
 from tests.conftest import TINY_BOS
 
 SEQ_LEN = 10
@@ -128,3 +128,16 @@ def test_bad_kinds_are_refused_in_one_line(tiny_model):
 def test_the_builtin_scores_are_what_the_registry_starts_with():
     assert score_names()[: len(BUILTIN_SCORES)] == tuple(score.name for score in BUILTIN_SCORES)
     assert all(get_score(score.name) is score for score in BUILTIN_SCORES)
+
+
+def test_registering_gives_a_name_and_unregistering_takes_it_back():
+    before = score_names()
+    try:
+        assert register_score(SELF_CHUNKED) is SELF_CHUNKED and get_score("self") is SELF_CHUNKED
+        with pytest.raises(InductionError, match="registered already"):
+            register_score(SELF_WHOLE)
+        register_score(SELF_WHOLE, replace=True)
+        assert get_score("self") is SELF_WHOLE and score_names()[-1] == "self"
+    finally:
+        unregister_score("self")
+    assert score_names() == before
