@@ -160,7 +160,7 @@ class PassPlan:
         logits: The logit scores.
         budget: The most elements of one block of attention rows.
         n_heads: Query heads per layer.
-        logit_queries: ``[q]`` positions where some logit score counts.
+        logit_queries: ``[q]`` positions where some logit score counts (None without logit scores).
         shared: The layer-independent logit inputs (tokens, norm, unembedding), None without logit scores.
     """
 
@@ -169,7 +169,7 @@ class PassPlan:
     logits: tuple[HeadScore, ...]
     budget: int
     n_heads: int
-    logit_queries: torch.Tensor
+    logit_queries: torch.Tensor | None
     shared: LogitInputs | None
 
 

@@ -123,11 +123,9 @@ def head_scores(
         local_static = cached_static_scores(model, plan, static_kinds) if static_kinds else None
         local_mean = cached_unembed_mean(model, plan) if "unembed_mean" in reads else None
     masks = _logit_masks(groups["logits"], view)  # name -> [batch, query]
-    logit_queries = (
-        torch.stack(list(masks.values())).any(0).any(0).nonzero().flatten()
-        if masks
-        else torch.zeros(0, dtype=torch.long)
-    )  # [q] positions where some row counts a logit score
+    logit_queries = (  # [q] positions where some row counts a logit score (None without logit scores)
+        torch.stack(list(masks.values())).any(0).any(0).nonzero().flatten() if masks else None
+    )
 
     saved_logits = saved_static = saved_loss = None  # only values saved inside the trace come back out of it
     stop_early = not loss and as_settings(remote) is None  # settled here: the trace body never reads `remote`
