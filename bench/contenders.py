@@ -112,9 +112,9 @@ def available(name: str) -> str | None:
 
 def _stripe_scores(patterns: list[torch.Tensor], seq_len: int) -> torch.Tensor:
     """``[n_layers, n_heads]`` from per-layer ``[batch, head, query, key]`` patterns."""
-    from induction_nnsight.scores.reductions import induction_stripe_score
+    from induction_nnsight.scores.reductions import diagonal_score_per_row
 
-    return torch.stack([induction_stripe_score(p, seq_len) for p in patterns])
+    return torch.stack([diagonal_score_per_row(p, 1 - seq_len).mean(0) for p in patterns])
 
 
 # ---------------------------------------------------------------- baselines
@@ -234,7 +234,7 @@ def _heads(ctx: Context, attn: str, loss: bool = True):
         probe = Probe("repeated", ctx.tokens, ctx.seq_len, start, start + ctx.seq_len)
         result = head_scores(model, probe, loss=loss)
         saved = {f"{kind}": result.per_row[kind] for kind in result.per_row}
-        saved.update(result.weights)
+        saved.update(result.static)
         if loss:
             saved["loss_by_position"] = result.loss_by_position
         return Outcome(saved=saved, scores=result.mean("induction"), loss=result.loss_by_position)

@@ -42,12 +42,15 @@ from .probes.tokens import (
     small_vocab_probe,
     text_probe,
 )
+from .scores.builtin import BUILTIN_SCORES
+from .scores.declaration import HeadScore, LogitInputs, ScoreError
 from .scores.detect import HeadDetection, detect_heads
-from .scores.heads import HEAD_KINDS, HeadScores, head_scores
+from .scores.heads import HeadScores, head_scores
 from .scores.losses import half_losses
 from .scores.ranking import rank_heads
-from .scores.registry import HeadScore, ProbeView, get_score, register_score, score_names, unregister_score
+from .scores.registry import get_score, register_score, score_names, unregister_score
 from .scores.scan import ScanResult, head_attention, induction_scores, loss_by_position, scan
+from .scores.views import ProbeView
 from .training.config import TrainSettings
 from .training.loop import train
 
@@ -77,9 +80,11 @@ __all__ = [
     # head scores and their registry
     "head_scores",
     "HeadScores",
-    "HEAD_KINDS",
     "HeadScore",
+    "BUILTIN_SCORES",
+    "LogitInputs",
     "ProbeView",
+    "ScoreError",
     "register_score",
     "unregister_score",
     "get_score",

@@ -18,6 +18,7 @@ from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
+from ..ndif.execution import Execution
 from ..probes.tokens import Probe, repeated_tokens
 from ..scores.heads import head_scores
 from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
@@ -65,7 +66,14 @@ def _kinds(model, tokens, config: CircuitConfig, remote) -> tuple[dict[str, str]
     """Each head's kind and its (previous-token, induction) scores, from one heads pass."""
     start = int(config.bos)
     probe = Probe("repeated", tokens, config.seq_len, start, start + config.seq_len)
-    found = head_scores(model, probe, kinds=("previous_token", "induction"), loss=False, per_row=False, remote=remote)
+    found = head_scores(
+        model,
+        probe,
+        kinds=("previous_token", "induction"),
+        loss=False,
+        per_row=False,
+        execution=Execution(remote=remote),
+    )
     prev, ind = found.mean("previous_token"), found.mean("induction")
     kinds, scores = {}, {}
     for layer in range(prev.shape[0]):

@@ -9,6 +9,7 @@ from ..errors import InductionError
 from ..figures.heads import attention_view_figure, top_heads_figure
 from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
+from ..ndif.execution import Execution
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_probe
@@ -199,7 +200,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     facts = model_facts(model)
     start = int(config.bos)
     probe = Probe("repeated", tokens, config.seq_len, start, start + config.seq_len)
-    scores = head_scores(model, probe, kinds=config.kinds, remote=remote_settings(config) or False)
+    scores = head_scores(model, probe, kinds=config.kinds, execution=Execution(remote=remote_settings(config) or False))
     settings = {**asdict(config), "kinds": list(scores.kinds)}
     found = detections(scores, config.threshold, settings, n_boot=config.n_boot)
     first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
+from ..ndif.execution import Execution
 from ..ndif.settings import Remote
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_probe
 from ..scores.heads import head_scores
@@ -108,7 +109,9 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, remote: Remot
         numbers (None where undefined). The ICL score
         is the repeated-half loss minus the first-half loss (negative when the context helps).
     """
-    scores = head_scores(model, probe, kinds=DYNAMICS_KINDS, loss=True, per_row=False, remote=remote)
+    scores = head_scores(
+        model, probe, kinds=DYNAMICS_KINDS, loss=True, per_row=False, execution=Execution(remote=remote)
+    )
     first, repeated = half_losses(scores.loss_by_position, probe.period, settings.bos)
     return {
         "seq_len": probe.period,

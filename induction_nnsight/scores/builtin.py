@@ -1,13 +1,34 @@
-"""The built-in head scores, one declaration each (see :mod:`~induction_nnsight.scores.registry`).
+"""The built-in head scores, one declaration each (see :mod:`~induction_nnsight.scores.declaration`).
 
-Loaded into the registry on its first use.
+:data:`BUILTIN_SCORES` is the fixed set; the registry (:mod:`~induction_nnsight.scores.registry`)
+loads them on its first use, and :func:`~induction_nnsight.scores.registry.score_names` lists them
+first.
 """
 
 from __future__ import annotations
 
+import torch
+
 from .copying import copying_logit_boost, ov_copying_score
+from .declaration import HeadScore, LogitInputs
 from .reductions import diagonal_partial, first_token_partial, masked_partial
-from .registry import HeadScore, register_score
+
+__all__ = ["BUILTIN_SCORES"]
+
+
+def _copying(inputs: LogitInputs) -> torch.Tensor:
+    """:func:`~induction_nnsight.scores.copying.copying_logit_boost` of one layer: ``[batch, head, chunk]``."""
+    return copying_logit_boost(
+        inputs.pattern,
+        inputs.head_input,
+        inputs.w_out,
+        inputs.unembed,
+        inputs.unembed_mean,
+        inputs.tokens,
+        inputs.center,
+        inputs.final_scale,
+    )
+
 
 BUILTIN_SCORES = (
     HeadScore(
@@ -53,9 +74,11 @@ BUILTIN_SCORES = (
         "how much the head's output raises the logit of the token it attends to "
         "(logits, before the final norm's scaling)",
         "logits",
-        copying_logit_boost,
+        _copying,
         value_range=(None, None),
         unit="logits",
+        queries=lambda view: view.repeat_queries,  # averaged over the repeated copies
+        inputs=("pattern", "head_input", "w_out", "tokens", "center", "unembed", "final_scale", "unembed_mean"),
     ),
     HeadScore(
         "copying_ov",
@@ -66,6 +89,4 @@ BUILTIN_SCORES = (
         unit="eigenvalue ratio",
     ),
 )
-
-for _score in BUILTIN_SCORES:
-    register_score(_score)
+"""Every built-in score, in the order the heads pass reports them."""

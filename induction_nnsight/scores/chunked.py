@@ -6,28 +6,44 @@ mean over queries, declared as a ``partial`` reduction (see
 :mod:`~induction_nnsight.scores.reductions`), so :func:`layer_pattern_scores` walks the
 queries in chunks whose size :func:`~induction_nnsight.models.attention.query_chunk` draws
 from an element budget: one ``[batch, head, chunk, key]`` block of rows is made (sliced
-from the returned weights under ``eager``, recomputed from the query and key states under
+from the probabilities the attention call returns under ``eager``, recomputed from the query and key states under
 ``sdpa``), every score adds its chunk's ``(total, count)``, and the block is dropped. Short
 sequences fit in one chunk, which is the whole pattern.
+
+The budget (:data:`~induction_nnsight.ndif.execution.DEFAULT_PATTERN_BUDGET`, 16 MiB of float32:
+56 queries of SmolLM2 at 8,192 tokens) keeps a block in the processor's cache between the
+``Q K^T`` product, the softmax and the reductions: on a 2-core EPYC (32 MiB L3) one layer's
+second-half rows at 8,191 tokens took 0.40 s with 16 MiB blocks and 1.13 s with 64 MiB blocks,
+which spill to memory (docs/benchmarks.md). The heads pass stacks short layers into groups of at
+most an eighth of it (see :data:`GROUP_SHARE`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
-from ..models.attention import LayerAttention, query_chunk
+from ..models.attention import LayerAttention, can_stack, query_chunk, stack_layers
+from ..ndif.execution import DEFAULT_PATTERN_BUDGET
+from .declaration import LOGIT_INPUTS, HeadScore, LogitInputs, call_reduction
 from .reductions import add_partials, finish
-from .registry import HeadScore, ProbeView
+from .views import ProbeView
 
-DEFAULT_PATTERN_BUDGET = 2**22
-"""Elements of one block of pattern rows (16 MiB in float32): 56 queries of SmolLM2 at 8,192 tokens.
-
-A block that stays in the processor's cache between the ``Q K^T`` product, the softmax and the
-reductions: on a 2-core EPYC (32 MiB L3) one layer's second-half rows at 8,191 tokens took 0.40 s
-with 16 MiB blocks and 1.13 s with 64 MiB blocks, which spill to memory (docs/benchmarks.md).
-The heads pass stacks short layers into groups of at most an eighth of it (see ``GROUP_SHARE``)."""
+__all__ = [
+    "DEFAULT_PATTERN_BUDGET",
+    "GROUP_SHARE",
+    "GroupScores",
+    "LayerInput",
+    "PassPlan",
+    "can_join",
+    "collect",
+    "layer_pattern_scores",
+    "query_chunks",
+    "reduce_group",
+]
 
 GROUP_SHARE = 8
 """Consecutive layers are reduced together while their patterns hold at most ``budget // GROUP_SHARE``
@@ -61,8 +77,17 @@ def _needed(scores: Sequence[HeadScore], view: ProbeView, offset: int) -> torch.
     return needed[offset:].nonzero().flatten()
 
 
+def _chunk(where: str, positions: torch.Tensor) -> str:
+    """``"layer 1, queries 0:7"``: a chunk of queries, named in errors."""
+    return f"{where}, queries {int(positions[0])}:{int(positions[-1]) + 1}"
+
+
 def layer_pattern_scores(
-    attention: LayerAttention, view: ProbeView, scores: Sequence[HeadScore], budget: int = DEFAULT_PATTERN_BUDGET
+    attention: LayerAttention,
+    view: ProbeView,
+    scores: Sequence[HeadScore],
+    budget: int = DEFAULT_PATTERN_BUDGET,
+    where: str = "a layer",
 ) -> dict[str, torch.Tensor]:
     """Every pattern score of one layer, by chunks of queries.
 
@@ -74,16 +99,20 @@ def layer_pattern_scores(
         view: The probe's view.
         scores: Pattern scores.
         budget: The most elements of one ``[batch, head, chunk, key]`` block of rows.
+        where: Which layer(s) these are, for the error a failing reduction raises (``"layers 0-1"``).
 
     Returns:
         ``name -> [batch, head]``, in the order of ``scores``.
+
+    Raises:
+        ScoreError: When a score's reduction raises, naming it, ``where``, the query chunk and the shapes.
     """
     out: dict[str, torch.Tensor] = {}
     whole = [score for score in scores if score.partial is None]
     if whole:
         pattern = attention.pattern()  # [batch, head, query, key]
         for score in whole:
-            out[score.name] = score.reduce(pattern, view)
+            out[score.name] = call_reduction(score, score.reduce, f"{where}, every query", pattern=pattern, view=view)
         del pattern
     chunked = [score for score in scores if score.partial is not None]
     if chunked:
@@ -94,7 +123,125 @@ def layer_pattern_scores(
             rows = attention.rows(positions)  # [batch, head, chunk, key kept]
             part = view.rows(positions + offset, rows.shape[-1])
             for score in chunked:
-                sums[score.name] = add_partials(sums[score.name], score.partial(rows, part))
+                partial = call_reduction(
+                    score, score.partial, lambda p=positions: _chunk(where, p), rows=rows, view=part
+                )
+                sums[score.name] = add_partials(sums[score.name], partial)
             del rows, part
         out.update({name: finish(total) for name, total in sums.items()})
     return {score.name: out[score.name] for score in scores}
+
+
+@dataclass(frozen=True)
+class LayerInput:
+    """One layer as the heads pass reduces it (made inside the trace).
+
+    Attributes:
+        index: The layer.
+        attention: Its rows of ``[batch, head, query, key]`` on demand.
+        head_input: ``[batch, q, head * d_head]`` the output projection's input at the logit queries
+            (None without logit scores, or when none reads it).
+        w_out: ``[d_model, head * d_head]`` the output projection (likewise).
+    """
+
+    index: int
+    attention: LayerAttention
+    head_input: torch.Tensor | None = None
+    w_out: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """What every group of layers of a heads pass is reduced with, settled before the first layer.
+
+    Attributes:
+        view: The probe's view.
+        pattern: The pattern scores.
+        logits: The logit scores.
+        budget: The most elements of one block of attention rows.
+        n_heads: Query heads per layer.
+        logit_queries: ``[q]`` positions where some logit score counts (None without logit scores).
+        shared: The layer-independent logit inputs (tokens, norm, unembedding), None without logit scores.
+    """
+
+    view: ProbeView
+    pattern: tuple[HeadScore, ...]
+    logits: tuple[HeadScore, ...]
+    budget: int
+    n_heads: int
+    logit_queries: torch.Tensor | None
+    shared: LogitInputs | None
+
+
+@dataclass(frozen=True)
+class GroupScores:
+    """One group's results: ``name -> [batch, head]`` per layer (pattern scores) and ``name -> [batch,
+    head, q]`` per layer (logit scores, at the logit queries)."""
+
+    rows: dict[str, list[torch.Tensor]]
+    logits: dict[str, list[torch.Tensor]]
+
+
+def can_join(group: list[LayerInput], attention: LayerAttention, budget: int) -> bool:
+    """Whether a layer joins a group of consecutive layers within the budget."""
+    held = sum(_numel(layer.attention) for layer in group)
+    return can_stack(group[0].attention, attention) and held + _numel(attention) <= budget
+
+
+def _numel(attention: LayerAttention) -> int:
+    """Elements of a layer's whole pattern ``[batch, head, query, key]``."""
+    return math.prod(attention.shape)
+
+
+def reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
+    """Reduce consecutive layers together: pattern scores over their stacked heads (one set of tensor
+    operations for the group), then the logit scores layer by layer from the same rows.
+
+    Returns:
+        The group's :class:`GroupScores`, one entry per layer of ``group`` under each score.
+
+    Raises:
+        ScoreError: When a score's reduction raises (naming it, the layer(s), the chunk and the shapes).
+    """
+    stacked = stack_layers([layer.attention for layer in group])
+    if plan.logits and _numel(stacked) <= plan.budget:  # one block, made once, read by both kinds of score
+        stacked = LayerAttention(weights=stacked.pattern())
+    first, last = group[0].index, group[-1].index
+    where = f"layer {first}" if first == last else f"layers {first}-{last} (heads stacked)"
+    rows = {
+        name: list(value.unflatten(1, (len(group), plan.n_heads)).unbind(1))  # [batch, head] per layer
+        for name, value in layer_pattern_scores(stacked, plan.view, plan.pattern, plan.budget, where).items()
+    }
+    logits = {score.name: [] for score in plan.logits}
+    for i, layer in enumerate(group if plan.logits else []):
+        attention = layer.attention
+        if stacked.weights is not None:  # LayerAttention.weights: the probabilities, already made
+            attention = LayerAttention(weights=stacked.weights[:, i * plan.n_heads : (i + 1) * plan.n_heads])
+        parts = {score.name: [] for score in plan.logits}  # per query chunk [batch, head, chunk]
+        start = 0
+        # logit reductions are per query; a [batch, head, chunk, d_model] block stays within half the budget
+        width = layer.w_out.shape[0] if layer.w_out is not None else 0
+        for chunk in query_chunks(attention, plan.budget // 2, plan.logit_queries, width=width):
+            inputs = replace(
+                plan.shared,
+                pattern=attention.rows(chunk),
+                positions=chunk,
+                head_input=None if layer.head_input is None else layer.head_input[:, start : start + len(chunk)],
+                w_out=layer.w_out,
+            )
+            start += len(chunk)
+            for score in plan.logits:
+                declared = replace(inputs, **{name: None for name in LOGIT_INPUTS if not score.reads_input(name)})
+                place = lambda c=chunk, at=layer.index: f"layer {at}, queries at {c.tolist()}"  # noqa: E731
+                parts[score.name].append(call_reduction(score, score.reduce, place, inputs=declared))
+        for name, chunks in parts.items():
+            logits[name].append(torch.cat(chunks, dim=-1))  # [batch, head, q]
+    return GroupScores(rows, logits)
+
+
+def collect(reduced: GroupScores, rows: dict[str, list], logits: dict[str, list]) -> None:
+    """Add one group's per-layer results to the pass's ``name -> per layer`` lists (inside the trace)."""
+    for name, values in reduced.rows.items():
+        rows[name].extend(values)
+    for name, values in reduced.logits.items():
+        logits[name].extend(values)

@@ -11,10 +11,15 @@ import torch
 from ..figures.heads import top_heads_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, titled
 from ..models.layout import model_facts
+from ..ndif.execution import Execution
 from ..probes.tokens import Probe, repeated_probe
-from .heads import HeadScores, head_scores, kind_heatmap
+from .declaration import HeadScore
+from .heads import head_scores
 from .ranking import rank_heads
-from .registry import get_score
+from .registry import resolve_score
+from .results import HeadScores, kind_heatmap
+
+__all__ = ["HeadDetection", "bootstrap_interval", "default_probe", "detect_heads", "detections"]
 
 
 def bootstrap_interval(
@@ -52,6 +57,7 @@ class HeadDetection(Displayable):
         ci_high: ``[n_layers, n_heads]`` upper bound.
         settings: What produced it (model, probe, batch shape, level).
         model: The model's name or path (else ``settings["model"]``, where a job put it).
+        declared: The score's declaration (None: the registered score named ``kind``).
     """
 
     kind: str
@@ -61,6 +67,7 @@ class HeadDetection(Displayable):
     ci_high: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
+    declared: HeadScore | None = None
 
     FIGURES = ("scores", "top")
 
@@ -107,11 +114,16 @@ class HeadDetection(Displayable):
                 {self.kind: self.top(HTML_ROWS)},
                 **{
                     "title": titled(f"Top {self.kind.replace('_', ' ')} heads", model),
-                    "units": {self.kind: get_score(self.kind).unit},
+                    "units": {self.kind: self.score.unit},
                     **options,
                 },
             )
-        return kind_heatmap(self.kind, self.scores, model, **options)
+        return kind_heatmap(self.score, self.scores, model, **options)
+
+    @property
+    def score(self) -> HeadScore:
+        """The score's declaration."""
+        return self.declared or resolve_score(self.kind)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form: kind, threshold, settings, heads above threshold, and the score table."""
@@ -150,37 +162,38 @@ def detections(
     """
     found = {}
     for kind in scores.kinds:
-        score = get_score(kind)
+        score = scores.score(kind)
         limit = score.threshold if threshold is None else threshold
         score.check_threshold(limit)
         low = high = None
         if kind in scores.per_row:
             low, high = bootstrap_interval(scores.per_row[kind], n_boot=n_boot, level=level)
-        found[kind] = HeadDetection(kind, limit, scores.mean(kind), low, high, settings, scores.model)
+        found[kind] = HeadDetection(kind, limit, scores.mean(kind), low, high, settings, scores.model, score)
     return found
 
 
 def detect_heads(
     model,
-    kind: str = "induction",
+    kind: str | HeadScore = "induction",
     threshold: float | None = None,
     *,
     probe: Probe | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
-    remote=False,
+    execution: Execution | None = None,
 ) -> HeadDetection:
     """Find the heads of one kind, like TransformerLens' ``detect_head`` but in one pass over a batch.
 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
-        kind: A registered score's name (:func:`~induction_nnsight.scores.registry.score_names`).
+        kind: A :class:`~induction_nnsight.scores.declaration.HeadScore` (no registration needed) or a
+            registered score's name (:func:`~induction_nnsight.scores.registry.score_names`).
         threshold: Heads scoring at least this are returned; within the score's value range
             (the score's own default when None: 0.4 for the built-in scores).
         probe: Tokens and ground truth (default: :func:`default_probe`, 10 x 50 repeated tokens).
         n_boot: Bootstrap resamples for the confidence intervals (over sequences).
         level: Coverage of the intervals.
-        remote: Run the trace on NDIF.
+        execution: How the trace runs (None: here, the defaults; ``Execution(remote=True)``: on NDIF).
 
     Returns:
         A :class:`HeadDetection` (``heads``, ``top(n)``, ``to_dict()``).
@@ -188,11 +201,11 @@ def detect_heads(
     Raises:
         InductionError: For an unknown kind or a threshold outside its value range.
     """
-    score = get_score(kind)
+    score = resolve_score(kind)
     if threshold is not None:
         score.check_threshold(threshold)
     probe = probe if probe is not None else default_probe(model)
-    scores = head_scores(model, probe, kinds=(kind,), remote=remote)
+    scores = head_scores(model, probe, kinds=(score,), execution=execution)
     settings = {
         "probe": probe.name,
         "batch": int(probe.tokens.shape[0]),
@@ -201,4 +214,4 @@ def detect_heads(
         "level": level,
         "n_boot": n_boot,
     }
-    return detections(scores, threshold, settings, n_boot, level)[kind]
+    return detections(scores, threshold, settings, n_boot, level)[score.name]

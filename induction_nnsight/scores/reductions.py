@@ -14,53 +14,26 @@ The whole-pattern functions below are these partials applied to every row at onc
 from __future__ import annotations
 
 import torch
-from einops import reduce
-
-
-def diagonal_score(pattern: torch.Tensor, offset: int) -> torch.Tensor:
-    """Mean attention on one diagonal of the pattern, per head.
-
-    Args:
-        pattern: ``[batch, head, query, key]`` attention probabilities.
-        offset: Diagonal offset: query ``i`` attends key ``i + offset``
-            (``-1`` is the previous token).
-
-    Returns:
-        ``[head]``, the mean over batch and every query on that diagonal.
-    """
-    stripe = pattern.diagonal(offset, dim1=-2, dim2=-1)  # [batch, head, n_on_diagonal]
-    return reduce(stripe.float(), "batch head pos -> head", "mean")
-
-
-def induction_stripe_score(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Diagonal-offset induction score of each head on repeated tokens.
-
-    On a row ``[bos] r_1..r_T r_1..r_T`` a perfect induction head attends from
-    each token of the second copy to the token after its first copy: key
-    ``i - T + 1`` for query ``i``. The score is the mean attention on that
-    diagonal (offset ``1 - T``), as in the nnsight tutorial, TransformerLens and
-    ARENA, so its numbers are comparable with theirs.
-
-    Args:
-        pattern: ``[batch, head, query, key]`` on repeated tokens.
-        seq_len: Length ``T`` of the repeated block.
-
-    Returns:
-        ``[head]`` scores in ``[0, 1]``.
-
-    Example:
-        >>> p = torch.zeros(1, 1, 7, 7); p[0, 0, torch.arange(7), torch.arange(7)] = 1
-        >>> induction_stripe_score(p, seq_len=3).tolist()  # attends to itself only
-        [0.0]
-    """
-    return diagonal_score(pattern, 1 - seq_len)
 
 
 def diagonal_score_per_row(pattern: torch.Tensor, offset: int) -> torch.Tensor:
-    """:func:`diagonal_score` kept per batch row.
+    """Mean attention on one diagonal of the pattern, per row and head.
+
+    On repeated tokens (``[bos] r_1..r_T r_1..r_T``) the diagonal at offset ``1 - T`` is the
+    induction stripe (the built-in ``induction`` score; the nnsight tutorial's, TransformerLens'
+    and ARENA's score); offset ``-1`` is the previous token.
+
+    Args:
+        pattern: ``[batch, head, query, key]`` attention probabilities.
+        offset: Diagonal offset, ``<= 0``: query ``i`` attends key ``i + offset``.
 
     Returns:
-        ``[batch, head]``.
+        ``[batch, head]``, the mean over every query on that diagonal.
+
+    Example:
+        >>> p = torch.zeros(1, 1, 7, 7); p[0, 0, torch.arange(7), torch.arange(7)] = 1
+        >>> diagonal_score_per_row(p, 1 - 3).tolist()  # attends to itself only: no induction
+        [[0.0]]
     """
     return finish(diagonal_partial(pattern, _all_queries(pattern), offset))
 
@@ -130,8 +103,8 @@ def masked_partial(rows: torch.Tensor, key_mask: torch.Tensor, query_mask: torch
     eligible = key_mask.any(-1)  # [batch, chunk]
     if query_mask is not None:
         eligible = eligible & query_mask
-    weights = eligible[:, None].float()  # [batch, 1, chunk]
-    return (mass * weights).sum(-1), weights.sum(-1)
+    counted = eligible[:, None].float()  # [batch, 1, chunk]
+    return (mass * counted).sum(-1), counted.sum(-1)
 
 
 def first_token_partial(rows: torch.Tensor, positions: torch.Tensor) -> Partial:

@@ -20,6 +20,7 @@ from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
+from ..ndif.execution import Execution
 from ..ndif.settings import Remote, on_ndif
 from ..probes.tokens import Probe
 from .heads import head_scores, kind_heatmap
@@ -91,7 +92,9 @@ def loss_by_position(model, tokens: torch.Tensor, *, remote: Remote = False) -> 
     Returns:
         ``[pos - 1]``: entry ``i`` is the loss of predicting token ``i + 1``.
     """
-    return head_scores(model, _probe(tokens, None), kinds=(), per_row=False, remote=remote).loss_by_position
+    return head_scores(
+        model, _probe(tokens, None), kinds=(), per_row=False, execution=Execution(remote=remote)
+    ).loss_by_position
 
 
 def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -> torch.Tensor:
@@ -109,7 +112,12 @@ def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: Remot
         ``[n_layers, n_heads]`` scores in ``[0, 1]``.
     """
     return head_scores(
-        model, _probe(tokens, seq_len), kinds=("induction",), loss=False, per_row=False, remote=remote
+        model,
+        _probe(tokens, seq_len),
+        kinds=("induction",),
+        loss=False,
+        per_row=False,
+        execution=Execution(remote=remote),
     ).mean("induction")
 
 
@@ -120,7 +128,9 @@ def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -
         A :class:`ScanResult` with ``loss_by_position [pos - 1]`` and
         ``induction_scores [n_layers, n_heads]``.
     """
-    result = head_scores(model, _probe(tokens, seq_len), kinds=("induction",), per_row=False, remote=remote)
+    result = head_scores(
+        model, _probe(tokens, seq_len), kinds=("induction",), per_row=False, execution=Execution(remote=remote)
+    )
     bos = {2 * seq_len: False, 2 * seq_len + 1: True}.get(tokens.shape[1])
     return ScanResult(result.loss_by_position, result.mean("induction"), model_facts(model).name, seq_len, bos)
 

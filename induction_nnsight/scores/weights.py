@@ -1,12 +1,12 @@
-"""Weight-only head scores (``reads="weights"``), computed once per model and its weights.
+"""Static (weight-only) head scores (``reads="weights"``), computed once per model and its weights.
 
-A weight score reads no tokens, so it is the same on every call until the weights change.
-Run here, :func:`cached_weight_scores` computes it outside the trace and keeps it against the
+A static score reads the parameters and no tokens, so it is the same on every call until the weights change.
+Run here, :func:`cached_static_scores` computes it outside the trace and keeps it against the
 model's weights: the identity (``data_ptr``), shape, dtype and in-place version counter
 (``_version``) of every parameter it reads. An optimizer step, ``load_state_dict`` or an in-place
 edit under ``torch.no_grad()`` bumps a version (or replaces a tensor), so the next call recomputes.
-Edits through ``param.data`` bypass the version counter: call :func:`forget_weight_scores` after
-them. On NDIF the weights are not here, so the heads pass calls :func:`weight_scores` inside the
+Edits through ``param.data`` bypass the version counter: call :func:`forget_static_scores` after
+them. On NDIF the weights are not here, so the heads pass calls :func:`static_scores` inside the
 trace instead (same function, same numbers).
 """
 
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 
 from ..models.layout import ModelLayout, is_conv1d, model_layout, norm_spec
-from .registry import HeadScore
+from .declaration import HeadScore
 
 
 @dataclass(frozen=True)
 class WeightPlan:
-    """What the weight scores read, settled from the module types outside the trace.
+    """What the static scores read, settled from the module types outside the trace.
 
     Attributes:
         layout: The model's layout.
@@ -68,8 +68,8 @@ def _value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv: in
     return weight.reshape(n_heads, 3, d_head, d_model)[:, 2]  # GPT-NeoX interleaves per head
 
 
-def weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
-    """Every weight score of every head: ``name -> [n_layers, n_heads]`` (runs in a trace or outside).
+def static_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
+    """Every static (weight-only) score of every head: ``name -> [n_layers, n_heads]`` (runs in a trace or outside).
 
     The final norm's scale multiplies the ``[d_model, d_model]`` bridge ``W_E^T W_U`` rather than the
     ``[vocab, d_model]`` unembedding, so no vocabulary-sized copy is made.
@@ -100,7 +100,7 @@ def unembed_mean(model, plan: WeightPlan) -> torch.Tensor:
 
 
 def _read_paths(layout: ModelLayout) -> list[str]:
-    """Every module whose ``weight`` the weight scores read."""
+    """Every module whose ``weight`` the static scores read."""
     paths = [
         layout.embed,
         layout.unembed,
@@ -113,7 +113,7 @@ def _read_paths(layout: ModelLayout) -> list[str]:
 
 
 def weights_key(model, layout: ModelLayout) -> tuple:
-    """Identity and version of every weight the scores read: equal keys, equal weights.
+    """Identity and version of every weight the static scores read: equal keys, equal weights.
 
     Returns:
         One ``(path, data_ptr, _version, shape, dtype, device)`` entry per weight.
@@ -147,15 +147,15 @@ def _cached(model, plan: WeightPlan, items: list, compute) -> dict:
     return {item: entries[(item, key)] for item in items}
 
 
-def cached_weight_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
-    """:func:`weight_scores` computed here, outside any trace, once per model and weights version.
+def cached_static_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
+    """:func:`static_scores` computed here, outside any trace, once per model and weights version.
 
     Returns:
         ``name -> [n_layers, n_heads]`` on the CPU (a fresh copy, so callers may edit it).
     """
 
     def compute(missing):
-        values = weight_scores(model, plan, missing)
+        values = static_scores(model, plan, missing)
         return {score: values[score.name] for score in missing}
 
     return {score.name: value.cpu().clone() for score, value in _cached(model, plan, scores, compute).items()}
@@ -167,6 +167,6 @@ def cached_unembed_mean(model, plan: WeightPlan) -> torch.Tensor:
     return _cached(model, plan, ["unembed_mean"], lambda _: {"unembed_mean": unembed_mean(model, plan)})["unembed_mean"]
 
 
-def forget_weight_scores(model) -> None:
-    """Drop ``model``'s cached weight scores (needed only after edits through ``param.data``)."""
+def forget_static_scores(model) -> None:
+    """Drop ``model``'s cached static scores (needed only after edits through ``param.data``)."""
     _CACHE.pop(model._module, None)

@@ -10,6 +10,7 @@ import io
 
 import pytest
 
+from induction_nnsight.scores.registry import score_names
 from tests.docs.helpers import DOCS, ROOT, example_blocks
 
 PAGES = [p for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))] if example_blocks(p.read_text())]
@@ -32,15 +33,11 @@ def shared_models(smollm2, monkeypatch):
         return cache[key]
 
     monkeypatch.setattr(induction_nnsight, "load_model", load_model)
-    # a page that registers a score (add_a_score.md) must not leave it behind, even when it fails
-    # before its own unregister_score: later tests (the charts check) would score it too
-    from induction_nnsight.scores import registry
-
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._registry()))  # built-ins loaded first
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_page_examples_run(page, shared_models):
+    before = score_names()  # a page passes its scores as objects, or unregisters what it registered
     namespace = {"__name__": f"docs_{page.stem}"}
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     for block in example_blocks(page.read_text()):
@@ -53,3 +50,4 @@ def test_page_examples_run(page, shared_models):
         result = doctest.DocTestRunner(optionflags=flags).run(test, out=report.write, clear_globs=False)
         namespace.update(test.globs)
         assert result.failed == 0, f"{where}: example output differs\n{report.getvalue()}"
+    assert score_names() == before, f"{page.name} left the registry changed: {score_names()}"

@@ -4,6 +4,7 @@ pattern, on tiny models."""
 import pytest
 import torch
 
+from induction_nnsight.ndif.execution import Execution
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.heads import head_scores
 from tests.conftest import TINY_BOS
@@ -16,8 +17,8 @@ def test_small_chunks_give_the_whole_pattern_scores(tiny_model, arch, attn):
     model = tiny_model(arch, attn)
     probe = repeated_probe(2, SEQ_LEN, seed=3, low=1, high=40, bos_token_id=TINY_BOS)
     n = probe.tokens.shape[1]
-    whole = head_scores(model, probe, pattern_budget=2 * 4 * n * n)  # one chunk: the whole pattern
-    chunked = head_scores(model, probe, pattern_budget=2 * 4 * n * 7)  # chunks of 7 queries
+    whole = head_scores(model, probe, execution=Execution(pattern_budget=2 * 4 * n * n))  # one chunk: the whole pattern
+    chunked = head_scores(model, probe, execution=Execution(pattern_budget=2 * 4 * n * 7))  # chunks of 7 queries
     grouped = head_scores(model, probe)  # the default budget: both layers' heads stacked and reduced at once
     for other in (chunked, grouped):
         assert set(other.per_row) == set(whole.per_row)

@@ -105,7 +105,9 @@ def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
     ]
     assert main(args) == 0
     results = json.loads((tmp_path / "heads_results.json").read_text())
-    from induction_nnsight.scores.heads import HEAD_KINDS
+    from induction_nnsight.scores.builtin import BUILTIN_SCORES
+
+    HEAD_KINDS = [score.name for score in BUILTIN_SCORES]
 
     assert set(results["kinds"]) == set(HEAD_KINDS)
     for kind in HEAD_KINDS:

@@ -8,11 +8,13 @@ import torch
 
 from induction_nnsight.models.attention import attention_call_name, attention_modules, attention_pattern
 from induction_nnsight.probes.tokens import repeated_probe
-from induction_nnsight.scores.heads import HEAD_KINDS, head_scores
+from induction_nnsight.scores.builtin import BUILTIN_SCORES
+from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.scores.registry import get_score
 from tests.conftest import ALL_ARCHS, SDPA_ARCHS, TINY_BOS
 from tests.reference import plain_attentions, reference_kind_scores
 
+HEAD_KINDS = tuple(score.name for score in BUILTIN_SCORES)  # the built-in scores' names
 SEQ_LEN = 10
 PATTERN_KINDS = tuple(kind for kind in HEAD_KINDS if get_score(kind).reads == "pattern")
 
@@ -65,14 +67,14 @@ def test_one_pass_scores_every_kind_with_batch_rows(tiny_model):
     assert set(scores.kinds) == set(HEAD_KINDS)
     for kind in scores.per_row:
         assert scores.per_row[kind].shape == (4, 2, 4), kind
-    assert scores.weights["copying_ov"].shape == (2, 4)
+    assert scores.static["copying_ov"].shape == (2, 4)
     assert scores.loss_by_position.shape == (batch.tokens.shape[1] - 1,)
     # each row is that row's own pass: the batch does not mix rows
     for row in (0, 3):
         alone = head_scores(tiny_model("llama", "sdpa"), replace(batch, tokens=batch.tokens[row : row + 1]))
         for kind in scores.per_row:
             assert torch.allclose(scores.per_row[kind][row], alone.per_row[kind][0], atol=1e-5), (row, kind)
-        assert torch.allclose(scores.weights["copying_ov"], alone.weights["copying_ov"], atol=1e-6)
+        assert torch.allclose(scores.static["copying_ov"], alone.static["copying_ov"], atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

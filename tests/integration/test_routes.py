@@ -21,13 +21,15 @@ import torch
 from induction_nnsight.app.jobs import HeadsConfig, ScanConfig, run_heads, run_scan
 from induction_nnsight.causal.metrics import repeated_half_loss
 from induction_nnsight.probes.tokens import repeated_probe
+from induction_nnsight.scores.builtin import BUILTIN_SCORES
 from induction_nnsight.scores.detect import detect_heads
-from induction_nnsight.scores.heads import HEAD_KINDS, head_scores
+from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.scores.losses import half_losses
 from induction_nnsight.scores.registry import get_score
 from induction_nnsight.scores.scan import induction_scores, loss_by_position, scan
 from tests.conftest import TINY_BOS
 
+HEAD_KINDS = tuple(score.name for score in BUILTIN_SCORES)  # the built-in scores' names
 ATOL = 1e-5
 ROUNDED_ATOL = 1e-6 + 1e-9
 SEQ_LEN = 10
@@ -101,7 +103,7 @@ def test_rows_averaged_inside_the_trace_equal_the_row_mean(tiny_model, all_score
         assert averaged.per_row[kind].shape == (1, 2, 4), kind
         assert close(averaged.per_row[kind][0], rows.per_row[kind].nanmean(0)), kind
         assert close(averaged.mean(kind), rows.mean(kind)), kind
-    assert close(averaged.weights["copying_ov"], rows.weights["copying_ov"])
+    assert close(averaged.static["copying_ov"], rows.static["copying_ov"])
     assert close(averaged.loss_by_position, rows.loss_by_position)
 
 

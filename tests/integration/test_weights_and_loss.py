@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from induction_nnsight import load_model
+from induction_nnsight.ndif.execution import Execution
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores import weights as weight_module
 from induction_nnsight.scores.heads import head_scores
@@ -28,8 +29,8 @@ def own_model(tiny_dir):
 def test_weight_scores_are_cached_and_recomputed_after_an_in_place_edit(own_model, monkeypatch, arch):
     model = own_model(arch)
     calls = []
-    compute = weight_module.weight_scores
-    monkeypatch.setattr(weight_module, "weight_scores", lambda *a, **k: calls.append(1) or compute(*a, **k))
+    compute = weight_module.static_scores
+    monkeypatch.setattr(weight_module, "static_scores", lambda *a, **k: calls.append(1) or compute(*a, **k))
     first = head_scores(model, probe(), kinds=("copying_ov",), loss=False).mean("copying_ov")
     again = head_scores(model, probe(), kinds=("copying_ov",), loss=False).mean("copying_ov")
     assert len(calls) == 1  # the second call read the cache
@@ -44,7 +45,7 @@ def test_weight_scores_are_cached_and_recomputed_after_an_in_place_edit(own_mode
     assert torch.allclose(edited[1:], first[1:], atol=1e-6)
     # the independent route: the same scores computed inside a trace, as on NDIF
     with torch.no_grad(), model.trace(probe().tokens):
-        in_trace = nnsight.save(weight_module.weight_scores(model, plan, [get_score("copying_ov")]))
+        in_trace = nnsight.save(weight_module.static_scores(model, plan, [get_score("copying_ov")]))
     assert torch.allclose(edited, in_trace["copying_ov"], atol=1e-6)
 
 
@@ -63,7 +64,9 @@ def test_a_reloaded_state_dict_is_a_new_version(own_model):
 def test_dry_run_computes_weight_scores_in_the_trace(tiny_model):
     model = tiny_model("gpt2", "eager")
     here = head_scores(model, probe(), kinds=("copying_ov",), loss=False).mean("copying_ov")
-    remote_route = head_scores(model, probe(), kinds=("copying_ov",), loss=False, remote="local").mean("copying_ov")
+    remote_route = head_scores(
+        model, probe(), kinds=("copying_ov",), loss=False, execution=Execution(remote="local")
+    ).mean("copying_ov")
     assert torch.allclose(here, remote_route, atol=1e-6)
 
 

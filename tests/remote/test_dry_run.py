@@ -23,6 +23,7 @@ from induction_nnsight import (
 )
 from induction_nnsight.ndif.backend import remote_backend
 from induction_nnsight.ndif.dry_run import DryRunBackend
+from induction_nnsight.ndif.execution import Execution
 from induction_nnsight.scores.losses import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS
 
@@ -52,7 +53,7 @@ def test_the_head_taxonomy_survives_the_round_trip(tiny_model, arch, attn):
     model = tiny_model(arch, attn)
     probe = repeated_probe(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
     local = head_scores(model, probe)
-    dry = head_scores(model, probe, remote="local")
+    dry = head_scores(model, probe, execution=Execution(remote="local"))
     for kind in local.kinds:
         assert torch.allclose(dry.mean(kind), local.mean(kind), atol=1e-6, equal_nan=True), kind
     pattern = head_attention(model, probe.tokens[:1], 1, 2)

@@ -15,6 +15,7 @@ import torch
 from induction_nnsight import InductionError, induction_scores, load_model, loss_by_position, repeated_tokens, scan
 from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import remote_backend
+from induction_nnsight.ndif.execution import Execution
 from induction_nnsight.ndif.settings import RemoteSettings
 from induction_nnsight.scores.losses import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS, _tiny_config, _tiny_tokenizer
@@ -53,7 +54,7 @@ def test_head_taxonomy_remote_equals_local(ndif, tiny_model):
 
     probe = repeated_probe(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
     local = head_scores(tiny_model("llama", "sdpa"), probe)
-    remote = head_scores(ndif.models["llama"], probe, remote=RemoteSettings(ndif.host))
+    remote = head_scores(ndif.models["llama"], probe, execution=Execution(remote=RemoteSettings(ndif.host)))
     for kind in local.kinds:
         assert torch.allclose(remote.mean(kind), local.mean(kind), atol=1e-6, equal_nan=True), kind
 

@@ -4,7 +4,12 @@ import torch.nn.functional as F
 
 from induction_nnsight.models.attention import softmax_attention
 from induction_nnsight.scores.losses import half_losses, per_position_loss
-from induction_nnsight.scores.reductions import diagonal_score, induction_stripe_score
+from induction_nnsight.scores.reductions import diagonal_score_per_row
+
+
+def induction_stripe(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """``[head]`` the built-in induction score's diagonal (offset ``1 - seq_len``), averaged over rows."""
+    return diagonal_score_per_row(pattern, 1 - seq_len).mean(0)
 
 
 def perfect_induction_pattern(batch: int, heads: int, seq_len: int, bos: bool = True) -> torch.Tensor:
@@ -19,20 +24,20 @@ def perfect_induction_pattern(batch: int, heads: int, seq_len: int, bos: bool = 
 
 @pytest.mark.parametrize("bos", [True, False])
 def test_perfect_induction_pattern_scores_one(bos):
-    scores = induction_stripe_score(perfect_induction_pattern(2, 3, 6, bos), seq_len=6)
+    scores = induction_stripe(perfect_induction_pattern(2, 3, 6, bos), seq_len=6)
     assert torch.allclose(scores, torch.ones(3))
 
 
 def test_pattern_that_never_looks_back_scores_zero():
     pattern = torch.eye(13).expand(2, 3, 13, 13)
-    assert torch.equal(induction_stripe_score(pattern, seq_len=6), torch.zeros(3))
+    assert torch.equal(induction_stripe(pattern, seq_len=6), torch.zeros(3))
 
 
 def test_heads_scored_separately_and_mixed_pattern_scores_its_share():
     seq_len, n = 4, 9
     pattern = torch.eye(n).repeat(1, 2, 1, 1)  # [1, 2, n, n]
     pattern[0, 1] = perfect_induction_pattern(1, 1, seq_len)[0, 0] * 0.25 + torch.eye(n) * 0.75
-    assert torch.allclose(induction_stripe_score(pattern, seq_len), torch.tensor([0.0, 0.25]))
+    assert torch.allclose(induction_stripe(pattern, seq_len), torch.tensor([0.0, 0.25]))
 
 
 def test_previous_token_diagonal():
@@ -40,7 +45,7 @@ def test_previous_token_diagonal():
     pattern = torch.zeros(1, 1, n, n)
     pattern[0, 0, 0, 0] = 1
     pattern[0, 0, torch.arange(1, n), torch.arange(0, n - 1)] = 1
-    assert diagonal_score(pattern, -1).item() == pytest.approx(1.0)
+    assert diagonal_score_per_row(pattern, -1).item() == pytest.approx(1.0)
 
 
 def test_per_position_loss_equals_cross_entropy():

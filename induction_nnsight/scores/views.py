@@ -1,0 +1,134 @@
+"""What a pattern score reads besides the attention probabilities: the probe's tokens and their masks.
+
+A :class:`ProbeView` is made once per pass; :class:`ProbeRows` cuts it to the rows of one chunk of
+queries (what a ``partial`` reduction sees), so no mask is ever ``[batch, pos, pos]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..probes.tokens import Probe
+from .reductions import (
+    Partial,
+    duplicate_token_mask,
+    duplicate_token_rows,
+    finish,
+    induction_token_mask,
+    induction_token_rows,
+)
+
+__all__ = ["ProbeRows", "ProbeView", "whole_pattern"]
+
+
+class ProbeView:
+    """What a pattern score sees besides the pattern: the probe and its token masks, each made once.
+
+    Attributes:
+        probe: The :class:`~induction_nnsight.probes.tokens.Probe`.
+    """
+
+    def __init__(self, probe: Probe):
+        self.probe = probe
+        # A plain dict, not functools.cached_property: that holds a lock, which cannot travel to NDIF.
+        self._made: dict[str, torch.Tensor] = {}
+
+    def _once(self, name: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if name not in self._made:
+            self._made[name] = make()
+        return self._made[name]
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """``[batch, pos]`` token ids."""
+        return self.probe.tokens
+
+    @property
+    def period(self) -> int | None:
+        """Distance from a token to its next copy on clean repeats, else None."""
+        return self.probe.period
+
+    @property
+    def repeat_queries(self) -> torch.Tensor:
+        """``[batch, query]`` bool: queries in the repeated copies."""
+        return self._once("repeat_queries", lambda: self.probe.repeat_queries)
+
+    @property
+    def duplicate(self) -> torch.Tensor:
+        """``[batch, query, key]`` bool: earlier keys holding the query's token."""
+        return self._once("duplicate", lambda: duplicate_token_mask(self.tokens))
+
+    @property
+    def induction(self) -> torch.Tensor:
+        """``[batch, query, key]`` bool: keys right after an earlier copy of the query's token."""
+        return self._once("induction", lambda: induction_token_mask(self.tokens))
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """``[query]`` every query position."""
+        return torch.arange(self.tokens.shape[1], device=self.tokens.device)
+
+    def rows(self, positions: torch.Tensor, n_keys: int) -> ProbeRows:
+        """The view of the queries at ``positions`` over the first ``n_keys`` keys."""
+        return ProbeRows(self, positions, n_keys)
+
+
+class ProbeRows:
+    """A :class:`ProbeView` cut to the rows of a chunk of queries (what a ``partial`` reduction sees).
+
+    Its masks are made for those rows only (on first use), so none is ``[batch, pos, pos]``.
+
+    Attributes:
+        probe: The :class:`~induction_nnsight.probes.tokens.Probe`.
+        positions: ``[chunk]`` the query positions.
+        n_keys: Keys in the rows (the pattern's rows are cut after the last query).
+    """
+
+    def __init__(self, view: ProbeView, positions: torch.Tensor, n_keys: int):
+        self.probe = view.probe
+        self.positions = positions.to(view.tokens.device)
+        self.n_keys = n_keys
+        self._view = view
+        self._made: dict[str, torch.Tensor] = {}
+
+    _once = ProbeView._once
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """``[batch, pos]`` token ids (every position)."""
+        return self.probe.tokens
+
+    @property
+    def period(self) -> int | None:
+        """Distance from a token to its next copy on clean repeats, else None."""
+        return self.probe.period
+
+    @property
+    def repeat_queries(self) -> torch.Tensor:
+        """``[batch, chunk]`` bool: which of these queries lie in the repeated copies."""
+        return self._once("repeat_queries", lambda: self._view.repeat_queries[:, self.positions])
+
+    @property
+    def duplicate(self) -> torch.Tensor:
+        """``[batch, chunk, key]`` bool: earlier keys holding the query's token."""
+        return self._once("duplicate", lambda: duplicate_token_rows(self.tokens, self.positions, self.n_keys))
+
+    @property
+    def induction(self) -> torch.Tensor:
+        """``[batch, chunk, key]`` bool: keys right after an earlier copy of the query's token."""
+        return self._once("induction", lambda: induction_token_rows(self.tokens, self.positions, self.n_keys))
+
+
+def whole_pattern(
+    partial: Callable[[torch.Tensor, ProbeRows], Partial],
+) -> Callable[[torch.Tensor, ProbeView], torch.Tensor]:
+    """A whole-pattern ``reduce(pattern, view) -> [batch, head]`` made from a ``partial`` reduction."""
+
+    def reduce(pattern: torch.Tensor, view: ProbeView) -> torch.Tensor:
+        n_query, n_key = pattern.shape[-2:]
+        positions = torch.arange(n_query, device=pattern.device) + (n_key - n_query)
+        return finish(partial(pattern, view.rows(positions, n_key)))
+
+    return reduce
