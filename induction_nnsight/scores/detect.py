@@ -11,6 +11,7 @@ import torch
 from ..figures.heads import top_heads_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, titled
 from ..models.layout import model_facts
+from ..probes.checks import check_rows_fit
 from ..probes.tokens import Probe, repeated_probe
 from .heads import HeadScores, head_scores, kind_heatmap
 from .ranking import rank_heads
@@ -127,6 +128,7 @@ class HeadDetection(Displayable):
 def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos: bool = True) -> Probe:
     """Repeated random tokens from ``[1000, 10000)`` (clamped to the vocabulary) after BOS."""
     facts = model_facts(model)
+    check_rows_fit(model, facts.name, seq_len, bos=bos and facts.bos_token_id is not None)  # (no BOS: none added)
     high = min(10000, facts.vocab_size)
     low = min(1000, high // 10)
     return repeated_probe(
