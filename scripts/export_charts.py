@@ -29,16 +29,10 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from induction_nnsight import DEFAULT_MODEL, load_model  # noqa: E402
 from induction_nnsight.app.ablate_job import AblateConfig, run_ablate  # noqa: E402
+from induction_nnsight.app.attention_job import AttentionConfig, run_attention  # noqa: E402
 from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit  # noqa: E402
 from induction_nnsight.app.cli import guarded  # noqa: E402
-from induction_nnsight.app.jobs import (  # noqa: E402
-    AttentionConfig,
-    HeadsConfig,
-    ScanConfig,
-    run_attention,
-    run_heads,
-    run_scan,
-)
+from induction_nnsight.app.jobs import HeadsConfig, ScanConfig, run_heads, run_scan  # noqa: E402
 from induction_nnsight.app.outputs import prepare_out_dir, write_files  # noqa: E402
 from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
 

@@ -16,13 +16,14 @@ from ..causal.ablation_results import SweepResult
 from ..causal.attribution import head_attribution
 from ..causal.head_outputs import check_heads, parse_heads
 from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
-from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
 from ..models.layout import model_facts
+from ..ndif.execution import DEFAULT_MAX_TOKENS
 from ..probes.tokens import repeated_tokens
 from ..scores.ranking import rank_heads
 from ..scores.scan import scan
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
+from .options import int_list, no_option, option, positive
 from .outputs import rounded, table, to_json
 from .report import top_heads
 
@@ -31,18 +32,30 @@ from .report import top_heads
 class AblateConfig(ScanConfig):
     """Settings of ``induction-nnsight ablate`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
 
+    top: int = no_option(ScanConfig.top)  # no table of top heads
     batch: int = 4
     seq_len: int = 30
-    method: str = "zero"
-    heads: str | None = None
-    top_k: int = 5
-    draws: int = 5
-    same_layers: bool = False
-    sweep: bool = True
-    layers: list[int] | None = None
-    icl_early: list[int] | None = None
-    icl_late: list[int] | None = None
-    max_tokens: int = DEFAULT_MAX_TOKENS
+    method: str = option(
+        "zero",
+        help="zero the head outputs, or set them to their mean over a second batch of source rows",
+        choices=METHODS,
+    )
+    heads: str | None = option(None, help="also ablate this set of heads together, e.g. L18H6,L17H3")
+    top_k: int = option(5, help="top induction heads in the curve", parse=positive)
+    draws: int = option(5, help="random head sets per k", parse=positive)
+    same_layers: bool = option(False, help="draw each random head from the layer of the matching top head")
+    sweep: bool = option(True, help="skip the per-head sweep")
+    layers: list[int] | None = option(None, help="sweep only these layers, e.g. 16,17,18", parse=int_list)
+    icl_early: list[int] | None = option(
+        None, help="loss positions averaged as 'early' in the ICL score", parse=int_list, default_text="mid first copy"
+    )
+    icl_late: list[int] | None = option(
+        None,
+        help="loss positions averaged as 'late'",
+        parse=int_list,
+        default_text="the same token in the repeat",
+    )
+    max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""

@@ -3,7 +3,7 @@
 Which earlier heads feed each induction head, through its keys, queries or values: path
 patching (:func:`~induction_nnsight.causal.circuit.circuit`) and composition scores, the heads'
 kinds (previous-token, induction) from one heads pass, a heatmap per path, a circuit graph and
-a text summary. The CLI's parser and command live here too (:func:`add_parser`, :func:`command`).
+a text summary. Its command-line options are declared on :class:`CircuitConfig`'s fields.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, replace
 from ..causal.circuit import CircuitResult, circuit, head_name
 from ..causal.head_outputs import check_heads, parse_heads
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS
-from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
-from ..ndif.execution import Execution
-from ..probes.tokens import Probe, repeated_tokens
+from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
+from ..probes.tokens import repeated_tokens, repeated_tokens_probe
 from ..scores.heads import head_scores
 from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
+from .options import exact_losses_arg, option, positive, word_tuple
 from .outputs import rounded, to_json
 
 KIND_THRESHOLD = 0.4  # a head is previous-token / induction when its score reaches this (the built-in default)
@@ -34,13 +34,21 @@ class CircuitConfig(ScanConfig):
 
     batch: int = 2
     seq_len: int = 20
-    top: int = 5
-    targets: str | None = None
-    method: str = "zero"
-    paths: tuple[str, ...] = PATHS
-    composition: bool = True
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    exact_losses: int | None = DEFAULT_EXACT_LOSSES  # n: estimated except the n strongest; None: every one exact
+    top: int = option(5, help="top induction heads to explain", parse=positive)
+    targets: str | None = option(None, help="explain these heads instead, e.g. L18H6,L17H3")
+    method: str = option(
+        "zero", help="remove a source's output by zeroing it or by its mean over a second batch", choices=METHODS
+    )
+    paths: tuple[str, ...] = option(PATHS, help=f"any of {','.join(PATHS)}", parse=word_tuple)
+    composition: bool = option(True, help="skip the composition scores from the weights")
+    max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
+    exact_losses: int | None = option(  # n: estimated except the n strongest; None: every one exact
+        DEFAULT_EXACT_LOSSES,
+        help="loss effects computed exactly for the N strongest k/q/v edges per target and path, estimated for "
+        "the rest (scores and total edges always exact); 'all': every loss effect exact (about 4x slower)",
+        parse=exact_losses_arg,
+        metavar="N|all",
+    )
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -64,8 +72,7 @@ class CircuitConfig(ScanConfig):
 
 def _kinds(model, tokens, config: CircuitConfig, remote) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
     """Each head's kind and its (previous-token, induction) scores, from one heads pass."""
-    start = int(config.bos)
-    probe = Probe("repeated", tokens, config.seq_len, start, start + config.seq_len)
+    probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
     found = head_scores(
         model,
         probe,

@@ -7,13 +7,14 @@ with one line, ``interrupted``, and exit status 130, leaving no partial file.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import InductionError
-from .arguments import EXIT_BAD_INPUT, build_parser, remote_args
-from .jobs import AttentionConfig, HeadsConfig, ScanConfig, run_attention, run_heads, run_scan
+from .arguments import EXIT_BAD_INPUT, build_parser
+from .attention_job import AttentionConfig, run_attention
+from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
+from .options import config_from
 from .outputs import prepare_out_dir, write_files
 from .report import heads_table
 
@@ -21,19 +22,13 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def scan_config(args: argparse.Namespace) -> ScanConfig:
-    """The :class:`ScanConfig` that parsed model and token arguments describe."""
-    config = ScanConfig(
-        model=args.model,
-        batch=args.batch,
-        seq_len=args.seq_len,
-        seed=args.seed,
-        low=args.low,
-        high=args.high,
-        bos=args.bos,
-        top=getattr(args, "top", 10),
-        attn_implementation=args.attn_implementation,
-        **remote_args(args),
-    )
+    """The :class:`ScanConfig` that parsed model and token arguments describe (checked)."""
+    return _config(ScanConfig, args)
+
+
+def _config(config_class: type, args: argparse.Namespace):
+    """The ``config_class`` that parsed arguments describe, checked before any model is loaded."""
+    config = config_from(config_class, args)
     config.validate()
     return config
 
@@ -68,19 +63,8 @@ def _scan_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _heads_config(args: argparse.Namespace) -> HeadsConfig:
-    config = HeadsConfig(
-        **vars(scan_config(args)),
-        kinds=tuple(args.kinds) if args.kinds else None,
-        threshold=args.threshold,
-        n_repeats=args.repeats,
-    )
-    config.validate()
-    return config
-
-
 def _heads_command(args: argparse.Namespace) -> int:
-    config = _heads_config(args)
+    config = _config(HeadsConfig, args)
     out = prepare_out_dir(args.out)
     _, files, report = run_heads(config)
     _write(out, files)
@@ -89,7 +73,7 @@ def _heads_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    config = _heads_config(args)
+    config = _config(HeadsConfig, args)
     out = prepare_out_dir(args.out)
     _, _, report = run_heads(config)
     _write(out, {"report.txt": report + "\n"})
@@ -98,18 +82,7 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _attention_command(args: argparse.Namespace) -> int:
-    config = AttentionConfig(
-        model=args.model,
-        layer=args.layer,
-        head=args.head,
-        prompt=args.prompt,
-        repeat=args.repeat,
-        bos=args.bos,
-        attn_implementation=args.attn_implementation,
-        heads=args.heads,
-        html=args.html,
-        **remote_args(args),
-    )
+    config = config_from(AttentionConfig, args)
     out = prepare_out_dir(args.out)
     _, files, ascii_view = run_attention(config)
     _write(out, files)
@@ -120,20 +93,7 @@ def _attention_command(args: argparse.Namespace) -> int:
 def _ablate_command(args: argparse.Namespace) -> int:
     from .ablate_job import AblateConfig, run_ablate
 
-    config = AblateConfig(
-        **vars(scan_config(args)),
-        method=args.method,
-        heads=args.heads,
-        top_k=args.top_k,
-        draws=args.draws,
-        same_layers=args.same_layers,
-        sweep=args.sweep,
-        layers=args.layers,
-        icl_early=args.icl_early,
-        icl_late=args.icl_late,
-        max_tokens=args.max_tokens,
-    )
-    config.validate()
+    config = _config(AblateConfig, args)
     out = prepare_out_dir(args.out)
     results, files = run_ablate(config)
     _write(out, files)
@@ -158,21 +118,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
 def _patch_command(args: argparse.Namespace) -> int:
     from .patch_job import PatchConfig, run_patch
 
-    config = PatchConfig(
-        **vars(scan_config(args)),
-        pair=args.pair,
-        clean=args.clean,
-        corrupted=args.corrupted,
-        correct=args.correct,
-        wrong=args.wrong,
-        metric=args.metric,
-        sites=args.sites,
-        head=args.head,
-        layers=args.layers,
-        positions=args.positions,
-        max_tokens=args.max_tokens,
-    )
-    config.validate()
+    config = _config(PatchConfig, args)
     out = prepare_out_dir(args.out)
     results, files = run_patch(config)
     _write(out, files)
@@ -205,16 +151,7 @@ def _cache_command(args: argparse.Namespace) -> int:
 def _circuit_command(args: argparse.Namespace) -> int:
     from .circuit_job import CircuitConfig, run_circuit
 
-    config = CircuitConfig(
-        **vars(scan_config(args)),
-        targets=args.targets,
-        method=args.method,
-        paths=tuple(args.paths),
-        composition=args.composition,
-        max_tokens=args.max_tokens,
-        exact_losses=args.exact_losses,
-    )
-    config.validate()
+    config = _config(CircuitConfig, args)
     out = prepare_out_dir(args.out)
     results, files = run_circuit(config)
     _write(out, files)
@@ -227,12 +164,9 @@ def _circuit_command(args: argparse.Namespace) -> int:
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    from ..training.config import TrainSettings
     from .train_job import TrainConfig, run_train
 
-    names = {f.name for f in dataclasses.fields(TrainSettings)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names}, out=args.out, progress=not args.quiet)
-    config.validate()
+    config = _config(TrainConfig, args)
     out = prepare_out_dir(config.out)
     results, files = run_train(config)
     _write(out, files)
@@ -250,24 +184,7 @@ def _train_command(args: argparse.Namespace) -> int:
 def _dynamics_command(args: argparse.Namespace) -> int:
     from .dynamics_job import DynamicsConfig, run_dynamics
 
-    config = DynamicsConfig(
-        checkpoints=list(args.checkpoints),
-        model=args.model,
-        revisions=args.revisions,
-        batch=args.batch,
-        seq_len=args.seq_len,
-        seed=args.seed,
-        low=args.low,
-        high=args.high,
-        bos=args.bos,
-        attn_implementation=args.attn_implementation,
-        top=args.top,
-        circuit=args.circuit,
-        out=args.out,
-        progress=not args.quiet,
-        **remote_args(args),
-    )
-    config.validate()
+    config = _config(DynamicsConfig, args)
     out = prepare_out_dir(config.out)
     results, files = run_dynamics(config)
     _write(out, files)

@@ -3,8 +3,9 @@ Hub revisions) on one repeated-token probe and find the phase change."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -16,36 +17,58 @@ from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
-from ..ndif.settings import DEFAULT_TIMEOUT
 from ..scores.ranking import rank_heads
-from .jobs import remote_settings
+from .jobs import ScanConfig, remote_settings
+from .options import like, option
 from .outputs import rounded, table, to_json
 
 OLSSON_TOKENS = (50, 500)
 """Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
 
 
+_VOCAB_RANGE = "[1000, 10000) when the vocabulary holds it, else [1, vocab size)"
+
+
+def _revisions(text: str) -> list[str]:
+    """``--revisions``: comma-separated Hub revisions."""
+    values = [part for part in text.replace(",", " ").split() if part]
+    if not values:
+        raise argparse.ArgumentTypeError("expected comma-separated revisions, e.g. step0,step1000")
+    return values
+
+
 @dataclass
 class DynamicsConfig:
     """Settings of ``induction-nnsight dynamics``."""
 
-    checkpoints: list[str] = field(default_factory=list)
-    model: str | None = None
-    revisions: list[str] | None = None
-    batch: int = 10
-    seq_len: int | None = None  # 50, or the longest block whose two copies fit the context
-    seed: int = 0
-    low: int | None = None
-    high: int | None = None
-    bos: bool = True
-    attn_implementation: str | None = None
-    top: int = 3
-    circuit: bool = True  # the best induction head's strongest k-path source at every checkpoint
-    out: str = "charts"
-    progress: bool = True
-    remote: bool = False
-    ndif_host: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    checkpoints: list[str] = option(
+        default_factory=list,
+        flag="checkpoints",
+        help="checkpoint directories, or run directories holding checkpoint-STEP/ (sorted by step)",
+        nargs="*",
+        metavar="CHECKPOINT_OR_RUN_DIR",
+        type_name="list[str]",
+    )
+    model: str | None = option(None, help="Hub id whose --revisions to score (e.g. EleutherAI/pythia-70m)")
+    revisions: list[str] | None = option(None, help="comma-separated revisions, e.g. step0,step1000", parse=_revisions)
+    batch: int = like(ScanConfig, "batch")
+    seq_len: int | None = like(  # None: 50, or the longest block whose two copies fit the context
+        ScanConfig, "seq_len", None, default_text="50, or the longest whose two copies fit the context"
+    )
+    seed: int = like(ScanConfig, "seed")
+    low: int | None = like(ScanConfig, "low", None, default_text=_VOCAB_RANGE)
+    high: int | None = like(ScanConfig, "high", None, default_text=_VOCAB_RANGE)
+    bos: bool = like(ScanConfig, "bos")
+    attn_implementation: str | None = like(ScanConfig, "attn_implementation")
+    top: int = like(ScanConfig, "top", 3, help="heads highlighted in the chart", parse=int)
+    circuit: bool = option(  # the best induction head's strongest k-path source at every checkpoint
+        True, help="skip path patching the best induction head's keys at every checkpoint"
+    )
+    out: str = option("charts", help="directory for results, charts and the cache")
+    progress: bool = option(True, flag="--quiet", help="no line per checkpoint")
+    remote: bool = like(ScanConfig, "remote")
+    ndif_host: str | None = like(ScanConfig, "ndif_host")
+    timeout: float = like(ScanConfig, "timeout")
 
     def probe(self) -> ProbeSettings:
         return ProbeSettings(

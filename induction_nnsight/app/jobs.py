@@ -4,53 +4,62 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..causal.head_outputs import check_heads, parse_heads
 from ..errors import InductionError
-from ..figures.heads import attention_view_figure, top_heads_figure
+from ..figures.heads import top_heads_figure
 from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
 from ..ndif.execution import Execution
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
-from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_tokens, text_probe
+from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens, repeated_tokens_probe
 from ..scores.detect import detections
 from ..scores.heads import head_scores
 from ..scores.losses import half_losses
-from ..scores.reductions import induction_token_mask
 from ..scores.registry import get_score, score_names
-from ..scores.scan import heads_attention, scan
-from .attention_view import AttentionView, view_targets
+from ..scores.scan import scan
+from .options import option, positive, seconds
 from .outputs import rounded, table, to_json
-from .report import ascii_attention, text_report, top_heads
+from .report import text_report, top_heads
 
 
 @dataclass
 class ScanConfig:
-    """Settings of ``induction-nnsight scan``."""
+    """Settings of ``induction-nnsight scan`` (each field's option: :func:`~.options.option`)."""
 
-    model: str = DEFAULT_MODEL
-    batch: int = 10
-    seq_len: int = 50
-    seed: int = 0
-    low: int = DEFAULT_LOW
-    high: int = DEFAULT_HIGH
-    bos: bool = True
-    top: int = 10
-    attn_implementation: str | None = None
-    remote: bool = False
-    ndif_host: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    model: str = option(
+        DEFAULT_MODEL,
+        help="Hub id (openai-community/gpt2), local model directory or .gguf file, or the offline default",
+    )
+    batch: int = option(10, help="rows of random tokens", parse=positive)
+    seq_len: int = option(50, help="length of the repeated block", parse=positive)
+    seed: int = option(0, help="seed of the token generator", parse=int)
+    low: int = option(DEFAULT_LOW, help="smallest token id drawn", parse=int)
+    high: int = option(DEFAULT_HIGH, help="token ids drawn below this", parse=int)
+    bos: bool = option(True, help="do not prepend the BOS token")
+    top: int = option(10, help="heads in the printed table", parse=positive)
+    attn_implementation: str | None = option(None, help="eager, sdpa, ... (the model's default when omitted)")
+    remote: bool = option(False, help="run the traces on NDIF (host from NDIF_HOST or nnsight's config)", group="NDIF")
+    ndif_host: str | None = option(
+        None,
+        help="NDIF API URL, e.g. https://api.ndif.us (implies --remote)",
+        metavar="URL",
+        group="NDIF",
+        implies="remote",
+    )
+    timeout: float = option(
+        DEFAULT_TIMEOUT,
+        help="give up on an NDIF request after this long",
+        parse=seconds,
+        metavar="SECONDS",
+        group="NDIF",
+    )
 
     def validate_tokens(self) -> None:
         """Check the token and NDIF settings, before a model is loaded."""
         if not self.timeout > 0:
             raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
-        if self.batch < 1:
-            raise InductionError(f"--batch must be at least 1, got {self.batch}")
-        if self.seq_len < 1:
-            raise InductionError(f"--seq-len must be at least 1, got {self.seq_len}")
-        if not 0 <= self.low < self.high:
-            raise InductionError(f"token range [{self.low}, {self.high}) is empty: pass 0 <= --low < --high")
+        check_token_grid(self.batch, self.seq_len, self.low, self.high)
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -69,8 +78,7 @@ class ScanConfig:
 def check_causal_tokens(config: ScanConfig) -> None:
     """:meth:`ScanConfig.validate_tokens`, and a repeated block of at least 2 tokens (a repeated half to score)."""
     config.validate_tokens()
-    if config.seq_len < 2:
-        raise InductionError(f"--seq-len must be at least 2 here, got {config.seq_len}")
+    check_token_grid(config.batch, config.seq_len, min_seq_len=REPEATED_HALF)
 
 
 def check_indices(values: list[int] | None, size: int, option: str, what: str) -> None:
@@ -86,15 +94,8 @@ def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
     Returns:
         ``LongTensor[batch, bos + n_repeats * seq_len]``.
     """
+    check_rows_fit(model, config.model, config.seq_len, bos=config.bos, n_repeats=n_repeats)
     facts = model_facts(model)
-    length = int(config.bos) + n_repeats * config.seq_len
-    if facts.n_ctx is not None and length > facts.n_ctx:
-        raise InductionError(
-            f"rows of {length} tokens exceed {config.model}'s context of {facts.n_ctx}: "
-            f"pass --seq-len {(facts.n_ctx - int(config.bos)) // n_repeats} or less"
-        )
-    if config.bos and facts.bos_token_id is None:
-        raise InductionError(f"{config.model} has no BOS token: pass --no-bos")
     return repeated_tokens(
         config.batch,
         config.seq_len,
@@ -170,10 +171,23 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
 class HeadsConfig(ScanConfig):
     """Settings of ``induction-nnsight heads`` and ``report``."""
 
-    kinds: tuple[str, ...] | None = None  # every registered score
-    threshold: float | None = None  # each score's own default
-    n_repeats: int = 2
-    n_boot: int = 1000
+    top: int = option(10, help="heads listed per kind", parse=positive, cli_default=5)
+    kinds: tuple[str, ...] | None = option(
+        None,
+        help=lambda: f"which scores: {', '.join(score_names())}",
+        nargs="+",
+        metavar="KIND",
+        finish=tuple,
+        default_text="every registered one",
+    )
+    threshold: float | None = option(
+        None,
+        help="detection threshold, within each score's range",
+        parse=float,
+        default_text="each score's own, 0.4 for the built-in ones",
+    )
+    n_repeats: int = option(2, help="copies of the random block per row", flag="--repeats", parse=int)
+    n_boot: int = 1000  # bootstrap resamples of the confidence intervals (not on the command line)
 
     def validate(self) -> None:
         super().validate()
@@ -198,8 +212,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     model = model_for(config, model)
     tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
     facts = model_facts(model)
-    start = int(config.bos)
-    probe = Probe("repeated", tokens, config.seq_len, start, start + config.seq_len)
+    probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
     scores = head_scores(model, probe, kinds=config.kinds, execution=Execution(remote=remote_settings(config) or False))
     settings = {**asdict(config), "kinds": list(scores.kinds)}
     found = detections(scores, config.threshold, settings, n_boot=config.n_boot)
@@ -232,83 +245,3 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
         ).to_json()
     report = text_report(facts_dict, tops, (first, repeated))
     return results, files, report
-
-
-@dataclass
-class AttentionConfig:
-    """Settings of ``induction-nnsight attention``."""
-
-    model: str = DEFAULT_MODEL
-    layer: int | None = None
-    head: int | None = None
-    prompt: str = ""
-    repeat: int = 2
-    bos: bool = True
-    attn_implementation: str | None = None
-    remote: bool = False
-    ndif_host: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    heads: str | None = None  # several heads, "L18H6,L17H3", instead of layer and head
-    html: bool = False  # also write attention_view.html, the interactive view of every head
-
-    def chosen_heads(self) -> list[tuple[int, int]]:
-        """The heads asked for: ``heads`` parsed, or ``[(layer, head)]``."""
-        if self.heads is not None and (self.layer is not None or self.head is not None):
-            raise InductionError("pass either --layer and --head (one head) or --heads (several), not both")
-        if self.heads is not None:
-            return parse_heads(self.heads, "--heads")
-        if self.layer is None or self.head is None:
-            raise InductionError("no head chosen: pass --layer and --head, or --heads L18H6,L17H3")
-        return [(self.layer, self.head)]
-
-
-def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
-    """Each chosen head's attention on a prompt (one trace): results and Plotly view per head, ASCII
-    views, and with ``html`` the interactive ``attention_view.html`` (results: the last head's)."""
-    if not config.prompt.strip():
-        raise InductionError("the prompt is empty: pass --prompt TEXT")
-    if config.repeat < 1:
-        raise InductionError(f"--repeat must be at least 1, got {config.repeat}")
-    heads = config.chosen_heads()
-    model = model_for(config, model)
-    facts = model_facts(model)
-    if config.heads is not None:
-        check_heads(heads, facts.n_layers, facts.n_heads, "--heads")
-    elif not 0 <= config.layer < facts.n_layers:
-        raise InductionError(f"--layer {config.layer} is out of range: pass 0..{facts.n_layers - 1}")
-    elif not 0 <= config.head < facts.n_heads:
-        raise InductionError(f"--head {config.head} is out of range: pass 0..{facts.n_heads - 1}")
-    ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
-    probe = text_probe(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
-    if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:
-        raise InductionError(
-            f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
-            f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat"
-        )
-    patterns = heads_attention(model, probe.tokens, heads, remote=remote_settings(config) or False)
-    stripe = induction_token_mask(probe.tokens)[0]
-    labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
-    files, views = {}, []
-    for (layer, head), pattern in zip(heads, patterns):  # one results file and chart per head
-        name = f"L{layer}H{head}"
-        score = float((pattern * stripe).sum(-1)[stripe.any(-1)].mean()) if stripe.any() else float("nan")
-        results = {
-            "model": config.model,
-            "settings": asdict(config),
-            "tokens": labels,
-            "pattern": table(pattern),
-            "induction_exact_score": rounded(score),
-        }
-        figure = attention_view_figure(
-            labels,
-            pattern.tolist(),
-            stripe.tolist(),
-            f"{name} attention — {config.model}",
-            f"the prompt x {config.repeat}{'' if config.bos else ', no BOS'}, exact-token induction score {score:.2f}",
-        )
-        files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
-        views.append((f"{name}\n" if len(heads) > 1 else "") + ascii_attention(labels, pattern, stripe))
-    if config.html:
-        title = f"{', '.join(f'L{layer}H{head}' for layer, head in heads)} on the prompt ({config.model})"
-        files["attention_view.html"] = AttentionView(labels, heads, patterns, view_targets(probe.tokens), title).html
-    return results, files, "\n\n".join(views)

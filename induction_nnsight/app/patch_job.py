@@ -9,42 +9,56 @@ position, and one head's queries, keys or values.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..causal.attribution import head_attribution
 from ..causal.head_outputs import check_heads, parse_heads
 from ..causal.metrics import RowMetric, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
 from ..causal.patching import patch_heads, patch_qkv, patch_residual
-from ..causal.variants import DEFAULT_MAX_TOKENS
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts
+from ..ndif.execution import DEFAULT_MAX_TOKENS
 from ..scores.ranking import rank_heads
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
+from .options import int_list, no_option, option, positive, word_list
 from .outputs import rounded, table, to_json
 
 PAIRS = ("text", "repeated")
 SITES = ("heads", "residual", "qkv")
+METRICS = ("logit_diff", "prob", "loss")
 
 
 @dataclass
 class PatchConfig(ScanConfig):
     """Settings of ``induction-nnsight patch`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
 
-    pair: str = "text"
-    clean: str = DEFAULT_CLEAN_TEXT
-    corrupted: str = DEFAULT_CORRUPTED_TEXT
-    correct: str | None = None
-    wrong: str | None = None
-    metric: str | None = None
+    pair: str = option(
+        "text",
+        help="text: --clean/--corrupted texts; repeated: random tokens whose first copy is corrupted "
+        "(uses --batch, --seq-len ...)",
+        choices=PAIRS,
+    )
+    clean: str = option(DEFAULT_CLEAN_TEXT, help="clean text")
+    corrupted: str = option(DEFAULT_CORRUPTED_TEXT, help="corrupted text, as many tokens as the clean one")
+    correct: str | None = option(None, help="token the clean text should predict", default_text="the induction guess")
+    wrong: str | None = option(
+        None,
+        help="token to compare with; makes the metric the logit difference",
+        default_text="the corrupted text's induction guess",
+    )
+    metric: str | None = option(
+        None, help="text pairs: logit_diff (default with a wrong token), prob, or loss", choices=METRICS
+    )
+    top: int = no_option(ScanConfig.top)  # no table of top heads
     batch: int = 2
     seq_len: int = 10
-    sites: list[str] = field(default_factory=lambda: list(SITES))
-    head: str | None = None
-    layers: list[int] | None = None
-    positions: list[int] | None = None
-    max_tokens: int = DEFAULT_MAX_TOKENS
+    sites: list[str] = option(default_factory=lambda: list(SITES), help=f"any of {','.join(SITES)}", parse=word_list)
+    head: str | None = option(None, help="head whose queries/keys/values are patched", default_text="best head patched")
+    layers: list[int] | None = option(None, help="only these layers (heads and residual grids)", parse=int_list)
+    positions: list[int] | None = option(None, help="only these positions (residual and q/k/v grids)", parse=int_list)
+    max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -54,7 +68,7 @@ class PatchConfig(ScanConfig):
         unknown = [s for s in self.sites if s not in SITES]
         if unknown or not self.sites:
             raise InductionError(f"--sites takes a comma-separated subset of {', '.join(SITES)}, got {self.sites}")
-        if self.metric is not None and self.metric not in ("loss", "logit_diff", "prob"):
+        if self.metric is not None and self.metric not in METRICS:
             raise InductionError(f"--metric must be loss, logit_diff or prob, got {self.metric!r}")
         if self.head is not None and len(parse_heads(self.head, "--head")) != 1:
             raise InductionError("--head takes one head, such as L18H6")

@@ -71,7 +71,11 @@ def text_report(
 
 
 def ascii_attention(labels: list[str], pattern: torch.Tensor, stripe: torch.Tensor, width: int = 8) -> str:
-    """One head's attention pattern as text: one row per query, shades by weight, ``*`` on the stripe max.
+    """One head's attention pattern as text: one row per query, one shade per key by weight.
+
+    Shades run `` .:-=+*#%@`` from no weight to all of it (so ``*`` is a weight of about 2/3, nothing
+    more); a cell in brackets ``[ ]`` is on the induction stripe (the token after an earlier copy of
+    the query's token), and ``-> token`` ends each row with the key the query attends most.
 
     Args:
         labels: ``[pos]`` token strings.

@@ -9,16 +9,42 @@ from ..errors import InductionError
 from ..figures.dynamics import training_loss_figure
 from ..training.config import TrainSettings
 from ..training.loop import train
+from .options import option
 from .outputs import rounded, to_json
 
 
 @dataclass
 class TrainConfig(TrainSettings):
     """Settings of ``induction-nnsight train``: the run's :class:`TrainSettings`, where it goes, and
-    whether to show a progress bar."""
+    whether to show a progress bar. Each setting's command-line option is declared here (the defaults are
+    :class:`TrainSettings`'); ``arch`` has none (gpt2 on the command line)."""
 
-    out: str = "runs/tiny"
-    progress: bool = True
+    steps: int = option(TrainSettings.steps, help="optimizer steps", parse=int)
+    batch: int = option(TrainSettings.batch, help="rows per step", parse=int)
+    seq_len: int = option(
+        TrainSettings.seq_len, help="tokens per row, BOS included; also the model's context", parse=int
+    )
+    vocab_size: int = option(TrainSettings.vocab_size, help="vocabulary, BOS = 0", parse=int)
+    d_model: int = option(TrainSettings.d_model, help="residual width", parse=int)
+    n_layers: int = option(TrainSettings.n_layers, help="layers", parse=int)
+    n_heads: int = option(TrainSettings.n_heads, help="heads per layer", parse=int)
+    mlp: bool = option(TrainSettings.mlp, help="give the layers MLPs", default_text="attention-only")
+    lr: float = option(TrainSettings.lr, help="peak learning rate", parse=float)
+    warmup: int = option(TrainSettings.warmup, help="warm-up steps", parse=int)
+    weight_decay: float = option(TrainSettings.weight_decay, help="AdamW decay", parse=float)
+    min_span: int = option(TrainSettings.min_span, help="shortest repeated span", parse=int)
+    max_span: int = option(TrainSettings.max_span, help="longest repeated span", parse=int)
+    n_checkpoints: int = option(
+        TrainSettings.n_checkpoints, help="checkpoints, log-spaced, step 0 included", flag="--checkpoints", parse=int
+    )
+    log_every: int = option(TrainSettings.log_every, help="steps between loss-log lines", parse=int)
+    seed: int = option(TrainSettings.seed, help="seed of the weights and the corpus", parse=int)
+    tokenizer: bool = option(
+        TrainSettings.tokenizer,
+        help="save the checkpoints without the id tokenizer (they still load: ids are the words)",
+    )
+    out: str = option("runs/tiny", help="run directory; a second call resumes it")
+    progress: bool = option(True, flag="--quiet", help="no progress bar")
 
     def validate(self) -> None:
         super().validate()

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..ndif.execution import Execution
 from ..ndif.settings import Remote
+from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_probe
 from ..scores.heads import head_scores
 from ..scores.losses import half_losses
@@ -50,12 +50,7 @@ class ProbeSettings:
     attn_implementation: str | None = None
 
     def validate(self) -> None:
-        if self.batch < 1:
-            raise InductionError(f"--batch must be at least 1, got {self.batch}")
-        if self.seq_len is not None and self.seq_len < 2:
-            raise InductionError(f"--seq-len must be at least 2 (a repeated half to score), got {self.seq_len}")
-        if self.low is not None and self.high is not None and not 0 <= self.low < self.high:
-            raise InductionError(f"token range [{self.low}, {self.high}) is empty: pass 0 <= --low < --high")
+        check_token_grid(self.batch, self.seq_len, self.low, self.high, min_seq_len=REPEATED_HALF)
 
     def token_range(self, vocab_size: int) -> tuple[int, int]:
         """``(low, high)`` for a model with ``vocab_size`` tokens."""
@@ -75,14 +70,7 @@ def checkpoint_probe(model, settings: ProbeSettings, name: str) -> Probe:
     """The repeated-token probe for ``model``, checked against its vocabulary, context and BOS."""
     facts = model_facts(model)
     seq_len = settings.block_length(facts.n_ctx)
-    length = int(settings.bos) + 2 * seq_len
-    if facts.n_ctx is not None and length > facts.n_ctx:
-        raise InductionError(
-            f"rows of {length} tokens exceed {name}'s context of {facts.n_ctx}: "
-            f"pass --seq-len {(facts.n_ctx - int(settings.bos)) // 2} or less"
-        )
-    if settings.bos and facts.bos_token_id is None:
-        raise InductionError(f"{name} has no BOS token in its config or tokenizer: pass --no-bos")
+    check_rows_fit(model, name, seq_len, bos=settings.bos)
     low, high = settings.token_range(facts.vocab_size)
     return repeated_probe(
         settings.batch,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InductionError
+from .checks import check_token_grid
 
 DEFAULT_LOW = 1000
 DEFAULT_HIGH = 10000
@@ -49,16 +50,9 @@ def repeated_tokens(
         >>> repeated_tokens(1, 3, seed=0, low=10, high=20, bos_token_id=1).tolist()
         [[1, 14, 19, 13, 14, 19, 13]]
     """
-    if batch < 1:
-        raise InductionError(f"batch must be at least 1, got {batch}: pass --batch 1 or more")
-    if seq_len < 1:
-        raise InductionError(f"seq_len must be at least 1, got {seq_len}: pass --seq-len 1 or more")
+    check_token_grid(batch, seq_len, low, high)
     if n_repeats < 2:
         raise InductionError(f"n_repeats must be at least 2, got {n_repeats}")
-    if not 0 <= low < high:
-        raise InductionError(
-            f"token range [{low}, {high}) is empty or negative: pass --low and --high with 0 <= low < high"
-        )
     if vocab_size is not None and high > vocab_size:
         raise InductionError(
             f"token range [{low}, {high}) exceeds the vocabulary of {vocab_size} tokens: "
@@ -118,7 +112,31 @@ class Probe:
 def repeated_probe(batch: int, seq_len: int, *, n_repeats: int = 2, bos_token_id: int | None = None, **kwargs) -> Probe:
     """Random blocks repeated ``n_repeats`` times (see :func:`repeated_tokens` for ``kwargs``)."""
     tokens = repeated_tokens(batch, seq_len, n_repeats=n_repeats, bos_token_id=bos_token_id, **kwargs)
-    start = int(bos_token_id is not None)
+    return repeated_tokens_probe(tokens, seq_len, bos=bos_token_id is not None)
+
+
+def repeated_tokens_probe(tokens: torch.Tensor, seq_len: int | None, *, bos: bool | None = None) -> Probe:
+    """The :class:`Probe` of rows :func:`repeated_tokens` made: ``[bos] r_1..r_T r_1..r_T ...``.
+
+    Args:
+        tokens: ``[batch, bos + n_repeats * seq_len]`` token ids.
+        seq_len: Length ``T`` of the repeated block (None: unknown, a probe without ground truth).
+        bos: Whether the rows start with a BOS token (None: read from a row of ``2 * seq_len`` or
+            ``2 * seq_len + 1`` tokens; any other length leaves the copies' starts unknown).
+
+    Returns:
+        A ``"repeated"`` probe with ``period = seq_len`` and the copies' starts.
+
+    Example:
+        >>> p = repeated_tokens_probe(repeated_tokens(1, 3, bos_token_id=0), 3)
+        >>> p.period, p.first_start, p.second_start
+        (3, 1, 4)
+    """
+    if bos is None and seq_len is not None:
+        bos = {2 * seq_len: False, 2 * seq_len + 1: True}.get(int(tokens.shape[1]))
+    if seq_len is None or bos is None:
+        return Probe("repeated", tokens, seq_len)
+    start = int(bos)
     return Probe("repeated", tokens, seq_len, start, start + seq_len)
 
 

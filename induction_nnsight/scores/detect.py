@@ -12,6 +12,7 @@ from ..figures.heads import top_heads_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, titled
 from ..models.layout import model_facts
 from ..ndif.execution import Execution
+from ..probes.checks import check_rows_fit
 from ..probes.tokens import Probe, repeated_probe
 from .declaration import HeadScore
 from .heads import head_scores
@@ -139,6 +140,7 @@ class HeadDetection(Displayable):
 def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos: bool = True) -> Probe:
     """Repeated random tokens from ``[1000, 10000)`` (clamped to the vocabulary) after BOS."""
     facts = model_facts(model)
+    check_rows_fit(model, facts.name, seq_len, bos=bos and facts.bos_token_id is not None)  # (no BOS: none added)
     high = min(10000, facts.vocab_size)
     low = min(1000, high // 10)
     return repeated_probe(

@@ -22,7 +22,7 @@ from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution
 from ..ndif.settings import Remote, on_ndif
-from ..probes.tokens import Probe
+from ..probes.tokens import Probe, repeated_tokens_probe
 from .heads import head_scores, kind_heatmap
 from .losses import half_losses
 from .ranking import ranked_rows
@@ -77,7 +77,7 @@ class ScanResult(Displayable):
 
 
 def _probe(tokens: torch.Tensor, seq_len: int | None) -> Probe:
-    return Probe("repeated", tokens, seq_len)
+    return repeated_tokens_probe(tokens, seq_len)
 
 
 def loss_by_position(model, tokens: torch.Tensor, *, remote: Remote = False) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""The attention job behind ``induction-nnsight attention``: chosen heads' attention on a prompt
+repeated, as Plotly views, ASCII views and the interactive HTML view, each with its exact-token
+induction score."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..causal.head_outputs import check_heads, parse_heads
+from ..errors import InductionError
+from ..figures.heads import attention_view_figure
+from ..models.layout import model_facts
+from ..probes.tokens import text_probe
+from ..scores.reductions import induction_token_mask, masked_attention_score
+from ..scores.scan import heads_attention
+from .attention_view import AttentionView, view_targets
+from .jobs import ScanConfig, model_for, remote_settings
+from .options import like, option
+from .outputs import rounded, table, to_json
+from .report import ascii_attention
+
+
+@dataclass
+class AttentionConfig:
+    """Settings of ``induction-nnsight attention``."""
+
+    model: str = like(ScanConfig, "model")
+    layer: int | None = option(None, help="layer index (with --head; or pass --heads)", parse=int)
+    head: int | None = option(None, help="head index (with --layer; or pass --heads)", parse=int)
+    prompt: str = option("", help="the text; it is repeated --repeat times", required=True)
+    repeat: int = option(2, help="copies of the prompt", parse=int)
+    bos: bool = like(ScanConfig, "bos")
+    attn_implementation: str | None = like(ScanConfig, "attn_implementation")
+    remote: bool = like(ScanConfig, "remote")
+    ndif_host: str | None = like(ScanConfig, "ndif_host")
+    timeout: float = like(ScanConfig, "timeout")
+    heads: str | None = option(None, help="several heads instead of --layer/--head, e.g. L18H6,L16H0", metavar="HEADS")
+    html: bool = option(
+        False, help="also write attention_view.html: hover a token to see where each head looks from it"
+    )
+
+    def chosen_heads(self) -> list[tuple[int, int]]:
+        """The heads asked for: ``heads`` parsed, or ``[(layer, head)]``."""
+        if self.heads is not None and (self.layer is not None or self.head is not None):
+            raise InductionError("pass either --layer and --head (one head) or --heads (several), not both")
+        if self.heads is not None:
+            return parse_heads(self.heads, "--heads")
+        if self.layer is None or self.head is None:
+            raise InductionError("no head chosen: pass --layer and --head, or --heads L18H6,L17H3")
+        return [(self.layer, self.head)]
+
+
+def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
+    """Each chosen head's attention on a prompt (one trace): results and Plotly view per head, ASCII
+    views, and with ``html`` the interactive ``attention_view.html`` (results: the last head's)."""
+    if not config.prompt.strip():
+        raise InductionError("the prompt is empty: pass --prompt TEXT")
+    if config.repeat < 1:
+        raise InductionError(f"--repeat must be at least 1, got {config.repeat}")
+    heads = config.chosen_heads()
+    model = model_for(config, model)
+    facts = model_facts(model)
+    if config.heads is not None:
+        check_heads(heads, facts.n_layers, facts.n_heads, "--heads")
+    elif not 0 <= config.layer < facts.n_layers:
+        raise InductionError(f"--layer {config.layer} is out of range: pass 0..{facts.n_layers - 1}")
+    elif not 0 <= config.head < facts.n_heads:
+        raise InductionError(f"--head {config.head} is out of range: pass 0..{facts.n_heads - 1}")
+    ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
+    probe = text_probe(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
+    if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:
+        raise InductionError(
+            f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
+            f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat"
+        )
+    patterns = heads_attention(model, probe.tokens, heads, remote=remote_settings(config) or False)
+    stripe = induction_token_mask(probe.tokens)[0]
+    labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
+    files, views = {}, []
+    for (layer, head), pattern in zip(heads, patterns):  # one results file and chart per head
+        name = f"L{layer}H{head}"
+        score = float(masked_attention_score(pattern[None, None], stripe[None])[0, 0])  # induction_exact's reduction
+        results = {
+            "model": config.model,
+            "settings": asdict(config),
+            "tokens": labels,
+            "pattern": table(pattern),
+            "induction_exact_score": rounded(score),
+        }
+        figure = attention_view_figure(
+            labels,
+            pattern.tolist(),
+            stripe.tolist(),
+            f"{name} attention — {config.model}",
+            f"the prompt x {config.repeat}{'' if config.bos else ', no BOS'}, exact-token induction score {score:.2f}",
+        )
+        files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
+        views.append((f"{name}\n" if len(heads) > 1 else "") + ascii_attention(labels, pattern, stripe))
+    if config.html:
+        title = f"{', '.join(f'L{layer}H{head}' for layer, head in heads)} on the prompt ({config.model})"
+        files["attention_view.html"] = AttentionView(labels, heads, patterns, view_targets(probe.tokens), title).html
+    return results, files, "\n\n".join(views)
