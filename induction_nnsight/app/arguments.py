@@ -241,7 +241,7 @@ def add_causal_parsers(commands) -> None:
 def add_circuit_parser(commands) -> None:
     """The ``circuit`` subcommand."""
     from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS
-    from ..causal.variants import DEFAULT_MAX_TOKENS
+    from ..ndif.execution import DEFAULT_MAX_TOKENS
 
     parser = commands.add_parser(
         "circuit",

@@ -26,11 +26,11 @@ from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules
 from ..models.layout import model_facts, model_layout
-from ..ndif.settings import Remote
+from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import rank_heads
 from .head_outputs import head_edit
 from .metrics import RowMetric, recovery
-from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
+from .variants import Rows, _run_variants
 
 QKV = ("q", "k", "v")
 RECOVERY = "recovery (0: corrupted, 1: clean)"
@@ -116,27 +116,20 @@ class PatchResult(Displayable):
         )
 
 
-def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, remote: Remote = False) -> float:
-    """The metric of the clean rows alone."""
-    return float(run_variants(model, clean, 1, None, metric, remote=remote, progress=False)[0])
+def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, execution: Execution | None = None) -> float:
+    """The metric of the clean rows alone (one trace, no progress bar)."""
+    run = as_execution(execution).replace(progress=False)
+    return float(_run_variants(model, clean, 1, None, metric, None, run, "clean")[0])
 
 
-def _patch(model, clean, corrupted, metric, n_variants, edit, *, max_tokens, remote, progress, desc):
-    """``(clean, corrupted, [n_variants] patched)``; variant 0 of ``edit`` must patch nothing."""
+def _patch(model, pair, metric, n_variants, edit, execution: Execution | None, desc: str):
+    """``(clean, corrupted, [n_variants] patched)`` of ``pair = (clean, corrupted)`` rows; variant 0 of
+    ``edit`` must patch nothing."""
+    clean, corrupted = pair
     _check_pair(clean, corrupted)
-    values = run_variants(
-        model,
-        corrupted,
-        n_variants,
-        edit,
-        metric,
-        source=clean,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=desc,
-    )
-    return clean_metric(model, clean, metric, remote=remote), float(values[0]), values[1:]
+    run = as_execution(execution)
+    values = _run_variants(model, corrupted, n_variants, edit, metric, clean, run, desc)
+    return clean_metric(model, clean, metric, execution=run), float(values[0]), values[1:]
 
 
 def patch_heads(
@@ -146,9 +139,7 @@ def patch_heads(
     metric: RowMetric,
     *,
     layers: Sequence[int] | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> PatchResult:
     """Patch each head's clean output into the corrupted run, one head at a time.
 
@@ -158,6 +149,8 @@ def patch_heads(
         corrupted: ``[batch, pos]`` corrupted token ids.
         metric: What to recover.
         layers: Layers to sweep (all when None); other cells are NaN.
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote``, ``max_tokens``, ``max_rows``, ``progress``); None for the defaults.
 
     Returns:
         A :class:`PatchResult` with ``[n_layers, n_heads]`` grids.
@@ -170,15 +163,12 @@ def patch_heads(
         masks[i, layer, head] = True
     clean_value, corrupted_value, values = _patch(
         model,
-        clean,
-        corrupted,
+        (clean, corrupted),
         metric,
         len(masks),
         head_edit(model, masks, "source"),
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"patching {len(cells)} heads",
+        execution,
+        f"patching {len(cells)} heads",
     )
     grid = torch.full((facts.n_layers, facts.n_heads), float("nan"))
     for (layer, head), value in zip(cells, values):
@@ -210,9 +200,7 @@ def patch_residual(
     *,
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> PatchResult:
     """Patch the clean residual stream after a layer at one position, for each (layer, position).
 
@@ -248,16 +236,7 @@ def patch_residual(
             block.output = (new, *output[1:]) if isinstance(output, tuple) else new
 
     clean_value, corrupted_value, values = _patch(
-        model,
-        clean,
-        corrupted,
-        metric,
-        len(masks),
-        edit,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"patching residual at {len(cells)} sites",
+        model, (clean, corrupted), metric, len(masks), edit, execution, f"patching residual at {len(cells)} sites"
     )
     return PatchResult(
         clean_value,
@@ -279,9 +258,7 @@ def patch_qkv(
     head: int,
     *,
     positions: Sequence[int] | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> PatchResult:
     """Patch one head's clean queries, keys or values at each position (and at all at once).
 
@@ -326,16 +303,7 @@ def patch_qkv(
         operation.inputs = ((args[0], *states, *args[4:]), kwargs)
 
     clean_value, corrupted_value, values = _patch(
-        model,
-        clean,
-        corrupted,
-        metric,
-        len(masks),
-        edit,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"patching L{layer}H{head} q/k/v",
+        model, (clean, corrupted), metric, len(masks), edit, execution, f"patching L{layer}H{head} q/k/v"
     )
     return PatchResult(
         clean_value,

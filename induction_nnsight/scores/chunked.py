@@ -18,16 +18,9 @@ from collections.abc import Sequence
 import torch
 
 from ..models.attention import LayerAttention, query_chunk
+from ..ndif.execution import DEFAULT_PATTERN_BUDGET
 from .reductions import add_partials, finish
 from .registry import HeadScore, ProbeView
-
-DEFAULT_PATTERN_BUDGET = 2**22
-"""Elements of one block of pattern rows (16 MiB in float32): 56 queries of SmolLM2 at 8,192 tokens.
-
-A block that stays in the processor's cache between the ``Q K^T`` product, the softmax and the
-reductions: on a 2-core EPYC (32 MiB L3) one layer's second-half rows at 8,191 tokens took 0.40 s
-with 16 MiB blocks and 1.13 s with 64 MiB blocks, which spill to memory (docs/benchmarks.md).
-The heads pass stacks short layers into groups of at most an eighth of it (see ``GROUP_SHARE``)."""
 
 GROUP_SHARE = 8
 """Consecutive layers are reduced together while their patterns hold at most ``budget // GROUP_SHARE``
