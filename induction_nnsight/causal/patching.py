@@ -15,13 +15,13 @@ inside the trace and only the metric leaves it. Sites:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import plotly.graph_objects as go
 import torch
 
 from ..errors import InductionError
-from ..figures.heads import heatmap_figure
+from ..figures.heads import GridAxes, heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules
@@ -98,18 +98,23 @@ class PatchResult(Displayable):
         )
 
     def _figure(self, name: str, **options) -> go.Figure:
+        """The recovery heatmap; ``options`` may also name :class:`GridAxes` fields (``x_labels``, ...)."""
         heads, layers = self._heads_grid(), all(r.startswith("L") for r in self.rows)
+        axes = GridAxes(
+            self.columns or None,
+            self.rows or None,
+            "head" if heads else "position (token)",
+            "layer" if heads else "layer (output of)" if layers else "",
+            "" if heads else None,
+        )
+        changes = {f.name: options.pop(f.name) for f in fields(GridAxes) if f.name in options}
         return heatmap_figure(
             plain(self.recovery),
             **{
                 "title": titled("Recovery when a clean activation is patched in", self.model),
-                "x_labels": self.columns or None,
-                "y_labels": self.rows or None,
                 "value_range": (None, None),
                 "colorbar_title": RECOVERY,
-                "x_title": "head" if heads else "position (token)",
-                "y_title": "layer" if heads else "layer (output of)" if layers else "",
-                "joint": "" if heads else None,
+                "axes": replace(axes, **changes),
                 "top": rank_heads(self.recovery, ANNOTATED),
                 **options,
             },
