@@ -26,7 +26,8 @@ from .causal.composition import composition_scores
 from .causal.head_outputs import HEAD_METHODS
 from .causal.metrics import RowMetric, icl_score, recovery
 from .causal.pairs import Pair, repeated_pair, text_pair
-from .causal.patching import PatchResult, patch_heads, patch_qkv, patch_residual
+from .causal.patch_results import PatchResult
+from .causal.patching import patch_heads, patch_qkv, patch_residual
 from .causal.path_patching import Ablation
 from .dynamics.checkpoints import find_checkpoints
 from .dynamics.phase import phase_change
