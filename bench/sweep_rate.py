@@ -32,9 +32,9 @@ def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
     import torch
 
     from bench.worker import _proc_status as _status
-    from induction_nnsight import load_model
+    from induction_nnsight import Execution, load_model
     from induction_nnsight.causal.ablation import ablate_heads, ablation_sweep, repeated_half_metric
-    from induction_nnsight.causal.variants import DEFAULT_MAX_ROWS, variants_per_trace
+    from induction_nnsight.causal.variants import variants_per_trace
     from induction_nnsight.models.layout import model_facts
     from induction_nnsight.probes.tokens import repeated_tokens
 
@@ -48,10 +48,11 @@ def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     start, start_cpu = time.perf_counter(), time.process_time()
-    sweep = ablation_sweep(model, tokens, metric, layers=layers, max_tokens=max_tokens, progress=True)
+    execution = Execution(max_tokens=max_tokens)
+    sweep = ablation_sweep(model, tokens, metric, layers=layers, execution=execution)
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     n_variants = (facts.n_layers if layers is None else len(layers)) * facts.n_heads + 1
-    per_trace = variants_per_trace(batch, 0, tokens.shape[1], max_tokens, DEFAULT_MAX_ROWS)
+    per_trace = variants_per_trace(batch, 0, tokens.shape[1], execution)
     out.write_text(
         json.dumps(
             {

@@ -13,6 +13,7 @@ those modules and does nothing else.
 from .app.attention_view import AttentionView, attention_view
 from .causal.ablation import (
     CurveResult,
+    RandomDraws,
     SweepResult,
     ablate_heads,
     ablation_curve,
@@ -20,12 +21,14 @@ from .causal.ablation import (
     repeated_half_metric,
 )
 from .causal.attribution import head_attribution
-from .causal.circuit import CircuitResult, circuit
+from .causal.circuit import CircuitMeasure, CircuitResult, circuit
 from .causal.composition import composition_scores
 from .causal.head_outputs import HEAD_METHODS
 from .causal.metrics import RowMetric, icl_score, recovery
 from .causal.pairs import Pair, repeated_pair, text_pair
-from .causal.patching import PatchResult, patch_heads, patch_qkv, patch_residual
+from .causal.patch_results import PatchResult
+from .causal.patching import patch_heads, patch_qkv, patch_residual
+from .causal.path_patching import Ablation
 from .dynamics.checkpoints import find_checkpoints
 from .dynamics.phase import phase_change
 from .dynamics.results import CheckpointScores
@@ -33,6 +36,7 @@ from .dynamics.scoring import ProbeSettings, score_checkpoints
 from .errors import InductionError
 from .models.layout import ModelLayout, model_facts, model_layout, set_layout
 from .models.loading import DEFAULT_MODEL, load_model
+from .ndif.execution import Execution
 from .probes.tokens import (
     Probe,
     abab_probe,
@@ -62,6 +66,8 @@ __all__ = [
     "ModelLayout",
     "model_layout",
     "set_layout",
+    # how traces run (here or on NDIF, in what sizes, with what feedback)
+    "Execution",
     # probes
     "Probe",
     "repeated_tokens",
@@ -106,6 +112,7 @@ __all__ = [
     "ablation_sweep",
     "SweepResult",
     "ablation_curve",
+    "RandomDraws",
     "CurveResult",
     "patch_heads",
     "patch_residual",
@@ -114,6 +121,8 @@ __all__ = [
     "head_attribution",
     # the induction circuit
     "circuit",
+    "CircuitMeasure",
+    "Ablation",
     "CircuitResult",
     "composition_scores",
     # how induction heads form

@@ -11,18 +11,25 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..causal.ablation import METHODS, ablate_heads, ablation_curve, ablation_sweep, repeated_half_metric
+from ..causal.ablation import (
+    METHODS,
+    RandomDraws,
+    ablate_heads,
+    ablation_curve,
+    ablation_sweep,
+    repeated_half_metric,
+)
 from ..causal.ablation_results import SweepResult
 from ..causal.attribution import head_attribution
 from ..causal.head_outputs import check_heads, parse_heads
 from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
 from ..errors import InductionError
 from ..models.layout import model_facts
-from ..ndif.execution import DEFAULT_MAX_TOKENS
+from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..probes.tokens import repeated_tokens
 from ..scores.ranking import rank_heads
 from ..scores.scan import scan
-from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
+from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, scan_tokens
 from .options import int_list, no_option, option, positive
 from .outputs import rounded, table, to_json
 from .report import top_heads
@@ -117,25 +124,16 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
     return details, summary
 
 
-def _sweep(
-    model, tokens, metric, source, config: AblateConfig, remote, progress: bool
-) -> tuple[dict, dict, SweepResult]:
+def _sweep(model, tokens, metric, source, config: AblateConfig, execution: Execution) -> tuple[dict, dict, SweepResult]:
     """The per-head sweep and the attribution estimate of the same effects (with their timings)."""
     started = time.perf_counter()
+    method = config.method
     sweep = ablation_sweep(
-        model,
-        tokens,
-        metric,
-        method=config.method,
-        source=source,
-        layers=config.layers,
-        max_tokens=config.max_tokens,
-        remote=remote,
-        progress=progress,
+        model, tokens, metric, method=method, source=source, layers=config.layers, execution=execution
     )
     seconds = time.perf_counter() - started
     started = time.perf_counter()
-    estimate = head_attribution(model, tokens, metric, config.method, source=source, remote=remote)
+    estimate = head_attribution(model, tokens, metric, method, source=source, execution=execution)
     attribution = {
         "estimate": table(estimate),
         "seconds": round(time.perf_counter() - started, 2),
@@ -164,7 +162,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     """
     config.validate()
     model = model_for(config, model)
-    remote = remote_settings(config) or False
+    execution = config.execution(progress)
     facts = model_facts(model)
     config.validate_for(facts)
     tokens = scan_tokens(model, config)
@@ -184,7 +182,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         if config.icl_early is not None
         else default_icl_positions(config.seq_len, config.bos)
     )
-    base = scan(model, tokens, config.seq_len, remote=remote)
+    base = scan(model, tokens, config.seq_len, execution=execution)
     ranked = top_heads(base.induction_scores, config.top_k)
     results: dict = {
         "model": config.model,
@@ -197,21 +195,17 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     }
     if config.heads is not None:
         heads = parse_heads(config.heads)
-        loss = ablate_heads(model, tokens, heads, method=config.method, source=source, remote=remote)
+        loss = ablate_heads(model, tokens, heads, method=config.method, source=source, execution=execution)
         results["ablated"] = {"heads": [list(h) for h in heads], **_losses(loss, config, early, late)}
     curve = ablation_curve(
         model,
         tokens,
         metric,
         [(h["layer"], h["head"]) for h in ranked],
-        n_draws=config.draws,
-        same_layers=config.same_layers,
+        draws=RandomDraws(config.draws, config.same_layers, config.seed),
         method=config.method,
         source=source,
-        seed=config.seed,
-        max_tokens=config.max_tokens,
-        remote=remote,
-        progress=progress,
+        execution=execution,
     )
     results["curve"], results["top_vs_random"] = _curve(curve, config)
     subtitle = f"{config.describe_tokens()}, {config.method} ablation"
@@ -223,9 +217,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         ).to_json()
     }
     if config.sweep:
-        results["sweep"], results["attribution"], sweep = _sweep(
-            model, tokens, metric, source, config, remote, progress
-        )
+        results["sweep"], results["attribution"], sweep = _sweep(model, tokens, metric, source, config, execution)
         files["ablation_heads.json"] = sweep.figure(  # its top cells: the largest changes either way
             colorbar_title="Δ repeated-half loss (nats)",
             subtitle=subtitle,

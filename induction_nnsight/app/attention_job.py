@@ -14,14 +14,14 @@ from ..probes.tokens import text_probe
 from ..scores.reductions import induction_token_mask, masked_attention_score
 from ..scores.scan import heads_attention
 from .attention_view import AttentionView, view_targets
-from .jobs import ScanConfig, model_for, remote_settings
+from .jobs import RunsTraces, ScanConfig, model_for
 from .options import like, option
 from .outputs import rounded, table, to_json
 from .report import ascii_attention
 
 
 @dataclass
-class AttentionConfig:
+class AttentionConfig(RunsTraces):
     """Settings of ``induction-nnsight attention``."""
 
     model: str = like(ScanConfig, "model")
@@ -73,7 +73,7 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
             f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
             f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat"
         )
-    patterns = heads_attention(model, probe.tokens, heads, remote=remote_settings(config) or False)
+    patterns = heads_attention(model, probe.tokens, heads, execution=config.execution())
     stripe = induction_token_mask(probe.tokens)[0]
     labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
     files, views = {}, []

@@ -22,7 +22,7 @@ from ..causal.head_outputs import check_heads, parse_heads
 from ..errors import InductionError
 from ..figures.attention_html import attention_fragment, attention_html
 from ..models.layout import model_facts
-from ..ndif.settings import Remote
+from ..ndif.execution import Execution
 from ..probes.tokens import Probe, text_probe
 from ..scores.reductions import induction_token_mask
 from ..scores.scan import heads_attention
@@ -127,7 +127,7 @@ def attention_view(
     repeat: int = 1,
     bos: bool = True,
     title: str | None = None,
-    remote: Remote = False,
+    execution: Execution | None = None,
 ) -> AttentionView:
     """An interactive view of where the given heads attend, token by token.
 
@@ -140,7 +140,8 @@ def attention_view(
         repeat: Copies of a text (2 makes the induction target appear on real text).
         bos: Prepend the model's BOS token to a text.
         title: The line above the view (default: the heads and the model).
-        remote: Run the trace on NDIF.
+        execution: How the trace runs (:class:`~induction_nnsight.ndif.execution.Execution`;
+            ``remote`` for NDIF); None for the defaults.
 
     Returns:
         An :class:`AttentionView` with ``weights [head, query, key]``.
@@ -154,7 +155,7 @@ def attention_view(
     tokens = _row(model, text_or_tokens, repeat, bos)
     if facts.n_ctx is not None and tokens.shape[1] > facts.n_ctx:
         raise InductionError(f"{tokens.shape[1]} tokens exceed the model's context of {facts.n_ctx}: pass fewer")
-    weights = heads_attention(model, tokens, chosen, remote=remote)
+    weights = heads_attention(model, tokens, chosen, execution=execution)
     labels = [model.tokenizer.decode([t]) for t in tokens[0].tolist()]
     if title is None:
         name = Path(facts.name).name if Path(facts.name).is_absolute() else facts.name  # a cache path: its name

@@ -11,16 +11,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 
-from ..causal.circuit import CircuitResult, circuit, head_name
+from ..causal.circuit import CircuitMeasure, CircuitResult, circuit, head_name
 from ..causal.head_outputs import check_heads, parse_heads
-from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS
+from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS, Ablation
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..probes.tokens import repeated_tokens, repeated_tokens_probe
 from ..scores.heads import head_scores
-from .jobs import ScanConfig, check_causal_tokens, model_for, remote_settings, scan_tokens
+from .jobs import ScanConfig, check_causal_tokens, model_for, scan_tokens
 from .options import exact_losses_arg, option, positive, word_tuple
 from .outputs import rounded, to_json
 
@@ -70,7 +70,9 @@ class CircuitConfig(ScanConfig):
             raise InductionError(f"--exact-losses must be at least 0, got {self.exact_losses}")
 
 
-def _kinds(model, tokens, config: CircuitConfig, remote) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
+def _kinds(
+    model, tokens, config: CircuitConfig, execution: Execution
+) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
     """Each head's kind and its (previous-token, induction) scores, from one heads pass."""
     probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
     found = head_scores(
@@ -79,7 +81,7 @@ def _kinds(model, tokens, config: CircuitConfig, remote) -> tuple[dict[str, str]
         kinds=("previous_token", "induction"),
         loss=False,
         per_row=False,
-        execution=Execution(remote=remote),
+        execution=execution,
     )
     prev, ind = found.mean("previous_token"), found.mean("induction")
     kinds, scores = {}, {}
@@ -199,7 +201,7 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
     """
     config.validate()
     model = model_for(config, model)
-    remote = remote_settings(config) or False
+    execution = config.execution(progress)
     facts = model_facts(model)
     targets = None
     if config.targets is not None:
@@ -221,18 +223,11 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
         model,
         tokens,
         config.seq_len,
-        targets=targets,
-        top=config.top,
-        method=config.method,
-        source=source,
-        paths=config.paths,
+        measure=CircuitMeasure(targets, config.top, config.paths, config.composition, config.exact_losses),
+        ablation=Ablation(config.method, source),
         bos=config.bos,
-        composition=config.composition,
-        max_tokens=config.max_tokens,
-        remote=remote,
-        progress=progress,
-        exact_losses=config.exact_losses,
+        execution=execution,
     )
     seconds = time.perf_counter() - started
-    kinds, scores = _kinds(model, tokens, config, remote)
+    kinds, scores = _kinds(model, tokens, config, execution)
     return circuit_files(result, config, facts, kinds, scores, seconds)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..causal.circuit import circuit, head_name
+from ..causal.circuit import CircuitMeasure, circuit, head_name
 from ..causal.metrics import default_icl_positions, icl_score
 from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
 from ..dynamics.phase import best_heads
@@ -17,8 +17,9 @@ from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
+from ..ndif.execution import Execution
 from ..scores.ranking import rank_heads
-from .jobs import ScanConfig, remote_settings
+from .jobs import RunsTraces, ScanConfig
 from .options import like, option
 from .outputs import rounded, table, to_json
 
@@ -38,7 +39,7 @@ def _revisions(text: str) -> list[str]:
 
 
 @dataclass
-class DynamicsConfig:
+class DynamicsConfig(RunsTraces):
     """Settings of ``induction-nnsight dynamics``."""
 
     checkpoints: list[str] = option(
@@ -153,11 +154,9 @@ def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
         model,
         probe.tokens,
         probe.period,
-        targets=[target],
-        paths=("k",),
+        measure=CircuitMeasure(targets=[target], paths=("k",), composition=False),
         bos=probe.first_start == 1,
-        composition=False,
-        progress=False,
+        execution=Execution(progress=False),
     )
     facts = model_facts(model)
     effects = found.table("k", facts.n_layers, facts.n_heads)[0].view(facts.n_layers, facts.n_heads)
@@ -200,10 +199,9 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         checkpoints,
         config.probe(),
         out=config.out,
-        remote=remote_settings(config) or False,
         load=load,
-        progress=config.progress,
         also=("strongest_k_edge", _with_k_edge) if circuit_on else None,
+        execution=config.execution(config.progress),
     )
     n_heads = len(scored[0]["scores"]["induction"][0])
     seq_len = scored[0]["seq_len"]

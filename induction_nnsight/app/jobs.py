@@ -8,7 +8,7 @@ from ..errors import InductionError
 from ..figures.heads import top_heads_figure
 from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
-from ..ndif.execution import Execution
+from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
@@ -23,8 +23,20 @@ from .outputs import rounded, table, to_json
 from .report import text_report, top_heads
 
 
+class RunsTraces:
+    """What every job config with ``remote``, ``ndif_host`` and ``timeout`` fields (and maybe
+    ``max_tokens``) shares: the one way to make the :class:`~induction_nnsight.ndif.execution.Execution`
+    its job's traces run under."""
+
+    def execution(self, progress: bool = True) -> Execution:
+        """How this job's traces run: here, or on NDIF (``remote_settings``); ``max_tokens`` where the
+        job has that option; a progress bar when ``progress``."""
+        max_tokens = getattr(self, "max_tokens", DEFAULT_MAX_TOKENS)
+        return Execution(remote=remote_settings(self) or False, max_tokens=max_tokens, progress=progress)
+
+
 @dataclass
-class ScanConfig:
+class ScanConfig(RunsTraces):
     """Settings of ``induction-nnsight scan`` (each field's option: :func:`~.options.option`)."""
 
     model: str = option(
@@ -134,10 +146,10 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         ``{"loss_by_position.json", "induction_scores.json", "scan_results.json"} -> text``.
     """
     config.validate()
-    remote = remote_settings(config)
+    execution = config.execution()
     model = model_for(config, model)
     tokens = scan_tokens(model, config)
-    result = scan(model, tokens, config.seq_len, remote=remote or False)
+    result = scan(model, tokens, config.seq_len, execution=execution)
     first, repeated = half_losses(result.loss_by_position, config.seq_len, config.bos)
     facts = model_facts(model)
     results = {
@@ -151,7 +163,7 @@ def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
         "induction_scores": table(result.induction_scores),
         "top_heads": top_heads(result.induction_scores, config.top),
     }
-    if remote is not None:  # what crossed the network (never the API key)
+    if remote := execution.remote:  # what crossed the network (never the API key)
         results["ndif"] = {"host": resolve_host(remote.host), **describe_transfers(remote.transfers)}
     loss_fig = result.figure(
         "loss_by_position", title=f"Mean loss by position — {config.model}", subtitle=config.describe_tokens()
@@ -213,7 +225,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
     facts = model_facts(model)
     probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
-    scores = head_scores(model, probe, kinds=config.kinds, execution=Execution(remote=remote_settings(config) or False))
+    scores = head_scores(model, probe, kinds=config.kinds, execution=config.execution())
     settings = {**asdict(config), "kinds": list(scores.kinds)}
     found = detections(scores, config.threshold, settings, n_boot=config.n_boot)
     first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)

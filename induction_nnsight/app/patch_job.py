@@ -19,9 +19,9 @@ from ..causal.patching import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts
-from ..ndif.execution import DEFAULT_MAX_TOKENS
+from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..scores.ranking import rank_heads
-from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, remote_settings, scan_tokens
+from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, scan_tokens
 from .options import int_list, no_option, option, positive, word_list
 from .outputs import rounded, table, to_json
 
@@ -132,7 +132,7 @@ def _columns(columns, pair) -> list[str]:
     return [f"{c} {pair.labels[int(c)]!r}" if pair.labels and c != "all" else c for c in columns]
 
 
-def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subtitle) -> tuple[dict, dict]:
+def _heads_site(model, pair, config: PatchConfig, facts, execution: Execution, subtitle) -> tuple[dict, dict]:
     """Every head's output patched, attribution patching beside it."""
     started = time.perf_counter()
     heads = patch_heads(
@@ -141,13 +141,11 @@ def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subti
         pair.corrupted,
         pair.metric,
         layers=config.layers,
-        progress=progress,
-        max_tokens=config.max_tokens,
-        remote=remote,
+        execution=execution,
     )
     seconds = time.perf_counter() - started
     started = time.perf_counter()
-    estimate = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, remote=remote)
+    estimate = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, execution=execution)
     attribution_seconds = time.perf_counter() - started
     change = heads.values - heads.corrupted
     r = pearson(estimate, change)
@@ -180,7 +178,7 @@ def _heads_site(model, pair, config: PatchConfig, facts, remote, progress, subti
     return results, files
 
 
-def _residual_site(model, pair, config: PatchConfig, remote, progress, subtitle) -> tuple[dict, dict]:
+def _residual_site(model, pair, config: PatchConfig, execution: Execution, subtitle) -> tuple[dict, dict]:
     """The residual stream after each layer, patched at one position at a time."""
     started = time.perf_counter()
     residual = patch_residual(
@@ -190,9 +188,7 @@ def _residual_site(model, pair, config: PatchConfig, remote, progress, subtitle)
         pair.metric,
         layers=config.layers,
         positions=config.positions,
-        progress=progress,
-        max_tokens=config.max_tokens,
-        remote=remote,
+        execution=execution,
     )
     results = {"residual": _grid(residual, seconds=round(time.perf_counter() - started, 2))}
     files = {
@@ -207,7 +203,7 @@ def _residual_site(model, pair, config: PatchConfig, remote, progress, subtitle)
     return results, files
 
 
-def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, subtitle) -> tuple[dict, dict]:
+def _qkv_site(model, pair, config: PatchConfig, head, execution: Execution, subtitle) -> tuple[dict, dict]:
     """One head's queries, keys or values patched, at each position and at all at once."""
     layer, index = head
     started = time.perf_counter()
@@ -219,9 +215,7 @@ def _qkv_site(model, pair, config: PatchConfig, head, remote, progress, subtitle
         layer,
         index,
         positions=config.positions,
-        progress=progress,
-        max_tokens=config.max_tokens,
-        remote=remote,
+        execution=execution,
     )
     results = {"qkv": _grid(qkv, head=[layer, index], seconds=round(time.perf_counter() - started, 2))}
     files = {
@@ -246,7 +240,7 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
     """
     config.validate()
     model = model_for(config, model)
-    remote = remote_settings(config) or False
+    execution = config.execution(progress)
     facts = model_facts(model)
     if config.head is not None:
         check_heads(parse_heads(config.head, "--head"), facts.n_layers, facts.n_heads, "--head")
@@ -264,14 +258,14 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
     files: dict[str, str] = {}
     title_tail = pair.description  # the subtitle of every chart
     if "heads" in config.sites:
-        site_results, site_files = _heads_site(model, pair, config, facts, remote, progress, title_tail)
+        site_results, site_files = _heads_site(model, pair, config, facts, execution, title_tail)
         results.update(site_results), files.update(site_files)
     if "residual" in config.sites:
-        site_results, site_files = _residual_site(model, pair, config, remote, progress, title_tail)
+        site_results, site_files = _residual_site(model, pair, config, execution, title_tail)
         results.update(site_results), files.update(site_files)
     if "qkv" in config.sites:
         head = parse_heads(config.head, "--head")[0] if config.head is not None else tuple(results["heads"]["best"])
-        site_results, site_files = _qkv_site(model, pair, config, head, remote, progress, title_tail)
+        site_results, site_files = _qkv_site(model, pair, config, head, execution, title_tail)
         results.update(site_results), files.update(site_files)
     files["patching_results.json"] = to_json(results)
     return results, files

@@ -12,20 +12,36 @@ what leaves a trace is one metric value per ablation. Its results live in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import InductionError
 from ..models.layout import model_facts
-from ..ndif.settings import Remote
+from ..ndif.execution import Execution, as_execution
 from ..scores.losses import repeated_half_slice
 from .ablation_results import CurveResult, SweepResult
 from .head_outputs import head_edit, head_mask
 from .metrics import RowMetric
-from .variants import DEFAULT_MAX_TOKENS, run_variants
+from .variants import _run_variants
 
 METHODS = ("zero", "mean")
 Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class RandomDraws:
+    """The random control of an ablation curve: sets of heads drawn to compare with the top ones.
+
+    Attributes:
+        n_draws: How many random draws (each an ordered list of ``K`` heads).
+        same_layers: Draw each random head from the layer of the matching top head (controls for depth).
+        seed: Seed of the draws.
+    """
+
+    n_draws: int = 5
+    same_layers: bool = False
+    seed: int = 0
 
 
 def _check(method: str, tokens: torch.Tensor, source: torch.Tensor | None) -> None:
@@ -49,10 +65,7 @@ def ablation_metrics(
     *,
     method: str = "zero",
     source: torch.Tensor | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
-    desc: str = "ablations",
+    execution: Execution | None = None,
 ) -> torch.Tensor:
     """The metric with each set of heads ablated (one value per set).
 
@@ -64,28 +77,23 @@ def ablation_metrics(
         method: ``"zero"`` or ``"mean"``.
         source: ``[n_ref, pos]`` rows whose mean head outputs replace the
             ablated ones (mean ablation only).
-        max_tokens: Token budget of one trace.
-        remote: Run the traces on NDIF.
-        progress: Show a progress bar.
-        desc: The bar's label.
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote``, ``max_tokens``, ``max_rows``, ``progress``); None for the defaults.
 
     Returns:
         ``[n_sets, ...]`` the metric averaged over the batch.
     """
+    return _ablation_metrics(model, tokens, head_sets, metric, method, source, as_execution(execution), "ablations")
+
+
+def _ablation_metrics(model, tokens, head_sets, metric, method, source, execution: Execution, desc: str):
+    """:func:`ablation_metrics` with its progress bar labelled ``desc``."""
     _check(method, tokens, source)
     facts = model_facts(model)
     masks = torch.stack([head_mask(s, facts.n_layers, facts.n_heads) for s in head_sets])
-    return run_variants(
-        model,
-        tokens,
-        len(head_sets),
-        head_edit(model, masks, method),
-        metric,
-        source=source if method == "mean" else None,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=desc,
+    source = source if method == "mean" else None
+    return _run_variants(
+        model, tokens, len(head_sets), head_edit(model, masks, method), metric, source, execution, desc
     )
 
 
@@ -96,9 +104,9 @@ def ablate_heads(
     *,
     method: str = "zero",
     source: torch.Tensor | None = None,
-    remote: Remote = False,
+    execution: Execution | None = None,
 ) -> torch.Tensor:
-    """Loss by position with a set of heads ablated.
+    """Loss by position with a set of heads ablated (one trace, no progress bar).
 
     Ablating no head gives exactly :func:`~induction_nnsight.scores.scan.loss_by_position`
     under zero ablation (the same rows run through the same forward).
@@ -107,9 +115,8 @@ def ablate_heads(
         ``[pos - 1]`` mean next-token loss at each position.
     """
     metric = RowMetric("loss_by_position")
-    return ablation_metrics(
-        model, tokens, [list(heads)], metric, method=method, source=source, remote=remote, progress=False
-    )[0]
+    run = as_execution(execution).replace(progress=False)
+    return ablation_metrics(model, tokens, [list(heads)], metric, method=method, source=source, execution=run)[0]
 
 
 def ablation_sweep(
@@ -120,9 +127,7 @@ def ablation_sweep(
     method: str = "zero",
     source: torch.Tensor | None = None,
     layers: Sequence[int] | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> SweepResult:
     """Ablate each head alone (in ``layers``, all when None) and record the metric.
 
@@ -135,18 +140,9 @@ def ablation_sweep(
         if not 0 <= layer < facts.n_layers:
             raise InductionError(f"layer {layer} is outside 0..{facts.n_layers - 1}: pass valid --layers")
     heads = [(layer, head) for layer in chosen for head in range(facts.n_heads)]
-    values = ablation_metrics(
-        model,
-        tokens,
-        [[]] + [[h] for h in heads],
-        metric,
-        method=method,
-        source=source,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"{method}-ablating {len(heads)} heads",
-    )
+    sets = [[]] + [[h] for h in heads]
+    desc = f"{method}-ablating {len(heads)} heads"
+    values = _ablation_metrics(model, tokens, sets, metric, method, source, as_execution(execution), desc)
     table = torch.full((facts.n_layers, facts.n_heads), float("nan"))
     for (layer, head), value in zip(heads, values[1:]):
         table[layer, head] = value
@@ -198,50 +194,46 @@ def ablation_curve(
     metric: RowMetric,
     ranked_heads: Sequence[Head],
     *,
-    n_draws: int = 5,
-    same_layers: bool = False,
+    draws: RandomDraws | None = None,
     method: str = "zero",
     source: torch.Tensor | None = None,
-    seed: int = 0,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> CurveResult:
-    """Ablate the top ``k`` heads and ``n_draws`` random sets of ``k`` heads, ``k = 1..K``.
+    """Ablate the top ``k`` heads and random sets of ``k`` heads, ``k = 1..K``.
 
     Args:
+        model: An nnsight ``TransformersModel``.
+        tokens: ``[batch, pos]`` token ids.
+        metric: What to measure (see :class:`~induction_nnsight.causal.metrics.RowMetric`).
         ranked_heads: The ``K`` heads, best first (e.g. the top induction heads).
-        n_draws: Random draws.
-        same_layers: Draw each random head from the layer of the matching top head.
+        draws: The random sets to compare with (:class:`RandomDraws`; None: 5 draws from
+            any layer, seed 0).
+        method: ``"zero"`` or ``"mean"``.
+        source: ``[n_ref, pos]`` rows for mean ablation.
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`);
+            None for the defaults.
 
     Returns:
-        A :class:`CurveResult`.
+        A :class:`CurveResult` with ``[K]`` top-set values and ``[n_draws, K]`` random ones.
     """
     facts = model_facts(model)
+    control = draws or RandomDraws()
     top = [tuple(h) for h in ranked_heads]
-    draws = random_head_draws(top, facts.n_layers, facts.n_heads, n_draws, same_layers=same_layers, seed=seed)
-    ks = list(range(1, len(top) + 1))
-    sets = [[]] + [top[:k] for k in ks] + [draw[:k] for draw in draws for k in ks]
-    values = ablation_metrics(
-        model,
-        tokens,
-        sets,
-        metric,
-        method=method,
-        source=source,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"ablation curve ({len(sets)} sets)",
+    drawn = random_head_draws(
+        top, facts.n_layers, facts.n_heads, control.n_draws, same_layers=control.same_layers, seed=control.seed
     )
+    ks = list(range(1, len(top) + 1))
+    sets = [[]] + [top[:k] for k in ks] + [draw[:k] for draw in drawn for k in ks]
+    desc = f"ablation curve ({len(sets)} sets)"
+    values = _ablation_metrics(model, tokens, sets, metric, method, source, as_execution(execution), desc)
     n = len(ks)
     return CurveResult(
         ks,
         float(values[0]),
         values[1 : 1 + n],
-        values[1 + n :].reshape(n_draws, n),
+        values[1 + n :].reshape(control.n_draws, n),
         top,
-        draws,
+        drawn,
         metric.label,
         facts.name,
     )

@@ -18,7 +18,7 @@ import torch
 from ..errors import InductionError
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
-from ..ndif.settings import Remote
+from ..ndif.execution import Execution, as_execution
 from .head_outputs import HEAD_METHODS
 from .metrics import RowMetric
 
@@ -30,7 +30,7 @@ def head_attribution(
     method: str = "source",
     *,
     source: torch.Tensor | None = None,
-    remote: Remote = False,
+    execution: Execution | None = None,
 ) -> torch.Tensor:
     """Estimated change of the metric when each head's output is replaced.
 
@@ -42,7 +42,8 @@ def head_attribution(
         method: ``"source"`` (patch in the aligned source rows' outputs),
             ``"zero"`` or ``"mean"`` (the source rows' mean at each position).
         source: ``[n_source, pos]`` rows: the clean rows, or the rows averaged for mean ablation.
-        remote: Run the trace on NDIF.
+        execution: How the trace runs (:class:`~induction_nnsight.ndif.execution.Execution`;
+            only ``remote`` matters: one forward and one backward pass); None for the defaults.
 
     Returns:
         ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(tokens)``.
@@ -58,7 +59,7 @@ def head_attribution(
     n_source = 0 if source is None else source.shape[0]
     rows = tokens if source is None else torch.cat([source, tokens])
     projections = [model.get(p) for p in model_layout(model).o_proj]
-    with torch.enable_grad(), model.trace(rows, backend=remote_backend(model, remote)):
+    with torch.enable_grad(), model.trace(rows, backend=remote_backend(model, as_execution(execution).remote)):
         inputs, deltas = [], []
         for projection in projections:
             x = projection.input  # [rows, pos, n_heads * d_head]

@@ -19,13 +19,13 @@ from ..figures.circuit import circuit_heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import Displayable, Summary, plain, titled
 from ..models.layout import model_facts
-from ..ndif.settings import Remote, on_ndif
+from ..ndif.execution import Execution, as_execution
+from ..ndif.settings import on_ndif
 from ..scores.ranking import RANK_DECIMALS, rank_heads
 from ..scores.scan import induction_scores
 from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
-from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, all_earlier, path_patching, path_variants
-from .variants import DEFAULT_MAX_TOKENS
+from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
 
 Head = tuple[int, int]
 
@@ -33,6 +33,29 @@ Head = tuple[int, int]
 def head_name(head: Head) -> str:
     """``(18, 6) -> "L18H6"``."""
     return f"L{head[0]}H{head[1]}"
+
+
+@dataclass(frozen=True)
+class CircuitMeasure:
+    """What :func:`circuit` measures: which targets, on which paths, how exactly.
+
+    Attributes:
+        targets: Heads to explain (None: the ``top`` induction heads outside layer 0).
+        top: How many targets when ``targets`` is None.
+        paths: Any of ``"k"``, ``"q"``, ``"v"``, ``"total"``.
+        composition: Also compute Q/K/V composition scores from the weights.
+        exact_losses: ``n`` (default 8): the ``k``/``q``/``v`` loss effects are estimated and
+            computed exactly only for the ``n`` strongest edges per target and path by estimated
+            loss effect and by score effect (see
+            :func:`~induction_nnsight.causal.path_patching.path_patching`); every score and every
+            ``total`` edge stays exact. None: every loss effect exact (about 4x slower).
+    """
+
+    targets: Sequence[Head] | None = None
+    top: int = 5
+    paths: Sequence[str] = PATHS
+    composition: bool = True
+    exact_losses: int | None = DEFAULT_EXACT_LOSSES
 
 
 @dataclass(frozen=True)
@@ -45,7 +68,7 @@ class Edge:
         path: ``"k"``, ``"q"``, ``"v"`` or ``"total"``.
         effect: Change of the target's induction score (patched minus clean).
         loss_effect: Change of the mean repeated-half loss (nats, patched minus clean).
-        loss_exact: False where ``loss_effect`` is an estimate (``circuit(..., exact_losses=n)``).
+        loss_exact: False where ``loss_effect`` is an estimate (``CircuitMeasure(exact_losses=n)``).
     """
 
     source: Head
@@ -149,9 +172,11 @@ class CircuitResult(Displayable):
         )
 
 
-def top_induction_heads(model, tokens: torch.Tensor, seq_len: int, top: int, *, remote: Remote = False) -> list[Head]:
+def top_induction_heads(
+    model, tokens: torch.Tensor, seq_len: int, top: int, *, execution: Execution | None = None
+) -> list[Head]:
     """The ``top`` heads by induction score outside layer 0 (a layer-0 head has no earlier source)."""
-    scores = induction_scores(model, tokens, seq_len, remote=remote).clone()
+    scores = induction_scores(model, tokens, seq_len, execution=execution).clone()
     scores[0] = float("nan")
     return rank_heads(scores, top)
 
@@ -161,17 +186,10 @@ def circuit(
     tokens: torch.Tensor,
     seq_len: int,
     *,
-    targets: Sequence[Head] | None = None,
-    top: int = 5,
-    method: str = "zero",
-    source: torch.Tensor | None = None,
-    paths: Sequence[str] = PATHS,
+    measure: CircuitMeasure | None = None,
+    ablation: Ablation | None = None,
     bos: bool = True,
-    composition: bool = True,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
-    exact_losses: int | None = DEFAULT_EXACT_LOSSES,
+    execution: Execution | None = None,
 ) -> CircuitResult:
     """Path-patch every earlier head into each target induction head, and score their composition.
 
@@ -179,21 +197,13 @@ def circuit(
         model: An nnsight ``TransformersModel``.
         tokens: ``[batch, pos]`` rows ``[bos] r_1..r_T r_1..r_T``.
         seq_len: ``T``.
-        targets: Heads to explain (default: the ``top`` induction heads outside layer 0).
-        top: How many targets when ``targets`` is None.
-        method: ``"zero"`` or ``"mean"`` (mean over ``source`` rows at each position).
-        source: ``[n_ref, pos]`` reference rows for mean ablation.
-        paths: Any of ``"k"``, ``"q"``, ``"v"``, ``"total"``.
+        measure: Which targets, paths and how exactly (:class:`CircuitMeasure`; None: the
+            top 5 induction heads, every path, composition scores, 8 exact losses per target and path).
+        ablation: How a source head is removed
+            (:class:`~induction_nnsight.causal.path_patching.Ablation`; None: zero).
         bos: Whether rows start with BOS.
-        composition: Also compute Q/K/V composition scores from the weights.
-        max_tokens: Token budget of one batched trace.
-        remote: Run the traces on NDIF.
-        progress: Show a progress bar.
-        exact_losses: ``n`` (default 8): the ``k``/``q``/``v`` loss effects are estimated and
-            computed exactly only for the ``n`` strongest edges per target and path by estimated
-            loss effect and by score effect (see
-            :func:`~induction_nnsight.causal.path_patching.path_patching`); every score and every
-            ``total`` edge stays exact. None: every loss effect exact (about 4x slower).
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote``, ``max_tokens``, ``progress``); None for the defaults.
 
     Returns:
         A :class:`CircuitResult`.
@@ -202,11 +212,13 @@ def circuit(
         InductionError: On a target in layer 0 or outside the model, or an unknown path.
     """
     facts = model_facts(model)
+    measure, run = measure or CircuitMeasure(), as_execution(execution)
+    paths, targets = measure.paths, measure.targets
     bad = [p for p in paths if p not in PATHS]
     if bad or not paths:
         raise InductionError(f"unknown path(s) {bad}: pass any of {', '.join(PATHS)}")
     if targets is None:
-        targets = top_induction_heads(model, tokens, seq_len, top, remote=remote)
+        targets = top_induction_heads(model, tokens, seq_len, measure.top, execution=run)
     targets = list(dict.fromkeys(tuple(t) for t in targets))
     check_heads(targets, facts.n_layers, facts.n_heads, "--targets")
     if any(t[0] == 0 for t in targets):
@@ -214,17 +226,7 @@ def circuit(
     sources = {t: all_earlier(t, facts.n_heads) for t in targets}
     variants = path_variants(targets, list(paths), sources)
     result = path_patching(
-        model,
-        tokens,
-        seq_len,
-        variants,
-        method=method,
-        source=source,
-        bos=bos,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        exact_losses=exact_losses,
+        model, tokens, seq_len, variants, ablation=ablation, bos=bos, exact_losses=measure.exact_losses, execution=run
     )
     edges = [
         Edge(
@@ -240,8 +242,8 @@ def circuit(
     out = CircuitResult(
         targets, result.clean_scores, result.clean_loss, edges, grid=(facts.n_layers, facts.n_heads), model=facts.name
     )
-    if composition:
-        if on_ndif(remote):
+    if measure.composition:
+        if on_ndif(run.remote):
             out.composition_note = "composition scores need local weights; not computed for an NDIF run"
         else:
             pairs = [(s, t) for t in targets for s in sources[t]]

@@ -10,31 +10,26 @@ inside the trace and only the metric leaves it. Sites:
   last column patches every position). Under grouped-query attention a head's
   keys and values belong to its key/value head, shared by its group of query
   heads, so patching them patches the whole group's.
+
+Each returns a :class:`~induction_nnsight.causal.patch_results.PatchResult`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-import plotly.graph_objects as go
 import torch
 
 from ..errors import InductionError
-from ..figures.heads import heatmap_figure
-from ..figures.style import ANNOTATED
-from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules
 from ..models.layout import model_facts, model_layout
-from ..ndif.settings import Remote
-from ..scores.ranking import rank_heads
+from ..ndif.execution import Execution, as_execution
 from .head_outputs import head_edit
-from .metrics import RowMetric, recovery
-from .variants import DEFAULT_MAX_TOKENS, Rows, run_variants
+from .metrics import RowMetric
+from .patch_results import PatchResult
+from .variants import Rows, _run_variants
 
 QKV = ("q", "k", "v")
-RECOVERY = "recovery (0: corrupted, 1: clean)"
-"""Colour-bar title of a recovery grid."""
 
 
 def _check_pair(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
@@ -45,98 +40,20 @@ def _check_pair(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
         )
 
 
-@dataclass(repr=False)
-class PatchResult(Displayable):
-    """A grid of patched metrics and its recovery; shows the cells that recover most and draws
-    ``figure()``, the heatmap of ``recovery``.
-
-    Attributes:
-        clean: Metric of the clean rows.
-        corrupted: Metric of the corrupted rows (nothing patched, same batch layout).
-        values: The grid of patched metrics.
-        recovery: ``(values - corrupted) / (clean - corrupted)``.
-        rows: Labels of the grid's rows.
-        columns: Labels of its columns.
-        metric: What the metric is, with its unit.
-        model: The model's name or path.
-    """
-
-    clean: float
-    corrupted: float
-    values: torch.Tensor
-    recovery: torch.Tensor = field(init=False)
-    rows: list[str] = field(default_factory=list)
-    columns: list[str] = field(default_factory=list)
-    metric: str | None = None
-    model: str | None = None
-
-    FIGURES = ("recovery",)
-
-    def __post_init__(self) -> None:
-        self.recovery = recovery(self.values, self.corrupted, self.clean)
-
-    def _heads_grid(self) -> bool:
-        return all(r.startswith("L") for r in self.rows) and all(c.startswith("H") for c in self.columns)
-
-    def _summary(self) -> Summary:
-        def label(i: int, j: int) -> str:
-            row, column = (self.rows[i] if self.rows else str(i)), (self.columns[j] if self.columns else str(j))
-            return f"{row}{column}" if self._heads_grid() else f"{row} @ {column}"
-
-        rows = [
-            [label(i, j), float(self.recovery[i, j]), float(self.values[i, j])]
-            for i, j in rank_heads(self.recovery, HTML_ROWS)
-        ]
-        return Summary(
-            "PatchResult",
-            self.model,
-            f"{self.values.shape[0]} x {self.values.shape[1]} grid",
-            ["site", "recovery", self.metric or "metric"],
-            rows,
-            [("clean", float(self.clean)), ("corrupted", float(self.corrupted))],
-            rows_title="best recovery",
-        )
-
-    def _figure(self, name: str, **options) -> go.Figure:
-        heads, layers = self._heads_grid(), all(r.startswith("L") for r in self.rows)
-        return heatmap_figure(
-            plain(self.recovery),
-            **{
-                "title": titled("Recovery when a clean activation is patched in", self.model),
-                "x_labels": self.columns or None,
-                "y_labels": self.rows or None,
-                "value_range": (None, None),
-                "colorbar_title": RECOVERY,
-                "x_title": "head" if heads else "position (token)",
-                "y_title": "layer" if heads else "layer (output of)" if layers else "",
-                "joint": "" if heads else None,
-                "top": rank_heads(self.recovery, ANNOTATED),
-                **options,
-            },
-        )
+def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, execution: Execution | None = None) -> float:
+    """The metric of the clean rows alone (one trace, no progress bar)."""
+    run = as_execution(execution).replace(progress=False)
+    return float(_run_variants(model, clean, 1, None, metric, None, run, "clean")[0])
 
 
-def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, remote: Remote = False) -> float:
-    """The metric of the clean rows alone."""
-    return float(run_variants(model, clean, 1, None, metric, remote=remote, progress=False)[0])
-
-
-def _patch(model, clean, corrupted, metric, n_variants, edit, *, max_tokens, remote, progress, desc):
-    """``(clean, corrupted, [n_variants] patched)``; variant 0 of ``edit`` must patch nothing."""
+def _patch(model, pair, metric, n_variants, edit, execution: Execution | None, desc: str):
+    """``(clean, corrupted, [n_variants] patched)`` of ``pair = (clean, corrupted)`` rows; variant 0 of
+    ``edit`` must patch nothing."""
+    clean, corrupted = pair
     _check_pair(clean, corrupted)
-    values = run_variants(
-        model,
-        corrupted,
-        n_variants,
-        edit,
-        metric,
-        source=clean,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=desc,
-    )
-    return clean_metric(model, clean, metric, remote=remote), float(values[0]), values[1:]
+    run = as_execution(execution)
+    values = _run_variants(model, corrupted, n_variants, edit, metric, clean, run, desc)
+    return clean_metric(model, clean, metric, execution=run), float(values[0]), values[1:]
 
 
 def patch_heads(
@@ -146,9 +63,7 @@ def patch_heads(
     metric: RowMetric,
     *,
     layers: Sequence[int] | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> PatchResult:
     """Patch each head's clean output into the corrupted run, one head at a time.
 
@@ -158,6 +73,8 @@ def patch_heads(
         corrupted: ``[batch, pos]`` corrupted token ids.
         metric: What to recover.
         layers: Layers to sweep (all when None); other cells are NaN.
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote``, ``max_tokens``, ``max_rows``, ``progress``); None for the defaults.
 
     Returns:
         A :class:`PatchResult` with ``[n_layers, n_heads]`` grids.
@@ -170,15 +87,12 @@ def patch_heads(
         masks[i, layer, head] = True
     clean_value, corrupted_value, values = _patch(
         model,
-        clean,
-        corrupted,
+        (clean, corrupted),
         metric,
         len(masks),
         head_edit(model, masks, "source"),
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"patching {len(cells)} heads",
+        execution,
+        f"patching {len(cells)} heads",
     )
     grid = torch.full((facts.n_layers, facts.n_heads), float("nan"))
     for (layer, head), value in zip(cells, values):
@@ -210,9 +124,7 @@ def patch_residual(
     *,
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> PatchResult:
     """Patch the clean residual stream after a layer at one position, for each (layer, position).
 
@@ -248,16 +160,7 @@ def patch_residual(
             block.output = (new, *output[1:]) if isinstance(output, tuple) else new
 
     clean_value, corrupted_value, values = _patch(
-        model,
-        clean,
-        corrupted,
-        metric,
-        len(masks),
-        edit,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"patching residual at {len(cells)} sites",
+        model, (clean, corrupted), metric, len(masks), edit, execution, f"patching residual at {len(cells)} sites"
     )
     return PatchResult(
         clean_value,
@@ -279,9 +182,7 @@ def patch_qkv(
     head: int,
     *,
     positions: Sequence[int] | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> PatchResult:
     """Patch one head's clean queries, keys or values at each position (and at all at once).
 
@@ -326,16 +227,7 @@ def patch_qkv(
         operation.inputs = ((args[0], *states, *args[4:]), kwargs)
 
     clean_value, corrupted_value, values = _patch(
-        model,
-        clean,
-        corrupted,
-        metric,
-        len(masks),
-        edit,
-        max_tokens=max_tokens,
-        remote=remote,
-        progress=progress,
-        desc=f"patching L{layer}H{head} q/k/v",
+        model, (clean, corrupted), metric, len(masks), edit, execution, f"patching L{layer}H{head} q/k/v"
     )
     return PatchResult(
         clean_value,

@@ -30,17 +30,43 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InductionError
-from ..ndif.settings import Remote
+from ..ndif.execution import Execution, as_execution
 from .head_weights import check_residual_heads
 from .path_estimates import loss_gradients, probe
 from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_traces
-from .variants import DEFAULT_MAX_TOKENS
 
 Head = tuple[int, int]
 PATHS = ("k", "q", "v", "total")
 METHODS = ("zero", "mean")
 # loss effects run exactly per target and path in a circuit (the rest estimated; docs/circuit.md)
 DEFAULT_EXACT_LOSSES = 8
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """How a source head's contribution is removed: set to zero, or to its mean over reference rows.
+
+    Attributes:
+        method: ``"zero"`` or ``"mean"`` (the mean over ``source`` at each position).
+        source: ``[n_ref, pos]`` reference rows, as long as the tokens (mean only).
+
+    Raises:
+        InductionError: On an unknown method, or mean ablation without reference rows.
+    """
+
+    method: str = "zero"
+    source: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InductionError(f"unknown method {self.method!r}: pass one of {', '.join(METHODS)}")
+        if self.method == "mean" and self.source is None:
+            raise InductionError("mean ablation needs reference rows as long as the tokens")
+
+    @property
+    def reference(self) -> torch.Tensor | None:
+        """The rows whose mean replaces a head's output (None under zero ablation)."""
+        return self.source if self.method == "mean" else None
 
 
 @dataclass(frozen=True)
@@ -100,13 +126,10 @@ def path_patching(
     seq_len: int,
     variants: list[PathVariant],
     *,
-    method: str = "zero",
-    source: torch.Tensor | None = None,
+    ablation: Ablation | None = None,
     bos: bool = True,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    remote: Remote = False,
-    progress: bool = True,
     exact_losses: int | None = None,
+    execution: Execution | None = None,
 ) -> PathResult:
     """Each variant's target induction score and repeated-half loss, many variants per trace.
 
@@ -115,24 +138,22 @@ def path_patching(
         tokens: ``[batch, pos]`` repeated-token rows (``[bos] r_1..r_T r_1..r_T``).
         seq_len: ``T``, the length of the repeated block.
         variants: From :func:`path_variants`; ``variants[0]`` must be the clean one.
-        method: ``"zero"`` or ``"mean"`` (the mean over ``source`` at each position).
-        source: ``[n_ref, pos]`` reference rows (mean only).
+        ablation: How a source's contribution is removed (:class:`Ablation`; None: zero).
         bos: Whether the rows start with BOS (for the repeated-half loss).
-        max_tokens: Token budget of one trace.
-        remote: Run the traces on NDIF.
-        progress: Show a progress bar.
         exact_losses: None computes every loss effect exactly. A number ``n`` estimates the
             loss effects of ``k``/``q``/``v`` edges (:mod:`~induction_nnsight.causal.path_estimates`;
             their scores stay exact) and computes exactly only those of the ``n`` edges per target and
             path with the largest estimated loss effects and the ``n`` with the largest score effects
             (``total`` edges are always exact).
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote``, ``max_tokens``, ``progress``); None for the defaults.
 
     Returns:
         A :class:`PathResult`.
     """
-    if method not in METHODS:
-        raise InductionError(f"unknown method {method!r}: pass one of {', '.join(METHODS)}")
-    if method == "mean" and (source is None or source.shape[1] != tokens.shape[1]):
+    ablation, run = ablation or Ablation(), as_execution(execution)
+    reference = ablation.reference
+    if reference is not None and reference.shape[1] != tokens.shape[1]:
         raise InductionError("mean ablation needs reference rows as long as the tokens")
     if variants[0].path is not None:
         raise ValueError("variants[0] must be the clean variant")
@@ -146,29 +167,19 @@ def path_patching(
     runs, index = plan_runs(variants)
     targets = {v.target for v in variants[1:]}
     layers = {t[0] for t in targets}
-    plan = make_plan(model, seq_len, bos, remote)
-    clean = clean_trace(model, plan, tokens, source if method == "mean" else None, runs, layers)
+    plan = make_plan(model, seq_len, bos, run)
+    clean = clean_trace(model, plan, tokens, reference, runs, layers)
     n_scores = torch.full((len(runs),), float("nan"))
     n_losses = torch.full((len(runs),), float("nan"))
     exact = list(range(len(runs)))
     if exact_losses is not None:
         estimated = [i for i, r in enumerate(runs) if r.path != "total"]
         if estimated:
-            _estimate(model, plan, tokens, clean, runs, estimated, max_tokens, progress, n_scores, n_losses)
+            _estimate(model, plan, tokens, clean, runs, estimated, run, (n_scores, n_losses))
         exact = [i for i, r in enumerate(runs) if r.path == "total"] + _strongest(
             runs, estimated, n_scores, n_losses, clean, exact_losses
         )
-    scores, losses = run_traces(
-        model,
-        plan,
-        tokens,
-        clean,
-        [runs[i] for i in exact],
-        layers,
-        max_tokens,
-        progress,
-        f"path patching {len(exact)} runs",
-    )
+    scores, losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
     is_exact = torch.zeros(len(runs), dtype=torch.bool)
     is_exact[exact] = True
     n_losses[exact] = losses
@@ -196,14 +207,13 @@ def _estimate(
     clean: Clean,
     runs: list[Run],
     chosen: list[int],
-    max_tokens: int,
-    progress: bool,
-    scores: torch.Tensor,
-    losses: torch.Tensor,
+    execution: Execution,
+    into: tuple[torch.Tensor, torch.Tensor],
 ) -> None:
-    """Probe the ``chosen`` k/q/v runs: exact scores into ``scores``, clean loss + estimate into ``losses``."""
+    """Probe the ``chosen`` k/q/v runs: exact scores into ``into[0]``, clean loss + estimate into ``into[1]``."""
+    scores, losses = into
     grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
-    per = max(1, max_tokens // tokens.numel())
+    per = max(1, execution.max_tokens // tokens.numel())
     by_layer: dict[int, list[int]] = {}
     for i in chosen:
         by_layer.setdefault(runs[i].start, []).append(i)
@@ -211,7 +221,7 @@ def _estimate(
         total=len(chosen),
         desc=f"estimating {len(chosen)} edges",
         unit="run",
-        disable=not progress,
+        disable=not execution.progress,
         file=sys.stderr,
         leave=False,
     )

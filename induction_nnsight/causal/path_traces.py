@@ -29,7 +29,8 @@ from ..errors import InductionError
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.layout import ModelLayout, is_conv1d, model_layout
 from ..ndif.backend import remote_backend
-from ..ndif.settings import Remote, on_ndif
+from ..ndif.execution import Execution
+from ..ndif.settings import on_ndif
 from ..scores.losses import token_losses
 from ..scores.reductions import diagonal_score_per_row
 from .head_weights import apply_norm, hand_norm_spec, output_columns, projection_slice, rows_of
@@ -110,8 +111,10 @@ class Plan:
         return diagonal_score_per_row(pattern, self.offset)
 
 
-def make_plan(model, seq_len: int, bos: bool, remote: Remote) -> Plan:
-    """The :class:`Plan` of ``model``'s path-patching traces on rows of repeated length ``seq_len``."""
+def make_plan(model, seq_len: int, bos: bool, execution: Execution) -> Plan:
+    """The :class:`Plan` of ``model``'s path-patching traces on rows of repeated length ``seq_len``,
+    run where ``execution.remote`` says."""
+    remote = execution.remote
     layout = model_layout(model)
     facts = layout.facts
     attentions = attention_modules(model)
@@ -267,22 +270,22 @@ def run_traces(
     clean: Clean,
     runs: list[Run],
     target_layers: set[int],
-    max_tokens: int,
-    progress: bool,
-    desc: str,
+    execution: Execution,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every run, grouped by start layer, as many per trace as ``max_tokens`` allows.
+    """Every run, grouped by start layer, as many per trace as ``execution.max_tokens`` allows
+    (a progress bar when ``execution.progress``).
 
     Returns:
         ``(scores [runs, n_layers, head], losses [runs])``; scores are NaN where a run was not scored.
     """
-    per = max(1, max_tokens // tokens.numel())
+    per = max(1, execution.max_tokens // tokens.numel())
     scores = torch.full((len(runs), plan.layout.facts.n_layers, plan.n_heads), float("nan"))
     losses = torch.full((len(runs),), float("nan"))
     by_start: dict[int, list[int]] = {}
     for i, r in enumerate(runs):
         by_start.setdefault(r.start, []).append(i)
-    bar = tqdm(total=len(runs), desc=desc, unit="run", disable=not progress, file=sys.stderr, leave=False)
+    desc, disable = f"path patching {len(runs)} runs", not execution.progress
+    bar = tqdm(total=len(runs), desc=desc, unit="run", disable=disable, file=sys.stderr, leave=False)
     for layer in sorted(by_start):
         members = by_start[layer]
         for c in range(0, len(members), per):

@@ -20,10 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..ndif.backend import remote_backend
-from ..ndif.settings import Remote
-
-DEFAULT_MAX_ROWS = 64
-DEFAULT_MAX_TOKENS = 4096
+from ..ndif.execution import Execution, as_execution
 
 
 @dataclass(frozen=True)
@@ -51,9 +48,10 @@ class Rows:
 Edit = Callable[[Rows], None]
 
 
-def variants_per_trace(batch: int, n_source: int, n_pos: int, max_tokens: int, max_rows: int) -> int:
-    """How many variants fit in one trace under the row and token budgets (at least 1)."""
-    rows = min(max_rows, max(1, max_tokens // max(1, n_pos)))
+def variants_per_trace(batch: int, n_source: int, n_pos: int, execution: Execution | None = None) -> int:
+    """How many variants fit in one trace under ``execution``'s row and token budgets (at least 1)."""
+    run = as_execution(execution)
+    rows = min(run.max_rows, max(1, run.max_tokens // max(1, n_pos)))
     return max(1, (rows - n_source) // batch)
 
 
@@ -65,11 +63,7 @@ def run_variants(
     metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     *,
     source: torch.Tensor | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    remote: Remote = False,
-    progress: bool = True,
-    desc: str = "variants",
+    execution: Execution | None = None,
 ) -> torch.Tensor:
     """Score ``n_variants`` edits of the target rows, batching several per trace.
 
@@ -81,27 +75,30 @@ def run_variants(
             with the :class:`Rows` layout; None runs the rows unedited.
         metric: ``(logits [rows, pos, vocab], tokens [rows, pos]) -> [rows, ...]``.
         source: ``[n_source, pos]`` rows placed before the targets in every trace.
-        max_tokens: Token budget of one trace (bounds the logits' memory).
-        max_rows: Row budget of one trace.
-        remote: Run the traces on NDIF.
-        progress: Show a tqdm bar on stderr.
-        desc: The bar's label.
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`):
+            ``max_tokens`` and ``max_rows`` bound one trace (the logits' memory), ``remote``
+            sends them to NDIF, ``progress`` shows a bar on stderr; None for the defaults.
 
     Returns:
         ``[n_variants, ...]`` the metric averaged over each variant's rows.
     """
+    return _run_variants(model, target, n_variants, edit, metric, source, as_execution(execution), "variants")
+
+
+def _run_variants(model, target, n_variants, edit, metric, source, execution: Execution, desc: str) -> torch.Tensor:
+    """:func:`run_variants` with its progress bar labelled ``desc``."""
     batch, n_pos = target.shape
     n_source = 0 if source is None else source.shape[0]
     if source is not None and source.shape[1] != n_pos:
         raise ValueError(f"source rows have {source.shape[1]} positions, target rows {n_pos}")
-    per = variants_per_trace(batch, n_source, n_pos, max_tokens, max_rows)
+    per = variants_per_trace(batch, n_source, n_pos, execution)
     results = []
     starts = range(0, n_variants, per)
     bar = tqdm(
         total=n_variants,
         desc=desc,
         unit="variant",
-        disable=not progress or n_variants <= per,
+        disable=not execution.progress or n_variants <= per,
         file=sys.stderr,
         leave=False,
     )
@@ -110,7 +107,7 @@ def run_variants(
         k = stop - start
         rows = torch.cat(([source] if source is not None else []) + [target] * k)
         layout = Rows(n_source, batch, start, stop)
-        with torch.no_grad(), model.trace(rows, backend=remote_backend(model, remote)):
+        with torch.no_grad(), model.trace(rows, backend=remote_backend(model, execution.remote)):
             if edit is not None:
                 edit(layout)
             values = metric(model.output.logits[n_source:], target.repeat(k, 1))  # [k * batch, ...]

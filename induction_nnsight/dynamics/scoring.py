@@ -22,8 +22,7 @@ from pathlib import Path
 
 from ..models.layout import model_facts
 from ..models.loading import load_model
-from ..ndif.execution import Execution
-from ..ndif.settings import Remote
+from ..ndif.execution import Execution, as_execution
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_probe
 from ..scores.heads import head_scores
@@ -88,8 +87,9 @@ def _plain(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def score_checkpoint(model, probe: Probe, settings: ProbeSettings, remote: Remote = False) -> dict:
-    """One heads pass on one checkpoint: loss halves, ICL score, loss by position and the head scores.
+def score_checkpoint(model, probe: Probe, settings: ProbeSettings, *, execution: Execution | None = None) -> dict:
+    """One heads pass on one checkpoint: loss halves, ICL score, loss by position and the head scores,
+    run as ``execution`` says (None: here, default sizes).
 
     Returns:
         ``{"seq_len", "loss_first_half", "loss_repeated_half", "icl_score", "loss_by_position", "scores"}``
@@ -97,8 +97,14 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, remote: Remot
         numbers (None where undefined). The ICL score
         is the repeated-half loss minus the first-half loss (negative when the context helps).
     """
+    run = as_execution(execution)
     scores = head_scores(
-        model, probe, kinds=DYNAMICS_KINDS, loss=True, per_row=False, execution=Execution(remote=remote)
+        model,
+        probe,
+        kinds=DYNAMICS_KINDS,
+        loss=True,
+        per_row=False,
+        execution=run,
     )
     first, repeated = half_losses(scores.loss_by_position, probe.period, settings.bos)
     return {
@@ -150,10 +156,9 @@ def score_checkpoints(
     settings: ProbeSettings,
     *,
     out: str | Path | None = None,
-    remote: Remote = False,
     load: Callable[..., object] = load_model,
-    progress: bool = True,
     also: tuple[str, Callable[[object, Probe, dict], dict]] | None = None,
+    execution: Execution | None = None,
 ) -> CheckpointScores:
     """Score every checkpoint (skipping those cached in ``out``), in step order.
 
@@ -162,17 +167,20 @@ def score_checkpoints(
             :func:`~induction_nnsight.dynamics.checkpoints.hub_checkpoints`.
         settings: The probe.
         out: Directory of the cache (no cache when None).
-        remote: Run each trace on NDIF.
         load: ``load(path, attn_implementation=, progress=, remote=[, revision=])`` -> model.
-        progress: One line per checkpoint on stderr.
         also: ``(name, f)``: ``f(model, probe, entry) -> dict`` runs while the checkpoint is loaded
             and its keys join the cached entry (``name`` joins the cache key).
+        execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote`` to score each checkpoint on NDIF, ``progress`` for one line per checkpoint
+            on stderr); None for the defaults.
 
     Returns:
         A :class:`~induction_nnsight.dynamics.results.CheckpointScores`: a list with, per checkpoint,
         ``{"step", "path", "revision", "cached", **score_checkpoint(...)}`` (it also shows and draws itself).
     """
     settings.validate()
+    run = as_execution(execution)
+    remote, progress = run.remote, run.progress
     out = Path(out) if out is not None else None
     results = []
     for i, checkpoint in enumerate(checkpoints, 1):
@@ -190,7 +198,7 @@ def score_checkpoints(
                 **extra,
             )
             probe = checkpoint_probe(model, settings, checkpoint.label)
-            entry = score_checkpoint(model, probe, settings, remote)
+            entry = score_checkpoint(model, probe, settings, execution=run)
             if also:
                 entry.update(also[1](model, probe, entry))
             _store(out, key, entry)

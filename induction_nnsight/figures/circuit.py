@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .heads import heatmap_figure
+from .heads import GridAxes, heatmap_figure
 from .style import layer_axis
 from .style import title as figure_title
 
@@ -48,12 +48,8 @@ def circuit_heatmap_figure(
         subtitle=subtitle,
         colorbar_title=colorbar_title,
         value_range=(None, None),
-        x_labels=list(targets),
-        y_labels=list(sources),
-        x_title="target head",
-        y_title="source head",
+        axes=GridAxes(list(targets), list(sources), "target head", "source head", " -> "),
         top=top,
-        joint=" -> ",
     )
 
 

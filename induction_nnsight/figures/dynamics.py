@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .heads import heatmap_figure, nan_to_none
+from .heads import GridAxes, heatmap_figure, nan_to_none
 from .style import CATEGORICAL
 from .style import title as figure_title
 
@@ -232,11 +232,7 @@ def step_head_heatmap(
         subtitle=subtitle,
         colorbar_title=f"{name} score ({unit})" if unit else f"{name} score",
         value_range=value_range,
-        x_labels=[f"step {s:,}" for s in steps],
-        y_labels=labels,
-        x_title="checkpoint (training step)",
-        y_title="head",
-        joint=" at ",
+        axes=GridAxes([f"step {s:,}" for s in steps], labels, "checkpoint (training step)", "head", " at "),
         top=[(layer * n_heads + head, len(steps) - 1) for layer, head in top],
         top_names=[f"L{layer}H{head}" for layer, head in top],
     )

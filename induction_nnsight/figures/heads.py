@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
@@ -66,6 +67,26 @@ def nan_to_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+@dataclass(frozen=True)
+class GridAxes:
+    """What a heatmap's rows and columns are: their labels, the axis titles, and how a cell is named.
+
+    Attributes:
+        x_labels: Column labels (``H0, H1, ...`` when None).
+        y_labels: Row labels (``L0, L1, ...`` when None).
+        x_title: X axis title.
+        y_title: Y axis title.
+        joint: What joins a row and a column label in hover and cell labels (``""`` on a head
+            grid, giving ``L18H6``; ``" "`` otherwise, when None).
+    """
+
+    x_labels: Sequence[str] | None = None
+    y_labels: Sequence[str] | None = None
+    x_title: str = "head"
+    y_title: str = "layer"
+    joint: str | None = None
+
+
 def heatmap_figure(
     values: Sequence[Sequence[float]],
     *,
@@ -73,13 +94,9 @@ def heatmap_figure(
     colorbar_title: str,
     subtitle: str | None = None,
     value_range: tuple[float | None, float | None] = (0.0, 1.0),
-    x_labels: Sequence[str] | None = None,
-    y_labels: Sequence[str] | None = None,
-    x_title: str = "head",
-    y_title: str = "layer",
+    axes: GridAxes | None = None,
     top: Sequence[tuple[int, int]] = (),
     top_names: Sequence[str] | None = None,
-    joint: str | None = None,
 ) -> go.Figure:
     """The one heatmap builder: a score per head (or any grid), first row (layer 0) at the top everywhere.
 
@@ -91,20 +108,17 @@ def heatmap_figure(
         subtitle: The settings that made the numbers, under the title.
         value_range: ``(low, high)`` of the quantity, None where unbounded; sets the colour scale
             (:func:`~induction_nnsight.figures.style.colour_scale`).
-        x_labels: Column labels (``H0, H1, ...`` when None).
-        y_labels: Row labels (``L0, L1, ...`` when None).
-        x_title: X axis title.
-        y_title: Y axis title.
+        axes: The rows' and columns' labels and titles (:class:`GridAxes`; None: a layer x head grid).
         top: ``(row, column)`` cells to outline and label (``L18H6 0.90``), best first, as the
             caller ranked them.
-        top_names: The names in those labels (row and column label joined by ``joint`` when None).
-        joint: What joins a row and a column label in hover and cell labels (``""`` on a head
-            grid, giving ``L18H6``; ``" "`` otherwise).
+        top_names: The names in those labels (row and column label joined by ``axes.joint`` when None).
 
     Returns:
         A ``go.Figure`` with one heatmap trace; hover text ``L{layer}H{head}: value`` on a
         head grid, ``row column: value`` otherwise.
     """
+    axes = axes or GridAxes()
+    x_labels, y_labels, x_title, y_title, joint = axes.x_labels, axes.y_labels, axes.x_title, axes.y_title, axes.joint
     rows = [[nan_to_none(v) for v in row] for row in values]
     n_columns = len(rows[0]) if rows else 0
     heads = x_labels is None and y_labels is None

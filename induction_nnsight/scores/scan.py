@@ -1,7 +1,7 @@
 """The scan: the heads pass with two outputs, the loss by position and the induction score.
 
 Each function opens one ``model.trace``; every reduction happens inside it, so
-what is saved (and, with ``remote=True``, downloaded from NDIF) is a loss vector
+what is saved (and, with ``execution=Execution(remote=True)``, downloaded from NDIF) is a loss vector
 and an ``[n_layers, n_heads]`` table, never logits or attention patterns. The
 induction score is the registry's ``induction`` score, so ``scan`` and ``heads``
 give the same numbers by construction.
@@ -20,8 +20,8 @@ from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import attention_call_name, attention_modules, attention_pattern
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
-from ..ndif.execution import Execution
-from ..ndif.settings import Remote, on_ndif
+from ..ndif.execution import Execution, as_execution
+from ..ndif.settings import on_ndif
 from ..probes.tokens import Probe, repeated_tokens_probe
 from .heads import head_scores, kind_heatmap
 from .losses import half_losses
@@ -80,24 +80,27 @@ def _probe(tokens: torch.Tensor, seq_len: int | None) -> Probe:
     return repeated_tokens_probe(tokens, seq_len)
 
 
-def loss_by_position(model, tokens: torch.Tensor, *, remote: Remote = False) -> torch.Tensor:
+def _heads_pass(model, probe: Probe, execution: Execution | None, **options):
+    """``head_scores`` averaged over rows inside the trace, run as ``execution`` says."""
+    return head_scores(model, probe, per_row=False, execution=execution, **options)
+
+
+def loss_by_position(model, tokens: torch.Tensor, *, execution: Execution | None = None) -> torch.Tensor:
     """Mean next-token loss at each position, computed inside the trace.
 
     Args:
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
         tokens: ``[batch, pos]`` token ids.
-        remote: ``True``, a host URL or :class:`~induction_nnsight.ndif.settings.RemoteSettings`
-            to run the trace on NDIF; ``"local"`` for a dry run of the remote path.
+        execution: How the trace runs (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote`` for NDIF, ``pattern_budget``); None for the defaults.
 
     Returns:
         ``[pos - 1]``: entry ``i`` is the loss of predicting token ``i + 1``.
     """
-    return head_scores(
-        model, _probe(tokens, None), kinds=(), per_row=False, execution=Execution(remote=remote)
-    ).loss_by_position
+    return _heads_pass(model, _probe(tokens, None), execution, kinds=()).loss_by_position
 
 
-def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -> torch.Tensor:
+def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, execution: Execution | None = None) -> torch.Tensor:
     """Every head's diagonal-offset induction score, reduced inside the trace.
 
     Args:
@@ -105,38 +108,36 @@ def induction_scores(model, tokens: torch.Tensor, seq_len: int, *, remote: Remot
         tokens: ``[batch, bos + 2 * seq_len]`` repeated tokens (see
             :func:`~induction_nnsight.probes.tokens.repeated_tokens`).
         seq_len: Length of the repeated block.
-        remote: ``True``, a host URL or :class:`~induction_nnsight.ndif.settings.RemoteSettings`
-            to run the trace on NDIF; ``"local"`` for a dry run of the remote path.
+        execution: How the trace runs (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote`` for NDIF, ``pattern_budget``); None for the defaults.
 
     Returns:
         ``[n_layers, n_heads]`` scores in ``[0, 1]``.
     """
-    return head_scores(
-        model,
-        _probe(tokens, seq_len),
-        kinds=("induction",),
-        loss=False,
-        per_row=False,
-        execution=Execution(remote=remote),
-    ).mean("induction")
+    return _heads_pass(model, _probe(tokens, seq_len), execution, kinds=("induction",), loss=False).mean("induction")
 
 
-def scan(model, tokens: torch.Tensor, seq_len: int, *, remote: Remote = False) -> ScanResult:
+def scan(model, tokens: torch.Tensor, seq_len: int, *, execution: Execution | None = None) -> ScanResult:
     """Loss by position and induction scores from one forward pass: the heads pass with these two outputs.
+
+    Args:
+        model: An nnsight ``TransformersModel`` / ``LanguageModel``.
+        tokens: ``[batch, bos + 2 * seq_len]`` repeated tokens.
+        seq_len: Length of the repeated block.
+        execution: How the trace runs (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote`` for NDIF, ``pattern_budget``); None for the defaults.
 
     Returns:
         A :class:`ScanResult` with ``loss_by_position [pos - 1]`` and
         ``induction_scores [n_layers, n_heads]``.
     """
-    result = head_scores(
-        model, _probe(tokens, seq_len), kinds=("induction",), per_row=False, execution=Execution(remote=remote)
-    )
+    result = _heads_pass(model, _probe(tokens, seq_len), execution, kinds=("induction",))
     bos = {2 * seq_len: False, 2 * seq_len + 1: True}.get(tokens.shape[1])
     return ScanResult(result.loss_by_position, result.mean("induction"), model_facts(model).name, seq_len, bos)
 
 
 def heads_attention(
-    model, tokens: torch.Tensor, heads: list[tuple[int, int]], *, remote: Remote = False
+    model, tokens: torch.Tensor, heads: list[tuple[int, int]], *, execution: Execution | None = None
 ) -> torch.Tensor:
     """Several heads' attention patterns on one row of tokens, from one trace.
 
@@ -147,11 +148,13 @@ def heads_attention(
         model: An nnsight ``TransformersModel`` / ``LanguageModel``.
         tokens: ``[1, pos]`` token ids.
         heads: ``(layer, head)`` pairs, in the order wanted.
-        remote: Run the trace on NDIF.
+        execution: How the trace runs (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote`` for NDIF, ``pattern_budget``); None for the defaults.
 
     Returns:
         ``[len(heads), query, key]`` attention probabilities.
     """
+    remote = as_execution(execution).remote
     modules = attention_modules(model)
     eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
     layers = sorted({layer for layer, _ in heads})
@@ -164,7 +167,9 @@ def heads_attention(
     return saved.detach().cpu().float()[[order.index(h) for h in heads]]
 
 
-def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote: Remote = False) -> torch.Tensor:
+def head_attention(
+    model, tokens: torch.Tensor, layer: int, head: int, *, execution: Execution | None = None
+) -> torch.Tensor:
     """One head's attention pattern on one row of tokens (:func:`heads_attention` for one head).
 
     Args:
@@ -172,9 +177,10 @@ def head_attention(model, tokens: torch.Tensor, layer: int, head: int, *, remote
         tokens: ``[1, pos]`` token ids.
         layer: Layer index.
         head: Query-head index.
-        remote: Run the trace on NDIF.
+        execution: How the trace runs (:class:`~induction_nnsight.ndif.execution.Execution`:
+            ``remote`` for NDIF, ``pattern_budget``); None for the defaults.
 
     Returns:
         ``[query, key]`` attention probabilities.
     """
-    return heads_attention(model, tokens, [(layer, head)], remote=remote)[0]
+    return heads_attention(model, tokens, [(layer, head)], execution=execution)[0]

@@ -59,8 +59,7 @@ def repeated_spans(
     *,
     seed: int = 0,
     step: int = 0,
-    min_span: int = 4,
-    max_span: int = 32,
+    spans: tuple[int, int] = (4, 32),
     first_id: int = 1,
     bos_token_id: int | None = 0,
 ) -> CorpusBatch:
@@ -72,8 +71,7 @@ def repeated_spans(
         vocab_size: Tokens are drawn from ``[first_id, vocab_size)``.
         seed: Seed of the corpus.
         step: Which batch (each ``(seed, step)`` gives its own rows).
-        min_span: Shortest span.
-        max_span: Longest span.
+        spans: ``(shortest, longest)`` span length.
         first_id: Smallest token id drawn (ids below are special, e.g. BOS).
         bos_token_id: First token of every row (none when None).
 
@@ -81,13 +79,16 @@ def repeated_spans(
         :class:`CorpusBatch` with ``[batch, length]`` tokens and copy sources.
 
     Example:
-        >>> rows = repeated_spans(2, 40, 10, min_span=2, max_span=4)
+        >>> rows = repeated_spans(2, 40, 10, spans=(2, 4))
         >>> copied = rows.source >= 0
         >>> bool((rows.tokens[copied] == rows.tokens.gather(1, rows.source.clamp(min=0))[copied]).all())
         True
     """
+    min_span, max_span = spans
     if not 1 <= min_span <= max_span:
-        raise InductionError(f"span lengths [{min_span}, {max_span}] are empty: pass 1 <= min_span <= max_span")
+        raise InductionError(
+            f"span lengths [{min_span}, {max_span}] are empty: pass spans=(shortest, longest), 1 <= shortest <= longest"
+        )
     if not 0 <= first_id < vocab_size - 1:
         raise InductionError(f"token range [{first_id}, {vocab_size}) holds under 2 tokens: pass a larger vocabulary")
     if batch < 1 or length < 2:

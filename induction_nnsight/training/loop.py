@@ -183,8 +183,7 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
                 settings.vocab_size,
                 seed=settings.seed,
                 step=step,
-                min_span=settings.min_span,
-                max_span=settings.max_span,
+                spans=(settings.min_span, settings.max_span),
                 bos_token_id=BOS_ID,
             )
             lr = learning_rate(settings, step)

@@ -2,7 +2,7 @@
 
 import json
 
-from induction_nnsight import repeated_tokens, scan
+from induction_nnsight import Execution, repeated_tokens, scan
 from induction_nnsight.app.cli import main
 from induction_nnsight.app.report import top_heads
 from induction_nnsight.causal.ablation import ablation_metrics, random_head_draws, repeated_half_metric
@@ -14,7 +14,9 @@ def test_top5_induction_heads_matter_far_more_than_5_random_heads(smollm2):
     tokens = repeated_tokens(BATCH, SEQ_LEN, seed=0, bos_token_id=1, vocab_size=49152)
     top5 = [(h["layer"], h["head"]) for h in top_heads(scan(smollm2, tokens, SEQ_LEN).induction_scores, 5)]
     draws = random_head_draws(top5, 30, 9, DRAWS, seed=0)
-    values = ablation_metrics(smollm2, tokens, [[], top5, *draws], repeated_half_metric(SEQ_LEN, True), progress=False)
+    values = ablation_metrics(
+        smollm2, tokens, [[], top5, *draws], repeated_half_metric(SEQ_LEN, True), execution=Execution(progress=False)
+    )
     baseline, top, random = values[0], values[1], values[2:]
     rise_top, rise_random = top - baseline, random - baseline
     print(

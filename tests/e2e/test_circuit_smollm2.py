@@ -1,8 +1,8 @@
 """The induction circuit on the real SmolLM2-135M-Instruct: the strongest k-path source of its top
 induction head is a previous-token head (path patching, every head of every earlier layer)."""
 
-from induction_nnsight import repeated_tokens
-from induction_nnsight.causal.circuit import circuit, top_induction_heads
+from induction_nnsight import Execution, repeated_tokens
+from induction_nnsight.causal.circuit import CircuitMeasure, circuit, top_induction_heads
 from induction_nnsight.probes.tokens import Probe
 from induction_nnsight.scores.heads import head_scores
 
@@ -12,7 +12,8 @@ BATCH, SEQ_LEN = 2, 20
 def test_top_induction_head_reads_its_keys_from_a_previous_token_head(smollm2):
     tokens = repeated_tokens(BATCH, SEQ_LEN, seed=0, bos_token_id=1, vocab_size=49152)
     target = top_induction_heads(smollm2, tokens, SEQ_LEN, 1)[0]
-    result = circuit(smollm2, tokens, SEQ_LEN, targets=[target], paths=("k",), composition=False, progress=False)
+    measure = CircuitMeasure(targets=[target], paths=("k",), composition=False)
+    result = circuit(smollm2, tokens, SEQ_LEN, measure=measure, execution=Execution(progress=False))
     strongest = result.strongest(target, "k", 3)
     probe = Probe("repeated", tokens, SEQ_LEN, 1, 1 + SEQ_LEN)
     prev = head_scores(smollm2, probe, kinds=("previous_token",), loss=False, per_row=False).mean("previous_token")

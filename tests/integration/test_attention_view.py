@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from induction_nnsight import AttentionView, attention_view, repeated_probe
+from induction_nnsight import AttentionView, Execution, attention_view, repeated_probe
 from induction_nnsight.app.cli import main
 
 HEADS = [(1, 3), (0, 2), (1, 0)]  # out of layer order, two in one layer
@@ -137,4 +137,4 @@ def test_heads_attention_survives_the_remote_round_trip(tiny_model, implementati
     model = tiny_model("llama", implementation)
     tokens = repeated_probe(1, 5, bos_token_id=0, low=1, high=128).tokens
     local = heads_attention(model, tokens, HEADS)
-    assert torch.allclose(heads_attention(model, tokens, HEADS, remote="local"), local, atol=1e-6)
+    assert torch.allclose(heads_attention(model, tokens, HEADS, execution=Execution(remote="local")), local, atol=1e-6)

@@ -10,7 +10,8 @@ zero (GPT-2's LayerNorm then only rescales). L0H1 writes noise into dims 59-63; 
 import pytest
 import torch
 
-from induction_nnsight.causal.circuit import circuit
+from induction_nnsight import Execution
+from induction_nnsight.causal.circuit import CircuitMeasure, circuit
 from induction_nnsight.causal.composition import composition_scores
 
 V, P, D, D_HEAD, SEQ = 12, 32, 64, 32, 10
@@ -99,7 +100,9 @@ def test_handbuilt_heads_do_what_they_were_built_to(handbuilt):
 
 
 def test_circuit_finds_the_previous_token_head_on_the_k_path(handbuilt):
-    result = circuit(handbuilt, rows(), SEQ, targets=[(1, 0)], progress=False)
+    result = circuit(
+        handbuilt, rows(), SEQ, measure=CircuitMeasure(targets=[(1, 0)]), execution=Execution(progress=False)
+    )
     clean = result.clean_scores[(1, 0)]
     strongest = result.strongest((1, 0), "k", 2)
     assert strongest[0].source == (0, 0)

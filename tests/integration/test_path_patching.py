@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from induction_nnsight import repeated_tokens
-from induction_nnsight.causal.path_patching import PathVariant, path_patching
+from induction_nnsight import Execution, repeated_tokens
+from induction_nnsight.causal.path_patching import Ablation, PathVariant, path_patching
 from tests.reference import plain_model, plain_projections
 
 SEQ = 8
@@ -161,7 +161,12 @@ def test_path_patching_equals_plain_hooks(sharp_dir, arch, method):
     tokens, reference = rows(), rows(seed=5, batch=4)
     variants = [PathVariant(None, None, None)] + [PathVariant(s, t, p) for s, t, p in CASES]
     result = path_patching(
-        model, tokens, SEQ, variants, method=method, source=reference, max_tokens=3 * 17 * 4, progress=False
+        model,
+        tokens,
+        SEQ,
+        variants,
+        ablation=Ablation(method, reference),
+        execution=Execution(max_tokens=3 * 17 * 4, progress=False),
     )  # several traces
     plain = plain_model(sharp_dir(arch))
     z_ref, _ = _capture(plain, reference)
@@ -200,7 +205,7 @@ def test_estimated_losses_are_the_plain_first_order_term(sharp_dir, arch):
     model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
     tokens = rows()
     variants = [PathVariant(None, None, None)] + [PathVariant(s, t, p) for s, t, p in CASES]
-    result = path_patching(model, tokens, SEQ, variants, progress=False, exact_losses=0)
+    result = path_patching(model, tokens, SEQ, variants, exact_losses=0, execution=Execution(progress=False))
     plain = plain_model(sharp_dir(arch))
     zero = lambda layer: torch.zeros(tokens.shape[1], N_HEADS, plain.config.hidden_size // N_HEADS)
     captured = []

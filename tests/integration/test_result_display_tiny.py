@@ -17,6 +17,9 @@ import pytest
 import torch
 
 from induction_nnsight import (
+    CircuitMeasure,
+    Execution,
+    RandomDraws,
     ablation_curve,
     ablation_sweep,
     circuit,
@@ -33,6 +36,8 @@ from induction_nnsight import (
 from induction_nnsight.dynamics.checkpoints import Checkpoint
 from induction_nnsight.dynamics.scoring import ProbeSettings
 from tests.conftest import TINY_BOS, TINY_VOCAB
+
+QUIET = Execution(progress=False)
 
 SEQ = 8
 RANK_TOLERANCE = 1e-4  # the ranking rule rounds to 4 decimals
@@ -124,18 +129,18 @@ def test_scan_head_scores_and_detection(gpt2, tokens):
 
 def test_ablation_and_patching(gpt2, tokens):
     metric = repeated_half_metric(SEQ, bos=True)
-    sweep = ablation_sweep(gpt2, tokens, metric, progress=False)
+    sweep = ablation_sweep(gpt2, tokens, metric, execution=QUIET)
     assert sweep.metric == "loss (nats)"
     check_top(sweep, sweep.delta, "SweepResult", key=torch.abs)
     assert close(sweep.figure().data[0].z, sweep.delta)
-    curve = ablation_curve(gpt2, tokens, metric, [(1, 2), (0, 1)], n_draws=2, progress=False)
+    curve = ablation_curve(gpt2, tokens, metric, [(1, 2), (0, 1)], draws=RandomDraws(n_draws=2), execution=QUIET)
     text = repr(curve)
     assert text.startswith("CurveResult(tiny-gpt2") and f"L1H2 {float(curve.top[0]):.3f}" in text
     assert [row[1] for row in Cells(curve._repr_html_()).rows[1:]] == ["L1H2", "L0H1"]
     (line,) = [t for t in curve.figure().data if t.name == "top induction heads"]
     assert close([line.y], curve.top[None])
     pair = repeated_pair(2, SEQ, seed=3, low=1, high=TINY_VOCAB, bos_token_id=TINY_BOS)
-    patched = patch_heads(gpt2, pair.clean, pair.corrupted, pair.metric, progress=False)
+    patched = patch_heads(gpt2, pair.clean, pair.corrupted, pair.metric, execution=QUIET)
     recovery = (patched.values - patched.corrupted) / (patched.clean - patched.corrupted)
     check_top(patched, recovery, "PatchResult")
     assert close(patched.figure().data[0].z, recovery)
@@ -143,7 +148,11 @@ def test_ablation_and_patching(gpt2, tokens):
 
 def test_circuit_and_checkpoints(gpt2, tokens, tiny_dir):
     found = circuit(
-        gpt2, tokens, SEQ, targets=[(1, 2), (1, 0)], paths=("k", "total"), composition=False, progress=False
+        gpt2,
+        tokens,
+        SEQ,
+        measure=CircuitMeasure(targets=[(1, 2), (1, 0)], paths=("k", "total"), composition=False),
+        execution=QUIET,
     )
     assert found.grid == (2, 4) and re.match(r"CircuitResult\(tiny-gpt2\d*, 2 targets", repr(found))
     assert [row[1] for row in Cells(found._repr_html_()).rows[1:]] == ["L1H2", "L1H0"]
@@ -158,7 +167,7 @@ def test_circuit_and_checkpoints(gpt2, tokens, tiny_dir):
         [Checkpoint(0, str(tiny_dir("gpt2"))), Checkpoint(10, str(tiny_dir("gpt2")) + "/")],
         ProbeSettings(batch=2, seq_len=SEQ),
         load=load,
-        progress=False,
+        execution=QUIET,
     )
     assert isinstance(steps, list) and [entry["step"] for entry in steps] == [0, 10]
     last = torch.tensor(steps[-1]["scores"]["induction"])

@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from induction_nnsight import loss_by_position, repeated_tokens
-from induction_nnsight.causal.ablation import ablate_heads, ablation_curve, ablation_metrics, ablation_sweep
+from induction_nnsight import Execution, loss_by_position, repeated_tokens
+from induction_nnsight.causal.ablation import (
+    RandomDraws,
+    ablate_heads,
+    ablation_curve,
+    ablation_metrics,
+    ablation_sweep,
+)
 from induction_nnsight.causal.attribution import head_attribution
 from induction_nnsight.causal.metrics import RowMetric, repeated_half_loss
 from induction_nnsight.causal.pairs import repeated_pair
@@ -12,6 +18,8 @@ from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_resi
 from induction_nnsight.models.layout import model_layout
 from tests.conftest import TINY_ARCHS
 from tests.reference import plain_edited_loss, plain_head_inputs, plain_model
+
+QUIET = Execution(progress=False)
 
 SEQ = 8
 N_HEADS = 4
@@ -88,7 +96,9 @@ def test_zero_and_mean_ablation_equal_plain_transformers_hooks(tiny_model, tiny_
 def test_batched_sweep_equals_one_head_at_a_time(tiny_model, arch):
     model, tokens = tiny_model(arch), rows()
     metric = RowMetric("loss", loss_positions=slice(1 + SEQ, 2 * SEQ))
-    sweep = ablation_sweep(model, tokens, metric, max_tokens=3 * 17 * 3, progress=False)  # 3 variants per trace
+    sweep = ablation_sweep(
+        model, tokens, metric, execution=Execution(max_tokens=3 * 17 * 3, progress=False)
+    )  # 3 variants per trace
     assert sweep.values.shape == (2, N_HEADS)
     for layer, head in [(0, 0), (1, 3)]:
         alone = repeated_half_loss(ablate_heads(model, tokens, [(layer, head)]), SEQ, True)
@@ -96,16 +106,16 @@ def test_batched_sweep_equals_one_head_at_a_time(tiny_model, arch):
     assert torch.isclose(
         torch.tensor(sweep.baseline), repeated_half_loss(loss_by_position(model, tokens), SEQ, True), atol=1e-5
     )
-    partial = ablation_sweep(model, tokens, metric, layers=[1], progress=False)
+    partial = ablation_sweep(model, tokens, metric, layers=[1], execution=QUIET)
     assert partial.values[0].isnan().all() and torch.allclose(partial.values[1], sweep.values[1], atol=1e-5)
 
 
 def test_ablation_curve_sets(tiny_model):
     model, tokens = tiny_model("llama"), rows()
     metric = RowMetric("loss", loss_positions=slice(1 + SEQ, 2 * SEQ))
-    curve = ablation_curve(model, tokens, metric, [(1, 0), (0, 2)], n_draws=3, progress=False)
+    curve = ablation_curve(model, tokens, metric, [(1, 0), (0, 2)], draws=RandomDraws(n_draws=3), execution=QUIET)
     assert curve.top.shape == (2,) and curve.random.shape == (3, 2)
-    direct = ablation_metrics(model, tokens, [curve.random_heads[1][:2], [(1, 0)]], metric, progress=False)
+    direct = ablation_metrics(model, tokens, [curve.random_heads[1][:2], [(1, 0)]], metric, execution=QUIET)
     assert torch.allclose(direct, torch.stack([curve.random[1, 1], curve.top[0]]), atol=1e-5)
 
 
@@ -121,13 +131,13 @@ def test_patching_everything_recovers_one_and_nothing_zero(tiny_model, arch):
     model = tiny_model(arch)
     clean, corrupted = last_token_pair(arch)
     metric = RowMetric("logit_diff", correct=torch.tensor([5, 6]), wrong=torch.tensor([7, 8]))
-    residual = patch_residual(model, clean, corrupted, metric, progress=False)
+    residual = patch_residual(model, clean, corrupted, metric, execution=QUIET)
     assert residual.recovery.shape == (2, clean.shape[1])
     # The last position carries everything that differs: patching it restores the clean run.
     assert torch.allclose(residual.recovery[:, -1], torch.ones(2), atol=1e-4)
     # Earlier positions are the same in both runs: patching them patches nothing.
     assert residual.recovery[:, :-1].abs().max() < 1e-4
-    qkv = patch_qkv(model, clean, corrupted, metric, 1, 2, progress=False)
+    qkv = patch_qkv(model, clean, corrupted, metric, 1, 2, execution=QUIET)
     assert qkv.recovery.shape == (3, clean.shape[1] + 1) and qkv.recovery[:, :-2].abs().max() < 1e-4
 
 
@@ -135,7 +145,7 @@ def test_patching_everything_recovers_one_and_nothing_zero(tiny_model, arch):
 def test_head_patching_equals_plain_transformers_hooks(tiny_model, tiny_dir, arch):
     model = tiny_model(arch)
     pair = repeated_pair(2, SEQ, low=1, high=128, bos_token_id=0)
-    result = patch_heads(model, pair.clean, pair.corrupted, pair.metric, progress=False)
+    result = patch_heads(model, pair.clean, pair.corrupted, pair.metric, execution=QUIET)
     plain = plain_model(tiny_dir(arch))
     clean_inputs = plain_head_inputs(plain, pair.clean)
     for layer, head in [(0, 3), (1, 1)]:
@@ -183,7 +193,7 @@ def test_attribution_equals_plain_autograd_and_tracks_exhaustive(tiny_model, tin
         ]
     )
     assert torch.allclose(estimate, by_hand, atol=1e-5)
-    exhaustive = patch_heads(model, pair.clean, pair.corrupted, pair.metric, progress=False)
+    exhaustive = patch_heads(model, pair.clean, pair.corrupted, pair.metric, execution=QUIET)
     change = exhaustive.values - exhaustive.corrupted
     assert torch.corrcoef(torch.stack([estimate.flatten(), change.flatten()]))[0, 1] > 0.9
     zero = head_attribution(model, pair.clean, pair.metric, "zero")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from induction_nnsight import InductionError, load_model, repeated_tokens, scan
+from induction_nnsight import Execution, InductionError, load_model, repeated_tokens, scan
 from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import NdifBackend
 from induction_nnsight.ndif.settings import RemoteSettings, as_settings, on_ndif, resolve_host
@@ -43,7 +43,7 @@ def test_no_api_key(meta_gpt2, monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY")
     monkeypatch.setattr(CONFIG.API, "APIKEY", None)
     with pytest.raises(InductionError, match="NDIF_API_KEY") as error:
-        scan(meta_gpt2, tokens(), 4, remote=closed_port_host())
+        scan(meta_gpt2, tokens(), 4, execution=Execution(remote=closed_port_host()))
     assert len(str(error.value).splitlines()) == 1
 
 
@@ -53,14 +53,14 @@ def test_api_key_from_nnsight_config(meta_gpt2, monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY")
     monkeypatch.setattr(CONFIG.API, "APIKEY", API_KEY)
     with pytest.raises(InductionError, match="cannot reach NDIF") as error:  # past the key check
-        scan(meta_gpt2, tokens(), 4, remote=closed_port_host())
+        scan(meta_gpt2, tokens(), 4, execution=Execution(remote=closed_port_host()))
     assert API_KEY not in str(error.value)
 
 
 def test_host_unreachable(meta_gpt2):
     host = closed_port_host()
     with pytest.raises(InductionError) as error:
-        scan(meta_gpt2, tokens(), 4, remote=host)
+        scan(meta_gpt2, tokens(), 4, execution=Execution(remote=host))
     message = str(error.value)
     assert message.startswith(f"cannot reach NDIF at {host}") and "--ndif-host" in message
     assert len(message.splitlines()) == 1 and API_KEY not in message
@@ -71,7 +71,7 @@ def test_host_from_ndif_host_env(meta_gpt2, monkeypatch):
     host = closed_port_host()
     monkeypatch.setenv("NDIF_HOST", host)
     with pytest.raises(InductionError, match=f"cannot reach NDIF at {host}"):
-        scan(meta_gpt2, tokens(), 4, remote=True)
+        scan(meta_gpt2, tokens(), 4, execution=Execution(remote=True))
 
 
 def test_a_server_message_quoting_the_key_is_redacted(monkeypatch):

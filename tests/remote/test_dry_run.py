@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from induction_nnsight import (
+    Execution,
     head_attention,
     head_scores,
     induction_scores,
@@ -23,9 +24,11 @@ from induction_nnsight import (
 )
 from induction_nnsight.ndif.backend import remote_backend
 from induction_nnsight.ndif.dry_run import DryRunBackend
-from induction_nnsight.ndif.execution import Execution
 from induction_nnsight.scores.losses import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS
+
+DRY = Execution(remote="local")  # the remote path, run here
+QUIET = Execution(progress=False)
 
 SEQ_LEN = 8
 
@@ -39,11 +42,11 @@ def tokens_for(batch=3, seq_len=SEQ_LEN):
 def test_every_trace_function_survives_the_round_trip(tiny_model, arch, attn):
     model, tokens = tiny_model(arch, attn), tokens_for()
     local = scan(model, tokens, SEQ_LEN)
-    dry = scan(model, tokens, SEQ_LEN, remote="local")
+    dry = scan(model, tokens, SEQ_LEN, execution=DRY)
     assert torch.equal(dry.loss_by_position, local.loss_by_position)
     assert torch.equal(dry.induction_scores, local.induction_scores)
-    assert torch.equal(loss_by_position(model, tokens, remote="local"), local.loss_by_position)
-    assert torch.equal(induction_scores(model, tokens, SEQ_LEN, remote="local"), local.induction_scores)
+    assert torch.equal(loss_by_position(model, tokens, execution=DRY), local.loss_by_position)
+    assert torch.equal(induction_scores(model, tokens, SEQ_LEN, execution=DRY), local.induction_scores)
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -57,7 +60,7 @@ def test_the_head_taxonomy_survives_the_round_trip(tiny_model, arch, attn):
     for kind in local.kinds:
         assert torch.allclose(dry.mean(kind), local.mean(kind), atol=1e-6, equal_nan=True), kind
     pattern = head_attention(model, probe.tokens[:1], 1, 2)
-    assert torch.allclose(head_attention(model, probe.tokens[:1], 1, 2, remote="local"), pattern, atol=1e-6)
+    assert torch.allclose(head_attention(model, probe.tokens[:1], 1, 2, execution=DRY), pattern, atol=1e-6)
 
 
 def test_without_shipping_by_value_the_round_trip_fails(tiny_model, monkeypatch):
@@ -71,7 +74,7 @@ def test_without_shipping_by_value_the_round_trip_fails(tiny_model, monkeypatch)
     _PICKLE_BY_VALUE_MODULES.discard("induction_nnsight")
     try:
         with pytest.raises(ModuleNotFoundError, match="induction_nnsight"):
-            scan(tiny_model("gpt2", "sdpa"), tokens_for(), SEQ_LEN, remote="local")
+            scan(tiny_model("gpt2", "sdpa"), tokens_for(), SEQ_LEN, execution=DRY)
     finally:
         if registered:
             _PICKLE_BY_VALUE_MODULES.add("induction_nnsight")
@@ -123,7 +126,10 @@ def test_causal_functions_survive_the_round_trip(tiny_model, arch):
 
     model = tiny_model(arch, "sdpa")
     tokens = tokens_for()
-    assert torch.allclose(ablate_heads(model, tokens, [(1, 2)], remote="local"), ablate_heads(model, tokens, [(1, 2)]))
+    assert torch.allclose(
+        ablate_heads(model, tokens, [(1, 2)], execution=Execution(remote="local")),
+        ablate_heads(model, tokens, [(1, 2)]),
+    )
     pair = repeated_pair(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
     args = (model, pair.clean, pair.corrupted, pair.metric)
     for run in (
@@ -131,10 +137,12 @@ def test_causal_functions_survive_the_round_trip(tiny_model, arch):
         lambda **kw: patch_residual(*args, positions=[3, 9], **kw),
         lambda **kw: patch_qkv(*args, 1, 2, positions=[9], **kw),
     ):
-        local, dry = run(progress=False), run(progress=False, remote="local")
+        local, dry = run(execution=QUIET), run(execution=Execution(remote="local", progress=False))
         assert torch.allclose(dry.values, local.values, atol=1e-6)
     local = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean)
-    dry = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, remote="local")
+    dry = head_attribution(
+        model, pair.corrupted, pair.metric, "source", source=pair.clean, execution=Execution(remote="local")
+    )
     assert torch.allclose(dry, local, atol=1e-6)
 
 
@@ -142,12 +150,13 @@ def test_causal_functions_survive_the_round_trip(tiny_model, arch):
 def test_the_circuit_survives_the_round_trip(tiny_model, exact_losses):
     """Path patching (skipped clean blocks fed from a saved residual, early stops, the gradient pass of
     the estimated mode) as NDIF would run it: the same edges as locally."""
-    from induction_nnsight.causal.circuit import circuit
+    from induction_nnsight.causal.circuit import CircuitMeasure, circuit
 
     model = tiny_model("llama", "sdpa")
     tokens = tokens_for(batch=2)
-    run = dict(targets=[(1, 2)], composition=False, progress=False, exact_losses=exact_losses)
-    local, dry = circuit(model, tokens, SEQ_LEN, **run), circuit(model, tokens, SEQ_LEN, remote="local", **run)
+    measure = CircuitMeasure(targets=[(1, 2)], composition=False, exact_losses=exact_losses)
+    local = circuit(model, tokens, SEQ_LEN, measure=measure, execution=QUIET)
+    dry = circuit(model, tokens, SEQ_LEN, measure=measure, execution=Execution(remote="local", progress=False))
     assert len(dry.edges) == len(local.edges) > 0
     for a, b in zip(local.edges, dry.edges):
         assert (a.source, a.target, a.path) == (b.source, b.target, b.path)

@@ -12,10 +12,17 @@ import nnsight
 import pytest
 import torch
 
-from induction_nnsight import InductionError, induction_scores, load_model, loss_by_position, repeated_tokens, scan
+from induction_nnsight import (
+    Execution,
+    InductionError,
+    induction_scores,
+    load_model,
+    loss_by_position,
+    repeated_tokens,
+    scan,
+)
 from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import remote_backend
-from induction_nnsight.ndif.execution import Execution
 from induction_nnsight.ndif.settings import RemoteSettings
 from induction_nnsight.scores.losses import per_position_loss
 from tests.conftest import TINY_ARCHS, TINY_BOS, _tiny_config, _tiny_tokenizer
@@ -41,11 +48,15 @@ def test_remote_equals_local(ndif, tiny_model, arch):
     local_model, remote_model, tokens = tiny_model(arch, "sdpa"), ndif.models[arch], tokens_for()
     local = scan(local_model, tokens, SEQ_LEN)
     settings = RemoteSettings(ndif.host)
-    remote = scan(remote_model, tokens, SEQ_LEN, remote=settings)
+    remote = scan(remote_model, tokens, SEQ_LEN, execution=Execution(remote=settings))
     assert torch.equal(remote.loss_by_position, local.loss_by_position)
     assert torch.equal(remote.induction_scores, local.induction_scores)
-    assert torch.equal(loss_by_position(remote_model, tokens, remote=settings), local.loss_by_position)
-    assert torch.equal(induction_scores(remote_model, tokens, SEQ_LEN, remote=settings), local.induction_scores)
+    assert torch.equal(
+        loss_by_position(remote_model, tokens, execution=Execution(remote=settings)), local.loss_by_position
+    )
+    assert torch.equal(
+        induction_scores(remote_model, tokens, SEQ_LEN, execution=Execution(remote=settings)), local.induction_scores
+    )
     assert len(settings.transfers) == 3
 
 
@@ -63,7 +74,7 @@ def test_eager_local_and_sdpa_remote_agree(ndif, tiny_model):
     """Remote scoring recomputes attention (NDIF has no weights to return) and matches eager weights."""
     tokens = tokens_for()
     eager = induction_scores(tiny_model("llama", "eager"), tokens, SEQ_LEN)
-    remote = induction_scores(ndif.models["llama"], tokens, SEQ_LEN, remote=ndif.host)
+    remote = induction_scores(ndif.models["llama"], tokens, SEQ_LEN, execution=Execution(remote=ndif.host))
     assert torch.allclose(remote, eager, atol=1e-6)
 
 
@@ -90,7 +101,7 @@ def test_payload_does_not_grow_with_batch_and_barely_with_length(ndif):
 
     def received(batch, seq_len):
         settings = RemoteSettings(ndif.host)
-        scan(model, tokens_for(batch, seq_len), seq_len, remote=settings)
+        scan(model, tokens_for(batch, seq_len), seq_len, execution=Execution(remote=settings))
         return settings.transfers[0].received_bytes
 
     small, wide, long = received(1, 8), received(16, 8), received(1, 32)
@@ -107,7 +118,7 @@ def test_model_not_hosted_lists_the_running_models(ndif, tmp_path):
     _tiny_tokenizer().save_pretrained(tmp_path)
     other = load_model(str(tmp_path), remote=True, progress=False)
     with pytest.raises(InductionError) as error:
-        scan(other, tokens_for(), SEQ_LEN, remote=ndif.host)
+        scan(other, tokens_for(), SEQ_LEN, execution=Execution(remote=ndif.host))
     message = str(error.value)
     assert message.startswith(f"{tmp_path} is not running on NDIF at {ndif.host}; running models: ")
     assert all(str(m.repo_id) in message for m in ndif.models.values())
@@ -128,7 +139,7 @@ def test_timeout(ndif):
 def test_request_rejected_by_the_service(ndif):
     strict = ndif.server.second_api(NDIF_MIN_NNSIGHT_VERSION="99.0")
     with pytest.raises(InductionError) as error:
-        scan(ndif.models["gpt2"], tokens_for(), SEQ_LEN, remote=strict)
+        scan(ndif.models["gpt2"], tokens_for(), SEQ_LEN, execution=Execution(remote=strict))
     message = str(error.value)
     assert message.startswith(f"NDIF at {strict} rejected the request: ") and "nnsight" in message
     assert len(message.splitlines()) == 1 and API_KEY not in message
@@ -182,7 +193,7 @@ def test_smollm2_remote_equals_local(ndif, smollm2):
     tokens = repeated_tokens(2, 20, seed=0, bos_token_id=smollm2.tokenizer.bos_token_id)
     local = scan(smollm2, tokens, 20)
     settings = RemoteSettings(ndif.host, timeout=300)
-    remote = scan(ndif.models["smollm2"], tokens, 20, remote=settings)
+    remote = scan(ndif.models["smollm2"], tokens, 20, execution=Execution(remote=settings))
     assert torch.allclose(remote.loss_by_position, local.loss_by_position, atol=1e-5)
     assert torch.allclose(remote.induction_scores, local.induction_scores, atol=1e-5)
     print(f"SmolLM2 scan: sent {settings.transfers[0].sent_bytes} B, received {settings.transfers[0].received_bytes} B")

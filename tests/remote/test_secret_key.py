@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from induction_nnsight import InductionError, load_model, repeated_tokens, scan
+from induction_nnsight import Execution, InductionError, load_model, repeated_tokens, scan
 from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import remote_backend
 from induction_nnsight.ndif.settings import RemoteSettings
@@ -222,7 +222,7 @@ def tokens():
 
 def run_remote_scan(model, remote) -> InductionError:
     with pytest.raises(InductionError) as error:
-        scan(model, tokens(), 4, remote=remote)
+        scan(model, tokens(), 4, execution=Execution(remote=remote))
     return error.value
 
 
@@ -250,7 +250,7 @@ def test_closed_port(meta_gpt2, sinks, check_hosted):
 @pytest.mark.parametrize("host", ["ftp://nowhere", "not a url", "127.0.0.1:5001", "http://", "http://[::1"])
 def test_bad_host_url(meta_gpt2, sinks, host):
     with pytest.raises(Exception) as error:
-        scan(meta_gpt2, tokens(), 4, remote=RemoteSettings(host, timeout=2))
+        scan(meta_gpt2, tokens(), 4, execution=Execution(remote=RemoteSettings(host, timeout=2)))
     sinks(error.value)
     assert isinstance(error.value, InductionError), f"{type(error.value).__name__}: {error.value}"
     assert "--ndif-host" in str(error.value)

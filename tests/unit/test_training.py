@@ -39,7 +39,7 @@ def log_without_time(out) -> list[dict]:
 
 
 def test_corpus_has_the_promised_repeats():
-    batch = repeated_spans(16, 96, 50, seed=3, step=7, min_span=4, max_span=20)
+    batch = repeated_spans(16, 96, 50, seed=3, step=7, spans=(4, 20))
     tokens, source = batch.tokens, batch.source
     assert (tokens[:, 0] == 0).all() and tokens[:, 1:].min() >= 1 and tokens.max() < 50
     copied = source >= 0
@@ -47,8 +47,8 @@ def test_corpus_has_the_promised_repeats():
     assert 0.15 < copied.float().mean() < 0.6
     distance = (torch.arange(96) - source)[copied]
     assert distance.min() >= 4 and distance.max() > 20 and len(distance.unique()) > 10  # distances vary
-    again = repeated_spans(16, 96, 50, seed=3, step=7, min_span=4, max_span=20)
-    other = repeated_spans(16, 96, 50, seed=3, step=8, min_span=4, max_span=20)
+    again = repeated_spans(16, 96, 50, seed=3, step=7, spans=(4, 20))
+    other = repeated_spans(16, 96, 50, seed=3, step=8, spans=(4, 20))
     assert torch.equal(again.tokens, tokens) and not torch.equal(other.tokens, tokens)
 
 
