@@ -24,7 +24,7 @@ from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..models.attention import (
     LayerAttention,
-    attention_call_name,
+    attention_calls,
     attention_modules,
     can_stack,
     layer_attention,
@@ -173,14 +173,14 @@ def _reduce_layers(
     """
     stacked = stack_layers([attention for attention, _ in group])
     if logit_args is not None and _numel(stacked) <= budget:  # one block, made once, read by both kinds of score
-        stacked = LayerAttention(weights=stacked.pattern())
+        stacked = LayerAttention(probs=stacked.pattern())
     for name, value in layer_pattern_scores(stacked, view, groups["pattern"], budget).items():
         rows[name].extend(value.unflatten(1, (len(group), n_heads)).unbind(1))  # [batch, head] per layer
     if logit_args is None:
         return
     for i, (attention, (head_input, w_out)) in enumerate(group):
-        if stacked.weights is not None:
-            attention = LayerAttention(weights=stacked.weights[:, i * n_heads : (i + 1) * n_heads])
+        if stacked.probs is not None:
+            attention = LayerAttention(probs=stacked.probs[:, i * n_heads : (i + 1) * n_heads])
         parts = {score.name: [] for score in groups["logits"]}  # per query chunk [batch, head, chunk]
         start = 0
         # logit reductions are per query; a [batch, head, chunk, d_model] block stays within half the budget
@@ -230,7 +230,7 @@ def head_scores(
     groups = _by_reads(score_names() if kinds is None else kinds, probe)
     facts = model_facts(model)
     attentions = attention_modules(model) if groups["pattern"] or groups["logits"] else []
-    calls = [attention_call_name(a) for a in attentions]
+    calls = attention_calls(model) if attentions else []
     eager = facts.attn_implementation == "eager" and not on_ndif(remote)  # NDIF serves sdpa
     view = ProbeView(probe)
     tokens = probe.tokens
