@@ -34,8 +34,9 @@ from .dynamics.phase import phase_change
 from .dynamics.results import CheckpointScores
 from .dynamics.scoring import ProbeSettings, score_checkpoints
 from .errors import InductionError
-from .models.layout import ModelLayout, model_facts, model_layout, set_layout
+from .models.layout import ModelLayout, model_facts, model_layout
 from .models.loading import DEFAULT_MODEL, load_model
+from .models.validation import set_layout
 from .ndif.execution import Execution
 from .probes.tokens import (
     Probe,

@@ -4,8 +4,9 @@ its output columns, and the pre-attention norm computed by hand.
 Shared by path patching (which rewrites one head's slice of a q/k/v projection's output inside
 a trace) and the composition scores (which multiply the heads' weights). Layouts: separate
 ``q_proj``/``k_proj``/``v_proj`` (Llama, Qwen2, Mistral, Gemma), GPT-2's stacked ``c_attn``
-(``[q; k; v]``) and GPT-NeoX's per-head interleaved ``query_key_value``. GPT-2's ``Conv1D``
-stores its weight ``[in, out]``; every weight returned here is in ``Linear``'s ``[out, in]``.
+(``[q; k; v]``) and GPT-NeoX's per-head interleaved ``query_key_value``, as
+:mod:`~induction_nnsight.models.qkv` defines them. Where the layout says ``conv1d`` (GPT-2) weights are
+stored ``[in, out]``; every weight returned here is in ``Linear``'s ``[out, in]``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import InductionError
-from ..models.layout import ModelLayout, NormSpec, is_conv1d, model_layout, norm_spec
-
-COMPONENTS = ("q", "k", "v")
+from ..models.layout import ModelLayout, NormSpec, model_layout, norm_spec
+from ..models.qkv import COMPONENTS, kv_head, qkv_features
 
 
 def hand_norm_spec(model, path: str | None) -> NormSpec:
@@ -31,31 +31,15 @@ def hand_norm_spec(model, path: str | None) -> NormSpec:
     return spec
 
 
-def apply_norm(x: torch.Tensor, spec: NormSpec, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
-    """The pre-attention norm of ``x [..., d_model]``, by hand (LayerNorm, RMSNorm or Gemma's ``1 + w``)."""
-    if spec.path is None:
-        return x
-    h = x.float()
-    if spec.centered:
-        h = h - h.mean(-1, keepdim=True)
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + spec.eps)
-    if weight is not None:
-        h = h * ((1.0 + weight.float()) if spec.offset else weight.float())
-    if bias is not None:
-        h = h + bias.float()
-    return h.to(x.dtype)
-
-
 def check_residual_heads(model) -> None:
     """Refuse models whose attention output is normed before the residual (Gemma 2/3 post-norms):
     there a head's direct contribution to the residual stream is not ``z_h W_O[:, h]^T``."""
     layout = model_layout(model)
-    block = model._module.get_submodule(layout.blocks[0])
-    if hasattr(block, "pre_feedforward_layernorm") or hasattr(block, "post_attention_norm"):
+    if layout.post_norm:
         raise InductionError(
-            f"{type(block).__name__} norms its attention output before adding it to the residual "
-            "stream, so a head's direct contribution is not linear in its output: the circuit "
-            "supports pre-norm models (GPT-2, Llama, Qwen2, Mistral, GPT-NeoX)"
+            f"{layout.facts.architecture} norms its attention output before adding it to the residual "
+            "stream (its layout's post_norm), so a head's direct contribution is not linear in its output: "
+            "the circuit supports pre-norm models (GPT-2, Llama, Qwen2, Mistral, GPT-NeoX)"
         )
 
 
@@ -67,21 +51,14 @@ def projection_slice(layout: ModelLayout, layer: int, component: str, head: int)
         columns ``start:stop`` of its output.
     """
     facts = layout.facts
-    n_heads, n_kv, d_head = facts.n_heads, facts.n_kv_heads, facts.d_head
-    c = COMPONENTS.index(component)
-    index = head if component == "q" else head // (n_heads // n_kv)
+    index = head if component == "q" else kv_head(head, facts.n_heads, facts.n_kv_heads)
+    start, stop = qkv_features(layout.value_layout, component, index, facts.n_heads, facts.d_head)
+    path = layout.v_proj[layer]
     if layout.value_layout == "separate":
-        path = (layout.q_proj, layout.k_proj, layout.v_proj)[c][layer]
+        path = (layout.q_proj, layout.k_proj, layout.v_proj)[COMPONENTS.index(component)][layer]
         if path is None:
             raise InductionError(f"layer {layer} has no {component}_proj: pass set_layout(model, {component}_proj=...)")
-        return path, index * d_head, (index + 1) * d_head
-    if layout.value_layout == "stacked_qkv":
-        start = c * n_heads * d_head + index * d_head
-    elif layout.value_layout == "interleaved_qkv":
-        start = index * 3 * d_head + c * d_head
-    else:
-        raise InductionError("the model's value layout is unknown: pass set_layout(model, value_layout=...)")
-    return layout.v_proj[layer], start, start + d_head
+    return path, start, stop
 
 
 def rows_of(weight: torch.Tensor, bias: torch.Tensor | None, start: int, stop: int, conv: bool):
@@ -118,9 +95,9 @@ def head_matrices(model, layer: int, head: int) -> dict[str, torch.Tensor]:
     for component in COMPONENTS:
         path, start, stop = projection_slice(layout, layer, component, head)
         weight = module.get_submodule(path).weight.detach().float()
-        out[component] = rows_of(weight, None, start, stop, is_conv1d(model, path))[0] @ fold
+        out[component] = rows_of(weight, None, start, stop, layout.conv1d)[0] @ fold
     o_path = layout.o_proj[layer]
     out["o"] = output_columns(
-        module.get_submodule(o_path).weight.detach().float(), head, layout.facts.d_head, is_conv1d(model, o_path)
+        module.get_submodule(o_path).weight.detach().float(), head, layout.facts.d_head, layout.conv1d
     )
     return out

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import InductionError
-from ..models.attention import attention_call_name, attention_modules
+from ..models.attention import attention_calls, attention_modules
 from ..models.layout import model_facts, model_layout
+from ..models.qkv import kv_head
 from ..ndif.execution import Execution, as_execution
 from .head_outputs import head_edit
 from .metrics import RowMetric
@@ -206,8 +207,8 @@ def patch_qkv(
         for j, cols in enumerate(columns):
             masks[1 + c * len(columns) + j, c, cols] = True
     attention = attention_modules(model)[layer]
-    call = attention_call_name(attention)
-    kv_head = head // (facts.n_heads // facts.n_kv_heads)
+    call = attention_calls(model)[layer]
+    kv = kv_head(head, facts.n_heads, facts.n_kv_heads)
 
     def edit(rows: Rows) -> None:
         chosen = masks[rows.start : rows.stop]  # [k, 3, pos]
@@ -218,7 +219,7 @@ def patch_qkv(
             if not chosen[:, c].any():
                 continue
             x = states[c]
-            index = head if c == 0 else kv_head
+            index = head if c == 0 else kv
             source, target = x[: rows.n_source], x[rows.n_source :]
             target = target.reshape(rows.n_variants, rows.batch, *x.shape[1:]).clone()
             keep = chosen[:, c].to(x.device).reshape(rows.n_variants, 1, n_pos, 1)

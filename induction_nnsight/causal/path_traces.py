@@ -26,14 +26,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InductionError
-from ..models.attention import attention_call_name, attention_modules, attention_pattern
-from ..models.layout import ModelLayout, is_conv1d, model_layout
+from ..models.attention import attention_calls, attention_modules, attention_pattern
+from ..models.layout import ModelLayout, apply_norm, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution
 from ..ndif.settings import on_ndif
 from ..scores.losses import token_losses
 from ..scores.reductions import diagonal_score_per_row
-from .head_weights import apply_norm, hand_norm_spec, output_columns, projection_slice, rows_of
+from .head_weights import hand_norm_spec, output_columns, projection_slice, rows_of
 
 Head = tuple[int, int]
 
@@ -127,10 +127,10 @@ def make_plan(model, seq_len: int, bos: bool, execution: Execution) -> Plan:
         d_head=facts.d_head,
         group=facts.n_heads // facts.n_kv_heads,
         attentions=attentions,
-        calls=[attention_call_name(a) for a in attentions],
+        calls=attention_calls(model),
         eager=facts.attn_implementation == "eager" and not on_ndif(remote),
         norms=[hand_norm_spec(model, p) for p in layout.pre_attention_norm],
-        o_conv=is_conv1d(model, layout.o_proj[0]),
+        o_conv=layout.conv1d,
         offset=1 - seq_len,
         keep=keep,
         kwargs={"logits_to_keep": keep} if "logits_to_keep" in forward else {},
@@ -211,7 +211,7 @@ def slices(model, plan: Plan, clean: Clean, kqv: list[tuple[int, Run]], layer: i
     for path in (
         p for p in (layout.q_proj[layer], layout.k_proj[layer], layout.v_proj[layer]) if any(g[0] == p for g in groups)
     ):
-        module, conv = model.get(path), is_conv1d(model, path)
+        module, conv = model.get(path), layout.conv1d
         out = module.output  # [k * batch, pos, out]
         new = out.clone().reshape(k, b, *out.shape[1:])
         for (p, start, stop), members in groups.items():

@@ -120,7 +120,7 @@ def check_hub(checkpoints: list[Checkpoint]) -> None:
     """
     from huggingface_hub import try_to_load_from_cache
 
-    from ..models.loading import hub_reachable
+    from ..models.hub import hub_reachable
 
     def cached(checkpoint: Checkpoint) -> bool:
         try:

@@ -2,8 +2,8 @@
 
 Inside a trace, :func:`attention_pattern` returns a layer's attention
 probabilities ``[batch, query_head, query, key]`` whatever the model's
-``attn_implementation``: under ``eager`` it reads the weights the attention call
-returns; under ``sdpa`` and the other fused kernels, which return no weights, it
+``attn_implementation``: under ``eager`` it reads the probabilities the attention call
+returns; under ``sdpa`` and the other fused kernels, which return none, it
 recomputes ``softmax(Q K^T * scaling + mask)`` from the query and key states that
 reach the attention call (through nnsight's ``.source``), honouring grouped-query
 attention, soft-capping and sliding windows.
@@ -32,13 +32,17 @@ def attention_modules(model) -> list[Any]:
     return [model.get(path) for path in model_layout(model).attention]
 
 
-def attention_call_name(attention) -> str:
-    """The ``.source`` operation name of the attention-kernel call in ``forward``.
+def attention_call_name(attention, function: str = "attention_interface") -> str:
+    """The ``.source`` operation name (``attention_interface_1`` on Llama in transformers 5; it changes
+    between versions, so it is looked up) of the call that transformers routes every implementation
+    through: ``attention_interface(self, query, key, value, mask, scaling=..., ...)``.
 
-    transformers routes every implementation (eager, sdpa, flash ...) through one
-    ``attention_interface(self, query, key, value, mask, scaling=..., ...)`` call;
-    its operation name (``attention_interface_1`` on Llama in transformers 5)
-    changes between versions, so it is looked up rather than hard-coded.
+    Args:
+        attention: The layer's attention envoy.
+        function: The name the call is made by (the layout's ``attention_call``).
+
+    Raises:
+        InductionError: When ``forward`` makes no such call, naming the operations it makes.
     """
     try:
         source = attention.source
@@ -49,44 +53,22 @@ def attention_call_name(attention) -> str:
         ) from error
     lines = str(compiled.source).splitlines()
     for name in compiled.names:
-        if not re.fullmatch(r"attention_interface_\d+", name):
+        if not re.fullmatch(re.escape(function) + r"_\d+", name):
             continue
         line = compiled.lines[name]  # 1-based
         text = lines[line - 1] if 0 < line <= len(lines) else ""
-        if "attention_interface(" in text:
+        if f"{function}(" in text:
             return name
     raise InductionError(
-        f"{type(attention._module).__name__}: no attention_interface(...) call in its forward; "
-        f"operations seen: {', '.join(compiled.names[:12])} ...; use attn_implementation='eager'"
+        f"layout attention_call={function!r}: {type(attention._module).__name__}.forward calls no {function}(...) ("
+        f"{', '.join(compiled.names[:12])} ...); pass set_layout(model, attention_call=...) naming the function "
+        "its forward calls with (self, query, key, value, mask) that returns (output, probabilities)"
     )
 
 
-def softmax_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    *,
-    scaling: float | None = None,
-    softcap: float | None = None,
-    sliding_window: int | None = None,
-) -> torch.Tensor:
-    """Attention probabilities recomputed from query and key states.
-
-    Args:
-        query: ``[batch, query_head, query, d_head]``.
-        key: ``[batch, kv_head, key, d_head]``; each key/value head serves
-            ``query_head // kv_head`` query heads (grouped-query attention).
-        mask: Additive float mask or boolean keep-mask broadcastable to
-            ``[batch, query_head, query, key]``; None means causal.
-        scaling: Multiplier of ``Q K^T`` (``d_head ** -0.5`` when None).
-        softcap: Attention-logit soft-capping (Gemma 2): ``tanh(s / c) * c``.
-        sliding_window: When the mask is None, keys further back than this are hidden.
-
-    Returns:
-        ``[batch, query_head, query, key]`` probabilities, rows summing to 1.
-    """
-    positions = torch.arange(query.shape[-2], device=query.device)
-    return _rows(query, key, mask, positions, scaling=scaling, softcap=softcap, sliding_window=sliding_window)
+def attention_calls(model) -> list[str]:
+    """Every layer's :func:`attention_call_name`, for the function the layout's ``attention_call`` names."""
+    return [attention_call_name(a, model_layout(model).attention_call) for a in attention_modules(model)]
 
 
 def query_chunk(batch: int, n_heads: int, n_keys: int, budget: int) -> int:
@@ -162,12 +144,12 @@ def _rows(
 class LayerAttention:
     """What one layer's attention pattern is made of, read inside a trace; rows are made on demand.
 
-    Under ``eager`` it holds the weights the attention call returned (rows are slices of
+    Under ``eager`` it holds the probabilities the attention call returned (rows are slices of
     them); under ``sdpa`` and the other fused kernels, the query and key states, the mask
     and the call's settings (rows are recomputed, a block at a time).
 
     Attributes:
-        weights: ``[batch, query_head, query, key]`` returned weights (eager), else None.
+        probs: ``[batch, query_head, query, key]`` returned probabilities (eager), else None.
         query: ``[batch, query_head, query, d_head]`` (rotary embedding applied), else None.
         key: ``[batch, kv_head, key, d_head]``, else None.
         mask: The call's attention mask (None: causal).
@@ -176,7 +158,7 @@ class LayerAttention:
         sliding_window: Keys further back than this are hidden.
     """
 
-    weights: torch.Tensor | None = None
+    probs: torch.Tensor | None = None
     query: torch.Tensor | None = None
     key: torch.Tensor | None = None
     mask: torch.Tensor | None = None
@@ -187,13 +169,13 @@ class LayerAttention:
     @property
     def device(self) -> torch.device:
         """Where the tensors are."""
-        return (self.weights if self.weights is not None else self.query).device
+        return (self.probs if self.probs is not None else self.query).device
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """``(batch, query_head, query, key)`` of the whole pattern."""
-        if self.weights is not None:
-            return tuple(self.weights.shape)
+        if self.probs is not None:
+            return tuple(self.probs.shape)
         return (*self.query.shape[:3], self.key.shape[-2])
 
     def rows(self, positions: torch.Tensor) -> torch.Tensor:
@@ -206,10 +188,10 @@ class LayerAttention:
             ``[batch, query_head, chunk, key]`` probabilities, keys cut after the last of
             these queries (they hold no attention in a causal model).
         """
-        if self.weights is not None:
-            offset = self.weights.shape[-1] - self.weights.shape[-2]
+        if self.probs is not None:
+            offset = self.probs.shape[-1] - self.probs.shape[-2]
             n_keys = int(positions.max()) + 1 + offset if positions.numel() else 0
-            return self.weights.index_select(2, positions.to(self.weights.device))[..., :n_keys]
+            return self.probs.index_select(2, positions.to(self.probs.device))[..., :n_keys]
         return _rows(
             self.query,
             self.key,
@@ -222,20 +204,20 @@ class LayerAttention:
 
     def pattern(self) -> torch.Tensor:
         """The whole ``[batch, query_head, query, key]`` pattern."""
-        if self.weights is not None:
-            return self.weights
+        if self.probs is not None:
+            return self.probs
         return self.rows(torch.arange(self.query.shape[-2], device=self.query.device))
 
 
 def can_stack(a: LayerAttention, b: LayerAttention) -> bool:
     """Whether two layers can be read as one by :func:`stack_layers`: same shapes, device, mask and settings
     (not, e.g., layers with alternating sliding windows)."""
-    if a.weights is not None or b.weights is not None:
+    if a.probs is not None or b.probs is not None:
         return (
-            a.weights is not None
-            and b.weights is not None
-            and a.weights.shape == b.weights.shape
-            and a.weights.device == b.weights.device
+            a.probs is not None
+            and b.probs is not None
+            and a.probs.shape == b.probs.shape
+            and a.probs.device == b.probs.device
         )
     return (
         a.query.shape == b.query.shape
@@ -263,8 +245,8 @@ def stack_layers(layers: list[LayerAttention]) -> LayerAttention:
     first = layers[0]
     if len(layers) == 1:
         return first
-    if first.weights is not None:
-        return LayerAttention(weights=torch.cat([a.weights for a in layers], dim=1))
+    if first.probs is not None:
+        return LayerAttention(probs=torch.cat([a.probs for a in layers], dim=1))
     return LayerAttention(
         query=torch.cat([a.query for a in layers], dim=1),
         key=torch.cat([a.key for a in layers], dim=1),
@@ -284,7 +266,7 @@ def layer_attention(attention, eager: bool, call_name: str) -> LayerAttention:
 
     Args:
         attention: The layer's attention envoy (from :func:`attention_modules`).
-        eager: Read the weights the call returns (``attn_implementation="eager"``)
+        eager: Read the probabilities the call returns (``attn_implementation="eager"``)
             instead of its query and key states.
         call_name: The attention call's ``.source`` name (from :func:`attention_call_name`).
 
@@ -293,7 +275,7 @@ def layer_attention(attention, eager: bool, call_name: str) -> LayerAttention:
     """
     call = getattr(attention.source, call_name)
     if eager:
-        return LayerAttention(weights=call.output[1])
+        return LayerAttention(probs=call.output[1])
     args, kwargs = call.inputs
     mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
     return LayerAttention(

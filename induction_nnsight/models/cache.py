@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import InductionError
+from . import embedded
 
 MARK = "induction-nnsight-converted"
 PARTIAL = ".partial-"
@@ -223,16 +224,14 @@ def _size(path: Path) -> int:
 
 
 def _status(path: Path, verify: bool) -> str:
-    from .loading import _GGUF_NAME, _GGUF_SHA256, SMOLLM2  # deferred: models imports this module
-
     if PARTIAL in path.name:
         return "incomplete: a conversion in progress or interrupted (removed on the next build)"
     if path.is_dir() and (path / MARK).exists():
         reason = damage(path, deep=verify)
         return "ok" if reason is None else f"damaged: {reason}"
-    if path.name == _GGUF_NAME and verify:
-        return "ok" if sha256_file(path) == _GGUF_SHA256 else "damaged: sha256 mismatch"
-    if path.is_dir() and (path.name.startswith("gguf-") or path.name == SMOLLM2):
+    if path.name == embedded.GGUF_NAME and verify:
+        return "ok" if sha256_file(path) == embedded.GGUF_SHA256 else "damaged: sha256 mismatch"
+    if path.is_dir() and (path.name.startswith("gguf-") or path.name == embedded.SMOLLM2):
         return "damaged: completion marker missing"
     return "unverified"
 

@@ -6,13 +6,28 @@ Read once per model through :func:`~induction_nnsight.models.layout.model_facts`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """Shape facts of a loaded model, read from its config."""
+    """Shape facts of a loaded model, read from its config; each can be given instead through
+    :func:`~induction_nnsight.models.validation.set_layout` (e.g. ``set_layout(model, n_heads=12)``).
+
+    Attributes:
+        name: The model's name or path.
+        architecture: The config's first architecture (the module's class name where it names none).
+        n_layers: Blocks.
+        n_heads: Query heads per layer.
+        n_kv_heads: Key/value heads per layer (fewer under grouped-query attention).
+        d_model: Width of the residual stream.
+        d_head: Width of one head.
+        n_ctx: The longest context (None where the config names none).
+        vocab_size: Tokens in the vocabulary.
+        bos_token_id: The beginning-of-sequence token (the tokenizer's, else the config's).
+        attn_implementation: ``"eager"`` (the attention call returns its probabilities), ``"sdpa"``, ...
+    """
 
     name: str
     architecture: str
@@ -35,10 +50,14 @@ def _config_value(config: Any, *names: str) -> Any:
     return None
 
 
-def read_facts(model) -> ModelFacts:
+def read_facts(model, overrides: dict[str, Any] | None = None) -> ModelFacts:
     """Read layers, heads, widths, context and BOS of an nnsight-wrapped HF model from its config.
 
     Uncached: use :func:`~induction_nnsight.models.layout.model_facts`, which reads them once per model.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        overrides: Facts given instead of read (keys in :data:`FACT_KEYS`).
     """
     config = model.config
     config = getattr(config, "text_config", None) or config
@@ -49,7 +68,7 @@ def read_facts(model) -> ModelFacts:
     bos = _config_value(config, "bos_token_id")
     if tokenizer is not None and getattr(tokenizer, "bos_token_id", None) is not None:
         bos = tokenizer.bos_token_id
-    return ModelFacts(
+    read = ModelFacts(
         name=str(getattr(config, "_name_or_path", "") or type(model).__name__),
         architecture=(getattr(config, "architectures", None) or [type(model._module).__name__])[0],
         n_layers=_config_value(config, "num_hidden_layers", "n_layer"),
@@ -62,3 +81,7 @@ def read_facts(model) -> ModelFacts:
         bos_token_id=bos,
         attn_implementation=str(getattr(config, "_attn_implementation", None) or "eager"),
     )
+    return replace(read, **{k: v for k, v in (overrides or {}).items() if k in FACT_KEYS})
+
+
+FACT_KEYS = tuple(f.name for f in fields(ModelFacts))

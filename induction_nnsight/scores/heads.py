@@ -18,7 +18,7 @@ import nnsight
 import torch
 
 from ..errors import InductionError
-from ..models.attention import attention_call_name, attention_modules, layer_attention
+from ..models.attention import attention_calls, attention_modules, layer_attention
 from ..models.layout import model_facts, model_layout, norm_spec
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
@@ -107,7 +107,7 @@ def head_scores(
     groups = _resolve(score_names() if kinds is None else kinds, probe)
     facts = model_facts(model)
     modules = attention_modules(model) if groups["pattern"] or groups["logits"] else []
-    calls = [attention_call_name(module) for module in modules]
+    calls = attention_calls(model) if modules else []
     eager = facts.attn_implementation == "eager" and not on_ndif(remote)  # NDIF serves sdpa
     view = ProbeView(probe)
     tokens = probe.tokens

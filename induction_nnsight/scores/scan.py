@@ -17,7 +17,7 @@ import torch
 
 from ..figures.heads import loss_by_position_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
-from ..models.attention import attention_call_name, attention_modules, attention_pattern
+from ..models.attention import attention_calls, attention_modules, attention_pattern
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
@@ -158,7 +158,7 @@ def heads_attention(
     modules = attention_modules(model)
     eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
     layers = sorted({layer for layer, _ in heads})
-    calls = {layer: attention_call_name(modules[layer]) for layer in layers}
+    calls = attention_calls(model)
     chosen = {layer: sorted({h for at, h in heads if at == layer}) for layer in layers}
     order = [(layer, head) for layer in layers for head in chosen[layer]]  # the saved rows, in layer order
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.layout import ModelLayout, is_conv1d, model_layout, norm_spec
+from ..models.layout import ModelLayout, model_layout, norm_spec
+from ..models.qkv import value_heads
 from .declaration import HeadScore
 
 
@@ -39,8 +40,8 @@ class WeightPlan:
 def weight_plan(model) -> WeightPlan:
     """The :class:`WeightPlan` of ``model`` (reads module types: call it outside a trace)."""
     layout = model_layout(model)
-    o_conv = is_conv1d(model, layout.o_proj[0])
-    v_conv = layout.v_proj[0] is not None and is_conv1d(model, layout.v_proj[0])
+    o_conv = layout.conv1d
+    v_conv = layout.v_proj[0] is not None and layout.conv1d
     return WeightPlan(layout, (o_conv, v_conv), norm_spec(model, layout.final_norm).offset)
 
 
@@ -58,16 +59,6 @@ def norm_scale(model, path: str | None, offset: bool) -> torch.Tensor | float:
     return 1.0 + weight if offset else weight
 
 
-def _value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv: int, d_head: int) -> torch.Tensor:
-    """``[out, d_model]`` value-carrying weight -> ``[kv_head, d_head, d_model]``."""
-    d_model = weight.shape[1]
-    if value_layout == "separate":
-        return weight.reshape(n_kv, d_head, d_model)
-    if value_layout == "stacked_qkv":  # GPT-2 stacks [q; k; v]
-        return weight[2 * n_heads * d_head :].reshape(n_heads, d_head, d_model)
-    return weight.reshape(n_heads, 3, d_head, d_model)[:, 2]  # GPT-NeoX interleaves per head
-
-
 def static_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
     """Every static (weight-only) score of every head: ``name -> [n_layers, n_heads]`` (runs in a trace or outside).
 
@@ -80,7 +71,7 @@ def static_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str,
     bridge = bridge * norm_scale(model, layout.final_norm, plan.offset)  # W_E^T W_U diag(final scale)
     per_layer = {score.name: [] for score in scores}
     for layer in range(facts.n_layers):
-        w_v = _value_heads(
+        w_v = value_heads(
             weight_of(model, layout.v_proj[layer], transpose=conv_value),
             layout.value_layout,
             facts.n_heads,

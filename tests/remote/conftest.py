@@ -18,9 +18,10 @@ API_KEY = "sk-test-0123456789abcdef-never-print-me"
 
 
 def smollm2_cached() -> bool:
-    from induction_nnsight.models.loading import _CONVERTED_MARK, SMOLLM2, cache_dir
+    from induction_nnsight.models.cache import MARK, cache_dir
+    from induction_nnsight.models.embedded import SMOLLM2
 
-    return (cache_dir() / SMOLLM2 / _CONVERTED_MARK).exists()
+    return (cache_dir() / SMOLLM2 / MARK).exists()
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from induction_nnsight.errors import InductionError
-from induction_nnsight.models import cache
+from induction_nnsight.models import cache, embedded
 from induction_nnsight.models import loading as models
 
 FAKE_GGUF = b"GGUF fake quantized weights " * 64
@@ -34,7 +34,7 @@ def fake(tmp_path, monkeypatch):
     def download(tmp: Path, progress: bool) -> Path:
         with open(log, "a") as handle:
             handle.write("fetch\n")
-        out = tmp / models._GGUF_NAME
+        out = tmp / embedded.GGUF_NAME
         out.write_bytes(FAKE_GGUF)
         return out
 
@@ -47,7 +47,7 @@ def fake(tmp_path, monkeypatch):
         time.sleep(fake.slow)
 
     monkeypatch.setenv("INDUCTION_NNSIGHT_CACHE", str(root))
-    monkeypatch.setattr(models, "_GGUF_SHA256", hashlib.sha256(FAKE_GGUF).hexdigest())
+    monkeypatch.setattr(embedded, "GGUF_SHA256", hashlib.sha256(FAKE_GGUF).hexdigest())
     monkeypatch.setattr(models, "_download_gguf", download)
     monkeypatch.setattr(models, "_dequantize", dequantize)
 
@@ -89,9 +89,9 @@ def test_concurrent_first_runs_convert_once(fake, capfd):
 
 def test_manifest_lists_sizes_and_sha256(fake):
     entry = models.smollm2_dir(progress=False)
-    manifest = json.loads((entry / models._CONVERTED_MARK).read_text())
+    manifest = json.loads((entry / cache.MARK).read_text())
     weights = entry / "model.safetensors"
-    assert manifest["source"] == models._GGUF_NAME
+    assert manifest["source"] == embedded.GGUF_NAME
     assert manifest["files"]["model.safetensors"] == {
         "size": weights.stat().st_size,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
@@ -115,11 +115,11 @@ def _drop_weights(entry: Path) -> None:
 
 
 def _drop_marker(entry: Path) -> None:
-    (entry / models._CONVERTED_MARK).unlink()
+    (entry / cache.MARK).unlink()
 
 
 def _old_marker(entry: Path) -> None:
-    (entry / models._CONVERTED_MARK).write_text(f"{models._GGUF_NAME}\n")
+    (entry / cache.MARK).write_text(f"{embedded.GGUF_NAME}\n")
 
 
 @pytest.mark.parametrize(
@@ -160,14 +160,14 @@ def test_corrupted_gguf_is_fetched_again(fake, capfd):
     assert gguf.read_bytes() == FAKE_GGUF
     assert fake.count("fetch") == 2
     err = capfd.readouterr().err
-    assert f"cache entry {models._GGUF_NAME} is damaged (sha256 mismatch); fetching it again" in err
+    assert f"cache entry {embedded.GGUF_NAME} is damaged (sha256 mismatch); fetching it again" in err
 
 
 def test_fetched_gguf_with_wrong_sha256_is_refused(fake, monkeypatch):
-    monkeypatch.setattr(models, "_GGUF_SHA256", "0" * 64)
+    monkeypatch.setattr(embedded, "GGUF_SHA256", "0" * 64)
     with pytest.raises(InductionError, match="expected 0000"):
         models.fetch_smollm2_gguf(progress=False)
-    assert not (fake.root / models._GGUF_NAME).exists()
+    assert not (fake.root / embedded.GGUF_NAME).exists()
     assert not list(fake.root.glob(f"*{cache.PARTIAL}*"))
 
 
@@ -208,8 +208,8 @@ def test_cache_entries_and_clear(fake):
     assert cache.cache_entries() == []
     entry = models.smollm2_dir(progress=False)
     listed = {e.name: e for e in cache.cache_entries()}
-    assert set(listed) == {models._GGUF_NAME, models.SMOLLM2}
-    assert listed[models._GGUF_NAME].size_bytes == len(FAKE_GGUF)
+    assert set(listed) == {embedded.GGUF_NAME, models.SMOLLM2}
+    assert listed[embedded.GGUF_NAME].size_bytes == len(FAKE_GGUF)
     assert listed[models.SMOLLM2].size_bytes == sum(p.stat().st_size for p in entry.iterdir())
     assert listed[models.SMOLLM2].path == entry
     assert all(e.status == "ok" for e in listed.values())

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from induction_nnsight.models.attention import LayerAttention, can_stack, query_chunk, softmax_attention, stack_layers
+from induction_nnsight.models.attention import LayerAttention, can_stack, query_chunk, stack_layers
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.chunked import DEFAULT_PATTERN_BUDGET, layer_pattern_scores
 from induction_nnsight.scores.registry import HeadScore, ProbeView, get_score
@@ -50,7 +50,7 @@ def test_chunks_equal_a_query_by_query_reference(chunk, settings):
     n = batch.tokens.shape[1]
     scores = [get_score(kind) for kind in KINDS]
     got = layer_pattern_scores(attention, ProbeView(batch), scores, budget=BATCH * HEADS * n * chunk)
-    pattern = softmax_attention(attention.query, attention.key, **settings)
+    pattern = attention.pattern()
     expected = reference_kind_scores([pattern], batch.tokens, batch.period, batch.second_start)
     for kind in KINDS:
         assert got[kind].shape == (BATCH, HEADS)
@@ -59,7 +59,7 @@ def test_chunks_equal_a_query_by_query_reference(chunk, settings):
 
 def test_eager_weights_are_sliced_to_the_same_scores():
     attention, batch = layer(), probe()
-    eager = LayerAttention(weights=softmax_attention(attention.query, attention.key))
+    eager = LayerAttention(probs=attention.pattern())
     scores = [get_score(kind) for kind in KINDS]
     n = batch.tokens.shape[1]
     chunked = layer_pattern_scores(eager, ProbeView(batch), scores, budget=BATCH * HEADS * n * 3)
@@ -121,9 +121,9 @@ def test_stacked_layers_give_each_layers_pattern():
     layers = [LayerAttention(query=torch.randn(2, 4, 9, 8), key=torch.randn(2, 2, 9, 8), scaling=0.3) for _ in range(2)]
     assert can_stack(*layers)
     stacked = stack_layers(layers).pattern()  # [batch, 2 * 4, query, key]
-    expected = torch.cat([softmax_attention(a.query, a.key, scaling=0.3) for a in layers], dim=1)
+    expected = torch.cat([a.pattern() for a in layers], dim=1)
     assert stacked.shape == (2, 8, 9, 9) and torch.allclose(stacked, expected, atol=1e-6)
-    eager = [LayerAttention(weights=p) for p in expected.split(4, dim=1)]
+    eager = [LayerAttention(probs=p) for p in expected.split(4, dim=1)]
     assert torch.equal(stack_layers(eager).pattern(), expected)
 
 
@@ -139,4 +139,4 @@ def test_stacked_layers_give_each_layers_pattern():
 def test_layers_that_differ_are_not_stacked(change):
     base = dict(query=torch.randn(2, 4, 9, 8), key=torch.randn(2, 2, 9, 8), scaling=0.3)
     assert not can_stack(LayerAttention(**base), LayerAttention(**{**base, **change}))
-    assert not can_stack(LayerAttention(**base), LayerAttention(weights=torch.rand(2, 4, 9, 9)))
+    assert not can_stack(LayerAttention(**base), LayerAttention(probs=torch.rand(2, 4, 9, 9)))

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from induction_nnsight.causal.composition import composition_score, composition_scores, random_baseline
-from induction_nnsight.causal.head_weights import apply_norm
-from induction_nnsight.models.layout import NormSpec
+from induction_nnsight.models.layout import NormSpec, apply_norm
 
 
 def _by_hand(source, target, path):

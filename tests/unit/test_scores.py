@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from induction_nnsight.models.attention import softmax_attention
+from induction_nnsight.models.attention import LayerAttention
 from induction_nnsight.scores.losses import half_losses, per_position_loss
 from induction_nnsight.scores.reductions import diagonal_score_per_row
 
@@ -63,10 +63,10 @@ def test_half_losses_pick_the_same_tokens_in_each_copy():
     assert repeated == pytest.approx((5 + 6 + 7) / 3)
 
 
-def test_softmax_attention_matches_a_hand_computation_with_gqa():
+def test_recomputed_pattern_matches_a_hand_computation_with_gqa():
     q = torch.randn(2, 4, 5, 8)
     k = torch.randn(2, 2, 5, 8)
-    probs = softmax_attention(q, k)
+    probs = LayerAttention(query=q, key=k).pattern()
     k_rep = k[:, [0, 0, 1, 1]]
     scores = q @ k_rep.transpose(-1, -2) / 8**0.5
     scores = scores.masked_fill(torch.ones(5, 5).triu(1).bool(), float("-inf"))
@@ -74,9 +74,9 @@ def test_softmax_attention_matches_a_hand_computation_with_gqa():
     assert torch.allclose(probs.sum(-1), torch.ones(2, 4, 5))
 
 
-def test_softmax_attention_sliding_window_and_softcap():
+def test_recomputed_pattern_sliding_window_and_softcap():
     q, k = torch.randn(1, 1, 6, 4), torch.randn(1, 1, 6, 4)
-    probs = softmax_attention(q, k, sliding_window=2, softcap=5.0)
+    probs = LayerAttention(query=q, key=k, sliding_window=2, softcap=5.0).pattern()
     assert probs[0, 0, 5, :4].sum() == 0  # only keys 4 and 5 are inside the window
     raw = (q @ k.transpose(-1, -2) / 2)[0, 0, 5, 4:]
     capped = torch.tanh(raw / 5.0) * 5.0

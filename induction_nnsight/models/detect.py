@@ -1,0 +1,201 @@
+"""Automatic detection of a model's layout from its module tree: the default of every
+:class:`~induction_nnsight.models.layout.ModelLayout` field the user does not give.
+
+Finds blocks, attention, projections and norms by the names GPT-2, Llama, GPT-NeoX, Qwen2,
+Mistral and Gemma 2/3 use (and their kin), the value layout by the projection's name, the norm's
+kind and offset and GPT-2's ``Conv1D`` by module class, and post-norm blocks by their extra norms.
+Nothing downstream looks at class or attribute names: it reads the layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import InductionError
+from .facts import ModelFacts
+
+_ATTENTION = ("self_attn", "attn", "attention", "self_attention")
+_OUTPUT = ("o_proj", "c_proj", "dense", "out_proj")
+_VALUES = {"v_proj": "separate", "c_attn": "stacked_qkv", "query_key_value": "interleaved_qkv"}
+_QUERIES, _KEYS = ("q_proj",), ("k_proj",)
+_PRE_ATTENTION_NORMS = ("input_layernorm", "ln_1", "attention_norm")
+_FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_norm")
+_POST_NORMS = ("pre_feedforward_layernorm", "post_attention_norm")  # Gemma 2/3 norm the attention output
+DEFAULT_ATTENTION_CALL = "attention_interface"
+
+
+def _fail(key: str, where: str, found: list[str], what: str = "") -> InductionError:
+    shown = ", ".join(found[:12]) or "none"
+    return InductionError(
+        f"cannot find the model's {key}{what} in {where} (children: {shown}): "
+        f"pass set_layout(model, {key}=...) naming it"
+    )
+
+
+def _children(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    return dict(module.named_children())
+
+
+def _is_conv1d(module: torch.nn.Module) -> bool:
+    """GPT-2's ``Conv1D`` stores its weight ``[in, out]``, the transpose of ``Linear``'s."""
+    return type(module).__name__ == "Conv1D"
+
+
+def _in_features(module: torch.nn.Module) -> int | None:
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features
+    weight = getattr(module, "weight", None)
+    if _is_conv1d(module) and weight is not None:
+        return weight.shape[0]
+    return None
+
+
+def _named(children: dict[str, torch.nn.Module], names, override: str | None, key: str, where: str) -> str | None:
+    """``override`` when given (checked to exist), else the first of ``names`` among ``children``."""
+    if override is not None:
+        if override not in children:
+            raise _fail(key, where, list(children))
+        return override
+    return next((n for n in names if n in children), None)
+
+
+def _layer_list(root: torch.nn.Module, n_layers: int, override: str | None) -> str:
+    if override is not None:
+        try:
+            found = root.get_submodule(override)
+        except AttributeError:
+            found = None
+        if not isinstance(found, torch.nn.ModuleList) or len(found) != n_layers:
+            raise InductionError(
+                f"layers={override!r} is not a list of {n_layers} blocks: "
+                "pass set_layout(model, layers=...) with the path of the blocks"
+            )
+        return override
+    for path, child in root.named_modules():
+        if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers and path:
+            return path
+    raise InductionError(
+        f"{type(root).__name__}: found no list of {n_layers} blocks: pass set_layout(model, layers=...) with its path"
+    )
+
+
+def _attention_child(block: torch.nn.Module, override: str | None, where: str) -> str:
+    children = _children(block)
+    name = _named(children, _ATTENTION, override, "attention", where)
+    if name is None:
+        name = next((n for n, c in children.items() if type(c).__name__.endswith("Attention")), None)
+    if name is None:
+        raise _fail("attention", where, list(children))
+    return name
+
+
+def _output_child(attention: torch.nn.Module, width: int, override: str | None, where: str) -> str:
+    children = _children(attention)
+    if override is not None:
+        return _named(children, (), override, "o_proj", where)
+    named = [n for n in _OUTPUT if n in children and _in_features(children[n]) == width]
+    others = [n for n, c in children.items() if _in_features(c) == width and n not in named]
+    if not named and not others:
+        what = f" (a projection taking n_heads * d_head = {width} features)"
+        raise _fail("o_proj", where, list(children), what)
+    return (named or others)[-1]
+
+
+def _final_norm(root: torch.nn.Module, layers: str, override: str | None) -> str | None:
+    if override is not None:
+        try:
+            root.get_submodule(override)
+        except AttributeError:
+            raise InductionError(
+                f"final_norm={override!r} is not a module of the model: "
+                "pass set_layout(model, final_norm=...) with its path"
+            ) from None
+        return override
+    found = None
+    for path, child in root.named_modules():
+        if (
+            path
+            and not path.startswith(layers)
+            and path.rsplit(".", 1)[-1] in _FINAL_NORMS
+            and hasattr(child, "weight")
+        ):
+            found = path
+    return found
+
+
+def _module_path(root: torch.nn.Module, target: torch.nn.Module | None, key: str, override: str | None) -> str:
+    if override is not None:
+        return override
+    for path, module in root.named_modules():
+        if module is target:
+            return path
+    raise InductionError(f"cannot find the model's {key}: pass set_layout(model, {key}=...) with its path")
+
+
+def _norm_kind(module: torch.nn.Module | None) -> tuple[str | None, bool]:
+    """``(norm, norm_offset)`` of a norm module: LayerNorm or RMSNorm, and Gemma's ``1 + weight``."""
+    if module is None:
+        return None, False
+    kind = "layernorm" if isinstance(module, torch.nn.LayerNorm) else "rmsnorm"
+    return kind, "Gemma" in type(module).__name__
+
+
+def detect_layout(model, facts: ModelFacts, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Every layout field but ``facts``, the ``overrides`` given taken as they are (paths checked to exist).
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        facts: The model's facts (head counts and widths).
+        overrides: The user's fields (keys of :data:`~induction_nnsight.models.layout.LAYOUT_KEYS`).
+
+    Returns:
+        ``field -> value`` for :class:`~induction_nnsight.models.layout.ModelLayout`.
+
+    Raises:
+        InductionError: For a path that is not there, or a part not found.
+    """
+    root = model._module
+    layers = _layer_list(root, facts.n_layers, overrides.get("layers"))
+    width = facts.n_heads * facts.d_head
+    attention, q, k, v, o, norms, value_layout = [], [], [], [], [], [], None
+    for i, block in enumerate(root.get_submodule(layers)):
+        where = f"{layers}.{i}"
+        name = _attention_child(block, overrides.get("attention"), where)
+        path = f"{where}.{name}"
+        module = block.get_submodule(name)
+        children = _children(module)
+        attention.append(path)
+        o.append(f"{path}.{_output_child(module, width, overrides.get('o_proj'), path)}")
+        for found, names, key in ((q, _QUERIES, "q_proj"), (k, _KEYS, "k_proj"), (v, tuple(_VALUES), "v_proj")):
+            child = _named(children, names, overrides.get(key), key, path)
+            found.append(f"{path}.{child}" if child else None)
+        value_name = v[-1].rsplit(".", 1)[-1] if v[-1] else None
+        value_layout = overrides.get("value_layout") or _VALUES.get(value_name, "separate" if value_name else None)
+        norm = _named(
+            _children(block), _PRE_ATTENTION_NORMS, overrides.get("pre_attention_norm"), "pre_attention_norm", where
+        )
+        norms.append(f"{where}.{norm}" if norm else None)
+    final_norm = _final_norm(root, layers, overrides.get("final_norm"))
+    first_norm = next((p for p in (*norms, final_norm) if p is not None), None)
+    norm, offset = _norm_kind(None if first_norm is None else root.get_submodule(first_norm))
+    first_block = root.get_submodule(f"{layers}.0")
+    return {
+        "layers": layers,
+        "attention": tuple(attention),
+        "q_proj": tuple(q),
+        "k_proj": tuple(k),
+        "v_proj": tuple(v),
+        "o_proj": tuple(o),
+        "value_layout": value_layout,
+        "pre_attention_norm": tuple(norms),
+        "final_norm": final_norm,
+        "embed": _module_path(root, root.get_input_embeddings(), "embed", overrides.get("embed")),
+        "unembed": _module_path(root, root.get_output_embeddings(), "unembed", overrides.get("unembed")),
+        "attention_call": overrides.get("attention_call", DEFAULT_ATTENTION_CALL),
+        "norm": overrides.get("norm", norm),
+        "norm_offset": overrides.get("norm_offset", offset),
+        "conv1d": overrides.get("conv1d", _is_conv1d(root.get_submodule(o[0]))),
+        "post_norm": overrides.get("post_norm", any(hasattr(first_block, n) for n in _POST_NORMS)),
+    }

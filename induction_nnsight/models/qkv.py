@@ -1,0 +1,85 @@
+"""Where each head's query, key and value sit in the projections that make them: the one definition of
+the q/k/v index arithmetic, for the three value layouts a :class:`~induction_nnsight.models.layout.ModelLayout`
+names.
+
+* ``"separate"``: ``q_proj``, ``k_proj``, ``v_proj`` each hold one component (Llama, Qwen2, Mistral,
+  Gemma); head ``i``'s features are ``i * d_head : (i + 1) * d_head`` of its projection.
+* ``"stacked_qkv"``: one projection holds ``[q; k; v]``, each ``n_heads * d_head`` wide (GPT-2's ``c_attn``).
+* ``"interleaved_qkv"``: one projection holds ``[q_i; k_i; v_i]`` head after head (GPT-NeoX's
+  ``query_key_value``).
+
+Features are rows of a ``Linear``'s ``[out, in]`` weight and columns of its output ``[..., out]``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InductionError
+
+COMPONENTS = ("q", "k", "v")
+VALUE_LAYOUTS = ("separate", "stacked_qkv", "interleaved_qkv")
+
+
+def kv_head(head: int, n_heads: int, n_kv_heads: int) -> int:
+    """The key/value head that query head ``head`` reads (grouped-query attention)."""
+    return head // (n_heads // n_kv_heads)
+
+
+def qkv_features(value_layout: str | None, component: str, index: int, n_heads: int, d_head: int) -> tuple[int, int]:
+    """``(start, stop)`` of one head's ``component`` in the output features of the projection holding it.
+
+    Args:
+        value_layout: One of :data:`VALUE_LAYOUTS`.
+        component: ``"q"``, ``"k"`` or ``"v"``.
+        index: The query head for ``"q"``; the key/value head for ``"k"`` and ``"v"``.
+        n_heads: Query heads (the width of each block of a stacked projection).
+        d_head: Features per head.
+
+    Returns:
+        ``(start, stop)``, ``stop - start == d_head``.
+
+    Example:
+        >>> qkv_features("stacked_qkv", "v", 1, n_heads=4, d_head=8)
+        (72, 80)
+        >>> qkv_features("interleaved_qkv", "k", 1, n_heads=4, d_head=8)
+        (32, 40)
+    """
+    c = COMPONENTS.index(component)
+    if value_layout == "separate":
+        start = index * d_head
+    elif value_layout == "stacked_qkv":
+        start = c * n_heads * d_head + index * d_head
+    elif value_layout == "interleaved_qkv":
+        start = index * 3 * d_head + c * d_head
+    else:
+        raise InductionError(
+            f"value_layout={value_layout!r}: pass set_layout(model, value_layout=...) with one of "
+            + ", ".join(VALUE_LAYOUTS)
+        )
+    return start, start + d_head
+
+
+def qkv_width(value_layout: str | None, n_heads: int, n_kv_heads: int, d_head: int) -> int:
+    """Output features of the projection that holds the values: ``n_kv_heads * d_head`` for ``"separate"``,
+    ``3 * n_heads * d_head`` for the fused layouts."""
+    return n_kv_heads * d_head if value_layout == "separate" else 3 * n_heads * d_head
+
+
+def value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv_heads: int, d_head: int) -> torch.Tensor:
+    """The values' rows of the projection holding them, head by head (inside a trace or outside).
+
+    Args:
+        weight: ``[out, ...]`` the projection's ``Linear``-style weight (or anything whose first
+            dimension is its output features).
+        value_layout: One of :data:`VALUE_LAYOUTS`.
+        n_heads: Query heads.
+        n_kv_heads: Key/value heads.
+        d_head: Features per head.
+
+    Returns:
+        ``[kv_head, d_head, ...]``.
+    """
+    n_values = n_kv_heads if value_layout == "separate" else n_heads
+    rows = [qkv_features(value_layout, "v", i, n_heads, d_head) for i in range(n_values)]
+    return torch.stack([weight[start:stop] for start, stop in rows])
