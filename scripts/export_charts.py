@@ -35,6 +35,7 @@ from induction_nnsight.app.cli import guarded  # noqa: E402
 from induction_nnsight.app.jobs import HeadsConfig, ScanConfig, run_heads, run_scan  # noqa: E402
 from induction_nnsight.app.outputs import prepare_out_dir, write_files  # noqa: E402
 from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
+from induction_nnsight.names import head_name  # noqa: E402
 
 CHARTS = ROOT / "charts"
 RTOL = 1e-3
@@ -167,7 +168,7 @@ def ranking_differences(committed: list, fresh: list, path: str) -> Iterator[str
     in_committed, in_fresh = {key(e): e for e in committed}, {key(e): e for e in fresh}
     for head, entry in in_committed.items():
         if head in in_fresh:
-            yield from differences(entry, in_fresh[head], f"{path}[L{head[0]}H{head[1]}]")
+            yield from differences(entry, in_fresh[head], f"{path}[{head_name(head)}]")
     for entries, others, cut_off, word in (
         (committed, in_fresh, fresh[-1], "gone now"),
         (fresh, in_committed, committed[-1], "new now"),
@@ -175,7 +176,7 @@ def ranking_differences(committed: list, fresh: list, path: str) -> Iterator[str
         for entry in entries:
             value, edge = _rank_value(entry), _rank_value(cut_off)
             if key(entry) not in others and (value is None or edge is None or not _close(value, edge, ATOL)):
-                yield f"{path}[L{entry['layer']}H{entry['head']}]: {word} (value {value}, cut-off {edge})"
+                yield f"{path}[{head_name(entry['layer'], entry['head'])}]: {word} (value {value}, cut-off {edge})"
 
 
 def differences(committed, fresh, path: str = "") -> Iterator[str]:

@@ -21,10 +21,11 @@ from ..causal.ablation import (
 )
 from ..causal.ablation_results import SweepResult
 from ..causal.attribution import head_attribution
-from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.head_outputs import check_heads
 from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
 from ..errors import InductionError
 from ..models.layout import model_facts
+from ..names import parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..probes.tokens import repeated_tokens
 from ..scores.ranking import rank_heads

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.head_outputs import check_heads
 from ..errors import InductionError
 from ..figures.heads import attention_view_figure
 from ..models.layout import model_facts
+from ..names import head_name, parse_heads
 from ..probes.tokens import text_probe
 from ..scores.reductions import induction_token_mask, masked_attention_score
 from ..scores.scan import heads_attention
@@ -78,7 +79,7 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
     labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
     files, views = {}, []
     for (layer, head), pattern in zip(heads, patterns):  # one results file and chart per head
-        name = f"L{layer}H{head}"
+        name = head_name(layer, head)
         score = float(masked_attention_score(pattern[None, None], stripe[None])[0, 0])  # induction_exact's reduction
         results = {
             "model": config.model,
@@ -97,6 +98,6 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
         files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
         views.append((f"{name}\n" if len(heads) > 1 else "") + ascii_attention(labels, pattern, stripe))
     if config.html:
-        title = f"{', '.join(f'L{layer}H{head}' for layer, head in heads)} on the prompt ({config.model})"
+        title = f"{', '.join(map(head_name, heads))} on the prompt ({config.model})"
         files["attention_view.html"] = AttentionView(labels, heads, patterns, view_targets(probe.tokens), title).html
     return results, files, "\n\n".join(views)

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.head_outputs import check_heads
 from ..errors import InductionError
 from ..figures.attention_html import attention_fragment, attention_html
 from ..models.layout import model_facts
+from ..names import head_name, parse_heads
 from ..ndif.execution import Execution
 from ..probes.tokens import Probe, text_probe
 from ..scores.reductions import induction_token_mask
@@ -71,7 +72,7 @@ class AttentionView:
     @property
     def labels(self) -> list[str]:
         """``["L18H6", ...]``."""
-        return [f"L{layer}H{head}" for layer, head in self.heads]
+        return [head_name(h) for h in self.heads]
 
     def _args(self) -> tuple:
         return self.tokens, self.weights.tolist(), self.labels
@@ -159,5 +160,5 @@ def attention_view(
     labels = [model.tokenizer.decode([t]) for t in tokens[0].tolist()]
     if title is None:
         name = Path(facts.name).name if Path(facts.name).is_absolute() else facts.name  # a cache path: its name
-        title = f"{', '.join(f'L{layer}H{head}' for layer, head in chosen)} on {tokens.shape[1]} tokens ({name})"
+        title = f"{', '.join(map(head_name, chosen))} on {tokens.shape[1]} tokens ({name})"
     return AttentionView(labels, chosen, weights, view_targets(tokens), title)

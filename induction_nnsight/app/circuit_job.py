@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 
-from ..causal.circuit import CircuitMeasure, CircuitResult, circuit, head_name
-from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
+from ..causal.head_outputs import check_heads
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS, Ablation
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
+from ..names import head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..probes.tokens import repeated_tokens, repeated_tokens_probe
 from ..scores.heads import head_scores
@@ -87,7 +88,7 @@ def _kinds(
     kinds, scores = {}, {}
     for layer in range(prev.shape[0]):
         for head in range(prev.shape[1]):
-            name = f"L{layer}H{head}"
+            name = head_name(layer, head)
             p, i = float(prev[layer, head]), float(ind[layer, head])
             scores[name] = (p, i)
             kinds[name] = "induction" if i >= KIND_THRESHOLD else "previous-token" if p >= KIND_THRESHOLD else "other"

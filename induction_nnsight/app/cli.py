@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import InductionError
+from ..names import head_name
 from .arguments import EXIT_BAD_INPUT, build_parser
 from .attention_job import AttentionConfig, run_attention
 from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
@@ -110,7 +111,10 @@ def _ablate_command(args: argparse.Namespace) -> int:
         print(f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f}")
     if "sweep" in results:
         rows = results["sweep"]["rows"][:5]
-        print("largest single-head effects: " + ", ".join(f"L{r['layer']}H{r['head']} {r['delta']:+.3f}" for r in rows))
+        print(
+            "largest single-head effects: "
+            + ", ".join(f"{head_name(r['layer'], r['head'])} {r['delta']:+.3f}" for r in rows)
+        )
         print(f"attribution vs sweep: Pearson r = {results['attribution']['pearson_with_sweep']}")
     return 0
 
@@ -130,7 +134,7 @@ def _patch_command(args: argparse.Namespace) -> int:
     if "heads" in results:
         layer, head = results["heads"]["best"]
         print(
-            f"best head to patch: L{layer}H{head} (recovery {results['heads']['recovery'][layer][head]:.3f}); "
+            f"best head to patch: {head_name(layer, head)} (recovery {results['heads']['recovery'][layer][head]:.3f}); "
             f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}"
         )
     return 0
@@ -192,7 +196,7 @@ def _dynamics_command(args: argparse.Namespace) -> int:
     for entry in (first, last):
         b = entry["best_induction"]
         print(
-            f"step {entry['step']}: best induction {b['score']:.3f} (L{b['layer']}H{b['head']}), loss "
+            f"step {entry['step']}: best induction {b['score']:.3f} ({head_name(b['layer'], b['head'])}), loss "
             f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)"
         )
     if phase is not None:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..causal.circuit import CircuitMeasure, circuit, head_name
+from ..causal.circuit import CircuitMeasure, circuit
 from ..causal.metrics import default_icl_positions, icl_score
 from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
 from ..dynamics.phase import best_heads
@@ -17,6 +17,7 @@ from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
+from ..names import head_name
 from ..ndif.execution import Execution
 from ..scores.ranking import rank_heads
 from .jobs import RunsTraces, ScanConfig

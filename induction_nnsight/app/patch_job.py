@@ -12,13 +12,14 @@ import time
 from dataclasses import asdict, dataclass
 
 from ..causal.attribution import head_attribution
-from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.head_outputs import check_heads
 from ..causal.metrics import RowMetric, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
 from ..causal.patching import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts
+from ..names import head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..scores.ranking import rank_heads
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, scan_tokens
@@ -159,7 +160,7 @@ def _heads_site(model, pair, config: PatchConfig, facts, execution: Execution, s
             "seconds": round(attribution_seconds, 2),
         },
     }
-    labels = [f"L{layer}H{h}" for layer in range(facts.n_layers) for h in range(facts.n_heads)]
+    labels = [head_name(layer, h) for layer in range(facts.n_layers) for h in range(facts.n_heads)]
     files = {
         "patching_heads.json": heads.figure(
             title=f"Recovery when one head's clean output is patched in — {config.model}",
@@ -223,8 +224,9 @@ def _qkv_site(model, pair, config: PatchConfig, head, execution: Execution, subt
             x_labels=_columns(qkv.columns, pair),
             y_labels=["queries", "keys", "values"],
             x_title="position (token), or all at once",
-            y_title=f"L{layer}H{index} input patched",
-            title=f"Recovery when L{layer}H{index}'s clean queries, keys or values are patched in — {config.model}",
+            y_title=f"{head_name(layer, index)} input patched",
+            title=f"Recovery when {head_name(layer, index)}'s clean queries, keys or values are patched in "
+            f"— {config.model}",
             subtitle=subtitle,
         ).to_json()
     }

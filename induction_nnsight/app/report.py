@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ..names import head_name
 from ..scores.ranking import rank_heads
 
 
@@ -26,7 +27,7 @@ def heads_table(heads: list[dict[str, Any]], width: int = 30) -> str:
     lines = [f"{'rank':>4}  {'head':<8} {'score':>6}"]
     for rank, head in enumerate(heads, 1):
         bar = _bar(head["score"], width)
-        name = f"L{head['layer']}H{head['head']}"
+        name = head_name(head["layer"], head["head"])
         lines.append(f"{rank:>4}  {name:<8} {head['score']:>6.3f}  {bar}")
     return "\n".join(lines)
 
@@ -64,7 +65,7 @@ def text_report(
         lines.append("")
         lines.append(kind.replace("_", " "))
         for head in heads:
-            name = f"L{head['layer']}H{head['head']}"
+            name = head_name(head["layer"], head["head"])
             ci = f"  [{head['ci'][0]:.2f}, {head['ci'][1]:.2f}]" if "ci" in head else ""
             lines.append(f"  {name:<8} {head['score']:>7.3f}{ci:<16} {_bar(head['score'], width)}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from ..figures.causal import ablation_curve_figure
 from ..figures.heads import heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
+from ..names import head_name
 from ..scores.ranking import rank_heads, ranked_rows
 
 Head = tuple[int, int]
@@ -102,7 +103,7 @@ class CurveResult(Displayable):
         mean = self.random.mean(dim=0)
         spread = self.random.std(dim=0) if self.random.shape[0] > 1 else torch.zeros_like(mean)
         rows = [
-            [f"L{layer}H{head}", float(self.top[i]), float(mean[i]), float(spread[i])]
+            [head_name(layer, head), float(self.top[i]), float(mean[i]), float(spread[i])]
             for i, (layer, head) in enumerate(self.top_heads)
         ]
         k = len(self.ks)

@@ -19,6 +19,7 @@ from ..figures.circuit import circuit_heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import Displayable, Summary, plain, titled
 from ..models.layout import model_facts
+from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from ..ndif.settings import on_ndif
 from ..scores.ranking import RANK_DECIMALS, rank_heads
@@ -28,11 +29,6 @@ from .head_outputs import check_heads
 from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
 
 Head = tuple[int, int]
-
-
-def head_name(head: Head) -> str:
-    """``(18, 6) -> "L18H6"``."""
-    return f"L{head[0]}H{head[1]}"
 
 
 @dataclass(frozen=True)
@@ -157,7 +153,9 @@ class CircuitResult(Displayable):
             max(t[0] for t in self.targets) + 1,
             max((e.source[1] for e in self.edges), default=0) + 1,
         )
-        sources = [f"L{layer}H{head}" for layer in range(max(t[0] for t in self.targets)) for head in range(n_heads)]
+        sources = [
+            head_name(layer, head) for layer in range(max(t[0] for t in self.targets)) for head in range(n_heads)
+        ]
         grid = self.table(name, n_layers, n_heads, loss=name == "v")[:, : len(sources)].T  # [source, target]
         what = "repeated-half loss (nats)" if name == "v" else "induction score"
         where = "everywhere" if name == "total" else f"from its {name} input only"

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import InductionError
 from ..models.layout import model_facts, model_layout
+from ..names import head_name
 from .variants import Edit, Rows
 
 HEAD_METHODS = ("zero", "mean", "source")
@@ -26,7 +27,9 @@ def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
     mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)
     for layer, head in heads:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise InductionError(f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads")
+            raise InductionError(
+                f"head {head_name(layer, head)} is outside the model's {n_layers} layers x {n_heads} heads"
+            )
         mask[layer, head] = True
     return mask
 
@@ -77,34 +80,6 @@ def head_edit(model, masks: torch.Tensor, method: str) -> Edit:
     return edit
 
 
-def parse_heads(text: str, option: str = "--heads") -> list[tuple[int, int]]:
-    """``"L18H6,L17H3"`` (or ``"18.6 17.3"``) -> ``[(18, 6), (17, 3)]``.
-
-    Args:
-        text: The heads, comma- or space-separated.
-        option: The command-line option that gave them, named in the error.
-
-    Raises:
-        InductionError: On a malformed head.
-    """
-    import re
-
-    heads = []
-    for part in re.split(r"[,\s]+", text.strip()):
-        if not part:
-            continue
-        match = re.fullmatch(r"[Ll](\d+)[Hh](\d+)|(\d+)[.:](\d+)", part)
-        if not match:
-            raise InductionError(
-                f"cannot read head {part!r}: pass {option} as L18H6 (layer 18, head 6), comma-separated"
-            )
-        layer, head = (int(g) for g in match.groups() if g is not None)
-        heads.append((layer, head))
-    if not heads:
-        raise InductionError(f"no head given: pass {option} as L18H6 (layer 18, head 6), comma-separated")
-    return heads
-
-
 def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int, option: str = "--heads") -> None:
     """Refuse heads outside ``n_layers`` x ``n_heads``, naming ``option`` and the valid ranges.
 
@@ -114,6 +89,6 @@ def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int, optio
     for layer, head in heads:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
             raise InductionError(
-                f"head L{layer}H{head} is outside the model: pass {option} with layers "
+                f"head {head_name(layer, head)} is outside the model: pass {option} with layers "
                 f"0..{n_layers - 1} and heads 0..{n_heads - 1}"
             )

@@ -24,6 +24,7 @@ from ..errors import InductionError
 from ..models.attention import attention_calls, attention_modules
 from ..models.layout import model_facts, model_layout
 from ..models.qkv import kv_head
+from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from .head_outputs import head_edit
 from .metrics import RowMetric
@@ -197,7 +198,9 @@ def patch_qkv(
     facts = model_facts(model)
     _check_pair(clean, corrupted)
     if not (0 <= layer < facts.n_layers and 0 <= head < facts.n_heads):
-        raise InductionError(f"head L{layer}H{head} is outside the model's {facts.n_layers} x {facts.n_heads} heads")
+        raise InductionError(
+            f"head {head_name(layer, head)} is outside the model's {facts.n_layers} x {facts.n_heads} heads"
+        )
     n_pos = clean.shape[1]
     position_list = _positions(positions, n_pos)
     columns = [[p] for p in position_list] + [list(range(n_pos))]
@@ -228,7 +231,7 @@ def patch_qkv(
         operation.inputs = ((args[0], *states, *args[4:]), kwargs)
 
     clean_value, corrupted_value, values = _patch(
-        model, (clean, corrupted), metric, len(masks), edit, execution, f"patching L{layer}H{head} q/k/v"
+        model, (clean, corrupted), metric, len(masks), edit, execution, f"patching {head_name(layer, head)} q/k/v"
     )
     return PatchResult(
         clean_value,

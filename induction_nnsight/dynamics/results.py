@@ -12,6 +12,7 @@ import torch
 from ..figures.dynamics import k_edge_figure, loss_icl_figure, score_lines_figure, step_head_heatmap
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain
+from ..names import head_name
 from ..scores.ranking import rank_heads, ranked_rows
 from ..scores.registry import get_score
 from .phase import best_heads, phase_change
@@ -65,7 +66,7 @@ class CheckpointScores(Displayable, list):
         rows = [
             [
                 entry["step"],
-                f"L{int(i) // n_heads}H{int(i) % n_heads}",
+                head_name(int(i) // n_heads, int(i) % n_heads),
                 float(b),
                 entry["loss_first_half"],
                 entry["loss_repeated_half"],

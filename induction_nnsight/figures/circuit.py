@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from ..names import head_name
 from .heads import GridAxes, heatmap_figure
 from .style import layer_axis
 from .style import title as figure_title
@@ -129,10 +130,10 @@ def circuit_graph_figure(
         )
     for kind, colour in KIND_COLOURS.items():
         names = [
-            f"L{layer}H{head}"
+            head_name(layer, head)
             for layer in range(n_layers)
             for head in range(n_heads)
-            if kinds.get(f"L{layer}H{head}", "other") == kind
+            if kinds.get(head_name(layer, head), "other") == kind
         ]
         fig.add_trace(
             go.Scatter(

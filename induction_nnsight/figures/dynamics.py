@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from ..names import head_name
 from .heads import GridAxes, heatmap_figure, nan_to_none
 from .style import CATEGORICAL
 from .style import title as figure_title
@@ -29,7 +30,7 @@ def _log_steps(steps: Sequence[int]) -> tuple[list[float], dict]:
 
 def head_label(flat: int, n_heads: int) -> str:
     """``L{layer}H{head}`` of a flat head index."""
-    return f"L{flat // n_heads}H{flat % n_heads}"
+    return head_name(flat // n_heads, flat % n_heads)
 
 
 def score_lines_figure(
@@ -234,7 +235,7 @@ def step_head_heatmap(
         value_range=value_range,
         axes=GridAxes([f"step {s:,}" for s in steps], labels, "checkpoint (training step)", "head", " at "),
         top=[(layer * n_heads + head, len(steps) - 1) for layer, head in top],
-        top_names=[f"L{layer}H{head}" for layer, head in top],
+        top_names=[head_name(h) for h in top],
     )
 
 

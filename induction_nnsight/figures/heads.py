@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
+from ..names import head_name
 from .style import NO_VALUE, annotate_cells, cell_label, cell_weights, colour_scale, layer_axis
 from .style import title as figure_title
 
@@ -205,7 +206,7 @@ def top_heads_figure(
             }
         fig.add_trace(
             go.Bar(
-                x=[f"L{h['layer']}H{h['head']}" for h in heads],
+                x=[head_name(h["layer"], h["head"]) for h in heads],
                 y=scores,
                 name=kind,
                 error_y=error,

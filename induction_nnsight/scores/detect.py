@@ -11,6 +11,7 @@ import torch
 from ..figures.heads import top_heads_figure
 from ..figures.tables import HTML_ROWS, Displayable, Summary, titled
 from ..models.layout import model_facts
+from ..names import head_name
 from ..ndif.execution import Execution
 from ..probes.checks import check_rows_fit
 from ..probes.tokens import Probe, repeated_probe
@@ -95,7 +96,7 @@ class HeadDetection(Displayable):
     def _summary(self) -> Summary:
         columns = ["head", "score"] + (["interval", "clearly above"] if self.ci_low is not None else [])
         rows = [
-            [f"L{h['layer']}H{h['head']}", h["score"], *([h["ci"], h["clearly_above"]] if "ci" in h else [])]
+            [head_name(h["layer"], h["head"]), h["score"], *([h["ci"], h["clearly_above"]] if "ci" in h else [])]
             for h in self.top(HTML_ROWS)
         ]
         layers, heads = self.scores.shape

@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from ..names import head_name
+
 RANK_DECIMALS = 4
 """Decimals a score is rounded to before ranking (scores differ in the 6th between machines)."""
 
@@ -61,6 +63,6 @@ def ranked_rows(scores: torch.Tensor, n: int, *others: torch.Tensor) -> list[lis
         [['L0H0', 0.5]]
     """
     return [
-        [f"L{layer}H{head}", float(scores[layer, head]), *(float(t[layer, head]) for t in others)]
+        [head_name(layer, head), float(scores[layer, head]), *(float(t[layer, head]) for t in others)]
         for layer, head in rank_heads(scores, n)
     ]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from induction_nnsight.causal.ablation import random_head_draws
-from induction_nnsight.causal.head_outputs import head_mask, parse_heads
+from induction_nnsight.causal.head_outputs import head_mask
 from induction_nnsight.causal.metrics import (
     RowMetric,
     correct_prob,
@@ -21,6 +21,7 @@ from induction_nnsight.causal.metrics import (
 )
 from induction_nnsight.causal.pairs import repeated_pair
 from induction_nnsight.errors import InductionError
+from induction_nnsight.names import parse_heads
 from induction_nnsight.scores.losses import half_losses
 
 
