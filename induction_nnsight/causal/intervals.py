@@ -19,7 +19,15 @@ import torch
 
 from ..scores.detect import bootstrap_interval
 
-__all__ = ["INTERVAL_METHOD", "LEVEL", "N_BOOT", "distinguishable", "effect_interval", "row_interval"]
+__all__ = [
+    "INTERVAL_METHOD",
+    "LEVEL",
+    "N_BOOT",
+    "distinguishable",
+    "effect_interval",
+    "recovery_interval",
+    "row_interval",
+]
 
 LEVEL = 0.95
 """Coverage of every causal interval."""
@@ -71,6 +79,40 @@ def effect_interval(
         ``(effect, low, high)``, each ``[n_variants]``.
     """
     return row_interval(rows - baseline[None], n_boot=n_boot, level=level)
+
+
+def recovery_interval(
+    patched: torch.Tensor, corrupted: torch.Tensor, clean: torch.Tensor, *, n_boot: int = N_BOOT, level: float = LEVEL
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Percentile bootstrap over rows of the recovery ``(patched - corrupted) / (clean - corrupted)``, a ratio
+    of means: each resample draws rows (the same rows for the three), as
+    :func:`~induction_nnsight.scores.detect.bootstrap_interval` draws them, and takes the ratio of their means.
+
+    Args:
+        patched: ``[n_variants, batch]`` the patched rows' metric.
+        corrupted: ``[batch]`` the corrupted rows'.
+        clean: ``[batch]`` the clean rows' (row ``i`` pairs with corrupted row ``i``).
+
+    Returns:
+        ``(low, high)``, each ``[n_variants]``; NaN with fewer than 2 rows (no interval from one row).
+    """
+    n = patched.shape[1]
+    if n < 2:
+        nan = torch.full((patched.shape[0],), float("nan"))
+        return nan, nan
+    generator = torch.Generator().manual_seed(0)
+    picks = torch.randint(0, n, (n_boot, n), generator=generator)
+    patched, corrupted, clean = patched.double(), corrupted.double(), clean.double()
+    base = corrupted[picks].mean(dim=1)  # [n_boot]
+    gap = clean[picks].mean(dim=1) - base
+    tail = (1 - level) / 2
+    lows, highs = [], []
+    for start in range(0, patched.shape[0], 256):
+        part = patched[start : start + 256][:, picks].mean(dim=2)  # [chunk, n_boot]
+        ratios = (part - base) / gap
+        lows.append(ratios.nanquantile(tail, dim=1))
+        highs.append(ratios.nanquantile(1 - tail, dim=1))
+    return torch.cat(lows).float(), torch.cat(highs).float()
 
 
 def distinguishable(low, high) -> torch.Tensor | bool:
