@@ -41,7 +41,7 @@ class AblateConfig(CausalConfig):
     the method, its rows and ``--seeds`` as in :class:`~.causal_options.CausalConfig`)."""
 
     top: int = no_option(ScanConfig.top)  # no table of top heads
-    batch: int = 16
+    batch: int = 8
     seq_len: int = 30
     heads: str | None = option(None, help="also ablate this set of heads together, e.g. L18H6,L17H3")
     top_k: int = option(5, help="top induction heads in the curve", parse=positive)
