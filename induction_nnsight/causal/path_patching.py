@@ -40,9 +40,7 @@ Head = tuple[int, int]
 PATHS = ("k", "q", "v", "total")
 __all__ = [
     "DEFAULT_EXACT_LOSSES",
-    "METHODS",
     "PATHS",
-    "Ablation",
     "PathResult",
     "PathVariant",
     "all_earlier",
