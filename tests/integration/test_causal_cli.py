@@ -82,6 +82,16 @@ def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert len(results["residual"]["recovery"]) == 2 and len(results["residual"]["recovery"][0]) == 3
     assert results["qkv"]["columns"] == ["0", "7", "12", "all"]
     assert results["qkv"]["head"] == results["heads"]["best"]
+    # each recovery carries its interval over the rows (tiny's 2 rows), around the value
+    for site in ("heads", "residual", "qkv"):
+        grid = results[site]
+        for value, low, high in zip(*(sum(grid[k], []) for k in ("recovery", "recovery_ci_low", "recovery_ci_high"))):
+            assert value is None or low - 1e-6 <= value <= high + 1e-6 or low is None
+    assert (
+        results["settings"]["rows"] == 2
+        and "95%" in json.loads((tmp_path / "patching_heads.json").read_text())["data"][0]["text"][0][0]
+    )
+    assert "best head to patch" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -92,6 +102,8 @@ def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
         ("ablate", ["--heads", "head6"], "L18H6"),
         ("ablate", ["--heads", "L9H0"], "outside"),
         ("ablate", ["--top-k", "7"], "--top-k"),
+        ("ablate", ["--method", "median"], "--method"),
+        ("patch", ["--seeds", "2"], "--pair repeated"),
     ],
 )
 def test_bad_input_one_line_exit_2_no_files(tiny_dir, tmp_path, capsys, command, extra, fix):

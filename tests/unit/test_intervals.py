@@ -38,3 +38,23 @@ def test_paired_effect_and_zero():
     assert float(low[0]) == pytest.approx(1.0) and float(high[0]) == pytest.approx(1.0)  # paired: no spread
     assert distinguishable(low, high).tolist() == [True, False, False]
     assert distinguishable(0.1, 0.3) and not distinguishable(-0.1, 0.3)
+
+
+def test_recovery_interval_is_the_ratio_of_resampled_means():
+    from induction_nnsight.causal.intervals import recovery_interval
+
+    g = torch.Generator().manual_seed(2)
+    clean, corrupted = torch.randn(12, generator=g) + 5.0, torch.randn(12, generator=g)
+    patched = torch.stack([corrupted + 0.5 * (clean - corrupted), corrupted])  # recovery 0.5 exactly, and 0
+    low, high = recovery_interval(patched, corrupted, clean, n_boot=200)
+    assert float(low[0]) == pytest.approx(0.5) and float(high[0]) == pytest.approx(0.5)
+    assert float(low[1]) == pytest.approx(0.0) and float(high[1]) == pytest.approx(0.0)
+    # a noisy recovery: the interval from the same picks, computed by hand
+    noisy = (corrupted + 0.5 * (clean - corrupted) + torch.randn(12, generator=g))[None]
+    low, high = recovery_interval(noisy, corrupted, clean, n_boot=200)
+    picks = torch.randint(0, 12, (200, 12), generator=torch.Generator().manual_seed(0))
+    ratio = (noisy[0][picks].mean(1) - corrupted[picks].mean(1)) / (clean[picks].mean(1) - corrupted[picks].mean(1))
+    assert float(low[0]) == pytest.approx(float(ratio.double().quantile(0.025)), abs=1e-5)
+    assert float(high[0]) == pytest.approx(float(ratio.double().quantile(0.975)), abs=1e-5)
+    one = recovery_interval(patched[:, :1], corrupted[:1], clean[:1])
+    assert torch.isnan(one[0]).all()  # one row: no interval
