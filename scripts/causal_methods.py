@@ -1,6 +1,7 @@
 """The numbers of docs/causal.md's "Causal validation": each ablation method on SmolLM2, with intervals.
 
     python scripts/causal_methods.py            # writes results/causal_methods.json (a few minutes on 2 cores)
+    python scripts/causal_methods.py --half-widths  # results/causal_half_widths.json, from the committed charts
 
 For each method (zero, mean over 64 reference rows, resample over 3 draws), with and without
 ``keep_bos``: the repeated-half loss change when each layer-1 head is ablated alone (the rows of
@@ -124,7 +125,50 @@ def patching(model) -> dict:
     }
 
 
+def _spread(pairs) -> dict:
+    """Median and largest half-width of ``(low, high)`` pairs (nulls skipped), and how many."""
+    widths = sorted((hi - lo) / 2 for lo, hi in pairs if lo is not None and hi is not None)
+    if not widths:
+        return {"n": 0, "median": None, "max": None}
+    return {"n": len(widths), "median": rounded(widths[len(widths) // 2]), "max": rounded(widths[-1])}
+
+
+def half_widths() -> dict:
+    """The half-widths the committed default runs reach (charts/ablation_results.json, charts/circuit_results.json)."""
+    import json
+
+    ablation = json.loads((ROOT / "charts" / "ablation_results.json").read_text())
+    circuit = json.loads((ROOT / "charts" / "circuit_results.json").read_text())
+    sweep, vs = ablation["sweep"], ablation["top_vs_random"]
+    edges = circuit["edges"]
+    main_edge = next(e for e in edges if (e["source"], e["target"], e["path"]) == ("L16H0", "L18H6", "k"))
+    return {
+        "ablation": {
+            "rows": ablation["settings"]["rows"],
+            "sweep_seconds": sweep["seconds"],
+            "sweep_delta": _spread((r["ci_low"], r["ci_high"]) for r in sweep["rows"]),
+            "top5_half_width": rounded((vs["top_ci"][1] - vs["top_ci"][0]) / 2),
+            "distinguishable_from_zero": sum(r["distinguishable_from_zero"] for r in sweep["rows"]),
+            "heads": len(sweep["rows"]),
+        },
+        "circuit": {
+            "rows": circuit["settings"]["rows"],
+            "seconds": circuit["seconds"],
+            "edges": len(edges),
+            "score_effect": _spread((e["ci_low"], e["ci_high"]) for e in edges if e["path"] != "v"),
+            "loss_effect": _spread((e["loss_ci_low"], e["loss_ci_high"]) for e in edges),
+            "L16H0_L18H6_k_score_half_width": rounded((main_edge["ci_high"] - main_edge["ci_low"]) / 2),
+            "L16H0_L18H6_k_loss_half_width": rounded((main_edge["loss_ci_high"] - main_edge["loss_ci_low"]) / 2),
+        },
+    }
+
+
 def main() -> int:
+    if "--half-widths" in sys.argv[1:]:
+        path = ROOT / "results" / "causal_half_widths.json"
+        path.write_text(to_json(half_widths()) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
+        return 0
     model = load_model(DEFAULT_MODEL)
     run = Execution(progress=False)
     results = {
