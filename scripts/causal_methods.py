@@ -4,7 +4,7 @@
     python scripts/causal_methods.py --half-widths  # results/causal_half_widths.json, from the committed charts
 
 For each method (zero, mean over 64 reference rows, resample over 3 draws), with and without
-``keep_bos``: the repeated-half loss change when each layer-1 head is ablated alone (the rows of
+``keep_bos``: the repeated-half loss change when L1H3, L1H4 and L1H5 are each ablated alone (the rows of
 ``ablate``'s default, 8 x 30 tokens), and the path-patching edge L16H0 -> L18H6 on the ``k``
 path and in total, with and without ``freeze_norm`` (the rows of ``circuit``'s default, 4 x 20
 tokens). Then the ``patch`` command on repeated pairs (8 rows), whose recoveries carry intervals
@@ -29,7 +29,7 @@ from induction_nnsight.app.causal_options import ablation_for, pooled_tokens  # 
 from induction_nnsight.app.circuit_job import CircuitConfig  # noqa: E402
 from induction_nnsight.app.outputs import rounded, to_json  # noqa: E402
 from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
-from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric  # noqa: E402
+from induction_nnsight.causal.ablation import _ablation_rows, repeated_half_metric  # noqa: E402
 from induction_nnsight.causal.intervals import INTERVAL_METHOD, effect_interval  # noqa: E402
 from induction_nnsight.causal.path_patching import PathVariant, path_patching  # noqa: E402
 from induction_nnsight.models.loading import DEFAULT_MODEL  # noqa: E402
@@ -38,6 +38,7 @@ from induction_nnsight.ndif.execution import Execution  # noqa: E402
 OUT = ROOT / "results" / "causal_methods.json"
 SOURCE, TARGET = (16, 0), (18, 6)
 LAYERS = [16, 17, 18]
+LAYER1 = [(1, 3), (1, 4), (1, 5)]
 VARIANTS = [(m, keep) for m in ("zero", "mean", "resample") for keep in (False, True)]
 
 
@@ -46,22 +47,21 @@ def _value(value, low, high) -> dict:
 
 
 def layer1(model, run) -> dict:
-    """Each layer-1 head ablated alone, under every method."""
+    """The layer-1 heads whose zero ablation hurts most (L1H3, L1H4, L1H5), each ablated alone, under every method."""
     config = AblateConfig(model=DEFAULT_MODEL)
     tokens = pooled_tokens(model, config)
     metric = repeated_half_metric(config.seq_len, config.bos)
+    sets = [[]] + [[h] for h in LAYER1]
     out = {"batch": config.batch, "seq_len": config.seq_len, "seed": config.seed, "methods": {}}
     for method, keep in VARIANTS:
         started = time.perf_counter()
         ablation = ablation_for(model, replace(config, method=method, keep_bos=keep), tokens)
-        sweep = ablation_sweep(model, tokens, metric, method=ablation, layers=[1], execution=run)
-        heads = {
-            f"L1H{h}": _value(sweep.delta[1, h], sweep.ci_low[1, h], sweep.ci_high[1, h])
-            for h in range(sweep.delta.shape[1])
-        }
+        rows = _ablation_rows(model, tokens, sets, metric, ablation, run)  # [sets, rows]
+        delta, low, high = effect_interval(rows[1:], rows[0])
+        heads = {f"L{h[0]}H{h[1]}": _value(delta[i], low[i], high[i]) for i, h in enumerate(LAYER1)}
         name = method + (" keep_bos" if keep else "")
         out["methods"][name] = {
-            "baseline": rounded(sweep.baseline),
+            "baseline": rounded(rows[0].mean()),
             "delta": heads,
             "seconds": round(time.perf_counter() - started, 1),
         }
