@@ -15,13 +15,14 @@ from ..causal.ablation import (
     RandomDraws,
     ablate_heads,
     ablation_curve,
+    ablation_rows,
     ablation_sweep,
     repeated_half_metric,
 )
 from ..causal.ablation_results import SweepResult
 from ..causal.attribution import head_attribution
 from ..causal.head_outputs import check_heads, parse_heads
-from ..causal.intervals import distinguishable
+from ..causal.intervals import distinguishable, effect_interval
 from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
 from ..errors import InductionError
 from ..models.layout import model_facts
@@ -203,6 +204,13 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         heads = parse_heads(config.heads)
         loss = ablate_heads(model, tokens, heads, method=ablation, execution=execution)
         results["ablated"] = {"heads": [list(h) for h in heads], **_losses(loss, config, early, late)}
+        rows = ablation_rows(model, tokens, [[], heads], metric, method=ablation, execution=execution)
+        change, low, high = effect_interval(rows[1:], rows[0])  # the repeated-half loss, row by row
+        results["ablated"]["repeated_half_loss_change"] = {
+            "value": rounded(change[0]),
+            "ci_low": rounded(low[0]),
+            "ci_high": rounded(high[0]),
+        }
     curve = ablation_curve(
         model,
         tokens,

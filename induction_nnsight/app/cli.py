@@ -116,7 +116,11 @@ def _ablate_command(args: argparse.Namespace) -> int:
         f"over {config.draws} draws)"
     )
     if "ablated" in results:
-        print(f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f}")
+        change = results["ablated"]["repeated_half_loss_change"]
+        print(
+            f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f} "
+            f"(change {change['value']:+.3f} {_ci((change['ci_low'], change['ci_high']))})"
+        )
     if "sweep" in results:
         rows = results["sweep"]["rows"][:5]
         print(

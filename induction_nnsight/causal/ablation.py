@@ -92,6 +92,25 @@ def ablation_metrics(
     return rows.mean(dim=1)
 
 
+def ablation_rows(
+    model,
+    tokens: torch.Tensor,
+    head_sets: Sequence[Sequence[Head]],
+    metric: RowMetric,
+    *,
+    method: str | Ablation = "zero",
+    source: torch.Tensor | None = None,
+    execution: Execution | None = None,
+) -> torch.Tensor:
+    """:func:`ablation_metrics` row by row, for intervals
+    (:func:`~induction_nnsight.causal.intervals.effect_interval` against the empty set's rows).
+
+    Returns:
+        ``[n_sets, batch, ...]`` the metric of each row with each set ablated (``resample``: the mean over draws).
+    """
+    return _ablation_rows(model, tokens, head_sets, metric, _ablation(method, source, tokens), as_execution(execution))
+
+
 def _ablation_rows(model, tokens, head_sets, metric, ablation: Ablation, execution: Execution, desc="ablations"):
     """``[n_sets, batch, ...]`` the metric of each row with each set ablated (resample: mean over draws)."""
     facts = model_facts(model)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InductionError
 from ..ndif.execution import Execution, as_execution
-from .ablation_method import METHODS, Ablation
+from .ablation_method import Ablation
 from .head_weights import check_residual_heads
 from .path_estimates import loss_gradients, probe
 from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_traces
