@@ -45,6 +45,8 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert len(results["sweep"]["delta"]) == 2 and len(results["sweep"]["rows"]) == 8
     assert len(results["curve"]["random"]) == 3 and results["curve"]["ks"] == [1, 2]
     assert results["ablated"]["heads"] == [[1, 2], [0, 0]]
+    change = results["ablated"]["repeated_half_loss_change"]
+    assert change["ci_low"] - 1e-6 <= change["value"] <= change["ci_high"] + 1e-6
     # recomputed from the two saved tables (each rounded to 6 decimals, hence the tolerance)
     estimate = np.array(results["attribution"]["estimate"], dtype=float).ravel()
     delta = np.array(results["sweep"]["delta"], dtype=float).ravel()
