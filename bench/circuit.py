@@ -5,7 +5,7 @@
     python bench/circuit.py --top 2 --threads 2 --json /tmp/circuit_bench.json
 
 Loads the model (not timed), then times one :func:`~induction_nnsight.app.circuit_job.run_circuit`
-call with the default settings (8 exact loss effects per target and path, 2 rows of 20 repeated
+call with the default settings (8 exact loss effects per target and path, 4 rows of 20 repeated
 tokens, zero ablation, paths k, q, v and total, composition scores and the heads pass included).
 Prints one Markdown row: variants (edges), distinct runs, the circuit's own seconds (path
 patching and composition), the whole job's seconds, seconds per variant, the process's CPU

@@ -12,42 +12,39 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..causal.ablation import (
-    METHODS,
     RandomDraws,
     ablate_heads,
     ablation_curve,
+    ablation_rows,
     ablation_sweep,
     repeated_half_metric,
 )
 from ..causal.ablation_results import SweepResult
 from ..causal.attribution import head_attribution
 from ..causal.head_outputs import check_heads
+from ..causal.intervals import distinguishable, effect_interval
 from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..names import parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
-from ..probes.tokens import repeated_tokens
 from ..scores.ranking import rank_heads
 from ..scores.scan import scan
-from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, scan_tokens
+from .causal_options import CausalConfig, ablation_for, pooled_tokens
+from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive
 from .outputs import rounded, table, to_json
 from .report import top_heads
 
 
 @dataclass
-class AblateConfig(ScanConfig):
-    """Settings of ``induction-nnsight ablate`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
+class AblateConfig(CausalConfig):
+    """Settings of ``induction-nnsight ablate`` (model, tokens and NDIF settings as in :class:`ScanConfig`;
+    the method, its rows and ``--seeds`` as in :class:`~.causal_options.CausalConfig`)."""
 
     top: int = no_option(ScanConfig.top)  # no table of top heads
-    batch: int = 4
+    batch: int = 8
     seq_len: int = 30
-    method: str = option(
-        "zero",
-        help="zero the head outputs, or set them to their mean over a second batch of source rows",
-        choices=METHODS,
-    )
     heads: str | None = option(None, help="also ablate this set of heads together, e.g. L18H6,L17H3")
     top_k: int = option(5, help="top induction heads in the curve", parse=positive)
     draws: int = option(5, help="random head sets per k", parse=positive)
@@ -68,8 +65,7 @@ class AblateConfig(ScanConfig):
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
         check_causal_tokens(self)
-        if self.method not in METHODS:
-            raise InductionError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        self.validate_method()
         if self.top_k < 1 or self.draws < 1:
             raise InductionError("--top-k and --draws must be at least 1")
         if self.heads is not None:
@@ -100,13 +96,17 @@ def _losses(loss: torch.Tensor, config: AblateConfig, early, late) -> dict:
 
 
 def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
-    """The top-k against random-k curve and its summary at k = ``top_k``."""
+    """The top-k against random-k curve and its summary at k = ``top_k`` (95% intervals over rows)."""
     at_k = curve.random[:, -1]
     spread = config.draws > 1
     details = {
         "ks": curve.ks,
         "baseline": rounded(curve.baseline),
         "top": table(curve.top),
+        "top_ci_low": table(curve.top_ci[0]),
+        "top_ci_high": table(curve.top_ci[1]),
+        "random_mean_ci_low": table(curve.random_ci[0]),
+        "random_mean_ci_high": table(curve.random_ci[1]),
         "random": table(curve.random),
         "random_mean": table(curve.random.mean(dim=0)),
         "random_std": table(curve.random.std(dim=0) if spread else torch.zeros(len(curve.ks))),
@@ -117,7 +117,9 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
         "k": config.top_k,
         "baseline": rounded(curve.baseline),
         "top": rounded(curve.top[-1]),
+        "top_ci": [rounded(curve.top_ci[0, -1]), rounded(curve.top_ci[1, -1])],
         "random_mean": rounded(at_k.mean()),
+        "random_mean_ci": [rounded(curve.random_ci[0, -1]), rounded(curve.random_ci[1, -1])],
         "random_std": rounded(at_k.std() if spread else 0.0),
         "random_min": rounded(at_k.min()),
         "random_max": rounded(at_k.max()),
@@ -125,15 +127,18 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
     return details, summary
 
 
-def _sweep(model, tokens, metric, source, config: AblateConfig, execution: Execution) -> tuple[dict, dict, SweepResult]:
+def _sweep(
+    model, tokens, metric, ablation, config: AblateConfig, execution: Execution
+) -> tuple[dict, dict, SweepResult]:
     """The per-head sweep and the attribution estimate of the same effects (with their timings)."""
     started = time.perf_counter()
-    method = config.method
-    sweep = ablation_sweep(
-        model, tokens, metric, method=method, source=source, layers=config.layers, execution=execution
-    )
+    sweep = ablation_sweep(model, tokens, metric, method=ablation, layers=config.layers, execution=execution)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
+    # resample: estimated against the first draw; keep_bos is not part of the estimate
+    method, source = ablation.method, ablation.source
+    if method == "resample":
+        method, source = "source", ablation.draws(tokens.shape[0])[0]
     estimate = head_attribution(model, tokens, metric, method, source=source, execution=execution)
     attribution = {
         "estimate": table(estimate),
@@ -144,9 +149,20 @@ def _sweep(model, tokens, metric, source, config: AblateConfig, execution: Execu
         "baseline": rounded(sweep.baseline),
         "values": table(sweep.values),
         "delta": table(sweep.delta),
+        "delta_ci_low": table(sweep.ci_low),
+        "delta_ci_high": table(sweep.ci_high),
         "seconds": round(seconds, 2),
         "rows": [
-            {"layer": layer, "head": head, "delta": rounded(sweep.delta[layer, head])}
+            {
+                "layer": layer,
+                "head": head,
+                "delta": rounded(sweep.delta[layer, head]),
+                "ci_low": rounded(sweep.ci_low[layer, head]),
+                "ci_high": rounded(sweep.ci_high[layer, head]),
+                "distinguishable_from_zero": bool(
+                    distinguishable(sweep.ci_low[layer, head], sweep.ci_high[layer, head])
+                ),
+            }
             for layer, head in rank_heads(sweep.delta)
         ],
     }
@@ -166,17 +182,8 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     execution = config.execution(progress)
     facts = model_facts(model)
     config.validate_for(facts)
-    tokens = scan_tokens(model, config)
-    source = None
-    if config.method == "mean":  # a second batch of the same kind, whose mean head outputs replace them
-        source = repeated_tokens(
-            config.batch,
-            config.seq_len,
-            seed=config.seed + 1,
-            low=config.low,
-            high=config.high,
-            bos_token_id=facts.bos_token_id if config.bos else None,
-        )
+    tokens = pooled_tokens(model, config)
+    ablation = ablation_for(model, config, tokens)
     metric = repeated_half_metric(config.seq_len, config.bos)
     early, late = (
         (config.icl_early, config.icl_late)
@@ -188,7 +195,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     results: dict = {
         "model": config.model,
         "model_facts": {**asdict(facts), "name": config.model},
-        "settings": asdict(config),
+        "settings": {**asdict(config), **config.interval_settings()},
         "metric": "mean loss on the repeated half (nats)",
         "icl_positions": {"early": early, "late": late},
         "baseline": _losses(base.loss_by_position, config, early, late),
@@ -196,20 +203,26 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     }
     if config.heads is not None:
         heads = parse_heads(config.heads)
-        loss = ablate_heads(model, tokens, heads, method=config.method, source=source, execution=execution)
+        loss = ablate_heads(model, tokens, heads, method=ablation, execution=execution)
         results["ablated"] = {"heads": [list(h) for h in heads], **_losses(loss, config, early, late)}
+        rows = ablation_rows(model, tokens, [[], heads], metric, method=ablation, execution=execution)
+        change, low, high = effect_interval(rows[1:], rows[0])  # the repeated-half loss, row by row
+        results["ablated"]["repeated_half_loss_change"] = {
+            "value": rounded(change[0]),
+            "ci_low": rounded(low[0]),
+            "ci_high": rounded(high[0]),
+        }
     curve = ablation_curve(
         model,
         tokens,
         metric,
         [(h["layer"], h["head"]) for h in ranked],
         draws=RandomDraws(config.draws, config.same_layers, config.seed),
-        method=config.method,
-        source=source,
+        method=ablation,
         execution=execution,
     )
     results["curve"], results["top_vs_random"] = _curve(curve, config)
-    subtitle = f"{config.describe_tokens()}, {config.method} ablation"
+    subtitle = f"{config.describe_tokens()}{config.describe_seeds()}, {config.describe_method()} ablation"
     files = {
         "ablation_curve.json": curve.figure(
             title=f"Repeated-half loss, top-k induction heads vs k random heads ablated — {config.model}",
@@ -218,7 +231,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         ).to_json()
     }
     if config.sweep:
-        results["sweep"], results["attribution"], sweep = _sweep(model, tokens, metric, source, config, execution)
+        results["sweep"], results["attribution"], sweep = _sweep(model, tokens, metric, ablation, config, execution)
         files["ablation_heads.json"] = sweep.figure(  # its top cells: the largest changes either way
             colorbar_title="Δ repeated-half loss (nats)",
             subtitle=subtitle,

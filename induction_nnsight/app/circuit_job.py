@@ -13,15 +13,16 @@ from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
 from ..causal.head_outputs import check_heads
-from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS, Ablation
+from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
 from ..names import head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
-from ..probes.tokens import repeated_tokens, repeated_tokens_probe
+from ..probes.tokens import repeated_tokens_probe
 from ..scores.heads import head_scores
-from .jobs import ScanConfig, check_causal_tokens, model_for, scan_tokens
+from .causal_options import CausalConfig, ablation_for, pooled_tokens
+from .jobs import check_causal_tokens, model_for
 from .options import exact_losses_arg, option, positive, word_tuple
 from .outputs import rounded, to_json
 
@@ -30,16 +31,15 @@ GRAPH_EDGES = 3  # strongest sources drawn per target and path
 
 
 @dataclass
-class CircuitConfig(ScanConfig):
-    """Settings of ``induction-nnsight circuit`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
+class CircuitConfig(CausalConfig):
+    """Settings of ``induction-nnsight circuit`` (model, tokens and NDIF settings as in
+    :class:`~.jobs.ScanConfig`; the method, its rows and ``--seeds`` as in :class:`~.causal_options.CausalConfig`)."""
 
-    batch: int = 2
+    batch: int = 4
     seq_len: int = 20
     top: int = option(5, help="top induction heads to explain", parse=positive)
     targets: str | None = option(None, help="explain these heads instead, e.g. L18H6,L17H3")
-    method: str = option(
-        "zero", help="remove a source's output by zeroing it or by its mean over a second batch", choices=METHODS
-    )
+    freeze_norm: bool = option(False, help="keep the clean norm scale at the target's input (k, q, v paths)")
     paths: tuple[str, ...] = option(PATHS, help=f"any of {','.join(PATHS)}", parse=word_tuple)
     composition: bool = option(True, help="skip the composition scores from the weights")
     max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
@@ -56,8 +56,7 @@ class CircuitConfig(ScanConfig):
         check_causal_tokens(self)
         if self.top < 1:
             raise InductionError(f"--top must be at least 1, got {self.top}")
-        if self.method not in METHODS:
-            raise InductionError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        self.validate_method()
         bad = [p for p in self.paths if p not in PATHS]
         if bad or not self.paths:
             raise InductionError(f"--paths takes any of {', '.join(PATHS)}, got {', '.join(self.paths) or 'none'}")
@@ -95,8 +94,17 @@ def _kinds(
     return kinds, scores
 
 
+def _with_ci(value: float, ci) -> str:
+    """``-0.829 [-0.9, -0.75]``; ``(not distinguishable from 0)`` when the interval contains 0."""
+    if ci is None:
+        return f"{value:+.3f} (estimated)"
+    zero = "" if ci[0] > 0 or ci[1] < 0 else ", not distinguishable from 0"
+    return f"{value:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}{zero}]"
+
+
 def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n: int = 3) -> str:
-    """For each target, its strongest sources per path (score change; loss change on ``v``)."""
+    """For each target, its strongest sources per path: score change and loss change (nats), each with
+    its 95% interval over rows; an effect whose interval contains 0 is marked as not distinguishable from 0."""
     lines = []
     for target in result.targets:
         lines.append(f"{head_name(target)} (induction score {result.clean_scores[target]:.3f}):")
@@ -104,8 +112,9 @@ def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n
             parts = []
             for e in result.strongest(target, path, n):
                 kind = f" [{kinds[head_name(e.source)]}]" if kinds and kinds.get(head_name(e.source)) != "other" else ""
-                parts.append(f"{head_name(e.source)}{kind} {e.effect:+.3f} ({e.loss_effect:+.3f} nats)")
-            lines.append(f"  {path:>5}: " + ", ".join(parts))
+                score = _with_ci(e.effect, e.effect_ci)
+                parts.append(f"{head_name(e.source)}{kind} {score} ({_with_ci(e.loss_effect, e.loss_ci)} nats)")
+            lines.append(f"  {path:>5}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -120,7 +129,11 @@ def circuit_files(
             "target": head_name(e.target),
             "path": e.path,
             "effect": rounded(e.effect),
+            "ci_low": rounded(e.effect_ci[0]) if e.effect_ci else None,
+            "ci_high": rounded(e.effect_ci[1]) if e.effect_ci else None,
             "loss_effect": rounded(e.loss_effect),
+            "loss_ci_low": rounded(e.loss_ci[0]) if e.loss_ci else None,
+            "loss_ci_high": rounded(e.loss_ci[1]) if e.loss_ci else None,
             "loss_exact": e.loss_exact,
         }
         for e in result.edges
@@ -140,6 +153,7 @@ def circuit_files(
         "model_facts": {**asdict(facts), "name": config.model},
         "settings": {
             **asdict(config),
+            **config.interval_settings(),
             "paths": list(config.paths),
             "exact_losses": "all" if config.exact_losses is None else config.exact_losses,
         },
@@ -166,7 +180,7 @@ def circuit_files(
         "seconds": round(seconds, 2),
         "summary": summary(result, config.paths, kinds),
     }
-    subtitle = f"{config.describe_tokens()}, {config.method} ablation"
+    subtitle = f"{config.describe_tokens()}{config.describe_seeds()}, {config.describe_method()} ablation"
     named = replace(result, model=config.model, grid=result.grid or (facts.n_layers, facts.n_heads))  # for titles
     files = {f"circuit_{path}.json": named.figure(path, subtitle=subtitle).to_json() for path in config.paths}
     drawn = []
@@ -208,24 +222,15 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
     if config.targets is not None:
         targets = parse_heads(config.targets, "--targets")
         check_heads(targets, facts.n_layers, facts.n_heads, "--targets")
-    tokens = scan_tokens(model, config)
-    source = None
-    if config.method == "mean":
-        source = repeated_tokens(
-            config.batch,
-            config.seq_len,
-            seed=config.seed + 1,
-            low=config.low,
-            high=config.high,
-            bos_token_id=facts.bos_token_id if config.bos else None,
-        )
+    tokens = pooled_tokens(model, config)
+    ablation = ablation_for(model, config, tokens, freeze_norm=config.freeze_norm)
     started = time.perf_counter()
     result = circuit(
         model,
         tokens,
         config.seq_len,
         measure=CircuitMeasure(targets, config.top, config.paths, config.composition, config.exact_losses),
-        ablation=Ablation(config.method, source),
+        ablation=ablation,
         bos=config.bos,
         execution=execution,
     )

@@ -91,6 +91,14 @@ def _attention_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ci(interval) -> str:
+    """``[low, high]`` of a 95% interval, marked when it contains 0; ``(no interval)`` where it is null."""
+    low, high = interval
+    if low is None or high is None:
+        return "(no interval: one row)"
+    return f"[{low:.3f}, {high:.3f}]" + ("" if low > 0 or high < 0 else " not distinguishable from 0")
+
+
 def _ablate_command(args: argparse.Namespace) -> int:
     from .ablate_job import AblateConfig, run_ablate
 
@@ -104,16 +112,23 @@ def _ablate_command(args: argparse.Namespace) -> int:
         f"ICL score {base['icl_score']:.3f}"
     )
     print(
-        f"{config.method}-ablating the top {vs['k']} induction heads: {vs['top']:.3f}; "
-        f"{vs['k']} random heads: {vs['random_mean']:.3f} +- {vs['random_std']:.3f} over {config.draws} draws"
+        f"{config.method}-ablating the top {vs['k']} induction heads: {vs['top']:.3f} {_ci(vs['top_ci'])}; "
+        f"{vs['k']} random heads: {vs['random_mean']:.3f} {_ci(vs['random_mean_ci'])} (sd {vs['random_std']:.3f} "
+        f"over {config.draws} draws)"
     )
     if "ablated" in results:
-        print(f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f}")
+        change = results["ablated"]["repeated_half_loss_change"]
+        print(
+            f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f} "
+            f"(change {change['value']:+.3f} {_ci((change['ci_low'], change['ci_high']))})"
+        )
     if "sweep" in results:
         rows = results["sweep"]["rows"][:5]
         print(
-            "largest single-head effects: "
-            + ", ".join(f"{head_name(r['layer'], r['head'])} {r['delta']:+.3f}" for r in rows)
+            "largest single-head effects (95% CI over rows): "
+            + "; ".join(
+                f"{head_name(r['layer'], r['head'])} {r['delta']:+.3f} {_ci((r['ci_low'], r['ci_high']))}" for r in rows
+            )
         )
         print(f"attribution vs sweep: Pearson r = {results['attribution']['pearson_with_sweep']}")
     return 0
@@ -133,8 +148,10 @@ def _patch_command(args: argparse.Namespace) -> int:
             print(f"{site}: clean {grid['clean']:.4f}, corrupted {grid['corrupted']:.4f}")
     if "heads" in results:
         layer, head = results["heads"]["best"]
+        grid = results["heads"]
+        interval = _ci((grid["recovery_ci_low"][layer][head], grid["recovery_ci_high"][layer][head]))
         print(
-            f"best head to patch: {head_name(layer, head)} (recovery {results['heads']['recovery'][layer][head]:.3f}); "
+            f"best head to patch: {head_name(layer, head)} (recovery {grid['recovery'][layer][head]:.3f} {interval}); "
             f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}"
         )
     return 0

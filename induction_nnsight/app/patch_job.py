@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+import torch
+
 from ..causal.attribution import head_attribution
 from ..causal.head_outputs import check_heads
 from ..causal.metrics import RowMetric, pearson
@@ -22,6 +24,7 @@ from ..models.layout import model_facts
 from ..names import head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..scores.ranking import rank_heads
+from .causal_options import SeededConfig
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, scan_tokens
 from .options import int_list, no_option, option, positive, word_list
 from .outputs import rounded, table, to_json
@@ -32,7 +35,7 @@ METRICS = ("logit_diff", "prob", "loss")
 
 
 @dataclass
-class PatchConfig(ScanConfig):
+class PatchConfig(SeededConfig):
     """Settings of ``induction-nnsight patch`` (model, tokens and NDIF settings as in :class:`ScanConfig`)."""
 
     pair: str = option(
@@ -53,7 +56,7 @@ class PatchConfig(ScanConfig):
         None, help="text pairs: logit_diff (default with a wrong token), prob, or loss", choices=METRICS
     )
     top: int = no_option(ScanConfig.top)  # no table of top heads
-    batch: int = 2
+    batch: int = 8
     seq_len: int = 10
     sites: list[str] = option(default_factory=lambda: list(SITES), help=f"any of {','.join(SITES)}", parse=word_list)
     head: str | None = option(None, help="head whose queries/keys/values are patched", default_text="best head patched")
@@ -71,6 +74,8 @@ class PatchConfig(ScanConfig):
             raise InductionError(f"--sites takes a comma-separated subset of {', '.join(SITES)}, got {self.sites}")
         if self.metric is not None and self.metric not in METRICS:
             raise InductionError(f"--metric must be loss, logit_diff or prob, got {self.metric!r}")
+        if self.seeds > 1 and self.pair != "repeated":
+            raise InductionError("--seeds draws random tokens: pass --pair repeated, or drop --seeds")
         if self.head is not None and len(parse_heads(self.head, "--head")) != 1:
             raise InductionError("--head takes one head, such as L18H6")
         if "qkv" in self.sites and self.head is None and "heads" not in self.sites:
@@ -88,15 +93,22 @@ def _pair(model, config: PatchConfig):
                 f"token range exceeds the vocabulary of {facts.vocab_size}: pass --high {facts.vocab_size} or less"
             )
         scan_tokens(model, config)  # checks the rows against the model's context and BOS
-        pair = repeated_pair(
-            config.batch,
-            config.seq_len,
-            seed=config.seed,
-            low=config.low,
-            high=config.high,
-            bos_token_id=bos,
-            vocab_size=facts.vocab_size,
-        )
+        pairs = [
+            repeated_pair(
+                config.batch,
+                config.seq_len,
+                seed=config.seed + i,
+                low=config.low,
+                high=config.high,
+                bos_token_id=bos,
+                vocab_size=facts.vocab_size,
+            )
+            for i in range(config.seeds)
+        ]
+        pair = pairs[0]  # --seeds: the rows of every seed's draw, pooled
+        pair.clean = torch.cat([p.clean for p in pairs])
+        pair.corrupted = torch.cat([p.corrupted for p in pairs])
+        pair.description += f", seeds {config.seed}..{config.seed + config.seeds - 1}" if config.seeds > 1 else ""
         if config.metric not in (None, "loss"):
             raise InductionError("the repeated pair is scored by its repeated-half loss: drop --metric")
         return pair
@@ -117,11 +129,14 @@ def _pair(model, config: PatchConfig):
 
 
 def _grid(result, **extra) -> dict:
+    """A grid's JSON: values, recovery and its 95% interval over rows (null from a single row)."""
     return {
         "clean": rounded(result.clean),
         "corrupted": rounded(result.corrupted),
         "values": table(result.values),
         "recovery": table(result.recovery),
+        "recovery_ci_low": table(result.ci_low),
+        "recovery_ci_high": table(result.ci_high),
         "rows": result.rows,
         "columns": result.columns,
         **extra,
@@ -252,7 +267,7 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
     results: dict = {
         "model": config.model,
         "model_facts": {**asdict(facts), "name": config.model},
-        "settings": asdict(config),
+        "settings": {**asdict(config), **config.interval_settings(), "rows": int(pair.clean.shape[0])},
         "pair": pair.description,
         "metric": pair.metric.label,
         "n_tokens_per_row": int(pair.clean.shape[1]),

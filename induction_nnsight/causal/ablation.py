@@ -1,11 +1,14 @@
 """Head ablation: knock heads out and measure what the model loses.
 
 A head is ablated at its output (the per-head slice of the attention output
-projection's input, see :mod:`~induction_nnsight.causal.head_outputs`): set to zero, or to
-its mean over a source batch at each position (mean ablation keeps the
-head's average contribution and removes only what depends on the input).
+projection's input, see :mod:`~induction_nnsight.causal.head_outputs`): set to zero, to
+its mean over a reference set at each position (mean ablation keeps the
+head's average contribution and removes only what depends on the input), or to its output on
+another row of the same distribution (resample ablation, averaged over draws); see
+:class:`~induction_nnsight.causal.ablation_method.Ablation`.
 Many ablations run batched in few traces (:mod:`~induction_nnsight.causal.variants`);
-what leaves a trace is one metric value per ablation. Its results live in
+what leaves a trace is one metric value per ablation and row, so every effect carries a
+bootstrap interval over rows (:mod:`~induction_nnsight.causal.intervals`). Its results live in
 :mod:`~induction_nnsight.causal.ablation_results`.
 """
 
@@ -20,12 +23,13 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..ndif.execution import Execution, as_execution
 from ..scores.losses import repeated_half_slice
+from .ablation_method import METHODS, Ablation
 from .ablation_results import CurveResult, SweepResult
-from .head_outputs import head_edit, head_mask
+from .head_outputs import head_edit, head_mask, reference_means
+from .intervals import effect_interval, row_interval
 from .metrics import RowMetric
-from .variants import _run_variants
+from .variants import _run_variant_rows
 
-METHODS = ("zero", "mean")
 Head = tuple[int, int]
 
 
@@ -44,17 +48,16 @@ class RandomDraws:
     seed: int = 0
 
 
-def _check(method: str, tokens: torch.Tensor, source: torch.Tensor | None) -> None:
-    if method not in METHODS:
-        raise InductionError(f"unknown ablation {method!r}: pass one of {', '.join(METHODS)}")
-    if method == "mean":
-        if source is None:
-            raise InductionError("mean ablation needs a source batch")
-        if source.shape[1] != tokens.shape[1]:
-            raise InductionError(
-                f"the source batch has {source.shape[1]} positions, the tokens {tokens.shape[1]}: "
-                "mean ablation takes the mean at each position, so give both the same length"
-            )
+def _ablation(method: str | Ablation, source: torch.Tensor | None, tokens: torch.Tensor) -> Ablation:
+    """``method`` as an :class:`Ablation` (a name takes ``source`` as its rows), checked against ``tokens``."""
+    if isinstance(method, Ablation):
+        ablation = method
+    else:
+        if method not in METHODS:
+            raise InductionError(f"unknown ablation {method!r}: pass one of {', '.join(METHODS)}")
+        ablation = Ablation(method, source if method != "zero" else None)
+    ablation.check(tokens)
+    return ablation
 
 
 def ablation_metrics(
@@ -63,7 +66,7 @@ def ablation_metrics(
     head_sets: Sequence[Sequence[Head]],
     metric: RowMetric,
     *,
-    method: str = "zero",
+    method: str | Ablation = "zero",
     source: torch.Tensor | None = None,
     execution: Execution | None = None,
 ) -> torch.Tensor:
@@ -74,27 +77,56 @@ def ablation_metrics(
         tokens: ``[batch, pos]`` token ids.
         head_sets: Sets of ``(layer, head)``; an empty set is the unablated model.
         metric: What to measure (see :class:`~induction_nnsight.causal.metrics.RowMetric`).
-        method: ``"zero"`` or ``"mean"``.
-        source: ``[n_ref, pos]`` rows whose mean head outputs replace the
-            ablated ones (mean ablation only).
+        method: ``"zero"``, ``"mean"``, ``"resample"``, or an
+            :class:`~induction_nnsight.causal.ablation_method.Ablation` (which also holds its rows
+            and ``keep_bos``).
+        source: The reference rows of a named ``"mean"`` (``[n_ref, pos]``) or ``"resample"``
+            (``[draws * batch, pos]``) method.
         execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
             ``remote``, ``max_tokens``, ``max_rows``, ``progress``); None for the defaults.
 
     Returns:
         ``[n_sets, ...]`` the metric averaged over the batch.
     """
-    return _ablation_metrics(model, tokens, head_sets, metric, method, source, as_execution(execution), "ablations")
+    rows = _ablation_rows(model, tokens, head_sets, metric, _ablation(method, source, tokens), as_execution(execution))
+    return rows.mean(dim=1)
 
 
-def _ablation_metrics(model, tokens, head_sets, metric, method, source, execution: Execution, desc: str):
-    """:func:`ablation_metrics` with its progress bar labelled ``desc``."""
-    _check(method, tokens, source)
+def ablation_rows(
+    model,
+    tokens: torch.Tensor,
+    head_sets: Sequence[Sequence[Head]],
+    metric: RowMetric,
+    *,
+    method: str | Ablation = "zero",
+    source: torch.Tensor | None = None,
+    execution: Execution | None = None,
+) -> torch.Tensor:
+    """:func:`ablation_metrics` row by row, for intervals
+    (:func:`~induction_nnsight.causal.intervals.effect_interval` against the empty set's rows).
+
+    Returns:
+        ``[n_sets, batch, ...]`` the metric of each row with each set ablated (``resample``: the mean over draws).
+    """
+    return _ablation_rows(model, tokens, head_sets, metric, _ablation(method, source, tokens), as_execution(execution))
+
+
+def _ablation_rows(model, tokens, head_sets, metric, ablation: Ablation, execution: Execution, desc="ablations"):
+    """``[n_sets, batch, ...]`` the metric of each row with each set ablated (resample: mean over draws)."""
     facts = model_facts(model)
     masks = torch.stack([head_mask(s, facts.n_layers, facts.n_heads) for s in head_sets])
-    source = source if method == "mean" else None
-    return _run_variants(
-        model, tokens, len(head_sets), head_edit(model, masks, method), metric, source, execution, desc
-    )
+    n, keep_bos = len(head_sets), ablation.keep_bos
+    if ablation.method == "zero":
+        edit = head_edit(model, masks, "zero", keep_bos=keep_bos)
+        return _run_variant_rows(model, tokens, n, edit, metric, None, execution, desc)
+    if ablation.method == "mean":
+        means = reference_means(model, ablation.source, execution=execution)
+        edit = head_edit(model, masks, "mean", means=means, keep_bos=keep_bos)
+        return _run_variant_rows(model, tokens, n, edit, metric, None, execution, desc)
+    edit = head_edit(model, masks, "source", keep_bos=keep_bos)
+    draws = ablation.draws(tokens.shape[0])
+    total = sum(_run_variant_rows(model, tokens, n, edit, metric, d, execution, desc) for d in draws)
+    return total / len(draws)
 
 
 def ablate_heads(
@@ -102,7 +134,7 @@ def ablate_heads(
     tokens: torch.Tensor,
     heads: Sequence[Head],
     *,
-    method: str = "zero",
+    method: str | Ablation = "zero",
     source: torch.Tensor | None = None,
     execution: Execution | None = None,
 ) -> torch.Tensor:
@@ -124,12 +156,15 @@ def ablation_sweep(
     tokens: torch.Tensor,
     metric: RowMetric,
     *,
-    method: str = "zero",
+    method: str | Ablation = "zero",
     source: torch.Tensor | None = None,
     layers: Sequence[int] | None = None,
     execution: Execution | None = None,
 ) -> SweepResult:
     """Ablate each head alone (in ``layers``, all when None) and record the metric.
+
+    ``metric`` must give one value per row (not ``loss_by_position``); each head's change carries
+    a bootstrap interval over rows of the paired differences (:mod:`~induction_nnsight.causal.intervals`).
 
     Returns:
         A :class:`SweepResult` with ``[n_layers, n_heads]`` tables.
@@ -141,13 +176,15 @@ def ablation_sweep(
             raise InductionError(f"layer {layer} is outside 0..{facts.n_layers - 1}: pass valid --layers")
     heads = [(layer, head) for layer in chosen for head in range(facts.n_heads)]
     sets = [[]] + [[h] for h in heads]
-    desc = f"{method}-ablating {len(heads)} heads"
-    values = _ablation_metrics(model, tokens, sets, metric, method, source, as_execution(execution), desc)
-    table = torch.full((facts.n_layers, facts.n_heads), float("nan"))
-    for (layer, head), value in zip(heads, values[1:]):
-        table[layer, head] = value
-    baseline = float(values[0])
-    return SweepResult(baseline, table, table - baseline, metric.label, facts.name)
+    ablation = _ablation(method, source, tokens)
+    desc = f"{ablation.method}-ablating {len(heads)} heads"
+    rows = _ablation_rows(model, tokens, sets, metric, ablation, as_execution(execution), desc)  # [sets, batch]
+    effect, low, high = effect_interval(rows[1:], rows[0])
+    tables = torch.full((4, facts.n_layers, facts.n_heads), float("nan"))  # values, delta, low, high
+    for i, (layer, head) in enumerate(heads):
+        tables[:, layer, head] = torch.stack([rows[1 + i].mean(), effect[i], low[i], high[i]])
+    baseline = float(rows[0].mean())
+    return SweepResult(baseline, tables[0], tables[1], metric.label, facts.name, tables[2], tables[3])
 
 
 def random_head_draws(
@@ -195,7 +232,7 @@ def ablation_curve(
     ranked_heads: Sequence[Head],
     *,
     draws: RandomDraws | None = None,
-    method: str = "zero",
+    method: str | Ablation = "zero",
     source: torch.Tensor | None = None,
     execution: Execution | None = None,
 ) -> CurveResult:
@@ -208,13 +245,15 @@ def ablation_curve(
         ranked_heads: The ``K`` heads, best first (e.g. the top induction heads).
         draws: The random sets to compare with (:class:`RandomDraws`; None: 5 draws from
             any layer, seed 0).
-        method: ``"zero"`` or ``"mean"``.
-        source: ``[n_ref, pos]`` rows for mean ablation.
+        method: ``"zero"``, ``"mean"``, ``"resample"`` or an
+            :class:`~induction_nnsight.causal.ablation_method.Ablation`.
+        source: The rows of a named ``"mean"`` or ``"resample"`` method.
         execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`);
             None for the defaults.
 
     Returns:
-        A :class:`CurveResult` with ``[K]`` top-set values and ``[n_draws, K]`` random ones.
+        A :class:`CurveResult` with ``[K]`` top-set values and ``[n_draws, K]`` random ones, and
+        bootstrap intervals over rows of the top values and of the random draws' mean.
     """
     facts = model_facts(model)
     control = draws or RandomDraws()
@@ -225,8 +264,13 @@ def ablation_curve(
     ks = list(range(1, len(top) + 1))
     sets = [[]] + [top[:k] for k in ks] + [draw[:k] for draw in drawn for k in ks]
     desc = f"ablation curve ({len(sets)} sets)"
-    values = _ablation_metrics(model, tokens, sets, metric, method, source, as_execution(execution), desc)
+    ablation = _ablation(method, source, tokens)
+    rows = _ablation_rows(model, tokens, sets, metric, ablation, as_execution(execution), desc)  # [sets, batch]
+    values = rows.mean(dim=1)
     n = len(ks)
+    _, top_low, top_high = row_interval(rows[1 : 1 + n])
+    random_rows = rows[1 + n :].reshape(control.n_draws, n, -1).mean(dim=0)  # [K, batch]: mean over draws
+    _, random_low, random_high = row_interval(random_rows)
     return CurveResult(
         ks,
         float(values[0]),
@@ -236,6 +280,8 @@ def ablation_curve(
         drawn,
         metric.label,
         facts.name,
+        torch.stack([top_low, top_high]),
+        torch.stack([random_low, random_high]),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import torch
 
-from ..figures.causal import ablation_curve_figure
+from ..figures.causal import ablation_curve_figure, interval_hover
 from ..figures.heads import heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
@@ -33,6 +33,8 @@ class SweepResult(Displayable):
         delta: ``values - baseline``.
         metric: What the metric is, with its unit (e.g. ``"loss (nats)"``).
         model: The model's name or path.
+        ci_low: ``[n_layers, n_heads]`` lower end of ``delta``'s 95% interval (bootstrap over rows).
+        ci_high: ``[n_layers, n_heads]`` upper end.
     """
 
     baseline: float
@@ -40,26 +42,46 @@ class SweepResult(Displayable):
     delta: torch.Tensor
     metric: str | None = None
     model: str | None = None
+    ci_low: torch.Tensor | None = None
+    ci_high: torch.Tensor | None = None
 
     FIGURES = ("delta",)
 
     def _summary(self) -> Summary:
         layers, heads = self.delta.shape
+        low, high = self._interval()
         rows = [
-            [name, delta, value]
-            for name, _, delta, value in ranked_rows(self.delta.abs(), HTML_ROWS, self.delta, self.values)
+            [name, delta, value, lo, hi, "yes" if lo > 0 or hi < 0 else "no (contains 0)"]
+            for name, _, delta, value, lo, hi in ranked_rows(
+                self.delta.abs(), HTML_ROWS, self.delta, self.values, low, high
+            )
         ]
         return Summary(
             "SweepResult",
             self.model,
             f"{layers} layers x {heads} heads",
-            ["head", f"change of {self.metric or 'the metric'}", "ablated"],
+            [
+                "head",
+                f"change of {self.metric or 'the metric'}",
+                "ablated",
+                "95% CI low",
+                "95% CI high",
+                "distinct from 0",
+            ],
             rows,
             [("baseline", float(self.baseline))],
             rows_title="largest change",
         )
 
+    def _interval(self) -> tuple[torch.Tensor, torch.Tensor]:
+        nan = torch.full_like(self.delta, float("nan"))
+        return (nan if self.ci_low is None else self.ci_low), (nan if self.ci_high is None else self.ci_high)
+
     def _figure(self, name: str, **options) -> go.Figure:
+        low, high = self._interval()
+        return interval_hover(self._heatmap(**options), plain(low), plain(high))
+
+    def _heatmap(self, **options) -> go.Figure:
         return heatmap_figure(
             plain(self.delta),
             **{
@@ -86,6 +108,8 @@ class CurveResult(Displayable):
         random_heads: The draws.
         metric: What the metric is, with its unit.
         model: The model's name or path.
+        top_ci: ``[2, K]`` 95% interval (low, high) of ``top`` (bootstrap over rows).
+        random_ci: ``[2, K]`` 95% interval of the random draws' mean (bootstrap over rows).
     """
 
     ks: list[int]
@@ -96,6 +120,8 @@ class CurveResult(Displayable):
     random_heads: list[list[Head]]
     metric: str | None = None
     model: str | None = None
+    top_ci: torch.Tensor | None = None
+    random_ci: torch.Tensor | None = None
 
     FIGURES = ("curve",)
 
@@ -111,7 +137,7 @@ class CurveResult(Displayable):
             "CurveResult",
             self.model,
             f"k = 1..{k}, {self.random.shape[0]} random draws",
-            ["head added", "top k ablated", "random k (mean)", "random k (sd)"],
+            ["head added", "top k ablated", "random k (mean)", "random k (sd over draws)"],
             rows,
             [("baseline", float(self.baseline)), (f"top {k}", float(self.top[-1])), (f"random {k}", float(mean[-1]))],
             rows_title="top heads",
@@ -126,6 +152,11 @@ class CurveResult(Displayable):
             **{
                 "title": titled("Top heads against random heads ablated", self.model),
                 "y_title": self.metric or "metric",
+                "intervals": {
+                    name: (plain(ci[0]), plain(ci[1]))
+                    for name, ci in (("top", self.top_ci), ("random", self.random_ci))
+                    if ci is not None
+                },
                 **options,
             },
         )

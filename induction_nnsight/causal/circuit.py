@@ -26,6 +26,7 @@ from ..scores.ranking import RANK_DECIMALS, rank_heads
 from ..scores.scan import induction_scores
 from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
+from .intervals import row_interval
 from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
 
 Head = tuple[int, int]
@@ -65,6 +66,9 @@ class Edge:
         effect: Change of the target's induction score (patched minus clean).
         loss_effect: Change of the mean repeated-half loss (nats, patched minus clean).
         loss_exact: False where ``loss_effect`` is an estimate (``CircuitMeasure(exact_losses=n)``).
+        effect_ci: 95% interval ``(low, high)`` of ``effect``, a bootstrap over rows (None where the
+            edge was only estimated).
+        loss_ci: 95% interval of ``loss_effect`` (None where estimated).
     """
 
     source: Head
@@ -73,6 +77,8 @@ class Edge:
     effect: float
     loss_effect: float
     loss_exact: bool = True
+    effect_ci: tuple[float, float] | None = None
+    loss_ci: tuple[float, float] | None = None
 
 
 @dataclass(repr=False)
@@ -179,6 +185,23 @@ def top_induction_heads(
     return rank_heads(scores, top)
 
 
+def _edge_intervals(result) -> tuple[list, list]:
+    """Each edge's 95% intervals of its score and loss effects (paired bootstrap over rows; None where
+    the edge's rows are missing, i.e. estimated)."""
+    variants = result.variants[1:]
+    clean = torch.stack([result.clean_score_rows[v.target] for v in variants]) if variants else None
+    out = []
+    for rows, base in ((result.score_rows, clean), (result.loss_rows, result.loss_rows[:1])):
+        if not variants:
+            out.append([])
+            continue
+        diff = rows[1:] - base
+        _, low, high = row_interval(diff)
+        known = ~diff.isnan().any(dim=1)
+        out.append([(float(lo), float(hi)) if ok else None for lo, hi, ok in zip(low, high, known)])
+    return out[0], out[1]
+
+
 def circuit(
     model,
     tokens: torch.Tensor,
@@ -226,6 +249,7 @@ def circuit(
     result = path_patching(
         model, tokens, seq_len, variants, ablation=ablation, bos=bos, exact_losses=measure.exact_losses, execution=run
     )
+    score_ci, loss_ci = _edge_intervals(result)
     edges = [
         Edge(
             v.source,
@@ -234,8 +258,12 @@ def circuit(
             float(s - result.clean_scores[v.target]),
             float(loss - result.clean_loss),
             bool(exact),
+            score_ci[i],
+            loss_ci[i],
         )
-        for v, s, loss, exact in zip(variants[1:], result.scores[1:], result.losses[1:], result.exact[1:])
+        for i, (v, s, loss, exact) in enumerate(
+            zip(variants[1:], result.scores[1:], result.losses[1:], result.exact[1:])
+        )
     ]
     out = CircuitResult(
         targets, result.clean_scores, result.clean_loss, edges, grid=(facts.n_layers, facts.n_heads), model=facts.name

@@ -8,11 +8,14 @@ the per-head mix of values before the heads are summed into the residual stream.
 
 from __future__ import annotations
 
+import nnsight
 import torch
 
 from ..errors import InductionError
 from ..models.layout import model_facts, model_layout
 from ..names import head_name
+from ..ndif.backend import remote_backend
+from ..ndif.execution import Execution, as_execution
 from .variants import Edit, Rows
 
 HEAD_METHODS = ("zero", "mean", "source")
@@ -34,16 +37,48 @@ def head_mask(heads, n_layers: int, n_heads: int) -> torch.Tensor:
     return mask
 
 
-def head_edit(model, masks: torch.Tensor, method: str) -> Edit:
+def reference_means(model, reference: torch.Tensor, *, execution: Execution | None = None) -> dict[int, torch.Tensor]:
+    """Every head's mean output over reference rows at each position, from traces of at most
+    ``execution.max_rows`` rows (what ``mean`` ablation puts in a head's place).
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        reference: ``[n_ref, pos]`` rows.
+        execution: How the traces run; None for the defaults.
+
+    Returns:
+        ``layer -> [pos, n_heads, d_head]``.
+    """
+    run = as_execution(execution)
+    facts = model_facts(model)
+    projections = model_layout(model).o_proj
+    per = max(1, min(run.max_rows, run.max_tokens // max(1, reference.shape[1])))
+    sums: dict[int, torch.Tensor] = {}
+    for start in range(0, reference.shape[0], per):
+        rows = reference[start : start + per]
+        with torch.no_grad(), model.trace(rows, backend=remote_backend(model, run.remote)):
+            saved = nnsight.save([model.get(p).input.sum(dim=0) for p in projections])  # [pos, n_heads * d_head]
+        for layer, total in enumerate(saved):
+            total = total.detach().float().cpu().reshape(rows.shape[1], facts.n_heads, facts.d_head)
+            sums[layer] = total if layer not in sums else sums[layer] + total
+    return {layer: total / reference.shape[0] for layer, total in sums.items()}
+
+
+def head_edit(
+    model, masks: torch.Tensor, method: str, *, means: dict[int, torch.Tensor] | None = None, keep_bos: bool = False
+) -> Edit:
     """An edit that replaces chosen heads' outputs in each variant's rows.
 
     Args:
         model: An nnsight ``TransformersModel``.
         masks: ``[n_variants, n_layers, n_heads]`` bool: which heads each variant replaces.
-        method: What they are replaced with: ``"zero"``; ``"mean"``, the mean
-            over the source rows at each position; or
+        method: What they are replaced with: ``"zero"``; ``"mean"``, ``means`` (from
+            :func:`reference_means`) or else the mean over the source rows at each position; or
             ``"source"``, the aligned source row's own output (activation
-            patching: the source rows are clean, the targets corrupted).
+            patching: the source rows are clean, the targets corrupted; resample ablation:
+            the source rows are another draw).
+        means: ``layer -> [pos, n_heads, d_head]`` mean outputs (``"mean"`` only).
+        keep_bos: Leave position 0 untouched.
 
     Returns:
         An :data:`~induction_nnsight.causal.variants.Edit` for :func:`~induction_nnsight.causal.variants.run_variants`.
@@ -56,7 +91,7 @@ def head_edit(model, masks: torch.Tensor, method: str) -> Edit:
 
     def edit(rows: Rows) -> None:
         chosen = masks[rows.start : rows.stop]  # [k, n_layers, n_heads]
-        if method != "zero" and rows.n_source == 0:
+        if method == "source" and rows.n_source == 0 or method == "mean" and means is None and rows.n_source == 0:
             raise ValueError(f"head method {method!r} needs source rows")
         if method == "source" and rows.n_source != rows.batch:
             raise ValueError("patching needs as many source rows as target rows")
@@ -70,10 +105,12 @@ def head_edit(model, masks: torch.Tensor, method: str) -> Edit:
             if method == "zero":
                 new = torch.zeros((), dtype=x.dtype, device=x.device)
             elif method == "mean":
-                new = source.mean(dim=0)  # [pos, head, d_head]
+                new = source.mean(dim=0) if means is None else means[layer].to(x.device, x.dtype)  # [pos, head, d]
             else:
                 new = source  # [batch, pos, head, d_head]
             keep = chosen[:, layer].to(x.device).reshape(rows.n_variants, 1, 1, n_heads, 1)
+            if keep_bos:
+                keep = keep & (torch.arange(n_pos, device=x.device) > 0).reshape(1, 1, n_pos, 1, 1)
             target = torch.where(keep, new, target).reshape(-1, n_pos, n_heads, d_head)
             projection.input = torch.cat([source, target]).reshape(x.shape)
 

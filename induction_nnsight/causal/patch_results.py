@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 import plotly.graph_objects as go
 import torch
 
+from ..figures.causal import interval_hover
 from ..figures.heads import GridAxes, heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
@@ -36,6 +37,8 @@ class PatchResult(Displayable):
         columns: Labels of its columns.
         metric: What the metric is, with its unit.
         model: The model's name or path.
+        ci_low: Lower end of each cell's 95% recovery interval (bootstrap over rows; NaN from one row).
+        ci_high: Upper end.
     """
 
     clean: float
@@ -46,6 +49,8 @@ class PatchResult(Displayable):
     columns: list[str] = field(default_factory=list)
     metric: str | None = None
     model: str | None = None
+    ci_low: torch.Tensor | None = None
+    ci_high: torch.Tensor | None = None
 
     FIGURES = ("recovery",)
 
@@ -85,7 +90,10 @@ class PatchResult(Displayable):
             "" if heads else None,
         )
         changes = {f.name: options.pop(f.name) for f in fields(GridAxes) if f.name in options}
-        return heatmap_figure(
+        nan = torch.full_like(self.recovery, float("nan"))
+        low = nan if self.ci_low is None else self.ci_low
+        high = nan if self.ci_high is None else self.ci_high
+        figure = heatmap_figure(
             plain(self.recovery),
             **{
                 "title": titled("Recovery when a clean activation is patched in", self.model),
@@ -96,3 +104,4 @@ class PatchResult(Displayable):
                 **options,
             },
         )
+        return interval_hover(figure, plain(low), plain(high))

@@ -27,9 +27,10 @@ from ..models.qkv import kv_head
 from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from .head_outputs import head_edit
+from .intervals import recovery_interval
 from .metrics import RowMetric
 from .patch_results import PatchResult
-from .variants import Rows, _run_variants
+from .variants import Rows, _run_variant_rows, _run_variants
 
 QKV = ("q", "k", "v")
 
@@ -49,13 +50,16 @@ def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, execution: Ex
 
 
 def _patch(model, pair, metric, n_variants, edit, execution: Execution | None, desc: str):
-    """``(clean, corrupted, [n_variants] patched)`` of ``pair = (clean, corrupted)`` rows; variant 0 of
-    ``edit`` must patch nothing."""
+    """``(clean, corrupted, [n_variants - 1] patched, ([n - 1] low, [n - 1] high))`` of ``pair = (clean,
+    corrupted)`` rows, with each recovery's 95% interval over rows; variant 0 of ``edit`` must patch nothing."""
     clean, corrupted = pair
     _check_pair(clean, corrupted)
     run = as_execution(execution)
-    values = _run_variants(model, corrupted, n_variants, edit, metric, clean, run, desc)
-    return clean_metric(model, clean, metric, execution=run), float(values[0]), values[1:]
+    rows = _run_variant_rows(model, corrupted, n_variants, edit, metric, clean, run, desc)  # [n, batch]
+    clean_rows = _run_variant_rows(model, clean, 1, None, metric, None, run.replace(progress=False), "clean")[0]
+    interval = recovery_interval(rows[1:], rows[0], clean_rows)
+    values = rows.mean(dim=1)
+    return float(clean_rows.mean()), float(values[0]), values[1:], interval
 
 
 def patch_heads(
@@ -87,7 +91,7 @@ def patch_heads(
     cells = [(layer, head) for layer in chosen for head in range(facts.n_heads)]
     for i, (layer, head) in enumerate(cells, 1):
         masks[i, layer, head] = True
-    clean_value, corrupted_value, values = _patch(
+    clean_value, corrupted_value, values, (low, high) = _patch(
         model,
         (clean, corrupted),
         metric,
@@ -96,17 +100,19 @@ def patch_heads(
         execution,
         f"patching {len(cells)} heads",
     )
-    grid = torch.full((facts.n_layers, facts.n_heads), float("nan"))
-    for (layer, head), value in zip(cells, values):
-        grid[layer, head] = value
+    grids = torch.full((3, facts.n_layers, facts.n_heads), float("nan"))  # values, low, high
+    for i, (layer, head) in enumerate(cells):
+        grids[:, layer, head] = torch.stack([values[i], low[i], high[i]])
     return PatchResult(
         clean_value,
         corrupted_value,
-        grid,
+        grids[0],
         rows=[f"L{i}" for i in range(facts.n_layers)],
         columns=[f"H{h}" for h in range(facts.n_heads)],
         metric=metric.label,
         model=facts.name,
+        ci_low=grids[1],
+        ci_high=grids[2],
     )
 
 
@@ -161,17 +167,20 @@ def patch_residual(
             new = torch.cat([source, target])
             block.output = (new, *output[1:]) if isinstance(output, tuple) else new
 
-    clean_value, corrupted_value, values = _patch(
+    clean_value, corrupted_value, values, (low, high) = _patch(
         model, (clean, corrupted), metric, len(masks), edit, execution, f"patching residual at {len(cells)} sites"
     )
+    shape = (len(layer_list), len(position_list))
     return PatchResult(
         clean_value,
         corrupted_value,
-        values.reshape(len(layer_list), len(position_list)),
+        values.reshape(shape),
         rows=[f"L{layer}" for layer in layer_list],
         columns=[str(p) for p in position_list],
         metric=metric.label,
         model=facts.name,
+        ci_low=low.reshape(shape),
+        ci_high=high.reshape(shape),
     )
 
 
@@ -230,7 +239,7 @@ def patch_qkv(
             states[c] = torch.cat([source, target.reshape(-1, *x.shape[1:])])
         operation.inputs = ((args[0], *states, *args[4:]), kwargs)
 
-    clean_value, corrupted_value, values = _patch(
+    clean_value, corrupted_value, values, (low, high) = _patch(
         model, (clean, corrupted), metric, len(masks), edit, execution, f"patching {head_name(layer, head)} q/k/v"
     )
     return PatchResult(
@@ -241,4 +250,6 @@ def patch_qkv(
         columns=[str(p) for p in position_list] + ["all"],
         metric=metric.label,
         model=facts.name,
+        ci_low=low.reshape(3, len(columns)),
+        ci_high=high.reshape(3, len(columns)),
     )

@@ -24,49 +24,32 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import InductionError
 from ..ndif.execution import Execution, as_execution
+from .ablation_method import Ablation
 from .head_weights import check_residual_heads
 from .path_estimates import loss_gradients, probe
 from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_traces
 
 Head = tuple[int, int]
 PATHS = ("k", "q", "v", "total")
-METHODS = ("zero", "mean")
+__all__ = [
+    "DEFAULT_EXACT_LOSSES",
+    "PATHS",
+    "PathResult",
+    "PathVariant",
+    "all_earlier",
+    "path_patching",
+    "path_variants",
+    "plan_runs",
+]
 # loss effects run exactly per target and path in a circuit (the rest estimated; docs/circuit.md)
 DEFAULT_EXACT_LOSSES = 8
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """How a source head's contribution is removed: set to zero, or to its mean over reference rows.
-
-    Attributes:
-        method: ``"zero"`` or ``"mean"`` (the mean over ``source`` at each position).
-        source: ``[n_ref, pos]`` reference rows, as long as the tokens (mean only).
-
-    Raises:
-        InductionError: On an unknown method, or mean ablation without reference rows.
-    """
-
-    method: str = "zero"
-    source: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise InductionError(f"unknown method {self.method!r}: pass one of {', '.join(METHODS)}")
-        if self.method == "mean" and self.source is None:
-            raise InductionError("mean ablation needs reference rows as long as the tokens")
-
-    @property
-    def reference(self) -> torch.Tensor | None:
-        """The rows whose mean replaces a head's output (None under zero ablation)."""
-        return self.source if self.method == "mean" else None
 
 
 @dataclass(frozen=True)
@@ -88,6 +71,9 @@ class PathResult:
         losses: ``[n]`` each variant's mean repeated-half loss.
         clean_scores: ``target -> clean induction score``.
         exact: ``[n]`` bool, whether each variant's loss is exact (False: estimated, see ``exact_losses``).
+        score_rows: ``[n, batch]`` ``scores`` row by row (NaN where estimated or clean).
+        loss_rows: ``[n, batch]`` ``losses`` row by row (NaN where estimated).
+        clean_score_rows: ``target -> [batch]`` the clean scores row by row.
     """
 
     variants: list[PathVariant]
@@ -95,6 +81,9 @@ class PathResult:
     losses: torch.Tensor
     clean_scores: dict[Head, float]
     exact: torch.Tensor = field(default_factory=lambda: torch.ones(0, dtype=torch.bool))
+    score_rows: torch.Tensor | None = None
+    loss_rows: torch.Tensor | None = None
+    clean_score_rows: dict[Head, torch.Tensor] | None = None
 
     @property
     def clean_loss(self) -> float:
@@ -139,6 +128,8 @@ def path_patching(
         seq_len: ``T``, the length of the repeated block.
         variants: From :func:`path_variants`; ``variants[0]`` must be the clean one.
         ablation: How a source's contribution is removed (:class:`Ablation`; None: zero).
+            ``resample`` runs once per draw and averages; ``freeze_norm`` keeps the clean norm scale
+            at the target's input (:func:`~induction_nnsight.causal.path_edits.frozen_norm`).
         bos: Whether the rows start with BOS (for the repeated-half loss).
         exact_losses: None computes every loss effect exactly. A number ``n`` estimates the
             loss effects of ``k``/``q``/``v`` edges (:mod:`~induction_nnsight.causal.path_estimates`;
@@ -149,12 +140,29 @@ def path_patching(
             ``remote``, ``max_tokens``, ``progress``); None for the defaults.
 
     Returns:
-        A :class:`PathResult`.
+        A :class:`PathResult` (with per-row values for the intervals).
     """
     ablation, run = ablation or Ablation(), as_execution(execution)
-    reference = ablation.reference
-    if reference is not None and reference.shape[1] != tokens.shape[1]:
-        raise InductionError("mean ablation needs reference rows as long as the tokens")
+    ablation.check(tokens)
+    if ablation.method != "resample":
+        return _path_patching(model, tokens, seq_len, variants, ablation, bos, exact_losses, run)
+    draws = [
+        _path_patching(model, tokens, seq_len, variants, replace(ablation, source=rows), bos, exact_losses, run)
+        for rows in ablation.draws(tokens.shape[0])
+    ]
+    first, n = draws[0], len(draws)
+    return replace(
+        first,
+        scores=sum(d.scores for d in draws) / n,
+        losses=sum(d.losses for d in draws) / n,
+        exact=torch.stack([d.exact for d in draws]).all(dim=0),
+        score_rows=sum(d.score_rows for d in draws) / n,
+        loss_rows=sum(d.loss_rows for d in draws) / n,
+    )
+
+
+def _path_patching(model, tokens, seq_len, variants, ablation: Ablation, bos, exact_losses, run: Execution):
+    """:func:`path_patching` for one ablation (one draw of ``resample``)."""
     if variants[0].path is not None:
         raise ValueError("variants[0] must be the clean variant")
     for v in variants[1:]:
@@ -167,8 +175,8 @@ def path_patching(
     runs, index = plan_runs(variants)
     targets = {v.target for v in variants[1:]}
     layers = {t[0] for t in targets}
-    plan = make_plan(model, seq_len, bos, run)
-    clean = clean_trace(model, plan, tokens, reference, runs, layers)
+    plan = replace(make_plan(model, seq_len, bos, run), freeze_norm=ablation.freeze_norm)
+    clean = clean_trace(model, plan, tokens, ablation, runs, layers)
     n_scores = torch.full((len(runs),), float("nan"))
     n_losses = torch.full((len(runs),), float("nan"))
     exact = list(range(len(runs)))
@@ -182,21 +190,34 @@ def path_patching(
     scores, losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
     is_exact = torch.zeros(len(runs), dtype=torch.bool)
     is_exact[exact] = True
-    n_losses[exact] = losses
+    n_losses[exact] = losses.mean(dim=1)
+    b = tokens.shape[0]
     out_scores = torch.full((len(variants),), float("nan"))
     out_losses = torch.full((len(variants),), clean.loss)
+    score_rows = torch.full((len(variants), b), float("nan"))
+    loss_rows = torch.full((len(variants), b), float("nan"))
+    loss_rows[0] = clean.loss_rows
     where = {i: j for j, i in enumerate(exact)}
     for i, v in enumerate(variants[1:], start=1):
         run = index[i]
-        out_scores[i] = scores[where[run], v.target[0], v.target[1]] if run in where else n_scores[run]
+        if run in where:
+            score_rows[i] = scores[where[run], v.target[0], :, v.target[1]]
+            loss_rows[i] = losses[where[run]]
+            out_scores[i] = score_rows[i].mean()
+        else:
+            out_scores[i] = n_scores[run]
         out_losses[i] = n_losses[run]
     clean_scores = {t: float(clean.scores[t[0]][t[1]]) for t in sorted(targets)}
+    clean_rows = {t: clean.score_rows[t[0]][:, t[1]].float().cpu() for t in sorted(targets)}
     return PathResult(
         variants,
         out_scores,
         out_losses,
         clean_scores,
         torch.cat([torch.ones(1, dtype=torch.bool), is_exact[[index[i] for i in range(1, len(variants))]]]),
+        score_rows,
+        loss_rows,
+        clean_rows,
     )
 
 

@@ -27,13 +27,14 @@ from tqdm.auto import tqdm
 
 from ..errors import InductionError
 from ..models.attention import attention_calls, attention_modules, attention_pattern
-from ..models.layout import ModelLayout, apply_norm, model_layout
+from ..models.layout import ModelLayout, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution
 from ..ndif.settings import on_ndif
 from ..scores.losses import token_losses
 from ..scores.reductions import diagonal_score_per_row
-from .head_weights import hand_norm_spec, output_columns, projection_slice, rows_of
+from .head_weights import hand_norm_spec
+from .path_edits import outputs, slices
 
 Head = tuple[int, int]
 
@@ -63,6 +64,8 @@ class Clean:
         prefix: ``start layer -> [batch, pos, d_model]`` the residual stream entering that layer.
         scores: ``layer -> [head]`` clean induction scores at the target layers.
         loss: The clean rows' mean repeated-half loss.
+        score_rows: ``layer -> [batch, head]`` the same scores row by row.
+        loss_rows: ``[batch]`` the loss row by row.
     """
 
     z: dict[int, torch.Tensor]
@@ -70,6 +73,8 @@ class Clean:
     prefix: dict[int, torch.Tensor]
     scores: dict[int, torch.Tensor]
     loss: float
+    score_rows: dict[int, torch.Tensor] | None = None
+    loss_rows: torch.Tensor | None = None
 
 
 @dataclass
@@ -93,6 +98,7 @@ class Plan:
     keep: torch.Tensor  # [T] positions of the repeated half's logits
     kwargs: dict
     backend: Callable[[], object]
+    freeze_norm: bool = False  # the target's norm keeps the clean scale (path_edits.frozen_norm)
 
     def __getstate__(self) -> dict:
         """What a trace carries to NDIF: not the backend, which holds the connection settings."""
@@ -138,11 +144,10 @@ def make_plan(model, seq_len: int, bos: bool, execution: Execution) -> Plan:
     )
 
 
-def clean_trace(
-    model, plan: Plan, tokens: torch.Tensor, reference: torch.Tensor | None, runs: list[Run], target_layers: set[int]
-) -> Clean:
-    """One trace of the clean rows (and the reference rows, for mean ablation)."""
-    b = tokens.shape[0]
+def clean_trace(model, plan: Plan, tokens: torch.Tensor, ablation, runs: list[Run], target_layers: set[int]) -> Clean:
+    """One trace of the clean rows (and the reference rows: ``mean``'s set, or one ``resample`` draw of
+    as many rows as ``tokens``), as ``ablation`` (an :class:`~.ablation_method.Ablation`) asks."""
+    b, reference = tokens.shape[0], ablation.reference
     z_layers = {r.source[0] for r in runs} | {r.target[0] for r in runs if r.path != "total"}
     starts = {r.start for r in runs if r.start > 0}
     rows = tokens if reference is None else torch.cat([tokens, reference])
@@ -159,21 +164,27 @@ def clean_trace(
                     )
                 found[("prefix", layer)] = block_in[:b]
             if layer in target_layers:
-                found[("scores", layer)] = plan.scores(layer)[:b].mean(dim=0)
+                found[("scores", layer)] = plan.scores(layer)[:b]  # [batch, head]
             if layer in z_layers:
                 found[("z", layer)] = model.get(plan.layout.o_proj[layer]).input
-        found["loss"] = plan.loss(model, rows)[:b].mean()
+        found["loss"] = plan.loss(model, rows)[:b]
         saved = nnsight.save(found)
     z, replacement = {}, {}
     for layer in z_layers:
         split = saved[("z", layer)].detach().reshape(rows.shape[0], rows.shape[1], plan.n_heads, plan.d_head)
         z[layer] = split[:b]
-        replacement[layer] = split[b:].mean(dim=0) if reference is not None else torch.zeros_like(split[0])
+        kind = "zero" if reference is None else ablation.method
+        new = {"zero": torch.zeros_like(split[0]), "mean": split[b:].mean(dim=0), "resample": split[b:]}[kind]
+        if ablation.keep_bos:  # position 0 keeps each row's own output: [batch, pos, head, d_head]
+            new = torch.cat([split[:b, :1], new.expand_as(split[:b])[:, 1:]], dim=1)
+        replacement[layer] = new
 
     def pick(kind: str) -> dict:
         return {k[1]: v.detach() for k, v in saved.items() if isinstance(k, tuple) and k[0] == kind}
 
-    return Clean(z, replacement, pick("prefix"), pick("scores"), float(saved["loss"]))
+    rows_scores, loss = pick("scores"), saved["loss"].detach().float().cpu()
+    means = {layer: v.float().mean(dim=0) for layer, v in rows_scores.items()}
+    return Clean(z, replacement, pick("prefix"), means, float(loss.mean()), rows_scores, loss)
 
 
 def skip_prefix(model, plan: Plan, clean: Clean, layer: int, k: int) -> None:
@@ -184,67 +195,11 @@ def skip_prefix(model, plan: Plan, clean: Clean, layer: int, k: int) -> None:
             model.get(block).skip(prefix)
 
 
-def slices(model, plan: Plan, clean: Clean, kqv: list[tuple[int, Run]], layer: int, k: int) -> None:
-    """Overwrite each k/q/v run's target slice of the projection outputs at ``layer``."""
-    layout, spec = plan.layout, plan.norms[layer]
-    if spec.path is None:
-        raise InductionError(f"layer {layer} has no pre-attention norm: pass set_layout(model, pre_attention_norm=...)")
-    norm = model.get(spec.path)
-    resid = norm.input  # [k * batch, pos, d_model]; every run's rows hold the clean residual here
-    b = resid.shape[0] // k
-    deltas = {}
-    for source in dict.fromkeys(r.source for _, r in kqv):
-        w_o = output_columns(model.get(layout.o_proj[source[0]]).weight, source[1], plan.d_head, plan.o_conv)
-        removed = clean.z[source[0]][:, :, source[1]] - clean.replacement[source[0]][:, source[1]]
-        deltas[source] = removed.to(resid.dtype) @ w_o.T.to(resid.dtype)  # [batch, pos, d_model]
-    order = list(deltas)
-    x = apply_norm(
-        resid[:b][None] - torch.stack([deltas[s] for s in order]),
-        spec,
-        getattr(norm, "weight", None),
-        getattr(norm, "bias", None),
-    )  # [sources, batch, pos, d_model]
-    groups: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
-    for i, r in kqv:
-        path, start, stop = projection_slice(layout, layer, r.path, r.target[1])
-        groups.setdefault((path, start, stop), []).append((i, order.index(r.source)))
-    for path in (
-        p for p in (layout.q_proj[layer], layout.k_proj[layer], layout.v_proj[layer]) if any(g[0] == p for g in groups)
-    ):
-        module, conv = model.get(path), layout.conv1d
-        out = module.output  # [k * batch, pos, out]
-        new = out.clone().reshape(k, b, *out.shape[1:])
-        for (p, start, stop), members in groups.items():
-            if p != path:
-                continue
-            weight, bias = rows_of(module.weight, getattr(module, "bias", None), start, stop, conv)
-            value = x[[j for _, j in members]] @ weight.T.to(x.dtype)  # [m, batch, pos, d_head]
-            new[[i for i, _ in members], :, :, start:stop] = value if bias is None else value + bias
-        module.output = new.reshape(out.shape)
-
-
-def _outputs(model, plan: Plan, clean: Clean, runs: list[Run], layer: int, k: int) -> None:
-    """At ``layer``'s output projection: total ablations, and the other heads of a k/v target's group restored."""
-    ablate = [(i, r.source[1]) for i, r in enumerate(runs) if r.path == "total"]
-    restore = [(i, r.target[1]) for i, r in enumerate(runs) if r.path in ("k", "v") and plan.group > 1]
-    if not (ablate or restore):
-        return
-    module = model.get(plan.layout.o_proj[layer])
-    x = module.input  # [k * batch, pos, n_heads * d_head]
-    new = x.clone().reshape(k, -1, x.shape[1], plan.n_heads, plan.d_head)
-    for i, head in ablate:
-        new[i, :, :, head] = clean.replacement[layer][:, head].to(x.dtype)
-    for i, target in restore:
-        g = target // plan.group
-        others = [h for h in range(g * plan.group, (g + 1) * plan.group) if h != target]
-        new[i, :, :, others] = clean.z[layer][:, :, others].to(x.dtype)
-    module.input = new.reshape(x.shape)
-
-
 def _trace(
     model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], layer: int, target_layers: set[int]
 ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    """Runs that all start at ``layer``, in one trace: ``(layer -> [runs, head] scores, [runs] losses)``."""
+    """Runs that all start at ``layer``, in one trace: ``(layer -> [runs, batch, head] scores, [runs, batch]
+    losses)``."""
     k, b = len(runs), tokens.shape[0]
     kqv = [(i, r) for i, r in enumerate(runs) if r.path != "total"]
     score_layers = ({layer} if kqv else set()) | {t for t in target_layers if t > layer and len(kqv) < k}
@@ -255,10 +210,10 @@ def _trace(
             slices(model, plan, clean, kqv, layer, k)
         for t in sorted(score_layers | {layer}):
             if t in score_layers:
-                found[t] = plan.scores(t).reshape(k, b, -1).mean(dim=1)
+                found[t] = plan.scores(t).reshape(k, b, -1)  # [runs, batch, head]
             if t == layer:
-                _outputs(model, plan, clean, runs, layer, k)
-        found["loss"] = plan.loss(model, tokens.repeat(k, 1)).reshape(k, b).mean(dim=1)
+                outputs(model, plan, clean, runs, layer, k)
+        found["loss"] = plan.loss(model, tokens.repeat(k, 1)).reshape(k, b)
         saved = nnsight.save(found)
     return {t: saved[t].detach() for t in score_layers}, saved["loss"].detach()
 
@@ -276,11 +231,12 @@ def run_traces(
     (a progress bar when ``execution.progress``).
 
     Returns:
-        ``(scores [runs, n_layers, head], losses [runs])``; scores are NaN where a run was not scored.
+        ``(scores [runs, n_layers, batch, head], losses [runs, batch])`` row by row; scores are NaN where
+        a run was not scored.
     """
-    per = max(1, execution.max_tokens // tokens.numel())
-    scores = torch.full((len(runs), plan.layout.facts.n_layers, plan.n_heads), float("nan"))
-    losses = torch.full((len(runs),), float("nan"))
+    per, b = max(1, execution.max_tokens // tokens.numel()), tokens.shape[0]
+    scores = torch.full((len(runs), plan.layout.facts.n_layers, b, plan.n_heads), float("nan"))
+    losses = torch.full((len(runs), b), float("nan"))
     by_start: dict[int, list[int]] = {}
     for i, r in enumerate(runs):
         by_start.setdefault(r.start, []).append(i)

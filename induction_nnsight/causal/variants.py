@@ -4,8 +4,9 @@ Each trace runs one batch of rows: optional *source* rows first (clean tokens
 to patch from, or rows to average), then the *target* rows
 repeated once per variant. An ``edit`` called inside the trace rewrites some
 activation of each variant's rows, typically from the source rows of the same
-forward pass, so nothing large ever leaves the trace; only the metric, averaged
-over each variant's rows, is saved. Rows never interact, so a variant's result
+forward pass, so nothing large ever leaves the trace; only the metric of each
+variant's rows is saved (``[variants, batch]``: per-row values give the intervals of
+:mod:`~induction_nnsight.causal.intervals` without another forward pass). Rows never interact, so a variant's result
 equals the result of running it alone (up to float summation order).
 """
 
@@ -87,6 +88,11 @@ def run_variants(
 
 def _run_variants(model, target, n_variants, edit, metric, source, execution: Execution, desc: str) -> torch.Tensor:
     """:func:`run_variants` with its progress bar labelled ``desc``."""
+    return _run_variant_rows(model, target, n_variants, edit, metric, source, execution, desc).mean(dim=1)
+
+
+def _run_variant_rows(model, target, n_variants, edit, metric, source, execution: Execution, desc: str):
+    """:func:`run_variants` per row: ``[n_variants, batch, ...]``."""
     batch, n_pos = target.shape
     n_source = 0 if source is None else source.shape[0]
     if source is not None and source.shape[1] != n_pos:
@@ -111,7 +117,7 @@ def _run_variants(model, target, n_variants, edit, metric, source, execution: Ex
             if edit is not None:
                 edit(layout)
             values = metric(model.output.logits[n_source:], target.repeat(k, 1))  # [k * batch, ...]
-            saved = nnsight.save(values.reshape(k, batch, *values.shape[1:]).mean(dim=1).detach())
+            saved = nnsight.save(values.reshape(k, batch, *values.shape[1:]).detach())
         results.append(saved.cpu())
         bar.update(k)
     bar.close()

@@ -19,7 +19,7 @@ def ablation_curve_figure(
     title: str,
     subtitle: str | None = None,
     y_title: str = "repeated-half loss (nats)",
-    top_label: str = "top induction heads",
+    intervals: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> go.Figure:
     """Metric as the top ``k`` heads are ablated, against random ``k``-head sets.
 
@@ -31,12 +31,15 @@ def ablation_curve_figure(
         title: Figure title: what, and the model.
         subtitle: The settings (tokens, method, draws), under the title.
         y_title: Y axis title, with its unit.
-        top_label: Legend name of the top-heads line.
+        intervals: ``"top"`` and/or ``"random"`` -> ``([K] low, [K] high)``: 95% intervals over
+            rows of the top line and of the draws' mean, drawn as error bars.
 
     Returns:
         A ``go.Figure``: faint lines per draw, the draws' mean with a one-standard-deviation
-        band, the top-heads line and the baseline.
+        band (the spread over draws of heads), the top-heads line and the baseline; error bars
+        where ``intervals`` gives them.
     """
+    intervals = intervals or {}
     ks = [int(k) for k in ks]
     draws = [[float(v) for v in row] for row in random]
     n = len(draws)
@@ -75,7 +78,7 @@ def ablation_curve_figure(
                 mode="lines+markers",
                 line={"color": "grey"},
                 name=f"random heads (mean of {n})",
-                hovertemplate="k=%{x}: %{y:.3f}<extra></extra>",
+                **_error_bars(mean, intervals.get("random")),
             )
         )
     fig.add_trace(
@@ -84,8 +87,8 @@ def ablation_curve_figure(
             y=[float(v) for v in top],
             mode="lines+markers",
             line={"color": "crimson"},
-            name=top_label,
-            hovertemplate="k=%{x}: %{y:.3f}<extra></extra>",
+            name="top induction heads",
+            **_error_bars([float(v) for v in top], intervals.get("top")),
         )
     )
     fig.add_hline(y=float(baseline), line_dash="dash", line_color="black", annotation_text="nothing ablated")
@@ -95,6 +98,49 @@ def ablation_curve_figure(
         yaxis_title=y_title,
         template="plotly_white",
     )
+    return fig
+
+
+def _error_bars(values: Sequence[float], interval) -> dict:
+    """Scatter keywords: asymmetric error bars for ``interval = (low, high)`` (None: none), and a hover
+    that shows the interval."""
+    if interval is None:
+        return {"hovertemplate": "k=%{x}: %{y:.3f}<extra></extra>"}
+    low, high = ([float(v) for v in side] for side in interval)
+    return {
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": [h - v for v, h in zip(values, high)],
+            "arrayminus": [v - lo for v, lo in zip(values, low)],
+        },
+        "customdata": [[lo, h] for lo, h in zip(low, high)],
+        "hovertemplate": "k=%{x}: %{y:.3f} [95% CI %{customdata[0]:.3f}, %{customdata[1]:.3f}]<extra></extra>",
+    }
+
+
+def interval_hover(fig: go.Figure, low: Sequence[Sequence[float]], high: Sequence[Sequence[float]]) -> go.Figure:
+    """Add each cell's 95% interval to a heatmap's hover text (``L3H2: 0.120 [0.050, 0.190]``), and mark a
+    cell whose interval contains 0 as not distinguishable from zero.
+
+    Args:
+        fig: A figure whose first trace is a heatmap with ``text`` hover labels.
+        low: ``[n_rows][n_columns]`` lower ends (NaN: none), in the heatmap's layout.
+        high: ``[n_rows][n_columns]`` upper ends.
+
+    Returns:
+        ``fig``, changed in place.
+    """
+    trace = fig.data[0]
+    text = [list(row) for row in trace.text]
+    for i, row in enumerate(text):
+        for j, label in enumerate(row):
+            lo, hi = float(low[i][j]), float(high[i][j])
+            if math.isnan(lo) or math.isnan(hi):
+                continue
+            zero = "" if lo > 0 or hi < 0 else " (not distinguishable from 0)"
+            row[j] = f"{label} [95% CI {lo:.3f}, {hi:.3f}]{zero}"
+    trace.text = text
     return fig
 
 

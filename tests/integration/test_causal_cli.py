@@ -45,6 +45,8 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert len(results["sweep"]["delta"]) == 2 and len(results["sweep"]["rows"]) == 8
     assert len(results["curve"]["random"]) == 3 and results["curve"]["ks"] == [1, 2]
     assert results["ablated"]["heads"] == [[1, 2], [0, 0]]
+    change = results["ablated"]["repeated_half_loss_change"]
+    assert change["ci_low"] - 1e-6 <= change["value"] <= change["ci_high"] + 1e-6
     # recomputed from the two saved tables (each rounded to 6 decimals, hence the tolerance)
     estimate = np.array(results["attribution"]["estimate"], dtype=float).ravel()
     delta = np.array(results["sweep"]["delta"], dtype=float).ravel()
@@ -55,8 +57,14 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert heat["layout"]["title"]["text"] == (
         f"Change in repeated-half loss when one head is ablated — {tiny_dir('llama')}"
         "<br><sup>2 x 2 x 6 repeated random tokens in [1, 128), seed 0, "
-        "mean ablation</sup>"
+        "mean (64 rows) ablation</sup>"
     )
+    # every head's change carries its interval over rows, which contains it; the summary marks zero
+    for row in results["sweep"]["rows"]:
+        assert row["ci_low"] - 1e-6 <= row["delta"] <= row["ci_high"] + 1e-6
+        assert row["distinguishable_from_zero"] == (row["ci_low"] > 0 or row["ci_high"] < 0)
+    assert results["settings"]["reference_rows"] == 64 and results["settings"]["interval"].startswith("percentile")
+    assert "95% CI" in heat["data"][0]["text"][0][0]
     # the chart holds the unrounded table, the results file the 6-decimal one
     assert np.allclose(heat["data"][0]["z"], results["sweep"]["delta"], rtol=0, atol=5e-7 + 1e-9)
     assert "random heads" in capsys.readouterr().out
@@ -76,6 +84,17 @@ def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     assert len(results["residual"]["recovery"]) == 2 and len(results["residual"]["recovery"][0]) == 3
     assert results["qkv"]["columns"] == ["0", "7", "12", "all"]
     assert results["qkv"]["head"] == results["heads"]["best"]
+    # each recovery carries its interval over the rows (tiny's 2 rows): a grid of the same shape, low <= high
+    for site in ("heads", "residual", "qkv"):
+        grid = results[site]
+        lows, highs = sum(grid["recovery_ci_low"], []), sum(grid["recovery_ci_high"], [])
+        assert len(lows) == len(highs) == len(sum(grid["recovery"], []))
+        assert all(lo <= hi for lo, hi in zip(lows, highs) if lo is not None and hi is not None)
+    assert (
+        results["settings"]["rows"] == 2
+        and "95%" in json.loads((tmp_path / "patching_heads.json").read_text())["data"][0]["text"][0][0]
+    )
+    assert "best head to patch" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -86,6 +105,8 @@ def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
         ("ablate", ["--heads", "head6"], "L18H6"),
         ("ablate", ["--heads", "L9H0"], "outside"),
         ("ablate", ["--top-k", "7"], "--top-k"),
+        ("ablate", ["--method", "median"], "--method"),
+        ("patch", ["--seeds", "2"], "--pair repeated"),
     ],
 )
 def test_bad_input_one_line_exit_2_no_files(tiny_dir, tmp_path, capsys, command, extra, fix):

@@ -135,3 +135,29 @@ def test_dynamics_names_the_strongest_k_edge(handbuilt):
     assert (edge["source"], edge["target"]) == ("L0H0", "L1H0")
     assert edge["effect"] < -0.5 and edge["loss_effect"] > 0.5
     assert strongest_k_edge(handbuilt, probe, (0, 0)) is None
+
+
+def test_intervals_contain_the_true_edge_and_zero_for_a_head_that_does_nothing(handbuilt):
+    """The known edge's interval from 6 rows contains its effect on 96 rows (the truth, to within its own
+    small error), across 8 disjoint samples at least 6 times; an empty head's ablation interval is 0."""
+    from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
+
+    run = Execution(progress=False)
+    measure = CircuitMeasure(targets=[(1, 0)], paths=("k",), composition=False, exact_losses=None)
+
+    def edge(tokens):
+        result = circuit(handbuilt, tokens, SEQ, measure=measure, execution=run)
+        return next(e for e in result.edges if e.source == (0, 0))
+
+    truth = edge(rows(96, seed=100))
+    hits = []
+    for seed in range(8):
+        e = edge(rows(6, seed=seed))
+        hits.append(
+            e.effect_ci[0] <= truth.effect <= e.effect_ci[1] and e.loss_ci[0] <= truth.loss_effect <= e.loss_ci[1]
+        )
+        assert e.effect_ci[1] < 0 < e.loss_ci[0]  # resolved: the edge matters
+    assert sum(hits) >= 6, hits
+    sweep = ablation_sweep(handbuilt, rows(8), repeated_half_metric(SEQ, True), execution=run)
+    assert sweep.ci_low[1, 1] <= 0 <= sweep.ci_high[1, 1] and abs(float(sweep.delta[1, 1])) < 1e-6  # L1H1: empty
+    assert sweep.ci_low[0, 0] > 0.5  # L0H0: the previous-token head, clearly not zero

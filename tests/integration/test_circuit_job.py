@@ -26,8 +26,17 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     assert len(saved["edges"]) == 2 * 4 * 4  # 2 targets x 4 earlier heads x 4 paths
     edge = saved["edges"][0]
     assert (
-        set(edge) == {"source", "target", "path", "effect", "loss_effect", "loss_exact"} and edge["path"] in "kqv total"
+        set(edge)
+        == {"source", "target", "path", "effect", "ci_low", "ci_high", "loss_effect", "loss_ci_low", "loss_ci_high"}
+        | {"loss_exact"}
+        and edge["path"] in "kqv total"
     )
+    # every exact edge carries its intervals, around its value; settings say how they were made
+    for e in saved["edges"]:
+        assert e["ci_low"] - 1e-6 <= e["effect"] <= e["ci_high"] + 1e-6
+        assert e["loss_ci_low"] - 1e-6 <= e["loss_effect"] <= e["loss_ci_high"] + 1e-6
+    assert saved["settings"]["batch"] == 2 and saved["settings"]["seeds"] == 1
+    assert saved["settings"]["interval"].startswith("percentile bootstrap over rows")
     # the default: 8 exact loss effects per target and path, more than this model has sources
     assert saved["settings"]["exact_losses"] == 8 and saved["loss_effects"].startswith("total: exact")
     assert all(e["loss_exact"] for e in saved["edges"])
@@ -46,7 +55,8 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     [
         ({"targets": "L0H1"}, "layer-0"),
         ({"paths": ("k", "x")}, "--paths"),
-        ({"method": "resample"}, "--method"),
+        ({"method": "median"}, "--method"),
+        ({"keep_bos": True, "bos": False}, "--keep-bos"),
         ({"seq_len": 1}, "--seq-len"),
         ({"targets": "nonsense"}, "--targets"),
         ({"exact_losses": -1}, "--exact-losses"),
@@ -59,7 +69,7 @@ def test_config_refuses_bad_settings(change, message):
 
 def test_parser_defaults():
     args = build_parser().parse_args(["circuit", "--targets", "L18H6", "--paths", "k,v"])
-    assert (args.batch, args.seq_len, args.top, args.paths, args.method) == (2, 20, 5, ("k", "v"), "zero")
+    assert (args.batch, args.seq_len, args.top, args.paths, args.method) == (4, 20, 5, ("k", "v"), "zero")
     assert args.exact_losses == 8
     assert build_parser().parse_args(["circuit", "--exact-losses", "3"]).exact_losses == 3
     assert build_parser().parse_args(["circuit", "--exact-losses", "all"]).exact_losses is None

@@ -69,12 +69,12 @@ def plain_path(plain, arch, tokens, seq_len, source, target, path, replacement, 
 
         def ablate(_m, args):
             x = args[0].reshape(*args[0].shape[:2], N_HEADS, d_head).clone()
-            x[:, :, hs] = replacement(ls)[:, hs]
+            x[:, :, hs] = replacement(ls)[..., hs, :]
             return (x.reshape(args[0].shape),)
 
         hooks.append(o_s.register_forward_pre_hook(ablate))
     else:
-        delta = (z_s - replacement(ls)[:, hs]) @ w_o.T
+        delta = (z_s - replacement(ls)[..., hs, :]) @ w_o.T
         block, norm, fused, o_t = _parts(plain, arch, lt)
         x_new = norm(resid[lt] - delta)  # the model's own norm module
         if arch == "gpt2":
