@@ -117,7 +117,7 @@ def loss_icl_figure(
         (
             ("first-half loss", first, "solid"),
             ("repeated-half loss", repeated, "dash"),
-            ("ICL score (repeated - first)", icl, "dot"),
+            ("repeated - first half", icl, "dot"),
         ),
         CATEGORICAL,
     ):
@@ -145,7 +145,7 @@ def loss_icl_figure(
         )
     fig.add_hline(y=0, line_color="grey", line_width=1)
     fig.update_layout(
-        title=figure_title(title or "Loss on both halves and ICL score against step", subtitle),
+        title=figure_title(title or "Loss on both halves and their difference against step", subtitle),
         xaxis=axis,
         yaxis_title="loss, or loss difference (nats)",
         template="plotly_white",

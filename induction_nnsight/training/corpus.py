@@ -62,6 +62,7 @@ def repeated_spans(
     spans: tuple[int, int] = (4, 32),
     first_id: int = 1,
     bos_token_id: int | None = 0,
+    repeats: bool = True,
 ) -> CorpusBatch:
     """A batch of rows of repeated random spans.
 
@@ -74,6 +75,8 @@ def repeated_spans(
         spans: ``(shortest, longest)`` span length.
         first_id: Smallest token id drawn (ids below are special, e.g. BOS).
         bos_token_id: First token of every row (none when None).
+        repeats: False: no span is repeated, every token follows the chain (a control corpus in which
+            induction does not pay; the random draws are the same, so only the copies differ).
 
     Returns:
         :class:`CorpusBatch` with ``[batch, length]`` tokens and copy sources.
@@ -104,7 +107,8 @@ def repeated_spans(
             gap //= 2
             begin = at + fresh + span + gap  # the copy of tokens [at + fresh, at + fresh + span)
             copy = torch.arange(min(begin, length), min(begin + span, length))
-            source[row, copy] = copy - span - gap
+            if repeats:
+                source[row, copy] = copy - span - gap
             at = begin + span
     first, second = skip_bigram_logits(vocab_size, seed, first_id)
     tokens = torch.full((batch, length), first_id, dtype=torch.long)

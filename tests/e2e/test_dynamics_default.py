@@ -27,7 +27,7 @@ def test_default_run_shows_the_phase_change(tmp_path):
     assert first["best_induction"]["score"] < 0.1
     assert last["best_induction"]["score"] > 0.5
     assert last["loss_repeated_half"] <= 0.5 * first["loss_repeated_half"]
-    assert last["icl_score"] < -1.0  # the context helps by more than a nat
+    assert last["repeated_minus_first_half"] < -1.0  # the context helps by more than a nat
     phase = results["phase_change"]
     assert first["step"] < phase["step"] < last["step"]
     print(
