@@ -83,7 +83,7 @@ def bootstrap_best(
     best = means.max(-1).values  # [step, boot]: the best head chosen anew in each replicate
     low, high = torch.quantile(best.double(), torch.tensor([0.025, 0.975], dtype=torch.float64), dim=1)
     rises = best[1:] - best[:-1]  # [step - 1, boot]
-    spread = rises.std(1) if n_bootstrap > 1 else torch.zeros(max(n_steps - 1, 0))
+    spread = rises.std(1) if n_bootstrap > 1 and n_steps > 1 else torch.zeros(max(n_steps - 1, 0))
     return low.float(), high.float(), spread
 
 
