@@ -202,6 +202,13 @@ def _dynamics_command(args: argparse.Namespace) -> int:
             f"between steps {phase['before']} and {phase['step']}; the rise spans steps {phase['start']} to "
             f"{phase['end']} ({phase['checkpoints']} checkpoints)"
         )
+    bump = results.get("fresh_loss_bump")
+    if bump is not None:
+        print(
+            f"fresh-token training loss {bump['before']['mean']:.3f} before, {bump['after']['mean']:.3f} after the "
+            f"steepest rise: {bump['rise']:+.3f} [{bump['ci_low']:+.3f}, {bump['ci_high']:+.3f}] nats"
+            f"{'' if bump['present'] else ' (not distinguishable from 0)'}"
+        )
     if "seeds" in results:
         spread = results["seeds"]
         print(

@@ -56,12 +56,13 @@ def _described(values: torch.Tensor, first: int, last: int) -> dict:
 
 
 def fresh_loss_bump(log: list[dict], change: dict | None, key: str = "loss_fresh") -> dict | None:
-    """The training loss on fresh tokens over the phase change against the window just before it.
+    """The training loss on fresh tokens just after the steepest rise against just before it.
 
-    The transition is ``change``'s extent (``start`` to ``end``); the window before it has the same
-    length and ends just before ``start``. The difference of the means gets a 95% interval from the
-    two windows' spreads (each log line is the mean over an independent batch), and the bump is
-    ``present`` when its interval lies above 0.
+    With ``w`` the extent of the whole rise (``change["end"] - change["start"]``), the window before
+    is ``[before - w, before]`` and the window after ``[step, step + w]`` (``before`` and ``step``: the
+    checkpoints around the steepest rise). The difference of the means gets a 95% interval from the
+    two windows' spreads (each log line is the mean over an independent batch; the spread includes
+    any trend), and the bump is ``present`` when its interval lies above 0.
 
     Args:
         log: The run's loss log (:func:`read_loss_log`).
@@ -69,27 +70,27 @@ def fresh_loss_bump(log: list[dict], change: dict | None, key: str = "loss_fresh
         key: The log's column.
 
     Returns:
-        ``{"before": {"steps", "lines", "mean", "sd"}, "during": {...}, "rise", "ci_low", "ci_high",
+        ``{"before": {"steps", "lines", "mean", "sd"}, "after": {...}, "rise", "ci_low", "ci_high",
         "present"}``; None without a change, or with under 3 log lines in either window.
 
     Example:
         >>> log = [{"step": s, "loss_fresh": 2.8 + 0.1 * (s >= 100) + 0.01 * (s % 20 == 0)} for s in range(0, 200, 10)]
-        >>> fresh_loss_bump(log, {"start": 100, "end": 190})["present"]
+        >>> fresh_loss_bump(log, {"before": 90, "step": 100, "start": 50, "end": 150})["present"]
         True
     """
     if change is None:
         return None
-    start, end = int(change["start"]), int(change["end"])
-    length = max(end - start, 1)
-    during = _window(log, start, end, key)
-    before = _window(log, start - length, start - 1, key)
-    if len(during) < 3 or len(before) < 3:
+    first, last = int(change["before"]), int(change["step"])
+    width = max(int(change["end"]) - int(change["start"]), 1)
+    before = _window(log, first - width, first, key)
+    after = _window(log, last, last + width, key)
+    if len(after) < 3 or len(before) < 3:
         return None
-    rise = float(during.mean() - before.mean())
-    half = Z95 * math.sqrt(float(during.var()) / len(during) + float(before.var()) / len(before))
+    rise = float(after.mean() - before.mean())
+    half = Z95 * math.sqrt(float(after.var()) / len(after) + float(before.var()) / len(before))
     return {
-        "before": _described(before, max(start - length, 0), start - 1),
-        "during": _described(during, start, end),
+        "before": _described(before, max(first - width, 0), first),
+        "after": _described(after, last, last + width),
         "rise": round(rise, 4),
         "ci_low": round(rise - half, 4),
         "ci_high": round(rise + half, 4),

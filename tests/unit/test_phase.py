@@ -83,14 +83,14 @@ def test_bootstrap_chooses_the_best_head_in_each_replicate():
 
 def test_fresh_loss_bump_is_measured_and_absent_when_flat():
     steps = range(0, 1200, 10)
-    bumped = [
-        {"step": s, "loss_fresh": 2.8 + (0.09 if 800 <= s <= 1000 else 0.0) + 0.02 * ((s // 10) % 3)} for s in steps
-    ]
-    bump = fresh_loss_bump(bumped, {"start": 800, "end": 1000})
+    wobble = [0.02 * ((s // 10) % 3) for s in steps]
+    bumped = [{"step": s, "loss_fresh": 2.8 + (0.09 if s >= 800 else 0.0) + w} for s, w in zip(steps, wobble)]
+    change = {"before": 750, "step": 800, "start": 700, "end": 950}
+    bump = fresh_loss_bump(bumped, change)
     assert bump["present"] and bump["rise"] == pytest.approx(0.09, abs=0.01)
-    assert bump["before"]["steps"] == [600, 799] and bump["ci_low"] > 0
-    flat = [{"step": s, "loss_fresh": 2.8 + 0.02 * ((s // 10) % 3)} for s in steps]
-    assert not fresh_loss_bump(flat, {"start": 800, "end": 1000})["present"]
+    assert bump["before"]["steps"] == [500, 750] and bump["after"]["steps"] == [800, 1050] and bump["ci_low"] > 0
+    flat = [{"step": s, "loss_fresh": 2.8 + w} for s, w in zip(steps, wobble)]
+    assert not fresh_loss_bump(flat, change)["present"]
     assert fresh_loss_bump(flat, None) is None
 
 
