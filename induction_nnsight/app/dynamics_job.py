@@ -154,7 +154,8 @@ def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
     """The earlier head whose removal from ``target``'s keys lowers its induction score most (path patching).
 
     Returns:
-        ``{"source", "target", "effect", "loss_effect"}`` (as in ``circuit_results.json``), or None for
+        ``{"source", "target", "effect", "ci_low", "ci_high", "loss_effect", "loss_ci_low", "loss_ci_high"}``
+        (as in ``circuit_results.json``; the intervals null where the circuit gives none), or None for
         a target in layer 0 (nothing earlier feeds it).
     """
     if target[0] == 0:
@@ -173,11 +174,17 @@ def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
     if not ranked:
         return None
     edge = next(e for e in found.edges if e.source == ranked[0])
+    effect_ci = getattr(edge, "effect_ci", None) or (None, None)  # the circuit's bootstrap over rows, where it has one
+    loss_ci = getattr(edge, "loss_ci", None) or (None, None)
     return {
         "source": head_name(edge.source),
         "target": head_name(target),
         "effect": rounded(edge.effect),
+        "ci_low": None if effect_ci[0] is None else rounded(effect_ci[0]),
+        "ci_high": None if effect_ci[1] is None else rounded(effect_ci[1]),
         "loss_effect": rounded(edge.loss_effect),
+        "loss_ci_low": None if loss_ci[0] is None else rounded(loss_ci[0]),
+        "loss_ci_high": None if loss_ci[1] is None else rounded(loss_ci[1]),
     }
 
 
@@ -211,7 +218,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         config.probe(),
         out=config.out,
         load=load,
-        also=("strongest_k_edge", _with_k_edge) if circuit_on else None,
+        also=("strongest_k_edge+ci", _with_k_edge) if circuit_on else None,
         execution=run,
     )
     n_heads = len(scored[0]["scores"]["induction"][0])

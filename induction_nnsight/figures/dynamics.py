@@ -154,6 +154,17 @@ def loss_icl_figure(
     return fig
 
 
+def _interval_bars(values: Sequence[float | None], bounds: Sequence[dict | None]) -> dict | None:
+    """Plotly ``error_y`` from each point's ``ci_low``/``ci_high`` (None when no point has an interval)."""
+    lows = [b.get("ci_low") if b and v is not None else None for v, b in zip(values, bounds)]
+    highs = [b.get("ci_high") if b and v is not None else None for v, b in zip(values, bounds)]
+    if all(low is None for low in lows):
+        return None
+    up = [None if h is None else h - v for v, h in zip(values, highs)]
+    down = [None if lo is None else v - lo for v, lo in zip(values, lows)]
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "thickness": 1}
+
+
 def k_edge_figure(
     steps: Sequence[int],
     edges: Sequence[dict | None],
@@ -178,6 +189,7 @@ def k_edge_figure(
         go.Scatter(
             x=xs,
             y=[nan_to_none(e["effect"]) if e and e["effect"] is not None else None for e in edges],
+            error_y=_interval_bars([e and e.get("effect") for e in edges], edges),
             customdata=[[s, label] for s, label in zip(steps, labels)],
             mode="lines+markers",
             name="k-path effect",
