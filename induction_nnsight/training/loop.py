@@ -184,9 +184,8 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
                 settings.vocab_size,
                 seed=settings.seed,
                 step=step,
-                spans=(settings.min_span, settings.max_span),
+                spans=(settings.min_span, settings.max_span) if settings.repeats else None,
                 bos_token_id=BOS_ID,
-                repeats=settings.repeats,
             )
             lr = learning_rate(settings, step)
             for group in optimizer.param_groups:
