@@ -247,7 +247,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         "phase_change": _rounded_phase(phase),
         "phase_test": test,
         "fresh_loss_bump": fresh_loss_bump(read_loss_log(run_dir), phase) if run_dir is not None else None,
-        **({"seeds": _seed_spread(runs, config, load, run)} if len(runs) > 1 else {}),
+        **({"seeds": _seed_spread(runs, {**test, "change": phase}, config, load, run)} if len(runs) > 1 else {}),
     }
     name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
     subtitle = (
@@ -290,10 +290,10 @@ def _rounded_phase(phase: dict | None) -> dict | None:
     return {k: rounded(v) if k in numbers and v is not None else v for k, v in phase.items()}
 
 
-def _seed_spread(runs: list, config: DynamicsConfig, load: Callable[..., object], run: Execution) -> dict:
-    """Each seed's phase change (the first seed's is the main result) and the spread of their steps."""
-    phases = []
-    for seed, path in runs:
+def _seed_spread(runs: list, first: dict, config: DynamicsConfig, load: Callable[..., object], run: Execution) -> dict:
+    """Each seed's phase change (``first``: the first seed's test, already run) and the spread of their steps."""
+    phases = [(runs[0][0], first)]
+    for seed, path in runs[1:]:
         scored = score_checkpoints(find_checkpoints([path]), config.probe(), out=config.out, load=load, execution=run)
         phases.append((seed, scored.phase_test()))
     spread = phase_spread([(seed, test["change"]) for seed, test in phases])
