@@ -25,6 +25,7 @@ extensions = [
     "sphinx_copybutton",
     "plotly_chart",
     "option_table",
+    "data_quote",
 ]
 
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}

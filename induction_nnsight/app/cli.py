@@ -191,7 +191,7 @@ def _train_command(args: argparse.Namespace) -> int:
     out = prepare_out_dir(config.out)
     results, files = run_train(config)
     _write(out, files)
-    loss = results["last_loss"]
+    loss = {k: float("nan") if v is None else v for k, v in results["last_loss"].items()}  # null: no copied tokens
     print(
         f"{len(results['checkpoints'])} checkpoints in {out} (step {results['checkpoints'][0]['step']} to "
         f"{results['checkpoints'][-1]['step']}); last loss {loss.get('loss', float('nan')):.3f} nats "
@@ -216,10 +216,25 @@ def _dynamics_command(args: argparse.Namespace) -> int:
             f"step {entry['step']}: best induction {b['score']:.3f} ({head_name(b['layer'], b['head'])}), loss "
             f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)"
         )
+    print(results["phase_test"]["note"])  # the change, or one line saying none was found
     if phase is not None:
         print(
             f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
-            f"between steps {phase['before']} and {phase['step']}"
+            f"between steps {phase['before']} and {phase['step']}; the rise spans steps {phase['start']} to "
+            f"{phase['end']} ({phase['checkpoints']} checkpoints)"
+        )
+    bump = results.get("fresh_loss_bump")
+    if bump is not None:
+        print(
+            f"fresh-token training loss {bump['before']['mean']:.3f} before, {bump['after']['mean']:.3f} after the "
+            f"steepest rise: {bump['rise']:+.3f} [{bump['ci_low']:+.3f}, {bump['ci_high']:+.3f}] nats"
+            f"{'' if bump['present'] else ' (not distinguishable from 0)'}"
+        )
+    if "seeds" in results:
+        spread = results["seeds"]
+        print(
+            f"phase change in {spread['found']} of {len(spread['seeds'])} seeds, "
+            f"steps {spread['min']} to {spread['max']} (median {spread['median']})"
         )
     return 0
 

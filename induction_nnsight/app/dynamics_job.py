@@ -6,14 +6,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from ..causal.circuit import CircuitMeasure, circuit
-from ..causal.metrics import default_icl_positions, icl_score
 from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
-from ..dynamics.phase import best_heads
+from ..dynamics.phase import N_BOOTSTRAP, best_heads
 from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
+from ..dynamics.series import fresh_loss_bump, phase_spread, read_loss_log, seed_runs
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
@@ -103,13 +104,17 @@ class DynamicsConfig(RunsTraces):
         self.probe().validate()
 
 
-def icl_positions(n_losses: int, seq_len: int, bos: bool) -> tuple[int, int]:
-    """``(early, late)`` loss indices of the late-minus-early ICL score: Olsson's tokens 50 and 500
-    where the rows are long enough, else the middle token of the first copy and the same token repeated."""
+def olsson_icl(loss: torch.Tensor) -> tuple[float | None, str]:
+    """Olsson et al.'s ICL score, loss at token 500 minus loss at token 50, and a note saying how it was
+    read, or None with the reason when the rows are shorter than 500 tokens.
+
+    Args:
+        loss: ``[pos - 1]`` mean loss by position (index ``t - 1`` predicts token ``t``, counted from 1).
+    """
     early, late = OLSSON_TOKENS
-    if n_losses >= late:
-        return early - 1, late - 1
-    return default_icl_positions(seq_len, bos)
+    if len(loss) < late:
+        return None, f"rows of {len(loss) + 1} tokens: Olsson's score needs {late}"
+    return float(loss[late - 1] - loss[early - 1]), f"loss at token {late} minus loss at token {early}"
 
 
 def _tensor(values) -> torch.Tensor:
@@ -119,22 +124,26 @@ def _tensor(values) -> torch.Tensor:
     return torch.tensor(float("nan") if values is None else float(values))
 
 
-def _entry(scored: dict, positions: tuple[int, int], n_heads: int) -> dict:
+def _entry(scored: dict, interval: tuple[float, float] | None, n_heads: int) -> dict:
     """One checkpoint of ``dynamics_results.json``, from :func:`score_checkpoints`' plain numbers."""
     best, index = best_heads(_tensor(scored["scores"]["induction"])[None])
     loss = _tensor(scored["loss_by_position"])
     revision = {"revision": scored["revision"]} if scored["revision"] else {}
-    halves = {key: table(_tensor(scored[key])) for key in ("loss_first_half", "loss_repeated_half", "icl_score")}
+    halves = {key: table(_tensor(scored[key])) for key in ("loss_first_half", "loss_repeated_half")}
+    low, high = interval if interval is not None else (None, None)
     return {
         "step": scored["step"],
         "path": scored["path"],
         **revision,
         **halves,
-        "icl_late_minus_early": rounded(icl_score(loss, *positions)),
+        "repeated_minus_first_half": table(_tensor(scored["icl_score"])),
+        "olsson_icl_score": None if olsson_icl(loss)[0] is None else rounded(olsson_icl(loss)[0]),
         "best_induction": {
             "layer": int(index[0]) // n_heads,
             "head": int(index[0]) % n_heads,
             "score": rounded(best[0]),
+            "ci_low": None if low is None else rounded(low),
+            "ci_high": None if high is None else rounded(high),
         },
         "loss_by_position": table(loss),
         "scores": {kind: table(_tensor(scored["scores"][kind])) for kind in DYNAMICS_KINDS},
@@ -146,7 +155,8 @@ def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
     """The earlier head whose removal from ``target``'s keys lowers its induction score most (path patching).
 
     Returns:
-        ``{"source", "target", "effect", "loss_effect"}`` (as in ``circuit_results.json``), or None for
+        ``{"source", "target", "effect", "ci_low", "ci_high", "loss_effect", "loss_ci_low", "loss_ci_high"}``
+        (as in ``circuit_results.json``; the intervals null where the circuit gives none), or None for
         a target in layer 0 (nothing earlier feeds it).
     """
     if target[0] == 0:
@@ -165,11 +175,17 @@ def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
     if not ranked:
         return None
     edge = next(e for e in found.edges if e.source == ranked[0])
+    effect_ci = getattr(edge, "effect_ci", None) or (None, None)  # the circuit's bootstrap over rows, where it has one
+    loss_ci = getattr(edge, "loss_ci", None) or (None, None)
     return {
         "source": head_name(edge.source),
         "target": head_name(target),
         "effect": rounded(edge.effect),
+        "ci_low": None if effect_ci[0] is None else rounded(effect_ci[0]),
+        "ci_high": None if effect_ci[1] is None else rounded(effect_ci[1]),
         "loss_effect": rounded(edge.loss_effect),
+        "loss_ci_low": None if loss_ci[0] is None else rounded(loss_ci[0]),
+        "loss_ci_high": None if loss_ci[1] is None else rounded(loss_ci[1]),
     }
 
 
@@ -189,41 +205,50 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         change shaded) and ``dynamics_heatmap.json`` (step x head).
     """
     config.validate()
+    runs = seed_runs(config.checkpoints[0]) if len(config.checkpoints) == 1 and not config.revisions else []
     if config.revisions:
         checkpoints = hub_checkpoints(config.model, config.revisions)
         if not config.remote:
             check_hub(checkpoints)
     else:
-        checkpoints = find_checkpoints(config.checkpoints)
+        checkpoints = find_checkpoints([runs[0][1]] if runs else config.checkpoints)
     circuit_on = config.circuit and not config.remote  # path patching needs the weights here
+    run = config.execution(config.progress)
     scored = score_checkpoints(
         checkpoints,
         config.probe(),
         out=config.out,
         load=load,
-        also=("strongest_k_edge", _with_k_edge) if circuit_on else None,
-        execution=config.execution(config.progress),
+        also=("strongest_k_edge+ci", _with_k_edge) if circuit_on else None,
+        execution=run,
     )
     n_heads = len(scored[0]["scores"]["induction"][0])
     seq_len = scored[0]["seq_len"]
     if any(s["seq_len"] != seq_len for s in scored):
         raise InductionError("the checkpoints have different contexts, so no one probe fits them all: pass --seq-len")
-    positions = icl_positions(len(scored[0]["loss_by_position"]), seq_len, config.bos)
-    entries = [_entry(s, positions, n_heads) for s in scored]
+    intervals = scored.intervals()
+    bounds = list(zip(intervals[0].tolist(), intervals[1].tolist())) if intervals is not None else [None] * len(scored)
+    entries = [_entry(s, bound, n_heads) for s, bound in zip(scored, bounds)]
     steps = [e["step"] for e in entries]
-    phase = scored.phase()  # the one the loss and k-edge charts shade
+    test = scored.phase_test()
+    phase = test.pop("change")  # the one the loss and k-edge charts shade
+    run_dir = runs[0][1] if runs else (Path(config.checkpoints[0]) if len(config.checkpoints) == 1 else None)
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress",)}
     results = {
-        "settings": {**settings, "seq_len": seq_len, "icl_positions": list(positions), "kinds": list(DYNAMICS_KINDS)},
-        "checkpoints": entries,
-        "phase_change": None
-        if phase is None
-        else {
-            **phase,
-            "rise": rounded(phase["rise"]),
-            "score_before": rounded(phase["score_before"]),
-            "score_at": rounded(phase["score_at"]),
+        "settings": {
+            **settings,
+            "seq_len": seq_len,
+            "kinds": list(DYNAMICS_KINDS),
+            "interval": f"95% percentile bootstrap over the {config.batch} probe rows ({N_BOOTSTRAP} replicates, "
+            "paired across checkpoints; the best head chosen anew in each)",
+            "repeated_minus_first_half": "mean loss on the repeated half minus on the first half of the probe",
+            "olsson_icl_score": olsson_icl(_tensor(scored[0]["loss_by_position"]))[1],
         },
+        "checkpoints": entries,
+        "phase_change": _rounded_phase(phase),
+        "phase_test": test,
+        "fresh_loss_bump": fresh_loss_bump(read_loss_log(run_dir), phase) if run_dir is not None else None,
+        **({"seeds": _seed_spread(runs, {**test, "change": phase}, config, load, run)} if len(runs) > 1 else {}),
     }
     name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
     subtitle = (
@@ -239,7 +264,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
             title=f"Induction score of every head against step — {name}",
         ).to_json(),
         "dynamics_loss.json": scored.figure(
-            "loss", title=f"Loss on both halves and ICL score — {name}", subtitle=subtitle
+            "loss", title=f"Loss on both halves and their difference — {name}", subtitle=subtitle
         ).to_json(),
         **(
             {
@@ -257,3 +282,20 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         ).to_json(),
     }
     return results, files
+
+
+def _rounded_phase(phase: dict | None) -> dict | None:
+    if phase is None:
+        return None
+    numbers = ("rise", "score_before", "score_at", "signal_to_noise")
+    return {k: rounded(v) if k in numbers and v is not None else v for k, v in phase.items()}
+
+
+def _seed_spread(runs: list, first: dict, config: DynamicsConfig, load: Callable[..., object], run: Execution) -> dict:
+    """Each seed's phase change (``first``: the first seed's test, already run) and the spread of their steps."""
+    phases = [(runs[0][0], first)]
+    for seed, path in runs[1:]:
+        scored = score_checkpoints(find_checkpoints([path]), config.probe(), out=config.out, load=load, execution=run)
+        phases.append((seed, scored.phase_test()))
+    spread = phase_spread([(seed, test["change"]) for seed, test in phases])
+    return {**spread, "notes": [test["note"] for _, test in phases]}

@@ -3,7 +3,8 @@ checkpoints (``OUT/checkpoint-STEP/``) to watch induction heads form; resumable.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from ..errors import InductionError
 from ..figures.dynamics import training_loss_figure
@@ -37,8 +38,17 @@ class TrainConfig(TrainSettings):
     n_checkpoints: int = option(
         TrainSettings.n_checkpoints, help="checkpoints, log-spaced, step 0 included", flag="--checkpoints", parse=int
     )
+    dense: str = option(
+        TrainSettings.dense,
+        help="extra checkpoints START:STOP:EVERY (none: only the log-spaced ones)",
+        metavar="START:STOP:EVERY",
+    )
     log_every: int = option(TrainSettings.log_every, help="steps between loss-log lines", parse=int)
     seed: int = option(TrainSettings.seed, help="seed of the weights and the corpus", parse=int)
+    seeds: int = option(1, help="train this many seeds (SEED, SEED + 1, ...), each into OUT/seed-S/", parse=int)
+    repeats: bool = option(
+        TrainSettings.repeats, help="a control corpus with no repeated spans (no induction heads form)"
+    )
     tokenizer: bool = option(
         TrainSettings.tokenizer,
         help="save the checkpoints without the id tokenizer (they still load: ids are the words)",
@@ -48,6 +58,8 @@ class TrainConfig(TrainSettings):
 
     def validate(self) -> None:
         super().validate()
+        if self.seeds < 1:
+            raise InductionError(f"--seeds must be at least 1, got {self.seeds}")
         if not str(self.out).strip():
             raise InductionError("--out is empty: pass the run directory, e.g. --out runs/tiny")
 
@@ -56,24 +68,45 @@ class TrainConfig(TrainSettings):
         return TrainSettings(**{f.name: getattr(self, f.name) for f in fields(TrainSettings)})
 
 
+def seed_dirs(out: str | Path, seed: int, seeds: int) -> list[tuple[int, Path]]:
+    """``(seed, run directory)`` of each seed: ``out`` itself for one seed, else ``out/seed-S/``."""
+    if seeds == 1:
+        return [(seed, Path(out))]
+    return [(s, Path(out) / f"seed-{s}") for s in range(seed, seed + seeds)]
+
+
 def run_train(config: TrainConfig) -> tuple[dict, dict[str, str]]:
-    """Train (or resume) the run ``config`` describes.
+    """Train (or resume) the run ``config`` describes: one run, or ``--seeds N`` runs under ``OUT/seed-S/``.
 
     Returns:
-        ``(results, files)``: ``train_results.json`` (settings, checkpoints, last losses, seconds) and
-        ``dynamics_training_loss.json`` (the loss log as a chart), for the run directory.
+        ``(results, files)``: ``train_results.json`` (settings, checkpoints, last losses, seconds; with
+        several seeds the first seed's, and ``"seeds"``: each seed's directory, seconds and last losses) and
+        ``dynamics_training_loss.json`` (the first seed's loss log as a chart), for ``OUT``.
     """
     config.validate()
-    run = train(config.settings(), config.out, progress=config.progress)
+    runs = []
+    for seed, out in seed_dirs(config.out, config.seed, config.seeds):
+        runs.append((seed, train(replace(config.settings(), seed=seed), out, progress=config.progress)))
+    run = runs[0][1]
     last = run.log[-1] if run.log else {}
     results = {
-        "settings": asdict(config.settings()),
+        "settings": {**asdict(config.settings()), "seeds": config.seeds},
         "out": str(run.out),
         "resumed_from": run.resumed_from,
-        "seconds": round(run.seconds, 1),
+        "seconds": round(sum(r.seconds for _, r in runs), 1),
         "checkpoints": [{"step": step, "path": str(path)} for step, path in run.checkpoints.items()],
         "last_step": last.get("step"),
-        "last_loss": {key: rounded(last[key]) for key in ("loss", "loss_fresh", "loss_copied") if key in last},
+        "last_loss": _last_loss(run.log),
+        **(
+            {
+                "seeds": [
+                    {"seed": seed, "out": str(r.out), "seconds": round(r.seconds, 1), "last_loss": _last_loss(r.log)}
+                    for seed, r in runs
+                ]
+            }
+            if config.seeds > 1
+            else {}
+        ),
     }
     figure = training_loss_figure(
         run.log,
@@ -84,3 +117,12 @@ def run_train(config: TrainConfig) -> tuple[dict, dict[str, str]]:
         f"lr {config.lr}, seed {config.seed}",
     )
     return results, {"train_results.json": to_json(results), "dynamics_training_loss.json": figure.to_json()}
+
+
+def _last_loss(log: list[dict]) -> dict:
+    last = log[-1] if log else {}
+    return {
+        key: None if last[key] is None else rounded(last[key])
+        for key in ("loss", "loss_fresh", "loss_copied")
+        if key in last
+    }

@@ -15,7 +15,7 @@ from ..figures.tables import HTML_ROWS, Displayable, Summary, plain
 from ..names import head_name
 from ..scores.ranking import rank_heads, ranked_rows
 from ..scores.registry import get_score
-from .phase import best_heads, phase_change
+from .phase import best_heads, bootstrap_best, phase_test
 
 
 def _tensor(table: list[list[float | None]]) -> torch.Tensor:
@@ -50,9 +50,27 @@ class CheckpointScores(Displayable, list):
         """
         return rank_heads(_tensor(self[-1]["scores"]["induction"]), n) if self else []
 
+    def intervals(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``([step] ci_low, [step] ci_high, [step - 1] row noise of each rise)`` of the best induction score
+        (:func:`~induction_nnsight.dynamics.phase.bootstrap_best`); None without per-row scores."""
+        if not self or any(entry.get("induction_rows") is None for entry in self):
+            return None
+        key = tuple(self.steps)
+        if getattr(self, "_intervals", (None,))[0] != key:
+            rows = torch.stack([torch.stack([_tensor(row) for row in entry["induction_rows"]]) for entry in self])
+            self._intervals = (key, bootstrap_best(rows))
+        return self._intervals[1]
+
+    def phase_test(self) -> dict:
+        """The phase-change test (:func:`~induction_nnsight.dynamics.phase.phase_test`) with the row noise
+        of each rise when the per-row scores are there."""
+        intervals = self.intervals()
+        rise_sd = intervals[2].tolist() if intervals is not None else None
+        return phase_test(self.steps, self.best()[0].tolist(), rise_sd)
+
     def phase(self) -> dict | None:
-        """The phase change of the best induction score (:func:`~induction_nnsight.dynamics.phase.phase_change`)."""
-        return phase_change(self.steps, self.best()[0].tolist()) if self else None
+        """The phase change of the best induction score, or None when the test finds none."""
+        return self.phase_test()["change"] if self else None
 
     def _figure_names(self) -> list[str]:
         k_edge = any("strongest_k_edge" in entry for entry in self)
@@ -75,14 +93,15 @@ class CheckpointScores(Displayable, list):
             for entry, b, i in zip(self, best, index)
         ]
         last = self[-1]
-        phase = self.phase()
+        test = self.phase_test()
+        phase = test["change"]
         return Summary(
             "CheckpointScores",
             None,
             f"{len(self)} checkpoints, steps {self.steps[0]}..{last['step']}",
-            ["step", "best induction head", "score", "first-half loss", "repeated-half loss", "ICL score"],
+            ["step", "best induction head", "score", "first-half loss", "repeated-half loss", "repeated - first"],
             rows,
-            [("phase change at step", phase["step"])] if phase else [],
+            [("phase change at step", phase["step"])] if phase else [("phase change", test["note"])],
             rows_title=f"top at step {last['step']}",
             brief=ranked_rows(_tensor(last["scores"]["induction"]), HTML_ROWS),
             max_rows=len(self),

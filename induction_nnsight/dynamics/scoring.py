@@ -32,6 +32,8 @@ from .results import CheckpointScores
 
 DYNAMICS_KINDS = ("induction", "previous_token", "prefix_matching", "duplicate_token")
 CACHE_DIR = "dynamics_cache"
+CACHE_VERSION = 2
+"""Bumped when a cached entry gains keys (2: ``induction_rows``), so older entries are scored again."""
 
 
 @dataclass
@@ -92,10 +94,12 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, *, execution:
     run as ``execution`` says (None: here, default sizes).
 
     Returns:
-        ``{"seq_len", "loss_first_half", "loss_repeated_half", "icl_score", "loss_by_position", "scores"}``
-        with ``loss_by_position`` ``[pos - 1]`` and ``scores`` ``{kind: [n_layers][n_heads]}``, plain
-        numbers (None where undefined). The ICL score
-        is the repeated-half loss minus the first-half loss (negative when the context helps).
+        ``{"seq_len", "loss_first_half", "loss_repeated_half", "icl_score", "loss_by_position", "scores",
+        "induction_rows"}`` with ``loss_by_position`` ``[pos - 1]``, ``scores`` ``{kind: [n_layers][n_heads]}``
+        and ``induction_rows`` ``[batch][n_layers][n_heads]`` (each probe row's induction scores, for the
+        bootstrap of :func:`~induction_nnsight.dynamics.phase.bootstrap_best`), plain numbers (None where
+        undefined). ``icl_score`` is the repeated-half loss minus the first-half loss on the random-token
+        probe (negative when the context helps), not Olsson et al.'s token-500-minus-token-50 score.
     """
     run = as_execution(execution)
     scores = head_scores(
@@ -103,7 +107,7 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, *, execution:
         probe,
         kinds=DYNAMICS_KINDS,
         loss=True,
-        per_row=False,
+        per_row=True,  # [batch, n_layers, n_heads]: small, and the rows give the bootstrap intervals
         execution=run,
     )
     first, repeated = half_losses(scores.loss_by_position, probe.period, settings.bos)
@@ -114,6 +118,9 @@ def score_checkpoint(model, probe: Probe, settings: ProbeSettings, *, execution:
         "icl_score": _plain(repeated - first),
         "loss_by_position": [_plain(v) for v in scores.loss_by_position.tolist()],
         "scores": {kind: [[_plain(v) for v in row] for row in scores.mean(kind).tolist()] for kind in DYNAMICS_KINDS},
+        "induction_rows": [
+            [[_plain(v) for v in heads] for heads in layers] for layers in scores.per_row["induction"].tolist()
+        ],
     }
 
 
@@ -125,7 +132,8 @@ def cache_key(checkpoint: Checkpoint, settings: ProbeSettings, remote: bool, als
     stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     where = str(path.resolve()) if path.is_dir() else checkpoint.path
     text = json.dumps(
-        [where, checkpoint.revision, asdict(settings), stamp, bool(remote)] + ([also] if also else []), sort_keys=True
+        [where, checkpoint.revision, asdict(settings), stamp, bool(remote), CACHE_VERSION] + ([also] if also else []),
+        sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -216,8 +224,8 @@ def score_checkpoints(
             how = "cached" if cached else f"scored in {time.perf_counter() - began:.1f} s"
             print(
                 f"[{i}/{len(checkpoints)}] step {checkpoint.step} ({checkpoint.label}): best induction "
-                f"{best:.3f}, ICL score {entry['icl_score'] if entry['icl_score'] is not None else float('nan'):.3f} "
-                f"nats ({how})",
+                f"{best:.3f}, repeated - first half "
+                f"{entry['icl_score'] if entry['icl_score'] is not None else float('nan'):.3f} nats ({how})",
                 file=sys.stderr,
                 flush=True,
             )

@@ -118,7 +118,7 @@ def loss_icl_figure(
         (
             ("first-half loss", first, "solid"),
             ("repeated-half loss", repeated, "dash"),
-            ("ICL score (repeated - first)", icl, "dot"),
+            ("repeated - first half", icl, "dot"),
         ),
         CATEGORICAL,
     ):
@@ -146,13 +146,24 @@ def loss_icl_figure(
         )
     fig.add_hline(y=0, line_color="grey", line_width=1)
     fig.update_layout(
-        title=figure_title(title or "Loss on both halves and ICL score against step", subtitle),
+        title=figure_title(title or "Loss on both halves and their difference against step", subtitle),
         xaxis=axis,
         yaxis_title="loss, or loss difference (nats)",
         template="plotly_white",
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
+
+
+def _interval_bars(values: Sequence[float | None], bounds: Sequence[dict | None]) -> dict | None:
+    """Plotly ``error_y`` from each point's ``ci_low``/``ci_high`` (None when no point has an interval)."""
+    lows = [b.get("ci_low") if b and v is not None else None for v, b in zip(values, bounds)]
+    highs = [b.get("ci_high") if b and v is not None else None for v, b in zip(values, bounds)]
+    if all(low is None for low in lows):
+        return None
+    up = [None if h is None else h - v for v, h in zip(values, highs)]
+    down = [None if lo is None else v - lo for v, lo in zip(values, lows)]
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "thickness": 1}
 
 
 def k_edge_figure(
@@ -179,6 +190,7 @@ def k_edge_figure(
         go.Scatter(
             x=xs,
             y=[nan_to_none(e["effect"]) if e and e["effect"] is not None else None for e in edges],
+            error_y=_interval_bars([e and e.get("effect") for e in edges], edges),
             customdata=[[s, label] for s, label in zip(steps, labels)],
             mode="lines+markers",
             name="k-path effect",

@@ -41,8 +41,10 @@ class TrainSettings:
     min_span: int = 4
     max_span: int = 31  # (seq_len - 1) // 2: the probe's block fits the context and the training distances
     n_checkpoints: int = 20
+    dense: str = "500:1500:50"  # START:STOP:EVERY: checkpoints through the default run's phase change
     log_every: int = 10
     tokenizer: bool = True
+    repeats: bool = True  # False: a control corpus with no repeated spans (no induction heads form)
 
     def validate(self) -> None:
         """Check the settings before anything is built.
@@ -71,6 +73,28 @@ class TrainSettings:
             raise InductionError(f"--max-span {self.max_span} is below --min-span {self.min_span}")
         if not self.lr > 0 or self.warmup < 0 or self.weight_decay < 0:
             raise InductionError("--lr must be positive, --warmup and --weight-decay at least 0")
+        dense_steps(self.dense)
+
+
+def dense_steps(text: str) -> list[int]:
+    """``--dense START:STOP:EVERY``: the steps ``START, START + EVERY, ... <= STOP`` ("" or "none": none).
+
+    Example:
+        >>> dense_steps("500:700:50"), dense_steps("")
+        ([500, 550, 600, 650, 700], [])
+
+    Raises:
+        InductionError: For anything but three whole numbers with ``0 <= START <= STOP`` and ``EVERY >= 1``.
+    """
+    if not text or text.strip().lower() == "none":
+        return []
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise InductionError(f"--dense {text!r} is not START:STOP:EVERY (e.g. 500:1500:50), or none")
+    start, stop, every = (int(p) for p in parts)
+    if start > stop or every < 1:
+        raise InductionError(f"--dense {text!r}: pass START <= STOP and EVERY >= 1 (e.g. 500:1500:50)")
+    return list(range(start, stop + 1, every))
 
 
 def model_config(settings: TrainSettings):
@@ -129,14 +153,16 @@ def trained_parameters(model, settings: TrainSettings) -> list[torch.nn.Paramete
     return [p for name, p in model.named_parameters() if not (frozen and ".mlp." in name)]
 
 
-def checkpoint_steps(steps: int, n_checkpoints: int) -> list[int]:
-    """Step 0, then about ``n_checkpoints - 1`` steps spaced evenly in log from 10 to ``steps``.
+def checkpoint_steps(steps: int, n_checkpoints: int, dense: str = "") -> list[int]:
+    """Step 0, then about ``n_checkpoints - 1`` steps spaced evenly in log from 10 to ``steps``, and the
+    ``dense`` steps (``START:STOP:EVERY``, those up to ``steps``).
 
     Example:
-        >>> checkpoint_steps(1000, 5)
-        [0, 10, 46, 215, 1000]
+        >>> checkpoint_steps(1000, 5), checkpoint_steps(1000, 5, "300:500:100")
+        ([0, 10, 46, 215, 1000], [0, 10, 46, 215, 300, 400, 500, 1000])
     """
+    extra = {s for s in dense_steps(dense) if s <= steps}
     if steps <= 10 or n_checkpoints < 2:
-        return sorted({0, *range(1, steps + 1, max(1, steps // max(n_checkpoints, 1))), steps})
+        return sorted({0, *range(1, steps + 1, max(1, steps // max(n_checkpoints, 1))), steps, *extra})
     logs = torch.linspace(1.0, float(torch.log10(torch.tensor(float(steps)))), n_checkpoints - 1, dtype=torch.float64)
-    return sorted({0, *(int(round(10 ** float(v))) for v in logs), steps})
+    return sorted({0, *(int(round(10 ** float(v))) for v in logs), steps, *extra})

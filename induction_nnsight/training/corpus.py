@@ -59,7 +59,7 @@ def repeated_spans(
     *,
     seed: int = 0,
     step: int = 0,
-    spans: tuple[int, int] = (4, 32),
+    spans: tuple[int, int] | None = (4, 32),
     first_id: int = 1,
     bos_token_id: int | None = 0,
 ) -> CorpusBatch:
@@ -71,7 +71,8 @@ def repeated_spans(
         vocab_size: Tokens are drawn from ``[first_id, vocab_size)``.
         seed: Seed of the corpus.
         step: Which batch (each ``(seed, step)`` gives its own rows).
-        spans: ``(shortest, longest)`` span length.
+        spans: ``(shortest, longest)`` span length; None: no span is repeated, every token follows the
+            chain (a control corpus in which induction does not pay).
         first_id: Smallest token id drawn (ids below are special, e.g. BOS).
         bos_token_id: First token of every row (none when None).
 
@@ -84,7 +85,7 @@ def repeated_spans(
         >>> bool((rows.tokens[copied] == rows.tokens.gather(1, rows.source.clamp(min=0))[copied]).all())
         True
     """
-    min_span, max_span = spans
+    min_span, max_span = spans or (1, 1)
     if not 1 <= min_span <= max_span:
         raise InductionError(
             f"span lengths [{min_span}, {max_span}] are empty: pass spans=(shortest, longest), 1 <= shortest <= longest"
@@ -96,7 +97,7 @@ def repeated_spans(
     generator = step_generator(seed, step)
     start = int(bos_token_id is not None)
     source = torch.full((batch, length), -1, dtype=torch.long)
-    for row in range(batch):
+    for row in range(batch if spans else 0):
         at = start
         while at < length:
             span = int(torch.randint(min_span, max_span + 1, (1,), generator=generator))

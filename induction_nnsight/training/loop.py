@@ -118,7 +118,8 @@ def _losses(model, tokens: torch.Tensor, source: torch.Tensor) -> tuple[torch.Te
     per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
     copied = source[:, 1:] >= 0  # [batch, pos - 1]
     detached = per_token.detach()
-    return per_token.mean(), float(detached[~copied].mean()), float(detached[copied].mean())
+    on_copied = float(detached[copied].mean()) if copied.any() else float("nan")  # none without repeats: null
+    return per_token.mean(), float(detached[~copied].mean()), on_copied
 
 
 def _optimizer(model, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -156,7 +157,7 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
 
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
-    planned = checkpoint_steps(settings.steps, settings.n_checkpoints)
+    planned = checkpoint_steps(settings.steps, settings.n_checkpoints, settings.dense)
     saved = saved_checkpoints(out)
     start = max((s for s in saved if s in planned), default=None)
     if start is None:
@@ -183,7 +184,7 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
                 settings.vocab_size,
                 seed=settings.seed,
                 step=step,
-                spans=(settings.min_span, settings.max_span),
+                spans=(settings.min_span, settings.max_span) if settings.repeats else None,
                 bos_token_id=BOS_ID,
             )
             lr = learning_rate(settings, step)

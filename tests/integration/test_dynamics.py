@@ -60,21 +60,26 @@ def test_scores_equal_the_heads_pass_and_the_scan_on_each_checkpoint(runs, arch,
         scan, _ = run_scan(ScanConfig(model=entry["path"], low=1, high=32, **PROBE), model)
         assert entry["loss_first_half"] == pytest.approx(scan["mean_loss_first_half"], abs=1e-5)
         assert entry["loss_repeated_half"] == pytest.approx(scan["mean_loss_repeated_half"], abs=1e-5)
-        assert entry["icl_score"] == pytest.approx(entry["loss_repeated_half"] - entry["loss_first_half"], abs=2e-6)
+        difference = entry["loss_repeated_half"] - entry["loss_first_half"]
+        assert entry["repeated_minus_first_half"] == pytest.approx(difference, abs=2e-6)
         assert torch.allclose(
             torch.tensor(entry["scores"]["induction"]), torch.tensor(scan["induction_scores"]), atol=1e-5
         )
     saved = parse_strict(files["dynamics_results.json"])
-    assert list(saved) == ["settings", "checkpoints", "phase_change"]
+    assert list(saved)[:5] == ["settings", "checkpoints", "phase_change", "phase_test", "fresh_loss_bump"]
     assert set(saved["checkpoints"][0]) >= {
         "step",
         "path",
         "loss_first_half",
         "loss_repeated_half",
-        "icl_score",
+        "repeated_minus_first_half",
         "scores",
     }
-    assert saved["phase_change"]["before"] < saved["phase_change"]["step"]
+    assert saved["phase_change"] is None or saved["phase_change"]["before"] < saved["phase_change"]["step"]
+    assert saved["phase_test"]["note"]
+    for entry in saved["checkpoints"]:  # the interval holds the point
+        best = entry["best_induction"]
+        assert best["ci_low"] - 1e-6 <= best["score"] <= best["ci_high"] + 1e-6
     for name in ("dynamics_induction.json", "dynamics_loss.json", "dynamics_heatmap.json"):
         assert parse_strict(files[name])["data"]
 
