@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InductionError
 from ..ndif.execution import Execution, as_execution
-from .head_weights import check_residual_heads
+from .head_weights import SENDER_NORMS
 from .path_estimates import loss_gradients, probe
 from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_traces
 
@@ -49,15 +49,22 @@ class Ablation:
     Attributes:
         method: ``"zero"`` or ``"mean"`` (the mean over ``source`` at each position).
         source: ``[n_ref, pos]`` reference rows, as long as the tokens (mean only).
+        sender_norm: In post-norm blocks (Gemma 2/3, OLMo-2), how the removal reaches the residual through
+            the sender's own post-attention norm on ``k``/``q``/``v`` paths: ``"recompute"`` (the norm
+            recomputed without the sender, the default) or ``"frozen"`` (the clean norm scale kept: linear);
+            see :func:`~induction_nnsight.causal.head_weights.sender_delta`. Ignored in pre-norm blocks.
 
     Raises:
-        InductionError: On an unknown method, or mean ablation without reference rows.
+        InductionError: On an unknown method or sender norm, or mean ablation without reference rows.
     """
 
     method: str = "zero"
     source: torch.Tensor | None = None
+    sender_norm: str = "recompute"
 
     def __post_init__(self) -> None:
+        if self.sender_norm not in SENDER_NORMS:
+            raise InductionError(f"unknown sender norm {self.sender_norm!r}: pass one of {', '.join(SENDER_NORMS)}")
         if self.method not in METHODS:
             raise InductionError(f"unknown method {self.method!r}: pass one of {', '.join(METHODS)}")
         if self.method == "mean" and self.source is None:
@@ -163,11 +170,11 @@ def path_patching(
                 f"bad variant {v}: the path must be one of {', '.join(PATHS)} and the source "
                 "in an earlier layer than the target"
             )
-    check_residual_heads(model)
     runs, index = plan_runs(variants)
     targets = {v.target for v in variants[1:]}
     layers = {t[0] for t in targets}
     plan = make_plan(model, seq_len, bos, run)
+    plan.sender_norm = ablation.sender_norm
     clean = clean_trace(model, plan, tokens, reference, runs, layers)
     n_scores = torch.full((len(runs),), float("nan"))
     n_losses = torch.full((len(runs),), float("nan"))

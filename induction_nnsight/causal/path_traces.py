@@ -19,21 +19,21 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nnsight
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import InductionError
 from ..models.attention import attention_calls, attention_modules, attention_pattern
-from ..models.layout import ModelLayout, apply_norm, model_layout
+from ..models.layout import ModelLayout, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution
 from ..ndif.settings import on_ndif
 from ..scores.losses import token_losses
 from ..scores.reductions import diagonal_score_per_row
-from .head_weights import hand_norm_spec, output_columns, projection_slice, rows_of
+from .head_weights import hand_norm_spec
+from .path_edits import skip_prefix, slices
 
 Head = tuple[int, int]
 
@@ -70,6 +70,8 @@ class Clean:
     prefix: dict[int, torch.Tensor]
     scores: dict[int, torch.Tensor]
     loss: float
+    attn_out: dict[int, torch.Tensor] = field(default_factory=dict)  # post-norm: layer -> clean attention output
+    tuple_blocks: bool = False  # blocks return (hidden states, ...) rather than the hidden states
 
 
 @dataclass
@@ -93,6 +95,8 @@ class Plan:
     keep: torch.Tensor  # [T] positions of the repeated half's logits
     kwargs: dict
     backend: Callable[[], object]
+    post_norms: list = field(default_factory=list)  # [n_layers] NormSpec of each post-attention norm
+    sender_norm: str = "recompute"  # post-norm senders: recompute the norm, or freeze its clean scale
 
     def __getstate__(self) -> dict:
         """What a trace carries to NDIF: not the backend, which holds the connection settings."""
@@ -135,6 +139,7 @@ def make_plan(model, seq_len: int, bos: bool, execution: Execution) -> Plan:
         keep=keep,
         kwargs={"logits_to_keep": keep} if "logits_to_keep" in forward else {},
         backend=lambda: remote_backend(model, remote),
+        post_norms=[hand_norm_spec(model, p) for p in layout.post_attention_norm or [None] * facts.n_layers],
     )
 
 
@@ -152,16 +157,15 @@ def clean_trace(
         for layer in range(last + 1):
             if layer in starts:
                 block_in = model.get(plan.layout.blocks[layer - 1]).output
-                if not isinstance(block_in, torch.Tensor):
-                    raise InductionError(
-                        f"{plan.layout.blocks[layer - 1]} returns {type(block_in).__name__}, not "
-                        "the hidden states: path patching skips blocks and needs blocks that do"
-                    )
+                if isinstance(block_in, tuple):  # (hidden states, ...): Falcon, BLOOM
+                    found["tuple"], block_in = True, block_in[0]
                 found[("prefix", layer)] = block_in[:b]
             if layer in target_layers:
                 found[("scores", layer)] = plan.scores(layer)[:b].mean(dim=0)
             if layer in z_layers:
                 found[("z", layer)] = model.get(plan.layout.o_proj[layer]).input
+                if plan.post_norms and plan.post_norms[layer].path is not None:
+                    found[("o", layer)] = model.get(plan.layout.o_proj[layer]).output[:b]
         found["loss"] = plan.loss(model, rows)[:b].mean()
         saved = nnsight.save(found)
     z, replacement = {}, {}
@@ -173,54 +177,8 @@ def clean_trace(
     def pick(kind: str) -> dict:
         return {k[1]: v.detach() for k, v in saved.items() if isinstance(k, tuple) and k[0] == kind}
 
-    return Clean(z, replacement, pick("prefix"), pick("scores"), float(saved["loss"]))
-
-
-def skip_prefix(model, plan: Plan, clean: Clean, layer: int, k: int) -> None:
-    """Inside a trace of ``k`` runs' rows: skip the blocks before ``layer``, which return the clean residual."""
-    if layer > 0:
-        prefix = clean.prefix[layer].repeat(k, 1, 1)  # [k * batch, pos, d_model]
-        for block in plan.layout.blocks[:layer]:
-            model.get(block).skip(prefix)
-
-
-def slices(model, plan: Plan, clean: Clean, kqv: list[tuple[int, Run]], layer: int, k: int) -> None:
-    """Overwrite each k/q/v run's target slice of the projection outputs at ``layer``."""
-    layout, spec = plan.layout, plan.norms[layer]
-    if spec.path is None:
-        raise InductionError(f"layer {layer} has no pre-attention norm: pass set_layout(model, pre_attention_norm=...)")
-    norm = model.get(spec.path)
-    resid = norm.input  # [k * batch, pos, d_model]; every run's rows hold the clean residual here
-    b = resid.shape[0] // k
-    deltas = {}
-    for source in dict.fromkeys(r.source for _, r in kqv):
-        w_o = output_columns(model.get(layout.o_proj[source[0]]).weight, source[1], plan.d_head, plan.o_conv)
-        removed = clean.z[source[0]][:, :, source[1]] - clean.replacement[source[0]][:, source[1]]
-        deltas[source] = removed.to(resid.dtype) @ w_o.T.to(resid.dtype)  # [batch, pos, d_model]
-    order = list(deltas)
-    x = apply_norm(
-        resid[:b][None] - torch.stack([deltas[s] for s in order]),
-        spec,
-        getattr(norm, "weight", None),
-        getattr(norm, "bias", None),
-    )  # [sources, batch, pos, d_model]
-    groups: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
-    for i, r in kqv:
-        path, start, stop = projection_slice(layout, layer, r.path, r.target[1])
-        groups.setdefault((path, start, stop), []).append((i, order.index(r.source)))
-    for path in (
-        p for p in (layout.q_proj[layer], layout.k_proj[layer], layout.v_proj[layer]) if any(g[0] == p for g in groups)
-    ):
-        module, conv = model.get(path), layout.conv1d
-        out = module.output  # [k * batch, pos, out]
-        new = out.clone().reshape(k, b, *out.shape[1:])
-        for (p, start, stop), members in groups.items():
-            if p != path:
-                continue
-            weight, bias = rows_of(module.weight, getattr(module, "bias", None), start, stop, conv)
-            value = x[[j for _, j in members]] @ weight.T.to(x.dtype)  # [m, batch, pos, d_head]
-            new[[i for i, _ in members], :, :, start:stop] = value if bias is None else value + bias
-        module.output = new.reshape(out.shape)
+    prefix, scores, loss = pick("prefix"), pick("scores"), float(saved["loss"])
+    return Clean(z, replacement, prefix, scores, loss, pick("o"), bool(saved.get("tuple", False)))
 
 
 def _outputs(model, plan: Plan, clean: Clean, runs: list[Run], layer: int, k: int) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import InductionError
 from .attention import attention_call_name, layer_attention
-from .layout import ModelLayout, NormSpec, apply_norm, find_layout, keep_layout
+from .layout import ModelLayout, NormSpec, apply_norm, find_layout, keep_layout, norm_eps
 from .qkv import qkv_width, value_heads
 
 N_TOKENS = 8  # tokens of the checking pass
@@ -63,7 +63,7 @@ def _read(model, layout: ModelLayout) -> list[dict[str, Any]]:
     if facts.bos_token_id is not None:
         tokens = [facts.bos_token_id, *tokens[1:]]
     eager = facts.attn_implementation == "eager"
-    calls = [attention_call_name(model.get(path), layout.attention_call) for path in layout.attention]
+    calls = [attention_call_name(model.get(path), layout.attention_call, model._module) for path in layout.attention]
     try:
         with torch.no_grad(), model.trace(torch.tensor([tokens])):
             found = []
@@ -173,7 +173,7 @@ def _check_norm(model, layout: ModelLayout, layer: int, seen: dict) -> None:
     """The norm by hand, as ``norm`` and ``norm_offset`` say, gives the pre-attention norm's output."""
     path = layout.pre_attention_norm[layer]
     module = model._module.get_submodule(path)
-    eps = getattr(module, "eps", getattr(module, "variance_epsilon", None))
+    eps = norm_eps(model, module)
     if eps is None:  # nothing to compute it with by hand: path patching refuses such a norm itself
         return
     spec = NormSpec(path, layout.norm == "layernorm", layout.norm_offset, float(eps))
