@@ -162,7 +162,9 @@ def _norm_kind(module: torch.nn.Module | None) -> tuple[str | None, bool]:
     """``(norm, norm_offset)`` of a norm module: LayerNorm or RMSNorm, and Gemma's ``1 + weight``."""
     if module is None:
         return None, False
-    kind = "layernorm" if isinstance(module, torch.nn.LayerNorm) else "rmsnorm"
+    name = type(module).__name__
+    layer_norm = isinstance(module, torch.nn.LayerNorm) or ("LayerNorm" in name and "RMS" not in name)
+    kind = "layernorm" if layer_norm else "rmsnorm"  # OLMo's own LayerNorm subtracts the mean too
     return kind, "Gemma" in type(module).__name__
 
 
