@@ -25,6 +25,7 @@ extensions = [
     "sphinx_copybutton",
     "plotly_chart",
     "option_table",
+    "family_matrix",
 ]
 
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitMeasure, CircuitResult, circuit, head_name
 from ..causal.head_outputs import check_heads, parse_heads
+from ..causal.head_weights import SENDER_NORMS
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS, Ablation
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
@@ -40,6 +41,12 @@ class CircuitConfig(ScanConfig):
         "zero", help="remove a source's output by zeroing it or by its mean over a second batch", choices=METHODS
     )
     paths: tuple[str, ...] = option(PATHS, help=f"any of {','.join(PATHS)}", parse=word_tuple)
+    sender_norm: str = option(
+        "recompute",
+        help="post-norm models (Gemma 2/3, OLMo-2): a sender's removal reaches the residual through its own "
+        "post-attention norm recomputed, or with the clean norm scale frozen (linear)",
+        choices=SENDER_NORMS,
+    )
     composition: bool = option(True, help="skip the composition scores from the weights")
     max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
     exact_losses: int | None = option(  # n: estimated except the n strongest; None: every one exact
@@ -57,6 +64,8 @@ class CircuitConfig(ScanConfig):
             raise InductionError(f"--top must be at least 1, got {self.top}")
         if self.method not in METHODS:
             raise InductionError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.sender_norm not in SENDER_NORMS:
+            raise InductionError(f"--sender-norm must be one of {', '.join(SENDER_NORMS)}, got {self.sender_norm!r}")
         bad = [p for p in self.paths if p not in PATHS]
         if bad or not self.paths:
             raise InductionError(f"--paths takes any of {', '.join(PATHS)}, got {', '.join(self.paths) or 'none'}")
@@ -224,7 +233,7 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
         tokens,
         config.seq_len,
         measure=CircuitMeasure(targets, config.top, config.paths, config.composition, config.exact_losses),
-        ablation=Ablation(config.method, source),
+        ablation=Ablation(config.method, source, config.sender_norm),
         bos=config.bos,
         execution=execution,
     )
