@@ -27,7 +27,6 @@ from .layout import model_layout
 
 __all__ = [
     "LayerAttention",
-    "attention_call_name",
     "attention_calls",
     "attention_modules",
     "attention_pattern",

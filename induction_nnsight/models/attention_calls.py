@@ -19,6 +19,8 @@ import torch
 
 from ..errors import InductionError
 
+__all__ = ["attention_call_name", "executed_lines"]
+
 _EXECUTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch model -> {code: executed lines}
 
 
