@@ -401,6 +401,39 @@ def test_falcon_alibi_sdpa_reads_what_its_kernel_computes(family, monkeypatch):
     record(name, "sdpa", "ablate", model)
 
 
+def test_qkv_patching_through_projections_equals_through_the_kernel(family):
+    """Falcon under eager computes its pattern with its own softmax, so q/k/v patching edits the head's slice of
+    the fused projection (before rotary); under sdpa it edits the kernel's inputs (after rotary). Rotary acts
+    position by position, so the two routes must give the same grid."""
+    from induction_nnsight.causal.patching import patch_qkv
+
+    name = "Falcon (multi-query, rotary)"
+    clean, corrupted = tokens(0), tokens(3)
+    metric = RowMetric("loss", loss_positions=slice(SEQ + 1, 2 * SEQ))
+    grids = [
+        patch_qkv(family(name, attn)[0], clean, corrupted, metric, 1, 2, execution=Execution(progress=False))
+        for attn in ("eager", "sdpa")
+    ]
+    assert torch.allclose(grids[0].values, grids[1].values, atol=ATOL)
+    assert (grids[0].values - grids[0].corrupted).abs().max() > 100 * ATOL  # the patches move the metric
+
+
+def test_sender_norm_is_a_circuit_option(family):
+    """``--sender-norm``: a bad value is one line before any model loads; ``frozen`` reaches the circuit."""
+    from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit
+    from induction_nnsight.errors import InductionError
+
+    with pytest.raises(InductionError, match=r"--sender-norm must be one of recompute, frozen"):
+        CircuitConfig(sender_norm="scaled").validate()
+    model, path = family("Gemma 3", "eager")
+    common = dict(model=str(path), batch=2, seq_len=SEQ, low=1, high=128, targets="L1H0", paths=("k",))
+    effects = [
+        [e["effect"] for e in run_circuit(CircuitConfig(**common, sender_norm=n), model, progress=False)[0]["edges"]]
+        for n in ("recompute", "frozen")
+    ]
+    assert len(effects[0]) == len(effects[1]) == 4 and effects[0] != effects[1]
+
+
 def test_the_committed_matrix_is_what_the_tests_found():
     """Runs last in this module: the rows the tests above recorded equal docs/families.json."""
     if len(FOUND) < len(FAMILIES):
