@@ -101,6 +101,10 @@ def _tiny_config(arch: str):
         )
     if arch == "falcon-rope":  # multi-query attention with rotary embeddings
         return tf.FalconForCausalLM, tf.FalconConfig(**small, multi_query=True, alibi=False, parallel_attn=True)
+    if arch == "falcon-new":  # Falcon's new decoder: grouped key/value heads packed group by group
+        return tf.FalconForCausalLM, tf.FalconConfig(
+            **small, new_decoder_architecture=True, num_kv_heads=2, alibi=False, bias=False
+        )
     if arch == "bloom":  # ALiBi, fused interleaved qkv, its own attention code
         return tf.BloomForCausalLM, tf.BloomConfig(hidden_size=32, n_layer=2, n_head=4, **common)
     raise ValueError(arch)

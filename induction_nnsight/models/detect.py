@@ -98,6 +98,8 @@ def _value_layout(name: str | None, attention: torch.nn.Module, facts: ModelFact
     if name is None:
         return None
     found = _VALUES.get(name, "separate")
+    if found == "interleaved_qkv" and getattr(attention, "new_decoder_architecture", False):
+        return "grouped_qkv"  # Falcon's new decoder packs each key/value group's queries, key and value
     if found == "interleaved_qkv" and facts.n_kv_heads < facts.n_heads:
         weight = getattr(attention.get_submodule(name), "weight", None)
         stacked = (facts.n_heads + 2 * facts.n_kv_heads) * facts.d_head

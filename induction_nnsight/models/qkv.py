@@ -9,6 +9,8 @@ names.
   multi-query Falcon's ``query_key_value`` with fewer key/value heads).
 * ``"interleaved_qkv"``: one projection holds ``[q_i; k_i; v_i]`` head after head (GPT-NeoX's
   ``query_key_value``).
+* ``"grouped_qkv"``: one projection holds, key/value group after group, the group's queries, then its key,
+  then its value (Falcon's new decoder; ``"interleaved_qkv"`` is the case of one query per group).
 
 Features are rows of a ``Linear``'s ``[out, in]`` weight and columns of its output ``[..., out]``.
 """
@@ -20,7 +22,7 @@ import torch
 from ..errors import InductionError
 
 COMPONENTS = ("q", "k", "v")
-VALUE_LAYOUTS = ("separate", "stacked_qkv", "interleaved_qkv")
+VALUE_LAYOUTS = ("separate", "stacked_qkv", "interleaved_qkv", "grouped_qkv")
 
 
 def kv_head(head: int, n_heads: int, n_kv_heads: int) -> int:
@@ -51,6 +53,8 @@ def qkv_features(
         (32, 40)
         >>> qkv_features("stacked_qkv", "v", 0, n_heads=4, d_head=8, n_kv_heads=1)
         (40, 48)
+        >>> qkv_features("grouped_qkv", "k", 1, n_heads=4, d_head=8, n_kv_heads=2)
+        (48, 56)
     """
     c = COMPONENTS.index(component)
     n_kv = n_heads if n_kv_heads is None else n_kv_heads
@@ -60,6 +64,10 @@ def qkv_features(
         start = (0, n_heads, n_heads + n_kv)[c] * d_head + index * d_head
     elif value_layout == "interleaved_qkv":
         start = index * 3 * d_head + c * d_head
+    elif value_layout == "grouped_qkv":
+        group = n_heads // n_kv  # queries per key/value head
+        block, within = (index // group, index % group) if c == 0 else (index, group + c - 1)
+        start = (block * (group + 2) + within) * d_head
     else:
         raise InductionError(
             f"value_layout={value_layout!r}: pass set_layout(model, value_layout=...) with one of "
@@ -70,10 +78,12 @@ def qkv_features(
 
 def qkv_width(value_layout: str | None, n_heads: int, n_kv_heads: int, d_head: int) -> int:
     """Output features of the projection that holds the values: ``n_kv_heads * d_head`` for ``"separate"``,
-    ``(n_heads + 2 * n_kv_heads) * d_head`` for ``"stacked_qkv"``, ``3 * n_heads * d_head`` interleaved."""
+    ``(n_heads + 2 * n_kv_heads) * d_head`` stacked or grouped, ``3 * n_heads * d_head`` interleaved."""
     if value_layout == "separate":
         return n_kv_heads * d_head
-    return (n_heads + 2 * n_kv_heads) * d_head if value_layout == "stacked_qkv" else 3 * n_heads * d_head
+    if value_layout in ("stacked_qkv", "grouped_qkv"):
+        return (n_heads + 2 * n_kv_heads) * d_head
+    return 3 * n_heads * d_head
 
 
 def value_heads(weight: torch.Tensor, value_layout: str, n_heads: int, n_kv_heads: int, d_head: int) -> torch.Tensor:
