@@ -26,6 +26,7 @@ extensions = [
     "plotly_chart",
     "option_table",
     "data_quote",
+    "family_matrix",
 ]
 
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}

@@ -70,6 +70,43 @@ def _tiny_config(arch: str):
             sliding_window=8,
             layer_types=["sliding_attention", "full_attention"],
         )
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=128, **common)
+    if arch == "gptj":  # partial rotary on interleaved pairs, parallel attention and MLP
+        return tf.GPTJForCausalLM, tf.GPTJConfig(
+            n_embd=32, n_layer=2, n_head=4, n_positions=128, rotary_dim=4, **common
+        )
+    if arch == "mixtral":  # a mixture of experts after Llama's attention
+        return tf.MixtralForCausalLM, tf.MixtralConfig(**llama_like, num_local_experts=2, num_experts_per_tok=1)
+    if arch == "qwen3":  # q/k norms inside the attention
+        return tf.Qwen3ForCausalLM, tf.Qwen3Config(**llama_like, head_dim=8)
+    if arch == "olmo":  # non-parametric LayerNorms (no weight, no eps attribute)
+        return tf.OlmoForCausalLM, tf.OlmoConfig(**llama_like)
+    if arch == "olmo2":  # post-norm: attention output normed before the residual; q/k norms
+        return tf.Olmo2ForCausalLM, tf.Olmo2Config(**llama_like)
+    if arch == "phi3":  # fused qkv_proj [q; k; v] with grouped-query attention
+        return tf.Phi3ForCausalLM, tf.Phi3Config(**llama_like)
+    if arch == "opt":  # learned positions, self_attn_layer_norm, biases
+        return tf.OPTForCausalLM, tf.OPTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            ffn_dim=64,
+            max_position_embeddings=128,
+            word_embed_proj_dim=32,
+            **common,
+        )
+    if arch == "falcon":  # multi-query attention with ALiBi, its own attention code
+        return tf.FalconForCausalLM, tf.FalconConfig(
+            **small, multi_query=True, alibi=True, parallel_attn=True, new_decoder_architecture=False, bias=False
+        )
+    if arch == "falcon-rope":  # multi-query attention with rotary embeddings
+        return tf.FalconForCausalLM, tf.FalconConfig(**small, multi_query=True, alibi=False, parallel_attn=True)
+    if arch == "falcon-new":  # Falcon's new decoder: grouped key/value heads packed group by group
+        return tf.FalconForCausalLM, tf.FalconConfig(
+            **small, new_decoder_architecture=True, num_kv_heads=2, alibi=False, bias=False
+        )
+    if arch == "bloom":  # ALiBi, fused interleaved qkv, its own attention code
+        return tf.BloomForCausalLM, tf.BloomConfig(hidden_size=32, n_layer=2, n_head=4, **common)
     raise ValueError(arch)
 
 

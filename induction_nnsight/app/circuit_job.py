@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
 from ..causal.head_outputs import check_heads
+from ..causal.head_weights import SENDER_NORMS
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
@@ -41,6 +42,12 @@ class CircuitConfig(CausalConfig):
     targets: str | None = option(None, help="explain these heads instead, e.g. L18H6,L17H3")
     freeze_norm: bool = option(False, help="keep the clean norm scale at the target's input (k, q, v paths)")
     paths: tuple[str, ...] = option(PATHS, help=f"any of {','.join(PATHS)}", parse=word_tuple)
+    sender_norm: str = option(
+        "recompute",
+        help="post-norm models (Gemma 2/3, OLMo-2): a sender's removal reaches the residual through its own "
+        "post-attention norm recomputed, or with the clean norm scale frozen (linear)",
+        choices=SENDER_NORMS,
+    )
     composition: bool = option(True, help="skip the composition scores from the weights")
     max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
     exact_losses: int | None = option(  # n: estimated except the n strongest; None: every one exact
@@ -57,6 +64,8 @@ class CircuitConfig(CausalConfig):
         if self.top < 1:
             raise InductionError(f"--top must be at least 1, got {self.top}")
         self.validate_method()
+        if self.sender_norm not in SENDER_NORMS:
+            raise InductionError(f"--sender-norm must be one of {', '.join(SENDER_NORMS)}, got {self.sender_norm!r}")
         bad = [p for p in self.paths if p not in PATHS]
         if bad or not self.paths:
             raise InductionError(f"--paths takes any of {', '.join(PATHS)}, got {', '.join(self.paths) or 'none'}")
@@ -223,7 +232,9 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
         targets = parse_heads(config.targets, "--targets")
         check_heads(targets, facts.n_layers, facts.n_heads, "--targets")
     tokens = pooled_tokens(model, config)
-    ablation = ablation_for(model, config, tokens, freeze_norm=config.freeze_norm)
+    ablation = replace(
+        ablation_for(model, config, tokens, freeze_norm=config.freeze_norm), sender_norm=config.sender_norm
+    )
     started = time.perf_counter()
     result = circuit(
         model,

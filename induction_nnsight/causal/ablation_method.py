@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InductionError
+from .head_weights import SENDER_NORMS
 
 __all__ = ["DEFAULT_REFERENCE_ROWS", "DEFAULT_RESAMPLE_DRAWS", "METHODS", "Ablation"]
 
@@ -44,6 +45,11 @@ class Ablation:
         keep_bos: Leave position 0 untouched.
         freeze_norm: Path patching only: the target's pre-attention norm keeps the clean scale
             (``1 / rms`` of the clean residual) instead of recomputing it on the patched residual.
+        sender_norm: Path patching in post-norm blocks (Gemma 2/3, OLMo-2): how a sender's removal reaches
+            the residual through its own post-attention norm on ``k``/``q``/``v`` paths: ``"recompute"``
+            (the norm recomputed without the sender, the default) or ``"frozen"`` (the clean norm scale
+            kept: linear); see :func:`~induction_nnsight.causal.head_weights.sender_delta`. Ignored in
+            pre-norm blocks.
 
     Raises:
         InductionError: On an unknown method, or ``mean``/``resample`` without rows.
@@ -53,8 +59,11 @@ class Ablation:
     source: torch.Tensor | None = None
     keep_bos: bool = False
     freeze_norm: bool = False
+    sender_norm: str = "recompute"
 
     def __post_init__(self) -> None:
+        if self.sender_norm not in SENDER_NORMS:
+            raise InductionError(f"unknown sender norm {self.sender_norm!r}: pass one of {', '.join(SENDER_NORMS)}")
         if self.method not in METHODS:
             raise InductionError(f"unknown method {self.method!r}: pass one of {', '.join(METHODS)}")
         if self.method != "zero" and self.source is None:

@@ -1,5 +1,6 @@
 """Per-head weights: where each head's query, key and value rows sit in its projection's output,
-its output columns, and the pre-attention norm computed by hand.
+its output columns, the pre-attention norm computed by hand, and a sender's removal through a post-attention
+norm (:func:`sender_delta`).
 
 Shared by path patching (which rewrites one head's slice of a q/k/v projection's output inside
 a trace) and the composition scores (which multiply the heads' weights). Layouts: separate
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InductionError
-from ..models.layout import ModelLayout, NormSpec, model_layout, norm_spec
+from ..models.layout import ModelLayout, NormSpec, apply_norm, model_layout, norm_spec
 from ..models.qkv import COMPONENTS, kv_head, qkv_features
 
 
@@ -31,16 +32,44 @@ def hand_norm_spec(model, path: str | None) -> NormSpec:
     return spec
 
 
-def check_residual_heads(model) -> None:
-    """Refuse models whose attention output is normed before the residual (Gemma 2/3 post-norms):
-    there a head's direct contribution to the residual stream is not ``z_h W_O[:, h]^T``."""
-    layout = model_layout(model)
-    if layout.post_norm:
-        raise InductionError(
-            f"{layout.facts.architecture} norms its attention output before adding it to the residual "
-            "stream (its layout's post_norm), so a head's direct contribution is not linear in its output: "
-            "the circuit supports pre-norm models (GPT-2, Llama, Qwen2, Mistral, GPT-NeoX)"
-        )
+# how a sender's removal reaches the residual through its layer's post-attention norm (Gemma 2/3, OLMo-2)
+SENDER_NORMS = ("recompute", "frozen")
+
+
+def sender_delta(
+    removed: torch.Tensor,
+    attn_out: torch.Tensor | None,
+    spec: NormSpec,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    sender_norm: str = "recompute",
+) -> torch.Tensor:
+    """What removing a sender changes in the residual stream, ``[batch, pos, d_model]`` (subtracted from it).
+
+    Pre-norm blocks (``spec.path`` None): the sender's direct contribution ``removed`` itself. Post-norm
+    blocks: ``"recompute"`` (the default) is ``N(o) - N(o - removed)`` with the layer's post-attention norm
+    ``N`` computed by hand on the clean attention output ``o`` (the norm's scale recomputed without the
+    sender); ``"frozen"`` keeps the clean scale, ``removed * w / rms(o)`` (linear in the sender).
+
+    Args:
+        removed: ``[batch, pos, d_model]`` the sender's output through ``W_O`` (``(z_s - r_s) W_O[:, s]^T``).
+        attn_out: ``[batch, pos, d_model]`` the layer's clean attention output (the post-norm's input).
+        spec: The post-attention norm (:class:`~induction_nnsight.models.layout.NormSpec`).
+        weight: The norm's weight (None without one).
+        bias: The norm's bias (None without one).
+        sender_norm: One of :data:`SENDER_NORMS`.
+    """
+    if spec.path is None:
+        return removed
+    if sender_norm == "frozen":
+        h, c = attn_out.float(), removed.float()
+        if spec.centered:
+            h, c = h - h.mean(-1, keepdim=True), c - c.mean(-1, keepdim=True)
+        c = c * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + spec.eps)
+        if weight is not None:
+            c = c * ((1.0 + weight.float()) if spec.offset else weight.float())
+        return c.to(removed.dtype)
+    return apply_norm(attn_out, spec, weight, bias) - apply_norm(attn_out - removed, spec, weight, bias)
 
 
 def projection_slice(layout: ModelLayout, layer: int, component: str, head: int) -> tuple[str, int, int]:
@@ -52,7 +81,7 @@ def projection_slice(layout: ModelLayout, layer: int, component: str, head: int)
     """
     facts = layout.facts
     index = head if component == "q" else kv_head(head, facts.n_heads, facts.n_kv_heads)
-    start, stop = qkv_features(layout.value_layout, component, index, facts.n_heads, facts.d_head)
+    start, stop = qkv_features(layout.value_layout, component, index, facts.n_heads, facts.d_head, facts.n_kv_heads)
     path = layout.v_proj[layer]
     if layout.value_layout == "separate":
         path = (layout.q_proj, layout.k_proj, layout.v_proj)[COMPONENTS.index(component)][layer]
@@ -79,7 +108,7 @@ def head_matrices(model, layer: int, head: int) -> dict[str, torch.Tensor]:
     Returns:
         ``{"q", "k", "v", "o"}``: ``q``, ``k`` and ``v`` are ``[d_head, d_model]`` (reading the
         normed residual, the norm's weight and, for LayerNorm, its centring folded in); ``o`` is
-        ``[d_model, d_head]``.
+        ``[d_model, d_head]`` (in post-norm blocks, times the post-attention norm's weight).
     """
     layout = model_layout(model)
     module = model._module
@@ -87,8 +116,10 @@ def head_matrices(model, layer: int, head: int) -> dict[str, torch.Tensor]:
     d_model = layout.facts.d_model
     fold = torch.eye(d_model)
     if spec.path is not None:
-        weight = module.get_submodule(spec.path).weight.detach().float()
-        fold = fold * ((1.0 + weight) if spec.offset else weight)[None, :]
+        weight = getattr(module.get_submodule(spec.path), "weight", None)
+        if weight is not None:  # OLMo's norms have none
+            weight = weight.detach().float()
+            fold = fold * ((1.0 + weight) if spec.offset else weight)[None, :]
         if spec.centered:
             fold = fold @ (torch.eye(d_model) - torch.full((d_model, d_model), 1.0 / d_model))
     out = {}
@@ -100,4 +131,9 @@ def head_matrices(model, layer: int, head: int) -> dict[str, torch.Tensor]:
     out["o"] = output_columns(
         module.get_submodule(o_path).weight.detach().float(), head, layout.facts.d_head, layout.conv1d
     )
+    post = layout.post_attention_norm[layer] if layout.post_attention_norm else None
+    weight = None if post is None else getattr(module.get_submodule(post), "weight", None)
+    if weight is not None:  # post-norm: the norm's weight folded in, its scale frozen (a scalar per position)
+        weight = weight.detach().float()
+        out["o"] = ((1.0 + weight) if layout.norm_offset else weight)[:, None] * out["o"]
     return out

@@ -21,12 +21,13 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import InductionError
-from ..models.attention import attention_calls, attention_modules
+from ..models.attention import attention_calls, attention_modules, call_query_argument
 from ..models.layout import model_facts, model_layout
 from ..models.qkv import kv_head
 from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from .head_outputs import head_edit
+from .head_weights import projection_slice
 from .intervals import recovery_interval
 from .metrics import RowMetric
 from .patch_results import PatchResult
@@ -222,11 +223,15 @@ def patch_qkv(
     call = attention_calls(model)[layer]
     kv = kv_head(head, facts.n_heads, facts.n_kv_heads)
 
+    first = call_query_argument(call)  # where the call takes the query (None: it takes no q/k/v)
+    if first is None:
+        return _patch_projections(model, (clean, corrupted), metric, (layer, head), masks, execution, columns)
+
     def edit(rows: Rows) -> None:
         chosen = masks[rows.start : rows.stop]  # [k, 3, pos]
         operation = getattr(attention.source, call)
         args, kwargs = operation.inputs
-        states = list(args[1:4])  # query [rows, q_head, pos, d], key/value [rows, kv_head, pos, d]
+        states = list(args[first : first + 3])  # query [rows, q_head, pos, d], key/value [rows, kv_head, pos, d]
         for c in range(3):
             if not chosen[:, c].any():
                 continue
@@ -237,7 +242,7 @@ def patch_qkv(
             keep = chosen[:, c].to(x.device).reshape(rows.n_variants, 1, n_pos, 1)
             target[:, :, index] = torch.where(keep, source[:, index], target[:, :, index])
             states[c] = torch.cat([source, target.reshape(-1, *x.shape[1:])])
-        operation.inputs = ((args[0], *states, *args[4:]), kwargs)
+        operation.inputs = ((*args[:first], *states, *args[first + 3 :]), kwargs)
 
     clean_value, corrupted_value, values, (low, high) = _patch(
         model, (clean, corrupted), metric, len(masks), edit, execution, f"patching {head_name(layer, head)} q/k/v"
@@ -252,4 +257,41 @@ def patch_qkv(
         model=facts.name,
         ci_low=low.reshape(3, len(columns)),
         ci_high=high.reshape(3, len(columns)),
+    )
+
+
+def _patch_projections(model, pair, metric, head, masks, execution, columns) -> PatchResult:
+    """q/k/v patching where the attention call takes no q/k/v (a family's own softmax under eager): the head's
+    slice of the q/k/v projection outputs, before any rotary embedding (which acts position by position, so
+    patching a position's slice there equals patching it after)."""
+    facts, layout = model_facts(model), model_layout(model)
+    layer, index = head
+    n_pos = pair[0].shape[1]
+    slices = [projection_slice(layout, layer, c, index) for c in QKV]  # (path, start, stop) per component
+
+    def edit(rows: Rows) -> None:
+        chosen = masks[rows.start : rows.stop]  # [k, 3, pos]
+        for path in dict.fromkeys(p for p, _, _ in slices):
+            module = model.get(path)
+            out = module.output  # [rows, pos, features]
+            source, target = out[: rows.n_source], out[rows.n_source :]
+            target = target.reshape(rows.n_variants, rows.batch, *out.shape[1:]).clone()
+            for c, (p, start, stop) in enumerate(slices):
+                if p != path or not chosen[:, c].any():
+                    continue
+                keep = chosen[:, c].to(out.device).reshape(rows.n_variants, 1, n_pos, 1)
+                target[..., start:stop] = torch.where(keep, source[..., start:stop], target[..., start:stop])
+            module.output = torch.cat([source, target.reshape(-1, *out.shape[1:])])
+
+    clean_value, corrupted_value, values = _patch(
+        model, pair, metric, len(masks), edit, execution, f"patching L{layer}H{index} q/k/v"
+    )
+    return PatchResult(
+        clean_value,
+        corrupted_value,
+        values.reshape(3, len(columns)),
+        rows=list(QKV),
+        columns=[str(p) for p in range(n_pos) if [p] in columns] + ["all"],
+        metric=metric.label,
+        model=facts.name,
     )

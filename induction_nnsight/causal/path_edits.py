@@ -6,6 +6,9 @@ With ``Plan.freeze_norm`` the target's pre-attention norm keeps the clean scale:
 ``norm(x - delta)`` becomes ``w * centre(x - delta) / rms(centre(x))`` (+ bias), so removing a
 large head changes only the content the target reads, not ``1 / rms`` of its whole input
 (:func:`frozen_norm`).
+
+Without a pre-attention norm (OLMo-2) the target reads the block's input; in post-norm blocks a
+sender's contribution passes through its own post-attention norm (:func:`~.head_weights.sender_delta`).
 """
 
 from __future__ import annotations
@@ -14,14 +17,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import InductionError
 from ..models.layout import apply_norm
-from .head_weights import output_columns, projection_slice, rows_of
+from .head_weights import output_columns, projection_slice, rows_of, sender_delta
 
 if TYPE_CHECKING:
     from .path_traces import Clean, Plan, Run
 
-__all__ = ["frozen_norm", "outputs", "slices"]
+__all__ = ["frozen_norm", "outputs", "skip_prefix", "slices"]
 
 
 def frozen_norm(patched: torch.Tensor, clean: torch.Tensor, spec, weight, bias) -> torch.Tensor:
@@ -57,21 +59,40 @@ def _removed(clean: Clean, source) -> torch.Tensor:
     return clean.z[layer][:, :, head] - clean.replacement[layer][..., head, :]
 
 
+def skip_prefix(model, plan: Plan, clean: Clean, layer: int, k: int) -> None:
+    """Inside a trace of ``k`` runs' rows: skip the blocks before ``layer``, which return the clean residual."""
+    if layer > 0:
+        prefix = clean.prefix[layer].repeat(k, 1, 1)  # [k * batch, pos, d_model]
+        for block in plan.layout.blocks[:layer]:
+            model.get(block).skip((prefix, None) if clean.tuple_blocks else prefix)
+
+
 def slices(model, plan: Plan, clean: Clean, kqv: list[tuple[int, Run]], layer: int, k: int) -> None:
     """Overwrite each k/q/v run's target slice of the projection outputs at ``layer``."""
     layout, spec = plan.layout, plan.norms[layer]
-    if spec.path is None:
-        raise InductionError(f"layer {layer} has no pre-attention norm: pass set_layout(model, pre_attention_norm=...)")
-    norm = model.get(spec.path)
+    norm = model.get(spec.path or layout.blocks[layer])  # no pre-attention norm (OLMo-2): the block's input
+    weight, bias = (getattr(norm, "weight", None), getattr(norm, "bias", None)) if spec.path else (None, None)
     resid = norm.input  # [k * batch, pos, d_model]; every run's rows hold the clean residual here
     b = resid.shape[0] // k
     deltas = {}
     for source in dict.fromkeys(r.source for _, r in kqv):
         w_o = output_columns(model.get(layout.o_proj[source[0]]).weight, source[1], plan.d_head, plan.o_conv)
-        deltas[source] = _removed(clean, source).to(resid.dtype) @ w_o.T.to(resid.dtype)  # [batch, pos, d_model]
+        removed = _removed(clean, source).to(resid.dtype) @ w_o.T.to(resid.dtype)  # [batch, pos, d_model]
+        post = plan.post_norms[source[0]] if plan.post_norms else None
+        if post is not None and post.path is not None:  # through the sender's post-attention norm
+            module = model.get(post.path)
+            attn_out = clean.attn_out[source[0]].to(resid.dtype)
+            removed = sender_delta(
+                removed,
+                attn_out,
+                post,
+                getattr(module, "weight", None),
+                getattr(module, "bias", None),
+                plan.sender_norm,
+            )
+        deltas[source] = removed
     order = list(deltas)
     patched = resid[:b][None] - torch.stack([deltas[s] for s in order])  # [sources, batch, pos, d_model]
-    weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
     if getattr(plan, "freeze_norm", False):
         x = frozen_norm(patched, resid[:b][None], spec, weight, bias)
     else:

@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 from ..errors import InductionError
 from ..ndif.execution import Execution, as_execution
 from .ablation_method import Ablation
-from .head_weights import check_residual_heads
 from .path_estimates import loss_gradients, probe
 from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_traces
 
@@ -171,11 +170,12 @@ def _path_patching(model, tokens, seq_len, variants, ablation: Ablation, bos, ex
                 f"bad variant {v}: the path must be one of {', '.join(PATHS)} and the source "
                 "in an earlier layer than the target"
             )
-    check_residual_heads(model)
     runs, index = plan_runs(variants)
     targets = {v.target for v in variants[1:]}
     layers = {t[0] for t in targets}
-    plan = replace(make_plan(model, seq_len, bos, run), freeze_norm=ablation.freeze_norm)
+    plan = replace(
+        make_plan(model, seq_len, bos, run), freeze_norm=ablation.freeze_norm, sender_norm=ablation.sender_norm
+    )
     clean = clean_trace(model, plan, tokens, ablation, runs, layers)
     n_scores = torch.full((len(runs),), float("nan"))
     n_losses = torch.full((len(runs),), float("nan"))

@@ -19,13 +19,12 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nnsight
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import InductionError
 from ..models.attention import attention_calls, attention_modules, attention_pattern
 from ..models.layout import ModelLayout, model_layout
 from ..ndif.backend import remote_backend
@@ -34,7 +33,7 @@ from ..ndif.settings import on_ndif
 from ..scores.losses import token_losses
 from ..scores.reductions import diagonal_score_per_row
 from .head_weights import hand_norm_spec
-from .path_edits import outputs, slices
+from .path_edits import outputs, skip_prefix, slices
 
 Head = tuple[int, int]
 
@@ -75,6 +74,8 @@ class Clean:
     loss: float
     score_rows: dict[int, torch.Tensor] | None = None
     loss_rows: torch.Tensor | None = None
+    attn_out: dict[int, torch.Tensor] = field(default_factory=dict)  # post-norm: layer -> clean attention output
+    tuple_blocks: bool = False  # blocks return (hidden states, ...) rather than the hidden states
 
 
 @dataclass
@@ -99,6 +100,8 @@ class Plan:
     kwargs: dict
     backend: Callable[[], object]
     freeze_norm: bool = False  # the target's norm keeps the clean scale (path_edits.frozen_norm)
+    post_norms: list = field(default_factory=list)  # [n_layers] NormSpec of each post-attention norm
+    sender_norm: str = "recompute"  # post-norm senders: recompute the norm, or freeze its clean scale
 
     def __getstate__(self) -> dict:
         """What a trace carries to NDIF: not the backend, which holds the connection settings."""
@@ -141,6 +144,7 @@ def make_plan(model, seq_len: int, bos: bool, execution: Execution) -> Plan:
         keep=keep,
         kwargs={"logits_to_keep": keep} if "logits_to_keep" in forward else {},
         backend=lambda: remote_backend(model, remote),
+        post_norms=[hand_norm_spec(model, p) for p in layout.post_attention_norm or [None] * facts.n_layers],
     )
 
 
@@ -157,16 +161,15 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, ablation, runs: list[Ru
         for layer in range(last + 1):
             if layer in starts:
                 block_in = model.get(plan.layout.blocks[layer - 1]).output
-                if not isinstance(block_in, torch.Tensor):
-                    raise InductionError(
-                        f"{plan.layout.blocks[layer - 1]} returns {type(block_in).__name__}, not "
-                        "the hidden states: path patching skips blocks and needs blocks that do"
-                    )
+                if isinstance(block_in, tuple):  # (hidden states, ...): Falcon, BLOOM
+                    found["tuple"], block_in = True, block_in[0]
                 found[("prefix", layer)] = block_in[:b]
             if layer in target_layers:
                 found[("scores", layer)] = plan.scores(layer)[:b]  # [batch, head]
             if layer in z_layers:
                 found[("z", layer)] = model.get(plan.layout.o_proj[layer]).input
+                if plan.post_norms and plan.post_norms[layer].path is not None:
+                    found[("o", layer)] = model.get(plan.layout.o_proj[layer]).output[:b]
         found["loss"] = plan.loss(model, rows)[:b]
         saved = nnsight.save(found)
     z, replacement = {}, {}
@@ -184,15 +187,17 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, ablation, runs: list[Ru
 
     rows_scores, loss = pick("scores"), saved["loss"].detach().float().cpu()
     means = {layer: v.float().mean(dim=0) for layer, v in rows_scores.items()}
-    return Clean(z, replacement, pick("prefix"), means, float(loss.mean()), rows_scores, loss)
-
-
-def skip_prefix(model, plan: Plan, clean: Clean, layer: int, k: int) -> None:
-    """Inside a trace of ``k`` runs' rows: skip the blocks before ``layer``, which return the clean residual."""
-    if layer > 0:
-        prefix = clean.prefix[layer].repeat(k, 1, 1)  # [k * batch, pos, d_model]
-        for block in plan.layout.blocks[:layer]:
-            model.get(block).skip(prefix)
+    return Clean(
+        z,
+        replacement,
+        pick("prefix"),
+        means,
+        float(loss.mean()),
+        rows_scores,
+        loss,
+        pick("o"),
+        bool(saved.get("tuple", False)),
+    )
 
 
 def _trace(

@@ -17,14 +17,25 @@ the queries in chunks sized by :func:`query_chunk` and never hold more than one
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..errors import InductionError
+from .attention_calls import attention_call_name
 from .layout import model_layout
+
+__all__ = [
+    "LayerAttention",
+    "attention_calls",
+    "attention_modules",
+    "attention_pattern",
+    "call_query_argument",
+    "can_stack",
+    "layer_attention",
+    "query_chunk",
+    "stack_layers",
+]
 
 
 def attention_modules(model) -> list[Any]:
@@ -32,43 +43,18 @@ def attention_modules(model) -> list[Any]:
     return [model.get(path) for path in model_layout(model).attention]
 
 
-def attention_call_name(attention, function: str = "attention_interface") -> str:
-    """The ``.source`` operation name (``attention_interface_1`` on Llama in transformers 5; it changes
-    between versions, so it is looked up) of the call that transformers routes every implementation
-    through: ``attention_interface(self, query, key, value, mask, scaling=..., ...)``.
-
-    Args:
-        attention: The layer's attention envoy.
-        function: The name the call is made by (the layout's ``attention_call``).
-
-    Raises:
-        InductionError: When ``forward`` makes no such call, naming the operations it makes.
-    """
-    try:
-        source = attention.source
-        compiled = source.compiled
-    except Exception as error:
-        raise InductionError(
-            f"{type(attention._module).__name__}: its forward source is not available to nnsight ({error})"
-        ) from error
-    lines = str(compiled.source).splitlines()
-    for name in compiled.names:
-        if not re.fullmatch(re.escape(function) + r"_\d+", name):
-            continue
-        line = compiled.lines[name]  # 1-based
-        text = lines[line - 1] if 0 < line <= len(lines) else ""
-        if f"{function}(" in text:
-            return name
-    raise InductionError(
-        f"layout attention_call={function!r}: {type(attention._module).__name__}.forward calls no {function}(...) ("
-        f"{', '.join(compiled.names[:12])} ...); pass set_layout(model, attention_call=...) naming the function "
-        "its forward calls with (self, query, key, value, mask) that returns (output, probabilities)"
-    )
+def call_query_argument(call_name: str) -> int | None:
+    """Where an attention call takes its query (key and value follow): 1 for transformers' interface
+    (after ``self``), 0 for torch's ``scaled_dot_product_attention``; None for a softmax (it takes scores)."""
+    if "softmax" in call_name:
+        return None
+    return 0 if "scaled_dot_product_attention" in call_name else 1
 
 
 def attention_calls(model) -> list[str]:
     """Every layer's :func:`attention_call_name`, for the function the layout's ``attention_call`` names."""
-    return [attention_call_name(a, model_layout(model).attention_call) for a in attention_modules(model)]
+    function = model_layout(model).attention_call
+    return [attention_call_name(a, function, model._module) for a in attention_modules(model)]
 
 
 def query_chunk(batch: int, n_heads: int, n_keys: int, budget: int) -> int:
@@ -219,8 +205,10 @@ def can_stack(a: LayerAttention, b: LayerAttention) -> bool:
             and a.probs.shape == b.probs.shape
             and a.probs.device == b.probs.device
         )
+    per_head = [m for m in (a.mask, b.mask) if m is not None and m.ndim == 4 and m.shape[1] > 1]
     return (
-        a.query.shape == b.query.shape
+        not per_head  # a mask per head (ALiBi's biases) does not stack with the heads
+        and a.query.shape == b.query.shape
         and a.key.shape == b.key.shape
         and a.query.device == b.query.device
         and a.mask is b.mask
@@ -274,6 +262,12 @@ def layer_attention(attention, eager: bool, call_name: str) -> LayerAttention:
         A :class:`LayerAttention`.
     """
     call = getattr(attention.source, call_name)
+    if call_name.endswith(f"softmax_{call_name.rsplit('_', 1)[-1]}"):  # a family's own softmax: the pattern
+        return LayerAttention(probs=call.output)
+    if "scaled_dot_product_attention" in call_name:  # torch's kernel: (query, key, value, attn_mask, ..., scale)
+        args, kwargs = call.inputs
+        mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
+        return LayerAttention(query=args[0], key=args[1], mask=mask, scaling=kwargs.get("scale"))
     if eager:
         return LayerAttention(probs=call.output[1])
     args, kwargs = call.inputs

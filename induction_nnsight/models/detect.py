@@ -9,6 +9,7 @@ Nothing downstream looks at class or attribute names: it reads the layout.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -18,12 +19,22 @@ from .facts import ModelFacts
 
 _ATTENTION = ("self_attn", "attn", "attention", "self_attention")
 _OUTPUT = ("o_proj", "c_proj", "dense", "out_proj")
-_VALUES = {"v_proj": "separate", "c_attn": "stacked_qkv", "query_key_value": "interleaved_qkv"}
+_VALUES = {
+    "v_proj": "separate",
+    "c_attn": "stacked_qkv",
+    "qkv_proj": "stacked_qkv",
+    "query_key_value": "interleaved_qkv",
+}
 _QUERIES, _KEYS = ("q_proj",), ("k_proj",)
-_PRE_ATTENTION_NORMS = ("input_layernorm", "ln_1", "attention_norm")
+_PRE_ATTENTION_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm")
 _FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_norm")
 _POST_NORMS = ("pre_feedforward_layernorm", "post_attention_norm")  # Gemma 2/3 norm the attention output
+# a block with a norm after its MLP norms its attention output too (Gemma 2/3, OLMo-2), by this name:
+_POST_ATTENTION_NORMS = ("post_attention_layernorm", "post_attention_norm")
 DEFAULT_ATTENTION_CALL = "attention_interface"
+# the functions an attention forward may compute its pattern with, in the order they are looked for
+# (transformers' interface; torch's fused kernel under sdpa; a softmax of its own under eager)
+ATTENTION_CALLS = ("attention_interface", "scaled_dot_product_attention", "softmax")
 
 
 def _fail(key: str, where: str, found: list[str], what: str = "") -> InductionError:
@@ -79,6 +90,21 @@ def _layer_list(root: torch.nn.Module, n_layers: int, override: str | None) -> s
     raise InductionError(
         f"{type(root).__name__}: found no list of {n_layers} blocks: pass set_layout(model, layers=...) with its path"
     )
+
+
+def _value_layout(name: str | None, attention: torch.nn.Module, facts: ModelFacts) -> str | None:
+    """The value layout a projection's name says; a fused ``query_key_value`` with fewer key/value heads than
+    query heads (multi-query Falcon) stacks ``[q; k; v]`` rather than interleaving heads."""
+    if name is None:
+        return None
+    found = _VALUES.get(name, "separate")
+    if found == "interleaved_qkv" and getattr(attention, "new_decoder_architecture", False):
+        return "grouped_qkv"  # Falcon's new decoder packs each key/value group's queries, key and value
+    if found == "interleaved_qkv" and facts.n_kv_heads < facts.n_heads:
+        weight = getattr(attention.get_submodule(name), "weight", None)
+        stacked = (facts.n_heads + 2 * facts.n_kv_heads) * facts.d_head
+        found = "stacked_qkv" if weight is not None and weight.shape[0] == stacked else found
+    return found
 
 
 def _attention_child(block: torch.nn.Module, override: str | None, where: str) -> str:
@@ -138,8 +164,37 @@ def _norm_kind(module: torch.nn.Module | None) -> tuple[str | None, bool]:
     """``(norm, norm_offset)`` of a norm module: LayerNorm or RMSNorm, and Gemma's ``1 + weight``."""
     if module is None:
         return None, False
-    kind = "layernorm" if isinstance(module, torch.nn.LayerNorm) else "rmsnorm"
+    name = type(module).__name__
+    layer_norm = isinstance(module, torch.nn.LayerNorm) or ("LayerNorm" in name and "RMS" not in name)
+    kind = "layernorm" if layer_norm else "rmsnorm"  # OLMo's own LayerNorm subtracts the mean too
     return kind, "Gemma" in type(module).__name__
+
+
+def _attention_call(module: torch.nn.Module, attn_implementation: str) -> str:
+    """The function ``module.forward`` computes attention with (one of :data:`ATTENTION_CALLS`): transformers'
+    interface where it calls it, else torch's ``scaled_dot_product_attention`` (not under eager), else ``softmax``."""
+    try:
+        source = inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return DEFAULT_ATTENTION_CALL
+    for name in ATTENTION_CALLS:
+        if name == "scaled_dot_product_attention" and attn_implementation == "eager":
+            continue
+        if f"{name}(" in source:
+            return name
+    return DEFAULT_ATTENTION_CALL
+
+
+def _post_attention_norm(block: torch.nn.Module, where: str, post_norm: bool | None, name: str | None) -> str | None:
+    """The norm applied to the attention output before the residual (Gemma 2/3, OLMo-2), None in pre-norm blocks
+    (``name``: the user's child name for it)."""
+    children = _children(block)
+    if name is not None:
+        return f"{where}.{_named(children, (), name, 'post_attention_norm', where)}"
+    found = post_norm if post_norm is not None else any(n in children for n in _POST_NORMS)
+    found = found or "post_feedforward_layernorm" in children
+    name = next((n for n in _POST_ATTENTION_NORMS if n in children), None) if found else None
+    return f"{where}.{name}" if name else None
 
 
 def detect_layout(model, facts: ModelFacts, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +214,7 @@ def detect_layout(model, facts: ModelFacts, overrides: dict[str, Any]) -> dict[s
     root = model._module
     layers = _layer_list(root, facts.n_layers, overrides.get("layers"))
     width = facts.n_heads * facts.d_head
-    attention, q, k, v, o, norms, value_layout = [], [], [], [], [], [], None
+    attention, q, k, v, o, norms, value_layout, post = [], [], [], [], [], [], None, []
     for i, block in enumerate(root.get_submodule(layers)):
         where = f"{layers}.{i}"
         name = _attention_child(block, overrides.get("attention"), where)
@@ -172,15 +227,17 @@ def detect_layout(model, facts: ModelFacts, overrides: dict[str, Any]) -> dict[s
             child = _named(children, names, overrides.get(key), key, path)
             found.append(f"{path}.{child}" if child else None)
         value_name = v[-1].rsplit(".", 1)[-1] if v[-1] else None
-        value_layout = overrides.get("value_layout") or _VALUES.get(value_name, "separate" if value_name else None)
+        value_layout = overrides.get("value_layout") or _value_layout(value_name, module, facts)
         norm = _named(
             _children(block), _PRE_ATTENTION_NORMS, overrides.get("pre_attention_norm"), "pre_attention_norm", where
         )
         norms.append(f"{where}.{norm}" if norm else None)
+        post.append(
+            _post_attention_norm(block, where, overrides.get("post_norm"), overrides.get("post_attention_norm"))
+        )
     final_norm = _final_norm(root, layers, overrides.get("final_norm"))
     first_norm = next((p for p in (*norms, final_norm) if p is not None), None)
     norm, offset = _norm_kind(None if first_norm is None else root.get_submodule(first_norm))
-    first_block = root.get_submodule(f"{layers}.0")
     return {
         "layers": layers,
         "attention": tuple(attention),
@@ -193,9 +250,12 @@ def detect_layout(model, facts: ModelFacts, overrides: dict[str, Any]) -> dict[s
         "final_norm": final_norm,
         "embed": _module_path(root, root.get_input_embeddings(), "embed", overrides.get("embed")),
         "unembed": _module_path(root, root.get_output_embeddings(), "unembed", overrides.get("unembed")),
-        "attention_call": overrides.get("attention_call", DEFAULT_ATTENTION_CALL),
+        "attention_call": overrides.get(
+            "attention_call", _attention_call(root.get_submodule(attention[0]), facts.attn_implementation)
+        ),
         "norm": overrides.get("norm", norm),
         "norm_offset": overrides.get("norm_offset", offset),
         "conv1d": overrides.get("conv1d", _is_conv1d(root.get_submodule(o[0]))),
-        "post_norm": overrides.get("post_norm", any(hasattr(first_block, n) for n in _POST_NORMS)),
+        "post_norm": overrides.get("post_norm", any(p is not None for p in post)),
+        "post_attention_norm": tuple(post),
     }

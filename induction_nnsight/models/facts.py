@@ -50,6 +50,14 @@ def _config_value(config: Any, *names: str) -> Any:
     return None
 
 
+def _multi_query(config) -> int | None:
+    """1 for a multi-query config (Falcon's ``multi_query`` without its new decoder, GPTBigCode's), else
+    Falcon's ``num_kv_heads`` under its new decoder (None where the config names neither)."""
+    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
+        return 1
+    return getattr(config, "num_kv_heads", None) if getattr(config, "new_decoder_architecture", False) else None
+
+
 def read_facts(model, overrides: dict[str, Any] | None = None) -> ModelFacts:
     """Read layers, heads, widths, context and BOS of an nnsight-wrapped HF model from its config.
 
@@ -73,7 +81,7 @@ def read_facts(model, overrides: dict[str, Any] | None = None) -> ModelFacts:
         architecture=(getattr(config, "architectures", None) or [type(model._module).__name__])[0],
         n_layers=_config_value(config, "num_hidden_layers", "n_layer"),
         n_heads=n_heads,
-        n_kv_heads=_config_value(config, "num_key_value_heads") or n_heads,
+        n_kv_heads=_config_value(config, "num_key_value_heads") or _multi_query(config) or n_heads,
         d_model=d_model,
         d_head=d_head,
         n_ctx=_config_value(config, "max_position_embeddings", "n_positions", "n_ctx"),

@@ -13,9 +13,9 @@ where things are, once, with :func:`~induction_nnsight.models.validation.set_lay
 Keys (:data:`LAYOUT_KEYS`, each field of :class:`ModelLayout`): ``layers`` (path of the list of
 blocks), ``attention`` and ``pre_attention_norm`` (child names in a block), ``q_proj``, ``k_proj``,
 ``v_proj``, ``o_proj`` (child names in the attention module), ``final_norm``, ``embed`` and
-``unembed`` (paths), ``value_layout``, ``attention_call``, ``norm``, ``norm_offset``, ``conv1d`` and
-``post_norm``; and every fact of :class:`~induction_nnsight.models.facts.ModelFacts` (``n_heads``,
-``d_head``, ``attn_implementation`` ...).
+``unembed`` (paths), ``value_layout``, ``attention_call``, ``norm``, ``norm_offset``, ``conv1d``,
+``post_norm`` and ``post_attention_norm`` (child name in a block); and every fact of
+:class:`~induction_nnsight.models.facts.ModelFacts` (``n_heads``, ``d_head``, ``attn_implementation`` ...).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ LAYOUT_KEYS = (
     "norm_offset",
     "conv1d",
     "post_norm",
+    "post_attention_norm",
 )
 NORMS = ("layernorm", "rmsnorm")
 
@@ -76,7 +77,9 @@ class ModelLayout:
         norm: ``"layernorm"`` (subtracts the mean) or ``"rmsnorm"``, for every norm (None without norms).
         norm_offset: Norm weights are stored minus one (Gemma multiplies by ``1 + weight``).
         conv1d: Projections store their weight ``[in, out]`` (GPT-2's ``Conv1D``), not ``Linear``'s ``[out, in]``.
-        post_norm: The attention output is normed before it joins the residual stream (Gemma 2/3).
+        post_norm: The attention output is normed before it joins the residual stream (Gemma 2/3, OLMo-2).
+        post_attention_norm: ``[n_layers]`` the norm applied to the attention output before the residual
+            (None in pre-norm blocks).
         overrides: The fields the user gave when this layout was made.
     """
 
@@ -97,6 +100,7 @@ class ModelLayout:
     norm_offset: bool
     conv1d: bool
     post_norm: bool
+    post_attention_norm: tuple[str | None, ...] = ()
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,11 +159,22 @@ def norm_spec(model, path: str | None) -> NormSpec:
     if path is None:
         return NormSpec(None)
     layout = model_layout(model)
-    module = model._module.get_submodule(path)
-    eps = getattr(module, "eps", None)
-    if eps is None:
-        eps = getattr(module, "variance_epsilon", None)
+    eps = norm_eps(model, model._module.get_submodule(path))
     return NormSpec(path, layout.norm == "layernorm", layout.norm_offset, None if eps is None else float(eps))
+
+
+def norm_eps(model, module: torch.nn.Module) -> float | None:
+    """A norm's epsilon: its ``eps`` or ``variance_epsilon``; for a norm without one (OLMo's non-parametric
+    LayerNorm), the config's ``layer_norm_eps``/``rms_norm_eps``, else torch's LayerNorm default ``1e-5``
+    for a module without weights (the layout check compares the norm by hand with its output)."""
+    for name in ("eps", "variance_epsilon"):
+        if getattr(module, name, None) is not None:
+            return float(getattr(module, name))
+    config = getattr(model, "config", None)
+    for name in ("layer_norm_eps", "rms_norm_eps", "layer_norm_epsilon"):
+        if getattr(config, name, None) is not None:
+            return float(getattr(config, name))
+    return 1e-5 if getattr(module, "weight", None) is None else None
 
 
 def apply_norm(x: torch.Tensor, spec: NormSpec, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:

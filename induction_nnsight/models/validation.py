@@ -19,7 +19,7 @@ import torch
 
 from ..errors import InductionError
 from .attention import attention_call_name, layer_attention
-from .layout import ModelLayout, NormSpec, apply_norm, find_layout, keep_layout
+from .layout import ModelLayout, NormSpec, apply_norm, find_layout, keep_layout, norm_eps
 from .qkv import qkv_width, value_heads
 
 N_TOKENS = 8  # tokens of the checking pass
@@ -63,7 +63,7 @@ def _read(model, layout: ModelLayout) -> list[dict[str, Any]]:
     if facts.bos_token_id is not None:
         tokens = [facts.bos_token_id, *tokens[1:]]
     eager = facts.attn_implementation == "eager"
-    calls = [attention_call_name(model.get(path), layout.attention_call) for path in layout.attention]
+    calls = [attention_call_name(model.get(path), layout.attention_call, model._module) for path in layout.attention]
     try:
         with torch.no_grad(), model.trace(torch.tensor([tokens])):
             found = []
@@ -120,7 +120,9 @@ def _check_attention(layout: ModelLayout, layer: int, seen: dict) -> None:
     query, key = seen["query"], seen["key"]
     heads = (("n_heads", facts.n_heads, pattern.shape[1]),)
     if query is not None:
-        heads += (("n_kv_heads", facts.n_kv_heads, key.shape[1]), ("d_head", facts.d_head, query.shape[-1]))
+        # a kernel may get the key heads repeated for every query head (Falcon's new decoder under sdpa)
+        kv = facts.n_kv_heads if key.shape[1] == facts.n_heads != facts.n_kv_heads else key.shape[1]
+        heads += (("n_kv_heads", facts.n_kv_heads, kv), ("d_head", facts.d_head, query.shape[-1]))
     for name, claimed, got in heads:
         if claimed != got:
             raise _misfit(f"{name}={claimed}", f"layer {layer}'s attention call reads {got}", f"{name}={got}")
@@ -155,7 +157,7 @@ def _check_values(layout: ModelLayout, layer: int, seen: dict) -> None:
     """The value layout, applied to ``v_proj``'s output and weighted by the pattern, gives the per-head outputs."""
     facts, values = layout.facts, seen["values"].float()  # [1, pos, out]
     fields = f"value_layout={layout.value_layout!r} (n_kv_heads={facts.n_kv_heads}, d_head={facts.d_head})"
-    fix = "value_layout=...) naming separate, stacked_qkv or interleaved_qkv, "
+    fix = "value_layout=...) naming separate, stacked_qkv, interleaved_qkv or grouped_qkv, "
     fix += "or set_layout(model, n_kv_heads=..., d_head=..."
     width = qkv_width(layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head)
     if values.shape[-1] != width:
@@ -173,7 +175,7 @@ def _check_norm(model, layout: ModelLayout, layer: int, seen: dict) -> None:
     """The norm by hand, as ``norm`` and ``norm_offset`` say, gives the pre-attention norm's output."""
     path = layout.pre_attention_norm[layer]
     module = model._module.get_submodule(path)
-    eps = getattr(module, "eps", getattr(module, "variance_epsilon", None))
+    eps = norm_eps(model, module)
     if eps is None:  # nothing to compute it with by hand: path patching refuses such a norm itself
         return
     spec = NormSpec(path, layout.norm == "layernorm", layout.norm_offset, float(eps))
