@@ -7,6 +7,7 @@ of "module imports module" is searched for a cycle; the test names one when it f
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,20 @@ from tests.unit.test_architecture import ROOT, imported_modules, module_name
 REPO = ROOT.parent
 
 
+def _runtime_source(source: str) -> str:
+    """``source`` without its ``if TYPE_CHECKING:`` blocks: imports for type hints only run no code."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = [
+                child
+                for child in body
+                if not (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
+            ] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
 def _graph(root: Path, name_of) -> dict[str, set[str]]:
     """``module -> modules of the same tree it imports`` (submodule imports resolved to the module)."""
     paths = sorted(root.rglob("*.py"))
@@ -23,7 +38,7 @@ def _graph(root: Path, name_of) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in names.items():
         targets = set()
-        for _, target in imported_modules(path.read_text(), name, path.name == "__init__.py"):
+        for _, target in imported_modules(_runtime_source(path.read_text()), name, path.name == "__init__.py"):
             while target and target not in names:  # `from .x import name` -> module x
                 target = target.rpartition(".")[0]
             if target and target != name and not name.startswith(target + "."):  # a package's own __init__
@@ -77,6 +92,11 @@ def _bench_graph() -> dict[str, set[str]]:
 def test_no_import_cycle(graph):
     cycle = find_cycle(graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_type_checking_imports_are_not_runtime_imports():
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\nfrom .c import C\n"
+    assert "from .b" not in _runtime_source(source) and "from .c import C" in _runtime_source(source)
 
 
 def test_the_cycle_finder_finds_one():
