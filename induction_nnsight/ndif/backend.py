@@ -18,6 +18,7 @@ and builds the payload with nnsight's public ``pull_env`` and
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 
@@ -26,6 +27,7 @@ from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
 from ..errors import InductionError
 from .dry_run import PACKAGE, DryRunBackend
 from .internals import request_env
+from .retry import classify
 from .settings import (
     LOCAL,
     STATUS_TIMEOUT,
@@ -38,7 +40,7 @@ from .settings import (
     resolve_host,
 )
 from .status import check_hosted, model_key
-from .transfers import Transfer
+from .transfers import RequestTooLarge, Transfer, check_size
 
 
 def ship_by_value() -> None:
@@ -92,6 +94,9 @@ class NdifBackend(RemoteBackend):
         self.settings = settings
         self.sent_bytes = 0
         self.received_bytes = 0
+        self.max_bytes: int | None = None  # set by the session loop: a larger request is refused before sending
+        self.retries = 0  # retries made by the last call
+        self.sleep = time.sleep  # tests replace it
 
     def serialize(self, tracer) -> bytes:
         """The request payload, as nnsight's remote path builds it; counts its bytes."""
@@ -101,6 +106,7 @@ class NdifBackend(RemoteBackend):
         pull_env()  # local (non-installed) modules ship by value, as nnsight does
         blob = RequestModel.serialize(tracer, self.compress)
         self.sent_bytes = len(blob)
+        check_size(len(blob), self.max_bytes)
         return blob
 
     def finalize(self, content: bytes):
@@ -139,30 +145,58 @@ class NdifBackend(RemoteBackend):
             connection.close()
 
     def __call__(self, tracer=None):
-        start = time.monotonic()
-        try:
-            result = super().__call__(tracer)
-        except TimeoutError:
-            message = (
-                f"NDIF at {self.host} sent no result within {self.settings.timeout:g} s; "
-                "pass a longer --timeout or try again later"
+        """Send the request; retry a transient failure (``settings.retry``), stop at a permanent one."""
+        policy = self.settings.retry
+        self.retries = 0
+        for attempt in range(1, policy.tries + 1):
+            start = time.monotonic()
+            try:
+                result = super().__call__(tracer)
+            except (InductionError, RequestTooLarge):
+                raise
+            except Exception as error:  # every failure is classified, then reported in one line
+                kind = classify(error)
+                message = self._message(error, kind)
+                if kind != "transient" or attempt == policy.tries:
+                    if kind == "transient":
+                        message += f" (after {attempt} attempts)"
+                    raise InductionError(redact(message, self.api_key)) from None
+                wait = policy.delay(attempt, random.Random())
+                print(
+                    redact(
+                        f"induction-nnsight: {message}; retry {attempt} of {policy.tries - 1} in {wait:.1f} s",
+                        self.api_key,
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.retries += 1
+                self.sleep(wait)
+                continue
+            self.settings.transfers.append(Transfer(self.sent_bytes, self.received_bytes, time.monotonic() - start))
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _message(self, error: BaseException, kind: str) -> str:
+        """One line saying what failed and, for a permanent failure, the fix."""
+        import nnsight
+
+        if kind == "mismatch":
+            return (
+                f"NDIF at {self.host} could not read the request built by nnsight {nnsight.__version__}: "
+                "the client's and the server's nnsight versions differ; install the server's version "
+                "(nnsight's status page lists it)"
             )
-        except RemoteError as error:
+        if isinstance(error, TimeoutError):
+            return f"NDIF at {self.host} sent no result within {self.settings.timeout:g} s; pass a longer --timeout"
+        if isinstance(error, RemoteError):
             text = str(error)
             if text.startswith("Failed to send request"):
-                message = f"NDIF at {self.host} rejected the request: {one_line(text.split(':', 1)[-1])}"
-            else:
-                message = f"NDIF failed to run the trace: {one_line(text, last=True)}"
-        except (OSError, ConnectionError) as error:
-            message = (
+                return f"NDIF at {self.host} rejected the request: {one_line(text.split(':', 1)[-1])}"
+            return f"NDIF failed to run the trace: {one_line(text, last=True)}"
+        if isinstance(error, OSError | ConnectionError):
+            return (
                 f"cannot reach NDIF at {self.host} ({one_line(error) or type(error).__name__}); "
                 "check --ndif-host / NDIF_HOST and the network"
             )
-        except Exception as error:  # websocket protocol errors and the like
-            if isinstance(error, InductionError):
-                raise
-            message = f"NDIF request to {self.host} failed: {type(error).__name__}: {one_line(error)}"
-        else:
-            self.settings.transfers.append(Transfer(self.sent_bytes, self.received_bytes, time.monotonic() - start))
-            return result
-        raise InductionError(redact(message, self.api_key)) from None
+        return f"NDIF request to {self.host} failed: {type(error).__name__}: {one_line(error)}"
