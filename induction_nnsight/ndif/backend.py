@@ -18,7 +18,6 @@ and builds the payload with nnsight's public ``pull_env`` and
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 
@@ -27,7 +26,7 @@ from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
 from ..errors import InductionError
 from .dry_run import PACKAGE, DryRunBackend
 from .internals import request_env
-from .retry import classify
+from .retry import RetryPolicy, Transient, classify, retrying
 from .settings import (
     LOCAL,
     STATUS_TIMEOUT,
@@ -40,7 +39,7 @@ from .settings import (
     resolve_host,
 )
 from .status import check_hosted, model_key
-from .transfers import RequestTooLarge, Transfer, check_size
+from .transfers import Transfer, check_size
 
 
 def ship_by_value() -> None:
@@ -81,7 +80,9 @@ def remote_backend(model, remote: Remote):
     host = resolve_host(settings.host)
     key = model_key(model)
     if settings.check_hosted:
-        check_hosted(model, key, host, min(STATUS_TIMEOUT, settings.timeout))
+        # a host that answered earlier in this job and stops answering is restarting: retry
+        policy = settings.retry if settings.transfers else RetryPolicy(tries=1)
+        retrying(lambda: check_hosted(model, key, host, min(STATUS_TIMEOUT, settings.timeout)), policy)
     return NdifBackend(key, host=host, api_key=api_key, env=request_env(model), settings=settings)
 
 
@@ -95,8 +96,6 @@ class NdifBackend(RemoteBackend):
         self.sent_bytes = 0
         self.received_bytes = 0
         self.max_bytes: int | None = None  # set by the session loop: a larger request is refused before sending
-        self.retries = 0  # retries made by the last call
-        self.sleep = time.sleep  # tests replace it
 
     def serialize(self, tracer) -> bytes:
         """The request payload, as nnsight's remote path builds it; counts its bytes."""
@@ -146,46 +145,32 @@ class NdifBackend(RemoteBackend):
 
     def __call__(self, tracer=None):
         """Send the request; retry a transient failure (``settings.retry``), stop at a permanent one."""
-        policy = self.settings.retry
-        self.retries = 0
-        for attempt in range(1, policy.tries + 1):
-            start = time.monotonic()
-            try:
-                result = super().__call__(tracer)
-            except (InductionError, RequestTooLarge):
-                raise
-            except Exception as error:  # every failure is classified, then reported in one line
-                kind = classify(error)
-                message = self._message(error, kind)
-                if kind != "transient" or attempt == policy.tries:
-                    if kind == "transient":
-                        message += f" (after {attempt} attempts)"
-                    raise InductionError(redact(message, self.api_key)) from None
-                wait = policy.delay(attempt, random.Random())
-                print(
-                    redact(
-                        f"induction-nnsight: {message}; retry {attempt} of {policy.tries - 1} in {wait:.1f} s",
-                        self.api_key,
-                    ),
-                    file=sys.stderr,
-                    flush=True,
-                )
-                self.retries += 1
-                self.sleep(wait)
-                continue
-            self.settings.transfers.append(Transfer(self.sent_bytes, self.received_bytes, time.monotonic() - start))
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retrying(lambda: self._attempt(tracer), self.settings.retry)
+
+    def _attempt(self, tracer):
+        """One attempt: the result, or a one-line :class:`Transient` or ``InductionError``."""
+        start = time.monotonic()
+        try:
+            result = super().__call__(tracer)
+        except InductionError:
+            raise
+        except Exception as error:  # every failure is classified, then reported in one line
+            kind = classify(error, reached=bool(self.settings.transfers))
+            error_class = Transient if kind == "transient" else InductionError
+            raise error_class(redact(self._message(error, kind), self.api_key)) from None
+        self.settings.transfers.append(Transfer(self.sent_bytes, self.received_bytes, time.monotonic() - start))
+        return result
 
     def _message(self, error: BaseException, kind: str) -> str:
         """One line saying what failed and, for a permanent failure, the fix."""
         import nnsight
 
         if kind == "mismatch":
+            text = str(error)
+            said = one_line(text.split(":", 1)[-1] if text.startswith("Failed to send request") else text, last=True)
             return (
-                f"NDIF at {self.host} could not read the request built by nnsight {nnsight.__version__}: "
-                "the client's and the server's nnsight versions differ; install the server's version "
-                "(nnsight's status page lists it)"
+                f"NDIF at {self.host} rejected the request: {said}; this client's nnsight "
+                f"({nnsight.__version__}) and the server's differ: install the nnsight version the server runs"
             )
         if isinstance(error, TimeoutError):
             return f"NDIF at {self.host} sent no result within {self.settings.timeout:g} s; pass a longer --timeout"

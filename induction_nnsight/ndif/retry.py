@@ -18,9 +18,21 @@ True
 from __future__ import annotations
 
 import random
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-__all__ = ["DEFAULT_RETRY", "RetryPolicy", "classify"]
+from ..errors import InductionError
+
+__all__ = ["DEFAULT_RETRY", "RetryPolicy", "Transient", "classify", "retrying"]
+
+T = TypeVar("T")
+
+
+class Transient(InductionError):
+    """A one-line failure worth retrying (the network or the service, not the request)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,8 @@ DEFAULT_RETRY = RetryPolicy()
 ping time-out, for a restarted service to come back."""
 
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
-_TRANSIENT_WORDS = ("connection", "restart", "temporarily", "unavailable", "reset by peer", "refused", "closed")
+_TRANSIENT_WORDS = ("restart", "temporarily", "unavailable", "reset by peer", "timed out", "closed", "disconnect")
+_UNREACHABLE_WORDS = ("connection refused", "connect call failed", "name or service", "connection error")
 _MISMATCH_WORDS = ("nnsight version", "version mismatch", "unpickl", "deserializ", "magic number")
 
 
@@ -65,12 +78,15 @@ def http_status(error: BaseException) -> int | None:
     return None
 
 
-def classify(error: BaseException) -> str:
+def classify(error: BaseException, reached: bool = True) -> str:
     """``"transient"``, ``"mismatch"`` (client and server nnsight differ) or ``"permanent"``.
 
-    Transient: time-outs, connection errors (``OSError``, websocket closures), HTTP 408/425/429/5xx
-    and messages that say the service restarted or is unavailable. A version mismatch shows as a
-    (de)serialization error on the server. Anything else is permanent.
+    Transient: connection errors (``OSError``, websocket closures, network time-outs), HTTP
+    408/425/429/5xx and messages that say the service restarted or is unavailable. A host that
+    refuses the connection is transient only once it has ``reached`` us before in this job (a
+    restart); at first contact it is a wrong ``--ndif-host``, which waiting does not fix. The
+    client's own ``--timeout`` is permanent (its message names the option). A version mismatch
+    shows as a (de)serialization error on the server. Anything else is permanent.
     """
     text = str(error).lower()
     status = http_status(error)
@@ -78,7 +94,12 @@ def classify(error: BaseException) -> str:
         return "mismatch"
     if status is not None:
         return "transient" if status in _TRANSIENT_STATUS else "permanent"
-    if isinstance(error, TimeoutError | ConnectionError | OSError):
+    if isinstance(error, TimeoutError):
+        return "permanent"
+    unreachable = isinstance(error, ConnectionRefusedError) or any(word in text for word in _UNREACHABLE_WORDS)
+    if unreachable:
+        return "transient" if reached else "permanent"
+    if isinstance(error, ConnectionError | OSError):
         return "transient"
     name = type(error).__name__
     if "WebSocket" in name and ("Closed" in name or "Timeout" in name or "BadStatus" in name):
@@ -86,3 +107,31 @@ def classify(error: BaseException) -> str:
     if text.startswith("failed to send request") and any(word in text for word in _TRANSIENT_WORDS):
         return "transient"
     return "permanent"
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def retrying(call: Callable[[], T], policy: RetryPolicy, rng: random.Random | None = None) -> T:
+    """``call()``, retried after a :class:`Transient` failure as ``policy`` says.
+
+    Each retry prints one line on stderr (the failure, the retry's number, the wait). The last
+    failure is raised with the number of attempts; any other error is raised at once.
+    """
+    for attempt in range(1, policy.tries + 1):
+        try:
+            return call()
+        except Transient as error:
+            if attempt == policy.tries:
+                if attempt == 1:
+                    raise
+                raise Transient(f"{error} (gave up after {attempt} attempts)") from None
+            wait = policy.delay(attempt, rng)
+            print(
+                f"induction-nnsight: {error}; retry {attempt} of {policy.tries - 1} in {wait:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            _sleep(wait)
+    raise AssertionError("policy.tries must be at least 1")
