@@ -71,20 +71,22 @@ _MISMATCH_WORDS = ("nnsight version", "version mismatch", "unpickl", "deserializ
 def http_status(error: BaseException) -> int | None:
     """The HTTP status an error carries (itself or its cause), or None."""
     for candidate in (error, error.__cause__, error.__context__):
-        response = getattr(candidate, "response", None)
-        status = getattr(response, "status_code", None)
-        if isinstance(status, int):
-            return status
+        for status in (
+            getattr(candidate, "status_code", None),
+            getattr(getattr(candidate, "response", None), "status_code", None),
+        ):
+            if isinstance(status, int):
+                return status
     return None
 
 
 def classify(error: BaseException, reached: bool = True) -> str:
     """``"transient"``, ``"mismatch"`` (client and server nnsight differ) or ``"permanent"``.
 
-    Transient: connection errors (``OSError``, websocket closures, network time-outs), HTTP
-    408/425/429/5xx and messages that say the service restarted or is unavailable. A host that
-    refuses the connection is transient only once it has ``reached`` us before in this job (a
-    restart); at first contact it is a wrong ``--ndif-host``, which waiting does not fix. The
+    Transient: HTTP 408/425/429/5xx; and network failures (connection refused, reset or closed,
+    network time-outs, messages that say the service restarted or is unavailable) once the host
+    has answered earlier in this job (``reached``: a restart or a dropped connection); at first
+    contact those mean a wrong ``--ndif-host``, which waiting does not fix. The
     client's own ``--timeout`` is permanent (its message names the option). A version mismatch
     shows as a (de)serialization error on the server. Anything else is permanent.
     """
@@ -96,16 +98,15 @@ def classify(error: BaseException, reached: bool = True) -> str:
         return "transient" if status in _TRANSIENT_STATUS else "permanent"
     if isinstance(error, TimeoutError):
         return "permanent"
-    unreachable = isinstance(error, ConnectionRefusedError) or any(word in text for word in _UNREACHABLE_WORDS)
-    if unreachable:
-        return "transient" if reached else "permanent"
-    if isinstance(error, ConnectionError | OSError):
-        return "transient"
     name = type(error).__name__
-    if "WebSocket" in name and ("Closed" in name or "Timeout" in name or "BadStatus" in name):
-        return "transient"
-    if text.startswith("failed to send request") and any(word in text for word in _TRANSIENT_WORDS):
-        return "transient"
+    network = (
+        isinstance(error, ConnectionError | OSError)
+        or any(word in text for word in _UNREACHABLE_WORDS)
+        or ("WebSocket" in name and any(word in name for word in ("Closed", "Timeout", "BadStatus", "Connection")))
+        or (text.startswith("failed to send request") and any(word in text for word in _TRANSIENT_WORDS))
+    )
+    if network:
+        return "transient" if reached else "permanent"
     return "permanent"
 
 

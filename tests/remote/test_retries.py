@@ -39,8 +39,9 @@ def http_error(status: int, detail: str) -> RemoteError:
         (RemoteError("UnpicklingError: invalid load key"), True, "mismatch"),
         (RemoteError("Failed to send request: [Errno 111] Connection refused"), True, "transient"),
         (RemoteError("Failed to send request: [Errno 111] Connection refused"), False, "permanent"),
-        (ConnectionResetError("reset by peer"), False, "transient"),
-        (RemoteError("Failed to send request: timed out"), False, "transient"),
+        (ConnectionResetError("reset by peer"), True, "transient"),
+        (ConnectionResetError("reset by peer"), False, "permanent"),  # first contact: a wrong host
+        (RemoteError("Failed to send request: timed out"), True, "transient"),
         (TimeoutError(), True, "permanent"),  # the client's own --timeout: its message names the fix
         (RemoteError("IndexError: index 10000 is out of bounds"), True, "permanent"),
     ],
