@@ -224,3 +224,22 @@ def test_no_resume_and_changed_settings_on_the_command_line(tiny_dir, tmp_path, 
     assert not (out / "ablation_results.json").exists()
     assert main(ablate_args(tiny_dir, out, "--no-resume")) == 0
     assert (out / "ablation_results.json").exists() and not (out / "ablate_journal.json").exists()
+
+
+def test_journal_is_strict_json_and_never_partial(tmp_path, monkeypatch):
+    path = tmp_path / "x_journal.json"
+    journal = Journal.open(path, {"seed": 0})
+    journal.record({"a": torch.tensor([1.0, float("nan")])})
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    before = path.read_text()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        journal.record({"b": torch.ones(3)})
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+    monkeypatch.undo()
+    back = Journal.open(path, {"seed": 0}).get("a")
+    assert back[0] == 1.0 and torch.isnan(back[1])
