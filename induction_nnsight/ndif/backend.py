@@ -145,9 +145,9 @@ class NdifBackend(RemoteBackend):
 
     def __call__(self, tracer=None):
         """Send the request; retry a transient failure (``settings.retry``), stop at a permanent one."""
-        return retrying(lambda: self._attempt(tracer), self.settings.retry)
+        return retrying(lambda: self.attempt(tracer), self.settings.retry)
 
-    def _attempt(self, tracer):
+    def attempt(self, tracer):
         """One attempt: the result, or a one-line :class:`Transient` or ``InductionError``."""
         start = time.monotonic()
         try:
@@ -157,11 +157,11 @@ class NdifBackend(RemoteBackend):
         except Exception as error:  # every failure is classified, then reported in one line
             kind = classify(error, reached=bool(self.settings.transfers))
             error_class = Transient if kind == "transient" else InductionError
-            raise error_class(redact(self._message(error, kind), self.api_key)) from None
+            raise error_class(redact(self.describe_failure(error, kind), self.api_key)) from None
         self.settings.transfers.append(Transfer(self.sent_bytes, self.received_bytes, time.monotonic() - start))
         return result
 
-    def _message(self, error: BaseException, kind: str) -> str:
+    def describe_failure(self, error: BaseException, kind: str) -> str:
         """One line saying what failed and, for a permanent failure, the fix."""
         import nnsight
 
