@@ -51,6 +51,16 @@ def _write(out, files: dict[str, str]) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
+def _run_journaled(command: str, config, out, run):
+    """``run(config)`` with the job's journal open in ``out`` (resumed unless ``--no-resume``); the
+    journal is removed once the result files are written."""
+    journal = config.open_journal(out, command)
+    results, files = run(config)
+    _write(out, files)
+    journal.remove()
+    return results, files
+
+
 def _scan_command(args: argparse.Namespace) -> int:
     config = scan_config(args)
     out = prepare_out_dir(args.out)
@@ -104,8 +114,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
 
     config = _config(AblateConfig, args)
     out = prepare_out_dir(args.out)
-    results, files = run_ablate(config)
-    _write(out, files)
+    results, _ = _run_journaled("ablate", config, out, run_ablate)
     base, vs = results["baseline"], results["top_vs_random"]
     print(
         f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
@@ -139,8 +148,7 @@ def _patch_command(args: argparse.Namespace) -> int:
 
     config = _config(PatchConfig, args)
     out = prepare_out_dir(args.out)
-    results, files = run_patch(config)
-    _write(out, files)
+    results, _ = _run_journaled("patch", config, out, run_patch)
     print(f"model {config.model}, pair {results['pair']}, metric {results['metric']}")
     for site in ("heads", "residual", "qkv"):
         if site in results:
@@ -174,8 +182,7 @@ def _circuit_command(args: argparse.Namespace) -> int:
 
     config = _config(CircuitConfig, args)
     out = prepare_out_dir(args.out)
-    results, files = run_circuit(config)
-    _write(out, files)
+    results, _ = _run_journaled("circuit", config, out, run_circuit)
     print(
         f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
         f"{len(results['edges'])} edges in {results['seconds']:.1f} s"

@@ -9,6 +9,7 @@ from ..figures.heads import top_heads_figure
 from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
+from ..ndif.journal import Journal, journal_path
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
@@ -28,11 +29,31 @@ class RunsTraces:
     ``max_tokens``) shares: the one way to make the :class:`~induction_nnsight.ndif.execution.Execution`
     its job's traces run under."""
 
+    journal: Journal | None = None
+    """The job's journal (:meth:`open_journal`); not a field, so not a setting."""
+
+    #: Settings that do not change a journaled chunk's result (where it ran, how long to wait).
+    UNJOURNALED = ("remote", "ndif_host", "timeout", "resume", "progress", "out")
+
     def execution(self, progress: bool = True) -> Execution:
         """How this job's traces run: here, or on NDIF (``remote_settings``); ``max_tokens`` where the
-        job has that option; a progress bar when ``progress``."""
+        job has that option; a progress bar when ``progress``; the :attr:`journal` when one is open."""
         max_tokens = getattr(self, "max_tokens", DEFAULT_MAX_TOKENS)
-        return Execution(remote=remote_settings(self) or False, max_tokens=max_tokens, progress=progress)
+        return Execution(
+            remote=remote_settings(self) or False, max_tokens=max_tokens, progress=progress, journal=self.journal
+        )
+
+    def open_journal(self, out_dir, command: str) -> Journal:
+        """Open ``<out_dir>/<command>_journal.json`` for this job: an earlier run's unless ``--no-resume``.
+
+        Raises:
+            InductionError: The journal was written with other settings (named in the message).
+        """
+        settings = {k: v for k, v in asdict(self).items() if k not in self.UNJOURNALED}
+        self.journal = Journal.open(
+            journal_path(out_dir, command), {"command": command, **settings}, resume=getattr(self, "resume", True)
+        )
+        return self.journal
 
 
 @dataclass
@@ -65,6 +86,10 @@ class ScanConfig(RunsTraces):
         parse=seconds,
         metavar="SECONDS",
         group="NDIF",
+    )
+    resume: bool = option(
+        True,
+        help="ignore the journal an interrupted run left in the output directory and start afresh",
     )
 
     def validate_tokens(self) -> None:

@@ -12,16 +12,14 @@ equals the result of running it alone (up to float summation order).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import nnsight
 import torch
-from tqdm.auto import tqdm
 
-from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
+from ..ndif.sessions import run_chunks
 
 
 @dataclass(frozen=True)
@@ -98,27 +96,18 @@ def _run_variant_rows(model, target, n_variants, edit, metric, source, execution
     if source is not None and source.shape[1] != n_pos:
         raise ValueError(f"source rows have {source.shape[1]} positions, target rows {n_pos}")
     per = variants_per_trace(batch, n_source, n_pos, execution)
-    results = []
-    starts = range(0, n_variants, per)
-    bar = tqdm(
-        total=n_variants,
-        desc=desc,
-        unit="variant",
-        disable=not execution.progress or n_variants <= per,
-        file=sys.stderr,
-        leave=False,
-    )
-    for start in starts:
-        stop = min(n_variants, start + per)
+    chunks = [(start, min(n_variants, start + per)) for start in range(0, n_variants, per)]
+
+    def trace_chunk(start: int, stop: int) -> torch.Tensor:
         k = stop - start
         rows = torch.cat(([source] if source is not None else []) + [target] * k)
         layout = Rows(n_source, batch, start, stop)
-        with torch.no_grad(), model.trace(rows, backend=remote_backend(model, execution.remote)):
+        with torch.no_grad(), model.trace(rows):
             if edit is not None:
                 edit(layout)
             values = metric(model.output.logits[n_source:], target.repeat(k, 1))  # [k * batch, ...]
-            saved = nnsight.save(values.reshape(k, batch, *values.shape[1:]).detach())
-        results.append(saved.cpu())
-        bar.update(k)
-    bar.close()
-    return torch.cat(results)
+            saved = nnsight.save(values.reshape(k, batch, *values.shape[1:]).detach())  # [k, batch, ...]
+        return saved
+
+    # traces bundled into sessions, journaled and split by the one loop every sweep shares
+    return torch.cat(run_chunks(model, chunks, trace_chunk, execution, desc, (target, source)))

@@ -26,6 +26,7 @@ from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
 from ..errors import InductionError
 from .dry_run import PACKAGE, DryRunBackend
 from .internals import request_env
+from .retry import RetryPolicy, Transient, classify, retrying
 from .settings import (
     LOCAL,
     STATUS_TIMEOUT,
@@ -38,7 +39,7 @@ from .settings import (
     resolve_host,
 )
 from .status import check_hosted, model_key
-from .transfers import Transfer
+from .transfers import Transfer, check_size
 
 
 def ship_by_value() -> None:
@@ -79,7 +80,9 @@ def remote_backend(model, remote: Remote):
     host = resolve_host(settings.host)
     key = model_key(model)
     if settings.check_hosted:
-        check_hosted(model, key, host, min(STATUS_TIMEOUT, settings.timeout))
+        # a host that answered earlier in this job and stops answering is restarting: retry
+        policy = settings.retry if settings.transfers else RetryPolicy(tries=1)
+        retrying(lambda: check_hosted(model, key, host, min(STATUS_TIMEOUT, settings.timeout)), policy)
     return NdifBackend(key, host=host, api_key=api_key, env=request_env(model), settings=settings)
 
 
@@ -92,6 +95,7 @@ class NdifBackend(RemoteBackend):
         self.settings = settings
         self.sent_bytes = 0
         self.received_bytes = 0
+        self.max_bytes: int | None = None  # set by the session loop: a larger request is refused before sending
 
     def serialize(self, tracer) -> bytes:
         """The request payload, as nnsight's remote path builds it; counts its bytes."""
@@ -101,6 +105,7 @@ class NdifBackend(RemoteBackend):
         pull_env()  # local (non-installed) modules ship by value, as nnsight does
         blob = RequestModel.serialize(tracer, self.compress)
         self.sent_bytes = len(blob)
+        check_size(len(blob), self.max_bytes)
         return blob
 
     def finalize(self, content: bytes):
@@ -139,30 +144,44 @@ class NdifBackend(RemoteBackend):
             connection.close()
 
     def __call__(self, tracer=None):
+        """Send the request; retry a transient failure (``settings.retry``), stop at a permanent one."""
+        return retrying(lambda: self.attempt(tracer), self.settings.retry)
+
+    def attempt(self, tracer):
+        """One attempt: the result, or a one-line :class:`Transient` or ``InductionError``."""
         start = time.monotonic()
         try:
             result = super().__call__(tracer)
-        except TimeoutError:
-            message = (
-                f"NDIF at {self.host} sent no result within {self.settings.timeout:g} s; "
-                "pass a longer --timeout or try again later"
+        except InductionError:
+            raise
+        except Exception as error:  # every failure is classified, then reported in one line
+            kind = classify(error, reached=bool(self.settings.transfers))
+            error_class = Transient if kind == "transient" else InductionError
+            raise error_class(redact(self.describe_failure(error, kind), self.api_key)) from None
+        self.settings.transfers.append(Transfer(self.sent_bytes, self.received_bytes, time.monotonic() - start))
+        return result
+
+    def describe_failure(self, error: BaseException, kind: str) -> str:
+        """One line saying what failed and, for a permanent failure, the fix."""
+        import nnsight
+
+        if kind == "mismatch":
+            text = str(error)
+            said = one_line(text.split(":", 1)[-1] if text.startswith("Failed to send request") else text, last=True)
+            return (
+                f"NDIF at {self.host} rejected the request: {said}; this client's nnsight "
+                f"({nnsight.__version__}) and the server's differ: install the nnsight version the server runs"
             )
-        except RemoteError as error:
+        if isinstance(error, TimeoutError):
+            return f"NDIF at {self.host} sent no result within {self.settings.timeout:g} s; pass a longer --timeout"
+        if isinstance(error, RemoteError):
             text = str(error)
             if text.startswith("Failed to send request"):
-                message = f"NDIF at {self.host} rejected the request: {one_line(text.split(':', 1)[-1])}"
-            else:
-                message = f"NDIF failed to run the trace: {one_line(text, last=True)}"
-        except (OSError, ConnectionError) as error:
-            message = (
+                return f"NDIF at {self.host} rejected the request: {one_line(text.split(':', 1)[-1])}"
+            return f"NDIF failed to run the trace: {one_line(text, last=True)}"
+        if isinstance(error, OSError | ConnectionError):
+            return (
                 f"cannot reach NDIF at {self.host} ({one_line(error) or type(error).__name__}); "
                 "check --ndif-host / NDIF_HOST and the network"
             )
-        except Exception as error:  # websocket protocol errors and the like
-            if isinstance(error, InductionError):
-                raise
-            message = f"NDIF request to {self.host} failed: {type(error).__name__}: {one_line(error)}"
-        else:
-            self.settings.transfers.append(Transfer(self.sent_bytes, self.received_bytes, time.monotonic() - start))
-            return result
-        raise InductionError(redact(message, self.api_key)) from None
+        return f"NDIF request to {self.host} failed: {type(error).__name__}: {one_line(error)}"

@@ -36,7 +36,7 @@ import time
 from contextlib import contextmanager
 
 from .internals import persistent_objects, saved_values
-from .transfers import Transfer
+from .transfers import Transfer, check_size
 
 PACKAGE = __name__.split(".")[0]
 
@@ -80,6 +80,7 @@ class DryRunBackend:
     def __init__(self, model) -> None:
         self.model = model
         self.transfer: Transfer | None = None
+        self.max_bytes: int | None = None  # set by the session loop: a larger request is refused, as on NDIF
 
     def __call__(self, tracer) -> None:
         import nnsight
@@ -90,6 +91,7 @@ class DryRunBackend:
 
         start = time.monotonic()
         blob = RequestModel.serialize(tracer, compress=True)
+        check_size(len(blob), self.max_bytes)
         objects = persistent_objects(self.model)
         snapshot = dict(linecache.cache)
         try:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import InductionError
+from .retry import DEFAULT_RETRY, RetryPolicy
 from .transfers import Transfer
 
 LOCAL = "local"
@@ -36,6 +37,7 @@ class RemoteSettings:
         host: NDIF API URL; None means ``NDIF_HOST``, else nnsight's configured host.
         timeout: Seconds to wait for a request's result before giving up.
         check_hosted: Ask the host whether the model is running before sending.
+        retry: How transient failures are retried (:class:`~induction_nnsight.ndif.retry.RetryPolicy`).
         transfers: One :class:`~induction_nnsight.ndif.transfers.Transfer` appended
             per request made with these settings.
     """
@@ -43,6 +45,7 @@ class RemoteSettings:
     host: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     check_hosted: bool = True
+    retry: RetryPolicy = DEFAULT_RETRY
     transfers: list[Transfer] = field(default_factory=list, repr=False, compare=False)
 
 

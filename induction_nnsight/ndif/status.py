@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InductionError
 from .internals import pin_repo_id
+from .retry import Transient
 from .settings import STATUS_TIMEOUT, one_line
 
 _DEPLOYED_LEVELS = {"HOT", "WARM"}
@@ -61,12 +62,12 @@ def hosted_models(host: str, timeout: float = STATUS_TIMEOUT) -> list[Deployment
         response.raise_for_status()
         status = response.json()
     except httpx.HTTPStatusError as error:
-        raise InductionError(
+        raise (Transient if error.response.status_code >= 500 else InductionError)(
             f"NDIF at {host} answered /status with HTTP {error.response.status_code}"
             f"{_detail(error.response)}; try again later or check --ndif-host"
         ) from None
     except (httpx.HTTPError, OSError, ValueError) as error:
-        raise InductionError(
+        raise Transient(
             f"cannot reach NDIF at {host} ({one_line(error) or type(error).__name__}); "
             "check --ndif-host / NDIF_HOST and the network"
         ) from None
