@@ -2,7 +2,8 @@
 
 On the tiny GPT-2, negating a last-layer head's output projection (which leaves every attention
 pattern as it was) negates that head's score and leaves every other head's alone: the score is
-linear in what the head writes, with the sign of suppression.
+linear in what the head writes, with the sign of suppression (to 2%: the score is divided by the
+final norm's scale of the residual, which the negated head's own output shifts a little).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def test_negating_a_last_layer_head_negates_its_score(tmp_path):
     before = head_scores(plain, probe(), kinds=("anti_induction",), loss=False, execution=QUIET).mean("anti_induction")
     after = head_scores(flipped, probe(), kinds=("anti_induction",), loss=False, execution=QUIET).mean("anti_induction")
     assert before[1, 2].abs() > 1e-6  # a nonzero score to flip: the test can fail
-    assert torch.allclose(after[1, 2], -before[1, 2], rtol=1e-3, atol=1e-9)
+    assert torch.allclose(after[1, 2], -before[1, 2], rtol=2e-2, atol=1e-9)
     others = torch.ones_like(before, dtype=torch.bool)
     others[1, 2] = False
-    assert torch.allclose(after[others], before[others], atol=1e-6)
+    assert torch.allclose(after[others], before[others], rtol=2e-2, atol=1e-7)
 
 
 def test_declared_as_a_signed_logit_kind():
