@@ -20,8 +20,8 @@ UNITS = {
     "token_attention": "value-weighted attention",
     "concept_attention": "value-weighted attention",
     "entity_first_attention": "value-weighted attention",
-    "token_copying": "change of probability",
-    "concept_copying": "change of probability",
+    "token_copying": "change of log-probability (nats)",
+    "concept_copying": "change of log-probability (nats)",
 }
 
 
@@ -149,7 +149,7 @@ def run_dual_route(config: DualRouteConfig, model=None, progress: bool = True) -
         table(result.mean("concept_copying")),
         title=f"Token vs concept copying per head — {name}",
         subtitle=sub,
-        axis_titles=("token copying (rise of P)", "concept copying (rise of P)"),
+        axis_titles=("token copying (rise of log P, nats)", "concept copying (rise of log P, nats)"),
         marked={"token": result.top["token_copying"][:3], "concept": result.top["concept_copying"][:3]},
     ).to_json()
     for grid in GRIDS:

@@ -2,10 +2,12 @@
 
 Feucht et al. (2025): a head's output (its slice of the output projection's input) at the
 second-to-last position of a corrupt row (the entity never seen) is replaced by its value on the
-clean row (the entity seen earlier), and the model's probability of the entity's next token is
-compared with the unpatched corrupt run's. One variant per head, batched as the other sweeps are
-(:func:`~induction_nnsight.causal.variants.variants_per_trace` sizes the traces, :class:`Rows` lays
-them out).
+clean row (the entity seen earlier), and the model's log-probability of the entity's next token
+is compared with the unpatched corrupt run's. Feucht et al. compare probabilities; on SmolLM2 one
+head moved a random token's probability by less than 1e-4 in a first run, too little to rank heads
+by, so log-probabilities (nats) are compared. One variant per head, batched as
+the other sweeps are (:func:`~induction_nnsight.causal.variants.variants_per_trace` sizes the
+traces, :class:`Rows` lays them out).
 
 A patch at the second-to-last position changes only the last two positions, so, run here, the
 corrupt rows' prefix is computed once and cached (its keys and values), and each variant runs just
@@ -33,7 +35,7 @@ from .variants import Rows, variants_per_trace
 __all__ = ["COPYING_TARGETS", "copying_sweep", "head_outputs_at"]
 
 COPYING_TARGETS = {"concept": (-1, 1), "token": (-2, 0)}
-"""What each copying score measures: ``(position, entity token)``: concept copying, the probability of
+"""What each copying score measures: ``(position, entity token)``: concept copying, the log-probability of
 ``c[1]`` at the last position; token copying, of ``c[0]`` at the second-to-last (the patched one)."""
 
 
@@ -101,12 +103,12 @@ def _patch(model, heads: list[tuple[int, int] | None], clean: torch.Tensor, rows
 def copying_sweep(
     model, prompts: CopyingPrompts, target: str, *, heads=None, execution: Execution | None = None
 ) -> torch.Tensor:
-    """Per-row probability of the copied token, corrupt and with each head patched from clean.
+    """Per-row log-probability of the copied token, corrupt and with each head patched from clean.
 
     Args:
         model: An nnsight ``TransformersModel``.
         prompts: The clean and corrupt rows (:func:`~induction_nnsight.probes.dual_route.copying_prompts`).
-        target: ``"concept"`` (probability of ``c[1]`` at the last position) or ``"token"`` (of
+        target: ``"concept"`` (log-probability of ``c[1]`` at the last position) or ``"token"`` (of
             ``c[0]`` at the second-to-last), see :data:`COPYING_TARGETS`.
         heads: ``(layer, head)`` pairs to patch, one variant each; None for every head.
         execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
@@ -143,8 +145,8 @@ def copying_sweep(
         with torch.no_grad(), model.trace(rows_in.repeat(k, 1), backend=remote_backend(model, run.remote), **kwargs):
             _patch(model, variants, clean, Rows(0, batch, start, stop), -2)
             logits = model.output.logits[:, position]  # [k * batch, vocab]
-            probs = torch.softmax(logits.float(), dim=-1).gather(1, wanted.repeat(k)[:, None].to(logits.device))
-            saved = nnsight.save(probs.reshape(k, batch).detach())
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(1, wanted.repeat(k)[:, None].to(logits.device))
+            saved = nnsight.save(logp.reshape(k, batch).detach())
         results.append(saved.cpu())
         bar.update(k)
     bar.close()

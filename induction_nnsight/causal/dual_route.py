@@ -5,9 +5,9 @@ Induction"): every head's attention and causal copying scores, and the dissociat
   that followed its earlier copy, when that token starts a random-token span;
 - ``concept_attention``: the same query's attention to the *last* token of the earlier multi-token
   entity (``entity_first_attention``, to its first token, is kept beside it);
-- ``token_copying``: the rise of the probability of the next random token when the head's output is
-  patched from a clean row (span seen) into a corrupt one (never seen);
-- ``concept_copying``: the rise of the probability of the entity's second token, patched alike.
+- ``token_copying``: the rise of the log-probability (nats) of the next random token when the head's
+  output is patched from a clean row (span seen) into a corrupt one (never seen);
+- ``concept_copying``: the rise of the log-probability of the entity's second token, patched alike.
 
 Each grid is a mean over prompts with a 95% percentile-bootstrap interval over prompts
 (:func:`~induction_nnsight.scores.detect.bootstrap_interval`, the heads pass's routine).

@@ -104,7 +104,7 @@ def test_copying_scores_equal_a_plain_hook_patch(tiny_model, tiny_dir, arch, tar
             logits = hf(prompts.corrupt).logits
         for hook in hooks:
             hook.remove()
-        return logits[:, position].softmax(-1)[torch.arange(len(ENTITIES)), wanted]
+        return logits[:, position].log_softmax(-1)[torch.arange(len(ENTITIES)), wanted]
 
     want = torch.stack([probability()] + [probability(layer, head) for layer in range(2) for head in range(4)])
     assert torch.allclose(got, want, atol=1e-6)
