@@ -32,6 +32,8 @@ from induction_nnsight.app.ablate_job import AblateConfig, run_ablate  # noqa: E
 from induction_nnsight.app.attention_job import AttentionConfig, run_attention  # noqa: E402
 from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit  # noqa: E402
 from induction_nnsight.app.cli import guarded  # noqa: E402
+from induction_nnsight.app.dual_route_job import DualRouteConfig, run_dual_route  # noqa: E402
+from induction_nnsight.app.icl_job import IclConfig, run_icl  # noqa: E402
 from induction_nnsight.app.jobs import HeadsConfig, ScanConfig, run_heads, run_scan  # noqa: E402
 from induction_nnsight.app.outputs import prepare_out_dir, write_files  # noqa: E402
 from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
@@ -70,6 +72,10 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     "circuit": lambda model: run_circuit(
         CircuitConfig(model=DEFAULT_MODEL, top=2, exact_losses=None), model, progress=False
     )[1],
+    # token and concept induction heads, the dissociation test (docs/dual_route.md)
+    "dual_route": lambda model: run_dual_route(DualRouteConfig(model=DEFAULT_MODEL), model, progress=False)[1],
+    # loss by token index on the default text, Python's own help topics (docs/dual_route.md)
+    "icl": lambda model: run_icl(IclConfig(model=DEFAULT_MODEL), model, progress=False)[1],
 }
 
 

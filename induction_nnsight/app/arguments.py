@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from .ablate_job import AblateConfig
 from .attention_job import AttentionConfig
 from .circuit_job import CircuitConfig
+from .dual_route_job import DualRouteConfig
 from .dynamics_job import DynamicsConfig
+from .icl_job import IclConfig
 from .jobs import HeadsConfig, ScanConfig
 from .options import Option, add_options, config_options, exact_losses_arg
 from .patch_job import PatchConfig
@@ -92,6 +94,14 @@ COMMANDS = {
         "score a series of checkpoints (a training run, or Hub revisions): "
         "loss halves, ICL score, head scores by step, the phase change",
         DynamicsConfig,
+    ),
+    "dual-route": Command(
+        "token and concept induction heads: attention and copying scores per head, the dissociation test",
+        DualRouteConfig,
+        (OUT,),
+    ),
+    "icl": Command(
+        "in-context learning on natural text: loss by token index and Olsson's ICL score", IclConfig, (OUT,)
     ),
 }
 """Every subcommand by name, in ``--help``'s order."""

@@ -246,6 +246,43 @@ def _dynamics_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dual_route_command(args: argparse.Namespace) -> int:
+    from .dual_route_job import DualRouteConfig, run_dual_route
+
+    config = _config(DualRouteConfig, args)
+    out = prepare_out_dir(args.out)
+    results, files = run_dual_route(config)
+    _write(out, files)
+    for grid, heads in results["top_heads"].items():
+        shown = ", ".join(
+            f"L{h['layer']}H{h['head']} {h['score']:.4g} [{h['ci'][0]:.4g}, {h['ci'][1]:.4g}]" for h in heads
+        )
+        print(f"{grid}: {shown}")
+    for kind, difference in results["dissociation"]["difference"].items():
+        print(
+            f"ablating the top {kind} heads: drop on entities minus drop on random spans "
+            f"{difference['mean']:+.4f} [{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}]"
+        )
+    return 0
+
+
+def _icl_command(args: argparse.Namespace) -> int:
+    from .icl_job import IclConfig, run_icl
+
+    config = _config(IclConfig, args)
+    out = prepare_out_dir(args.out)
+    results, files = run_icl(config)
+    _write(out, files)
+    score = results["olsson_icl_score"]
+    early, late = results["positions"]
+    print(
+        f"{results['n_windows']} windows of {results['source']}: loss {results['loss_at_early']:.3f} nats at token "
+        f"{early}, {results['loss_at_late']:.3f} at token {late}; Olsson ICL score {score['mean']:+.3f} "
+        f"[{score['ci_low']:+.3f}, {score['ci_high']:+.3f}]"
+    )
+    return 0
+
+
 _COMMANDS = {
     "scan": _scan_command,
     "heads": _heads_command,
@@ -257,6 +294,8 @@ _COMMANDS = {
     "circuit": _circuit_command,
     "train": _train_command,
     "dynamics": _dynamics_command,
+    "dual-route": _dual_route_command,
+    "icl": _icl_command,
 }
 
 

@@ -11,7 +11,7 @@ import torch
 
 from .copying import copying_logit_boost, ov_copying_score
 from .declaration import HeadScore, LogitInputs
-from .reductions import diagonal_partial, first_token_partial, masked_partial
+from .reductions import diagonal_partial, first_token_partial, induction_token_rows, masked_partial
 
 __all__ = ["BUILTIN_SCORES"]
 
@@ -28,6 +28,20 @@ def _copying(inputs: LogitInputs) -> torch.Tensor:
         inputs.center,
         inputs.final_scale,
     )
+
+
+def _anti_induction(inputs: LogitInputs) -> torch.Tensor:
+    """Induction attention times the suppression of the attended token: ``[batch, head, chunk]``.
+
+    ``-(a * boost)``: ``a`` the head's attention on the keys right after earlier copies of the query's
+    token (the induction targets), ``boost`` its :func:`_copying` logit boost of the token it attends to
+    most. Positive for a head that attends like an induction head and lowers the logit of what it
+    attends to; an induction head that copies scores below zero.
+    """
+    boost = _copying(inputs)
+    targets = induction_token_rows(inputs.tokens, inputs.positions, inputs.pattern.shape[-1])  # [batch, chunk, key]
+    attention = (inputs.pattern.float() * targets[:, None]).sum(-1)  # [batch, head, chunk]
+    return -attention * boost
 
 
 BUILTIN_SCORES = (
@@ -79,6 +93,28 @@ BUILTIN_SCORES = (
         unit="logits",
         queries=lambda view: view.repeat_queries,  # averaged over the repeated copies
         inputs=("pattern", "head_input", "w_out", "tokens", "center", "unembed", "final_scale", "unembed_mean"),
+    ),
+    HeadScore(
+        "anti_induction",
+        "induction attention with a negative copying score: attention on the token after an earlier copy "
+        "of the current token, times how much the head lowers that token's logit",
+        "logits",
+        _anti_induction,
+        value_range=(None, None),
+        unit="logits",
+        threshold=0.5,
+        queries=lambda view: view.repeat_queries,
+        inputs=(
+            "pattern",
+            "positions",
+            "head_input",
+            "w_out",
+            "tokens",
+            "center",
+            "unembed",
+            "final_scale",
+            "unembed_mean",
+        ),
     ),
     HeadScore(
         "copying_ov",

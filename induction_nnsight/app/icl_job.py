@@ -1,0 +1,91 @@
+"""``induction-nnsight icl``: loss by token index and Olsson's in-context-learning score on natural text;
+``icl_results.json`` and ``icl_loss_by_token.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import InductionError
+from ..figures.dual_route import icl_loss_figure
+from ..models.layout import model_facts
+from ..scores.icl import default_text, icl_scores, loss_by_token, read_text, text_windows
+from .jobs import RunsTraces, ScanConfig, model_for
+from .options import like, option, positive
+from .outputs import rounded, table, to_json
+
+__all__ = ["IclConfig", "run_icl"]
+
+
+@dataclass
+class IclConfig(RunsTraces):
+    """Settings of ``induction-nnsight icl``."""
+
+    model: str = like(ScanConfig, "model")
+    text: str | None = option(
+        None,
+        help="a UTF-8 text file, or a directory of .txt/.md/.rst files",
+        metavar="FILE|DIR",
+        default_text="the Python language reference's help topics (pydoc_data.topics)",
+    )
+    n_windows: int = option(8, help="windows of text scored", flag="--windows", parse=positive)
+    length: int = option(512, help="tokens per window, BOS included", parse=positive)
+    early: int = option(50, help="early token index of the ICL score", parse=positive)
+    late: int = option(500, help="late token index of the ICL score", parse=positive)
+    bos: bool = like(ScanConfig, "bos")
+    attn_implementation: str | None = like(ScanConfig, "attn_implementation")
+    remote: bool = like(ScanConfig, "remote")
+    ndif_host: str | None = like(ScanConfig, "ndif_host")
+    timeout: float = like(ScanConfig, "timeout")
+    n_boot: int = 1000  # bootstrap resamples of the interval (not on the command line)
+
+    def validate(self) -> None:
+        """Check what can be checked before a model is loaded."""
+        if not 1 <= self.early < self.late < self.length:
+            raise InductionError(
+                f"--early {self.early}, --late {self.late}, --length {self.length}: pass 1 <= early < late < length"
+            )
+        if not self.timeout > 0:
+            raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.text is not None:
+            read_text(self.text)  # a missing or unreadable path is refused before a model loads
+
+
+def run_icl(config: IclConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+    """Score windows of natural text.
+
+    Returns:
+        ``(results, files)``: ``icl_results.json`` (``loss_by_token_index``, ``positions``,
+        ``olsson_icl_score`` with its interval, the text's ``source``) and ``icl_loss_by_token.json``.
+    """
+    config.validate()
+    text, source = read_text(config.text) if config.text is not None else default_text()
+    model = model_for(config, model)
+    facts = model_facts(model)
+    if facts.n_ctx is not None and config.length > facts.n_ctx:
+        raise InductionError(f"--length {config.length} exceeds the model's context of {facts.n_ctx}: pass less")
+    ids = model.tokenizer.encode(text, add_special_tokens=False)
+    windows = text_windows(ids, config.n_windows, config.length, facts.bos_token_id if config.bos else None)
+    losses = loss_by_token(model, windows, execution=config.execution(progress))  # [n_windows, length - 1]
+    score = icl_scores(losses, config.early, config.late, n_boot=config.n_boot)
+    mean = losses.mean(0)
+    results = {
+        "model": config.model,
+        "model_facts": {**asdict(facts), "name": config.model},
+        "settings": asdict(config),
+        "source": source,
+        "n_windows": int(windows.shape[0]),
+        "n_text_tokens": len(ids),
+        "first_token_index": 1,
+        "loss_by_token_index": table(mean),
+        "positions": [config.early, config.late],
+        "loss_at_early": rounded(mean[config.early - 1]),
+        "loss_at_late": rounded(mean[config.late - 1]),
+        "olsson_icl_score": {k: rounded(v) for k, v in score.items()},
+    }
+    figure = icl_loss_figure(
+        results["loss_by_token_index"],
+        (config.early, config.late),
+        title=f"Loss by token index on natural text — {config.model}",
+        subtitle=f"{config.n_windows} windows of {config.length} tokens of {source}",
+    )
+    return results, {"icl_results.json": to_json(results), "icl_loss_by_token.json": figure.to_json()}

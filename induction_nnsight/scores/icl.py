@@ -1,0 +1,128 @@
+"""In-context learning on natural text: loss by token index and Olsson et al.'s ICL score.
+
+Olsson et al. (2022) define the in-context-learning score as the loss at token 500 of a context
+minus the loss at token 50, averaged over contexts: negative when later tokens, with more context
+behind them, are predicted better. Here a text is cut into consecutive windows of ``length`` tokens,
+each starting with BOS; the loss at token index ``t`` is the loss of predicting token ``t`` from
+tokens ``0..t-1``. With no text given, the prose that ships with Python itself is used: the help
+topics of the language reference (``pydoc_data.topics``), present wherever Python is.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nnsight
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import InductionError
+from ..ndif.backend import remote_backend
+from ..ndif.execution import Execution, as_execution
+from .detect import bootstrap_interval
+from .losses import token_losses
+
+__all__ = ["default_text", "icl_scores", "loss_by_token", "read_text", "text_windows"]
+
+TEXT_SUFFIXES = (".txt", ".md", ".rst")
+"""The files a ``--text`` directory contributes (read in sorted order)."""
+
+
+def default_text() -> tuple[str, str]:
+    """Natural text present on every machine: the Python language reference's help topics.
+
+    Returns:
+        ``(text, source)``: the topics joined in sorted order, and where they come from.
+    """
+    from pydoc_data import topics
+
+    names = sorted(topics.topics)
+    version = ".".join(map(str, sys.version_info[:3]))
+    source = f"pydoc_data.topics of Python {version} (the language reference's {len(names)} help topics)"
+    return "\n\n".join(topics.topics[name] for name in names), source
+
+
+def read_text(path: str | Path) -> tuple[str, str]:
+    """A text file, or every ``.txt``/``.md``/``.rst`` file of a directory (sorted, joined).
+
+    Raises:
+        InductionError: When the path does not exist, holds no such file, or is not UTF-8 text.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        if not files:
+            raise InductionError(f"--text {path}: the directory holds no {'/'.join(TEXT_SUFFIXES)} file")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InductionError(f"--text {path}: no such file or directory: pass a text file or a directory of them")
+    try:
+        text = "\n\n".join(p.read_text(encoding="utf-8") for p in files)
+    except UnicodeDecodeError as error:
+        raise InductionError(f"--text {path}: not UTF-8 text ({error.reason}): pass plain text files") from error
+    return text, f"{path} ({len(files)} file{'s' if len(files) != 1 else ''})"
+
+
+def text_windows(ids: list[int], n_windows: int, length: int, bos: int | None) -> torch.Tensor:
+    """Consecutive windows of a tokenized text, each ``length`` tokens (BOS first, when given).
+
+    Raises:
+        InductionError: When the text is too short for ``n_windows`` windows, naming how many fit.
+
+    Returns:
+        ``LongTensor[n_windows, length]``.
+    """
+    body = length - (bos is not None)
+    fit = len(ids) // max(1, body)
+    if fit < n_windows:
+        raise InductionError(
+            f"the text has {len(ids)} tokens: {fit} windows of {length} fit, not {n_windows}: "
+            f"pass --windows {max(fit, 1)} or less, a shorter --length, or a longer text"
+        )
+    rows = torch.tensor(ids[: n_windows * body]).reshape(n_windows, body)
+    if bos is not None:
+        rows = torch.cat([torch.full((n_windows, 1), bos), rows], dim=1)
+    return rows
+
+
+def loss_by_token(
+    model, windows: torch.Tensor, *, rows_per_trace: int = 4, execution: Execution | None = None
+) -> torch.Tensor:
+    """Every window's loss at every token index, a few windows per trace.
+
+    Returns:
+        ``[n_windows, length - 1]``: entry ``[w, t - 1]`` is the loss at token index ``t``.
+    """
+    run = as_execution(execution)
+    parts = []
+    starts = range(0, windows.shape[0], rows_per_trace)
+    for start in tqdm(starts, desc="windows", disable=not run.progress or len(starts) < 2, file=sys.stderr):
+        rows = windows[start : start + rows_per_trace]
+        with torch.no_grad(), model.trace(rows, backend=remote_backend(model, run.remote)):
+            saved = nnsight.save(token_losses(model.output.logits, rows).detach())
+        parts.append(saved.cpu().float())
+    return torch.cat(parts)
+
+
+def icl_scores(losses: torch.Tensor, early: int, late: int, n_boot: int = 1000) -> dict[str, float]:
+    """Olsson's score: loss at token ``late`` minus loss at token ``early``, mean over windows and 95% interval.
+
+    Args:
+        losses: ``[n_windows, length - 1]`` from :func:`loss_by_token`.
+        early: Token index (1-based: the first predicted token is index 1).
+        late: Token index after ``early``.
+        n_boot: Bootstrap resamples over windows (:func:`~induction_nnsight.scores.detect.bootstrap_interval`).
+
+    Raises:
+        InductionError: When a position lies outside the windows.
+    """
+    n = losses.shape[1]
+    if not 1 <= early < late <= n:
+        raise InductionError(
+            f"ICL positions {early} and {late}: pass 1 <= --early < --late <= {n} (the window's last token index)"
+        )
+    per_window = losses[:, late - 1] - losses[:, early - 1]  # [n_windows]
+    low, high = bootstrap_interval(per_window[:, None, None], n_boot=n_boot)
+    return {"mean": float(per_window.mean()), "ci_low": float(low), "ci_high": float(high)}

@@ -1,0 +1,151 @@
+"""The dual route (token and concept induction heads) on tiny models, checked against plain routes.
+
+- the value-weighted attention scores equal a plain-transformers computation (``output_attentions``
+  under eager, value vectors from a hook on the value projection) to 1e-5;
+- the per-head copying scores (prefix-cached, batched) equal a plain-PyTorch forward-pre-hook patch of
+  one head's slice at the second-to-last position, run on whole rows, to 1e-6;
+- on a hand-built GPT-2 whose head 0 attends to the first token of a two-token span and head 1 to its
+  last token, head 0 is a token head (token score near 1, concept near 0) and head 1 a concept head.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers as tf
+
+from induction_nnsight import Execution, load_model
+from induction_nnsight.causal.copying_patch import COPYING_TARGETS, copying_sweep
+from induction_nnsight.causal.dual_route import DualRouteProbe, dual_route, pick_entities
+from induction_nnsight.probes.dual_route import attention_prompts, copying_prompts
+from induction_nnsight.probes.entities import Entity
+from induction_nnsight.scores.dual_attention import value_weighted_attention
+from tests.conftest import TINY_ARCHS, save_tiny_model
+
+QUIET = Execution(progress=False, max_rows=8)  # several traces per sweep: the batching is exercised
+ENTITIES = [(5, 6), (7, 8, 9), (11, 12, 13, 14), (15, 16, 17, 18, 19)]
+COMMON = dict(seed=0, low=20, high=120, separator=3, bos=0)
+
+
+def _blocks(hf, arch):
+    if arch == "gpt2":
+        return [(b.attn.c_attn, b.attn.c_proj) for b in hf.transformer.h]
+    return [(layer.self_attn.v_proj, layer.self_attn.o_proj) for layer in hf.model.layers]
+
+
+def _plain_value_weighted(hf, arch, tokens, keys, n_heads=4, d_head=8):
+    values = {}
+    hooks = [
+        proj.register_forward_hook(lambda m, i, o, at=at: values.__setitem__(at, o))
+        for at, (proj, _) in enumerate(_blocks(hf, arch))
+    ]
+    with torch.no_grad():
+        out = hf(tokens, output_attentions=True)
+    for hook in hooks:
+        hook.remove()
+    batch, n_pos = tokens.shape
+    rows = []
+    for at, attention in enumerate(out.attentions):  # [batch, head, query, key]
+        v = values[at][..., 2 * n_heads * d_head :] if arch == "gpt2" else values[at]
+        norms = v.reshape(batch, n_pos, -1, d_head).norm(dim=-1)  # [batch, key, kv_head]
+        norms = norms.repeat_interleave(n_heads // norms.shape[-1], dim=-1).transpose(1, 2)
+        weighted = attention[:, :, -1] * norms
+        weighted = weighted / weighted.sum(-1, keepdim=True)
+        rows.append(weighted[torch.arange(batch)[:, None], :, keys])  # [batch, n_keys, head]
+    return torch.stack(rows, 2)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_attention_scores_equal_output_attentions(tiny_dir, arch, attn):
+    model = load_model(str(tiny_dir(arch)), attn_implementation=attn, progress=False)
+    tokens, first, last = attention_prompts(ENTITIES, n_random=4, n_after=2, **COMMON)
+    keys = torch.stack([first, last], 1)
+    got = value_weighted_attention(model, tokens, keys)
+    hf = tf.AutoModelForCausalLM.from_pretrained(tiny_dir(arch), attn_implementation="eager")
+    want = _plain_value_weighted(hf, arch, tokens, keys)
+    assert got.shape == (len(ENTITIES), 2, 2, 4)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert tokens[torch.arange(len(ENTITIES)), first].tolist() == [e[0] for e in ENTITIES]
+    assert tokens[torch.arange(len(ENTITIES)), last].tolist() == [e[-1] for e in ENTITIES]
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+@pytest.mark.parametrize("target", list(COPYING_TARGETS))
+def test_copying_scores_equal_a_plain_hook_patch(tiny_model, tiny_dir, arch, target):
+    prompts = copying_prompts(ENTITIES, n_random=4, **COMMON)
+    got = copying_sweep(tiny_model(arch), prompts, target, execution=QUIET)  # [1 + 8, batch]
+    hf = tf.AutoModelForCausalLM.from_pretrained(tiny_dir(arch))
+    projections = [out for _, out in _blocks(hf, arch)]
+    clean = {}
+    hooks = [
+        p.register_forward_pre_hook(lambda m, a, at=at: clean.__setitem__(at, a[0][:, -2].clone()))
+        for at, p in enumerate(projections)
+    ]
+    with torch.no_grad():
+        hf(prompts.clean)
+    for hook in hooks:
+        hook.remove()
+    position, index = COPYING_TARGETS[target]
+    wanted = prompts.entities[:, index]
+
+    def probability(layer=None, head=None):
+        hooks = []
+        if layer is not None:
+            cut = slice(head * 8, (head + 1) * 8)
+
+            def patch(module, args):
+                x = args[0].clone()
+                x[:, -2, cut] = clean[layer][:, cut]
+                return (x,)
+
+            hooks.append(projections[layer].register_forward_pre_hook(patch))
+        with torch.no_grad():
+            logits = hf(prompts.corrupt).logits
+        for hook in hooks:
+            hook.remove()
+        return logits[:, position].log_softmax(-1)[torch.arange(len(ENTITIES)), wanted]
+
+    want = torch.stack([probability()] + [probability(layer, head) for layer in range(2) for head in range(4)])
+    assert torch.allclose(got, want, atol=1e-6)
+    assert (want[1:] - want[0]).abs().max() > 1e-7  # some patch changes something: the comparison can fail
+
+
+def _position_heads(model, first: int, last: int) -> None:
+    """Layer 0: head 0 attends to position ``first``, head 1 to ``last``, whatever the tokens."""
+    block = model.transformer.h[0]
+    model.transformer.wte.weight[:, 28:] = 0
+    model.transformer.wpe.weight[:, 28:] = 0
+    model.transformer.wpe.weight[first, 28] = 30.0
+    model.transformer.wpe.weight[last, 29] = 30.0
+    weight, bias = block.attn.c_attn.weight, block.attn.c_attn.bias  # Conv1D: x @ weight + bias, q | k | v
+    for head, marker in ((0, 28), (1, 29)):
+        q, k = slice(head * 8, head * 8 + 8), slice(32 + head * 8, 32 + head * 8 + 8)
+        weight[:, q] = 0
+        bias[q] = 0
+        bias[head * 8] = 10.0
+        weight[:, k] = 0
+        bias[k] = 0
+        weight[marker, 32 + head * 8] = 10.0
+
+
+def test_hand_built_token_and_concept_heads(tmp_path):
+    probe = DualRouteProbe(n_attention=4, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2, n_boot=200)
+    first = 1 + 3 + probe.n_random  # BOS, filler (5 - 2 tokens), r1: the first token of a two-token span
+    path = save_tiny_model("gpt2", tmp_path / "handbuilt", edit=lambda m: _position_heads(m, first, first + 1))
+    model = load_model(str(path), attn_implementation="eager", progress=False)
+    entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
+    result = dual_route(model, entities, probe=probe, execution=QUIET)
+    token, concept = result.mean("token_attention")[0], result.mean("concept_attention")[0]
+    assert token[0] > 0.9 and concept[0] < 0.1  # head 0: the token after the earlier copy
+    assert concept[1] > 0.9 and token[1] < 0.1  # head 1: the end of the earlier span
+    assert result.top["token_attention"][0] == (0, 0) and result.top["concept_attention"][0] == (0, 1)
+    for grid in result.scores.values():
+        assert (grid["ci_low"] <= grid["mean"] + 1e-6).all() and (grid["mean"] <= grid["ci_high"] + 1e-6).all()
+
+
+def test_pick_entities_balances_lengths():
+    entities = [Entity(str(i), tuple(range(n))) for i, n in enumerate([2] * 10 + [3] * 10 + [4] * 2 + [5] * 10)]
+    picked = pick_entities(entities, 8, seed=0)
+    assert sorted(len(e.ids) for e in picked) == [2, 2, 3, 3, 4, 4, 5, 5]
+    assert picked == pick_entities(entities, 8, seed=0)
