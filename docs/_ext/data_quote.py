@@ -34,7 +34,7 @@ MARKER = re.compile(r"(?P<number>[-+−]?[0-9][0-9,]*(?:\.[0-9]+)?%?)(?P<space>\
 """A number followed by ``<!-- data: FILE:KEY:FORMAT -->`` in the README (no space between them)."""
 
 
-PLACEHOLDER = re.compile(r"<<([^<>\s]+:[^<>\s]*)>>")
+PLACEHOLDER = re.compile(r"<<([^<>\s]+\.json:[^<>\s]*)>>")  # FILE ends in .json
 """A ``<<FILE:KEY:FORMAT>>`` placeholder (a quote not yet written out): :func:`fill` turns it into a role or marker."""
 
 
