@@ -15,6 +15,9 @@ The README is not built by Sphinx: there the number is written out, followed by 
 naming its source, ``4.18<!-- data: charts/dynamics_results.json:checkpoints.0.loss_first_half:.2f -->``,
 and :func:`check_markers` (run by ``tests/docs/test_quoted_numbers.py`` and
 ``python docs/_ext/data_quote.py``) fails when the number written is not what the file says.
+``python docs/_ext/data_quote.py --fix`` rewrites the README's marked numbers from their files (after
+the results were regenerated) and writes out ``<<FILE:KEY:FORMAT>>`` placeholders: as the role in a
+docs page, as the value and its marker in the README.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ ROLE = re.compile(r"\{result\}`([^`]+)`")
 """A ``{result}`FILE:KEY:FORMAT``` role in a MyST page."""
 MARKER = re.compile(r"(?P<number>[-+−]?[0-9][0-9,]*(?:\.[0-9]+)?%?)(?P<space>\s*)<!-- data: (?P<spec>[^>]+?) -->")
 """A number followed by ``<!-- data: FILE:KEY:FORMAT -->`` in the README (no space between them)."""
+
+
+PLACEHOLDER = re.compile(r"<<([^<>\s]+\.json:[^<>\s]*)>>")  # FILE ends in .json
+"""A ``<<FILE:KEY:FORMAT>>`` placeholder (a quote not yet written out): :func:`fill` turns it into a role or marker."""
 
 
 class QuoteError(ValueError):
@@ -124,12 +131,47 @@ def check_roles(text: str, root: Path = ROOT) -> list[str]:
     return problems
 
 
+def _placeholders(text: str) -> list[str]:
+    return [f"a placeholder <<{m[1]}>>: run python docs/_ext/data_quote.py --fix" for m in PLACEHOLDER.finditer(text)]
+
+
 def check_all(root: Path = ROOT) -> list[str]:
-    """Every README marker and docs role that is wrong, prefixed with its file."""
-    found = [f"README.md {p}" for p in check_markers((root / "README.md").read_text(), root)]
+    """Every README marker and docs role that is wrong, and every placeholder left, prefixed with its file."""
+    readme = (root / "README.md").read_text()
+    found = [f"README.md {p}" for p in check_markers(readme, root) + _placeholders(readme)]
     for page in sorted((root / "docs").glob("*.md")):
-        found += [f"docs/{page.name} {p}" for p in check_roles(page.read_text(), root)]
+        text = page.read_text()
+        found += [f"docs/{page.name} {p}" for p in check_roles(text, root) + _placeholders(text)]
     return found
+
+
+def fill(text: str, readme: bool, root: Path = ROOT) -> str:
+    """``text`` with each ``<<FILE:KEY:FORMAT>>`` placeholder written out, and (README) each marked number
+    rewritten from its file: a docs page gets the ``{result}`` role, the README the value and its marker.
+
+    Example:
+        >>> fill("batch <<charts/dynamics_results.json:settings.batch>>", readme=True)
+        'batch 10<!-- data: charts/dynamics_results.json:settings.batch -->'
+
+    Raises:
+        QuoteError: For a placeholder or marker that does not resolve.
+    """
+    if not readme:
+        return PLACEHOLDER.sub(lambda m: "{result}`" + m[1] + "`", text)
+    text = PLACEHOLDER.sub(lambda m: f"{quote(m[1], root)}<!-- data: {m[1]} -->", text)
+    return MARKER.sub(lambda m: f"{quote(m['spec'], root)}<!-- data: {m['spec']} -->", text)
+
+
+def fix_all(root: Path = ROOT) -> list[str]:
+    """Write out the placeholders and rewrite the README's marked numbers in place; the files changed."""
+    changed = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = path.read_text()
+        new = fill(text, path.name == "README.md" and path.parent == root, root)
+        if new != text:
+            path.write_text(new)
+            changed.append(str(path.relative_to(root)))
+    return changed
 
 
 def data_role(name, rawtext, text, lineno, inliner, options=None, content=None):
@@ -154,6 +196,8 @@ def setup(app):
 
 
 if __name__ == "__main__":
+    if "--fix" in sys.argv[1:]:  # after regenerating results: write the numbers out again
+        print("\n".join(f"rewrote {name}" for name in fix_all()) or "nothing to rewrite")
     wrong = check_all()
     print("\n".join(wrong) or "every quoted number is what its results file says")
     sys.exit(1 if wrong else 0)

@@ -101,7 +101,7 @@ class CheckpointScores(Displayable, list):
             f"{len(self)} checkpoints, steps {self.steps[0]}..{last['step']}",
             ["step", "best induction head", "score", "first-half loss", "repeated-half loss", "repeated - first"],
             rows,
-            [("phase change at step", phase["step"])] if phase else [("phase change", test["note"])],
+            [("phase change at step", phase["step"])] if phase else [("phase change", test["note"].split(":")[0])],
             rows_title=f"top at step {last['step']}",
             brief=ranked_rows(_tensor(last["scores"]["induction"]), HTML_ROWS),
             max_rows=len(self),

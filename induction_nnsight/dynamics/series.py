@@ -70,8 +70,9 @@ def fresh_loss_bump(log: list[dict], change: dict | None, key: str = "loss_fresh
         key: The log's column.
 
     Returns:
-        ``{"before": {"steps", "lines", "mean", "sd"}, "after": {...}, "rise", "ci_low", "ci_high",
-        "present"}``; None without a change, or with under 3 log lines in either window.
+        A dict with ``before`` and ``after`` (each with ``steps``, ``lines``, ``mean`` and ``sd``),
+        ``rise``, ``ci_low``, ``ci_high`` and ``present``; None without a change, or with under 3
+        log lines in a window.
 
     Example:
         >>> log = [{"step": s, "loss_fresh": 2.8 + 0.1 * (s >= 100) + 0.01 * (s % 20 == 0)} for s in range(0, 200, 10)]

@@ -11,7 +11,7 @@ import sys
 from tests.docs.helpers import DOCS, ROOT, sphinx_build
 
 sys.path.insert(0, str(DOCS / "_ext"))
-from data_quote import check_all, check_markers, check_roles, quote
+from data_quote import check_all, check_markers, check_roles, fill, quote
 
 
 def results(tmp_path, loss=1.953):
@@ -61,3 +61,15 @@ def test_the_role_renders_the_value_and_a_bad_key_fails_the_build(tmp_path):
     results(tmp_path / "b")
     broken = sphinx_build(project(tmp_path / "b", "to {result}`r.json:runs.-1.lost:.2f`"), tmp_path / "b-html")
     assert broken.returncode != 0 and "no key 'lost'" in broken.stderr
+
+
+def test_fix_rewrites_stale_numbers_and_writes_out_placeholders(tmp_path):
+    root = results(tmp_path, loss=2.05)
+    readme = "to 1.95<!-- data: r.json:runs.-1.loss:.2f --> from <<r.json:runs.0.loss:.1f>>"
+    fixed = fill(readme, readme=True, root=root)
+    assert fixed == "to 2.05<!-- data: r.json:runs.-1.loss:.2f --> from 4.2<!-- data: r.json:runs.0.loss:.1f -->"
+    assert check_markers(fixed, root) == []
+    assert (
+        fill("falls to <<r.json:runs.-1.loss:.2f>>", readme=False, root=root)
+        == "falls to {result}`r.json:runs.-1.loss:.2f`"
+    )
