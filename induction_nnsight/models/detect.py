@@ -26,7 +26,7 @@ _VALUES = {
     "query_key_value": "interleaved_qkv",
 }
 _QUERIES, _KEYS = ("q_proj",), ("k_proj",)
-_PRE_ATTENTION_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm")
+_PRE_ATTENTION_NORMS = ("input_layernorm", "ln_1", "attention_norm", "self_attn_layer_norm", "ln_attn")
 _FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_norm")
 _POST_NORMS = ("pre_feedforward_layernorm", "post_attention_norm")  # Gemma 2/3 norm the attention output
 # a block with a norm after its MLP norms its attention output too (Gemma 2/3, OLMo-2), by this name:

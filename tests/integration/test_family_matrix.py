@@ -175,6 +175,8 @@ def test_the_detected_layout_passes_its_check(family, name, attn):
 
     model, _ = family(name, attn)
     detected = model_layout(model)
+    # only OLMo-2 feeds its attention the residual itself (the plain route below reads the layout's norms)
+    assert (detected.pre_attention_norm[0] is None) == (name == "OLMo-2"), detected.pre_attention_norm
     checked = set_layout(model)
     assert (checked.value_layout, checked.attention_call, checked.norm) == (
         detected.value_layout,
