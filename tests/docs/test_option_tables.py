@@ -30,7 +30,7 @@ def test_table_rows_are_the_parser_options(name):
 
 def test_table_defaults_are_the_parser_defaults():
     rows = {flag: default for flag, _, default, _ in option_rows("ablate")}
-    assert rows["--batch"] == "4" and rows["--seq-len"] == "30" and rows["--max-tokens"] == "4096"
+    assert rows["--batch"] == "8" and rows["--seq-len"] == "30" and rows["--max-tokens"] == "4096"
     assert {flag: default for flag, _, default, _ in option_rows("heads")}["--top"] == "5"
 
 

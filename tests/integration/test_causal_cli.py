@@ -105,7 +105,7 @@ def test_patch_writes_charts_and_results(tiny_dir, tmp_path, capsys):
         ("ablate", ["--heads", "head6"], "L18H6"),
         ("ablate", ["--heads", "L9H0"], "outside"),
         ("ablate", ["--top-k", "7"], "--top-k"),
-        ("ablate", ["--method", "median"], "--method"),
+        ("ablate", ["--keep-bos", "--no-bos"], "--keep-bos"),
         ("patch", ["--seeds", "2"], "--pair repeated"),
     ],
 )
