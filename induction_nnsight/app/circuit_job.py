@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from ..causal.circuit import CircuitMeasure, CircuitResult, circuit, head_name
 from ..causal.head_outputs import check_heads, parse_heads
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, METHODS, PATHS, Ablation
+from ..causal.path_search import DEFAULT_VERIFY
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
@@ -48,6 +49,15 @@ class CircuitConfig(ScanConfig):
         "the rest (scores and total edges always exact); 'all': every loss effect exact (about 4x slower)",
         parse=exact_losses_arg,
         metavar="N|all",
+    )
+    search: str = option(
+        "exhaustive",
+        help="exhaustive: path-patch every edge; estimate: estimate every edge, path-patch only the --verify "
+        "strongest per target and path (docs/estimate.md)",
+        choices=("exhaustive", "estimate"),
+    )
+    verify: int = option(
+        DEFAULT_VERIFY, help="edges path-patched exactly per target and path under --search estimate", parse=positive
     )
 
     def validate(self) -> None:
@@ -103,8 +113,18 @@ def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n
             parts = []
             for e in result.strongest(target, path, n):
                 kind = f" [{kinds[head_name(e.source)]}]" if kinds and kinds.get(head_name(e.source)) != "other" else ""
-                parts.append(f"{head_name(e.source)}{kind} {e.effect:+.3f} ({e.loss_effect:+.3f} nats)")
+                mark = "" if e.verified else " ~est"  # only estimated (--search estimate)
+            parts.append(f"{head_name(e.source)}{kind} {e.effect:+.3f} ({e.loss_effect:+.3f} nats){mark}")
             lines.append(f"  {path:>5}: " + ", ".join(parts))
+    if any(not e.verified for e in result.edges):
+        lines.append("~est: estimated only, not path-patched (--search estimate)")
+    if result.cost:
+        c = result.cost
+        lines.append(
+            f"cost: {c['forward_passes']:,} forward + {c['backward_passes']:,} backward row passes, "
+            f"{c['forward_equivalents']:,} forward equivalents ({c['exhaustive']['forward_equivalents']:,} "
+            "to path-patch every edge exactly)"
+        )
     return "\n".join(lines)
 
 
@@ -121,6 +141,7 @@ def circuit_files(
             "effect": rounded(e.effect),
             "loss_effect": rounded(e.loss_effect),
             "loss_exact": e.loss_exact,
+            "verified": e.verified,
         }
         for e in result.edges
     ]
@@ -147,7 +168,9 @@ def circuit_files(
             for n, t in zip(names, result.targets)
         ],
         "clean_repeated_half_loss": rounded(result.clean_loss),
-        "loss_effects": "exact"
+        "loss_effects": "verified edges (verified true): exact scores and losses; the rest estimated (docs/estimate.md)"
+        if config.search == "estimate"
+        else "exact"
         if config.exact_losses is None
         else (
             f"total: exact; k, q, v: exact for the {config.exact_losses} edges per target and path with the largest "
@@ -163,6 +186,7 @@ def circuit_files(
             "induction": sorted(k for k, v in kinds.items() if v == "induction"),
         },
         "seconds": round(seconds, 2),
+        "cost": result.cost,
         "summary": summary(result, config.paths, kinds),
     }
     subtitle = f"{config.describe_tokens()}, {config.method} ablation"
@@ -223,7 +247,9 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
         model,
         tokens,
         config.seq_len,
-        measure=CircuitMeasure(targets, config.top, config.paths, config.composition, config.exact_losses),
+        measure=CircuitMeasure(
+            targets, config.top, config.paths, config.composition, config.exact_losses, config.search, config.verify
+        ),
         ablation=Ablation(config.method, source),
         bos=config.bos,
         execution=execution,
