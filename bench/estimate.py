@@ -1,8 +1,10 @@
 """Estimate, then verify, on SmolLM2: how close each head estimator comes to the exhaustive ablation
 sweep, and how much of the exhaustive circuit the pruned one verifies, with the cost of each.
 
-    python bench/estimate.py heads [zero,mean]  # -> charts/estimate_heads.json, estimate_scatter_<estimator>.json
+    python bench/estimate.py heads [zero,mean [ig8,plain,atp-star]]
+        # -> charts/estimate_heads.json, charts/estimate_scatter_<estimator>.json
     python bench/estimate.py circuit   # -> charts/estimate_circuit.json
+    python bench/estimate.py scale     # -> charts/estimate_scale.json (the cost arithmetic alone, no model)
 
 The zero-ablation sweep is read from ``charts/ablation_results.json`` when its settings are the
 default ablate run's (it is that run's committed sweep); the mean-ablation sweep is run here.
@@ -27,7 +29,8 @@ from induction_nnsight.causal.head_search import HeadSearch, compare, search_hea
 from induction_nnsight.figures.causal import attribution_scatter_figure
 
 CHARTS = Path(__file__).resolve().parent.parent / "charts"
-ESTIMATORS = (Estimator("plain"), Estimator("ig", 8), Estimator("atp-star"))
+ESTIMATORS = {"plain": Estimator("plain"), "ig8": Estimator("ig", 8), "atp-star": Estimator("atp-star")}
+CHOSEN = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else tuple(ESTIMATORS)  # run in this order
 VERIFY = 20
 METHODS = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("zero", "mean")
 SHAPES = {"SmolLM2-135M": (30, 9), "Llama-3.1-70B": (80, 64), "Llama-3.1-405B": (126, 128)}
@@ -87,7 +90,9 @@ def heads(model, quiet: Execution) -> dict:
             "sweep_seconds": round(time.perf_counter() - started, 1),
             "estimators": {},
         }
-        for estimator in ESTIMATORS:
+        out[method] = part
+        for name in CHOSEN:
+            estimator = ESTIMATORS[name]
             started = time.perf_counter()
             found = head_estimate(model, tokens, metric, method, source=ref, estimator=estimator, execution=quiet)
             seconds = time.perf_counter() - started
@@ -122,7 +127,7 @@ def heads(model, quiet: Execution) -> dict:
                 flush=True,
             )
         best = max(part["estimators"], key=lambda k: part["estimators"][k]["pearson"])
-        chosen = next(e for e in ESTIMATORS if _name(e) == best)
+        chosen = ESTIMATORS[best]
         found = search_heads(
             model, tokens, metric, method, source=ref, search=HeadSearch(chosen, VERIFY), execution=quiet
         )
@@ -136,7 +141,7 @@ def heads(model, quiet: Execution) -> dict:
             "cost_fraction_of_sweep": round(found.cost.forward_equivalents / sweep.forward_equivalents, 3),
         }
         print(method, "search", part["search"], flush=True)
-        out[method] = part
+        _write("heads", out)
     out["scale"] = scale_table(SHAPES, config.batch, shape[1], steps=8)
     out["scale_note"] = (
         "forward equivalents of the per-head sweep and of each estimator, 4 rows of 61 tokens, from causal/cost.py"
@@ -181,12 +186,22 @@ def circuit(model) -> dict:
 
 def main() -> None:
     part = sys.argv[1]
+    if part == "scale":  # pure arithmetic: no model
+        table = scale_table(SHAPES, AblateConfig.batch, 1 + 2 * AblateConfig.seq_len, steps=8)
+        note = "forward equivalents (a backward pass = 2), 4 rows of 61 tokens, from causal/cost.py"
+        (CHARTS / "estimate_scale.json").write_text(json.dumps({"note": note, "rows": table}, indent=1) + "\n")
+        return
     torch.manual_seed(0)
     model = load_model("smollm2-135m", progress=False)
     quiet = Execution(progress=False)
     found = heads(model, quiet) if part == "heads" else circuit(model)
+    _write(part, found)
+
+
+def _write(part: str, found: dict) -> None:
+    """``charts/estimate_<part>.json``, merged into what is there (a run of some methods keeps the others')."""
     path = CHARTS / f"estimate_{part}.json"
-    if part == "heads" and path.exists():  # a run of some methods keeps the others' results
+    if part == "heads" and path.exists():
         found = {**json.loads(path.read_text()), **found}
     path.write_text(json.dumps(found, indent=1, allow_nan=False) + "\n")
 

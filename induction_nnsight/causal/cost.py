@@ -33,6 +33,7 @@ __all__ = [
     "Cost",
     "circuit_cost",
     "estimate_cost",
+    "pruned_circuit_cost",
     "scale_table",
     "sweep_cost",
 ]
@@ -157,6 +158,31 @@ def circuit_cost(
     return passes(rows, tokens_per_row, forward=runs)
 
 
+def pruned_circuit_cost(
+    n_layers: int,
+    n_heads: int,
+    rows: int,
+    tokens_per_row: int,
+    target_layers: Sequence[int],
+    *,
+    verify: int = 10,
+) -> Cost:
+    """``circuit --search estimate`` on every path: estimate every edge, path-patch ``verify`` per target and path.
+
+    The clean pass; one forward and one backward pass for the loss gradients at the targets and one of
+    each for the ``total`` edges' loss estimate; a one-block probe per ``k``/``q``/``v`` edge and per
+    ``total`` edge's ``k`` and ``q`` direct paths (the same probes); then the verified runs: ``3 *
+    verify`` per target from its layer on, and at most ``verify`` ``total`` runs per target, each
+    counted as if it started at layer 0 (an upper bound: the real ones start at their source's layer).
+    """
+    n_targets = len(target_layers)
+    probes = sum(3 * layer * n_heads for layer in target_layers) / n_layers
+    verified = sum(3 * min(verify, layer * n_heads) * (n_layers - layer) / n_layers for layer in target_layers)
+    total_runs = min(n_targets * verify, max(target_layers, default=0) * n_heads)
+    forward = 1 + 2 + probes + verified + total_runs
+    return Cost(float(forward * rows), float(2 * rows), float((forward + 2) * rows * tokens_per_row))
+
+
 def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: int, *, steps: int = 8) -> list[dict]:
     """The exhaustive sweep against each estimator, in forward equivalents, for models of given shapes.
 
@@ -168,7 +194,8 @@ def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: i
 
     Returns:
         One dict per model: its shape, ``"heads"``, the sweep's and each estimator's forward
-        equivalents, and each estimator's fraction of the sweep.
+        equivalents, each estimator's fraction of the sweep, and the circuit of one target in the
+        middle layer, exhaustive against pruned (:func:`pruned_circuit_cost`, ``verify`` 10).
     """
     table = []
     for name, (n_layers, n_heads) in shapes.items():
@@ -178,5 +205,10 @@ def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: i
             cost = estimate_cost(estimator, n_layers, rows, tokens_per_row, steps=steps).forward_equivalents
             row[estimator] = cost
             row[f"{estimator}_fraction"] = round(cost / sweep, 4)
+        middle = [n_layers // 2]  # one target in the middle layer
+        exhaustive = circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
+        pruned = pruned_circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
+        row |= {"circuit_exhaustive": round(exhaustive, 1), "circuit_pruned": round(pruned, 1)}
+        row["circuit_pruned_fraction"] = round(pruned / exhaustive, 4)
         table.append(row)
     return table
