@@ -39,7 +39,7 @@ from .metrics import RowMetric
 
 __all__ = ["DEFAULT_ESTIMATOR", "DEFAULT_STEPS", "ESTIMATORS", "Estimator", "HeadEstimate", "head_estimate"]
 
-DEFAULT_ESTIMATOR = "ig"
+DEFAULT_ESTIMATOR = "plain"
 """The estimator ``ablate`` and ``patch`` use unless told (the closest to the exhaustive sweep on SmolLM2)."""
 DEFAULT_STEPS = 8
 """Integrated-gradient steps unless told."""

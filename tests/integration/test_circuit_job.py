@@ -26,7 +26,8 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     assert len(saved["edges"]) == 2 * 4 * 4  # 2 targets x 4 earlier heads x 4 paths
     edge = saved["edges"][0]
     assert (
-        set(edge) == {"source", "target", "path", "effect", "loss_effect", "loss_exact"} and edge["path"] in "kqv total"
+        set(edge) == {"source", "target", "path", "effect", "loss_effect", "loss_exact", "verified"}
+        and edge["path"] in "kqv total"
     )
     # the default: 8 exact loss effects per target and path, more than this model has sources
     assert saved["settings"]["exact_losses"] == 8 and saved["loss_effects"].startswith("total: exact")
