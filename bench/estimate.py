@@ -4,6 +4,7 @@ sweep, and how much of the exhaustive circuit the pruned one verifies, with the 
     python bench/estimate.py heads [zero,mean [ig8,plain,atp-star]]
         # -> charts/estimate_heads.json, charts/estimate_scatter_<estimator>.json
     python bench/estimate.py circuit   # -> charts/estimate_circuit.json
+    python bench/estimate.py derived   # -> the verified grids in charts/estimate_heads.json (no model)
     python bench/estimate.py scale     # -> charts/estimate_scale.json (the cost arithmetic alone, no model)
 
 The zero-ablation sweep is read from ``charts/ablation_results.json`` when its settings are the
@@ -149,6 +150,27 @@ def heads(model, quiet: Execution) -> dict:
     return out
 
 
+def derived(found: dict) -> dict:
+    """For each estimator of the zero sweep: the grid ``--search estimate --verify VERIFY`` would report
+    (exact where verified, the estimate elsewhere) against the exhaustive sweep, from the committed files."""
+    from induction_nnsight.scores.ranking import rank_heads
+
+    delta = torch.tensor(json.loads((CHARTS / "ablation_results.json").read_text())["sweep"]["delta"])
+    for entry in found["zero"]["estimators"].values():
+        estimate = torch.tensor(entry["estimate"])
+        grid = estimate.clone()
+        for head in rank_heads(estimate.abs(), VERIFY):
+            grid[head] = delta[head]
+        c = compare(grid, delta, 10)
+        entry["verified_grid"] = {
+            "verify": VERIFY,
+            "pearson": round(c["pearson"], 3),
+            "spearman": round(c["spearman"], 3),
+        }
+        entry["verified_grid"]["recall_top10"] = c["recall_top"]
+    return found
+
+
 def circuit(model) -> dict:
     out = {}
     results = {}
@@ -190,6 +212,9 @@ def main() -> None:
         table = scale_table(SHAPES, AblateConfig.batch, 1 + 2 * AblateConfig.seq_len, steps=8)
         note = "forward equivalents (a backward pass = 2), 4 rows of 61 tokens, from causal/cost.py"
         (CHARTS / "estimate_scale.json").write_text(json.dumps({"note": note, "rows": table}, indent=1) + "\n")
+        return
+    if part == "derived":  # from the committed files alone: the verified grid of each estimator's search
+        _write("heads", derived(json.loads((CHARTS / "estimate_heads.json").read_text())))
         return
     torch.manual_seed(0)
     model = load_model("smollm2-135m", progress=False)
