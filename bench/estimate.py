@@ -31,9 +31,9 @@ from induction_nnsight.figures.causal import attribution_scatter_figure
 
 CHARTS = Path(__file__).resolve().parent.parent / "charts"
 ESTIMATORS = {"plain": Estimator("plain"), "ig8": Estimator("ig", 8), "atp-star": Estimator("atp-star")}
-CHOSEN = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else tuple(ESTIMATORS)  # run in this order
+CHOSEN = tuple(ESTIMATORS)  # run in this order
 VERIFY = 20
-METHODS = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("zero", "mean")
+METHODS = ("zero", "mean")  # main() reads them from the command line
 SHAPES = {"SmolLM2-135M": (30, 9), "Llama-3.1-70B": (80, 64), "Llama-3.1-405B": (126, 128)}
 
 
@@ -207,7 +207,10 @@ def circuit(model) -> dict:
 
 
 def main() -> None:
+    global METHODS, CHOSEN
     part = sys.argv[1]
+    METHODS = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else METHODS
+    CHOSEN = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else CHOSEN
     if part == "scale":  # pure arithmetic: no model
         table = scale_table(SHAPES, AblateConfig.batch, 1 + 2 * AblateConfig.seq_len, steps=8)
         note = "forward equivalents (a backward pass = 2), 4 rows of 61 tokens, from causal/cost.py"
