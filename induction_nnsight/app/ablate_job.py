@@ -6,7 +6,6 @@ k random heads, and the per-head sweep with its attribution estimate.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -16,20 +15,20 @@ from ..causal.ablation import (
     ablate_heads,
     ablation_curve,
     ablation_rows,
-    ablation_sweep,
     repeated_half_metric,
 )
+from ..causal.ablation_method import Ablation
 from ..causal.ablation_results import SweepResult
-from ..causal.attribution import head_attribution
+from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS
 from ..causal.head_outputs import check_heads
-from ..causal.intervals import distinguishable, effect_interval
-from ..causal.metrics import default_icl_positions, icl_score, pearson, repeated_half_loss
+from ..causal.intervals import effect_interval
+from ..causal.metrics import default_icl_positions, icl_score, repeated_half_loss
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..names import parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
-from ..scores.ranking import rank_heads
 from ..scores.scan import scan
+from .ablate_search import SEARCHES, ablate_cost, attribution_figure, fraction, sweep_section
 from .causal_options import CausalConfig, ablation_for, pooled_tokens
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive
@@ -61,11 +60,34 @@ class AblateConfig(CausalConfig):
         default_text="the same token in the repeat",
     )
     max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
+    attribution: str = option(
+        DEFAULT_ESTIMATOR, help="head estimate beside the sweep (docs/estimate.md)", choices=ESTIMATORS
+    )
+    steps: int = option(DEFAULT_STEPS, help="integrated-gradient steps of --attribution ig", parse=positive)
+    search: str = option(
+        "exhaustive",
+        help="exhaustive: ablate every head; estimate: rank the heads by --attribution, ablate only the strongest",
+        choices=SEARCHES,
+    )
+    verify: int = option(20, help="heads ablated exactly under --search estimate", parse=positive)
+    verify_fraction: float | None = option(
+        None,
+        help="under --search estimate, go on verifying while the next head's |estimate| is at least this fraction "
+        "of the smallest |effect| among the --verify strongest verified",
+        parse=fraction,
+    )
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
         check_causal_tokens(self)
         self.validate_method()
+        if self.attribution not in ESTIMATORS or self.search not in SEARCHES:
+            raise InductionError(
+                f"--attribution takes {', '.join(ESTIMATORS)} and --search {', '.join(SEARCHES)}: "
+                f"got {self.attribution!r}, {self.search!r}"
+            )
+        if self.steps < 1 or self.verify < 1:
+            raise InductionError("--steps and --verify must be at least 1")
         if self.top_k < 1 or self.draws < 1:
             raise InductionError("--top-k and --draws must be at least 1")
         if self.heads is not None:
@@ -128,45 +150,10 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
 
 
 def _sweep(
-    model, tokens, metric, ablation, config: AblateConfig, execution: Execution
+    model, tokens, metric, ablation: Ablation, config: AblateConfig, execution: Execution
 ) -> tuple[dict, dict, SweepResult]:
-    """The per-head sweep and the attribution estimate of the same effects (with their timings)."""
-    started = time.perf_counter()
-    sweep = ablation_sweep(model, tokens, metric, method=ablation, layers=config.layers, execution=execution)
-    seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    # resample: estimated against the first draw; keep_bos is not part of the estimate
-    method, source = ablation.method, ablation.source
-    if method == "resample":
-        method, source = "source", ablation.draws(tokens.shape[0])[0]
-    estimate = head_attribution(model, tokens, metric, method, source=source, execution=execution)
-    attribution = {
-        "estimate": table(estimate),
-        "seconds": round(time.perf_counter() - started, 2),
-        "pearson_with_sweep": rounded(pearson(estimate, sweep.delta)),
-    }
-    details = {
-        "baseline": rounded(sweep.baseline),
-        "values": table(sweep.values),
-        "delta": table(sweep.delta),
-        "delta_ci_low": table(sweep.ci_low),
-        "delta_ci_high": table(sweep.ci_high),
-        "seconds": round(seconds, 2),
-        "rows": [
-            {
-                "layer": layer,
-                "head": head,
-                "delta": rounded(sweep.delta[layer, head]),
-                "ci_low": rounded(sweep.ci_low[layer, head]),
-                "ci_high": rounded(sweep.ci_high[layer, head]),
-                "distinguishable_from_zero": bool(
-                    distinguishable(sweep.ci_low[layer, head], sweep.ci_high[layer, head])
-                ),
-            }
-            for layer, head in rank_heads(sweep.delta)
-        ],
-    }
-    return details, attribution, sweep
+    """The per-head sweep (or ``--search estimate``) and the head estimate beside it (app/ablate_search.py)."""
+    return sweep_section(model, tokens, metric, ablation, config, execution)
 
 
 def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
@@ -237,5 +224,10 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
             subtitle=subtitle,
             title=f"Change in repeated-half loss when one head is ablated — {config.model}",
         ).to_json()
+        if config.search == "exhaustive":
+            figure = attribution_figure(results["attribution"], results["sweep"], config.model, subtitle)
+            files["ablation_attribution.json"] = figure.to_json()
+    n_ref = 0 if ablation.method != "mean" else ablation.reference.shape[0]
+    results["cost"] = ablate_cost(results, config, tuple(tokens.shape), n_ref, execution).as_dict()
     files["ablation_results.json"] = to_json(results)
     return results, files

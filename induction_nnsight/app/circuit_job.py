@@ -15,6 +15,7 @@ from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
 from ..causal.head_outputs import check_heads
 from ..causal.head_weights import SENDER_NORMS
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
+from ..causal.path_search import DEFAULT_VERIFY
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
@@ -56,6 +57,15 @@ class CircuitConfig(CausalConfig):
         "the rest (scores and total edges always exact); 'all': every loss effect exact (about 4x slower)",
         parse=exact_losses_arg,
         metavar="N|all",
+    )
+    search: str = option(
+        "exhaustive",
+        help="exhaustive: path-patch every edge; estimate: estimate every edge, path-patch only the --verify "
+        "strongest per target and path (docs/estimate.md)",
+        choices=("exhaustive", "estimate"),
+    )
+    verify: int = option(
+        DEFAULT_VERIFY, help="edges path-patched exactly per target and path under --search estimate", parse=positive
     )
 
     def validate(self) -> None:
@@ -122,8 +132,18 @@ def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n
             for e in result.strongest(target, path, n):
                 kind = f" [{kinds[head_name(e.source)]}]" if kinds and kinds.get(head_name(e.source)) != "other" else ""
                 score = _with_ci(e.effect, e.effect_ci)
-                parts.append(f"{head_name(e.source)}{kind} {score} ({_with_ci(e.loss_effect, e.loss_ci)} nats)")
+                mark = "" if e.verified else " ~est"  # only estimated (--search estimate)
+                parts.append(f"{head_name(e.source)}{kind} {score} ({_with_ci(e.loss_effect, e.loss_ci)} nats){mark}")
             lines.append(f"  {path:>5}: " + "; ".join(parts))
+    if any(not e.verified for e in result.edges):
+        lines.append("~est: estimated only, not path-patched (--search estimate)")
+    if result.cost:
+        c = result.cost
+        lines.append(
+            f"cost: {c['forward_passes']:,} forward + {c['backward_passes']:,} backward row passes, "
+            f"{c['forward_equivalents']:,} forward equivalents ({c['exhaustive']['forward_equivalents']:,} "
+            "to path-patch every edge exactly)"
+        )
     return "\n".join(lines)
 
 
@@ -144,6 +164,7 @@ def circuit_files(
             "loss_ci_low": rounded(e.loss_ci[0]) if e.loss_ci else None,
             "loss_ci_high": rounded(e.loss_ci[1]) if e.loss_ci else None,
             "loss_exact": e.loss_exact,
+            "verified": e.verified,
         }
         for e in result.edges
     ]
@@ -171,7 +192,9 @@ def circuit_files(
             for n, t in zip(names, result.targets)
         ],
         "clean_repeated_half_loss": rounded(result.clean_loss),
-        "loss_effects": "exact"
+        "loss_effects": "verified edges (verified true): exact scores and losses; the rest estimated (docs/estimate.md)"
+        if config.search == "estimate"
+        else "exact"
         if config.exact_losses is None
         else (
             f"total: exact; k, q, v: exact for the {config.exact_losses} edges per target and path with the largest "
@@ -187,6 +210,7 @@ def circuit_files(
             "induction": sorted(k for k, v in kinds.items() if v == "induction"),
         },
         "seconds": round(seconds, 2),
+        "cost": result.cost,
         "summary": summary(result, config.paths, kinds),
     }
     subtitle = f"{config.describe_tokens()}{config.describe_seeds()}, {config.describe_method()} ablation"
@@ -240,7 +264,9 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
         model,
         tokens,
         config.seq_len,
-        measure=CircuitMeasure(targets, config.top, config.paths, config.composition, config.exact_losses),
+        measure=CircuitMeasure(
+            targets, config.top, config.paths, config.composition, config.exact_losses, config.search, config.verify
+        ),
         ablation=ablation,
         bos=config.bos,
         execution=execution,

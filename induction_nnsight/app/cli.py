@@ -134,12 +134,28 @@ def _ablate_command(args: argparse.Namespace) -> int:
     if "sweep" in results:
         rows = results["sweep"]["rows"][:5]
         print(
-            "largest single-head effects (95% CI over rows): "
+            "largest single-head effects (95% CI over rows where swept): "
             + "; ".join(
-                f"{head_name(r['layer'], r['head'])} {r['delta']:+.3f} {_ci((r['ci_low'], r['ci_high']))}" for r in rows
+                f"{head_name(r['layer'], r['head'])} {r['delta']:+.3f}"
+                + (f" {_ci((r['ci_low'], r['ci_high']))}" if "ci_low" in r else "")
+                for r in rows
             )
         )
-        print(f"attribution vs sweep: Pearson r = {results['attribution']['pearson_with_sweep']}")
+        attribution = results["attribution"]
+        if "pearson_with_sweep" in attribution:
+            print(
+                f"attribution ({attribution['estimator']}) vs sweep: Pearson r = {attribution['pearson_with_sweep']}, "
+                f"Spearman {attribution['spearman_with_sweep']}, top-10 recall {attribution['recall_top10']}, "
+                f"top-10 signs right {attribution['sign_agreement_top10']}"
+            )
+        else:
+            verified = sum(v for row in results["sweep"]["verified"] for v in row)
+            print(
+                f"--search estimate: {verified:.0f} heads verified exactly, "
+                f"the rest estimated ({attribution['estimator']})"
+            )
+    if "cost" in results:
+        print("cost: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in results["cost"].items()))
     return 0
 
 

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..causal.attribution import head_attribution
+from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
 from ..causal.head_outputs import check_heads
+from ..causal.head_search import compare
 from ..causal.metrics import RowMetric, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
 from ..causal.patching import patch_heads, patch_qkv, patch_residual
@@ -63,6 +64,10 @@ class PatchConfig(SeededConfig):
     layers: list[int] | None = option(None, help="only these layers (heads and residual grids)", parse=int_list)
     positions: list[int] | None = option(None, help="only these positions (residual and q/k/v grids)", parse=int_list)
     max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
+    attribution: str = option(
+        DEFAULT_ESTIMATOR, help="head estimate beside the head grid (docs/estimate.md)", choices=ESTIMATORS
+    )
+    steps: int = option(DEFAULT_STEPS, help="integrated-gradient steps of --attribution ig", parse=positive)
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -161,10 +166,15 @@ def _heads_site(model, pair, config: PatchConfig, facts, execution: Execution, s
     )
     seconds = time.perf_counter() - started
     started = time.perf_counter()
-    estimate = head_attribution(model, pair.corrupted, pair.metric, "source", source=pair.clean, execution=execution)
+    estimator = Estimator(config.attribution, config.steps)
+    found = head_estimate(
+        model, pair.corrupted, pair.metric, "source", source=pair.clean, estimator=estimator, execution=execution
+    )
+    estimate = found.estimate
     attribution_seconds = time.perf_counter() - started
     change = heads.values - heads.corrupted
     r = pearson(estimate, change)
+    agreement = compare(estimate, change, 10)
     best = (rank_heads(heads.recovery, 1) or [(0, 0)])[0]  # no recovery at all (clean == corrupted): L0H0
     results = {
         "heads": _grid(heads, seconds=round(seconds, 2), best=list(best)),
@@ -173,6 +183,12 @@ def _heads_site(model, pair, config: PatchConfig, facts, execution: Execution, s
             "recovery_estimate": table(estimate / (heads.clean - heads.corrupted)),
             "pearson_with_exhaustive": rounded(r),
             "seconds": round(attribution_seconds, 2),
+            "estimator": found.estimator,
+            "steps": found.steps,
+            "spearman_with_exhaustive": rounded(agreement["spearman"]),
+            "recall_top10": rounded(agreement["recall_top"]),
+            "sign_agreement_top10": rounded(agreement["sign_agreement_top"]),
+            "cost": found.cost.as_dict(),
         },
     }
     labels = [head_name(layer, h) for layer in range(facts.n_layers) for h in range(facts.n_heads)]

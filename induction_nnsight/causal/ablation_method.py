@@ -74,6 +74,14 @@ class Ablation:
         """The rows whose outputs replace a head's (None under zero ablation)."""
         return None if self.method == "zero" else self.source
 
+    def estimated(self, batch: int) -> tuple[str, torch.Tensor | None]:
+        """The ``(method, source)`` a first-order head estimate takes for this removal: ``resample`` is
+        estimated against its first draw (each row's head output from the same row of that draw);
+        ``keep_bos`` is not part of the estimate."""
+        if self.method == "resample":
+            return "source", self.draws(batch)[0]
+        return self.method, self.reference
+
     def draws(self, batch: int) -> list[torch.Tensor]:
         """``resample``: the ``[batch, pos]`` rows of each draw.
 

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..errors import InductionError
-from ..figures.circuit import circuit_heatmap_figure
+from ..figures.circuit import circuit_heatmap_figure, mark_verified
 from ..figures.style import ANNOTATED
 from ..figures.tables import Displayable, Summary, plain, titled
 from ..models.layout import model_facts
@@ -28,6 +28,7 @@ from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
 from .intervals import row_interval
 from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
+from .path_search import DEFAULT_VERIFY, circuit_costs, path_search
 
 Head = tuple[int, int]
 
@@ -46,6 +47,10 @@ class CircuitMeasure:
             loss effect and by score effect (see
             :func:`~induction_nnsight.causal.path_patching.path_patching`); every score and every
             ``total`` edge stays exact. None: every loss effect exact (about 4x slower).
+        search: ``"exhaustive"`` (every edge path-patched) or ``"estimate"``: every edge estimated,
+            only the ``verify`` strongest per target and path path-patched
+            (:mod:`~induction_nnsight.causal.path_search`; ``exact_losses`` unused).
+        verify: Edges verified per target and path under ``search="estimate"``.
     """
 
     targets: Sequence[Head] | None = None
@@ -53,6 +58,8 @@ class CircuitMeasure:
     paths: Sequence[str] = PATHS
     composition: bool = True
     exact_losses: int | None = DEFAULT_EXACT_LOSSES
+    search: str = "exhaustive"
+    verify: int = DEFAULT_VERIFY
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class Edge:
         effect_ci: 95% interval ``(low, high)`` of ``effect``, a bootstrap over rows (None where the
             edge was only estimated).
         loss_ci: 95% interval of ``loss_effect`` (None where estimated).
+        verified: False where the edge was only estimated (``CircuitMeasure(search="estimate")``).
     """
 
     source: Head
@@ -79,6 +87,7 @@ class Edge:
     loss_exact: bool = True
     effect_ci: tuple[float, float] | None = None
     loss_ci: tuple[float, float] | None = None
+    verified: bool = True
 
 
 @dataclass(repr=False)
@@ -105,6 +114,7 @@ class CircuitResult(Displayable):
     composition_note: str | None = None
     grid: tuple[int, int] | None = None
     model: str | None = None
+    cost: dict | None = None
 
     def table(self, path: str, n_layers: int, n_heads: int, loss: bool = False) -> torch.Tensor:
         """``[n_targets, n_layers * n_heads]`` effects on ``path`` (NaN where no edge)."""
@@ -168,12 +178,13 @@ class CircuitResult(Displayable):
         title = titled(f"Path {name}: change of each target's {what} when a source head is removed {where}", self.model)
         # the strongest edges, as strongest() ranks them: the largest drop in score (rise in loss on v)
         top = rank_heads(grid, ANNOTATED, descending=name == "v")
-        return circuit_heatmap_figure(
+        figure = circuit_heatmap_figure(
             plain(grid),
             sources,
             [head_name(t) for t in self.targets],
             **{"title": title, "colorbar_title": f"Δ {what}", "top": top, **options},
         )
+        return mark_verified(figure, [e for e in self.edges if e.path == name], head_name)
 
 
 def top_induction_heads(
@@ -246,9 +257,22 @@ def circuit(
         raise InductionError("a layer-0 head has no earlier head to feed it: pass --targets in layers 1 and up")
     sources = {t: all_earlier(t, facts.n_heads) for t in targets}
     variants = path_variants(targets, list(paths), sources)
-    result = path_patching(
-        model, tokens, seq_len, variants, ablation=ablation, bos=bos, exact_losses=measure.exact_losses, execution=run
-    )
+    if measure.search == "estimate":
+        result, verified, spent = path_search(
+            model, tokens, seq_len, variants, ablation=ablation, bos=bos, verify=measure.verify, execution=run
+        )
+    else:
+        result = path_patching(
+            model,
+            tokens,
+            seq_len,
+            variants,
+            ablation=ablation,
+            bos=bos,
+            exact_losses=measure.exact_losses,
+            execution=run,
+        )
+        verified, spent = torch.ones(len(variants), dtype=torch.bool), None
     score_ci, loss_ci = _edge_intervals(result)
     edges = [
         Edge(
@@ -260,14 +284,17 @@ def circuit(
             bool(exact),
             score_ci[i],
             loss_ci[i],
+            bool(checked),
         )
-        for i, (v, s, loss, exact) in enumerate(
-            zip(variants[1:], result.scores[1:], result.losses[1:], result.exact[1:])
+        for i, (v, s, loss, exact, checked) in enumerate(
+            zip(variants[1:], result.scores[1:], result.losses[1:], result.exact[1:], verified[1:])
         )
     ]
     out = CircuitResult(
         targets, result.clean_scores, result.clean_loss, edges, grid=(facts.n_layers, facts.n_heads), model=facts.name
     )
+    reference = (ablation or Ablation()).reference
+    out.cost = circuit_costs(variants, facts.n_layers, tuple(tokens.shape), reference, measure, spent, result.exact)
     if measure.composition:
         if on_ndif(run.remote):
             out.composition_note = "composition scores need local weights; not computed for an NDIF run"

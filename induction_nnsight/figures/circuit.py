@@ -1,6 +1,7 @@
 """Plotly figures of the induction circuit: plain data in, ``go.Figure`` out.
 
 - :func:`circuit_heatmap_figure`: one path's effects, source heads x target heads.
+- :func:`mark_verified`: rings the exactly verified cells of a heatmap where the rest were estimated.
 - :func:`circuit_graph_figure`: every head as a node placed by layer (layer 0 at the top, as on the
   heatmaps) and head, coloured by kind, and the strongest edges into each target drawn with a
   width that grows with the effect.
@@ -8,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import plotly.graph_objects as go
 
@@ -105,7 +106,11 @@ def circuit_graph_figure(
                 legendgroup=path,
                 name=f"{path} path",
                 showlegend=path not in shown,
-                line={"color": PATH_COLOURS.get(path, "black"), "width": 1 + 7 * strength / top},
+                line={
+                    "color": PATH_COLOURS.get(path, "black"),
+                    "width": 1 + 7 * strength / top,
+                    "dash": "dot" if edge.get("verified") is False else "solid",  # dotted: estimated only
+                },
                 opacity=0.75,
             )
         )
@@ -115,6 +120,7 @@ def circuit_graph_figure(
         mid_text.append(
             f"{edge['source']} -> {edge['target']} ({path}): induction score "
             f"{edge['effect']:+.3f}, repeated-half loss {edge['loss_effect']:+.3f} nats"
+            + (" (estimated, not verified)" if edge.get("verified") is False else "")
         )
     if edges:
         fig.add_trace(
@@ -161,3 +167,29 @@ def circuit_graph_figure(
         height=min(1400, max(450, 24 * n_layers + 200)),
     )
     return fig
+
+
+def mark_verified(figure: go.Figure, edges: Sequence, name: Callable[[tuple[int, int]], str]) -> go.Figure:
+    """Ring the cells of a circuit heatmap whose edge was path-patched exactly, where some were only
+    estimated (``edge.verified`` False); unchanged when every edge was verified.
+
+    Args:
+        figure: From :func:`circuit_heatmap_figure` (x: target names, y: source names).
+        edges: Objects with ``source``, ``target`` and ``verified``.
+        name: ``(layer, head) -> "L18H6"``.
+    """
+    if all(getattr(e, "verified", True) for e in edges):
+        return figure
+    done = [e for e in edges if e.verified]
+    figure.add_trace(
+        go.Scatter(
+            x=[name(e.target) for e in done],
+            y=[name(e.source) for e in done],
+            mode="markers",
+            marker={"symbol": "circle-open", "size": 9, "color": "black"},
+            name="verified (exact path patching); the rest estimated",
+            hoverinfo="skip",
+            showlegend=True,
+        )
+    )
+    return figure

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from induction_nnsight.app import ablate_job, attention_job, jobs, patch_job
+from induction_nnsight.app import ablate_job, ablate_search, attention_job, jobs, patch_job
 from induction_nnsight.app.cli import main
 
 # Valid, small settings per subcommand; a case's bad options come after them (argparse: last one wins).
@@ -105,8 +105,9 @@ class ForwardPass(BaseException):
 TRACED = {
     jobs: ("scan", "head_scores"),
     attention_job: ("heads_attention",),
-    ablate_job: ("scan", "ablate_heads", "ablation_curve", "ablation_sweep", "head_attribution"),
-    patch_job: ("head_attribution", "patch_heads", "patch_residual", "patch_qkv"),
+    ablate_job: ("scan", "ablate_heads", "ablation_curve"),
+    ablate_search: ("ablation_sweep", "head_estimate", "search_heads"),
+    patch_job: ("head_estimate", "patch_heads", "patch_residual", "patch_qkv"),
 }
 
 

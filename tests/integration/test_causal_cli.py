@@ -40,6 +40,7 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
         "ablation_heads.json",
         "ablation_curve.json",
         "ablation_results.json",
+        "ablation_attribution.json",
     }
     results = json.loads((tmp_path / "ablation_results.json").read_text())
     assert len(results["sweep"]["delta"]) == 2 and len(results["sweep"]["rows"]) == 8

@@ -28,7 +28,7 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     assert (
         set(edge)
         == {"source", "target", "path", "effect", "ci_low", "ci_high", "loss_effect", "loss_ci_low", "loss_ci_high"}
-        | {"loss_exact"}
+        | {"loss_exact", "verified"}
         and edge["path"] in "kqv total"
     )
     # every exact edge carries its intervals, around its value; settings say how they were made

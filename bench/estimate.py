@@ -1,0 +1,238 @@
+"""Estimate, then verify, on SmolLM2: how close each head estimator comes to the exhaustive ablation
+sweep, and how much of the exhaustive circuit the pruned one verifies, with the cost of each.
+
+    python bench/estimate.py heads [zero,mean [ig8,plain,atp-star]]
+        # -> charts/estimate_heads.json, charts/estimate_scatter_<estimator>.json
+    python bench/estimate.py circuit   # -> charts/estimate_circuit.json
+    python bench/estimate.py derived   # -> the verified grids in charts/estimate_heads.json (no model)
+    python bench/estimate.py scale     # -> charts/estimate_scale.json (the cost arithmetic alone, no model)
+
+The zero-ablation sweep is read from ``charts/ablation_results.json`` when its settings are the
+default ablate run's (it is that run's committed sweep); the mean-ablation sweep is run here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from induction_nnsight import Execution, load_model, repeated_tokens
+from induction_nnsight.app.ablate_job import AblateConfig
+from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit
+from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
+from induction_nnsight.causal.cost import scale_table
+from induction_nnsight.causal.estimators import Estimator, head_estimate
+from induction_nnsight.causal.head_search import HeadSearch, compare, search_heads, variants_cost
+from induction_nnsight.figures.causal import attribution_scatter_figure
+
+CHARTS = Path(__file__).resolve().parent.parent / "charts"
+ESTIMATORS = {"plain": Estimator("plain"), "ig8": Estimator("ig", 8), "atp-star": Estimator("atp-star")}
+CHOSEN = tuple(ESTIMATORS)  # run in this order
+VERIFY = 20
+METHODS = ("zero", "mean")  # main() reads them from the command line
+SHAPES = {"SmolLM2-135M": (30, 9), "Llama-3.1-70B": (80, 64), "Llama-3.1-405B": (126, 128)}
+
+
+def _name(e: Estimator) -> str:
+    return f"ig{e.steps}" if e.name == "ig" else e.name
+
+
+def heads(model, quiet: Execution) -> dict:
+    config = AblateConfig()
+    bos = model.tokenizer.bos_token_id
+    vocab = model.config.vocab_size
+    tokens = repeated_tokens(
+        config.batch,
+        config.seq_len,
+        seed=config.seed,
+        low=config.low,
+        high=config.high,
+        bos_token_id=bos,
+        vocab_size=vocab,
+    )
+    source = repeated_tokens(
+        config.batch,
+        config.seq_len,
+        seed=config.seed + 1,
+        low=config.low,
+        high=config.high,
+        bos_token_id=bos,
+        vocab_size=vocab,
+    )
+    metric = repeated_half_metric(config.seq_len, True)
+    committed = json.loads((CHARTS / "ablation_results.json").read_text())
+    same = all(
+        committed["settings"][k] == getattr(config, k) for k in ("batch", "seq_len", "seed", "low", "high", "method")
+    )
+    out = {"settings": {"batch": config.batch, "seq_len": config.seq_len, "seed": config.seed, "verify": VERIFY}}
+    shape = tuple(tokens.shape)
+    for method in METHODS:
+        ref = source if method == "mean" else None
+        started = time.perf_counter()
+        if method == "zero" and same:
+            delta, where = (
+                torch.tensor(committed["sweep"]["delta"]),
+                "charts/ablation_results.json (the default ablate run)",
+            )
+        else:
+            delta, where = (
+                ablation_sweep(model, tokens, metric, method=method, source=ref, execution=quiet).delta,
+                "run here",
+            )
+        n_ref = 0 if ref is None else ref.shape[0]
+        sweep = variants_cost(271, shape, n_ref, quiet)
+        part = {
+            "sweep_from": where,
+            "sweep_cost": sweep.as_dict(),
+            "sweep_seconds": round(time.perf_counter() - started, 1),
+            "estimators": {},
+        }
+        out[method] = part
+        for name in CHOSEN:
+            estimator = ESTIMATORS[name]
+            started = time.perf_counter()
+            found = head_estimate(model, tokens, metric, method, source=ref, estimator=estimator, execution=quiet)
+            seconds = time.perf_counter() - started
+            c = compare(found.estimate, delta, 10)
+            part["estimators"][_name(estimator)] = {
+                "pearson": round(c["pearson"], 3),
+                "spearman": round(c["spearman"], 3),
+                "recall_top10": c["recall_top"],
+                "sign_agreement_top10": c["sign_agreement_top"],
+                "wrong_sign_top10": c["wrong_sign"],
+                "cost": found.cost.as_dict(),
+                "cost_fraction_of_sweep": round(found.cost.forward_equivalents / sweep.forward_equivalents, 3),
+                "seconds": round(seconds, 1),
+                "estimate": found.estimate.tolist(),
+            }
+            if method == "zero":
+                labels = [f"L{layer}H{h}" for layer in range(delta.shape[0]) for h in range(delta.shape[1])]
+                figure = attribution_scatter_figure(
+                    delta.flatten().tolist(),
+                    found.estimate.flatten().tolist(),
+                    labels,
+                    correlation=c["pearson"],
+                    title=f"Head estimate ({_name(estimator)}) vs exhaustive zero-ablation sweep — smollm2-135m",
+                    subtitle="4 rows of 30 repeated random tokens",
+                    axis_title="Δ repeated-half loss (nats)",
+                )
+                (CHARTS / f"estimate_scatter_{_name(estimator)}.json").write_text(figure.to_json())
+            print(
+                method,
+                _name(estimator),
+                {k: v for k, v in part["estimators"][_name(estimator)].items() if k != "estimate"},
+                flush=True,
+            )
+        best = max(part["estimators"], key=lambda k: part["estimators"][k]["pearson"])
+        chosen = ESTIMATORS[best]
+        found = search_heads(
+            model, tokens, metric, method, source=ref, search=HeadSearch(chosen, VERIFY), execution=quiet
+        )
+        order = torch.argsort(delta.abs().flatten(), descending=True)[:10].tolist()
+        top = [(i // delta.shape[1], i % delta.shape[1]) for i in order]
+        part["search"] = {
+            "estimator": best,
+            "verify": VERIFY,
+            "exact_top10_verified": sum(bool(found.verified[h]) for h in top),
+            "cost": found.cost.as_dict(),
+            "cost_fraction_of_sweep": round(found.cost.forward_equivalents / sweep.forward_equivalents, 3),
+        }
+        print(method, "search", part["search"], flush=True)
+        _write("heads", out)
+    out["scale"] = scale_table(SHAPES, config.batch, shape[1], steps=8)
+    out["scale_note"] = (
+        "forward equivalents of the per-head sweep and of each estimator, 4 rows of 61 tokens, from causal/cost.py"
+    )
+    return out
+
+
+def derived(found: dict) -> dict:
+    """For each estimator of the zero sweep: the grid ``--search estimate --verify VERIFY`` would report
+    (exact where verified, the estimate elsewhere) against the exhaustive sweep, from the committed files."""
+    from induction_nnsight.scores.ranking import rank_heads
+
+    delta = torch.tensor(json.loads((CHARTS / "ablation_results.json").read_text())["sweep"]["delta"])
+    for entry in found["zero"]["estimators"].values():
+        estimate = torch.tensor(entry["estimate"])
+        grid = estimate.clone()
+        for head in rank_heads(estimate.abs(), VERIFY):
+            grid[head] = delta[head]
+        c = compare(grid, delta, 10)
+        entry["verified_grid"] = {
+            "verify": VERIFY,
+            "pearson": round(c["pearson"], 3),
+            "spearman": round(c["spearman"], 3),
+        }
+        entry["verified_grid"]["recall_top10"] = c["recall_top"]
+    return found
+
+
+def circuit(model) -> dict:
+    out = {}
+    results = {}
+    for search in ("exhaustive", "estimate"):
+        started = time.perf_counter()
+        found, _ = run_circuit(CircuitConfig(search=search, composition=False), model=model, progress=False)
+        results[search] = found
+        out[search] = {
+            "seconds": round(time.perf_counter() - started, 1),
+            "cost": found["cost"],
+            "edges": len(found["edges"]),
+        }
+        print(search, out[search], flush=True)
+    exact = results["exhaustive"]["edges"]
+    verified = {(e["source"], e["target"], e["path"]) for e in results["estimate"]["edges"] if e["verified"]}
+    recall = {}
+    for target in sorted({e["target"] for e in exact}):
+        for path in ("k", "q", "v", "total"):
+            edges = [e for e in exact if e["target"] == target and e["path"] == path]
+            key = (lambda e: -e["loss_effect"]) if path == "v" else (lambda e: e["effect"])
+            top = sorted(edges, key=lambda e: (round(key(e), 4), e["source"]))[:10]
+            recall[f"{target} {path}"] = sum((e["source"], target, path) in verified for e in top)
+    out["recall_top10"] = recall
+    out["verified_edges"] = len(verified)
+    out["cost_fraction_of_exhaustive_all_exact"] = round(
+        results["estimate"]["cost"]["forward_equivalents"]
+        / results["estimate"]["cost"]["exhaustive"]["forward_equivalents"],
+        3,
+    )
+    out["cost_fraction_of_default_run"] = round(
+        results["estimate"]["cost"]["forward_equivalents"] / results["exhaustive"]["cost"]["forward_equivalents"], 3
+    )
+    return out
+
+
+def main() -> None:
+    global METHODS, CHOSEN
+    part = sys.argv[1]
+    METHODS = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else METHODS
+    CHOSEN = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else CHOSEN
+    if part == "scale":  # pure arithmetic: no model
+        table = scale_table(SHAPES, AblateConfig.batch, 1 + 2 * AblateConfig.seq_len, steps=8)
+        note = "forward equivalents (a backward pass = 2), 4 rows of 61 tokens, from causal/cost.py"
+        (CHARTS / "estimate_scale.json").write_text(json.dumps({"note": note, "rows": table}, indent=1) + "\n")
+        return
+    if part == "derived":  # from the committed files alone: the verified grid of each estimator's search
+        _write("heads", derived(json.loads((CHARTS / "estimate_heads.json").read_text())))
+        return
+    torch.manual_seed(0)
+    model = load_model("smollm2-135m", progress=False)
+    quiet = Execution(progress=False)
+    found = heads(model, quiet) if part == "heads" else circuit(model)
+    _write(part, found)
+
+
+def _write(part: str, found: dict) -> None:
+    """``charts/estimate_<part>.json``, merged into what is there (a run of some methods keeps the others')."""
+    path = CHARTS / f"estimate_{part}.json"
+    if part == "heads" and path.exists():
+        found = {**json.loads(path.read_text()), **found}
+    path.write_text(json.dumps(found, indent=1, allow_nan=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""What a causal job costs, counted in passes: the one place of that arithmetic.
+
+A pass over a batch of ``rows`` rows counts ``rows`` times (one per row), so a sweep batched into
+few traces costs what the same variants run one at a time would. A pass that runs only some of
+the model's ``n_layers`` blocks (path patching skips the blocks before a variant's first edited
+layer and stops after the target) counts the fraction of blocks it ran. A backward pass costs about
+two forward passes (:data:`BACKWARD_FORWARDS`), which :attr:`Cost.forward_equivalents` adds up.
+
+Every function here is pure arithmetic of the model's shape (layers, heads) and the run's size
+(rows, tokens per row), so a planner can price a job on a model it has never loaded:
+
+>>> sweep = sweep_cost(n_layers=30, n_heads=9, rows=4, tokens_per_row=61)
+>>> sweep.forward_passes, sweep.backward_passes
+(1084.0, 0.0)
+>>> estimate = estimate_cost("plain", n_layers=30, rows=4, tokens_per_row=61)
+>>> estimate.forward_equivalents / sweep.forward_equivalents < 0.02
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+BACKWARD_FORWARDS = 2.0
+"""Forward passes one backward pass costs (the usual rule: two matrix products per forward one)."""
+ESTIMATORS = ("plain", "ig", "atp-star")
+"""Head estimators of :mod:`~induction_nnsight.causal.estimators`, cheapest first."""
+
+__all__ = [
+    "BACKWARD_FORWARDS",
+    "ESTIMATORS",
+    "Cost",
+    "circuit_cost",
+    "estimate_cost",
+    "pruned_circuit_cost",
+    "scale_table",
+    "sweep_cost",
+]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Passes a job ran, each counted once per row (a partial pass by the fraction of blocks it ran).
+
+    Attributes:
+        forward_passes: Row forward passes.
+        backward_passes: Row backward passes.
+        tokens: Tokens those passes processed (forward and backward; a partial pass counts its
+            tokens fully, since every position is embedded and carried).
+    """
+
+    forward_passes: float = 0.0
+    backward_passes: float = 0.0
+    tokens: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.forward_passes + other.forward_passes,
+            self.backward_passes + other.backward_passes,
+            self.tokens + other.tokens,
+        )
+
+    def scaled(self, factor: float) -> Cost:
+        """The cost of ``factor`` such jobs."""
+        return Cost(self.forward_passes * factor, self.backward_passes * factor, self.tokens * factor)
+
+    @property
+    def forward_equivalents(self) -> float:
+        """``forward_passes + BACKWARD_FORWARDS * backward_passes``."""
+        return self.forward_passes + BACKWARD_FORWARDS * self.backward_passes
+
+    def as_dict(self) -> dict:
+        """``{"forward_passes", "backward_passes", "tokens", "forward_equivalents"}`` (strict JSON numbers)."""
+        return {
+            "forward_passes": round(self.forward_passes, 2),
+            "backward_passes": round(self.backward_passes, 2),
+            "tokens": round(self.tokens),
+            "forward_equivalents": round(self.forward_equivalents, 2),
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"{self.forward_passes:,.1f} forward + {self.backward_passes:,.1f} backward row passes "
+            f"({self.forward_equivalents:,.1f} forward equivalents, {self.tokens:,.0f} tokens)"
+        )
+
+
+def passes(rows: int, tokens_per_row: int, *, forward: float = 0.0, backward: float = 0.0) -> Cost:
+    """``forward`` and ``backward`` passes over ``rows`` rows of ``tokens_per_row`` tokens.
+
+    >>> passes(4, 61, forward=1, backward=1)
+    Cost(forward_passes=4.0, backward_passes=4.0, tokens=488.0)
+    """
+    return Cost(float(forward * rows), float(backward * rows), float((forward + backward) * rows * tokens_per_row))
+
+
+def sweep_cost(n_layers: int, n_heads: int, rows: int, tokens_per_row: int, *, variants: int | None = None) -> Cost:
+    """An exhaustive ablation sweep: the baseline and one variant per head (or ``variants``), full passes.
+
+    Args:
+        n_layers: Layers of the model.
+        n_heads: Heads per layer.
+        rows: Rows each variant runs on.
+        tokens_per_row: Tokens per row.
+        variants: Heads ablated (None: every head); the baseline is added.
+    """
+    n = n_layers * n_heads if variants is None else variants
+    return passes(rows, tokens_per_row, forward=n + 1)
+
+
+def estimate_cost(estimator: str, n_layers: int, rows: int, tokens_per_row: int, *, steps: int = 1) -> Cost:
+    """One head estimate over every head (:func:`~induction_nnsight.causal.estimators.head_estimate`).
+
+    ``plain``: one forward and one backward pass. ``ig``: ``steps`` of each. ``atp-star``:
+    ``n_layers`` of each (one copy of the rows per dropped layer, batched).
+    Mean ablation adds one forward pass over the reference rows (not counted here: add
+    :func:`passes` of them).
+    """
+    if estimator == "plain":
+        return passes(rows, tokens_per_row, forward=1, backward=1)
+    if estimator == "ig":
+        return passes(rows, tokens_per_row, forward=steps, backward=steps)
+    if estimator == "atp-star":
+        return passes(rows, tokens_per_row, forward=n_layers, backward=n_layers)
+    raise ValueError(f"unknown estimator {estimator!r}: one of {', '.join(ESTIMATORS)}")
+
+
+def circuit_cost(
+    n_layers: int,
+    n_heads: int,
+    rows: int,
+    tokens_per_row: int,
+    target_layers: Sequence[int],
+    *,
+    paths: Sequence[str] = ("k", "q", "v", "total"),
+) -> Cost:
+    """An exhaustive circuit: every head of every earlier layer path-patched into each target.
+
+    A ``k``/``q``/``v`` run into a target at layer ``l`` runs blocks ``l .. n_layers - 1``; a
+    ``total`` run of a source at layer ``s`` runs ``s ..`` and serves every target; one clean pass
+    runs first. Fractions of a pass count the blocks run.
+
+    Args:
+        n_layers: Layers of the model.
+        n_heads: Heads per layer.
+        rows: Rows each run covers.
+        tokens_per_row: Tokens per row.
+        target_layers: The layer of each target head (one entry per target).
+        paths: The paths patched.
+    """
+    runs = 1.0
+    kqv = sum(1 for p in paths if p != "total")
+    for layer in target_layers:
+        runs += kqv * layer * n_heads * (n_layers - layer) / n_layers
+    if "total" in paths and target_layers:
+        runs += sum(n_heads * (n_layers - s) / n_layers for s in range(max(target_layers)))
+    return passes(rows, tokens_per_row, forward=runs)
+
+
+def pruned_circuit_cost(
+    n_layers: int,
+    n_heads: int,
+    rows: int,
+    tokens_per_row: int,
+    target_layers: Sequence[int],
+    *,
+    verify: int = 10,
+) -> Cost:
+    """``circuit --search estimate`` on every path: estimate every edge, path-patch ``verify`` per target and path.
+
+    The clean pass; one forward and one backward pass for the loss gradients at the targets and one of
+    each for the ``total`` edges' loss estimate; a one-block probe per ``k``/``q``/``v`` edge and per
+    ``total`` edge's ``k`` and ``q`` direct paths (the same probes); then the verified runs: ``3 *
+    verify`` per target from its layer on, and at most ``verify`` ``total`` runs per target, each
+    counted as if it started at layer 0 (an upper bound: the real ones start at their source's layer).
+    """
+    n_targets = len(target_layers)
+    probes = sum(3 * layer * n_heads for layer in target_layers) / n_layers
+    verified = sum(3 * min(verify, layer * n_heads) * (n_layers - layer) / n_layers for layer in target_layers)
+    total_runs = min(n_targets * verify, max(target_layers, default=0) * n_heads)
+    forward = 1 + 2 + probes + verified + total_runs
+    return Cost(float(forward * rows), float(2 * rows), float((forward + 2) * rows * tokens_per_row))
+
+
+def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: int, *, steps: int = 8) -> list[dict]:
+    """The exhaustive sweep against each estimator, in forward equivalents, for models of given shapes.
+
+    Args:
+        shapes: ``name -> (n_layers, n_heads)``.
+        rows: Rows per variant.
+        tokens_per_row: Tokens per row.
+        steps: Integrated-gradient steps.
+
+    Returns:
+        One dict per model: its shape, ``"heads"``, the sweep's and each estimator's forward
+        equivalents, each estimator's fraction of the sweep, and the circuit of one target in the
+        middle layer, exhaustive against pruned (:func:`pruned_circuit_cost`, ``verify`` 10).
+    """
+    table = []
+    for name, (n_layers, n_heads) in shapes.items():
+        sweep = sweep_cost(n_layers, n_heads, rows, tokens_per_row).forward_equivalents
+        row = {"model": name, "n_layers": n_layers, "n_heads": n_heads, "heads": n_layers * n_heads, "sweep": sweep}
+        for estimator in ESTIMATORS:
+            cost = estimate_cost(estimator, n_layers, rows, tokens_per_row, steps=steps).forward_equivalents
+            row[estimator] = cost
+            row[f"{estimator}_fraction"] = round(cost / sweep, 4)
+        middle = [n_layers // 2]  # one target in the middle layer
+        exhaustive = circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
+        pruned = pruned_circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
+        row |= {"circuit_exhaustive": round(exhaustive, 1), "circuit_pruned": round(pruned, 1)}
+        row["circuit_pruned_fraction"] = round(pruned / exhaustive, 4)
+        table.append(row)
+    return table

@@ -1,0 +1,166 @@
+"""Estimate, then verify, for the per-head sweep: rank every head by an estimate, ablate only the strongest.
+
+:func:`search_heads` runs one head estimate (:mod:`~induction_nnsight.causal.estimators`), then the
+exact ablation of the ``verify`` heads with the largest ``|estimate|`` (ties by layer and head), and
+optionally more, in rounds of ``verify``, while the next candidate's ``|estimate|`` reaches
+``fraction`` times the weakest ``|exact effect|`` among the ``verify`` strongest verified so far.
+:func:`compare` scores an estimate against an exhaustive sweep: Pearson and Spearman correlation,
+recall of the exhaustive top ``n`` and whether each of them has the right sign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InductionError
+from ..models.layout import model_facts
+from ..ndif.execution import Execution, as_execution
+from ..scores.ranking import rank_heads
+from .ablation import ablation_metrics
+from .cost import Cost, passes
+from .estimators import Estimator, HeadEstimate, head_estimate
+from .metrics import RowMetric, pearson
+from .variants import variants_per_trace
+
+__all__ = ["HeadSearch", "SearchResult", "compare", "search_heads", "spearman", "variants_cost"]
+
+Head = tuple[int, int]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two same-shape tables over the cells where both are finite
+    (ties broken by position: the tables are floats)."""
+    a, b = a.flatten().double(), b.flatten().double()
+    keep = torch.isfinite(a) & torch.isfinite(b)
+    ranks = [torch.argsort(torch.argsort(t[keep], stable=True)).double() for t in (a, b)]
+    return pearson(ranks[0], ranks[1])
+
+
+def compare(estimate: torch.Tensor, exact: torch.Tensor, n: int = 10) -> dict:
+    """How well ``estimate`` stands in for ``exact`` (both ``[n_layers, n_heads]``).
+
+    Returns:
+        ``{"pearson", "spearman", "top": n, "recall_top": share of the exact top ``n`` by ``|effect|``
+        among the estimate's top ``n`` by ``|estimate|``, "sign_agreement_top": share of the exact top
+        ``n`` whose estimate has the same sign, "wrong_sign": those heads' names}``.
+    """
+    top = rank_heads(exact.abs(), n)
+    mine = set(rank_heads(estimate.abs(), n))
+    wrong = [
+        f"L{layer}H{head}" for layer, head in top if torch.sign(estimate[layer, head]) != torch.sign(exact[layer, head])
+    ]
+    return {
+        "pearson": pearson(estimate, exact),
+        "spearman": spearman(estimate, exact),
+        "top": n,
+        "recall_top": len(mine & set(top)) / max(1, len(top)),
+        "sign_agreement_top": 1 - len(wrong) / max(1, len(top)),
+        "wrong_sign": wrong,
+    }
+
+
+@dataclass(frozen=True)
+class HeadSearch:
+    """How :func:`search_heads` chooses what to verify.
+
+    Attributes:
+        estimator: The estimate that ranks the heads (:class:`~induction_nnsight.causal.estimators.Estimator`).
+        verify: Heads ablated exactly (the strongest by ``|estimate|``), and the size of each further round.
+        fraction: None: stop after ``verify``. A number ``f``: go on while the next candidate's
+            ``|estimate|`` is at least ``f`` times the smallest ``|exact effect|`` of the ``verify``
+            strongest verified heads.
+    """
+
+    estimator: Estimator = Estimator()
+    verify: int = 20
+    fraction: float | None = None
+
+
+@dataclass
+class SearchResult:
+    """What :func:`search_heads` found.
+
+    Attributes:
+        estimate: The head estimate (:class:`~induction_nnsight.causal.estimators.HeadEstimate`).
+        baseline: The metric of the unablated rows.
+        delta: ``[n_layers, n_heads]`` exact change of the metric where verified, NaN elsewhere.
+        verified: ``[n_layers, n_heads]`` bool.
+        verify_cost: What the exact ablations ran.
+    """
+
+    estimate: HeadEstimate
+    baseline: float
+    delta: torch.Tensor
+    verified: torch.Tensor
+    verify_cost: Cost
+
+    @property
+    def cost(self) -> Cost:
+        """Estimate and verification together."""
+        return self.estimate.cost + self.verify_cost
+
+
+def search_heads(
+    model,
+    tokens: torch.Tensor,
+    metric: RowMetric,
+    method: str = "zero",
+    *,
+    source: torch.Tensor | None = None,
+    search: HeadSearch | None = None,
+    execution: Execution | None = None,
+) -> SearchResult:
+    """Estimate every head's ablation effect, then ablate exactly only the strongest candidates.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        tokens: ``[batch, pos]`` token ids.
+        metric: What to measure.
+        method: ``"zero"`` or ``"mean"``.
+        source: ``[n_ref, pos]`` rows for mean ablation.
+        search: What ranks the heads and how many are verified (:class:`HeadSearch`; None: the defaults).
+        execution: How the traces run; None for the defaults.
+
+    Returns:
+        A :class:`SearchResult`.
+    """
+    search, run = search or HeadSearch(), as_execution(execution)
+    if search.verify < 1:
+        raise InductionError(f"--verify must be at least 1, got {search.verify}")
+    facts = model_facts(model)
+    estimate = head_estimate(model, tokens, metric, method, source=source, estimator=search.estimator, execution=run)
+    order = rank_heads(estimate.estimate.abs())
+    delta = torch.full((facts.n_layers, facts.n_heads), float("nan"))
+    verified = torch.zeros(facts.n_layers, facts.n_heads, dtype=torch.bool)
+    n_ref = 0 if source is None or method != "mean" else source.shape[0]
+    cost, baseline, done = Cost(), None, 0
+    while done < len(order):
+        chunk = order[done : done + search.verify]
+        if done and search.fraction is not None:
+            strongest = delta[verified].abs().sort(descending=True).values[: search.verify]
+            bar = search.fraction * float(strongest.min())
+            chunk = [h for h in chunk if float(estimate.estimate[h].abs()) >= bar]
+        if not chunk:
+            break
+        sets = ([[]] if baseline is None else []) + [[h] for h in chunk]
+        values = ablation_metrics(model, tokens, sets, metric, method=method, source=source, execution=run)
+        if baseline is None:
+            baseline, values = float(values[0]), values[1:]
+        for (layer, head), value in zip(chunk, values):
+            delta[layer, head] = float(value) - baseline
+            verified[layer, head] = True
+        cost = cost + variants_cost(len(sets), tokens.shape, n_ref, run)
+        done += search.verify
+        if search.fraction is None:
+            break
+    return SearchResult(estimate, baseline, delta, verified, cost)
+
+
+def variants_cost(n_variants: int, shape: tuple[int, int], n_ref: int, execution: Execution | None = None) -> Cost:
+    """What :func:`~induction_nnsight.causal.ablation.ablation_metrics` runs for ``n_variants`` sets on rows
+    of ``shape`` ``(batch, pos)``: every variant's rows, plus the ``n_ref`` reference rows once per trace."""
+    batch, n_pos = shape
+    traces = -(-n_variants // variants_per_trace(batch, n_ref, n_pos, execution)) if n_ref else 0
+    return passes(batch, n_pos, forward=n_variants) + passes(n_ref, n_pos, forward=traces)

@@ -1,0 +1,194 @@
+"""Estimate, then verify, for the circuit: estimate every (source, target, path) edge, path-patch exactly
+only the strongest.
+
+Estimates (every edge, from a few passes):
+
+* ``k``, ``q``, ``v``: the QK fix. The source's direct contribution is removed from the target's key
+  (query, value) input and the target's attention is recomputed exactly from there, in a *probe* that
+  runs the target's layer alone (:func:`~induction_nnsight.causal.path_estimates.probe`): the change of
+  the induction score is exact (the pattern depends on nothing else), the loss effect is first order
+  from the target's output on (one backward pass).
+* ``total``: the source's direct effect on the target's pattern, the sum of its ``k`` and ``q``
+  probes (paths through heads in between are left out), and its loss effect by attribution patching
+  (:func:`~induction_nnsight.causal.estimators.head_estimate`, one forward and one backward pass).
+
+Verification: per target and path, the ``verify`` strongest edges by the estimate, ranked as
+:meth:`~induction_nnsight.causal.circuit.CircuitResult.strongest` ranks exact ones (largest drop of
+the score; on ``v`` largest rise of the loss), run exactly (:mod:`~induction_nnsight.causal.path_traces`).
+A ``total`` run serves every target, so the verified ``total`` runs are the union over the targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..models.layout import model_facts
+from ..ndif.execution import Execution, as_execution
+from ..scores.losses import repeated_half_slice
+from ..scores.ranking import RANK_DECIMALS
+from .cost import Cost, passes
+from .estimators import head_estimate
+from .head_weights import check_residual_heads
+from .metrics import RowMetric
+from .path_patching import Ablation, PathResult, PathVariant, _estimate, plan_runs
+from .path_traces import Run, clean_trace, make_plan, run_traces
+
+__all__ = ["DEFAULT_VERIFY", "circuit_costs", "path_search", "runs_cost"]
+
+DEFAULT_VERIFY = 10
+"""Edges path-patched exactly per target and path under ``--search estimate``."""
+
+
+def runs_cost(runs: list[Run], n_layers: int, shape: tuple[int, int], *, probe: bool = False) -> Cost:
+    """Path-patching runs over rows of ``shape`` ``(batch, pos)``: each runs from its start layer to the
+    end (a probe: that layer alone), counted by the fraction of the ``n_layers`` blocks it runs."""
+    batch, n_pos = shape
+    blocks = sum(1 if probe else n_layers - r.start for r in runs)
+    return passes(batch, n_pos, forward=blocks / n_layers)
+
+
+def path_search(
+    model,
+    tokens: torch.Tensor,
+    seq_len: int,
+    variants: list[PathVariant],
+    *,
+    ablation: Ablation | None = None,
+    bos: bool = True,
+    verify: int = DEFAULT_VERIFY,
+    execution: Execution | None = None,
+) -> tuple[PathResult, torch.Tensor, Cost]:
+    """Every variant's estimated target score and loss, exact for the ``verify`` strongest per target and path.
+
+    Args:
+        model: An nnsight ``TransformersModel``.
+        tokens: ``[batch, pos]`` repeated-token rows.
+        seq_len: ``T``, the length of the repeated block.
+        variants: From :func:`~induction_nnsight.causal.path_patching.path_variants`; ``variants[0]`` clean.
+        ablation: How a source's contribution is removed (None: zero).
+        bos: Whether the rows start with BOS.
+        verify: Edges verified per target and path.
+        execution: How the traces run; None for the defaults.
+
+    Returns:
+        ``(result, verified, cost)``: a :class:`~induction_nnsight.causal.path_patching.PathResult`
+        (``exact`` marks the verified variants, whose scores and losses are exact), ``[n]`` bool
+        verified per variant (the clean one True), and what it ran.
+    """
+    ablation, run = ablation or Ablation(), as_execution(execution)
+    facts = model_facts(model)
+    check_residual_heads(model)
+    runs, index = plan_runs(variants)
+    targets = sorted({v.target for v in variants[1:]})
+    layers = {t[0] for t in targets}
+    plan = replace(
+        make_plan(model, seq_len, bos, run), freeze_norm=ablation.freeze_norm, sender_norm=ablation.sender_norm
+    )
+    reference = ablation.reference
+    shape = tuple(tokens.shape)
+    n_ref = 0 if reference is None else reference.shape[0]
+    cost = passes(shape[0] + n_ref, shape[1], forward=1)
+    scores = torch.full((len(runs),), float("nan"))
+    losses = torch.full((len(runs),), float("nan"))
+    kqv = [i for i, r in enumerate(runs) if r.path != "total"]
+    probes = [
+        Run(r.source, p, t)
+        for i, r in enumerate(runs)
+        if r.path == "total"
+        for t in targets
+        if r.source[0] < t[0]
+        for p in ("k", "q")
+    ]
+    probes = [p for p in dict.fromkeys(probes) if p not in set(runs)]
+    every = runs + probes
+    clean = clean_trace(model, plan, tokens, ablation, every, layers)
+    p_scores = torch.full((len(every),), float("nan"))
+    p_losses = torch.full((len(every),), float("nan"))
+    chosen = kqv + list(range(len(runs), len(every)))
+    if chosen:
+        _estimate(model, plan, tokens, clean, every, chosen, run, (p_scores, p_losses))
+        cost = (
+            cost
+            + passes(*shape, forward=1, backward=1)
+            + runs_cost([every[i] for i in chosen], facts.n_layers, shape, probe=True)
+        )
+    scores[kqv], losses[kqv] = p_scores[kqv], p_losses[kqv]
+    at = {r: i for i, r in enumerate(every)}
+    total_score: dict[tuple, float] = {}  # (run index, target) -> estimated score
+    total = [i for i, r in enumerate(runs) if r.path == "total"]
+    if total:
+        metric = RowMetric("loss", loss_positions=repeated_half_slice(seq_len, bos))
+        method, source = ablation.estimated(tokens.shape[0])
+        found = head_estimate(model, tokens, metric, method, source=source, estimator="plain", execution=run)
+        cost = cost + found.cost
+        for i in total:
+            s = runs[i].source
+            losses[i] = clean.loss + float(found.estimate[s])
+            for t in targets:
+                if s[0] < t[0]:
+                    drop = sum(float(p_scores[at[Run(s, p, t)]]) - float(clean.scores[t[0]][t[1]]) for p in ("k", "q"))
+                    total_score[(i, t)] = float(clean.scores[t[0]][t[1]]) + drop
+    exact = _strongest(variants, index, scores, losses, total_score, clean, verify)
+    found_scores, found_losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
+    cost = cost + runs_cost([runs[i] for i in exact], facts.n_layers, shape)
+    where = {i: j for j, i in enumerate(exact)}
+    out_scores = torch.full((len(variants),), float("nan"))
+    out_losses = torch.full((len(variants),), clean.loss)
+    b = tokens.shape[0]
+    score_rows = torch.full((len(variants), b), float("nan"))  # row by row where verified, for intervals
+    loss_rows = torch.full((len(variants), b), float("nan"))
+    loss_rows[0] = clean.loss_rows
+    verified = torch.ones(len(variants), dtype=torch.bool)
+    for n, v in enumerate(variants[1:], start=1):
+        i = index[n]
+        if i in where:
+            score_rows[n] = found_scores[where[i], v.target[0], :, v.target[1]]
+            loss_rows[n] = found_losses[where[i]]
+            out_scores[n], out_losses[n] = score_rows[n].mean(), loss_rows[n].mean()
+        else:
+            out_scores[n] = total_score[(i, v.target)] if v.path == "total" else scores[i]
+            out_losses[n] = losses[i]
+            verified[n] = False
+    clean_scores = {t: float(clean.scores[t[0]][t[1]]) for t in targets}
+    clean_rows = {t: clean.score_rows[t[0]][:, t[1]].float().cpu() for t in targets}
+    result = PathResult(
+        variants, out_scores, out_losses, clean_scores, verified.clone(), score_rows, loss_rows, clean_rows
+    )
+    return result, verified, cost
+
+
+def _strongest(variants, index, scores, losses, total_score, clean, n: int) -> list[int]:
+    """Run indices to verify: per target and path, the ``n`` strongest by estimate (score drop; loss rise on ``v``)."""
+    groups: dict[tuple, list[tuple[float, tuple, int]]] = {}
+    for k, v in enumerate(variants[1:], start=1):
+        i = index[k]
+        if v.path == "v":
+            key = -round(float(losses[i]) - clean.loss, RANK_DECIMALS)
+        else:
+            score = total_score[(i, v.target)] if v.path == "total" else float(scores[i])
+            key = round(score - float(clean.scores[v.target[0]][v.target[1]]), RANK_DECIMALS)
+        groups.setdefault((v.target, v.path), []).append((key, v.source, i))
+    chosen: set[int] = set()
+    for members in groups.values():
+        chosen |= {i for _, _, i in sorted(members)[:n]}
+    return sorted(chosen)
+
+
+def circuit_costs(variants, n_layers: int, shape, reference, measure, spent: Cost | None, exact: torch.Tensor) -> dict:
+    """``{"forward_passes", "backward_passes", "tokens", "forward_equivalents", "exhaustive": {...}}``: what a
+    circuit ran (``spent`` under ``--search estimate``; else counted from the runs it made exact) and what
+    every edge path-patched exactly costs (the exhaustive run with every loss exact)."""
+    runs, index = plan_runs(variants)
+    n_ref = 0 if reference is None else reference.shape[0]
+    clean = passes(shape[0] + n_ref, shape[1], forward=1)
+    everything = clean + runs_cost(runs, n_layers, shape)
+    if spent is None:
+        exact_runs = sorted({index[i] for i in range(1, len(variants)) if bool(exact[i])})
+        spent = clean + runs_cost([runs[i] for i in exact_runs], n_layers, shape)
+        if measure.exact_losses is not None:
+            kqv = [r for r in runs if r.path != "total"]
+            if kqv:
+                spent = spent + passes(*shape, forward=1, backward=1) + runs_cost(kqv, n_layers, shape, probe=True)
+    return {**spent.as_dict(), "exhaustive": everything.as_dict()}

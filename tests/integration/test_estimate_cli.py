@@ -1,0 +1,72 @@
+"""``ablate --search estimate``, ``--attribution`` and ``circuit --search estimate`` on tiny models:
+what the JSON records (verified flags, costs, correlations), checked against the exhaustive run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from induction_nnsight.app.cli import main
+from induction_nnsight.causal.cost import sweep_cost
+from tests.integration.test_causal_cli import tiny
+
+
+def test_ablate_reports_the_estimate_beside_the_sweep_and_the_cost(tiny_dir, tmp_path, capsys):
+    assert main(tiny(tiny_dir, "ablate", tmp_path, "--top-k", "2", "--draws", "2", "--attribution", "atp-star")) == 0
+    results = json.loads((tmp_path / "ablation_results.json").read_text())
+    entry = results["attribution"]
+    assert entry["estimator"] == "atp-star" and len(entry["estimate"]) == 2 and len(entry["estimate"][0]) == 4
+    estimate = np.array(entry["estimate"], dtype=float).ravel()
+    delta = np.array(results["sweep"]["delta"], dtype=float).ravel()
+    assert entry["pearson_with_sweep"] == pytest.approx(np.corrcoef(estimate, delta)[0, 1], abs=1e-4)
+    assert 0 <= entry["recall_top10"] <= 1 and entry["cost"]["backward_passes"] == 2 * 2  # 2 rows x 2 layers
+    sweep = sweep_cost(2, 4, rows=2, tokens_per_row=13)
+    assert results["sweep"]["cost"]["forward_passes"] == sweep.forward_passes
+    assert results["cost"]["forward_passes"] > sweep.forward_passes
+    out = capsys.readouterr().out
+    assert "Spearman" in out and "cost: forward passes" in out
+
+
+def test_ablate_search_estimate_verifies_only_the_strongest(tiny_dir, tmp_path):
+    full, pruned = tmp_path / "full", tmp_path / "pruned"
+    assert main(tiny(tiny_dir, "ablate", full, "--top-k", "2", "--draws", "2", "--attribution", "plain")) == 0
+    extra = ("--top-k", "2", "--draws", "2", "--attribution", "plain", "--search", "estimate", "--verify", "3")
+    assert main(tiny(tiny_dir, "ablate", pruned, *extra)) == 0
+    exact = json.loads((full / "ablation_results.json").read_text())
+    found = json.loads((pruned / "ablation_results.json").read_text())
+    verified = np.array(found["sweep"]["verified"], dtype=bool)
+    assert verified.sum() == 3 and not (pruned / "ablation_attribution.json").exists()
+    estimate = np.abs(np.array(found["attribution"]["estimate"], dtype=float)).ravel()
+    assert set(np.flatnonzero(verified.ravel())) == set(np.argsort(-estimate, kind="stable")[:3])
+    delta = np.array(found["sweep"]["delta"], dtype=float)
+    assert np.allclose(delta[verified], np.array(exact["sweep"]["delta"], dtype=float)[verified], atol=1e-5)
+    assert all(v is None for row, mask in zip(found["sweep"]["delta"], verified) for v, m in zip(row, mask) if not m)
+    assert found["sweep"]["cost"]["forward_passes"] == 2 * 4  # the baseline and 3 heads, 2 rows each
+    assert found["cost"]["forward_passes"] < exact["cost"]["forward_passes"]
+
+
+@pytest.mark.parametrize("bad", [["--verify-fraction", "2"], ["--attribution", "exact"], ["--steps", "0"]])
+def test_bad_estimate_options_exit_2_with_one_line(tiny_dir, tmp_path, capsys, bad):
+    with pytest.raises(SystemExit) as stop:
+        main(tiny(tiny_dir, "ablate", tmp_path / "out", *bad))
+    assert stop.value.code == 2
+    assert not (tmp_path / "out").exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) <= 3  # argparse: usage + the one line
+
+
+def test_circuit_search_estimate_flags_every_edge(tiny_dir, tmp_path, capsys):
+    extra = ("--targets", "L1H0", "--no-composition", "--search", "estimate", "--verify", "2")
+    assert main(tiny(tiny_dir, "circuit", tmp_path, *extra)) == 0
+    results = json.loads((tmp_path / "circuit_results.json").read_text())
+    flags = {(e["path"], e["verified"]) for e in results["edges"]}
+    assert all(isinstance(e["verified"], bool) for e in results["edges"])
+    for path in ("k", "q", "v", "total"):
+        assert sum(e["verified"] for e in results["edges"] if e["path"] == path) == 2, path
+        assert (path, False) in flags
+    cost = results["cost"]
+    assert set(cost) >= {"forward_passes", "backward_passes", "tokens", "exhaustive"} and cost["backward_passes"] > 0
+    heat = json.loads((tmp_path / "circuit_k.json").read_text())
+    assert any(t.get("name", "").startswith("verified") for t in heat["data"])
+    graph = json.loads((tmp_path / "circuit_graph.json").read_text())
+    assert any(t.get("line", {}).get("dash") == "dot" for t in graph["data"])
+    assert "~est" in capsys.readouterr().out
