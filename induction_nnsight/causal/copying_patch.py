@@ -4,10 +4,10 @@ Feucht et al. (2025): a head's output (its slice of the output projection's inpu
 second-to-last position of a corrupt row (the entity never seen) is replaced by its value on the
 clean row (the entity seen earlier), and the model's log-probability of the entity's next token
 is compared with the unpatched corrupt run's. Feucht et al. compare probabilities; on SmolLM2 one
-head moved a random token's probability by less than 1e-4 in a first run, too little to rank heads
-by, so log-probabilities (nats) are compared. One variant per head, batched as
-the other sweeps are (:func:`~induction_nnsight.causal.variants.variants_per_trace` sizes the
-traces, :class:`Rows` lays them out).
+head barely moved a random token's probability in a first run, too little to rank heads by, so
+log-probabilities (nats) are compared. One variant per head, batched as the other sweeps are
+(:func:`~induction_nnsight.causal.variants.variants_per_trace` sizes the traces, :class:`Rows`
+lays them out).
 
 A patch at the second-to-last position changes only the last two positions, so, run here, the
 corrupt rows' prefix is computed once and cached (its keys and values), and each variant runs just

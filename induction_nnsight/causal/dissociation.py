@@ -84,10 +84,11 @@ def dissociation(
         execution: How the traces run; None for the defaults.
 
     Returns:
-        ``{"baseline": {span: p}, "drop": {heads: {span: {mean, ci_low, ci_high}}},
-        "difference": {heads: {mean, ci_low, ci_high}}}``: ``drop`` is the unablated minus the
-        ablated probability of ``c[1]`` (mean over prompts, 95% interval); ``difference`` is the drop on
-        entities minus the drop on random tokens (positive: the set matters more for concepts).
+        A dict: ``baseline`` maps each span kind to the unablated probability of ``c[1]``;
+        ``drop`` maps each head set, then each span kind, to the unablated minus the ablated
+        probability (``mean``, ``ci_low``, ``ci_high``: mean over prompts and 95% interval);
+        ``difference`` maps each head set to the drop on entities minus the drop on random tokens
+        (the same three fields; positive: the set matters more for concepts).
     """
     names = list(heads)
     out: dict = {"baseline": {}, "drop": {name: {} for name in names}, "difference": {}}
