@@ -30,7 +30,6 @@ from ..scores.losses import repeated_half_slice
 from ..scores.ranking import RANK_DECIMALS
 from .cost import Cost, passes
 from .estimators import head_estimate
-from .head_weights import check_residual_heads
 from .metrics import RowMetric
 from .path_patching import Ablation, PathResult, PathVariant, _estimate, plan_runs
 from .path_traces import Run, clean_trace, make_plan, run_traces
@@ -79,7 +78,6 @@ def path_search(
     """
     ablation, run = ablation or Ablation(), as_execution(execution)
     facts = model_facts(model)
-    check_residual_heads(model)
     runs, index = plan_runs(variants)
     targets = sorted({v.target for v in variants[1:]})
     layers = {t[0] for t in targets}
