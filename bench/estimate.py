@@ -28,6 +28,7 @@ from induction_nnsight.causal.cost import scale_table
 from induction_nnsight.causal.estimators import Estimator, head_estimate
 from induction_nnsight.causal.head_search import HeadSearch, compare, search_heads, variants_cost
 from induction_nnsight.figures.causal import attribution_scatter_figure
+from induction_nnsight.names import head_name
 
 CHARTS = Path(__file__).resolve().parent.parent / "charts"
 ESTIMATORS = {"plain": Estimator("plain"), "ig8": Estimator("ig", 8), "atp-star": Estimator("atp-star")}
@@ -110,7 +111,7 @@ def heads(model, quiet: Execution) -> dict:
                 "estimate": found.estimate.tolist(),
             }
             if method == "zero":
-                labels = [f"L{layer}H{h}" for layer in range(delta.shape[0]) for h in range(delta.shape[1])]
+                labels = [head_name(layer, h) for layer in range(delta.shape[0]) for h in range(delta.shape[1])]
                 figure = attribution_scatter_figure(
                     delta.flatten().tolist(),
                     found.estimate.flatten().tolist(),

@@ -33,6 +33,7 @@ from induction_nnsight.causal.ablation import _ablation_rows, repeated_half_metr
 from induction_nnsight.causal.intervals import INTERVAL_METHOD, effect_interval  # noqa: E402
 from induction_nnsight.causal.path_patching import PathVariant, path_patching  # noqa: E402
 from induction_nnsight.models.loading import DEFAULT_MODEL  # noqa: E402
+from induction_nnsight.names import head_name  # noqa: E402
 from induction_nnsight.ndif.execution import Execution  # noqa: E402
 
 OUT = ROOT / "results" / "causal_methods.json"
@@ -58,7 +59,7 @@ def layer1(model, run) -> dict:
         ablation = ablation_for(model, replace(config, method=method, keep_bos=keep), tokens)
         rows = _ablation_rows(model, tokens, sets, metric, ablation, run)  # [sets, rows]
         delta, low, high = effect_interval(rows[1:], rows[0])
-        heads = {f"L{h[0]}H{h[1]}": _value(delta[i], low[i], high[i]) for i, h in enumerate(LAYER1)}
+        heads = {head_name(h): _value(delta[i], low[i], high[i]) for i, h in enumerate(LAYER1)}
         name = method + (" keep_bos" if keep else "")
         out["methods"][name] = {
             "baseline": rounded(rows[0].mean()),
@@ -115,7 +116,7 @@ def patching(model) -> dict:
         "batch": results["settings"]["batch"],
         "seq_len": results["settings"]["seq_len"],
         "layers": LAYERS,
-        "best": f"L{layer}H{head}",
+        "best": head_name(layer, head),
         "best_recovery": _value(
             grid["recovery"][layer][head], grid["recovery_ci_low"][layer][head], grid["recovery_ci_high"][layer][head]
         ),

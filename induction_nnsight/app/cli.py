@@ -271,7 +271,7 @@ def _dual_route_command(args: argparse.Namespace) -> int:
     _write(out, files)
     for grid, heads in results["top_heads"].items():
         shown = ", ".join(
-            f"L{h['layer']}H{h['head']} {h['score']:.4g} [{h['ci'][0]:.4g}, {h['ci'][1]:.4g}]" for h in heads
+            f"{head_name(h['layer'], h['head'])} {h['score']:.4g} [{h['ci'][0]:.4g}, {h['ci'][1]:.4g}]" for h in heads
         )
         print(f"{grid}: {shown}")
     for kind, difference in results["dissociation"]["difference"].items():

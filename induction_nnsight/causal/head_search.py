@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InductionError
 from ..models.layout import model_facts
+from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import rank_heads
 from .ablation import ablation_metrics
@@ -49,7 +50,9 @@ def compare(estimate: torch.Tensor, exact: torch.Tensor, n: int = 10) -> dict:
     top = rank_heads(exact.abs(), n)
     mine = set(rank_heads(estimate.abs(), n))
     wrong = [
-        f"L{layer}H{head}" for layer, head in top if torch.sign(estimate[layer, head]) != torch.sign(exact[layer, head])
+        head_name(layer, head)
+        for layer, head in top
+        if torch.sign(estimate[layer, head]) != torch.sign(exact[layer, head])
     ]
     return {
         "pearson": pearson(estimate, exact),

@@ -284,7 +284,7 @@ def _patch_projections(model, pair, metric, head, masks, execution, columns) -> 
             module.output = torch.cat([source, target.reshape(-1, *out.shape[1:])])
 
     clean_value, corrupted_value, values = _patch(
-        model, pair, metric, len(masks), edit, execution, f"patching L{layer}H{index} q/k/v"
+        model, pair, metric, len(masks), edit, execution, f"patching {head_name(layer, index)} q/k/v"
     )
     return PatchResult(
         clean_value,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from ..names import head_name
 from .heads import heatmap_figure
 from .style import CATEGORICAL
 from .style import title as figure_title
@@ -40,7 +41,7 @@ def dual_route_scatter(
         for head, (x, y) in enumerate(zip(row_x, row_y)):
             xs.append(x)
             ys.append(y)
-            text.append(f"L{layer}H{head}")
+            text.append(head_name(layer, head))
             layers.append(layer)
     fig = go.Figure(
         go.Scatter(
@@ -56,7 +57,7 @@ def dual_route_scatter(
     for label, heads in (marked or {}).items():
         for layer, head in heads:
             fig.add_annotation(
-                x=token[layer][head], y=concept[layer][head], text=f"L{layer}H{head}", showarrow=True, arrowhead=0
+                x=token[layer][head], y=concept[layer][head], text=head_name(layer, head), showarrow=True, arrowhead=0
             )
         del label
     fig.update_layout(
