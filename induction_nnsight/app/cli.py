@@ -17,7 +17,7 @@ from .attention_job import AttentionConfig, run_attention
 from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
 from .options import config_from
 from .outputs import prepare_out_dir, write_files
-from .report import heads_table
+from .report import dynamics_summary, heads_table
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -232,70 +232,27 @@ def _dynamics_command(args: argparse.Namespace) -> int:
     out = prepare_out_dir(config.out)
     results, files = run_dynamics(config)
     _write(out, files)
-    first, last, phase = results["checkpoints"][0], results["checkpoints"][-1], results["phase_change"]
-    for entry in (first, last):
-        b = entry["best_induction"]
-        print(
-            f"step {entry['step']}: best induction {b['score']:.3f} ({head_name(b['layer'], b['head'])}), loss "
-            f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)"
-        )
-    print(results["phase_test"]["note"])  # the change, or one line saying none was found
-    if phase is not None:
-        print(
-            f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
-            f"between steps {phase['before']} and {phase['step']}; the rise spans steps {phase['start']} to "
-            f"{phase['end']} ({phase['checkpoints']} checkpoints)"
-        )
-    bump = results.get("fresh_loss_bump")
-    if bump is not None:
-        print(
-            f"fresh-token training loss {bump['before']['mean']:.3f} before, {bump['after']['mean']:.3f} after the "
-            f"steepest rise: {bump['rise']:+.3f} [{bump['ci_low']:+.3f}, {bump['ci_high']:+.3f}] nats"
-            f"{'' if bump['present'] else ' (not distinguishable from 0)'}"
-        )
-    if "seeds" in results:
-        spread = results["seeds"]
-        print(
-            f"phase change in {spread['found']} of {len(spread['seeds'])} seeds, "
-            f"steps {spread['min']} to {spread['max']} (median {spread['median']})"
-        )
+    print(dynamics_summary(results))
     return 0
 
 
 def _dual_route_command(args: argparse.Namespace) -> int:
-    from .dual_route_job import DualRouteConfig, run_dual_route
+    from .dual_route_job import DualRouteConfig, dual_route_summary, run_dual_route
 
-    config = _config(DualRouteConfig, args)
     out = prepare_out_dir(args.out)
-    results, files = run_dual_route(config)
+    results, files = run_dual_route(_config(DualRouteConfig, args))
     _write(out, files)
-    for grid, heads in results["top_heads"].items():
-        shown = ", ".join(
-            f"{head_name(h['layer'], h['head'])} {h['score']:.4g} [{h['ci'][0]:.4g}, {h['ci'][1]:.4g}]" for h in heads
-        )
-        print(f"{grid}: {shown}")
-    for kind, difference in results["dissociation"]["difference"].items():
-        print(
-            f"ablating the top {kind} heads: drop on entities minus drop on random spans "
-            f"{difference['mean']:+.4f} [{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}]"
-        )
+    print(dual_route_summary(results))
     return 0
 
 
 def _icl_command(args: argparse.Namespace) -> int:
-    from .icl_job import IclConfig, run_icl
+    from .icl_job import IclConfig, icl_summary, run_icl
 
-    config = _config(IclConfig, args)
     out = prepare_out_dir(args.out)
-    results, files = run_icl(config)
+    results, files = run_icl(_config(IclConfig, args))
     _write(out, files)
-    score = results["olsson_icl_score"]
-    early, late = results["positions"]
-    print(
-        f"{results['n_windows']} windows of {results['source']}: loss {results['loss_at_early']:.3f} nats at token "
-        f"{early}, {results['loss_at_late']:.3f} at token {late}; Olsson ICL score {score['mean']:+.3f} "
-        f"[{score['ci_low']:+.3f}, {score['ci_high']:+.3f}]"
-    )
+    print(icl_summary(results))
     return 0
 
 

@@ -9,12 +9,13 @@ from ..causal.dual_route import GRIDS, DualRouteProbe, DualRouteResult, dual_rou
 from ..errors import InductionError
 from ..figures.dual_route import dissociation_figure, dual_route_heatmap, dual_route_scatter
 from ..models.layout import model_facts
+from ..names import head_name
 from ..probes.entities import ENTITY_SOURCE, entity_names, tokenized_entities
 from .jobs import RunsTraces, ScanConfig, model_for
 from .options import like, option, positive
 from .outputs import rounded, table, to_json
 
-__all__ = ["DualRouteConfig", "dual_route_results", "run_dual_route"]
+__all__ = ["DualRouteConfig", "dual_route_results", "dual_route_summary", "run_dual_route"]
 
 UNITS = {
     "token_attention": "value-weighted attention",
@@ -167,3 +168,19 @@ def run_dual_route(config: DualRouteConfig, model=None, progress: bool = True) -
         subtitle=f"top {config.top} heads of each kind zero-ablated; {config.n_copying} prompts per span kind",
     ).to_json()
     return results, files
+
+
+def dual_route_summary(results: dict) -> str:
+    """The lines ``dual-route`` prints: each grid's top heads with their intervals, and the dissociation."""
+    lines = []
+    for grid, heads in results["top_heads"].items():
+        shown = ", ".join(
+            f"{head_name(h['layer'], h['head'])} {h['score']:.4g} [{h['ci'][0]:.4g}, {h['ci'][1]:.4g}]" for h in heads
+        )
+        lines.append(f"{grid}: {shown}")
+    for kind, difference in results["dissociation"]["difference"].items():
+        lines.append(
+            f"ablating the top {kind} heads: drop on entities minus drop on random spans "
+            f"{difference['mean']:+.4f} [{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}]"
+        )
+    return "\n".join(lines)

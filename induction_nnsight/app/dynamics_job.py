@@ -20,12 +20,12 @@ from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..names import head_name
 from ..ndif.execution import Execution
+from ..scores.icl import olsson_icl
 from ..scores.ranking import rank_heads
 from .jobs import RunsTraces, ScanConfig
 from .options import like, option
 from .outputs import rounded, table, to_json
 
-OLSSON_TOKENS = (50, 500)
 """Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
 
 
@@ -102,19 +102,6 @@ class DynamicsConfig(RunsTraces):
         if not self.timeout > 0:
             raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         self.probe().validate()
-
-
-def olsson_icl(loss: torch.Tensor) -> tuple[float | None, str]:
-    """Olsson et al.'s ICL score, loss at token 500 minus loss at token 50, and a note saying how it was
-    read, or None with the reason when the rows are shorter than 500 tokens.
-
-    Args:
-        loss: ``[pos - 1]`` mean loss by position (index ``t - 1`` predicts token ``t``, counted from 1).
-    """
-    early, late = OLSSON_TOKENS
-    if len(loss) < late:
-        return None, f"rows of {len(loss) + 1} tokens: Olsson's score needs {late}"
-    return float(loss[late - 1] - loss[early - 1]), f"loss at token {late} minus loss at token {early}"
 
 
 def _tensor(values) -> torch.Tensor:

@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 from ..errors import InductionError
 from ..figures.dual_route import icl_loss_figure
 from ..models.layout import model_facts
-from ..scores.icl import default_text, icl_scores, loss_by_token, read_text, text_windows
+from ..scores.icl import OLSSON_TOKENS, default_text, icl_scores, loss_by_token, read_text, text_windows
 from .jobs import RunsTraces, ScanConfig, model_for
 from .options import like, option, positive
 from .outputs import rounded, table, to_json
 
-__all__ = ["IclConfig", "run_icl"]
+__all__ = ["IclConfig", "icl_summary", "run_icl"]
 
 
 @dataclass
@@ -29,8 +29,8 @@ class IclConfig(RunsTraces):
     )
     n_windows: int = option(8, help="windows of text scored", flag="--windows", parse=positive)
     length: int = option(512, help="tokens per window, BOS included", parse=positive)
-    early: int = option(50, help="early token index of the ICL score", parse=positive)
-    late: int = option(500, help="late token index of the ICL score", parse=positive)
+    early: int = option(OLSSON_TOKENS[0], help="early token index of the ICL score", parse=positive)
+    late: int = option(OLSSON_TOKENS[1], help="late token index of the ICL score", parse=positive)
     bos: bool = like(ScanConfig, "bos")
     attn_implementation: str | None = like(ScanConfig, "attn_implementation")
     remote: bool = like(ScanConfig, "remote")
@@ -89,3 +89,14 @@ def run_icl(config: IclConfig, model=None, progress: bool = True) -> tuple[dict,
         subtitle=f"{config.n_windows} windows of {config.length} tokens of {source}",
     )
     return results, {"icl_results.json": to_json(results), "icl_loss_by_token.json": figure.to_json()}
+
+
+def icl_summary(results: dict) -> str:
+    """The line ``icl`` prints: the loss at both positions and Olsson's score with its interval."""
+    score = results["olsson_icl_score"]
+    early, late = results["positions"]
+    return (
+        f"{results['n_windows']} windows of {results['source']}: loss {results['loss_at_early']:.3f} nats at token "
+        f"{early}, {results['loss_at_late']:.3f} at token {late}; Olsson ICL score {score['mean']:+.3f} "
+        f"[{score['ci_low']:+.3f}, {score['ci_high']:+.3f}]"
+    )

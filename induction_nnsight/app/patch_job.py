@@ -11,13 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-import torch
-
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
 from ..causal.head_outputs import check_heads
 from ..causal.head_search import compare
-from ..causal.metrics import RowMetric, pearson
-from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT, repeated_pair, text_pair
+from ..causal.metrics import pearson
+from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT
 from ..causal.patching import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
@@ -26,9 +24,10 @@ from ..names import head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..scores.ranking import rank_heads
 from .causal_options import SeededConfig
-from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for, scan_tokens
+from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive, word_list
 from .outputs import rounded, table, to_json
+from .patch_pairs import pair_for
 
 PAIRS = ("text", "repeated")
 SITES = ("heads", "residual", "qkv")
@@ -85,52 +84,6 @@ class PatchConfig(SeededConfig):
             raise InductionError("--head takes one head, such as L18H6")
         if "qkv" in self.sites and self.head is None and "heads" not in self.sites:
             raise InductionError("patching q/k/v needs a head: pass --head L18H6 (or add heads to --sites)")
-
-
-def _pair(model, config: PatchConfig):
-    facts = model_facts(model)
-    if config.bos and facts.bos_token_id is None:
-        raise InductionError(f"{config.model} has no BOS token: pass --no-bos")
-    bos = facts.bos_token_id if config.bos else None
-    if config.pair == "repeated":
-        if config.high > facts.vocab_size:
-            raise InductionError(
-                f"token range exceeds the vocabulary of {facts.vocab_size}: pass --high {facts.vocab_size} or less"
-            )
-        scan_tokens(model, config)  # checks the rows against the model's context and BOS
-        pairs = [
-            repeated_pair(
-                config.batch,
-                config.seq_len,
-                seed=config.seed + i,
-                low=config.low,
-                high=config.high,
-                bos_token_id=bos,
-                vocab_size=facts.vocab_size,
-            )
-            for i in range(config.seeds)
-        ]
-        pair = pairs[0]  # --seeds: the rows of every seed's draw, pooled
-        pair.clean = torch.cat([p.clean for p in pairs])
-        pair.corrupted = torch.cat([p.corrupted for p in pairs])
-        pair.description += f", seeds {config.seed}..{config.seed + config.seeds - 1}" if config.seeds > 1 else ""
-        if config.metric not in (None, "loss"):
-            raise InductionError("the repeated pair is scored by its repeated-half loss: drop --metric")
-        return pair
-    if model.tokenizer is None:
-        raise InductionError(f"{config.model} has no tokenizer: use --pair repeated")
-    pair = text_pair(
-        model.tokenizer,
-        config.clean,
-        config.corrupted,
-        correct=config.correct,
-        wrong=config.wrong,
-        metric=config.metric,
-        bos_token_id=bos,
-    )
-    if pair.metric.name == "loss":
-        pair.metric = RowMetric("loss")
-    return pair
 
 
 def _grid(result, **extra) -> dict:
@@ -278,7 +231,7 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
     if config.head is not None:
         check_heads(parse_heads(config.head, "--head"), facts.n_layers, facts.n_heads, "--head")
     check_indices(config.layers, facts.n_layers, "--layers", "layer")
-    pair = _pair(model, config)
+    pair = pair_for(model, config)
     check_indices(config.positions, pair.clean.shape[1], "--positions", "position")
     results: dict = {
         "model": config.model,

@@ -26,7 +26,7 @@ from ..scores.ranking import RANK_DECIMALS, rank_heads
 from ..scores.scan import induction_scores
 from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
-from .intervals import row_interval
+from .intervals import edge_intervals
 from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
 from .path_search import DEFAULT_VERIFY, circuit_costs, path_search
 
@@ -196,23 +196,6 @@ def top_induction_heads(
     return rank_heads(scores, top)
 
 
-def _edge_intervals(result) -> tuple[list, list]:
-    """Each edge's 95% intervals of its score and loss effects (paired bootstrap over rows; None where
-    the edge's rows are missing, i.e. estimated)."""
-    variants = result.variants[1:]
-    clean = torch.stack([result.clean_score_rows[v.target] for v in variants]) if variants else None
-    out = []
-    for rows, base in ((result.score_rows, clean), (result.loss_rows, result.loss_rows[:1])):
-        if not variants:
-            out.append([])
-            continue
-        diff = rows[1:] - base
-        _, low, high = row_interval(diff)
-        known = ~diff.isnan().any(dim=1)
-        out.append([(float(lo), float(hi)) if ok else None for lo, hi, ok in zip(low, high, known)])
-    return out[0], out[1]
-
-
 def circuit(
     model,
     tokens: torch.Tensor,
@@ -273,7 +256,7 @@ def circuit(
             execution=run,
         )
         verified, spent = torch.ones(len(variants), dtype=torch.bool), None
-    score_ci, loss_ci = _edge_intervals(result)
+    score_ci, loss_ci = edge_intervals(result)
     edges = [
         Edge(
             v.source,

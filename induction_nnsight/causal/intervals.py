@@ -24,6 +24,7 @@ __all__ = [
     "LEVEL",
     "N_BOOT",
     "distinguishable",
+    "edge_intervals",
     "effect_interval",
     "recovery_interval",
     "row_interval",
@@ -120,3 +121,27 @@ def distinguishable(low, high) -> torch.Tensor | bool:
     if isinstance(low, torch.Tensor):
         return (low > 0) | (high < 0)
     return bool(low > 0 or high < 0)
+
+
+def edge_intervals(result) -> tuple[list, list]:
+    """Each path-patching edge's 95% intervals of its score and loss effects (paired bootstrap over rows;
+    None where the edge's rows are missing, i.e. estimated).
+
+    Args:
+        result: A :class:`~induction_nnsight.causal.path_patching.PathResult` with its per-row fields.
+
+    Returns:
+        ``(score intervals, loss intervals)``: one ``(low, high)`` or None per edge (``variants[1:]``).
+    """
+    variants = result.variants[1:]
+    clean = torch.stack([result.clean_score_rows[v.target] for v in variants]) if variants else None
+    out = []
+    for rows, base in ((result.score_rows, clean), (result.loss_rows, result.loss_rows[:1])):
+        if not variants:
+            out.append([])
+            continue
+        diff = rows[1:] - base
+        _, low, high = row_interval(diff)
+        known = ~diff.isnan().any(dim=1)
+        out.append([(float(lo), float(hi)) if ok else None for lo, hi, ok in zip(low, high, known)])
+    return out[0], out[1]

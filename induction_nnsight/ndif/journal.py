@@ -134,7 +134,9 @@ class Journal:
             raise InductionError(
                 f"{path} is not a journal this version can read: delete it or pass --no-resume"
             ) from None
-        for name in sorted(set(old) | set(settings)):
+        # a setting both runs recorded first (the one the user changed), then one only one of them has
+        both = sorted(set(old) & set(settings))
+        for name in both + sorted((set(old) | set(settings)) - set(both)):
             if old.get(name) != settings.get(name):
                 raise InductionError(
                     f"{path} was written with other settings ({name} was {old.get(name)!r} in the journal, "

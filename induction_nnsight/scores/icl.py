@@ -23,7 +23,7 @@ from ..ndif.execution import Execution, as_execution
 from .detect import bootstrap_interval
 from .losses import token_losses
 
-__all__ = ["default_text", "icl_scores", "loss_by_token", "read_text", "text_windows"]
+__all__ = ["OLSSON_TOKENS", "default_text", "icl_scores", "loss_by_token", "olsson_icl", "read_text", "text_windows"]
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 """The files a ``--text`` directory contributes (read in sorted order)."""
@@ -106,6 +106,28 @@ def loss_by_token(
     return torch.cat(parts)
 
 
+OLSSON_TOKENS = (50, 500)
+"""Olsson et al.'s in-context-learning score: loss at token 500 minus loss at token 50."""
+
+
+def olsson_icl(loss: torch.Tensor) -> tuple[float | None, str]:
+    """Olsson's score of one loss-by-position vector and a note saying how it was read, or None with the
+    reason when the rows are shorter than 500 tokens.
+
+    Args:
+        loss: ``[pos - 1]`` mean loss by position (index ``t - 1`` predicts token ``t``, counted from 1).
+    """
+    early, late = OLSSON_TOKENS
+    if len(loss) < late:
+        return None, f"rows of {len(loss) + 1} tokens: Olsson's score needs {late}"
+    return float(_late_minus_early(loss[None], early, late)[0]), f"loss at token {late} minus loss at token {early}"
+
+
+def _late_minus_early(losses: torch.Tensor, early: int, late: int) -> torch.Tensor:
+    """``[n_windows]`` loss at token ``late`` minus at token ``early`` (1-based token indices)."""
+    return losses[:, late - 1] - losses[:, early - 1]
+
+
 def icl_scores(losses: torch.Tensor, early: int, late: int, n_boot: int = 1000) -> dict[str, float]:
     """Olsson's score: loss at token ``late`` minus loss at token ``early``, mean over windows and 95% interval.
 
@@ -123,6 +145,6 @@ def icl_scores(losses: torch.Tensor, early: int, late: int, n_boot: int = 1000) 
         raise InductionError(
             f"ICL positions {early} and {late}: pass 1 <= --early < --late <= {n} (the window's last token index)"
         )
-    per_window = losses[:, late - 1] - losses[:, early - 1]  # [n_windows]
+    per_window = _late_minus_early(losses, early, late)  # [n_windows]
     low, high = bootstrap_interval(per_window[:, None, None], n_boot=n_boot)
     return {"mean": float(per_window.mean()), "ci_low": float(low), "ci_high": float(high)}
