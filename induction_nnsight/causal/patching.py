@@ -283,7 +283,7 @@ def _patch_projections(model, pair, metric, head, masks, execution, columns) -> 
                 target[..., start:stop] = torch.where(keep, source[..., start:stop], target[..., start:stop])
             module.output = torch.cat([source, target.reshape(-1, *out.shape[1:])])
 
-    clean_value, corrupted_value, values = _patch(
+    clean_value, corrupted_value, values, (low, high) = _patch(
         model, pair, metric, len(masks), edit, execution, f"patching {head_name(layer, index)} q/k/v"
     )
     return PatchResult(
@@ -294,4 +294,6 @@ def _patch_projections(model, pair, metric, head, masks, execution, columns) -> 
         columns=[str(p) for p in range(n_pos) if [p] in columns] + ["all"],
         metric=metric.label,
         model=facts.name,
+        ci_low=low.reshape(3, len(columns)),
+        ci_high=high.reshape(3, len(columns)),
     )
