@@ -47,9 +47,10 @@ ATOL = 1e-3
 VOLATILE_KEYS = {"seconds", "run_id"}
 # Keys that hold a ranked head's value in ranked lists ({"layer", "head", "score"} ...).
 RANK_VALUES = ("score", "delta")
-# charts/ files written by other commands: bench/run.py (timings, not reproducible numbers) and the
-# train + dynamics commands (docs/dynamics.md gives the steps).
-OTHER_PRODUCERS = ("bench_", "dynamics_")
+# charts/ files written by other commands: bench/run.py (timings, not reproducible numbers), the
+# train + dynamics commands (docs/dynamics.md gives the steps) and bench/estimate.py (the estimators
+# against the exhaustive runs, docs/estimate.md).
+OTHER_PRODUCERS = ("bench_", "dynamics_", "estimate_")
 
 ATTENTION_PROMPT = "The quick brown fox jumps over the lazy dog."
 
