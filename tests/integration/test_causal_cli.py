@@ -6,25 +6,11 @@ import numpy as np
 import pytest
 
 from induction_nnsight.app.cli import main
+from tests.cli_args import tiny_cli
 
 
 def tiny(tiny_dir, command, out, *extra):
-    return [
-        command,
-        "--model",
-        str(tiny_dir("llama")),
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "6",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return tiny_cli(command, tiny_dir("llama"), out, *extra)
 
 
 def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):

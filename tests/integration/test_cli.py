@@ -5,27 +5,13 @@ import json
 import pytest
 
 from induction_nnsight.app.cli import main
+from tests.cli_args import tiny_cli
 
 OUTPUTS = {"loss_by_position.json", "induction_scores.json", "scan_results.json"}
 
 
 def tiny_args(tiny_dir, out, *extra):
-    return [
-        "scan",
-        "--model",
-        str(tiny_dir("gpt2")),
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "8",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return tiny_cli("scan", tiny_dir("gpt2"), out, *extra, seq_len=8)
 
 
 def test_scan_writes_three_files(tiny_dir, tmp_path, capsys):
@@ -86,23 +72,7 @@ def test_offline_hub_id_names_the_offline_model(monkeypatch, tmp_path, capsys):
 
 
 def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
-    args = [
-        "heads",
-        "--model",
-        str(tiny_dir("llama")),
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "6",
-        "--out",
-        str(tmp_path),
-        "--top",
-        "2",
-    ]
+    args = tiny_cli("heads", tiny_dir("llama"), tmp_path, "--top", "2")
     assert main(args) == 0
     results = json.loads((tmp_path / "heads_results.json").read_text())
     from induction_nnsight.scores.builtin import BUILTIN_SCORES
@@ -120,29 +90,7 @@ def test_heads_writes_results_and_a_chart_per_kind(tiny_dir, tmp_path, capsys):
 
 def test_report_and_attention_commands(tiny_dir, tmp_path, capsys):
     model = str(tiny_dir("gpt2"))
-    assert (
-        main(
-            [
-                "report",
-                "--model",
-                model,
-                "--low",
-                "1",
-                "--high",
-                "128",
-                "--batch",
-                "2",
-                "--seq-len",
-                "6",
-                "--kinds",
-                "induction",
-                "bos",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_cli("report", model, tmp_path, "--kinds", "induction", "bos")) == 0
     report = (tmp_path / "report.txt").read_text()
     assert "GPT2LMHeadModel" in report and "induction" in report and "mean loss" in report
     assert (

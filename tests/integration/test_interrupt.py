@@ -8,6 +8,7 @@ import textwrap
 
 from induction_nnsight.app.cli import main
 from induction_nnsight.app.outputs import run_id_of
+from tests.cli_args import tiny_cli
 
 # Runs the CLI with a forward hook that announces the trace has started and then waits to be interrupted.
 SLOW_CLI = textwrap.dedent("""
@@ -32,21 +33,7 @@ SLOW_CLI = textwrap.dedent("""
 
 
 def test_ctrl_c_mid_trace_leaves_the_previous_set(tiny_dir, tmp_path):
-    args = [
-        "scan",
-        "--model",
-        str(tiny_dir("gpt2")),
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "8",
-        "--out",
-        str(tmp_path),
-    ]
+    args = tiny_cli("scan", tiny_dir("gpt2"), tmp_path, seq_len=8)
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert len({run_id_of(json.loads(text)) for text in before.values()} - {None}) == 1

@@ -20,6 +20,7 @@ from induction_nnsight.causal.ablation import ablation_metrics, repeated_half_me
 from induction_nnsight.ndif import dry_run, sessions
 from induction_nnsight.ndif.journal import Journal
 from induction_nnsight.ndif.transfers import RequestTooLarge
+from tests.cli_args import tiny_cli
 
 SEQ = 6
 ONE_PER_REQUEST = Execution(progress=False, max_tokens=3 * (2 * SEQ + 1), traces_per_request=1)
@@ -148,28 +149,7 @@ KILLED_CLI = textwrap.dedent("""
 
 
 def ablate_args(tiny_dir, out, *extra):
-    return [
-        "ablate",
-        "--model",
-        str(tiny_dir("llama")),
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "6",
-        "--top-k",
-        "2",
-        "--draws",
-        "2",
-        "--max-tokens",
-        "26",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return tiny_cli("ablate", tiny_dir("llama"), out, "--top-k", "2", "--draws", "2", "--max-tokens", "26", *extra)
 
 
 def test_sigkill_mid_sweep_resumes_with_identical_results(tiny_dir, tmp_path, monkeypatch, capsys):

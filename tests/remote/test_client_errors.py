@@ -7,6 +7,7 @@ from induction_nnsight import Execution, InductionError, load_model, repeated_to
 from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import NdifBackend
 from induction_nnsight.ndif.settings import RemoteSettings, as_settings, on_ndif, resolve_host
+from tests.cli_args import tiny_cli
 from tests.remote.conftest import API_KEY
 from tests.remote.ndif_server import free_port
 
@@ -92,25 +93,7 @@ def test_a_server_message_quoting_the_key_is_redacted(monkeypatch):
 
 def test_cli_unreachable_host_exits_2(tiny_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(
-        [
-            "scan",
-            "--model",
-            str(tiny_dir("gpt2")),
-            "--ndif-host",
-            closed_port_host(),
-            "--low",
-            "1",
-            "--high",
-            "128",
-            "--batch",
-            "2",
-            "--seq-len",
-            "4",
-            "--out",
-            str(out),
-        ]
-    )
+    status = main(tiny_cli("scan", tiny_dir("gpt2"), out, "--ndif-host", closed_port_host(), seq_len=4))
     captured = capsys.readouterr()
     assert status == 2 and "cannot reach NDIF" in captured.err and "Traceback" not in captured.err
     assert API_KEY not in captured.err + captured.out

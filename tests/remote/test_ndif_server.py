@@ -25,6 +25,7 @@ from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import remote_backend
 from induction_nnsight.ndif.settings import RemoteSettings
 from induction_nnsight.scores.losses import per_position_loss
+from tests.cli_args import tiny_cli
 from tests.conftest import TINY_ARCHS, TINY_BOS, _tiny_config, _tiny_tokenizer
 from tests.remote.conftest import API_KEY
 
@@ -156,21 +157,7 @@ def test_a_failure_on_the_server_is_one_line(ndif):
 
 
 def test_cli_scan_remote_equals_local(ndif, tiny_dir, tmp_path, capsys):
-    common = [
-        "scan",
-        "--model",
-        str(tiny_dir("llama")),
-        "--attn-implementation",
-        "sdpa",
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "4",
-        "--seq-len",
-        "10",
-    ]
+    common = tiny_cli("scan", tiny_dir("llama"), None, "--attn-implementation", "sdpa", batch=4, seq_len=10)
     assert main([*common, "--out", str(tmp_path / "local")]) == 0
     assert (
         main([*common, "--remote", "--ndif-host", ndif.host, "--timeout", "120", "--out", str(tmp_path / "remote")])

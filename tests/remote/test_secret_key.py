@@ -26,55 +26,17 @@ from induction_nnsight.app.cli import main
 from induction_nnsight.ndif.backend import remote_backend
 from induction_nnsight.ndif.settings import RemoteSettings
 from induction_nnsight.ndif.status import model_key
+from tests.cli_args import token_args
 from tests.remote.conftest import API_KEY
 from tests.remote.ndif_server import free_port
 
 COMMANDS = {  # small, valid settings per subcommand (tiny GPT-2: vocabulary 128, 2 layers x 4 heads)
-    "scan": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--top", "2"],
-    "heads": ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "4", "--top", "2"],
+    "scan": [*token_args(seq_len=4), "--top", "2"],
+    "heads": [*token_args(seq_len=4), "--top", "2"],
     "attention": ["--layer", "0", "--head", "0", "--prompt", "t1 t2 t3"],
-    "ablate": [
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "4",
-        "--top-k",
-        "2",
-        "--draws",
-        "2",
-        "--no-sweep",
-    ],
-    "patch": [
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "4",
-        "--pair",
-        "repeated",
-        "--sites",
-        "heads",
-    ],
-    "circuit": [
-        "--low",
-        "1",
-        "--high",
-        "128",
-        "--batch",
-        "2",
-        "--seq-len",
-        "4",
-        "--targets",
-        "L1H2",
-        "--no-composition",
-    ],
+    "ablate": [*token_args(seq_len=4), "--top-k", "2", "--draws", "2", "--no-sweep"],
+    "patch": [*token_args(seq_len=4), "--pair", "repeated", "--sites", "heads"],
+    "circuit": [*token_args(seq_len=4), "--targets", "L1H2", "--no-composition"],
 }
 
 
