@@ -67,11 +67,14 @@ class DynamicsConfig(RunsTraces):
     circuit: bool = option(  # the best induction head's strongest k-path source at every checkpoint
         True, help="skip path patching the best induction head's keys at every checkpoint"
     )
-    out: str = option("charts", help="directory for results, charts and the cache")
+    out: str = option("charts", help="directory for results, charts and the journal of scored checkpoints")
     progress: bool = option(True, flag="--quiet", help="no line per checkpoint")
     remote: bool = like(ScanConfig, "remote")
     ndif_host: str | None = like(ScanConfig, "ndif_host")
     timeout: float = like(ScanConfig, "timeout")
+    resume: bool = like(
+        ScanConfig, "resume", help="score every checkpoint afresh, ignoring those the journal in --out holds"
+    )
 
     def probe(self) -> ProbeSettings:
         return ProbeSettings(
@@ -184,7 +187,8 @@ def _with_k_edge(model, probe, entry: dict) -> dict:
 
 
 def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_model) -> tuple[dict, dict[str, str]]:
-    """Score every checkpoint (those cached in ``config.out`` are not scored again) and find the phase change.
+    """Score every checkpoint (those finished in ``config.out``'s journal are read back unless ``--no-resume``)
+    and find the phase change.
 
     Returns:
         ``(results, files)``: ``dynamics_results.json`` and the charts ``dynamics_induction.json`` (each
@@ -208,6 +212,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         load=load,
         also=("strongest_k_edge+ci", _with_k_edge) if circuit_on else None,
         execution=run,
+        resume=config.resume,
     )
     n_heads = len(scored[0]["scores"]["induction"][0])
     seq_len = scored[0]["seq_len"]
@@ -220,7 +225,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
     test = scored.phase_test()
     phase = test.pop("change")  # the one the loss and k-edge charts shade
     run_dir = runs[0][1] if runs else (Path(config.checkpoints[0]) if len(config.checkpoints) == 1 else None)
-    settings = {k: v for k, v in asdict(config).items() if k not in ("progress",)}
+    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "resume")}
     results = {
         "settings": {
             **settings,
@@ -282,7 +287,9 @@ def _seed_spread(runs: list, first: dict, config: DynamicsConfig, load: Callable
     """Each seed's phase change (``first``: the first seed's test, already run) and the spread of their steps."""
     phases = [(runs[0][0], first)]
     for seed, path in runs[1:]:
-        scored = score_checkpoints(find_checkpoints([path]), config.probe(), out=config.out, load=load, execution=run)
+        scored = score_checkpoints(
+            find_checkpoints([path]), config.probe(), out=config.out, load=load, execution=run, resume=config.resume
+        )
         phases.append((seed, scored.phase_test()))
     spread = phase_spread([(seed, test["change"]) for seed, test in phases])
     return {**spread, "notes": [test["note"] for _, test in phases]}

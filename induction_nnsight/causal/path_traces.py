@@ -17,18 +17,17 @@ is ``[runs, heads]`` scores per target layer and ``[runs]`` losses.
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import nnsight
 import torch
-from tqdm.auto import tqdm
 
 from ..models.attention import attention_calls, attention_modules, attention_pattern
 from ..models.layout import ModelLayout, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution
+from ..ndif.sessions import run_chunks
 from ..ndif.settings import on_ndif
 from ..scores.losses import token_losses
 from ..scores.reductions import diagonal_score_per_row
@@ -200,27 +199,49 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, ablation, runs: list[Ru
     )
 
 
+def _score_layers(runs: list[Run], layer: int, target_layers: set[int]) -> list[int]:
+    """The layers whose scores a trace of ``runs`` (all starting at ``layer``) saves, in order: ``layer``
+    for k/q/v runs, every later target layer for ``total`` runs."""
+    kqv = any(r.path != "total" for r in runs)
+    total = any(r.path == "total" for r in runs)
+    return sorted(({layer} if kqv else set()) | {t for t in target_layers if t > layer and total})
+
+
 def _trace(
     model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], layer: int, target_layers: set[int]
-) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    """Runs that all start at ``layer``, in one trace: ``(layer -> [runs, batch, head] scores, [runs, batch]
-    losses)``."""
+) -> torch.Tensor:
+    """Runs that all start at ``layer``, in one trace (no backend: it runs inside a session).
+
+    Returns:
+        ``[runs, batch, len(layers) * head + 1]`` float32, packed into one tensor (what a session
+        returns and the journal keeps): the ``[runs, batch, head]`` scores of each of
+        :func:`_score_layers`' layers in order, then the ``[runs, batch]`` losses.
+    """
     k, b = len(runs), tokens.shape[0]
     kqv = [(i, r) for i, r in enumerate(runs) if r.path != "total"]
-    score_layers = ({layer} if kqv else set()) | {t for t in target_layers if t > layer and len(kqv) < k}
-    found = {}  # saved as one dict at the end: a remote run returns saved values only
-    with torch.no_grad(), model.trace(tokens.repeat(k, 1), backend=plan.backend(), **plan.kwargs):
+    score_layers = set(_score_layers(runs, layer, target_layers))
+    found = []  # saved as one tensor at the end: a remote run returns saved values only
+    with torch.no_grad(), model.trace(tokens.repeat(k, 1), **plan.kwargs):
         skip_prefix(model, plan, clean, layer, k)
         if kqv:
             slices(model, plan, clean, kqv, layer, k)
         for t in sorted(score_layers | {layer}):
             if t in score_layers:
-                found[t] = plan.scores(t).reshape(k, b, -1)  # [runs, batch, head]
+                found.append(plan.scores(t).reshape(k, b, -1).float())  # [runs, batch, head]
             if t == layer:
                 outputs(model, plan, clean, runs, layer, k)
-        found["loss"] = plan.loss(model, tokens.repeat(k, 1)).reshape(k, b)
-        saved = nnsight.save(found)
-    return {t: saved[t].detach() for t in score_layers}, saved["loss"].detach()
+        found.append(plan.loss(model, tokens.repeat(k, 1)).reshape(k, b, 1).float())
+        saved = nnsight.save(torch.cat(found, dim=-1))
+    return saved
+
+
+def _run_codes(runs: list[Run]) -> torch.Tensor:
+    """``[runs, 5]`` int64: each run's source, path and target (-1: none), for the journal's key."""
+    paths = ("k", "q", "v", "total")
+    return torch.tensor(
+        [[*r.source, paths.index(r.path), *(r.target if r.target is not None else (-1, -1))] for r in runs],
+        dtype=torch.long,
+    ).reshape(len(runs), 5)
 
 
 def run_traces(
@@ -232,8 +253,13 @@ def run_traces(
     target_layers: set[int],
     execution: Execution,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every run, grouped by start layer, as many per trace as ``execution.max_tokens`` allows
-    (a progress bar when ``execution.progress``).
+    """Every run, grouped by start layer, as many per trace as ``execution.max_tokens`` allows.
+
+    The traces go through :func:`~induction_nnsight.ndif.sessions.run_chunks`, the loop every
+    multi-trace job shares: several per request (an nnsight session, as ``execution``'s
+    ``traces_per_request``, ``request_bytes`` and ``request_seconds`` allow), each finished chunk
+    recorded in ``execution.journal`` and read back instead of recomputed on resume (a progress
+    bar when ``execution.progress``).
 
     Returns:
         ``(scores [runs, n_layers, batch, head], losses [runs, batch])`` row by row; scores are NaN where
@@ -245,16 +271,25 @@ def run_traces(
     by_start: dict[int, list[int]] = {}
     for i, r in enumerate(runs):
         by_start.setdefault(r.start, []).append(i)
-    desc, disable = f"path patching {len(runs)} runs", not execution.progress
-    bar = tqdm(total=len(runs), desc=desc, unit="run", disable=disable, file=sys.stderr, leave=False)
+    order = [i for layer in sorted(by_start) for i in by_start[layer]]  # runs by start layer
+    chunks, first = [], 0  # [start, stop) in ``order``: one start layer each, at most ``per`` runs
     for layer in sorted(by_start):
-        members = by_start[layer]
-        for c in range(0, len(members), per):
-            chunk = members[c : c + per]
-            found, loss = _trace(model, plan, tokens, clean, [runs[i] for i in chunk], layer, target_layers)
-            for t, values in found.items():
-                scores[chunk, t] = values.float().cpu()
-            losses[chunk] = loss.float().cpu()
-            bar.update(len(chunk))
-    bar.close()
+        n = len(by_start[layer])
+        chunks += [(first + c, first + min(n, c + per)) for c in range(0, n, per)]
+        first += n
+
+    def members(start: int, stop: int) -> list[Run]:
+        return [runs[i] for i in order[start:stop]]
+
+    def trace_chunk(start: int, stop: int) -> torch.Tensor:
+        chunk = members(start, stop)
+        return _trace(model, plan, tokens, clean, chunk, chunk[0].start, target_layers)
+
+    values = run_chunks(model, chunks, trace_chunk, execution, "path patching", (tokens, _run_codes(runs)))
+    for (start, stop), value in zip(chunks, values, strict=True):  # unpack what _trace packed
+        chunk, value = order[start:stop], value.float().cpu()
+        layers = _score_layers(members(start, stop), runs[chunk[0]].start, target_layers)
+        for j, t in enumerate(layers):
+            scores[chunk, t] = value[..., j * plan.n_heads : (j + 1) * plan.n_heads]
+        losses[chunk] = value[..., -1]
     return scores, losses

@@ -1,10 +1,19 @@
-"""Scoring checkpoints: one heads pass per checkpoint on one repeated-token probe, cached.
+"""Scoring checkpoints: one heads pass per checkpoint on one repeated-token probe, journaled.
 
 Every checkpoint of a series is scored on the same probe (the same rows of the same token
-ids), so the numbers of two checkpoints differ only by the weights. A checkpoint's result is
-kept in ``OUT/dynamics_cache/`` under a key made of its path (and revision), the probe
-settings and its weight files' sizes and modification times, so a second call scores only
-the checkpoints it has not seen.
+ids), so the numbers of two checkpoints differ only by the weights. Each checkpoint is a
+different model, and an nnsight session cannot span two models, so each checkpoint is one
+request of its own (no session bundling, unlike the sweeps of
+:func:`~induction_nnsight.ndif.sessions.run_chunks`).
+
+The job's journal is a directory, ``OUT/dynamics_journal/``: a checkpoint's finished result is
+written there (strict JSON, atomically: never a partial entry) under a key made of its path (and
+revision), the probe settings, its weight files' sizes and modification times and where it ran,
+so a changed checkpoint or setting is never reused. A second call (after a crash, or after
+``train`` added checkpoints) reads the finished checkpoints back, says in one line how many it
+resumed, and scores only the others; a damaged entry is scored again; ``resume=False``
+(``--no-resume``) ignores the stored entries and scores every checkpoint afresh. The directory
+is kept after the results are written: it is what makes the next call cheap.
 """
 
 from __future__ import annotations
@@ -12,9 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +30,7 @@ from pathlib import Path
 from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..ndif.execution import Execution, as_execution
+from ..ndif.journal import write_atomic
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_probe
 from ..scores.heads import head_scores
@@ -31,9 +39,12 @@ from .checkpoints import Checkpoint
 from .results import CheckpointScores
 
 DYNAMICS_KINDS = ("induction", "previous_token", "prefix_matching", "duplicate_token")
-CACHE_DIR = "dynamics_cache"
+CACHE_DIR = "dynamics_journal"
+"""The directory in ``OUT`` holding each finished checkpoint's entry, ``<key>.json``."""
 CACHE_VERSION = 2
-"""Bumped when a cached entry gains keys (2: ``induction_rows``), so older entries are scored again."""
+"""Bumped when a stored entry gains keys (2: ``induction_rows``), so older entries are scored again."""
+ENTRY_KEYS = ("seq_len", "loss_first_half", "loss_repeated_half", "icl_score", "loss_by_position", "scores")
+"""Keys every stored entry has (one without them is damaged, and scored again)."""
 
 
 @dataclass
@@ -138,25 +149,23 @@ def cache_key(checkpoint: Checkpoint, settings: ProbeSettings, remote: bool, als
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _cached(out: Path | None, key: str) -> dict | None:
-    path = out / CACHE_DIR / f"{key}.json" if out is not None else None
+def _refuse(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
+def _stored(folder: Path | None, key: str) -> dict | None:
+    """The finished entry stored under ``key``, or None (none, or damaged: then it is scored again)."""
+    path = folder / f"{key}.json" if folder is not None else None
     if path is None or not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):  # a damaged entry is scored again
+        entry = json.loads(path.read_text(), parse_constant=_refuse)
+    except (OSError, ValueError):
         return None
-
-
-def _store(out: Path | None, key: str, entry: dict) -> None:
-    if out is None:
-        return
-    folder = out / CACHE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(entry, stream, allow_nan=False)
-    os.replace(tmp, folder / f"{key}.json")
+    if not isinstance(entry, dict) or not set(ENTRY_KEYS) <= set(entry):
+        return None
+    scores = entry["scores"]
+    return entry if isinstance(scores, dict) and all(kind in scores for kind in DYNAMICS_KINDS) else None
 
 
 def score_checkpoints(
@@ -167,34 +176,46 @@ def score_checkpoints(
     load: Callable[..., object] = load_model,
     also: tuple[str, Callable[[object, Probe, dict], dict]] | None = None,
     execution: Execution | None = None,
+    resume: bool = True,
 ) -> CheckpointScores:
-    """Score every checkpoint (skipping those cached in ``out``), in step order.
+    """Score every checkpoint (reading back those ``out``'s journal holds), in step order.
 
     Args:
         checkpoints: From :func:`~induction_nnsight.dynamics.checkpoints.find_checkpoints` or
             :func:`~induction_nnsight.dynamics.checkpoints.hub_checkpoints`.
         settings: The probe.
-        out: Directory of the cache (no cache when None).
+        out: The output directory; its ``dynamics_journal/`` holds each finished checkpoint's entry
+            (none kept when None).
         load: ``load(path, attn_implementation=, progress=, remote=[, revision=])`` -> model.
         also: ``(name, f)``: ``f(model, probe, entry) -> dict`` runs while the checkpoint is loaded
-            and its keys join the cached entry (``name`` joins the cache key).
+            and its keys join the stored entry (``name`` joins the key).
         execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
             ``remote`` to score each checkpoint on NDIF, ``progress`` for one line per checkpoint
-            on stderr); None for the defaults.
+            on stderr); None for the defaults. One request per checkpoint: a session cannot span two
+            models.
+        resume: Read back the entries ``out`` holds (one line on stderr says how many); False
+            scores every checkpoint afresh (``--no-resume``).
 
     Returns:
         A :class:`~induction_nnsight.dynamics.results.CheckpointScores`: a list with, per checkpoint,
-        ``{"step", "path", "revision", "cached", **score_checkpoint(...)}`` (it also shows and draws itself).
+        ``{"step", "path", "revision", "cached", **score_checkpoint(...)}`` (``cached``: resumed from the
+        journal; it also shows and draws itself).
     """
     settings.validate()
     run = as_execution(execution)
     remote, progress = run.remote, run.progress
-    out = Path(out) if out is not None else None
+    folder = Path(out) / CACHE_DIR if out is not None else None
+    keys = [cache_key(checkpoint, settings, bool(remote), also[0] if also else "") for checkpoint in checkpoints]
+    stored = [_stored(folder, key) if resume else None for key in keys]
+    resumed = sum(entry is not None for entry in stored)
+    if resumed:
+        print(
+            f"induction-nnsight: dynamics: resumed {resumed} of {len(checkpoints)} checkpoints from {folder}",
+            file=sys.stderr,
+        )
     results = []
-    for i, checkpoint in enumerate(checkpoints, 1):
-        key = cache_key(checkpoint, settings, bool(remote), also[0] if also else "")
+    for i, (checkpoint, key, entry) in enumerate(zip(checkpoints, keys, stored, strict=True), 1):
         began = time.perf_counter()
-        entry = _cached(out, key)
         cached = entry is not None
         if entry is None:
             extra = {"revision": checkpoint.revision} if checkpoint.revision else {}
@@ -209,7 +230,8 @@ def score_checkpoints(
             entry = score_checkpoint(model, probe, settings, execution=run)
             if also:
                 entry.update(also[1](model, probe, entry))
-            _store(out, key, entry)
+            if folder is not None:
+                write_atomic(folder / f"{key}.json", json.dumps(entry, allow_nan=False))
         results.append(
             {
                 "step": checkpoint.step,
@@ -221,7 +243,7 @@ def score_checkpoints(
         )
         if progress:
             best = max((v for row in entry["scores"]["induction"] for v in row if v is not None), default=float("nan"))
-            how = "cached" if cached else f"scored in {time.perf_counter() - began:.1f} s"
+            how = "resumed" if cached else f"scored in {time.perf_counter() - began:.1f} s"
             print(
                 f"[{i}/{len(checkpoints)}] step {checkpoint.step} ({checkpoint.label}): best induction "
                 f"{best:.3f}, repeated - first half "

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import InductionError
 
-__all__ = ["JOURNAL_FORMAT", "Journal", "JournalCall", "journal_path"]
+__all__ = ["JOURNAL_FORMAT", "Journal", "JournalCall", "journal_path", "write_atomic"]
 
 JOURNAL_FORMAT = 1
 """Version of the journal's layout; a journal of another version is refused."""
@@ -50,6 +50,23 @@ JOURNAL_FORMAT = 1
 def journal_path(out_dir: str | Path, command: str) -> Path:
     """Where ``command``'s journal lives in ``out_dir``: ``<out_dir>/<command>_journal.json``."""
     return Path(out_dir) / f"{command}_journal.json"
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same directory, flushed to disk,
+    then renamed, so ``path`` always holds the previous or the new complete text (never a part)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _strict(value: Any) -> Any:
@@ -166,17 +183,7 @@ class Journal:
             allow_nan=False,
             separators=(",", ":"),
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, text)
 
     def remove(self) -> None:
         """Delete the file (the job's results are written: nothing is left to resume)."""

@@ -1,6 +1,7 @@
 """``dynamics`` on micro training runs: its numbers for a checkpoint equal the heads pass and the
 scan on that checkpoint loaded directly; a checkpoint saved without a tokenizer works; checkpoints
-already scored are not scored again; bad input ends in one line and exit status 2."""
+already scored are read back from the journal, not scored again (a damaged entry is, and
+``--no-resume`` scores all); bad input ends in one line and exit status 2."""
 
 from __future__ import annotations
 
@@ -119,6 +120,40 @@ def test_checkpoints_already_scored_are_not_scored_again(runs, tmp_path):
     config.seed = 6  # other settings: scored again
     with pytest.raises(AssertionError, match="scored again"):
         run_dynamics(config, load=refuse)
+
+
+def test_the_journal_resumes_rescores_a_damaged_entry_and_no_resume_starts_afresh(runs, tmp_path, capsys):
+    loads = []
+
+    def counting(path, **kwargs):
+        loads.append(path)
+        return load_model(path, **kwargs)
+
+    config = DynamicsConfig(checkpoints=[str(runs / "gpt2")], out=str(tmp_path), progress=False, circuit=False, **PROBE)
+    first, _ = run_dynamics(config, load=counting)
+    journal = tmp_path / "dynamics_journal"
+    entries = sorted(journal.iterdir())
+    assert len(loads) == 3 and len(entries) == 3 and [p.name for p in tmp_path.iterdir()] == [journal.name]
+    assert all(json.loads(p.read_text(), parse_constant=pytest.fail) for p in entries)  # strict JSON
+    capsys.readouterr()
+    loads.clear()
+    assert run_dynamics(config, load=counting)[0] == first and loads == []
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"induction-nnsight: dynamics: resumed 3 of 3 checkpoints from {journal}"
+    ]
+    damaged = entries[0].read_text()
+    entries[0].write_text(damaged[: len(damaged) // 2])  # a torn entry (written by something else)
+    entries[1].write_text(json.dumps({"seq_len": 8}))  # valid JSON, not an entry
+    again, _ = run_dynamics(config, load=counting)
+    assert len(loads) == 2 and "resumed 1 of 3 checkpoints" in capsys.readouterr().err
+    assert again == first and json.loads(entries[0].read_text()) == json.loads(damaged)
+    loads.clear()
+    config.resume = False  # --no-resume: every checkpoint scored afresh
+    assert run_dynamics(config, load=counting)[0] == first and len(loads) == 3
+    assert "resumed" not in capsys.readouterr().err
+    cli = ["dynamics", str(runs / "gpt2"), "--batch", "3", "--seq-len", "8", "--seed", "5", "--no-circuit"]
+    assert main([*cli, "--out", str(tmp_path), "--no-resume"]) == 0 and "resumed" not in capsys.readouterr().err
+    assert main([*cli, "--out", str(tmp_path)]) == 0 and "resumed 3 of 3" in capsys.readouterr().err
 
 
 def test_checkpoints_sorted_by_step(runs):

@@ -96,6 +96,28 @@ def test_a_session_sends_two_traces_in_one_request(ndif, tiny_model):
     assert torch.equal(corrupted_loss, loss_by_position(local_model, corrupted))
 
 
+def test_the_circuit_in_sessions_equals_local(ndif, tiny_model):
+    """Path patching's runs (blocks skipped and fed a saved residual) bundled in sessions on NDIF."""
+    from induction_nnsight.causal.circuit import CircuitMeasure, circuit
+
+    tokens, measure = tokens_for(batch=2), CircuitMeasure(targets=[(1, 2)], composition=False, exact_losses=None)
+    sizes = Execution(progress=False, max_tokens=2 * tokens.numel())  # 2 runs per trace: 8 traces
+    local = circuit(tiny_model("llama", "sdpa"), tokens, SEQ_LEN, measure=measure, execution=sizes)
+    settings = RemoteSettings(ndif.host)
+    remote = circuit(
+        ndif.models["llama"],
+        tokens,
+        SEQ_LEN,
+        measure=measure,
+        execution=sizes.replace(remote=settings, traces_per_request=4),
+    )
+    assert len(settings.transfers) == 1 + 3  # the clean trace, then requests of 1, 4 and 3 traces
+    assert len(remote.edges) == len(local.edges) == 16
+    for a, b in zip(local.edges, remote.edges):
+        assert (a.source, a.target, a.path) == (b.source, b.target, b.path)
+        assert abs(a.effect - b.effect) < 1e-6 and abs(a.loss_effect - b.loss_effect) < 1e-5
+
+
 def test_payload_does_not_grow_with_batch_and_barely_with_length(ndif):
     """Only the loss vector and the score table come back: a few hundred bytes here."""
     model = ndif.models["llama"]
