@@ -40,23 +40,25 @@ def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) ->
 
 def probe(
     model, plan: Plan, tokens: torch.Tensor, clean: Clean, grads: dict[int, torch.Tensor], runs: list[Run], layer: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``k``/``q``/``v`` runs into targets at ``layer``, in one trace stopped after that layer's heads.
+) -> torch.Tensor:
+    """``k``/``q``/``v`` runs into targets at ``layer``, in one trace stopped after that layer's heads (no
+    backend: it runs inside a session).
 
     Returns:
-        ``([runs] target induction scores (exact), [runs] estimated loss effects)``.
+        ``[runs, 2]`` float32: each run's target induction score (exact), then its estimated loss effect.
     """
     k, b = len(runs), tokens.shape[0]
     heads = torch.tensor([r.target[1] for r in runs])
     clean_z = clean.z[layer][:, :, heads].permute(2, 0, 1, 3)  # [runs, batch, pos, d_head]
     grad = grads[layer][:, :, heads].permute(2, 0, 1, 3)
-    with torch.no_grad(), model.trace(tokens.repeat(k, 1), backend=plan.backend(), **plan.kwargs) as tracer:
+    with torch.no_grad(), model.trace(tokens.repeat(k, 1), **plan.kwargs) as tracer:
         skip_prefix(model, plan, clean, layer, k)
         slices(model, plan, clean, list(enumerate(runs)), layer, k)
         per_head = plan.scores(layer).reshape(k, b, -1).mean(dim=1)  # [runs, head]
-        scores = nnsight.save(per_head[torch.arange(k), heads])
+        scores = per_head[torch.arange(k), heads]
         z = model.get(plan.layout.o_proj[layer]).input  # [runs * batch, pos, n_heads * d_head]
         z = z.reshape(k, b, z.shape[1], plan.n_heads, plan.d_head)[torch.arange(k), :, :, heads]
-        estimate = nnsight.save(((z - clean_z.to(z.dtype)) * grad.to(z.dtype)).sum(dim=(1, 2, 3)))
+        estimate = ((z - clean_z.to(z.dtype)) * grad.to(z.dtype)).sum(dim=(1, 2, 3))
+        saved = nnsight.save(torch.stack([scores, estimate], dim=-1).float())
         tracer.stop()
-    return scores.detach().float().cpu(), estimate.detach().float().cpu()
+    return saved

@@ -22,18 +22,17 @@ loss.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import InductionError
 from ..ndif.execution import Execution, as_execution
+from ..ndif.sessions import run_chunks
 from .ablation_method import Ablation
 from .path_estimates import loss_gradients, probe
-from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_traces
+from .path_traces import Clean, Plan, Run, clean_trace, make_plan, run_codes, run_traces, start_chunks
 
 Head = tuple[int, int]
 PATHS = ("k", "q", "v", "total")
@@ -234,25 +233,17 @@ def _estimate(
     """Probe the ``chosen`` k/q/v runs: exact scores into ``into[0]``, clean loss + estimate into ``into[1]``."""
     scores, losses = into
     grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
-    per = max(1, execution.max_tokens // tokens.numel())
-    by_layer: dict[int, list[int]] = {}
-    for i in chosen:
-        by_layer.setdefault(runs[i].start, []).append(i)
-    bar = tqdm(
-        total=len(chosen),
-        desc=f"estimating {len(chosen)} edges",
-        unit="run",
-        disable=not execution.progress,
-        file=sys.stderr,
-        leave=False,
-    )
-    for layer, members in sorted(by_layer.items()):
-        for c in range(0, len(members), per):
-            chunk = members[c : c + per]
-            found, estimate = probe(model, plan, tokens, clean, grads, [runs[i] for i in chunk], layer)
-            scores[chunk], losses[chunk] = found, clean.loss + estimate
-            bar.update(len(chunk))
-    bar.close()
+    order, chunks = start_chunks(runs, chosen, max(1, execution.max_tokens // tokens.numel()))
+
+    def trace_chunk(start: int, stop: int) -> torch.Tensor:
+        members = [runs[i] for i in order[start:stop]]
+        return probe(model, plan, tokens, clean, grads, members, members[0].start)
+
+    codes = run_codes([runs[i] for i in order])
+    values = run_chunks(model, chunks, trace_chunk, execution, "estimating edges", (tokens, codes))
+    for (start, stop), value in zip(chunks, values, strict=True):
+        chunk, value = order[start:stop], value.float().cpu()
+        scores[chunk], losses[chunk] = value[:, 0], clean.loss + value[:, 1]
 
 
 def _strongest(

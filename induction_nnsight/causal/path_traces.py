@@ -17,7 +17,7 @@ is ``[runs, heads]`` scores per target layer and ``[runs]`` losses.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import nnsight
@@ -235,7 +235,21 @@ def _trace(
     return saved
 
 
-def _run_codes(runs: list[Run]) -> torch.Tensor:
+def start_chunks(runs: list[Run], chosen: Iterable[int], per: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """The ``chosen`` runs (indices into ``runs``) ordered by start layer, and the ``[start, stop)``
+    chunks of that order one trace each runs: one start layer per chunk, at most ``per`` runs."""
+    by_start: dict[int, list[int]] = {}
+    for i in chosen:
+        by_start.setdefault(runs[i].start, []).append(i)
+    order, chunks = [], []
+    for layer in sorted(by_start):
+        first, n = len(order), len(by_start[layer])
+        order += by_start[layer]
+        chunks += [(first + c, first + min(n, c + per)) for c in range(0, n, per)]
+    return order, chunks
+
+
+def run_codes(runs: list[Run]) -> torch.Tensor:
     """``[runs, 5]`` int64: each run's source, path and target (-1: none), for the journal's key."""
     paths = ("k", "q", "v", "total")
     return torch.tensor(
@@ -268,15 +282,7 @@ def run_traces(
     per, b = max(1, execution.max_tokens // tokens.numel()), tokens.shape[0]
     scores = torch.full((len(runs), plan.layout.facts.n_layers, b, plan.n_heads), float("nan"))
     losses = torch.full((len(runs), b), float("nan"))
-    by_start: dict[int, list[int]] = {}
-    for i, r in enumerate(runs):
-        by_start.setdefault(r.start, []).append(i)
-    order = [i for layer in sorted(by_start) for i in by_start[layer]]  # runs by start layer
-    chunks, first = [], 0  # [start, stop) in ``order``: one start layer each, at most ``per`` runs
-    for layer in sorted(by_start):
-        n = len(by_start[layer])
-        chunks += [(first + c, first + min(n, c + per)) for c in range(0, n, per)]
-        first += n
+    order, chunks = start_chunks(runs, range(len(runs)), per)
 
     def members(start: int, stop: int) -> list[Run]:
         return [runs[i] for i in order[start:stop]]
@@ -285,7 +291,7 @@ def run_traces(
         chunk = members(start, stop)
         return _trace(model, plan, tokens, clean, chunk, chunk[0].start, target_layers)
 
-    values = run_chunks(model, chunks, trace_chunk, execution, "path patching", (tokens, _run_codes(runs)))
+    values = run_chunks(model, chunks, trace_chunk, execution, "path patching", (tokens, run_codes(runs)))
     for (start, stop), value in zip(chunks, values, strict=True):  # unpack what _trace packed
         chunk, value = order[start:stop], value.float().cpu()
         layers = _score_layers(members(start, stop), runs[chunk[0]].start, target_layers)

@@ -68,6 +68,21 @@ def test_sessions_equal_one_trace_per_request(tiny_model, reference, monkeypatch
     assert [len(group) for group in sent] == [1, 4, 3]
 
 
+def test_estimated_edges_probe_in_sessions_equal_one_trace_per_request(tiny_model, monkeypatch):
+    """``exact_losses=1``: 12 k/q/v runs are first probed (estimated), then the strongest path-patched."""
+    model, measure = tiny_model("llama"), CircuitMeasure(targets=[(1, 2)], composition=False, exact_losses=1)
+
+    def run(execution):
+        found = circuit(model, rows(), SEQ, measure=measure, execution=execution)
+        return {(e.source, e.target, e.path): (e.effect, e.loss_effect) for e in found.edges}
+
+    one = run(ONE_PER_REQUEST)
+    sent = count_requests(monkeypatch)
+    assert_same_edges(run(ONE_PER_REQUEST.replace(traces_per_request=4)), one)
+    # the 6 probe traces (2 runs each: 12 k/q/v runs) go first, as a timing request of one and sessions
+    assert [len(group) for group in sent][:3] == [1, 4, 1]
+
+
 def test_an_interrupted_circuit_resumes_without_recomputing(tiny_model, reference, tmp_path, monkeypatch, capsys):
     model, path = tiny_model("llama"), tmp_path / "circuit_journal.json"
     bundled = ONE_PER_REQUEST.replace(traces_per_request=4)
