@@ -4,11 +4,20 @@ figures draw within the column, no page is wider than the viewport, and no page 
 error. The docs are built once and every page visited once per session (tests/docs/conftest.py).
 
 The browser pass saves docs/_build/screenshots/tutorial.png for a person to look at.
+
+Slow tier: the whole site's build takes about a minute of CPU on its own (autodoc over the package
+and the notebook), so it runs with ``-m slow``, once in CI; the small builds of the docs' own
+extensions (tests/docs/test_option_tables.py, test_quoted_numbers.py, test_chart_directive.py)
+stay in the fast tier.
 """
 
 import re
 
+import pytest
+
 from tests.docs.conftest import built_pages
+
+pytestmark = pytest.mark.slow
 
 # Pages a reader is sent to first: each must exist and fit the viewport (every page is checked).
 KEY_PAGES = (
