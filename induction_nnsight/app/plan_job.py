@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Callable
 
 from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
-from ..ndif.meta_run import meta_reads_as_zeros
+from ..ndif.meta_run import meta_reads_as_stand_ins
 from ..ndif.plan import DEFAULT_FLOP_RATE, NDIF_JOB_SECONDS, JobPlan
 
 __all__ = ["PLANNED", "plan_job", "plan_table"]
@@ -60,7 +60,7 @@ def plan_job(command: str, config, flop_rate: float = DEFAULT_FLOP_RATE) -> JobP
     plan = JobPlan(flop_rate=flop_rate)
     config.plan = plan
     try:
-        with meta_reads_as_zeros():  # what the job reads from the weights here reads as zeros too
+        with meta_reads_as_stand_ins():  # what the job reads from the weights here reads as stand-ins too
             PLANNED[command](config)
     finally:
         config.plan = None

@@ -12,14 +12,14 @@ every trace and session a :class:`PlanBackend`, which
    its forward and backward passes and tokens;
 3. takes the bytes down from the values it saved: what ``torch.save`` of real tensors of their
    shapes and dtypes weighs (uncompressed; NDIF compresses results with zstd, which shrinks
-   floating-point values little, so this is a slight upper bound), and hands the job zero-filled
-   CPU tensors of those shapes so its code finishes;
+   floating-point values little, so this is a slight upper bound), and hands the job stand-in
+   CPU tensors of those shapes (:func:`~.meta_run.stand_in`) so its code finishes;
 4. estimates the request's server seconds from its FLOPs at :data:`DEFAULT_FLOP_RATE`.
 
 The session loop sizes the next request by the estimated seconds of the last one, as it would
 by the measured ones on NDIF (:func:`~induction_nnsight.ndif.sessions.run_chunks`).
 
-What a plan cannot know: the values. Everything the job reads back is zero, so what it decides
+What a plan cannot know: the values. Everything the job reads back is a stand-in, so what it decides
 from values (which heads score highest, where to stop) is arbitrary; jobs whose amount of work
 depends on such a decision should be planned with that choice given (e.g. ``circuit --targets``).
 """
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .internals import saved_values
-from .meta_run import PassCount, counting_passes, meta_reads_as_zeros
+from .meta_run import PassCount, counting_passes, meta_reads_as_stand_ins, stand_in
 from .transfers import RequestTooLarge, check_size
 
 __all__ = [
@@ -118,14 +118,14 @@ class JobPlan:
         }
 
 
-def _zeros(value):
-    """``value`` with every meta tensor replaced by a zero-filled CPU tensor of its shape and dtype."""
+def _stand_ins(value):
+    """``value`` with every meta tensor replaced by a CPU :func:`~.meta_run.stand_in` of its shape and dtype."""
     if isinstance(value, torch.Tensor):
-        return torch.zeros(value.shape, dtype=value.dtype) if value.device.type == "meta" else value
+        return stand_in(value.shape, value.dtype) if value.device.type == "meta" else value
     if isinstance(value, (list, tuple)):
-        return type(value)(_zeros(v) for v in value)
+        return type(value)(_stand_ins(v) for v in value)
     if isinstance(value, dict):
-        return {k: _zeros(v) for k, v in value.items()}
+        return {k: _stand_ins(v) for k, v in value.items()}
     return value
 
 
@@ -156,9 +156,9 @@ class PlanBackend:
             self.plan.refused += 1
             raise
         start = time.monotonic()
-        with meta_reads_as_zeros(), counting_passes(self.model) as count:
+        with meta_reads_as_stand_ins(), counting_passes(self.model) as count:
             tracer.execute(tracer.info.code)
-        values = _zeros(saved_values(tracer.info.frame.f_locals))
+        values = _stand_ins(saved_values(tracer.info.frame.f_locals))
         buffer = io.BytesIO()
         torch.save(values, buffer)
         n_params = matmul_parameters(self.model)
