@@ -58,6 +58,13 @@ class _MetaReadsAsStandIns(TorchDispatchMode):
                 return stand_in(args[0].shape, kwargs.get("dtype") or args[0].dtype, device)
         if func is _aten.copy_.default and _is_meta(args[1]) and not _is_meta(args[0]):
             return args[0].copy_(stand_in(args[0].shape, args[0].dtype, args[0].device))
+        flat = [*args, *kwargs.values()]
+        if any(_is_meta(a) for a in flat) and any(
+            isinstance(a, torch.Tensor) and a.dim() and not _is_meta(a) for a in flat
+        ):
+            # a value read here (a weight copied off meta) meeting the meta activations: it joins them
+            args = tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args)
+            kwargs = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
         return func(*args, **kwargs)
 
 
