@@ -27,6 +27,7 @@ from .train_job import TrainConfig
 __all__ = [
     "COMMANDS",
     "EXIT_BAD_INPUT",
+    "PLAN",
     "Command",
     "add_model_args",
     "add_token_args",
@@ -39,6 +40,16 @@ EXIT_BAD_INPUT = 2
 
 OUT = Option("directory for charts and results", flag="--out", dest="out", default="charts", type_name="str")
 """``--out`` of the commands that write charts (not a setting: the files' place, not their content)."""
+PLAN = Option(
+    "print what the job would send to NDIF and cost there (requests, bytes, passes, tokens, server time), "
+    "traced on the model's weightless architecture; nothing is sent, and only plan.json is written (with --out)",
+    flag="--plan",
+    dest="plan",
+    default=False,
+    type_name="bool",
+    group="NDIF",
+)
+"""``--plan`` of every command that traces (not a setting: :mod:`~induction_nnsight.app.plan_job`)."""
 
 MODEL_OPTIONS = ("model", "attn_implementation", "remote", "ndif_host", "timeout")
 TOKEN_OPTIONS = ("batch", "seq_len", "seed", "low", "high", "bos")
@@ -54,19 +65,23 @@ class Command:
 
 
 COMMANDS = {
-    "scan": Command("loss by position and every head's induction score on repeated random tokens", ScanConfig, (OUT,)),
-    "heads": Command(
-        "score every head for every kind in one forward pass: table, JSON and charts", HeadsConfig, (OUT,)
+    "scan": Command(
+        "loss by position and every head's induction score on repeated random tokens", ScanConfig, (OUT, PLAN)
     ),
-    "report": Command("a text report: model facts, top heads of each kind, loss on both halves", HeadsConfig, (OUT,)),
+    "heads": Command(
+        "score every head for every kind in one forward pass: table, JSON and charts", HeadsConfig, (OUT, PLAN)
+    ),
+    "report": Command(
+        "a text report: model facts, top heads of each kind, loss on both halves", HeadsConfig, (OUT, PLAN)
+    ),
     "attention": Command(
-        "heads' attention on a prompt (Plotly, ASCII and interactive HTML views)", AttentionConfig, (OUT,)
+        "heads' attention on a prompt (Plotly, ASCII and interactive HTML views)", AttentionConfig, (OUT, PLAN)
     ),
     "ablate": Command(
-        "ablate heads: per-head sweep, top-k induction heads vs random heads, attribution", AblateConfig, (OUT,)
+        "ablate heads: per-head sweep, top-k induction heads vs random heads, attribution", AblateConfig, (OUT, PLAN)
     ),
     "patch": Command(
-        "activation patching (head outputs, residual stream, q/k/v) and attribution patching", PatchConfig, (OUT,)
+        "activation patching (head outputs, residual stream, q/k/v) and attribution patching", PatchConfig, (OUT, PLAN)
     ),
     "cache": Command(
         "what the model cache holds, where, and how large; --clear empties it",
@@ -84,7 +99,7 @@ COMMANDS = {
         "which earlier heads feed each induction head: path patching (k, q, v, total) and composition scores, "
         "with a circuit graph",
         CircuitConfig,
-        (OUT,),
+        (OUT, PLAN),
     ),
     "train": Command(
         "train a small transformer from scratch on repeated random spans, with log-spaced checkpoints (resumable)",
@@ -98,10 +113,10 @@ COMMANDS = {
     "dual-route": Command(
         "token and concept induction heads: attention and copying scores per head, the dissociation test",
         DualRouteConfig,
-        (OUT,),
+        (OUT, PLAN),
     ),
     "icl": Command(
-        "in-context learning on natural text: loss by token index and Olsson's ICL score", IclConfig, (OUT,)
+        "in-context learning on natural text: loss by token index and Olsson's ICL score", IclConfig, (OUT, PLAN)
     ),
 }
 """Every subcommand by name, in ``--help``'s order."""

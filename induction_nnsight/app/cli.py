@@ -274,7 +274,12 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``induction-nnsight``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if getattr(args, "plan", False):  # the cost before the run: nothing sent (app/plan_job.py)
+        from .plan_job import plan_command
+
+        return guarded(lambda: plan_command(args, argv))
     return guarded(lambda: _COMMANDS[args.command](args))
 
 

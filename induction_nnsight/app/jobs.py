@@ -8,8 +8,10 @@ from ..errors import InductionError
 from ..figures.heads import top_heads_figure
 from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
+from ..models.weightless import weightless_model
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..ndif.journal import Journal, journal_path
+from ..ndif.plan import JobPlan
 from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
 from ..ndif.transfers import describe_transfers
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
@@ -31,6 +33,9 @@ class RunsTraces:
 
     journal: Journal | None = None
     """The job's journal (:meth:`open_journal`); not a field, so not a setting."""
+    plan: JobPlan | None = None
+    """``--plan``: the :class:`~induction_nnsight.ndif.plan.JobPlan` the job's requests fill, on a
+    weightless model, instead of running (:mod:`~induction_nnsight.app.plan_job`); not a setting."""
 
     #: Settings that do not change a journaled chunk's result (where it ran, how long to wait).
     UNJOURNALED = ("remote", "ndif_host", "timeout", "resume", "progress", "out")
@@ -146,14 +151,20 @@ def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
 
 
 def model_for(config, model=None):
-    """``model`` if given, else the model ``config`` names (``model``, ``attn_implementation``, ``remote``)."""
+    """``model`` if given, else the model ``config`` names (``model``, ``attn_implementation``, ``remote``);
+    its weightless architecture under ``--plan``."""
     if model is not None:
         return model
+    if getattr(config, "plan", None) is not None:
+        return weightless_model(config.model, config.attn_implementation)
     return load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
 
 
 def remote_settings(config) -> RemoteSettings | None:
-    """NDIF settings of a config with ``remote``, ``ndif_host`` and ``timeout`` fields (None: run locally)."""
+    """NDIF settings of a config with ``remote``, ``ndif_host`` and ``timeout`` fields (None: run locally);
+    under ``--plan``, settings that plan every request instead of sending it."""
+    if getattr(config, "plan", None) is not None:
+        return RemoteSettings(host=config.ndif_host, timeout=config.timeout, check_hosted=False, plan=config.plan)
     if not config.remote:
         return None
     return RemoteSettings(host=config.ndif_host, timeout=config.timeout)

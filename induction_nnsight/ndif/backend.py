@@ -26,6 +26,7 @@ from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
 from ..errors import InductionError
 from .dry_run import PACKAGE, DryRunBackend
 from .internals import request_env
+from .plan import PlanBackend
 from .retry import RetryPolicy, Transient, classify, retrying
 from .settings import (
     LOCAL,
@@ -65,6 +66,7 @@ def remote_backend(model, remote: Remote):
 
     Returns:
         None (run locally), a :class:`~induction_nnsight.ndif.dry_run.DryRunBackend`,
+        a :class:`~induction_nnsight.ndif.plan.PlanBackend` (settings with a ``plan``),
         or an :class:`NdifBackend`.
 
     Raises:
@@ -76,6 +78,8 @@ def remote_backend(model, remote: Remote):
     ship_by_value()
     if settings == LOCAL:
         return DryRunBackend(model)
+    if settings.plan is not None:  # --plan: measured here, nothing sent
+        return PlanBackend(model, settings.plan)
     api_key = resolve_api_key()
     host = resolve_host(settings.host)
     key = model_key(model)

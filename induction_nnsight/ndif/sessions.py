@@ -8,7 +8,7 @@
 2. bundles the remaining chunks' traces into requests, each one ``model.session(...)`` holding up
    to ``Execution.traces_per_request`` traces: the first request holds one trace (to measure the
    seconds a trace takes), each later one as many as ``Execution.request_seconds`` allows at the
-   seconds per trace measured so far;
+   seconds per trace measured so far (estimated from FLOPs under ``--plan``: :mod:`~.plan`);
 3. refuses a request whose serialized size is over ``Execution.request_bytes`` before sending it
    and splits it in two (a single trace over the budget stops with one line);
 4. records each finished request's chunks in the journal.
@@ -43,8 +43,9 @@ TraceChunk = Callable[[int, int], torch.Tensor]
 """``(start, stop) -> saved tensor``: opens one ``model.trace`` (no backend) and returns what it saved."""
 
 
-def _send(model, group: Sequence[Chunk], trace_chunk: TraceChunk, execution: Execution) -> list[torch.Tensor]:
-    """One request: the traces of ``group`` in one nnsight session; their saved tensors, on the CPU."""
+def _send(model, group: Sequence[Chunk], trace_chunk: TraceChunk, execution: Execution):
+    """One request: the traces of ``group`` in one nnsight session; their saved tensors, on the CPU,
+    and the server seconds a planned request is estimated at (None: the request was timed)."""
     backend = remote_backend(model, execution.remote)
     if backend is not None and hasattr(backend, "max_bytes"):
         backend.max_bytes = execution.request_bytes
@@ -53,7 +54,7 @@ def _send(model, group: Sequence[Chunk], trace_chunk: TraceChunk, execution: Exe
         for start, stop in group:
             values.append(trace_chunk(start, stop))
         values = nnsight.save(values)
-    return [value.detach().cpu() for value in values]
+    return [value.detach().cpu() for value in values], getattr(backend, "server_seconds", None)
 
 
 def _next_size(execution: Execution, cap: int, seconds_per_trace: float | None) -> int:
@@ -118,14 +119,15 @@ def run_chunks(
         group = [queue.popleft() for _ in range(min(_next_size(execution, cap, seconds_per_trace), len(queue)))]
         start_time = time.monotonic()
         try:
-            values = _send(model, group, trace_chunk, execution)
+            values, estimated = _send(model, group, trace_chunk, execution)
         except RequestTooLarge:
             if len(group) == 1:
                 raise
             cap = len(group) // 2  # split: the same chunks again, in requests half the size
             queue.extendleft(reversed(group))
             continue
-        seconds_per_trace = (time.monotonic() - start_time) / len(group)
+        seconds = time.monotonic() - start_time if estimated is None else estimated  # --plan: the estimate
+        seconds_per_trace = seconds / len(group)
         finished = dict(zip(group, values, strict=True))
         results.update(finished)
         if journal is not None:

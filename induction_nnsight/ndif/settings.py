@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import InductionError
 from .retry import DEFAULT_RETRY, RetryPolicy
 from .transfers import Transfer
+
+if TYPE_CHECKING:
+    from .plan import JobPlan
 
 LOCAL = "local"
 DEFAULT_TIMEOUT = 600.0
@@ -40,6 +44,8 @@ class RemoteSettings:
         retry: How transient failures are retried (:class:`~induction_nnsight.ndif.retry.RetryPolicy`).
         transfers: One :class:`~induction_nnsight.ndif.transfers.Transfer` appended
             per request made with these settings.
+        plan: A :class:`~induction_nnsight.ndif.plan.JobPlan` to fill instead of sending anything
+            (``--plan``): every request is planned on the meta model, none leaves this machine.
     """
 
     host: str | None = None
@@ -47,6 +53,7 @@ class RemoteSettings:
     check_hosted: bool = True
     retry: RetryPolicy = DEFAULT_RETRY
     transfers: list[Transfer] = field(default_factory=list, repr=False, compare=False)
+    plan: JobPlan | None = field(default=None, repr=False, compare=False)
 
 
 Remote = bool | str | RemoteSettings | None

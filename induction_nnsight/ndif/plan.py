@@ -1,0 +1,172 @@
+"""``--plan``: what a job would send to NDIF and what it would cost there, with nothing sent.
+
+A job run in plan mode runs its own code on a weightless model
+(:func:`~induction_nnsight.models.weightless.weightless_model`) with ``remote`` settings whose
+``plan`` is a :class:`JobPlan`; :func:`~induction_nnsight.ndif.backend.remote_backend` then gives
+every trace and session a :class:`PlanBackend`, which
+
+1. serializes the request exactly as NDIF's client does (nnsight's ``RequestModel.serialize``,
+   zstd, this package shipped by value): its length is the request's bytes up, and a request over
+   ``Execution.request_bytes`` is refused as on NDIF, so the session loop splits it the same way;
+2. runs the request here on the meta model (:mod:`~induction_nnsight.ndif.meta_run`), counting
+   its forward and backward passes and tokens;
+3. takes the bytes down from the values it saved: what ``torch.save`` of real tensors of their
+   shapes and dtypes weighs (uncompressed; NDIF compresses results with zstd, which shrinks
+   floating-point values little, so this is a slight upper bound), and hands the job stand-in
+   CPU tensors of those shapes (:func:`~.meta_run.stand_in`) so its code finishes;
+4. estimates the request's server seconds from its FLOPs at :data:`DEFAULT_FLOP_RATE`.
+
+The session loop sizes the next request by the estimated seconds of the last one, as it would
+by the measured ones on NDIF (:func:`~induction_nnsight.ndif.sessions.run_chunks`).
+
+What a plan cannot know: the values. Everything the job reads back is a stand-in, so what it decides
+from values (which heads score highest, where to stop) is arbitrary; jobs whose amount of work
+depends on such a decision should be planned with that choice given (e.g. ``circuit --targets``).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .internals import saved_values
+from .meta_run import PassCount, counting_passes, meta_reads_as_stand_ins, stand_in
+from .transfers import RequestTooLarge, check_size
+
+__all__ = [
+    "BACKWARD_FLOPS",
+    "DEFAULT_FLOP_RATE",
+    "NDIF_JOB_SECONDS",
+    "JobPlan",
+    "PlanBackend",
+    "RequestPlan",
+    "matmul_parameters",
+]
+
+DEFAULT_FLOP_RATE = 4e14
+"""FLOP/s a request runs at on NDIF, for the server-time estimate: 400 TFLOP/s, about 40% of one
+H100's dense bf16 peak (989 TFLOP/s), a usual utilization for batched inference of short rows. A
+model sharded over several GPUs runs its layers one after another, so one request sees about one
+GPU's rate. Queueing, loading and transfer times are not included."""
+BACKWARD_FLOPS = 2.0
+"""FLOPs of a backward pass per FLOP of the forward pass (the same rule as
+:data:`~induction_nnsight.causal.cost.BACKWARD_FORWARDS`)."""
+NDIF_JOB_SECONDS = 3600.0
+"""NDIF's default time-out of one request (``Execution.request_seconds`` keeps to half of it)."""
+
+
+def matmul_parameters(model) -> int:
+    """Parameters that multiply every token: all of them but the input embedding's lookup table
+    (counted when the output layer shares it). A forward pass costs ``2 x`` this many FLOPs per token."""
+    module = model._module
+    unique = {id(p): p.numel() for p in module.parameters()}
+    embedding = module.get_input_embeddings().weight
+    output = module.get_output_embeddings()
+    tied = output is not None and output.weight is embedding
+    return sum(unique.values()) - (0 if tied else embedding.numel())
+
+
+@dataclass
+class RequestPlan:
+    """One request: bytes each way, the passes it runs and their FLOPs."""
+
+    bytes_up: int
+    bytes_down: int
+    passes: PassCount
+    flops: float
+
+
+@dataclass
+class JobPlan:
+    """A job's requests as a plan collects them; :meth:`as_dict` is ``plan.json``.
+
+    Attributes:
+        flop_rate: FLOP/s of the server-time estimate.
+        requests: One :class:`RequestPlan` per request, in order.
+        refused: Requests refused for their size before sending (each then sent in two halves).
+    """
+
+    flop_rate: float = DEFAULT_FLOP_RATE
+    requests: list[RequestPlan] = field(default_factory=list)
+    refused: int = 0
+
+    def seconds(self, request: RequestPlan) -> float:
+        """Estimated server seconds of ``request``: its FLOPs at :attr:`flop_rate`."""
+        return request.flops / self.flop_rate
+
+    def as_dict(self) -> dict:
+        """``{"requests", "bytes_up", "bytes_down", "forward_passes", "backward_passes", "tokens",
+        "server_seconds", ...}``: totals over the requests, the largest and longest request, the FLOP rate."""
+        passes = [r.passes for r in self.requests]
+        return {
+            "requests": len(self.requests),
+            "bytes_up": sum(r.bytes_up for r in self.requests),
+            "bytes_down": sum(r.bytes_down for r in self.requests),
+            "forward_passes": round(sum(p.forward_passes for p in passes), 2),
+            "backward_passes": round(sum(p.backward_passes for p in passes), 2),
+            "tokens": sum(p.tokens for p in passes),
+            "server_seconds": round(sum(r.flops for r in self.requests) / self.flop_rate, 3),
+            "flops": sum(r.flops for r in self.requests),
+            "flop_rate": self.flop_rate,
+            "largest_request_bytes": max((r.bytes_up for r in self.requests), default=0),
+            "longest_request_seconds": round(max((self.seconds(r) for r in self.requests), default=0.0), 3),
+            "requests_over_time_out": sum(self.seconds(r) > NDIF_JOB_SECONDS for r in self.requests),
+            "requests_refused_for_size": self.refused,
+        }
+
+
+def _stand_ins(value):
+    """``value`` with every meta tensor replaced by a CPU :func:`~.meta_run.stand_in` of its shape and dtype."""
+    if isinstance(value, torch.Tensor):
+        return stand_in(value.shape, value.dtype) if value.device.type == "meta" else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_stand_ins(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _stand_ins(v) for k, v in value.items()}
+    return value
+
+
+class PlanBackend:
+    """A request planned, not sent: serialized as for NDIF, run on the meta model, measured.
+
+    ``server_seconds`` holds the last request's estimated seconds (the session loop sizes the next
+    request by it); ``max_bytes`` is the size budget the session loop sets.
+    """
+
+    def __init__(self, model, plan: JobPlan) -> None:
+        self.model = model
+        self.plan = plan
+        self.max_bytes: int | None = None
+        self.server_seconds: float | None = None
+
+    def __call__(self, tracer) -> None:
+        import nnsight
+        from nnsight.ndif import pull_env
+        from nnsight.schema.request import RequestModel
+        from nnsight.tracing.util import push
+
+        pull_env()  # as NdifBackend: local modules ship by value
+        blob = RequestModel.serialize(tracer, compress=True)
+        try:
+            check_size(len(blob), self.max_bytes)
+        except RequestTooLarge:
+            self.plan.refused += 1
+            raise
+        start = time.monotonic()
+        with meta_reads_as_stand_ins(), counting_passes(self.model) as count:
+            tracer.execute(tracer.info.code)
+        values = _stand_ins(saved_values(tracer.info.frame.f_locals))
+        buffer = io.BytesIO()
+        torch.save(values, buffer)
+        n_params = matmul_parameters(self.model)
+        flops = 2.0 * n_params * (count.forward_block_tokens + BACKWARD_FLOPS * count.backward_tokens)
+        request = RequestPlan(len(blob), buffer.getbuffer().nbytes, count, flops)
+        self.plan.requests.append(request)
+        self.server_seconds = self.plan.seconds(request)
+        self.local_seconds = time.monotonic() - start
+        for value in values.values():
+            nnsight.save(value)
+        push(tracer.info.frame, values)
