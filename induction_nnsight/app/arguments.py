@@ -109,6 +109,7 @@ COMMANDS = {
         "score a series of checkpoints (a training run, or Hub revisions): "
         "loss halves, ICL score, head scores by step, the phase change",
         DynamicsConfig,
+        (PLAN,),
     ),
     "dual-route": Command(
         "token and concept induction heads: attention and copying scores per head, the dissociation test",
@@ -146,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
-        add_options(commands.add_parser(name, help=command.help), command_options(name))
+        # no abbreviations: `--plan` writes plan.json only when `--out` itself was typed (app/plan_job.py)
+        add_options(commands.add_parser(name, help=command.help, allow_abbrev=False), command_options(name))
     return parser
 
 

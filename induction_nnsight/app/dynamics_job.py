@@ -18,6 +18,7 @@ from ..dynamics.series import fresh_loss_bump, phase_spread, read_loss_log, seed
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..models.loading import load_model
+from ..models.weightless import load_weightless
 from ..names import head_name
 from ..ndif.execution import Execution
 from ..scores.icl import olsson_icl
@@ -203,12 +204,14 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
             check_hub(checkpoints)
     else:
         checkpoints = find_checkpoints([runs[0][1]] if runs else config.checkpoints)
-    circuit_on = config.circuit and not config.remote  # path patching needs the weights here
+    planned = config.plan is not None  # --plan: each checkpoint's architecture, weightless; nothing written
+    load = load_weightless if planned else load
+    circuit_on = config.circuit and not config.remote and not planned  # path patching needs the weights here
     run = config.execution(config.progress)
     scored = score_checkpoints(
         checkpoints,
         config.probe(),
-        out=config.out,
+        out=None if planned else config.out,
         load=load,
         also=("strongest_k_edge+ci", _with_k_edge) if circuit_on else None,
         execution=run,

@@ -39,6 +39,7 @@ PLANNED: dict[str, Callable[[object], object]] = {
     "circuit": _runner("circuit_job", "run_circuit", progress=False),
     "dual-route": _runner("dual_route_job", "run_dual_route", progress=False),
     "icl": _runner("icl_job", "run_icl", progress=False),
+    "dynamics": _runner("dynamics_job", "run_dynamics"),
 }
 """Commands that take ``--plan``, with the job function each one plans."""
 

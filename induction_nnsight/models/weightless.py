@@ -28,7 +28,7 @@ from .embedded import SMOLLM2
 from .hub import cached_on_hub, hub_reachable
 from .id_tokenizer import has_tokenizer, id_tokenizer
 
-__all__ = ["SHIPPED_CONFIGS", "shipped_config", "weightless_config", "weightless_model"]
+__all__ = ["SHIPPED_CONFIGS", "load_weightless", "shipped_config", "weightless_config", "weightless_model"]
 
 SHIPPED_CONFIGS = {
     "meta-llama/Llama-3.1-8B": "llama-3.1-8b.json",
@@ -124,3 +124,9 @@ def weightless_model(name: str, attn_implementation: str | None = None):
     )
     model.dispatched = True  # run the meta module itself: there are no weights to load
     return model
+
+
+def load_weightless(path, attn_implementation: str | None = None, **_):
+    """:func:`weightless_model` with :func:`~induction_nnsight.models.loading.load_model`'s signature
+    (its other arguments ignored), for code that takes a ``load`` function (the dynamics sweep)."""
+    return weightless_model(str(path), attn_implementation)

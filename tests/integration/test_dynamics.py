@@ -192,3 +192,15 @@ def test_cli_writes_the_results_files(runs, tmp_path, capsys):
     results = json.loads((tmp_path / "dynamics_results.json").read_text())
     assert [c["step"] for c in results["checkpoints"]] == [0, 10, 12] and "run_id" in results
     assert "phase change" in capsys.readouterr().out
+
+
+def test_plan_is_one_request_per_checkpoint_and_writes_only_the_plan(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["dynamics", str(runs / "llama"), "--batch", "3", "--seq-len", "8", "--out", str(out), "--quiet"]
+    assert main([*argv, "--plan"]) == 0
+    assert "plan of dynamics" in capsys.readouterr().out
+    assert [p.name for p in out.iterdir()] == ["plan.json"]  # no results, no journal
+    plan = json.loads((out / "plan.json").read_text())
+    n = len(find_checkpoints([runs / "llama"]))
+    # one request per checkpoint (a session cannot span two models), 3 rows of BOS + 2 x 8 tokens each
+    assert plan["requests"] == n and plan["forward_passes"] == 3 * n and plan["tokens"] == n * 3 * 17

@@ -25,7 +25,7 @@ from tests.integration.test_sessions_journal import ONE_PER_REQUEST, ablation_sw
 from tests.remote.conftest import API_KEY
 from tests.remote.ndif_server import _http_ok
 
-PATIENT = RetryPolicy(tries=40, base=0.5, cap=2.0)  # up to ~75 s (the API takes 5-20 s to start here), rechecked every 2 s
+PATIENT = RetryPolicy(tries=40, base=0.5, cap=2.0)  # ~75 s in all, every 2 s: the API takes 5-20 s to start
 
 
 def remote(ndif, policy=PATIENT, **changes):
