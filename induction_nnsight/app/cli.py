@@ -240,8 +240,7 @@ def _dual_route_command(args: argparse.Namespace) -> int:
     from .dual_route_job import DualRouteConfig, dual_route_summary, run_dual_route
 
     out = prepare_out_dir(args.out)
-    results, files = run_dual_route(_config(DualRouteConfig, args))
-    _write(out, files)
+    results, _ = _run_journaled("dual-route", _config(DualRouteConfig, args), out, run_dual_route)
     print(dual_route_summary(results))
     return 0
 

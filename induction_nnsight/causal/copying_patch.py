@@ -12,23 +12,22 @@ lays them out).
 A patch at the second-to-last position changes only the last two positions, so, run here, the
 corrupt rows' prefix is computed once and cached (its keys and values), and each variant runs just
 the last two tokens against that cache: 14 times fewer tokens on 28-token rows. On NDIF the rows run
-whole (the cache does not travel); both give the same numbers.
+whole (the cache does not travel, nor in the dry run); both give the same numbers.
 """
 
 from __future__ import annotations
 
 import inspect
-import sys
 
 import nnsight
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import InductionError
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
-from ..ndif.settings import on_ndif
+from ..ndif.sessions import run_chunks
+from ..ndif.settings import as_settings
 from ..probes.dual_route import CopyingPrompts
 from .variants import Rows, variants_per_trace
 
@@ -45,10 +44,10 @@ def head_outputs_at(model, tokens: torch.Tensor, position: int, *, execution: Ex
     Returns:
         ``[batch, n_layers, n_heads, d_head]``.
     """
-    facts = model_facts(model)
+    facts, paths = model_facts(model), model_layout(model).o_proj  # the layout stays here: it does not pickle
     remote = as_execution(execution).remote
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
-        parts = [model.get(path).input[:, position] for path in model_layout(model).o_proj]
+        parts = [model.get(path).input[:, position] for path in paths]
         saved = nnsight.save(torch.stack(parts, dim=1))  # [batch, layer, n_heads * d_head]
     return saved.detach().cpu().reshape(tokens.shape[0], facts.n_layers, facts.n_heads, facts.d_head)
 
@@ -78,12 +77,12 @@ def _repeated_cache(kv: list[tuple[torch.Tensor, torch.Tensor]], k: int):
     return cache
 
 
-def _patch(model, heads: list[tuple[int, int] | None], clean: torch.Tensor, rows: Rows, position: int) -> None:
-    """Inside a trace: variant ``i`` of ``rows`` gets head ``heads[start + i]``'s clean output at ``position``."""
-    facts = model_facts(model)
-    n_heads, d_head = facts.n_heads, facts.d_head
+def _patch(model, heads: list[tuple[int, int] | None], clean: torch.Tensor, rows: Rows, projections: list[str]) -> None:
+    """Inside a trace: variant ``i`` of ``rows`` gets head ``heads[start + i]``'s clean output
+    ``clean [batch, layer, head, d_head]`` at the second-to-last position, at the input of
+    ``projections[layer]`` (module paths: the layout itself stays out of the trace, it does not pickle)."""
+    n_heads, d_head = clean.shape[2], clean.shape[3]
     chosen = heads[rows.start : rows.stop]
-    projections = model_layout(model).o_proj
     for layer in sorted({h[0] for h in chosen if h is not None}):
         mask = torch.zeros(rows.n_variants, 1, n_heads, 1, dtype=torch.bool)
         for i, h in enumerate(chosen):
@@ -92,7 +91,7 @@ def _patch(model, heads: list[tuple[int, int] | None], clean: torch.Tensor, rows
         projection = model.get(projections[layer])
         x = projection.input  # [k * batch, pos, n_heads * d_head]
         n_pos = x.shape[1]
-        at = position % n_pos
+        at = n_pos - 2
         split = x.reshape(rows.n_variants, rows.batch, n_pos, n_heads, d_head)
         source = clean[:, layer].to(x.device, x.dtype)  # [batch, n_heads, d_head]
         new = torch.where(mask.to(x.device), source, split[:, :, at])  # [k, batch, n_heads, d_head]
@@ -129,25 +128,26 @@ def copying_sweep(
     position, index = COPYING_TARGETS[target]
     wanted = prompts.entities[:, index]  # [batch]
     clean = head_outputs_at(model, prompts.clean, -2, execution=run)  # [batch, layer, head, d_head]
-    cached = not on_ndif(run.remote)
+    projections = model_layout(model).o_proj
+    cached = as_settings(run.remote) is None  # run here: a request (NDIF, the dry run, a plan) sends whole rows
     kv = _prefix_cache(model, corrupt[:, :-2]) if cached else None
     rows_in = corrupt[:, -2:] if cached else corrupt
     per = variants_per_trace(batch, 0, n_pos, run)
-    bar = tqdm(total=len(variants), desc=f"{target} copying", unit="head", disable=not run.progress, file=sys.stderr)
-    results = []
-    for start in range(0, len(variants), per):
-        stop = min(len(variants), start + per)
-        k = stop - start
-        kwargs = {}
+
+    def trace_chunk(start: int, stop: int) -> torch.Tensor:
+        k, kwargs = stop - start, {}
         if cached:  # the mask covers the cached prefix too (nnsight would make one for the two new tokens only)
             mask = torch.ones(k * batch, n_pos, dtype=torch.long)
             kwargs = {_cache_kwarg(model): _repeated_cache(kv, k), "use_cache": True, "attention_mask": mask}
-        with torch.no_grad(), model.trace(rows_in.repeat(k, 1), backend=remote_backend(model, run.remote), **kwargs):
-            _patch(model, variants, clean, Rows(0, batch, start, stop), -2)
+        with model.trace(rows_in.repeat(k, 1), **kwargs):
+            _patch(model, variants, clean, Rows(0, batch, start, stop), projections)
             logits = model.output.logits[:, position]  # [k * batch, vocab]
             logp = torch.log_softmax(logits.float(), dim=-1).gather(1, wanted.repeat(k)[:, None].to(logits.device))
             saved = nnsight.save(logp.reshape(k, batch).detach())
-        results.append(saved.cpu())
-        bar.update(k)
-    bar.close()
+        return saved
+
+    chunks = [(start, min(len(variants), start + per)) for start in range(0, len(variants), per)]
+    # traces bundled into sessions and journaled by the loop every sweep shares
+    codes = torch.tensor([[-1, -1] if v is None else list(v) for v in variants], dtype=torch.long)
+    results = run_chunks(model, chunks, trace_chunk, run, f"{target} copying", (corrupt, codes))
     return torch.cat(results)

@@ -149,3 +149,48 @@ def test_pick_entities_balances_lengths():
     picked = pick_entities(entities, 8, seed=0)
     assert sorted(len(e.ids) for e in picked) == [2, 2, 3, 3, 4, 4, 5, 5]
     assert picked == pick_entities(entities, 8, seed=0)
+
+
+def test_copying_sweep_in_sessions_equals_one_trace_per_request_and_resumes(tiny_model, tmp_path, monkeypatch):
+    from induction_nnsight.ndif import sessions
+    from induction_nnsight.ndif.journal import Journal
+
+    model, prompts = tiny_model("llama"), copying_prompts(ENTITIES, n_random=4, **COMMON)
+    one = copying_sweep(model, prompts, "concept", execution=QUIET.replace(traces_per_request=1))
+    sent, send = [], sessions._send
+
+    def counted(model, group, trace_chunk, execution):
+        sent.append(len(group))
+        return send(model, group, trace_chunk, execution)
+
+    monkeypatch.setattr(sessions, "_send", counted)
+    journal = Journal.open(tmp_path / "dual-route_journal.json", {"s": 1})
+    bundled = copying_sweep(model, prompts, "concept", execution=QUIET.replace(traces_per_request=4, journal=journal))
+    torch.testing.assert_close(bundled, one, rtol=0, atol=1e-6)
+    assert len(sent) < sum(sent) and max(sent) > 1  # several traces per request
+    sent.clear()
+    resumed = Journal.open(tmp_path / "dual-route_journal.json", {"s": 1})
+    again = copying_sweep(model, prompts, "concept", execution=QUIET.replace(journal=resumed))
+    assert sent == [] and resumed.resumed == len(resumed.records)  # every chunk read back, none traced
+    torch.testing.assert_close(again, one, rtol=0, atol=1e-6)
+
+
+def test_copying_sweep_as_a_remote_request_equals_the_local_one(tiny_model):
+    """The dry run of NDIF's round trip (whole rows, no prefix cache: it does not travel) equals the local
+    prefix-cached sweep."""
+    model, prompts = tiny_model("gpt2"), copying_prompts(ENTITIES, n_random=4, **COMMON)
+    local = copying_sweep(model, prompts, "token", execution=QUIET)
+    remote = copying_sweep(model, prompts, "token", execution=QUIET.replace(remote="local"))
+    torch.testing.assert_close(remote, local, rtol=0, atol=1e-5)
+
+
+def test_the_whole_dual_route_survives_the_remote_round_trip(tiny_model):
+    """Every trace of the dual route (attention scores, copying sweeps, the dissociation's ablations)
+    through the dry run of NDIF's round trip gives the local numbers."""
+    model = tiny_model("llama")
+    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2, n_boot=50)
+    entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
+    local = dual_route(model, entities, probe=probe, execution=QUIET)
+    remote = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote="local"))
+    for name, grid in local.scores.items():
+        torch.testing.assert_close(remote.scores[name]["mean"], grid["mean"], rtol=0, atol=1e-5, msg=name)

@@ -89,3 +89,4 @@ def test_dual_route_command_writes_every_grid(tiny_dir, tmp_path):
     assert results["entities"]["source"].startswith("pycountry")
     assert set(results["dissociation"]["drop"]) == {"concept", "token"}
     assert (out / "dual_route_dissociation.json").exists() and (out / "dual_route_scatter.json").exists()
+    assert not list(out.glob("*journal*"))  # the finished job's journal is gone
