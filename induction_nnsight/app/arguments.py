@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS, DEFAULT_TRACES_PER_REQUEST
 from .ablate_job import AblateConfig
 from .attention_job import AttentionConfig
 from .circuit_job import CircuitConfig
@@ -20,7 +21,7 @@ from .dual_route_job import DualRouteConfig
 from .dynamics_job import DynamicsConfig
 from .icl_job import IclConfig
 from .jobs import HeadsConfig, ScanConfig
-from .options import Option, add_options, config_options, exact_losses_arg
+from .options import Option, add_options, config_from, config_options, exact_losses_arg, positive, seconds
 from .patch_job import PatchConfig
 from .train_job import TrainConfig
 
@@ -28,10 +29,13 @@ __all__ = [
     "COMMANDS",
     "EXIT_BAD_INPUT",
     "PLAN",
+    "REQUEST_OPTIONS",
+    "TRACED",
     "Command",
     "add_model_args",
     "add_token_args",
     "build_parser",
+    "checked_config",
     "command_options",
     "exact_losses_arg",
 ]
@@ -50,6 +54,40 @@ PLAN = Option(
     group="NDIF",
 )
 """``--plan`` of every command that traces (not a setting: :mod:`~induction_nnsight.app.plan_job`)."""
+REQUEST_OPTIONS = (
+    Option(
+        "the most traces one request (one nnsight session) bundles",
+        flag="--traces-per-request",
+        dest="traces_per_request",
+        default=DEFAULT_TRACES_PER_REQUEST,
+        parse=positive,
+        type_name="int",
+        group="NDIF",
+    ),
+    Option(
+        "the most bytes of one serialized request; a larger one is split in two before it is sent",
+        flag="--request-bytes",
+        dest="request_bytes",
+        default=DEFAULT_REQUEST_BYTES,
+        parse=positive,
+        metavar="BYTES",
+        type_name="int",
+        group="NDIF",
+    ),
+    Option(
+        "the most estimated server seconds of one request (half NDIF's default job time-out)",
+        flag="--request-seconds",
+        dest="request_seconds",
+        default=DEFAULT_REQUEST_SECONDS,
+        parse=seconds,
+        metavar="SECONDS",
+        type_name="float",
+        group="NDIF",
+    ),
+)
+"""How a job's traces are bundled into requests (not settings: they change no result; docs/ndif_scale.md)."""
+TRACED = (PLAN, *REQUEST_OPTIONS)
+"""The options of every command that traces, besides its config's."""
 
 MODEL_OPTIONS = ("model", "attn_implementation", "remote", "ndif_host", "timeout")
 TOKEN_OPTIONS = ("batch", "seq_len", "seed", "low", "high", "bos")
@@ -66,22 +104,24 @@ class Command:
 
 COMMANDS = {
     "scan": Command(
-        "loss by position and every head's induction score on repeated random tokens", ScanConfig, (OUT, PLAN)
+        "loss by position and every head's induction score on repeated random tokens", ScanConfig, (OUT, *TRACED)
     ),
     "heads": Command(
-        "score every head for every kind in one forward pass: table, JSON and charts", HeadsConfig, (OUT, PLAN)
+        "score every head for every kind in one forward pass: table, JSON and charts", HeadsConfig, (OUT, *TRACED)
     ),
     "report": Command(
-        "a text report: model facts, top heads of each kind, loss on both halves", HeadsConfig, (OUT, PLAN)
+        "a text report: model facts, top heads of each kind, loss on both halves", HeadsConfig, (OUT, *TRACED)
     ),
     "attention": Command(
-        "heads' attention on a prompt (Plotly, ASCII and interactive HTML views)", AttentionConfig, (OUT, PLAN)
+        "heads' attention on a prompt (Plotly, ASCII and interactive HTML views)", AttentionConfig, (OUT, *TRACED)
     ),
     "ablate": Command(
-        "ablate heads: per-head sweep, top-k induction heads vs random heads, attribution", AblateConfig, (OUT, PLAN)
+        "ablate heads: per-head sweep, top-k induction heads vs random heads, attribution", AblateConfig, (OUT, *TRACED)
     ),
     "patch": Command(
-        "activation patching (head outputs, residual stream, q/k/v) and attribution patching", PatchConfig, (OUT, PLAN)
+        "activation patching (head outputs, residual stream, q/k/v) and attribution patching",
+        PatchConfig,
+        (OUT, *TRACED),
     ),
     "cache": Command(
         "what the model cache holds, where, and how large; --clear empties it",
@@ -99,7 +139,7 @@ COMMANDS = {
         "which earlier heads feed each induction head: path patching (k, q, v, total) and composition scores, "
         "with a circuit graph",
         CircuitConfig,
-        (OUT, PLAN),
+        (OUT, *TRACED),
     ),
     "train": Command(
         "train a small transformer from scratch on repeated random spans, with log-spaced checkpoints (resumable)",
@@ -109,18 +149,30 @@ COMMANDS = {
         "score a series of checkpoints (a training run, or Hub revisions): "
         "loss halves, ICL score, head scores by step, the phase change",
         DynamicsConfig,
-        (PLAN,),
+        TRACED,
     ),
     "dual-route": Command(
         "token and concept induction heads: attention and copying scores per head, the dissociation test",
         DualRouteConfig,
-        (OUT, PLAN),
+        (OUT, *TRACED),
     ),
     "icl": Command(
-        "in-context learning on natural text: loss by token index and Olsson's ICL score", IclConfig, (OUT, PLAN)
+        "in-context learning on natural text: loss by token index and Olsson's ICL score", IclConfig, (OUT, *TRACED)
     ),
 }
 """Every subcommand by name, in ``--help``'s order."""
+
+
+def checked_config(config_class: type, args: argparse.Namespace):
+    """The ``config_class`` that parsed arguments describe, with the request options (not settings)
+    attached where the command has them, checked before any model is loaded (where the config has
+    a ``validate``; the others check themselves when they run)."""
+    config = config_from(config_class, args)
+    if hasattr(args, "traces_per_request"):
+        config.requests = {option.dest: getattr(args, option.dest) for option in REQUEST_OPTIONS}
+    if hasattr(config, "validate"):
+        config.validate()
+    return config
 
 
 def command_options(name: str) -> list[Option]:

@@ -12,10 +12,9 @@ from collections.abc import Callable, Sequence
 
 from ..errors import InductionError
 from ..names import head_name
-from .arguments import EXIT_BAD_INPUT, build_parser
+from .arguments import EXIT_BAD_INPUT, build_parser, checked_config
 from .attention_job import AttentionConfig, run_attention
 from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
-from .options import config_from
 from .outputs import prepare_out_dir, write_files
 from .report import dynamics_summary, heads_table
 
@@ -29,9 +28,7 @@ def scan_config(args: argparse.Namespace) -> ScanConfig:
 
 def _config(config_class: type, args: argparse.Namespace):
     """The ``config_class`` that parsed arguments describe, checked before any model is loaded."""
-    config = config_from(config_class, args)
-    config.validate()
-    return config
+    return checked_config(config_class, args)
 
 
 def guarded(job: Callable[[], int | None]) -> int:
@@ -93,7 +90,7 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _attention_command(args: argparse.Namespace) -> int:
-    config = config_from(AttentionConfig, args)
+    config = checked_config(AttentionConfig, args)
     out = prepare_out_dir(args.out)
     _, files, ascii_view = run_attention(config)
     _write(out, files)

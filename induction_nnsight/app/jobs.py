@@ -33,6 +33,9 @@ class RunsTraces:
 
     journal: Journal | None = None
     """The job's journal (:meth:`open_journal`); not a field, so not a setting."""
+    requests: dict | None = None
+    """``--traces-per-request``, ``--request-bytes``, ``--request-seconds`` as given (None: the
+    :class:`~induction_nnsight.ndif.execution.Execution` defaults); how traces are bundled, not a setting."""
     plan: JobPlan | None = None
     """``--plan``: the :class:`~induction_nnsight.ndif.plan.JobPlan` the job's requests fill, on a
     weightless model, instead of running (:mod:`~induction_nnsight.app.plan_job`); not a setting."""
@@ -45,7 +48,11 @@ class RunsTraces:
         job has that option; a progress bar when ``progress``; the :attr:`journal` when one is open."""
         max_tokens = getattr(self, "max_tokens", DEFAULT_MAX_TOKENS)
         return Execution(
-            remote=remote_settings(self) or False, max_tokens=max_tokens, progress=progress, journal=self.journal
+            remote=remote_settings(self) or False,
+            max_tokens=max_tokens,
+            progress=progress,
+            journal=self.journal,
+            **(self.requests or {}),
         )
 
     def open_journal(self, out_dir, command: str) -> Journal:

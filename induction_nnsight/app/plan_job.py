@@ -116,12 +116,10 @@ def plan_command(args: argparse.Namespace, argv: list[str]) -> int:
     """``<command> --plan``: plan the job, print the table, write ``plan.json`` when ``--out`` was given."""
     import sys
 
-    from .arguments import COMMANDS
-    from .options import config_from
+    from .arguments import COMMANDS, checked_config
     from .outputs import prepare_out_dir, to_json, write_files
 
-    config = config_from(COMMANDS[args.command].config, args)
-    config.validate()
+    config = checked_config(COMMANDS[args.command].config, args)
     plan = plan_job(args.command, config).as_dict()
     print(plan_table(plan, args.command, config.model))
     if out_given(argv):

@@ -24,6 +24,7 @@ from induction_nnsight.ndif import dry_run, sessions
 from induction_nnsight.ndif.meta_run import meta_reads_as_stand_ins
 from induction_nnsight.ndif.plan import BACKWARD_FLOPS, JobPlan
 from induction_nnsight.ndif.settings import RemoteSettings
+from tests.cli_args import tiny_cli
 from tests.conftest import TINY_ARCHS, TINY_BOS
 
 BYTES_UP_TOLERANCE = 0.02
@@ -196,3 +197,14 @@ def test_llama_70b_plans_without_weights():
     model = weightless_model("meta-llama/Llama-3.1-70B")
     assert {p.device.type for p in model._module.parameters()} == {"meta"}
     assert 70e9 < sum(p.numel() for p in model._module.parameters()) < 71e9
+
+
+def test_request_options_bundle_the_traces(tiny_dir, tmp_path):
+    """``--traces-per-request`` (not a setting) reaches the session loop: one trace per request sends more."""
+    args = [*tiny_cli("ablate", tiny_dir("gpt2")), "--layers", "1", "--draws", "1", "--top-k", "1", "--plan"]
+    requests = {}
+    for per in ("1", "16"):
+        out = tmp_path / per
+        assert main([*args, "--max-tokens", "26", "--traces-per-request", per, "--out", str(out)]) == 0
+        requests[per] = json.loads((out / "plan.json").read_text())["requests"]
+    assert requests["1"] > requests["16"] >= 1, requests
