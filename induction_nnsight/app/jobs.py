@@ -34,11 +34,9 @@ class RunsTraces:
     journal: Journal | None = None
     """The job's journal (:meth:`open_journal`); not a field, so not a setting."""
     requests: dict | None = None
-    """``--traces-per-request``, ``--request-bytes``, ``--request-seconds`` as given (None: the
-    :class:`~induction_nnsight.ndif.execution.Execution` defaults); how traces are bundled, not a setting."""
+    """How traces are bundled into requests (``--traces-per-request`` ...; None: the defaults); not a setting."""
     plan: JobPlan | None = None
-    """``--plan``: the :class:`~induction_nnsight.ndif.plan.JobPlan` the job's requests fill, on a
-    weightless model, instead of running (:mod:`~induction_nnsight.app.plan_job`); not a setting."""
+    """``--plan``: the :class:`~induction_nnsight.ndif.plan.JobPlan` its requests fill instead of running."""
 
     #: Settings that do not change a journaled chunk's result (where it ran, how long to wait).
     UNJOURNALED = ("remote", "ndif_host", "timeout", "resume", "progress", "out")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
 from ..ndif.meta_run import meta_reads_as_stand_ins
 from ..ndif.plan import DEFAULT_FLOP_RATE, NDIF_JOB_SECONDS, JobPlan
+from ..ndif.transfers import RequestTooLarge
 
 __all__ = ["PLANNED", "plan_job", "plan_table"]
 
@@ -63,6 +64,8 @@ def plan_job(command: str, config, flop_rate: float = DEFAULT_FLOP_RATE) -> JobP
     try:
         with meta_reads_as_stand_ins():  # what the job reads from the weights here reads as stand-ins too
             PLANNED[command](config)
+    except RequestTooLarge as error:  # the real run would stop here, with this line: the plan says so
+        plan.stopped = str(error)
     finally:
         config.plan = None
     return plan
@@ -92,6 +95,8 @@ def plan_table(plan: dict, command: str, model: str) -> str:
     ]
     lines = [f"plan of {command} on {model} (nothing sent):"]
     lines += [f"  {name:<16} {value}" for name, value in rows]
+    if plan.get("stopped"):
+        lines.append(f"  the job would stop after these requests: {plan['stopped']}")
     if plan["requests_refused_for_size"]:
         lines.append(
             f"  {plan['requests_refused_for_size']} request(s) over the {_bytes(DEFAULT_REQUEST_BYTES)} budget "

@@ -251,11 +251,8 @@ def start_chunks(runs: list[Run], chosen: Iterable[int], per: int) -> tuple[list
 
 def run_codes(runs: list[Run]) -> torch.Tensor:
     """``[runs, 5]`` int64: each run's source, path and target (-1: none), for the journal's key."""
-    paths = ("k", "q", "v", "total")
-    return torch.tensor(
-        [[*r.source, paths.index(r.path), *(r.target if r.target is not None else (-1, -1))] for r in runs],
-        dtype=torch.long,
-    ).reshape(len(runs), 5)
+    rows = [[*r.source, ("k", "q", "v", "total").index(r.path), *(r.target or (-1, -1))] for r in runs]
+    return torch.tensor(rows, dtype=torch.long).reshape(len(runs), 5)
 
 
 def run_traces(

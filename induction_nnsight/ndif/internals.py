@@ -14,6 +14,7 @@ private name                                         function
 ``Remotable._remoteable_get_env``                    :func:`request_env`
 ``Remotable._remoteable_persistent_objects``         :func:`persistent_objects`
 ``nnsight.tracing.tracer._saves``                    :func:`saved_values`
+``NNsight._module`` (an instance attribute)          :func:`wrapped_module`
 ==================================================  ================================
 
 When one is gone, these functions raise an ``InductionError`` naming it rather
@@ -88,3 +89,12 @@ def saved_values(namespace: dict[str, Any]) -> dict[str, Any]:
         raise _changed("nnsight.tracing.tracer._saves")
     ids = saves()
     return {name: value for name, value in namespace.items() if id(value) in ids}
+
+
+def wrapped_module(model):
+    """The torch module an nnsight model wraps (``model._module``: the plan counts its parameters and
+    hooks its blocks)."""
+    try:
+        return model._module
+    except AttributeError as error:
+        raise _changed("NNsight._module") from error

@@ -26,6 +26,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..models.layout import model_layout
+from .internals import wrapped_module
 
 __all__ = ["PassCount", "counting_passes", "meta_reads_as_stand_ins", "stand_in"]
 
@@ -127,7 +128,7 @@ def counting_passes(model):
     """
     layout = model_layout(model)
     count = PassCount(len(layout.attention))
-    root = model._module
+    root = wrapped_module(model)
 
     def block(module, args, kwargs):
         shape = _rows_positions(args, kwargs, ("hidden_states",))

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .internals import saved_values
+from .internals import saved_values, wrapped_module
 from .meta_run import PassCount, counting_passes, meta_reads_as_stand_ins, stand_in
 from .transfers import RequestTooLarge, check_size
 
@@ -61,7 +61,7 @@ NDIF_JOB_SECONDS = 3600.0
 def matmul_parameters(model) -> int:
     """Parameters that multiply every token: all of them but the input embedding's lookup table
     (counted when the output layer shares it). A forward pass costs ``2 x`` this many FLOPs per token."""
-    module = model._module
+    module = wrapped_module(model)
     unique = {id(p): p.numel() for p in module.parameters()}
     embedding = module.get_input_embeddings().weight
     output = module.get_output_embeddings()
@@ -87,11 +87,14 @@ class JobPlan:
         flop_rate: FLOP/s of the server-time estimate.
         requests: One :class:`RequestPlan` per request, in order.
         refused: Requests refused for their size before sending (each then sent in two halves).
+        stopped: Why the job would stop before it finishes (one trace over the request size
+            budget), or None; the totals then cover the requests before the stop.
     """
 
     flop_rate: float = DEFAULT_FLOP_RATE
     requests: list[RequestPlan] = field(default_factory=list)
     refused: int = 0
+    stopped: str | None = None
 
     def seconds(self, request: RequestPlan) -> float:
         """Estimated server seconds of ``request``: its FLOPs at :attr:`flop_rate`."""
@@ -115,6 +118,7 @@ class JobPlan:
             "longest_request_seconds": round(max((self.seconds(r) for r in self.requests), default=0.0), 3),
             "requests_over_time_out": sum(self.seconds(r) > NDIF_JOB_SECONDS for r in self.requests),
             "requests_refused_for_size": self.refused,
+            "stopped": self.stopped,
         }
 
 

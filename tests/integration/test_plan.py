@@ -208,3 +208,15 @@ def test_request_options_bundle_the_traces(tiny_dir, tmp_path):
         assert main([*args, "--max-tokens", "26", "--traces-per-request", per, "--out", str(out)]) == 0
         requests[per] = json.loads((out / "plan.json").read_text())["requests"]
     assert requests["1"] > requests["16"] >= 1, requests
+
+
+def test_a_trace_over_the_size_budget_is_where_the_plan_says_the_job_stops(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [*tiny_cli("ablate", tiny_dir("gpt2"), out), "--layers", "1", "--draws", "1", "--top-k", "1", "--plan"]
+    assert main([*args, "--request-bytes", "1000"]) == 0  # every request is a few kB: one trace is too large
+    plan = json.loads((out / "plan.json").read_text())
+    assert "over the 1,000-byte budget" in plan["stopped"]
+    assert "the job would stop" in capsys.readouterr().out
+    assert main(args) == 0  # the default budget: no stop, and the sweep's requests come after the first
+    whole = json.loads((out / "plan.json").read_text())
+    assert whole["stopped"] is None and whole["requests"] > plan["requests"]
