@@ -99,7 +99,8 @@ def path_search(
         if r.source[0] < t[0]
         for p in ("k", "q")
     ]
-    probes = [p for p in dict.fromkeys(probes) if p not in set(runs)]
+    known = set(runs)  # once: rebuilt per probe it made 405B's search quadratic
+    probes = [p for p in dict.fromkeys(probes) if p not in known]
     every = runs + probes
     clean = clean_trace(model, plan, tokens, ablation, every, layers)
     p_scores = torch.full((len(every),), float("nan"))
