@@ -18,6 +18,9 @@ from pathlib import Path
 import plotly.io as pio
 import pytest
 
+# slow tier: the harness starts a worker process per contender group (seconds each, tens in all)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTENDERS = ["forward-eager", "scan-eager", "scan-sdpa", "tutorial-eager", "tl-detect-head"]
 MEMORY = ["scan-eager"]  # a fresh process per contender and shape (seconds each): one checks the harness

@@ -16,6 +16,9 @@ discriminates. Per family and attention implementation it offers:
 Every family and what the layout found is written to :data:`MATRIX` (``docs/families.json``), which the
 docs page renders; :func:`test_the_committed_matrix_is_what_the_tests_found` fails when it is stale
 (``UPDATE_FAMILIES=1`` rewrites it).
+
+Slow tier: 202 checks over 18 families take about a minute; the fast tier keeps the tiny GPT-2 and
+Llama routes (tests/integration/*), and CI runs this matrix with the slow tier.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.scores.scan import scan
 from tests.conftest import TINY_BOS, save_tiny_model
 from tests.reference import reference_kind_scores
+
+pytestmark = pytest.mark.slow
 
 ATOL = 1e-5
 SEQ = 6
