@@ -23,12 +23,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 def scan_config(args: argparse.Namespace) -> ScanConfig:
     """The :class:`ScanConfig` that parsed model and token arguments describe (checked)."""
-    return _config(ScanConfig, args)
-
-
-def _config(config_class: type, args: argparse.Namespace):
-    """The ``config_class`` that parsed arguments describe, checked before any model is loaded."""
-    return checked_config(config_class, args)
+    return checked_config(ScanConfig, args)
 
 
 def guarded(job: Callable[[], int | None]) -> int:
@@ -72,7 +67,7 @@ def _scan_command(args: argparse.Namespace) -> int:
 
 
 def _heads_command(args: argparse.Namespace) -> int:
-    config = _config(HeadsConfig, args)
+    config = checked_config(HeadsConfig, args)
     out = prepare_out_dir(args.out)
     _, files, report = run_heads(config)
     _write(out, files)
@@ -81,7 +76,7 @@ def _heads_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    config = _config(HeadsConfig, args)
+    config = checked_config(HeadsConfig, args)
     out = prepare_out_dir(args.out)
     _, _, report = run_heads(config)
     _write(out, {"report.txt": report + "\n"})
@@ -109,7 +104,7 @@ def _ci(interval) -> str:
 def _ablate_command(args: argparse.Namespace) -> int:
     from .ablate_job import AblateConfig, run_ablate
 
-    config = _config(AblateConfig, args)
+    config = checked_config(AblateConfig, args)
     out = prepare_out_dir(args.out)
     results, _ = _run_journaled("ablate", config, out, run_ablate)
     base, vs = results["baseline"], results["top_vs_random"]
@@ -159,7 +154,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
 def _patch_command(args: argparse.Namespace) -> int:
     from .patch_job import PatchConfig, run_patch
 
-    config = _config(PatchConfig, args)
+    config = checked_config(PatchConfig, args)
     out = prepare_out_dir(args.out)
     results, _ = _run_journaled("patch", config, out, run_patch)
     print(f"model {config.model}, pair {results['pair']}, metric {results['metric']}")
@@ -193,7 +188,7 @@ def _cache_command(args: argparse.Namespace) -> int:
 def _circuit_command(args: argparse.Namespace) -> int:
     from .circuit_job import CircuitConfig, run_circuit
 
-    config = _config(CircuitConfig, args)
+    config = checked_config(CircuitConfig, args)
     out = prepare_out_dir(args.out)
     results, _ = _run_journaled("circuit", config, out, run_circuit)
     print(
@@ -207,7 +202,7 @@ def _circuit_command(args: argparse.Namespace) -> int:
 def _train_command(args: argparse.Namespace) -> int:
     from .train_job import TrainConfig, run_train
 
-    config = _config(TrainConfig, args)
+    config = checked_config(TrainConfig, args)
     out = prepare_out_dir(config.out)
     results, files = run_train(config)
     _write(out, files)
@@ -225,7 +220,7 @@ def _train_command(args: argparse.Namespace) -> int:
 def _dynamics_command(args: argparse.Namespace) -> int:
     from .dynamics_job import DynamicsConfig, run_dynamics
 
-    config = _config(DynamicsConfig, args)
+    config = checked_config(DynamicsConfig, args)
     out = prepare_out_dir(config.out)
     results, files = run_dynamics(config)
     _write(out, files)
@@ -237,7 +232,7 @@ def _dual_route_command(args: argparse.Namespace) -> int:
     from .dual_route_job import DualRouteConfig, dual_route_summary, run_dual_route
 
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("dual-route", _config(DualRouteConfig, args), out, run_dual_route)
+    results, _ = _run_journaled("dual-route", checked_config(DualRouteConfig, args), out, run_dual_route)
     print(dual_route_summary(results))
     return 0
 
@@ -246,7 +241,7 @@ def _icl_command(args: argparse.Namespace) -> int:
     from .icl_job import IclConfig, icl_summary, run_icl
 
     out = prepare_out_dir(args.out)
-    results, files = run_icl(_config(IclConfig, args))
+    results, files = run_icl(checked_config(IclConfig, args))
     _write(out, files)
     print(icl_summary(results))
     return 0

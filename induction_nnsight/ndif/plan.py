@@ -27,7 +27,6 @@ depends on such a decision should be planned with that choice given (e.g. ``circ
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -159,7 +158,6 @@ class PlanBackend:
         except RequestTooLarge:
             self.plan.refused += 1
             raise
-        start = time.monotonic()
         with meta_reads_as_stand_ins(), counting_passes(self.model) as count:
             tracer.execute(tracer.info.code)
         values = _stand_ins(saved_values(tracer.info.frame.f_locals))
@@ -170,7 +168,6 @@ class PlanBackend:
         request = RequestPlan(len(blob), buffer.getbuffer().nbytes, count, flops)
         self.plan.requests.append(request)
         self.server_seconds = self.plan.seconds(request)
-        self.local_seconds = time.monotonic() - start
         for value in values.values():
             nnsight.save(value)
         push(tracer.info.frame, values)

@@ -11,13 +11,12 @@ import pytest
 from induction_nnsight import Execution, repeated_tokens
 from induction_nnsight.app.cli import main
 from induction_nnsight.causal.circuit import CircuitMeasure, circuit
-from induction_nnsight.ndif import sessions
 from induction_nnsight.ndif.journal import Journal
+from tests.sent_requests import count_requests
 
 SEQ = 6
 # 16 runs into L1H2 (4 sources x k, q, v, total), 2 per trace: 2 traces start at layer 0, 6 at layer 1
 ONE_PER_REQUEST = Execution(progress=False, max_tokens=2 * 2 * (2 * SEQ + 1), traces_per_request=1)
-SEND = sessions._send  # unwrapped, whatever a test patched before
 MEASURE = CircuitMeasure(targets=[(1, 2)], composition=False, exact_losses=None)
 
 
@@ -38,20 +37,6 @@ def assert_same_edges(a: dict, b: dict) -> None:
     for key in a:
         assert a[key][0] == pytest.approx(b[key][0], abs=1e-7), key
         assert a[key][1] == pytest.approx(b[key][1], abs=1e-5), key
-
-
-def count_requests(monkeypatch, fail_after: int | None = None, error=RuntimeError):
-    """Wrap ``sessions._send``: the chunk groups each request carried; request ``fail_after + 1`` raises."""
-    sent, send = [], SEND
-
-    def counted(model, group, trace_chunk, execution):
-        if fail_after is not None and len(sent) == fail_after:
-            raise error("the connection dropped")
-        sent.append(list(group))
-        return send(model, group, trace_chunk, execution)
-
-    monkeypatch.setattr(sessions, "_send", counted)
-    return sent
 
 
 @pytest.fixture(scope="module")

@@ -152,22 +152,17 @@ def test_pick_entities_balances_lengths():
 
 
 def test_copying_sweep_in_sessions_equals_one_trace_per_request_and_resumes(tiny_model, tmp_path, monkeypatch):
-    from induction_nnsight.ndif import sessions
     from induction_nnsight.ndif.journal import Journal
+    from tests.sent_requests import count_requests
 
     model, prompts = tiny_model("llama"), copying_prompts(ENTITIES, n_random=4, **COMMON)
     one = copying_sweep(model, prompts, "concept", execution=QUIET.replace(traces_per_request=1))
-    sent, send = [], sessions._send
-
-    def counted(model, group, trace_chunk, execution):
-        sent.append(len(group))
-        return send(model, group, trace_chunk, execution)
-
-    monkeypatch.setattr(sessions, "_send", counted)
+    sent = count_requests(monkeypatch)  # the chunk groups of each request
     journal = Journal.open(tmp_path / "dual-route_journal.json", {"s": 1})
     bundled = copying_sweep(model, prompts, "concept", execution=QUIET.replace(traces_per_request=4, journal=journal))
     torch.testing.assert_close(bundled, one, rtol=0, atol=1e-6)
-    assert len(sent) < sum(sent) and max(sent) > 1  # several traces per request
+    sizes = [len(group) for group in sent]
+    assert len(sizes) < sum(sizes) and max(sizes) > 1  # several traces per request
     sent.clear()
     resumed = Journal.open(tmp_path / "dual-route_journal.json", {"s": 1})
     again = copying_sweep(model, prompts, "concept", execution=QUIET.replace(journal=resumed))

@@ -20,12 +20,13 @@ from induction_nnsight.app.plan_job import plan_job
 from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
 from induction_nnsight.causal.cost import BACKWARD_FORWARDS, sweep_cost
 from induction_nnsight.models.weightless import weightless_model
-from induction_nnsight.ndif import dry_run, sessions
+from induction_nnsight.ndif import dry_run
 from induction_nnsight.ndif.meta_run import meta_reads_as_stand_ins
 from induction_nnsight.ndif.plan import BACKWARD_FLOPS, JobPlan
 from induction_nnsight.ndif.settings import RemoteSettings
 from tests.cli_args import tiny_cli
 from tests.conftest import TINY_ARCHS, TINY_BOS
+from tests.sent_requests import count_requests
 
 BYTES_UP_TOLERANCE = 0.02
 """Relative difference allowed between a plan's bytes up and the dry run's: the same request
@@ -100,11 +101,10 @@ def test_sweep_plan_equals_run_chunks_and_cost(tiny_dir, tiny_model, monkeypatch
     budgets = Execution(progress=False, max_tokens=2 * batch * (2 * seq + 1), traces_per_request=3)
     metric = repeated_half_metric(seq, True)
 
-    groups, send = [], sessions._send
-    monkeypatch.setattr(sessions, "_send", lambda m, g, t, e: groups.append(len(g)) or send(m, g, t, e))
+    sent = count_requests(monkeypatch)
     ablation_sweep(tiny_model("llama", "sdpa"), tokens, metric, execution=budgets)  # runs here, with weights
-    real = list(groups)
-    groups.clear()
+    real = [len(group) for group in sent]
+    sent.clear()
 
     plan = JobPlan()
     model = weightless_model(str(tiny_dir("llama")))
@@ -112,7 +112,7 @@ def test_sweep_plan_equals_run_chunks_and_cost(tiny_dir, tiny_model, monkeypatch
         ablation_sweep(model, tokens, metric, execution=budgets.replace(remote=RemoteSettings(plan=plan)))
     found = plan.as_dict()
     # 9 variants (baseline + 8 heads), 2 per trace: 5 traces; a timing request of 1, then 3 per request
-    assert groups == real == [1, 3, 1]
+    assert [len(group) for group in sent] == real == [1, 3, 1]
     assert found["requests"] == len(real)
     expected = sweep_cost(2, 4, batch, 2 * seq + 1)
     assert found["forward_passes"] == expected.forward_passes == 27
@@ -120,14 +120,14 @@ def test_sweep_plan_equals_run_chunks_and_cost(tiny_dir, tiny_model, monkeypatch
     assert found["backward_passes"] == 0
 
     # a FLOP rate that makes one trace take 1 s, and 2.5 s per request: 2 traces per request after the first
-    groups.clear()
+    sent.clear()
     per_trace = found["flops"] / 5
     slow = JobPlan(flop_rate=per_trace)
     with meta_reads_as_stand_ins():
         ablation_sweep(
             model, tokens, metric, execution=budgets.replace(remote=RemoteSettings(plan=slow), request_seconds=2.5)
         )
-    assert groups == [1, 2, 2]
+    assert [len(group) for group in sent] == [1, 2, 2]
     assert slow.as_dict()["server_seconds"] == pytest.approx(5.0, rel=1e-9)
 
 

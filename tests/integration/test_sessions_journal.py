@@ -17,10 +17,11 @@ import torch
 from induction_nnsight import Execution, repeated_tokens
 from induction_nnsight.app.cli import main
 from induction_nnsight.causal.ablation import ablation_metrics, repeated_half_metric
-from induction_nnsight.ndif import dry_run, sessions
+from induction_nnsight.ndif import dry_run
 from induction_nnsight.ndif.journal import Journal
 from induction_nnsight.ndif.transfers import RequestTooLarge
 from tests.cli_args import tiny_cli
+from tests.sent_requests import count_requests
 
 SEQ = 6
 ONE_PER_REQUEST = Execution(progress=False, max_tokens=3 * (2 * SEQ + 1), traces_per_request=1)
@@ -34,18 +35,6 @@ def ablation_sweep(model, tokens, execution):
     """The repeated-half loss with each of the tiny Llama's 8 heads zero-ablated alone: ``[8]``."""
     sets = [[(layer, head)] for layer in range(2) for head in range(4)]
     return ablation_metrics(model, tokens, sets, repeated_half_metric(SEQ, True), execution=execution)
-
-
-def count_requests(monkeypatch):
-    """Wrap ``sessions._send``: a list of the chunk groups each request carried."""
-    sent, send = [], sessions._send
-
-    def counted(model, group, trace_chunk, execution):
-        sent.append(list(group))
-        return send(model, group, trace_chunk, execution)
-
-    monkeypatch.setattr(sessions, "_send", counted)
-    return sent
 
 
 @pytest.mark.parametrize("remote", [False, "local"])
