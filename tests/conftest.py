@@ -179,7 +179,10 @@ def _seeded():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests under tests/e2e are the slow tier."""
+    """Tests under tests/e2e are the slow tier; the loopback NDIF tests share one worker process
+    (one service per session fixture, ``--dist loadgroup``)."""
     for item in items:
         if f"{os.sep}e2e{os.sep}" in str(item.fspath):
             item.add_marker(pytest.mark.slow)
+        if f"{os.sep}remote{os.sep}" in str(item.fspath):
+            item.add_marker(pytest.mark.xdist_group("ndif"))

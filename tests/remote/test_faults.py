@@ -25,6 +25,9 @@ from tests.integration.test_sessions_journal import ONE_PER_REQUEST, ablation_sw
 from tests.remote.conftest import API_KEY
 from tests.remote.ndif_server import _http_ok
 
+# about a minute of restarts and backoffs: the slow tier, which .ci/run runs once
+pytestmark = pytest.mark.slow
+
 PATIENT = RetryPolicy(tries=40, base=0.5, cap=2.0)  # ~75 s in all, every 2 s: the API takes 5-20 s to start
 
 
