@@ -15,6 +15,7 @@ To add a chart, add one line to PRODUCERS: a name and a function
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import re
@@ -79,6 +80,25 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     # loss by token index on the default text, Python's own help topics (docs/dual_route.md)
     "icl": lambda model: run_icl(IclConfig(model=DEFAULT_MODEL), model, progress=False)[1],
 }
+
+
+# name -> the chart files it writes (globs), so that one producer can be checked alone
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "scan": ("induction_scores.json", "loss_by_position.json", "scan_results.json"),
+    "heads": ("heads_*.json",),
+    "attention": ("attention_L*.json",),
+    "attention_view": ("attention_view.html",),
+    "ablate": ("ablation_*.json",),
+    "patch": ("patching_*.json",),
+    "circuit": ("circuit_*.json",),
+    "dual_route": ("dual_route_*.json",),
+    "icl": ("icl_*.json",),
+}
+
+
+def owners(name: str) -> list[str]:
+    """The producers whose :data:`OUTPUTS` match chart file ``name``."""
+    return [producer for producer, globs in OUTPUTS.items() if any(fnmatch.fnmatchcase(name, g) for g in globs)]
 
 
 def produce(model=None, only: list[str] | None = None) -> dict[str, str]:
@@ -235,13 +255,17 @@ def parse_chart(text: str, name: str):
     return {"page": _EMBEDDED_JSON.sub(r"\1\3", text), "embedded": blocks}
 
 
-def check(committed_dir: Path, fresh_dir: Path, shown: int = 5) -> list[str]:
-    """Problems found comparing every chart file in ``fresh_dir`` with ``committed_dir`` (empty when they match)."""
+def check(committed_dir: Path, fresh_dir: Path, shown: int = 5, only: list[str] | None = None) -> list[str]:
+    """Problems found comparing every chart file in ``fresh_dir`` with ``committed_dir`` (empty when they
+    match); with ``only``, ``fresh_dir`` holds what those producers wrote, compared with their committed files."""
     problems = []
     patterns = ("*.json", "*.html")
     fresh_names = {p.name for pattern in patterns for p in fresh_dir.glob(pattern)}
     committed_names = {
-        p.name for pattern in patterns for p in committed_dir.glob(pattern) if not p.name.startswith(OTHER_PRODUCERS)
+        p.name
+        for pattern in patterns
+        for p in committed_dir.glob(pattern)
+        if not p.name.startswith(OTHER_PRODUCERS) and (only is None or set(owners(p.name)) & set(only))
     }
     for name in sorted(fresh_names - committed_names):
         problems.append(f"{name}: produced by the code but not committed in {committed_dir}")

@@ -53,8 +53,8 @@ class CircuitConfig(CausalConfig):
     max_tokens: int = option(DEFAULT_MAX_TOKENS, help="tokens per batched trace", parse=positive)
     exact_losses: int | None = option(  # n: estimated except the n strongest; None: every one exact
         DEFAULT_EXACT_LOSSES,
-        help="loss effects computed exactly for the N strongest k/q/v edges per target and path, estimated for "
-        "the rest (scores and total edges always exact); 'all': every loss effect exact (about 4x slower)",
+        help="loss effects computed exactly for the N strongest edges per target and path, estimated for "
+        "the rest (scores always exact); 'all': every loss effect exact (about 4x slower)",
         parse=exact_losses_arg,
         metavar="N|all",
     )
@@ -197,9 +197,9 @@ def circuit_files(
         else "exact"
         if config.exact_losses is None
         else (
-            f"total: exact; k, q, v: exact for the {config.exact_losses} edges per target and path with the largest "
-            "estimated loss effects and the largest score effects, estimated for the rest (loss_exact false): the "
-            "target's new output exact, linear from there on (scores exact)"
+            f"exact for the {config.exact_losses} edges per target and path with the largest estimated loss "
+            "effects and the largest score effects, estimated for the rest (loss_exact false): k, q, v from the "
+            "target's new output on, total from the source's (scores exact)"
         ),
         "edges": edges,
         "composition": composition,

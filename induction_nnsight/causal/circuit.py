@@ -42,11 +42,10 @@ class CircuitMeasure:
         top: How many targets when ``targets`` is None.
         paths: Any of ``"k"``, ``"q"``, ``"v"``, ``"total"``.
         composition: Also compute Q/K/V composition scores from the weights.
-        exact_losses: ``n`` (default 8): the ``k``/``q``/``v`` loss effects are estimated and
-            computed exactly only for the ``n`` strongest edges per target and path by estimated
-            loss effect and by score effect (see
-            :func:`~induction_nnsight.causal.path_patching.path_patching`); every score and every
-            ``total`` edge stays exact. None: every loss effect exact (about 4x slower).
+        exact_losses: ``n`` (default 8): the loss effects are estimated and computed exactly only
+            for the ``n`` strongest edges per target and path by estimated loss effect and by score
+            effect (see :func:`~induction_nnsight.causal.path_patching.path_patching`); every score
+            stays exact. None: every loss effect exact (about 4x slower).
         search: ``"exhaustive"`` (every edge path-patched) or ``"estimate"``: every edge estimated,
             only the ``verify`` strongest per target and path path-patched
             (:mod:`~induction_nnsight.causal.path_search`; ``exact_losses`` unused).

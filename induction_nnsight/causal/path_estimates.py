@@ -45,7 +45,8 @@ def probe(
     backend: it runs inside a session).
 
     Returns:
-        ``[runs, 2]`` float32: each run's target induction score (exact), then its estimated loss effect.
+        ``[runs, batch, 2]`` float32: each run's target induction score (exact), then its estimated loss
+        effect, row by row (the rows' effects sum to the effect on the mean loss).
     """
     k, b = len(runs), tokens.shape[0]
     heads = torch.tensor([r.target[1] for r in runs])
@@ -54,11 +55,11 @@ def probe(
     with torch.no_grad(), model.trace(tokens.repeat(k, 1), **plan.kwargs) as tracer:
         skip_prefix(model, plan, clean, layer, k)
         slices(model, plan, clean, list(enumerate(runs)), layer, k)
-        per_head = plan.scores(layer).reshape(k, b, -1).mean(dim=1)  # [runs, head]
-        scores = per_head[torch.arange(k), heads]
+        per_head = plan.scores(layer).reshape(k, b, -1)  # [runs, batch, head]
+        scores = per_head[torch.arange(k), :, heads]  # [runs, batch]
         z = model.get(plan.layout.o_proj[layer]).input  # [runs * batch, pos, n_heads * d_head]
         z = z.reshape(k, b, z.shape[1], plan.n_heads, plan.d_head)[torch.arange(k), :, :, heads]
-        estimate = ((z - clean_z.to(z.dtype)) * grad.to(z.dtype)).sum(dim=(1, 2, 3))
+        estimate = ((z - clean_z.to(z.dtype)) * grad.to(z.dtype)).sum(dim=(2, 3))  # [runs, batch]
         saved = nnsight.save(torch.stack([scores, estimate], dim=-1).float())
         tracer.stop()
     return saved

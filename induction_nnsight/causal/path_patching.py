@@ -129,11 +129,12 @@ def path_patching(
             ``resample`` runs once per draw and averages; ``freeze_norm`` keeps the clean norm scale
             at the target's input (:func:`~induction_nnsight.causal.path_edits.frozen_norm`).
         bos: Whether the rows start with BOS (for the repeated-half loss).
-        exact_losses: None computes every loss effect exactly. A number ``n`` estimates the
-            loss effects of ``k``/``q``/``v`` edges (:mod:`~induction_nnsight.causal.path_estimates`;
-            their scores stay exact) and computes exactly only those of the ``n`` edges per target and
-            path with the largest estimated loss effects and the ``n`` with the largest score effects
-            (``total`` edges are always exact).
+        exact_losses: None computes every loss effect exactly. A number ``n`` estimates every
+            edge's loss effect to first order (:mod:`~induction_nnsight.causal.path_estimates`; every
+            score effect stays exact: ``k``/``q``/``v`` runs from a probe of the target's layer,
+            ``total`` runs from a trace stopped at the last target layer) and computes exactly only
+            the loss effects of the ``n`` edges per target and path with the largest estimated loss
+            effects and the ``n`` with the largest score effects.
         execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
             ``remote``, ``max_tokens``, ``progress``); None for the defaults.
 
@@ -176,21 +177,14 @@ def _path_patching(model, tokens, seq_len, variants, ablation: Ablation, bos, ex
         make_plan(model, seq_len, bos, run), freeze_norm=ablation.freeze_norm, sender_norm=ablation.sender_norm
     )
     clean = clean_trace(model, plan, tokens, ablation, runs, layers)
-    n_scores = torch.full((len(runs),), float("nan"))
-    n_losses = torch.full((len(runs),), float("nan"))
+    b = tokens.shape[0]
+    known = Known(torch.full((len(runs), b), float("nan")), torch.full((len(runs),), float("nan")), {}, torch.empty(0))
     exact = list(range(len(runs)))
     if exact_losses is not None:
-        estimated = [i for i, r in enumerate(runs) if r.path != "total"]
-        if estimated:
-            _estimate(model, plan, tokens, clean, runs, estimated, run, (n_scores, n_losses))
-        exact = [i for i, r in enumerate(runs) if r.path == "total"] + _strongest(
-            runs, estimated, n_scores, n_losses, clean, exact_losses
-        )
+        exact = _estimate_all(model, plan, tokens, clean, runs, (targets, layers), run, known, exact_losses)
     scores, losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
     is_exact = torch.zeros(len(runs), dtype=torch.bool)
     is_exact[exact] = True
-    n_losses[exact] = losses.mean(dim=1)
-    b = tokens.shape[0]
     out_scores = torch.full((len(variants),), float("nan"))
     out_losses = torch.full((len(variants),), clean.loss)
     score_rows = torch.full((len(variants), b), float("nan"))
@@ -198,14 +192,15 @@ def _path_patching(model, tokens, seq_len, variants, ablation: Ablation, bos, ex
     loss_rows[0] = clean.loss_rows
     where = {i: j for j, i in enumerate(exact)}
     for i, v in enumerate(variants[1:], start=1):
-        run = index[i]
-        if run in where:
-            score_rows[i] = scores[where[run], v.target[0], :, v.target[1]]
-            loss_rows[i] = losses[where[run]]
-            out_scores[i] = score_rows[i].mean()
+        r, (layer, head) = index[i], v.target
+        if r in where:
+            score_rows[i] = scores[where[r], layer, :, head]
+            loss_rows[i] = losses[where[r]]
+            out_losses[i] = loss_rows[i].mean()
         else:
-            out_scores[i] = n_scores[run]
-        out_losses[i] = n_losses[run]
+            score_rows[i] = known.total_rows[known.totals[r], layer, :, head] if r in known.totals else known.rows[r]
+            out_losses[i] = known.losses[r]
+        out_scores[i] = score_rows[i].mean()
     clean_scores = {t: float(clean.scores[t[0]][t[1]]) for t in sorted(targets)}
     clean_rows = {t: clean.score_rows[t[0]][:, t[1]].float().cpu() for t in sorted(targets)}
     return PathResult(
@@ -220,6 +215,57 @@ def _path_patching(model, tokens, seq_len, variants, ablation: Ablation, bos, ex
     )
 
 
+@dataclass
+class Known:
+    """What the estimating step knows of each run before the exact runs.
+
+    Attributes:
+        rows: ``[runs, batch]`` each k/q/v run's target score row by row (exact, from its probe).
+        losses: ``[runs]`` each run's estimated mean loss (clean loss plus the first-order estimate).
+        totals: ``run index -> index into total_rows`` for the ``total`` runs.
+        total_rows: ``[totals, n_layers, batch, head]`` the ``total`` runs' scores (exact, from traces
+            stopped at the last target layer).
+    """
+
+    rows: torch.Tensor
+    losses: torch.Tensor
+    totals: dict[int, int]
+    total_rows: torch.Tensor
+
+    def score(self, run: int, target: Head) -> float:
+        """Run ``run``'s mean score of ``target``."""
+        if run in self.totals:
+            return float(self.total_rows[self.totals[run], target[0], :, target[1]].mean())
+        return float(self.rows[run].mean())
+
+
+def _estimate_all(model, plan: Plan, tokens, clean: Clean, runs, aims, execution, known: Known, n: int) -> list[int]:
+    """Fill ``known`` with every run's exact score and estimated loss (one backward pass, a probe per
+    k/q/v run, a trace to the last target layer per ``total`` run); return the runs whose losses
+    run exactly (:func:`_strongest`). ``aims``: the targets and their layers."""
+    targets, layers = aims
+    kqv = [i for i, r in enumerate(runs) if r.path != "total"]
+    totals = [i for i, r in enumerate(runs) if r.path == "total"]
+    grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in kqv} | {runs[i].source[0] for i in totals})
+    if kqv:
+        _estimate(model, plan, tokens, clean, runs, kqv, execution, (known.rows, known.losses), grads)
+    if totals:
+        for i in totals:
+            known.losses[i] = clean.loss + removal_estimate(clean, grads, runs[i].source)
+        known.totals = {i: j for j, i in enumerate(totals)}
+        chosen = [runs[i] for i in totals]
+        known.total_rows, _ = run_traces(model, plan, tokens, clean, chosen, layers, execution, loss=False)
+    return _strongest(runs, known, clean, n, targets)
+
+
+def removal_estimate(clean: Clean, grads: dict[int, torch.Tensor], source: Head) -> float:
+    """First-order change of the clean mean loss when ``source`` is removed everywhere (``total``):
+    ``g_s . (r_s - z_s)`` (attribution patching, ``g_s`` from :func:`loss_gradients`)."""
+    layer, head = source
+    removed = clean.replacement[layer][..., head, :] - clean.z[layer][:, :, head]  # [batch, pos, d_head]
+    return float((removed.float() * grads[layer][:, :, head].float()).sum())
+
+
 def _estimate(
     model,
     plan: Plan,
@@ -229,10 +275,14 @@ def _estimate(
     chosen: list[int],
     execution: Execution,
     into: tuple[torch.Tensor, torch.Tensor],
+    grads: dict[int, torch.Tensor] | None = None,
 ) -> None:
-    """Probe the ``chosen`` k/q/v runs: exact scores into ``into[0]``, clean loss + estimate into ``into[1]``."""
+    """Probe the ``chosen`` k/q/v runs: exact scores into ``into[0]`` (``[runs]`` means, or ``[runs, batch]``
+    row by row), clean loss + estimate into ``into[1]`` (gradients from :func:`loss_gradients` when
+    ``grads`` is None)."""
     scores, losses = into
-    grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
+    if grads is None:
+        grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
     order, chunks = start_chunks(runs, chosen, max(1, execution.max_tokens // tokens.numel()))
 
     def trace_chunk(start: int, stop: int) -> torch.Tensor:
@@ -242,25 +292,26 @@ def _estimate(
     codes = run_codes([runs[i] for i in order])
     values = run_chunks(model, chunks, trace_chunk, execution, "estimating edges", (tokens, codes))
     for (start, stop), value in zip(chunks, values, strict=True):
-        chunk, value = order[start:stop], value.float().cpu()
-        scores[chunk], losses[chunk] = value[:, 0], clean.loss + value[:, 1]
+        chunk, value = order[start:stop], value.float().cpu()  # [runs, batch, 2]
+        scores[chunk] = value[..., 0] if scores.dim() == 2 else value[..., 0].mean(dim=1)
+        losses[chunk] = clean.loss + value[..., 1].sum(dim=1)
 
 
-def _strongest(
-    runs: list[Run], chosen: list[int], scores: torch.Tensor, losses: torch.Tensor, clean: Clean, n: int
-) -> list[int]:
+def _strongest(runs: list[Run], known: Known, clean: Clean, n: int, targets: set[Head]) -> list[int]:
     """Per target and path, the ``n`` runs with the largest estimated loss effects and the ``n`` with the
-    largest score effects (``k``, ``q``)."""
+    largest score effects (``k``, ``q``, ``total``: a ``v`` run leaves the target's pattern alone)."""
     groups: dict[tuple, list[int]] = {}
-    for i in chosen:
-        groups.setdefault((runs[i].target, runs[i].path), []).append(i)
+    for i, r in enumerate(runs):  # a total run serves every target after its source
+        for target in [r.target] if r.target is not None else sorted(t for t in targets if t[0] > r.source[0]):
+            groups.setdefault((target, r.path), []).append(i)
     out: set[int] = set()
-    for (target, path), members in groups.items():
-        loss = (losses[members] - clean.loss).abs()
-        out |= {members[j] for j in torch.argsort(loss, descending=True, stable=True)[:n].tolist()}
+    for (target, path), ids in groups.items():
+        loss = (known.losses[ids] - clean.loss).abs()
+        out |= {ids[j] for j in torch.argsort(loss, descending=True, stable=True)[:n].tolist()}
         if path != "v":
-            score = (scores[members] - clean.scores[target[0]][target[1]]).abs()
-            out |= {members[j] for j in torch.argsort(score, descending=True, stable=True)[:n].tolist()}
+            base = float(clean.scores[target[0]][target[1]])
+            score = torch.tensor([abs(known.score(i, target) - base) for i in ids])
+            out |= {ids[j] for j in torch.argsort(score, descending=True, stable=True)[:n].tolist()}
     return sorted(out)
 
 

@@ -186,8 +186,13 @@ def circuit_costs(variants, n_layers: int, shape, reference, measure, spent: Cos
     if spent is None:
         exact_runs = sorted({index[i] for i in range(1, len(variants)) if bool(exact[i])})
         spent = clean + runs_cost([runs[i] for i in exact_runs], n_layers, shape)
-        if measure.exact_losses is not None:
+        if measure.exact_losses is not None and runs:
             kqv = [r for r in runs if r.path != "total"]
-            if kqv:
-                spent = spent + passes(*shape, forward=1, backward=1) + runs_cost(kqv, n_layers, shape, probe=True)
+            last = max(v.target[0] for v in variants[1:])  # total runs are scored up to the last target layer
+            blocks = sum(last + 1 - r.start for r in runs if r.path == "total")
+            spent = (
+                spent
+                + passes(*shape, forward=1 + blocks / n_layers, backward=1)
+                + runs_cost(kqv, n_layers, shape, probe=True)
+            )
     return {**spent.as_dict(), "exhaustive": everything.as_dict()}

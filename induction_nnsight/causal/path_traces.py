@@ -208,20 +208,28 @@ def _score_layers(runs: list[Run], layer: int, target_layers: set[int]) -> list[
 
 
 def _trace(
-    model, plan: Plan, tokens: torch.Tensor, clean: Clean, runs: list[Run], layer: int, target_layers: set[int]
+    model,
+    plan: Plan,
+    tokens: torch.Tensor,
+    clean: Clean,
+    runs: list[Run],
+    layer: int,
+    target_layers: set[int],
+    loss: bool = True,
 ) -> torch.Tensor:
-    """Runs that all start at ``layer``, in one trace (no backend: it runs inside a session).
+    """Runs that all start at ``layer``, in one trace (no backend: it runs inside a session); without
+    ``loss`` the trace stops after the last layer it scores.
 
     Returns:
         ``[runs, batch, len(layers) * head + 1]`` float32, packed into one tensor (what a session
         returns and the journal keeps): the ``[runs, batch, head]`` scores of each of
-        :func:`_score_layers`' layers in order, then the ``[runs, batch]`` losses.
+        :func:`_score_layers`' layers in order, then the ``[runs, batch]`` losses (NaN without ``loss``).
     """
     k, b = len(runs), tokens.shape[0]
     kqv = [(i, r) for i, r in enumerate(runs) if r.path != "total"]
     score_layers = set(_score_layers(runs, layer, target_layers))
     found = []  # saved as one tensor at the end: a remote run returns saved values only
-    with torch.no_grad(), model.trace(tokens.repeat(k, 1), **plan.kwargs):
+    with torch.no_grad(), model.trace(tokens.repeat(k, 1), **plan.kwargs) as tracer:
         skip_prefix(model, plan, clean, layer, k)
         if kqv:
             slices(model, plan, clean, kqv, layer, k)
@@ -230,8 +238,13 @@ def _trace(
                 found.append(plan.scores(t).reshape(k, b, -1).float())  # [runs, batch, head]
             if t == layer:
                 outputs(model, plan, clean, runs, layer, k)
-        found.append(plan.loss(model, tokens.repeat(k, 1)).reshape(k, b, 1).float())
+        if loss:
+            found.append(plan.loss(model, tokens.repeat(k, 1)).reshape(k, b, 1).float())
+        else:
+            found.append(torch.full((k, b, 1), float("nan")))
         saved = nnsight.save(torch.cat(found, dim=-1))
+        if not loss:
+            tracer.stop()
     return saved
 
 
@@ -263,6 +276,7 @@ def run_traces(
     runs: list[Run],
     target_layers: set[int],
     execution: Execution,
+    loss: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every run, grouped by start layer, as many per trace as ``execution.max_tokens`` allows.
 
@@ -270,11 +284,12 @@ def run_traces(
     multi-trace job shares: several per request (an nnsight session, as ``execution``'s
     ``traces_per_request``, ``request_bytes`` and ``request_seconds`` allow), each finished chunk
     recorded in ``execution.journal`` and read back instead of recomputed on resume (a progress
-    bar when ``execution.progress``).
+    bar when ``execution.progress``). Without ``loss`` each trace stops after the last target layer
+    it scores.
 
     Returns:
         ``(scores [runs, n_layers, batch, head], losses [runs, batch])`` row by row; scores are NaN where
-        a run was not scored.
+        a run was not scored, losses without ``loss``.
     """
     per, b = max(1, execution.max_tokens // tokens.numel()), tokens.shape[0]
     scores = torch.full((len(runs), plan.layout.facts.n_layers, b, plan.n_heads), float("nan"))
@@ -286,9 +301,11 @@ def run_traces(
 
     def trace_chunk(start: int, stop: int) -> torch.Tensor:
         chunk = members(start, stop)
-        return _trace(model, plan, tokens, clean, chunk, chunk[0].start, target_layers)
+        return _trace(model, plan, tokens, clean, chunk, chunk[0].start, target_layers, loss)
 
-    values = run_chunks(model, chunks, trace_chunk, execution, "path patching", (tokens, run_codes(runs)))
+    what = "path patching" if loss else "path patching (scores)"
+    codes = torch.cat([run_codes(runs), torch.full((len(runs), 1), int(loss))], dim=1)
+    values = run_chunks(model, chunks, trace_chunk, execution, what, (tokens, codes))
     for (start, stop), value in zip(chunks, values, strict=True):  # unpack what _trace packed
         chunk, value = order[start:stop], value.float().cpu()
         layers = _score_layers(members(start, stop), runs[chunk[0]].start, target_layers)

@@ -38,7 +38,7 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     assert saved["settings"]["batch"] == 2 and saved["settings"]["seeds"] == 1
     assert saved["settings"]["interval"].startswith("percentile bootstrap over rows")
     # the default: 8 exact loss effects per target and path, more than this model has sources
-    assert saved["settings"]["exact_losses"] == 8 and saved["loss_effects"].startswith("total: exact")
+    assert saved["settings"]["exact_losses"] == 8 and saved["loss_effects"].startswith("exact for the 8 edges")
     assert all(e["loss_exact"] for e in saved["edges"])
     assert set(saved["composition"][0]) == {"source", "target", "path", "score", "baseline"}
     assert len(saved["composition"]) == 2 * 4 * 3
@@ -89,12 +89,15 @@ def test_estimated_losses_keep_scores_and_totals(tiny_model, tiny_dir):
             "circuit_results.json"
         ]
     )
-    assert fast["settings"]["exact_losses"] == 1 and fast["loss_effects"].startswith("total: exact")
+    assert fast["settings"]["exact_losses"] == 1 and fast["loss_effects"].startswith("exact for the 1 edges")
     for a, b in zip(exact["edges"], fast["edges"]):
         assert (a["source"], a["path"]) == (b["source"], b["path"]) and abs(a["effect"] - b["effect"]) < 1e-5
         if b["loss_exact"]:
             assert abs(a["loss_effect"] - b["loss_effect"]) < 1e-5
     flags = [(e["path"], e["loss_exact"]) for e in fast["edges"]]
-    assert all(exact for path, exact in flags if path == "total")
-    for path in "kqv":  # 4 sources: at most 1 by loss and 1 by score exact, the rest estimated
+    for path in ("k", "q", "v", "total"):  # 4 sources: at most 1 by loss and 1 by score exact, the rest estimated
         assert 1 <= sum(exact for p, exact in flags if p == path) <= 2 and (path, False) in flags
+    # an estimated edge still has its exact score's interval, and no loss interval
+    estimated = [e for e in fast["edges"] if not e["loss_exact"]]
+    assert all(e["ci_low"] - 1e-6 <= e["effect"] <= e["ci_high"] + 1e-6 for e in estimated)
+    assert all(e["loss_ci_low"] is None for e in estimated)

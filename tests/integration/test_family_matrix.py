@@ -43,7 +43,8 @@ from induction_nnsight.scores.scan import scan
 from tests.conftest import TINY_BOS, save_tiny_model
 from tests.reference import reference_kind_scores
 
-pytestmark = pytest.mark.slow
+# one worker process runs the whole module: its last test reads what the others recorded
+pytestmark = pytest.mark.xdist_group("families")
 
 ATOL = 1e-5
 SEQ = 6

@@ -197,9 +197,9 @@ def test_path_patching_equals_plain_hooks(sharp_dir, arch, method):
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_estimated_losses_are_the_plain_first_order_term(sharp_dir, arch):
-    """``exact_losses=0``: a k/q/v edge's loss is the clean loss plus ``g . (z_t' - z_t)``, with the target's
-    patched output ``z_t'`` from the plain route and ``g`` from plain autograd; its score and every total
-    edge stay exact."""
+    """``exact_losses=0``: an edge's loss is the clean loss plus a first-order term from plain autograd:
+    ``g_t . (z_t' - z_t)`` for k/q/v (the target's patched output ``z_t'`` from the plain route), and
+    ``g_s . (0 - z_s)`` for total (the source removed); every score stays exact."""
     from induction_nnsight import load_model
 
     model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
@@ -208,24 +208,29 @@ def test_estimated_losses_are_the_plain_first_order_term(sharp_dir, arch):
     result = path_patching(model, tokens, SEQ, variants, exact_losses=0, execution=Execution(progress=False))
     plain = plain_model(sharp_dir(arch))
     zero = lambda layer: torch.zeros(tokens.shape[1], N_HEADS, plain.config.hidden_size // N_HEADS)
-    captured = []
-    hook = plain_projections(plain)[1].register_forward_pre_hook(
-        lambda _m, a: (a[0].retain_grad(), captured.append(a[0]), None)[-1]
-    )
+    captured = {}
+    hooks = [
+        projection.register_forward_pre_hook(
+            lambda _m, a, layer=layer: (a[0].retain_grad(), captured.__setitem__(layer, a[0]), None)[-1]
+        )
+        for layer, projection in enumerate(plain_projections(plain))
+    ]
     try:
         plain_loss(plain(tokens).logits, tokens, SEQ).backward()
     finally:
-        hook.remove()
-    clean_z, grad = captured[0].detach(), captured[0].grad
+        for hook in hooks:
+            hook.remove()
     split = lambda x: x.reshape(*x.shape[:2], N_HEADS, -1)
     for i, (s, t, p) in enumerate(CASES, start=1):
         patched = []
         score, loss = plain_path(plain, arch, tokens, SEQ, s, t, p, zero, capture=patched)
         assert torch.isclose(result.scores[i], score, atol=1e-5), (p, result.scores[i], score)
-        if p == "total":
-            assert bool(result.exact[i]) and torch.isclose(result.losses[i], loss, atol=1e-5)
-            continue
-        first_order = (split(grad)[:, :, t[1]] * (split(patched[0])[:, :, t[1]] - split(clean_z)[:, :, t[1]])).sum()
         assert not bool(result.exact[i])
+        if p == "total":
+            grad, z = split(captured[s[0]].grad)[:, :, s[1]], split(captured[s[0]].detach())[:, :, s[1]]
+            first_order = (grad * (0 - z)).sum()
+        else:
+            grad, clean_z = split(captured[t[0]].grad)[:, :, t[1]], split(captured[t[0]].detach())[:, :, t[1]]
+            first_order = (grad * (split(patched[0])[:, :, t[1]] - clean_z)).sum()
         assert abs(float(result.losses[i] - result.losses[0]) - float(first_order)) < 1e-5, (p, first_order)
         assert abs(float(first_order)) > 1e-4  # the edge moves the loss, so the check can fail
