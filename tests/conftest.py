@@ -118,7 +118,13 @@ def save_tiny_model(arch: str, path: Path, edit=None) -> Path:
     if edit is not None:
         with torch.no_grad():
             edit(model)
-    model.save_pretrained(path)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # made lazily inside a test, whose stderr some tests read
+    try:
+        model.save_pretrained(path)
+    finally:
+        hf_logging.enable_progress_bar()
     _tiny_tokenizer().save_pretrained(path)
     return path
 

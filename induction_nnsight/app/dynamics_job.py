@@ -10,21 +10,19 @@ from pathlib import Path
 
 import torch
 
-from ..causal.circuit import CircuitMeasure, circuit
 from ..dynamics.checkpoints import check_hub, find_checkpoints, hub_checkpoints
 from ..dynamics.phase import N_BOOTSTRAP, best_heads
 from ..dynamics.scoring import DYNAMICS_KINDS, ProbeSettings, score_checkpoints
 from ..dynamics.series import fresh_loss_bump, phase_spread, read_loss_log, seed_runs
 from ..errors import InductionError
-from ..models.layout import model_facts
 from ..models.loading import load_model
 from ..models.weightless import load_weightless
-from ..names import head_name
 from ..ndif.execution import Execution
-from ..scores.icl import olsson_icl
-from ..scores.ranking import rank_heads
+from ..scores.icl import olsson_icl, read_text
+from .checkpoint_extras import text_icl_scorer, together, with_k_edge
+from .icl_job import IclConfig
 from .jobs import RunsTraces, ScanConfig
-from .options import like, option
+from .options import like, option, positive
 from .outputs import rounded, table, to_json
 
 """Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
@@ -76,6 +74,15 @@ class DynamicsConfig(RunsTraces):
     resume: bool = like(
         ScanConfig, "resume", help="score every checkpoint afresh, ignoring those the journal in --out holds"
     )
+    text: str | None = option(
+        None,
+        help="also score each checkpoint's in-context learning on this natural text (a UTF-8 file or a "
+        "directory of .txt/.md/.rst files): its loss at --early and --late, in windows of --late + 1 tokens",
+        metavar="FILE|DIR",
+    )
+    text_windows: int = option(8, help="windows of --text scored per checkpoint", parse=positive)
+    early: int = like(IclConfig, "early")
+    late: int = like(IclConfig, "late")
 
     def probe(self) -> ProbeSettings:
         return ProbeSettings(
@@ -105,7 +112,19 @@ class DynamicsConfig(RunsTraces):
             raise InductionError(f"--top must be at least 1, got {self.top}")
         if not self.timeout > 0:
             raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if not 1 <= self.early < self.late:
+            raise InductionError(f"--early {self.early} and --late {self.late}: pass 1 <= early < late")
+        if self.text is not None:
+            read_text(self.text)  # a missing or unreadable path is refused before a checkpoint loads
         self.probe().validate()
+
+    def text_scorer(self) -> tuple[str, Callable[[object, object, dict], dict]] | None:
+        """``(name, f)`` for :func:`~induction_nnsight.dynamics.scoring.score_checkpoints`' ``also``: each
+        checkpoint's ``text_icl`` on ``--text`` (None without it)."""
+        if self.text is None:
+            return None
+        windows, positions = (self.text_windows, self.late + 1), (self.early, self.late)
+        return text_icl_scorer(read_text(self.text), windows, positions, self.bos, self.execution(False))
 
 
 def _tensor(values) -> torch.Tensor:
@@ -139,52 +158,8 @@ def _entry(scored: dict, interval: tuple[float, float] | None, n_heads: int) -> 
         "loss_by_position": table(loss),
         "scores": {kind: table(_tensor(scored["scores"][kind])) for kind in DYNAMICS_KINDS},
         **({"strongest_k_edge": scored["strongest_k_edge"]} if "strongest_k_edge" in scored else {}),
+        **({"text_icl": scored["text_icl"]} if "text_icl" in scored else {}),
     }
-
-
-def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
-    """The earlier head whose removal from ``target``'s keys lowers its induction score most (path patching).
-
-    Returns:
-        ``{"source", "target", "effect", "ci_low", "ci_high", "loss_effect", "loss_ci_low", "loss_ci_high"}``
-        (as in ``circuit_results.json``; the intervals null where the circuit gives none), or None for
-        a target in layer 0 (nothing earlier feeds it).
-    """
-    if target[0] == 0:
-        return None
-    found = circuit(
-        model,
-        probe.tokens,
-        probe.period,
-        measure=CircuitMeasure(targets=[target], paths=("k",), composition=False),
-        bos=probe.first_start == 1,
-        execution=Execution(progress=False),
-    )
-    facts = model_facts(model)
-    effects = found.table("k", facts.n_layers, facts.n_heads)[0].view(facts.n_layers, facts.n_heads)
-    ranked = rank_heads(effects, 1, descending=False)  # the most negative effect first
-    if not ranked:
-        return None
-    edge = next(e for e in found.edges if e.source == ranked[0])
-    effect_ci = getattr(edge, "effect_ci", None) or (None, None)  # the circuit's bootstrap over rows, where it has one
-    loss_ci = getattr(edge, "loss_ci", None) or (None, None)
-    return {
-        "source": head_name(edge.source),
-        "target": head_name(target),
-        "effect": rounded(edge.effect),
-        "ci_low": None if effect_ci[0] is None else rounded(effect_ci[0]),
-        "ci_high": None if effect_ci[1] is None else rounded(effect_ci[1]),
-        "loss_effect": rounded(edge.loss_effect),
-        "loss_ci_low": None if loss_ci[0] is None else rounded(loss_ci[0]),
-        "loss_ci_high": None if loss_ci[1] is None else rounded(loss_ci[1]),
-    }
-
-
-def _with_k_edge(model, probe, entry: dict) -> dict:
-    """``{"strongest_k_edge": ...}`` of the best induction head of a scored checkpoint (while it is loaded)."""
-    n_heads = len(entry["scores"]["induction"][0])
-    index = int(best_heads(_tensor(entry["scores"]["induction"])[None])[1][0])  # the head _entry reports
-    return {"strongest_k_edge": strongest_k_edge(model, probe, (index // n_heads, index % n_heads))}
 
 
 def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_model) -> tuple[dict, dict[str, str]]:
@@ -207,13 +182,14 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
     planned = config.plan is not None  # --plan: each checkpoint's architecture, weightless; nothing written
     load = load_weightless if planned else load
     circuit_on = config.circuit and not config.remote and not planned  # path patching needs the weights here
+    text_on = None if planned else config.text_scorer()
     run = config.execution(config.progress)
     scored = score_checkpoints(
         checkpoints,
         config.probe(),
         out=None if planned else config.out,
         load=load,
-        also=("strongest_k_edge+ci", _with_k_edge) if circuit_on else None,
+        also=together([("strongest_k_edge+ci", with_k_edge) if circuit_on else None, text_on]),
         execution=run,
         resume=config.resume,
     )

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from ..errors import InductionError
 from ..figures.dual_route import icl_loss_figure
 from ..models.layout import model_facts
-from ..scores.icl import OLSSON_TOKENS, default_text, icl_scores, loss_by_token, read_text, text_windows
+from ..scores.icl import OLSSON_TOKENS, default_text, read_text, text_icl
 from .jobs import RunsTraces, ScanConfig, model_for
 from .options import like, option, positive
 from .outputs import rounded, table, to_json
@@ -61,20 +61,24 @@ def run_icl(config: IclConfig, model=None, progress: bool = True) -> tuple[dict,
     text, source = read_text(config.text) if config.text is not None else default_text()
     model = model_for(config, model)
     facts = model_facts(model)
-    if facts.n_ctx is not None and config.length > facts.n_ctx:
-        raise InductionError(f"--length {config.length} exceeds the model's context of {facts.n_ctx}: pass less")
-    ids = model.tokenizer.encode(text, add_special_tokens=False)
-    windows = text_windows(ids, config.n_windows, config.length, facts.bos_token_id if config.bos else None)
-    losses = loss_by_token(model, windows, execution=config.execution(progress))  # [n_windows, length - 1]
-    score = icl_scores(losses, config.early, config.late, n_boot=config.n_boot)
+    found = text_icl(
+        model,
+        text,
+        (config.n_windows, config.length),
+        (config.early, config.late),
+        bos=config.bos,
+        n_boot=config.n_boot,
+        execution=config.execution(progress),
+    )
+    losses, score = found.losses, found.score  # [n_windows, length - 1]
     mean = losses.mean(0)
     results = {
         "model": config.model,
         "model_facts": {**asdict(facts), "name": config.model},
         "settings": asdict(config),
         "source": source,
-        "n_windows": int(windows.shape[0]),
-        "n_text_tokens": len(ids),
+        "n_windows": int(losses.shape[0]),
+        "n_text_tokens": found.n_tokens,
         "first_token_index": 1,
         "loss_by_token_index": table(mean),
         "positions": [config.early, config.late],

@@ -1,4 +1,4 @@
-"""Estimated loss effects of ``k``/``q``/``v`` paths: exact at the target, linear after it.
+"""Estimated loss effects of path-patching runs: exact up to the changed head's output, linear after it.
 
 A ``k``, ``q`` or ``v`` run changes one head's output, the target's ``z_t [batch, pos, d_head]``,
 and nothing else up to the target's layer. Its induction score needs that layer alone, so a
@@ -6,17 +6,29 @@ and nothing else up to the target's layer. Its induction score needs that layer 
 score is exact, and so is the target's new output ``z_t'``. The loss effect needs every later
 layer; the estimate ``g_t . (z_t' - z_t)`` (attribution patching from the target's output on,
 ``g_t`` the gradient of the clean repeated-half loss with respect to ``z_t``, from one backward
-pass) is first order in the change of one head's output. :func:`path_patching` computes the loss
-effect exactly for the edges with the largest estimated loss or score effects, and keeps the
-estimate for the rest.
+pass) is first order in the change of one head's output. A ``total`` run removes its source
+everywhere: its scores come from a trace stopped at the last target layer, its loss effect is
+estimated as ``g_s . (r_s - z_s)`` at the source's output (:func:`removal_estimate`).
+:func:`estimate_all` fills in every run this way and picks the edges with the largest estimated loss
+or score effects, whose loss effects
+:func:`~induction_nnsight.causal.path_patching.path_patching` then computes exactly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import nnsight
 import torch
 
-from .path_traces import Clean, Plan, Run, skip_prefix, slices
+from ..ndif.execution import Execution
+from ..ndif.sessions import run_chunks
+from .path_edits import skip_prefix, slices
+from .path_runs import run_codes, run_traces, start_chunks
+from .path_traces import Clean, Plan, Run
+
+Head = tuple[int, int]
+__all__ = ["Known", "estimate", "estimate_all", "loss_gradients", "probe", "removal_estimate"]
 
 
 def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
@@ -63,3 +75,103 @@ def probe(
         saved = nnsight.save(torch.stack([scores, estimate], dim=-1).float())
         tracer.stop()
     return saved
+
+
+@dataclass
+class Known:
+    """What the estimating step knows of each run before the exact runs.
+
+    Attributes:
+        rows: ``[runs, batch]`` each k/q/v run's target score row by row (exact, from its probe).
+        losses: ``[runs]`` each run's estimated mean loss (clean loss plus the first-order estimate).
+        totals: ``run index -> index into total_rows`` for the ``total`` runs.
+        total_rows: ``[totals, n_layers, batch, head]`` the ``total`` runs' scores (exact, from traces
+            stopped at the last target layer).
+    """
+
+    rows: torch.Tensor
+    losses: torch.Tensor
+    totals: dict[int, int]
+    total_rows: torch.Tensor
+
+    def score(self, run: int, target: Head) -> float:
+        """Run ``run``'s mean score of ``target``."""
+        if run in self.totals:
+            return float(self.total_rows[self.totals[run], target[0], :, target[1]].mean())
+        return float(self.rows[run].mean())
+
+
+def estimate_all(model, plan: Plan, tokens, clean: Clean, runs, aims, execution, known: Known, n: int) -> list[int]:
+    """Fill ``known`` with every run's exact score and estimated loss (one backward pass, a probe per
+    k/q/v run, a trace to the last target layer per ``total`` run); return the runs whose losses
+    run exactly (:func:`_strongest`). ``aims``: the targets and their layers."""
+    targets, layers = aims
+    kqv = [i for i, r in enumerate(runs) if r.path != "total"]
+    totals = [i for i, r in enumerate(runs) if r.path == "total"]
+    grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in kqv} | {runs[i].source[0] for i in totals})
+    if kqv:
+        estimate(model, plan, tokens, clean, runs, kqv, execution, (known.rows, known.losses), grads)
+    if totals:
+        for i in totals:
+            known.losses[i] = clean.loss + removal_estimate(clean, grads, runs[i].source)
+        known.totals = {i: j for j, i in enumerate(totals)}
+        chosen = [runs[i] for i in totals]
+        known.total_rows, _ = run_traces(model, plan, tokens, clean, chosen, layers, execution, loss=False)
+    return _strongest(runs, known, clean, n, targets)
+
+
+def removal_estimate(clean: Clean, grads: dict[int, torch.Tensor], source: Head) -> float:
+    """First-order change of the clean mean loss when ``source`` is removed everywhere (``total``):
+    ``g_s . (r_s - z_s)`` (attribution patching, ``g_s`` from :func:`loss_gradients`)."""
+    layer, head = source
+    removed = clean.replacement[layer][..., head, :] - clean.z[layer][:, :, head]  # [batch, pos, d_head]
+    return float((removed.float() * grads[layer][:, :, head].float()).sum())
+
+
+def estimate(
+    model,
+    plan: Plan,
+    tokens,
+    clean: Clean,
+    runs: list[Run],
+    chosen: list[int],
+    execution: Execution,
+    into: tuple[torch.Tensor, torch.Tensor],
+    grads: dict[int, torch.Tensor] | None = None,
+) -> None:
+    """Probe the ``chosen`` k/q/v runs: exact scores into ``into[0]`` (``[runs]`` means, or ``[runs, batch]``
+    row by row), clean loss + estimate into ``into[1]`` (gradients from :func:`loss_gradients` when
+    ``grads`` is None)."""
+    scores, losses = into
+    if grads is None:
+        grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
+    order, chunks = start_chunks(runs, chosen, max(1, execution.max_tokens // tokens.numel()))
+
+    def trace_chunk(start: int, stop: int) -> torch.Tensor:
+        members = [runs[i] for i in order[start:stop]]
+        return probe(model, plan, tokens, clean, grads, members, members[0].start)
+
+    codes = run_codes([runs[i] for i in order])
+    values = run_chunks(model, chunks, trace_chunk, execution, "estimating edges", (tokens, codes))
+    for (start, stop), value in zip(chunks, values, strict=True):
+        chunk, value = order[start:stop], value.float().cpu()  # [runs, batch, 2]
+        scores[chunk] = value[..., 0] if scores.dim() == 2 else value[..., 0].mean(dim=1)
+        losses[chunk] = clean.loss + value[..., 1].sum(dim=1)
+
+
+def _strongest(runs: list[Run], known: Known, clean: Clean, n: int, targets: set[Head]) -> list[int]:
+    """Per target and path, the ``n`` runs with the largest estimated loss effects and the ``n`` with the
+    largest score effects (``k``, ``q``, ``total``: a ``v`` run leaves the target's pattern alone)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(runs):  # a total run serves every target after its source
+        for target in [r.target] if r.target is not None else sorted(t for t in targets if t[0] > r.source[0]):
+            groups.setdefault((target, r.path), []).append(i)
+    out: set[int] = set()
+    for (target, path), ids in groups.items():
+        loss = (known.losses[ids] - clean.loss).abs()
+        out |= {ids[j] for j in torch.argsort(loss, descending=True, stable=True)[:n].tolist()}
+        if path != "v":
+            base = float(clean.scores[target[0]][target[1]])
+            score = torch.tensor([abs(known.score(i, target) - base) for i in ids])
+            out |= {ids[j] for j in torch.argsort(score, descending=True, stable=True)[:n].tolist()}
+    return sorted(out)

@@ -31,8 +31,10 @@ from ..scores.ranking import RANK_DECIMALS
 from .cost import Cost, passes
 from .estimators import head_estimate
 from .metrics import RowMetric
-from .path_patching import Ablation, PathResult, PathVariant, _estimate, plan_runs
-from .path_traces import Run, clean_trace, make_plan, run_traces
+from .path_estimates import estimate
+from .path_patching import Ablation, PathResult, PathVariant, plan_runs
+from .path_runs import run_traces
+from .path_traces import Run, clean_trace, make_plan
 
 __all__ = ["DEFAULT_VERIFY", "circuit_costs", "path_search", "runs_cost"]
 
@@ -107,7 +109,7 @@ def path_search(
     p_losses = torch.full((len(every),), float("nan"))
     chosen = kqv + list(range(len(runs), len(every)))
     if chosen:
-        _estimate(model, plan, tokens, clean, every, chosen, run, (p_scores, p_losses))
+        estimate(model, plan, tokens, clean, every, chosen, run, (p_scores, p_losses))
         cost = (
             cost
             + passes(*shape, forward=1, backward=1)

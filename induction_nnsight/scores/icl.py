@@ -12,18 +12,30 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import nnsight
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import InductionError
+from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
 from .detect import bootstrap_interval
 from .losses import token_losses
 
-__all__ = ["OLSSON_TOKENS", "default_text", "icl_scores", "loss_by_token", "olsson_icl", "read_text", "text_windows"]
+__all__ = [
+    "OLSSON_TOKENS",
+    "default_text",
+    "icl_scores",
+    "loss_by_token",
+    "olsson_icl",
+    "read_text",
+    "TextIcl",
+    "text_icl",
+    "text_windows",
+]
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 """The files a ``--text`` directory contributes (read in sorted order)."""
@@ -148,3 +160,61 @@ def icl_scores(losses: torch.Tensor, early: int, late: int, n_boot: int = 1000) 
     per_window = _late_minus_early(losses, early, late)  # [n_windows]
     low, high = bootstrap_interval(per_window[:, None, None], n_boot=n_boot)
     return {"mean": float(per_window.mean()), "ci_low": float(low), "ci_high": float(high)}
+
+
+class TextIcl(NamedTuple):
+    """What :func:`text_icl` found.
+
+    Attributes:
+        losses: ``[n_windows, length - 1]`` from :func:`loss_by_token`.
+        score: ``{"mean", "ci_low", "ci_high"}`` from :func:`icl_scores`.
+        n_tokens: How many tokens the whole text has.
+    """
+
+    losses: torch.Tensor
+    score: dict[str, float]
+    n_tokens: int
+
+
+def text_icl(
+    model,
+    text: str,
+    windows: tuple[int, int],
+    positions: tuple[int, int] = OLSSON_TOKENS,
+    *,
+    bos: bool = True,
+    n_boot: int = 1000,
+    execution: Execution | None = None,
+) -> TextIcl:
+    """``model``'s loss by token index on windows of ``text``, and the in-context-learning score there.
+
+    Args:
+        model: An nnsight ``TransformersModel`` with a tokenizer.
+        text: Natural text (:func:`default_text`, :func:`read_text`).
+        windows: ``(n_windows, length)``: how many windows, of how many tokens (BOS included).
+        positions: ``(early, late)`` token indices of the score (Olsson's: 50 and 500).
+        bos: Start each window with the model's BOS token.
+        n_boot: Bootstrap resamples over windows.
+        execution: How the traces run (``remote``, ``progress``); None for the defaults.
+
+    Returns:
+        A :class:`TextIcl`.
+
+    Raises:
+        InductionError: When the model has no tokenizer, the windows exceed its context, the text
+            is too short or a position lies outside the windows, in one line naming the fix.
+    """
+    (n_windows, length), (early, late) = windows, positions
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise InductionError("the model has no tokenizer to read the text with: save one beside its weights")
+    facts = model_facts(model)
+    if facts.n_ctx is not None and length > facts.n_ctx:
+        raise InductionError(
+            f"windows of {length} tokens exceed the model's context of {facts.n_ctx}: pass a smaller --length "
+            "(or --late)"
+        )
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    rows = text_windows(ids, n_windows, length, facts.bos_token_id if bos else None)
+    losses = loss_by_token(model, rows, execution=execution)  # [n_windows, length - 1]
+    return TextIcl(losses, icl_scores(losses, early, late, n_boot=n_boot), len(ids))

@@ -128,7 +128,7 @@ def test_composition_scores_see_the_same_edge(handbuilt):
 
 def test_dynamics_names_the_strongest_k_edge(handbuilt):
     """The per-checkpoint circuit line of ``dynamics`` finds the built edge, and nothing for a layer-0 head."""
-    from induction_nnsight.app.dynamics_job import strongest_k_edge
+    from induction_nnsight.app.checkpoint_extras import strongest_k_edge
     from induction_nnsight.probes.tokens import Probe
 
     probe = Probe("repeated", rows(), SEQ, 1, 1 + SEQ)

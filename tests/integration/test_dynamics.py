@@ -204,3 +204,52 @@ def test_plan_is_one_request_per_checkpoint_and_writes_only_the_plan(runs, tmp_p
     n = len(find_checkpoints([runs / "llama"]))
     # one request per checkpoint (a session cannot span two models), 3 rows of BOS + 2 x 8 tokens each
     assert plan["requests"] == n and plan["forward_passes"] == 3 * n and plan["tokens"] == n * 3 * 17
+
+
+def test_text_icl_per_checkpoint_equals_plain_transformers(runs, tmp_path):
+    """``--text``: each checkpoint's loss at ``--early`` and ``--late`` on windows of the text (BOS first),
+    and their difference, equal plain ``transformers`` with cross-entropy; the journal keeps them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    generator = torch.Generator().manual_seed(3)
+    words = [f"t{int(i)}" for i in torch.randint(1, 32, (200,), generator=generator)]
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(words))
+    config = DynamicsConfig(
+        checkpoints=[str(runs / "gpt2")],
+        out=str(tmp_path / "out"),
+        progress=False,
+        circuit=False,
+        text=str(text),
+        text_windows=4,
+        early=2,
+        late=9,
+        **PROBE,
+    )
+    results, _ = run_dynamics(config)
+    for entry in results["checkpoints"]:
+        plain = AutoModelForCausalLM.from_pretrained(entry["path"]).eval()
+        ids = AutoTokenizer.from_pretrained(entry["path"]).encode(text.read_text(), add_special_tokens=False)
+        rows = torch.tensor(ids[: 4 * 9]).reshape(4, 9)
+        rows = torch.cat([torch.zeros(4, 1, dtype=torch.long), rows], dim=1)  # BOS id 0, then 9 tokens
+        with torch.no_grad():
+            logits = plain(rows).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), rows[:, 1:], reduction="none")
+        found = entry["text_icl"]
+        assert abs(found["loss_at_early"] - float(loss[:, 1].mean())) < 1e-4
+        assert abs(found["loss_at_late"] - float(loss[:, 8].mean())) < 1e-4
+        score = found["olsson_icl_score"]
+        assert abs(score["mean"] - float((loss[:, 8] - loss[:, 1]).mean())) < 1e-4
+        assert score["ci_low"] <= score["mean"] <= score["ci_high"]
+    assert "text.txt" in results["checkpoints"][0]["text_icl"]["source"]
+    again, _ = run_dynamics(config)  # resumed from the journal, text scores included
+    assert [e["text_icl"] for e in again["checkpoints"]] == [e["text_icl"] for e in results["checkpoints"]]
+
+
+def test_text_longer_than_the_context_is_one_line(runs, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("t1 t2 " * 400)
+    argv = ["dynamics", str(runs / "gpt2"), "--batch", "3", "--seq-len", "8", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--quiet", "--text", str(text)]) == 2  # --late 500 on a 24-token context
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "exceed the model's context of 24" in err, err
