@@ -184,11 +184,19 @@ def _seeded():
     yield
 
 
+SPREAD = ("test_export_charts.py",)
+"""Slow modules whose tests may run in different worker processes (the charts check: one test per producer)."""
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests under tests/e2e are the slow tier; the loopback NDIF tests share one worker process
-    (one service per session fixture, ``--dist loadgroup``)."""
+    """Tests under tests/e2e are the slow tier. Under ``--dist loadgroup`` the loopback NDIF tests share
+    one worker process (one service per session fixture), and so does each slow module but those in
+    :data:`SPREAD` (its module fixtures, a docs build or a benchmark run, are then made once)."""
     for item in items:
-        if f"{os.sep}e2e{os.sep}" in str(item.fspath):
+        path = str(item.fspath)
+        if f"{os.sep}e2e{os.sep}" in path:
             item.add_marker(pytest.mark.slow)
-        if f"{os.sep}remote{os.sep}" in str(item.fspath):
+        if f"{os.sep}remote{os.sep}" in path:
             item.add_marker(pytest.mark.xdist_group("ndif"))
+        elif item.get_closest_marker("slow") and not (item.get_closest_marker("xdist_group") or path.endswith(SPREAD)):
+            item.add_marker(pytest.mark.xdist_group(os.path.basename(path)))

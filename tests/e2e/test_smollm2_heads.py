@@ -42,3 +42,15 @@ def test_heads_command_on_smollm2(tmp_path):
     exact_top = {(h["layer"], h["head"]) for h in results["kinds"]["induction_exact"]["top"]}
     assert (18, 6) in induction_top and (18, 6) in exact_top
     assert results["kinds"]["copying_ov"]["top"][0]["score"] > 0.9
+
+
+def test_the_anti_induction_detector_says_none_on_smollm2(smollm2, probe):
+    """A detector that can say "none": SmolLM2 has no head over the anti-induction threshold (its strongest,
+    L24H4, suppresses by a fraction of a logit), so none is detected, while the induction detector, on
+    the same probe, finds L18H6."""
+    anti = detect_heads(smollm2, "anti_induction", probe=probe)
+    assert anti.threshold == 0.5 and anti.heads == []
+    scores = torch.as_tensor(anti.scores)
+    assert 0.05 < float(scores.max()) < 0.5  # a real score, just not one over the threshold
+    induction = detect_heads(smollm2, "induction", probe=probe)
+    assert (18, 6) in {(h["layer"], h["head"]) for h in induction.heads}
