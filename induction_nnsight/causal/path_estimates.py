@@ -101,31 +101,34 @@ class Known:
         return float(self.rows[run].mean())
 
 
-def estimate_all(model, plan: Plan, tokens, clean: Clean, runs, aims, execution, known: Known, n: int) -> list[int]:
-    """Fill ``known`` with every run's exact score and estimated loss (one backward pass, a probe per
-    k/q/v run, a trace to the last target layer per ``total`` run); return the runs whose losses
-    run exactly (:func:`_strongest`). ``aims``: the targets and their layers."""
+def estimate_all(model, plan: Plan, tokens, clean: Clean, runs, aims, execution, n: int) -> tuple[Known, list[int]]:
+    """Every run's exact score and estimated loss (one backward pass, a probe per k/q/v run, a trace to
+    the last target layer per ``total`` run), and the runs whose losses run exactly (:func:`_strongest`).
+    ``aims``: the targets and their layers."""
     targets, layers = aims
+    b = tokens.shape[0]
+    known = Known(torch.full((len(runs), b), float("nan")), torch.full((len(runs),), float("nan")), {}, torch.empty(0))
     kqv = [i for i, r in enumerate(runs) if r.path != "total"]
     totals = [i for i, r in enumerate(runs) if r.path == "total"]
-    grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in kqv} | {runs[i].source[0] for i in totals})
+    wanted = {runs[i].target[0] for i in kqv} | {runs[i].source[0] for i in totals}
+    clean.grads = loss_gradients(model, plan, tokens, wanted)
     if kqv:
-        estimate(model, plan, tokens, clean, runs, kqv, execution, (known.rows, known.losses), grads)
+        estimate(model, plan, tokens, clean, runs, kqv, execution, (known.rows, known.losses))
     if totals:
         for i in totals:
-            known.losses[i] = clean.loss + removal_estimate(clean, grads, runs[i].source)
+            known.losses[i] = clean.loss + removal_estimate(clean, runs[i].source)
         known.totals = {i: j for j, i in enumerate(totals)}
         chosen = [runs[i] for i in totals]
         known.total_rows, _ = run_traces(model, plan, tokens, clean, chosen, layers, execution, loss=False)
-    return _strongest(runs, known, clean, n, targets)
+    return known, _strongest(runs, known, clean, n, targets)
 
 
-def removal_estimate(clean: Clean, grads: dict[int, torch.Tensor], source: Head) -> float:
+def removal_estimate(clean: Clean, source: Head) -> float:
     """First-order change of the clean mean loss when ``source`` is removed everywhere (``total``):
-    ``g_s . (r_s - z_s)`` (attribution patching, ``g_s`` from :func:`loss_gradients`)."""
+    ``g_s . (r_s - z_s)`` (attribution patching, ``g_s`` from :func:`loss_gradients`, in ``clean.grads``)."""
     layer, head = source
     removed = clean.replacement[layer][..., head, :] - clean.z[layer][:, :, head]  # [batch, pos, d_head]
-    return float((removed.float() * grads[layer][:, :, head].float()).sum())
+    return float((removed.float() * clean.grads[layer][:, :, head].float()).sum())
 
 
 def estimate(
@@ -137,14 +140,15 @@ def estimate(
     chosen: list[int],
     execution: Execution,
     into: tuple[torch.Tensor, torch.Tensor],
-    grads: dict[int, torch.Tensor] | None = None,
 ) -> None:
     """Probe the ``chosen`` k/q/v runs: exact scores into ``into[0]`` (``[runs]`` means, or ``[runs, batch]``
-    row by row), clean loss + estimate into ``into[1]`` (gradients from :func:`loss_gradients` when
-    ``grads`` is None)."""
+    row by row), clean loss + estimate into ``into[1]`` (the gradients from :func:`loss_gradients`, into
+    ``clean.grads`` where it lacks a target layer)."""
     scores, losses = into
-    if grads is None:
-        grads = loss_gradients(model, plan, tokens, {runs[i].target[0] for i in chosen})
+    missing = {runs[i].target[0] for i in chosen} - set(clean.grads)
+    if missing:
+        clean.grads = {**clean.grads, **loss_gradients(model, plan, tokens, missing)}
+    grads = clean.grads
     order, chunks = start_chunks(runs, chosen, max(1, execution.max_tokens // tokens.numel()))
 
     def trace_chunk(start: int, stop: int) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from ..errors import InductionError
 from ..ndif.execution import Execution, as_execution
 from .ablation_method import Ablation
-from .path_estimates import Known, estimate_all
+from .path_estimates import estimate_all
 from .path_runs import run_traces
 from .path_traces import Run, clean_trace, make_plan
 
@@ -178,10 +178,9 @@ def _path_patching(model, tokens, seq_len, variants, ablation: Ablation, bos, ex
     )
     clean = clean_trace(model, plan, tokens, ablation, runs, layers)
     b = tokens.shape[0]
-    known = Known(torch.full((len(runs), b), float("nan")), torch.full((len(runs),), float("nan")), {}, torch.empty(0))
-    exact = list(range(len(runs)))
+    known, exact = None, list(range(len(runs)))
     if exact_losses is not None:
-        exact = estimate_all(model, plan, tokens, clean, runs, (targets, layers), run, known, exact_losses)
+        known, exact = estimate_all(model, plan, tokens, clean, runs, (targets, layers), run, exact_losses)
     scores, losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
     is_exact = torch.zeros(len(runs), dtype=torch.bool)
     is_exact[exact] = True

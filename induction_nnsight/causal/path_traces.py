@@ -74,6 +74,7 @@ class Clean:
     loss_rows: torch.Tensor | None = None
     attn_out: dict[int, torch.Tensor] = field(default_factory=dict)  # post-norm: layer -> clean attention output
     tuple_blocks: bool = False  # blocks return (hidden states, ...) rather than the hidden states
+    grads: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> clean loss gradient (estimates)
 
 
 @dataclass

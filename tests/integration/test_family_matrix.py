@@ -153,9 +153,8 @@ def record(name: str, attn: str, command: str, model) -> None:
         },
     )
     row["attention_source"][attn] = layout.attention_call
-    row["commands"].setdefault(command, [])
-    if attn not in row["commands"][command]:
-        row["commands"][command].append(attn)
+    # sorted: the order the tests ran in (which xdist may change) does not show
+    row["commands"][command] = sorted({*row["commands"].get(command, []), attn})
 
 
 def tokens(seed: int = 0) -> torch.Tensor:
