@@ -43,8 +43,9 @@ from induction_nnsight.scores.scan import scan
 from tests.conftest import TINY_BOS, save_tiny_model
 from tests.reference import reference_kind_scores
 
-# one worker process runs the whole module: its last test reads what the others recorded
-pytestmark = pytest.mark.xdist_group("families")
+# the slow tier (in the fast tier under xdist its last test found another matrix in a full run, not
+# traced yet); one worker process runs the whole module: its last test reads what the others recorded
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("families")]
 
 ATOL = 1e-5
 SEQ = 6
