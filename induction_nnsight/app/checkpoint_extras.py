@@ -49,8 +49,8 @@ def strongest_k_edge(model, probe, target: tuple[int, int]) -> dict | None:
     if not ranked:
         return None
     edge = next(e for e in found.edges if e.source == ranked[0])
-    effect_ci = getattr(edge, "effect_ci", None) or (None, None)  # the circuit's bootstrap over rows, where it has one
-    loss_ci = getattr(edge, "loss_ci", None) or (None, None)
+    effect_ci = edge.effect_ci or (None, None)  # the circuit's bootstrap over rows (None where it has none)
+    loss_ci = edge.loss_ci or (None, None)
     return {
         "source": head_name(edge.source),
         "target": head_name(target),
