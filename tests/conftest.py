@@ -200,3 +200,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("ndif"))
         elif item.get_closest_marker("slow") and not (item.get_closest_marker("xdist_group") or path.endswith(SPREAD)):
             item.add_marker(pytest.mark.xdist_group(os.path.basename(path)))
+
+
+_FAMILY_ENTRIES: list[dict] = []  # what the family matrix's passing tests found, from every worker's reports
+
+
+def pytest_runtest_logreport(report):
+    from tests.families import PROPERTY
+
+    if report.when == "call" and report.passed:
+        _FAMILY_ENTRIES.extend(value for key, value in report.user_properties if key == PROPERTY)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The controller (not an xdist worker) fails the session when docs/families.json is stale."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.families import stale
+
+    message = stale(_FAMILY_ENTRIES)
+    if message:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"FAILED family matrix: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -22,7 +22,7 @@ from sphinx.util.docutils import SphinxDirective
 logger = logging.getLogger(__name__)
 
 MATRIX = Path(__file__).resolve().parents[1] / "families.json"
-COMMANDS = ("scan", "heads", "ablate", "patch", "circuit")
+COMMANDS = ("scan", "heads", "ablate", "patch", "circuit", "dual-route", "estimate")
 HEADER = ("Family", "Attention source", "Norm", "q/k/v", "Key/value heads", *COMMANDS)
 
 

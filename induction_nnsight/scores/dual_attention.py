@@ -13,8 +13,9 @@ from __future__ import annotations
 import nnsight
 import torch
 
-from ..models.attention import LayerAttention, attention_calls, attention_modules
-from ..models.layout import model_facts
+from ..models.attention import attention_calls, attention_modules, call_query_argument, layer_attention
+from ..models.layout import model_facts, model_layout
+from ..models.qkv import value_heads
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
 from ..ndif.settings import on_ndif
@@ -57,27 +58,24 @@ def value_weighted_attention(
     """
     remote = as_execution(execution).remote
     eager = model_facts(model).attn_implementation == "eager" and not on_ndif(remote)
+    layout = model_layout(model)
+    facts = layout.facts
     modules, calls = attention_modules(model), attention_calls(model)
     batch, n_pos = tokens.shape
     last = torch.tensor([n_pos - 1])
     rows = torch.arange(batch)[:, None]
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         per_layer = []
-        for attention, name in zip(modules, calls):
-            call = getattr(attention.source, name)
-            args, kwargs = call.inputs
-            if eager:
-                layer = LayerAttention(probs=call.output[1])
-            else:
-                layer = LayerAttention(
-                    query=args[1],
-                    key=args[2],
-                    mask=args[4] if len(args) > 4 else kwargs.get("attention_mask"),
-                    scaling=kwargs.get("scaling"),
-                    softcap=kwargs.get("softcap"),
-                    sliding_window=kwargs.get("sliding_window"),
-                )
-            weighted = value_weighted_rows(layer.rows(last.to(layer.device)), args[3])[:, :, 0]  # [batch, head, key]
+        for at, (attention, name) in enumerate(zip(modules, calls)):
+            query = call_query_argument(name)
+            if query is None:  # a family's own softmax takes scores: the values are read where they are made
+                made = model.get(layout.v_proj[at]).output.movedim(-1, 0)  # [features, batch, pos]
+                heads = value_heads(made, layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head)
+                value = heads.permute(2, 0, 3, 1)  # [batch, kv_head, key, d_head]
+            else:  # transformers' interface (self, query, key, value, ...) or torch's kernel (query, key, value, ...)
+                value = getattr(attention.source, name).inputs[0][query + 2]
+            layer = layer_attention(attention, eager, name)
+            weighted = value_weighted_rows(layer.rows(last.to(layer.device)), value)[:, :, 0]  # [batch, head, key]
             per_layer.append(weighted[rows, :, keys.to(weighted.device)])  # [batch, n_keys, head]
         saved = nnsight.save(torch.stack(per_layer, dim=2))  # [batch, n_keys, layer, head]
     return saved.detach().cpu().float()

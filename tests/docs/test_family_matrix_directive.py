@@ -6,7 +6,7 @@ import json
 import sys
 
 from tests.docs.helpers import DOCS
-from tests.integration.test_family_matrix import FAMILIES, MATRIX
+from tests.families import FAMILIES, MATRIX
 
 sys.path.insert(0, str(DOCS / "_ext"))
 from family_matrix import COMMANDS, HEADER, matrix_rows

@@ -11,21 +11,20 @@ discriminates. Per family and attention implementation it offers:
 * patch: one head's clean output patched into the corrupted run equals the same patch by plain hooks;
 * circuit: path patching (``k``, ``q``, ``v``, ``total``) equals :func:`plain_path`, plain hooks that
   recompute the target's q/k/v slice with the model's own norm modules (through the sender's own
-  post-attention norm module in post-norm blocks).
+  post-attention norm module in post-norm blocks);
+* dual-route: the value-weighted attention scores equal eager ``output_attentions`` weighted by the value
+  norms read from the value projection's slice, and the copying sweep (prefix-cached) equals a plain
+  forward-pre-hook patch of one head at the second-to-last position on whole rows;
+* estimate: every head's attribution-patching estimate equals ``g . (0 - z)`` from plain autograd.
 
-Every family and what the layout found is written to :data:`MATRIX` (``docs/families.json``), which the
-docs page renders; :func:`test_the_committed_matrix_is_what_the_tests_found` fails when it is stale
-(``UPDATE_FAMILIES=1`` rewrites it).
+Each passing test attaches what it checked to its report; ``tests/conftest.py`` gathers the reports of
+every worker into the matrix (``docs/families.json``, rendered by the docs) and fails the session when
+the committed file is stale (``UPDATE_FAMILIES=1`` rewrites it): see ``tests/families.py``.
 
-Slow tier: 202 checks over 18 families take about a minute; the fast tier keeps the tiny GPT-2 and
-Llama routes (tests/integration/*), and CI runs this matrix with the slow tier.
+Fast tier: tiny models, about 250 checks over 18 families in well under a minute on one worker.
 """
 
 from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -33,47 +32,28 @@ import torch.nn.functional as F
 
 from induction_nnsight import Execution, load_model, repeated_tokens
 from induction_nnsight.causal.ablation import ablate_heads
+from induction_nnsight.causal.copying_patch import COPYING_TARGETS, copying_sweep
+from induction_nnsight.causal.estimators import head_estimate
 from induction_nnsight.causal.metrics import RowMetric
 from induction_nnsight.causal.patching import patch_heads
 from induction_nnsight.causal.path_patching import Ablation, PathVariant, path_patching
 from induction_nnsight.models.layout import model_layout
+from induction_nnsight.probes.dual_route import copying_prompts
 from induction_nnsight.probes.tokens import repeated_probe
+from induction_nnsight.scores.dual_attention import value_weighted_attention
 from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.scores.scan import scan
 from tests.conftest import TINY_BOS, save_tiny_model
+from tests.families import FAMILIES, PROPERTY, ROUTES, entry
 from tests.reference import reference_kind_scores
 
-# the slow tier (in the fast tier under xdist its last test found another matrix in a full run, not
-# traced yet); one worker process runs the whole module: its last test reads what the others recorded
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("families")]
+# one worker process builds each tiny model once
+pytestmark = pytest.mark.xdist_group("families")
 
 ATOL = 1e-5
 SEQ = 6
 BATCH = 2
-MATRIX = Path(__file__).resolve().parents[2] / "docs" / "families.json"
 
-# family -> (tiny config in tests/conftest.py, attention implementations the family offers, what it exercises)
-FAMILIES = {
-    "GPT-2": ("gpt2", ("eager", "sdpa"), "learned positions, Conv1D, stacked c_attn"),
-    "GPT-J": ("gptj", ("eager", "sdpa"), "partial rotary, parallel attention and MLP"),
-    "GPT-NeoX": ("neox", ("eager", "sdpa"), "interleaved query_key_value, partial rotary"),
-    "Llama": ("llama", ("eager", "sdpa"), "grouped-query attention, rotary"),
-    "Mistral": ("mistral", ("eager", "sdpa"), "sliding window"),
-    "Mixtral": ("mixtral", ("eager", "sdpa"), "mixture of experts"),
-    "Qwen2": ("qwen2", ("eager", "sdpa"), "q/k/v biases"),
-    "Qwen3": ("qwen3", ("eager", "sdpa"), "per-head q/k norms"),
-    "Gemma 2": ("gemma2", ("eager",), "post-norm, soft-capping, sliding and global layers"),
-    "Gemma 3": ("gemma3", ("eager", "sdpa"), "post-norm, sliding and global layers"),
-    "OLMo": ("olmo", ("eager", "sdpa"), "non-parametric LayerNorm"),
-    "OLMo-2": ("olmo2", ("eager", "sdpa"), "post-norm without pre-attention norm, q/k norms"),
-    "Phi-3": ("phi3", ("eager", "sdpa"), "fused qkv_proj with grouped-query attention"),
-    "OPT": ("opt", ("eager", "sdpa"), "learned positions, self_attn_layer_norm"),
-    "Falcon (multi-query, ALiBi)": ("falcon", ("eager",), "its own attention code, one key/value head"),
-    "Falcon (multi-query, rotary)": ("falcon-rope", ("eager", "sdpa"), "its own attention code, two branches"),
-    "Falcon (new decoder, grouped)": ("falcon-new", ("eager", "sdpa"), "key/value groups packed in one projection"),
-    "BLOOM (ALiBi)": ("bloom", ("eager",), "its own attention code, interleaved query_key_value"),
-}
-ROUTES = [(family, attn) for family, (_, attns, _) in FAMILIES.items() for attn in attns]
 IDS = [f"{FAMILIES[f][0]}-{a}" for f, a in ROUTES]
 _ATTENTION_WEIGHTS = (
     "c_attn",
@@ -132,30 +112,9 @@ def plain(family):
     return get
 
 
-FOUND: dict[str, dict] = {}  # family -> the matrix row the tests found
-
-
-def record(name: str, attn: str, command: str, model) -> None:
-    layout = model_layout(model)
-    pre = layout.pre_attention_norm[0] is not None
-    placement = "post-norm" if layout.post_norm else "pre-norm"
-    placement += "" if pre else " (no pre-attention norm)"
-    row = FOUND.setdefault(
-        name,
-        {
-            "family": name,
-            "config": FAMILIES[name][0],
-            "exercises": FAMILIES[name][2],
-            "attention_source": {},
-            "norm": f"{layout.norm}{' (1 + w)' if layout.norm_offset else ''}, {placement}",
-            "value_layout": layout.value_layout,
-            "kv_heads": f"{layout.facts.n_kv_heads} of {layout.facts.n_heads}",
-            "commands": {},
-        },
-    )
-    row["attention_source"][attn] = layout.attention_call
-    # sorted: the order the tests ran in (which xdist may change) does not show
-    row["commands"][command] = sorted({*row["commands"].get(command, []), attn})
+def record(record_property, name: str, attn: str, command: str, model) -> None:
+    """Attach what this passing test checked to its report (gathered into the matrix by tests/families.py)."""
+    record_property(PROPERTY, entry(name, attn, command, model_layout(model)))
 
 
 def tokens(seed: int = 0) -> torch.Tensor:
@@ -192,7 +151,7 @@ def test_the_detected_layout_passes_its_check(family, name, attn):
 
 
 @pytest.mark.parametrize(("name", "attn"), ROUTES, ids=IDS)
-def test_scan(family, plain, name, attn):
+def test_scan(family, plain, record_property, name, attn):
     model, _ = family(name, attn)
     rows = tokens()
     result = scan(model, rows, SEQ)
@@ -202,18 +161,18 @@ def test_scan(family, plain, name, attn):
     loss = torch.stack([F.cross_entropy(out.logits[:, i], rows[:, i + 1]) for i in range(rows.shape[1] - 1)])
     assert torch.allclose(result.loss_by_position, loss, atol=ATOL)
     assert expected.max() - expected.min() > 100 * ATOL  # the heads differ: the comparison discriminates
-    record(name, attn, "scan", model)
+    record(record_property, name, attn, "scan", model)
 
 
 @pytest.mark.parametrize(("name", "attn"), ROUTES, ids=IDS)
-def test_heads(family, plain, name, attn):
+def test_heads(family, plain, record_property, name, attn):
     model, _ = family(name, attn)
     probe = repeated_probe(BATCH, SEQ, seed=1, low=1, high=128, bos_token_id=TINY_BOS)
     found = head_scores(model, probe, kinds=("induction", "previous_token", "duplicate_token"))
     expected = reference_kind_scores(_eager(plain(name), probe.tokens).attentions, probe.tokens, SEQ, SEQ + 1)
     for kind in ("induction", "previous_token", "duplicate_token"):
         assert torch.allclose(found.mean(kind), expected[kind], atol=ATOL, equal_nan=True), kind
-    record(name, attn, "heads", model)
+    record(record_property, name, attn, "heads", model)
 
 
 def _o_proj(plain_model, model, layer):
@@ -227,7 +186,7 @@ def _edit_head(layer_in: torch.Tensor, head: int, d_head: int, value) -> torch.T
 
 
 @pytest.mark.parametrize(("name", "attn"), ROUTES, ids=IDS)
-def test_ablate(family, plain, name, attn):
+def test_ablate(family, plain, record_property, name, attn):
     model, _ = family(name, attn)
     rows, d_head = tokens(), model_layout(model).facts.d_head
     got = ablate_heads(model, rows, [(1, 2)])
@@ -238,11 +197,11 @@ def test_ablate(family, plain, name, attn):
         hook.remove()
     expected = torch.stack([F.cross_entropy(out.logits[:, i], rows[:, i + 1]) for i in range(rows.shape[1] - 1)])
     assert torch.allclose(got, expected, atol=ATOL)
-    record(name, attn, "ablate", model)
+    record(record_property, name, attn, "ablate", model)
 
 
 @pytest.mark.parametrize(("name", "attn"), ROUTES, ids=IDS)
-def test_patch(family, plain, name, attn):
+def test_patch(family, plain, record_property, name, attn):
     model, _ = family(name, attn)
     clean, corrupted = tokens(0), tokens(3)
     d_head = model_layout(model).facts.d_head
@@ -269,7 +228,7 @@ def test_patch(family, plain, name, attn):
             [F.cross_entropy(out.logits[:, i], corrupted[:, i + 1]) for i in range(SEQ + 1, 2 * SEQ)]
         ).mean()
         assert abs(float(result.values[1, head]) - float(expected)) < ATOL, (head, result.values[1], expected)
-    record(name, attn, "patch", model)
+    record(record_property, name, attn, "patch", model)
 
 
 def _slice(layout, layer: int, component: str, head: int) -> tuple[str, int, int]:
@@ -364,7 +323,7 @@ CASES = [((0, 1), (1, 2), "k"), ((0, 3), (1, 0), "q"), ((0, 0), (1, 3), "v"), ((
 
 
 @pytest.mark.parametrize(("name", "attn"), ROUTES, ids=IDS)
-def test_circuit(family, plain, name, attn):
+def test_circuit(family, plain, record_property, name, attn):
     """Path patching equals plain hooks (the plain route runs eager), on every family: post-norm, fused q/k/v,
     multi-query and the rest."""
     model, _ = family(name, attn)
@@ -387,10 +346,10 @@ def test_circuit(family, plain, name, attn):
         )
         assert torch.isfinite(frozen.scores[1:]).all()
         assert (frozen.scores[1:3] - result.scores[1:3]).abs().max() > 1e-6
-    record(name, attn, "circuit", model)
+    record(record_property, name, attn, "circuit", model)
 
 
-def test_falcon_alibi_sdpa_reads_what_its_kernel_computes(family, monkeypatch):
+def test_falcon_alibi_sdpa_reads_what_its_kernel_computes(family, monkeypatch, record_property):
     """Falcon's ALiBi runs differ between transformers' own eager and sdpa code (logits by about 0.05 here), so
     eager attentions are no reference for its sdpa route: the scan under sdpa must give the probabilities
     ``softmax(Q K^T / sqrt(d) + mask)`` of the very inputs its kernel got (captured by wrapping torch's
@@ -419,7 +378,7 @@ def test_falcon_alibi_sdpa_reads_what_its_kernel_computes(family, monkeypatch):
     assert torch.allclose(result.induction_scores, torch.stack(expected), atol=ATOL)
     loss = torch.stack([F.cross_entropy(logits[:, i], rows[:, i + 1]) for i in range(rows.shape[1] - 1)])
     assert torch.allclose(result.loss_by_position, loss, atol=ATOL)
-    record(name, "sdpa", "scan", model)
+    record(record_property, name, "sdpa", "scan", model)
     d_head = model_layout(model).facts.d_head
     hook = _o_proj(plain_sdpa, model, 1).register_forward_pre_hook(lambda _m, a: (_edit_head(a[0], 2, d_head, 0.0),))
     try:
@@ -429,7 +388,7 @@ def test_falcon_alibi_sdpa_reads_what_its_kernel_computes(family, monkeypatch):
         hook.remove()
     loss = torch.stack([F.cross_entropy(logits[:, i], rows[:, i + 1]) for i in range(rows.shape[1] - 1)])
     assert torch.allclose(ablate_heads(model, rows, [(1, 2)]), loss, atol=ATOL)
-    record(name, "sdpa", "ablate", model)
+    record(record_property, name, "sdpa", "ablate", model)
 
 
 def test_qkv_patching_through_projections_equals_through_the_kernel(family):
@@ -465,12 +424,114 @@ def test_sender_norm_is_a_circuit_option(family):
     assert len(effects[0]) == len(effects[1]) == 4 and effects[0] != effects[1]
 
 
-def test_the_committed_matrix_is_what_the_tests_found():
-    """Runs last in this module: the rows the tests above recorded equal docs/families.json."""
-    if len(FOUND) < len(FAMILIES):
-        pytest.skip("the family matrix did not run in full in this session")
-    found = [FOUND[name] for name in FAMILIES]
-    if os.environ.get("UPDATE_FAMILIES"):
-        MATRIX.write_text(json.dumps(found, indent=1) + "\n")
-    committed = json.loads(MATRIX.read_text())
-    assert committed == found, "docs/families.json is stale: rerun this module with UPDATE_FAMILIES=1"
+ENTITIES = [(5, 6), (7, 8, 9), (11, 12, 13, 14), (15, 16, 17, 18, 19)]
+PROMPTS = dict(seed=0, low=20, high=120, separator=3, bos=TINY_BOS)
+
+
+def _value_norms(plain_model, layout, rows) -> list[torch.Tensor]:
+    """``[batch, head, key]`` per layer: the norm of the value each head reads, from its projection's slice."""
+    facts = layout.facts
+    outputs = {}
+    modules = [plain_model.get_submodule(_slice(layout, layer, "v", 0)[0]) for layer in range(facts.n_layers)]
+    hooks = [m.register_forward_hook(lambda _m, _a, o, i=i: outputs.__setitem__(i, o)) for i, m in enumerate(modules)]
+    try:
+        _eager(plain_model, rows)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [
+        torch.stack(
+            [
+                outputs[layer][..., slice(*_slice(layout, layer, "v", head)[1:])].norm(dim=-1)
+                for head in range(facts.n_heads)
+            ],
+            1,
+        )
+        for layer in range(facts.n_layers)
+    ]
+
+
+@pytest.mark.parametrize(("name", "attn"), ROUTES, ids=IDS)
+def test_dual_route(family, plain, record_property, name, attn):
+    """Value-weighted attention from the last query (eager probabilities times value norms, renormalised) and
+    the prefix-cached copying sweep (one head patched at the second-to-last position) equal plain routes."""
+    model, _ = family(name, attn)
+    layout = model_layout(model)
+    rows = tokens()
+    keys = torch.tensor([[1, SEQ], [2, SEQ + 1]])  # [batch, n_keys]
+    got = value_weighted_attention(model, rows, keys)  # [batch, n_keys, layer, head]
+    norms = _value_norms(plain(name), layout, rows)
+    expected = []
+    for layer, pattern in enumerate(_eager(plain(name), rows).attentions):
+        weighted = pattern[:, :, -1] * norms[layer]  # [batch, head, key]
+        weighted = weighted / weighted.sum(-1, keepdim=True)
+        expected.append(weighted[torch.arange(BATCH)[:, None], :, keys])  # [batch, n_keys, head]
+    assert torch.allclose(got, torch.stack(expected, 2), atol=ATOL)
+
+    prompts = copying_prompts(ENTITIES, n_random=4, **PROMPTS)
+    cut = slice(2 * layout.facts.d_head, 3 * layout.facts.d_head)  # head 2 of layer 0, read by both targets
+    o_proj = _o_proj(plain(name), model, 0)
+    clean = []
+    hook = o_proj.register_forward_pre_hook(lambda _m, a: clean.append(a[0][:, -2, cut].detach().clone()))
+    try:
+        _eager(plain(name), prompts.clean)
+    finally:
+        hook.remove()
+
+    def patch(_m, a):
+        x = a[0].clone()
+        x[:, -2, cut] = clean[0]
+        return (x,)
+
+    for target, (position, index) in COPYING_TARGETS.items():
+        swept = copying_sweep(model, prompts, target, heads=[(0, 2)], execution=Execution(progress=False))
+        logp = []
+        for patched in (False, True):
+            hook = o_proj.register_forward_pre_hook(patch) if patched else None
+            try:
+                logits = _eager(plain(name), prompts.corrupt).logits
+            finally:
+                if hook is not None:
+                    hook.remove()
+            logp.append(logits[:, position].log_softmax(-1)[torch.arange(len(ENTITIES)), prompts.entities[:, index]])
+        assert torch.allclose(swept, torch.stack(logp), atol=ATOL), (target, swept, logp)
+        assert (logp[1] - logp[0]).abs().max() > 100 * ATOL  # the patch moves the metric: the check can fail
+    record(record_property, name, attn, "dual-route", model)
+
+
+@pytest.mark.parametrize(("name", "attn"), ROUTES, ids=IDS)
+def test_estimate(family, plain, record_property, name, attn):
+    """Every head's attribution-patching estimate of its zero ablation equals ``g . (0 - z)`` from plain
+    autograd, ``g`` the gradient of the repeated-half loss at the output projection's input."""
+    model, _ = family(name, attn)
+    facts = model_layout(model).facts
+    rows = tokens()
+    metric = RowMetric("loss", loss_positions=slice(SEQ + 1, 2 * SEQ))
+    got = head_estimate(model, rows, metric, "zero", estimator="plain").estimate  # [layer, head]
+    plain_model = plain(name)
+    inputs = {}
+
+    def keep(_m, a, i):
+        a[0].retain_grad()
+        inputs[i] = a[0]
+
+    modules = [_o_proj(plain_model, model, layer) for layer in range(facts.n_layers)]
+    hooks = [m.register_forward_pre_hook(lambda _m, a, i=i: keep(_m, a, i)) for i, m in enumerate(modules)]
+    try:
+        with torch.enable_grad():
+            logits = plain_model(rows).logits
+            losses = [F.cross_entropy(logits[:, i], rows[:, i + 1]) for i in range(SEQ + 1, 2 * SEQ)]
+            torch.stack(losses).mean().backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        plain_model.zero_grad(set_to_none=True)
+    expected = torch.stack(
+        [
+            (inputs[i].grad * -inputs[i].detach()).reshape(*rows.shape, facts.n_heads, facts.d_head).sum((0, 1, 3))
+            for i in range(facts.n_layers)
+        ]
+    )
+    assert torch.allclose(got, expected, atol=ATOL, rtol=1e-4), (got, expected)
+    assert expected.abs().max() > 100 * ATOL
+    record(record_property, name, attn, "estimate", model)
