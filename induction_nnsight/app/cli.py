@@ -146,9 +146,14 @@ def _ablate_command(args: argparse.Namespace) -> int:
                 f"--search estimate: {verified:.0f} heads verified exactly, "
                 f"the rest estimated ({attribution['estimator']})"
             )
+    _print_cost(results)
+    return 0
+
+
+def _print_cost(results: dict) -> None:
+    """The job's top-level ``cost`` (passes counted once per row), when it has one."""
     if "cost" in results:
         print("cost: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in results["cost"].items()))
-    return 0
 
 
 def _patch_command(args: argparse.Namespace) -> int:
@@ -170,6 +175,7 @@ def _patch_command(args: argparse.Namespace) -> int:
             f"best head to patch: {head_name(layer, head)} (recovery {grid['recovery'][layer][head]:.3f} {interval}); "
             f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}"
         )
+    _print_cost(results)
     return 0
 
 

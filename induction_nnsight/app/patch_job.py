@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from ..causal.cost import Cost
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
 from ..causal.head_outputs import check_heads
 from ..causal.head_search import compare
@@ -97,6 +98,7 @@ def _grid(result, **extra) -> dict:
         "recovery_ci_high": table(result.ci_high),
         "rows": result.rows,
         "columns": result.columns,
+        "cost": result.cost.as_dict(),
         **extra,
     }
 
@@ -253,5 +255,14 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
         head = parse_heads(config.head, "--head")[0] if config.head is not None else tuple(results["heads"]["best"])
         site_results, site_files = _qkv_site(model, pair, config, head, execution, title_tail)
         results.update(site_results), files.update(site_files)
+    results["cost"] = _total_cost(results)
     files["patching_results.json"] = to_json(results)
     return results, files
+
+
+def _total_cost(results: dict) -> dict:
+    """Every pass the job ran: each site's grid and the head estimate beside the head grid."""
+    parts = [results[site]["cost"] for site in ("heads", "residual", "qkv") if site in results]
+    parts += [results["attribution"]["cost"]] if "attribution" in results else []
+    total = sum((Cost(p["forward_passes"], p["backward_passes"], p["tokens"]) for p in parts), Cost())
+    return total.as_dict()

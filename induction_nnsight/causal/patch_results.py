@@ -17,6 +17,7 @@ from ..figures.heads import GridAxes, heatmap_figure
 from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..scores.ranking import rank_heads
+from .cost import Cost
 from .metrics import recovery
 
 RECOVERY = "recovery (0: corrupted, 1: clean)"
@@ -39,6 +40,7 @@ class PatchResult(Displayable):
         model: The model's name or path.
         ci_low: Lower end of each cell's 95% recovery interval (bootstrap over rows; NaN from one row).
         ci_high: Upper end.
+        cost: The passes the grid ran (:class:`~induction_nnsight.causal.cost.Cost`), when known.
     """
 
     clean: float
@@ -51,6 +53,7 @@ class PatchResult(Displayable):
     model: str | None = None
     ci_low: torch.Tensor | None = None
     ci_high: torch.Tensor | None = None
+    cost: Cost | None = None
 
     FIGURES = ("recovery",)
 

@@ -26,7 +26,9 @@ from ..models.layout import model_facts, model_layout
 from ..models.qkv import kv_head
 from ..names import head_name
 from ..ndif.execution import Execution, as_execution
+from .cost import passes
 from .head_outputs import head_edit
+from .head_search import variants_cost
 from .head_weights import projection_slice
 from .intervals import recovery_interval
 from .metrics import RowMetric
@@ -51,8 +53,9 @@ def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, execution: Ex
 
 
 def _patch(model, pair, metric, n_variants, edit, execution: Execution | None, desc: str):
-    """``(clean, corrupted, [n_variants - 1] patched, ([n - 1] low, [n - 1] high))`` of ``pair = (clean,
-    corrupted)`` rows, with each recovery's 95% interval over rows; variant 0 of ``edit`` must patch nothing."""
+    """``(clean, corrupted, [n_variants - 1] patched, ([n - 1] low, [n - 1] high), cost)`` of ``pair = (clean,
+    corrupted)`` rows, with each recovery's 95% interval over rows and the passes it ran; variant 0 of
+    ``edit`` must patch nothing."""
     clean, corrupted = pair
     _check_pair(clean, corrupted)
     run = as_execution(execution)
@@ -60,7 +63,27 @@ def _patch(model, pair, metric, n_variants, edit, execution: Execution | None, d
     clean_rows = _run_variant_rows(model, clean, 1, None, metric, None, run.replace(progress=False), "clean")[0]
     interval = recovery_interval(rows[1:], rows[0], clean_rows)
     values = rows.mean(dim=1)
-    return float(clean_rows.mean()), float(values[0]), values[1:], interval
+    # every variant's corrupted rows, the clean (source) rows once per trace, and the clean rows' own pass
+    cost = variants_cost(n_variants, tuple(corrupted.shape), clean.shape[0], run) + passes(*clean.shape, forward=1)
+    return float(clean_rows.mean()), float(values[0]), values[1:], interval, cost
+
+
+def _grid(found: tuple, labels: tuple[list[str], list[str]], metric: RowMetric, name: str) -> PatchResult:
+    """The :class:`PatchResult` of :func:`_patch`'s output, its grid shaped by its ``(rows, columns)`` labels."""
+    clean_value, corrupted_value, values, (low, high), cost = found
+    shape = (len(labels[0]), len(labels[1]))
+    return PatchResult(
+        clean_value,
+        corrupted_value,
+        values.reshape(shape),
+        rows=labels[0],
+        columns=labels[1],
+        metric=metric.label,
+        model=name,
+        ci_low=low.reshape(shape),
+        ci_high=high.reshape(shape),
+        cost=cost,
+    )
 
 
 def patch_heads(
@@ -92,7 +115,7 @@ def patch_heads(
     cells = [(layer, head) for layer in chosen for head in range(facts.n_heads)]
     for i, (layer, head) in enumerate(cells, 1):
         masks[i, layer, head] = True
-    clean_value, corrupted_value, values, (low, high) = _patch(
+    clean_value, corrupted_value, values, (low, high), cost = _patch(
         model,
         (clean, corrupted),
         metric,
@@ -114,6 +137,7 @@ def patch_heads(
         model=facts.name,
         ci_low=grids[1],
         ci_high=grids[2],
+        cost=cost,
     )
 
 
@@ -168,21 +192,11 @@ def patch_residual(
             new = torch.cat([source, target])
             block.output = (new, *output[1:]) if isinstance(output, tuple) else new
 
-    clean_value, corrupted_value, values, (low, high) = _patch(
+    found = _patch(
         model, (clean, corrupted), metric, len(masks), edit, execution, f"patching residual at {len(cells)} sites"
     )
-    shape = (len(layer_list), len(position_list))
-    return PatchResult(
-        clean_value,
-        corrupted_value,
-        values.reshape(shape),
-        rows=[f"L{layer}" for layer in layer_list],
-        columns=[str(p) for p in position_list],
-        metric=metric.label,
-        model=facts.name,
-        ci_low=low.reshape(shape),
-        ci_high=high.reshape(shape),
-    )
+    labels = ([f"L{layer}" for layer in layer_list], [str(p) for p in position_list])
+    return _grid(found, labels, metric, facts.name)
 
 
 def patch_qkv(
@@ -244,20 +258,10 @@ def patch_qkv(
             states[c] = torch.cat([source, target.reshape(-1, *x.shape[1:])])
         operation.inputs = ((*args[:first], *states, *args[first + 3 :]), kwargs)
 
-    clean_value, corrupted_value, values, (low, high) = _patch(
+    found = _patch(
         model, (clean, corrupted), metric, len(masks), edit, execution, f"patching {head_name(layer, head)} q/k/v"
     )
-    return PatchResult(
-        clean_value,
-        corrupted_value,
-        values.reshape(3, len(columns)),
-        rows=list(QKV),
-        columns=[str(p) for p in position_list] + ["all"],
-        metric=metric.label,
-        model=facts.name,
-        ci_low=low.reshape(3, len(columns)),
-        ci_high=high.reshape(3, len(columns)),
-    )
+    return _grid(found, (list(QKV), [str(p) for p in position_list] + ["all"]), metric, facts.name)
 
 
 def _patch_projections(model, pair, metric, head, masks, execution, columns) -> PatchResult:
@@ -283,17 +287,5 @@ def _patch_projections(model, pair, metric, head, masks, execution, columns) -> 
                 target[..., start:stop] = torch.where(keep, source[..., start:stop], target[..., start:stop])
             module.output = torch.cat([source, target.reshape(-1, *out.shape[1:])])
 
-    clean_value, corrupted_value, values, (low, high) = _patch(
-        model, pair, metric, len(masks), edit, execution, f"patching {head_name(layer, index)} q/k/v"
-    )
-    return PatchResult(
-        clean_value,
-        corrupted_value,
-        values.reshape(3, len(columns)),
-        rows=list(QKV),
-        columns=[str(p) for p in range(n_pos) if [p] in columns] + ["all"],
-        metric=metric.label,
-        model=facts.name,
-        ci_low=low.reshape(3, len(columns)),
-        ci_high=high.reshape(3, len(columns)),
-    )
+    found = _patch(model, pair, metric, len(masks), edit, execution, f"patching {head_name(layer, index)} q/k/v")
+    return _grid(found, (list(QKV), [str(p) for p in range(n_pos) if [p] in columns] + ["all"]), metric, facts.name)

@@ -10,7 +10,7 @@ Estimates (every edge, from a few passes):
   from the target's output on (one backward pass).
 * ``total``: the source's direct effect on the target's pattern, the sum of its ``k`` and ``q``
   probes (paths through heads in between are left out), and its loss effect by attribution patching
-  (:func:`~induction_nnsight.causal.estimators.head_estimate`, one forward and one backward pass).
+  (:func:`~induction_nnsight.causal.path_estimates.removal_estimate`, from the same backward pass).
 
 Verification: per target and path, the ``verify`` strongest edges by the estimate, ranked as
 :meth:`~induction_nnsight.causal.circuit.CircuitResult.strongest` ranks exact ones (largest drop of
@@ -26,12 +26,9 @@ import torch
 
 from ..models.layout import model_facts
 from ..ndif.execution import Execution, as_execution
-from ..scores.losses import repeated_half_slice
 from ..scores.ranking import RANK_DECIMALS
 from .cost import Cost, passes
-from .estimators import head_estimate
-from .metrics import RowMetric
-from .path_estimates import estimate
+from .path_estimates import estimate, loss_gradients, removal_estimate
 from .path_patching import Ablation, PathResult, PathVariant, plan_runs
 from .path_runs import run_traces
 from .path_traces import Run, clean_trace, make_plan
@@ -108,29 +105,24 @@ def path_search(
     p_scores = torch.full((len(every),), float("nan"))
     p_losses = torch.full((len(every),), float("nan"))
     chosen = kqv + list(range(len(runs), len(every)))
+    total = [i for i, r in enumerate(runs) if r.path == "total"]
+    if chosen or total:  # one backward pass: the gradients at every probed target and every total source
+        wanted = {every[i].target[0] for i in chosen} | {runs[i].source[0] for i in total}
+        clean.grads = loss_gradients(model, plan, tokens, wanted)
+        cost = cost + passes(*shape, forward=1, backward=1)
     if chosen:
         estimate(model, plan, tokens, clean, every, chosen, run, (p_scores, p_losses))
-        cost = (
-            cost
-            + passes(*shape, forward=1, backward=1)
-            + runs_cost([every[i] for i in chosen], facts.n_layers, shape, probe=True)
-        )
+        cost = cost + runs_cost([every[i] for i in chosen], facts.n_layers, shape, probe=True)
     scores[kqv], losses[kqv] = p_scores[kqv], p_losses[kqv]
     at = {r: i for i, r in enumerate(every)}
     total_score: dict[tuple, float] = {}  # (run index, target) -> estimated score
-    total = [i for i, r in enumerate(runs) if r.path == "total"]
-    if total:
-        metric = RowMetric("loss", loss_positions=repeated_half_slice(seq_len, bos))
-        method, source = ablation.estimated(tokens.shape[0])
-        found = head_estimate(model, tokens, metric, method, source=source, estimator="plain", execution=run)
-        cost = cost + found.cost
-        for i in total:
-            s = runs[i].source
-            losses[i] = clean.loss + float(found.estimate[s])
-            for t in targets:
-                if s[0] < t[0]:
-                    drop = sum(float(p_scores[at[Run(s, p, t)]]) - float(clean.scores[t[0]][t[1]]) for p in ("k", "q"))
-                    total_score[(i, t)] = float(clean.scores[t[0]][t[1]]) + drop
+    for i in total:
+        s = runs[i].source
+        losses[i] = clean.loss + removal_estimate(clean, s)
+        for t in targets:
+            if s[0] < t[0]:
+                drop = sum(float(p_scores[at[Run(s, p, t)]]) - float(clean.scores[t[0]][t[1]]) for p in ("k", "q"))
+                total_score[(i, t)] = float(clean.scores[t[0]][t[1]]) + drop
     exact = _strongest(variants, index, scores, losses, total_score, clean, verify)
     found_scores, found_losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
     cost = cost + runs_cost([runs[i] for i in exact], facts.n_layers, shape)

@@ -70,3 +70,34 @@ def test_circuit_search_estimate_flags_every_edge(tiny_dir, tmp_path, capsys):
     graph = json.loads((tmp_path / "circuit_graph.json").read_text())
     assert any(t.get("line", {}).get("dash") == "dot" for t in graph["data"])
     assert "~est" in capsys.readouterr().out
+
+
+def test_patch_job_records_the_passes_it_ran(tiny_model, tiny_dir, tmp_path, capsys):
+    """The patch job's top-level cost equals the rows a forward hook on the torch model counts (every site's
+    grid, the clean rows in each trace, the estimate), and the estimate's backward passes."""
+    from induction_nnsight.app.patch_job import PatchConfig, run_patch
+
+    model = tiny_model("llama")
+    rows, tokens = [], []
+
+    def count(_m, args, kwargs):
+        ids = args[0] if args else kwargs["input_ids"]
+        rows.append(ids.shape[0])
+        tokens.append(ids.numel())
+
+    hook = model._module.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        config = PatchConfig(model="tiny", pair="repeated", batch=2, seq_len=5, low=1, high=100, max_tokens=40)
+        results, _ = run_patch(config, model, progress=False)
+    finally:
+        hook.remove()
+    cost = results["cost"]
+    backward = results["attribution"]["cost"]["backward_passes"]
+    assert cost["forward_passes"] == sum(rows) and backward == 2  # one backward pass over 2 rows
+    assert cost["tokens"] == sum(tokens) + backward * 11
+    assert len(rows) > 3  # several traces: the clean rows counted once per trace
+    assert sum(results[s]["cost"]["forward_passes"] for s in ("heads", "residual", "qkv")) < cost["forward_passes"]
+    assert main(tiny(tiny_dir, "patch", tmp_path, "--pair", "repeated")) == 0
+    printed = capsys.readouterr().out
+    written = json.loads((tmp_path / "patching_results.json").read_text())["cost"]
+    assert f"cost: forward passes {written['forward_passes']:,}" in printed
