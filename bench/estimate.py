@@ -118,7 +118,7 @@ def heads(model, quiet: Execution) -> dict:
                     labels,
                     correlation=c["pearson"],
                     title=f"Head estimate ({_name(estimator)}) vs exhaustive zero-ablation sweep — smollm2-135m",
-                    subtitle="4 rows of 30 repeated random tokens",
+                    subtitle=f"{config.batch} rows of {config.seq_len} repeated random tokens",
                     axis_title="Δ repeated-half loss (nats)",
                 )
                 (CHARTS / f"estimate_scatter_{_name(estimator)}.json").write_text(figure.to_json())
@@ -146,7 +146,8 @@ def heads(model, quiet: Execution) -> dict:
         _write("heads", out)
     out["scale"] = scale_table(SHAPES, config.batch, shape[1], steps=8)
     out["scale_note"] = (
-        "forward equivalents of the per-head sweep and of each estimator, 4 rows of 61 tokens, from causal/cost.py"
+        f"forward equivalents of the per-head sweep and of each estimator, {config.batch} rows of {shape[1]} tokens, "
+        "from causal/cost.py"
     )
     return out
 
@@ -214,7 +215,8 @@ def main() -> None:
     CHOSEN = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else CHOSEN
     if part == "scale":  # pure arithmetic: no model
         table = scale_table(SHAPES, AblateConfig.batch, 1 + 2 * AblateConfig.seq_len, steps=8)
-        note = "forward equivalents (a backward pass = 2), 4 rows of 61 tokens, from causal/cost.py"
+        rows, n_pos = AblateConfig.batch, 1 + 2 * AblateConfig.seq_len
+        note = f"forward equivalents (a backward pass = 2), {rows} rows of {n_pos} tokens, from causal/cost.py"
         (CHARTS / "estimate_scale.json").write_text(json.dumps({"note": note, "rows": table}, indent=1) + "\n")
         return
     if part == "derived":  # from the committed files alone: the verified grid of each estimator's search

@@ -28,7 +28,7 @@ from .path_runs import run_codes, run_traces, start_chunks
 from .path_traces import Clean, Plan, Run
 
 Head = tuple[int, int]
-__all__ = ["Known", "estimate", "estimate_all", "loss_gradients", "probe", "removal_estimate"]
+__all__ = ["Known", "estimate", "estimate_all", "loss_gradients", "probe", "removal_estimate", "score_estimates"]
 
 
 def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
@@ -48,6 +48,64 @@ def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) ->
                 found[layer] = inputs[layer].grad.detach()
             saved = nnsight.save(found)
     return {layer: g.reshape(*g.shape[:2], plan.n_heads, plan.d_head) for layer, g in saved.items()}
+
+
+def score_estimates(
+    model, plan: Plan, tokens: torch.Tensor, clean: Clean, targets: list[Head]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attribution patching on each target's induction score, for every source ``s`` in a layer before
+    target ``t``: ``G_t(s) . (r_s - z_s)``, ``G_t`` the gradient of ``t``'s clean mean score with respect to
+    ``s``'s output through every path; and the part of it through the direct path alone (the gradient at
+    ``t``'s layer input, read back through ``s``'s output projection). One trace of one copy of the rows
+    per target, stopped after the last target's layer, and one backward pass; only the estimates leave it.
+
+    Returns:
+        ``(through_all, direct)``, each ``[targets, n_layers, n_heads]`` (0 at and after a target's layer);
+        ``direct`` None where a post-attention norm stands between a sender and the residual stream.
+    """
+    k, b = len(targets), tokens.shape[0]
+    last = max(t[0] for t in targets)
+    direct_too = not any(n is not None and n.path is not None for n in plan.post_norms)
+    with torch.enable_grad(), model.trace(tokens.repeat(k, 1), backend=plan.backend(), **plan.kwargs) as tracer:
+        inputs, resid, parts = {}, {}, []
+        for layer in range(last + 1):
+            if direct_too and any(t[0] == layer for t in targets):
+                resid[layer] = model.get(plan.layout.blocks[layer]).input  # [k * b, pos, d_model]
+            for j, (lt, head) in enumerate(targets):
+                if lt == layer:  # the attention call comes before the output projection's input
+                    parts.append(plan.scores(layer)[j * b : (j + 1) * b, head].mean())
+            if layer < last:
+                x = model.get(plan.layout.o_proj[layer]).input  # [k * b, pos, n_heads * d_head]
+                if not x.requires_grad:  # frozen weights (as on NDIF's workers) leave the graph empty
+                    x.requires_grad_(True)
+                inputs[layer] = x
+        found, direct = [], []
+        with torch.stack(parts).sum().backward():
+            at = {layer: r.grad for layer, r in sorted(resid.items(), reverse=True)}
+            for layer in reversed(range(last)):
+                x = inputs[layer]
+                shape = (k, b, x.shape[1], plan.n_heads, plan.d_head)
+                change = clean.replacement[layer].to(x.dtype) - x.detach().reshape(shape)  # [k, b, pos, head, d]
+                found.append((x.grad.reshape(shape) * change).sum(dim=(1, 2, 4)))  # [k, head]
+                if direct_too:
+                    weight = model.get(plan.layout.o_proj[layer]).weight
+                    full = (weight.T if plan.o_conv else weight).to(x.dtype)  # [d_model, n_heads * d_head]
+                    rows = [at[t[0]][j * b : (j + 1) * b] @ full for j, t in enumerate(targets)]
+                    grad = torch.stack(rows).reshape(shape)  # through the direct path into each target's layer
+                    direct.append((grad * change).sum(dim=(1, 2, 4)))
+            saved = nnsight.save(torch.stack(found[::-1] + direct[::-1], dim=1).float())  # [k, layer(s), head]
+        tracer.stop()
+    parts_out = []
+    for block in (saved[:, :last], saved[:, last:] if direct_too else None):
+        if block is None:
+            parts_out.append(None)
+            continue
+        out = torch.zeros(k, plan.layout.facts.n_layers, plan.n_heads)
+        out[:, :last] = block.detach().cpu()
+        for j, (lt, _) in enumerate(targets):
+            out[j, lt:] = 0.0
+        parts_out.append(out)
+    return parts_out[0], parts_out[1]
 
 
 def probe(

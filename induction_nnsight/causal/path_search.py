@@ -8,9 +8,13 @@ Estimates (every edge, from a few passes):
   runs the target's layer alone (:func:`~induction_nnsight.causal.path_estimates.probe`): the change of
   the induction score is exact (the pattern depends on nothing else), the loss effect is first order
   from the target's output on (one backward pass).
-* ``total``: the source's direct effect on the target's pattern, the sum of its ``k`` and ``q``
-  probes (paths through heads in between are left out), and its loss effect by attribution patching
-  (:func:`~induction_nnsight.causal.path_estimates.removal_estimate`, from the same backward pass).
+* ``total``: the direct path QK-fixed (the sum of the source's ``k`` and ``q`` probes), plus
+  attribution patching on the target's induction score for every other path, through the heads in
+  between: the estimate through every path minus its direct part
+  (:func:`~induction_nnsight.causal.path_estimates.score_estimates`: one copy of the rows per target,
+  run to the last target's layer, one backward pass; in post-norm blocks the direct path alone). Its
+  loss effect is attribution patching on the loss
+  (:func:`~induction_nnsight.causal.path_estimates.removal_estimate`, from the probes' backward pass).
 
 Verification: per target and path, the ``verify`` strongest edges by the estimate, ranked as
 :meth:`~induction_nnsight.causal.circuit.CircuitResult.strongest` ranks exact ones (largest drop of
@@ -28,7 +32,7 @@ from ..models.layout import model_facts
 from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import RANK_DECIMALS
 from .cost import Cost, passes
-from .path_estimates import estimate, loss_gradients, removal_estimate
+from .path_estimates import estimate, loss_gradients, removal_estimate, score_estimates
 from .path_patching import Ablation, PathResult, PathVariant, plan_runs
 from .path_runs import run_traces
 from .path_traces import Run, clean_trace, make_plan
@@ -90,23 +94,15 @@ def path_search(
     scores = torch.full((len(runs),), float("nan"))
     losses = torch.full((len(runs),), float("nan"))
     kqv = [i for i, r in enumerate(runs) if r.path != "total"]
-    probes = [
-        Run(r.source, p, t)
-        for i, r in enumerate(runs)
-        if r.path == "total"
-        for t in targets
-        if r.source[0] < t[0]
-        for p in ("k", "q")
-    ]
+    total = [i for i, r in enumerate(runs) if r.path == "total"]
+    probes = [Run(runs[i].source, p, t) for i in total for t in targets if runs[i].source[0] < t[0] for p in "kq"]
     known = set(runs)  # once: rebuilt per probe it made 405B's search quadratic
-    probes = [p for p in dict.fromkeys(probes) if p not in known]
-    every = runs + probes
+    every = runs + [p for p in dict.fromkeys(probes) if p not in known]
     clean = clean_trace(model, plan, tokens, ablation, every, layers)
     p_scores = torch.full((len(every),), float("nan"))
     p_losses = torch.full((len(every),), float("nan"))
     chosen = kqv + list(range(len(runs), len(every)))
-    total = [i for i, r in enumerate(runs) if r.path == "total"]
-    if chosen or total:  # one backward pass: the gradients at every probed target and every total source
+    if chosen or total:  # one backward pass: the loss gradients at every probed target and every total source
         wanted = {every[i].target[0] for i in chosen} | {runs[i].source[0] for i in total}
         clean.grads = loss_gradients(model, plan, tokens, wanted)
         cost = cost + passes(*shape, forward=1, backward=1)
@@ -114,15 +110,22 @@ def path_search(
         estimate(model, plan, tokens, clean, every, chosen, run, (p_scores, p_losses))
         cost = cost + runs_cost([every[i] for i in chosen], facts.n_layers, shape, probe=True)
     scores[kqv], losses[kqv] = p_scores[kqv], p_losses[kqv]
-    at = {r: i for i, r in enumerate(every)}
     total_score: dict[tuple, float] = {}  # (run index, target) -> estimated score
-    for i in total:
-        s = runs[i].source
-        losses[i] = clean.loss + removal_estimate(clean, s)
-        for t in targets:
-            if s[0] < t[0]:
-                drop = sum(float(p_scores[at[Run(s, p, t)]]) - float(clean.scores[t[0]][t[1]]) for p in ("k", "q"))
-                total_score[(i, t)] = float(clean.scores[t[0]][t[1]]) + drop
+    if total:
+        ordered = sorted(targets)
+        through, direct = score_estimates(model, plan, tokens, clean, ordered)  # [target, layer, head]
+        blocks = (max(t[0] for t in ordered) + 1) / facts.n_layers
+        cost = cost + passes(shape[0] * len(ordered), shape[1], forward=blocks, backward=blocks)
+        at = {r: i for i, r in enumerate(every)}
+        for i in total:
+            s = runs[i].source
+            losses[i] = clean.loss + removal_estimate(clean, s)
+            for j, t in enumerate(ordered):
+                if s[0] < t[0]:
+                    base = float(clean.scores[t[0]][t[1]])
+                    drop = sum(float(p_scores[at[Run(s, p, t)]]) - base for p in "kq")  # direct, QK-fixed
+                    rest = 0.0 if direct is None else float(through[j, s[0], s[1]] - direct[j, s[0], s[1]])
+                    total_score[(i, t)] = base + drop + rest
     exact = _strongest(variants, index, scores, losses, total_score, clean, verify)
     found_scores, found_losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
     cost = cost + runs_cost([runs[i] for i in exact], facts.n_layers, shape)

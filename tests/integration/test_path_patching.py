@@ -234,3 +234,52 @@ def test_estimated_losses_are_the_plain_first_order_term(sharp_dir, arch):
             first_order = (grad * (split(patched[0])[:, :, t[1]] - clean_z)).sum()
         assert abs(float(result.losses[i] - result.losses[0]) - float(first_order)) < 1e-5, (p, first_order)
         assert abs(float(first_order)) > 1e-4  # the edge moves the loss, so the check can fail
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_total_score_estimates_are_the_qk_fixed_direct_path_plus_the_rest_linear(sharp_dir, arch):
+    """``--search estimate`` with nothing verified: a total edge's score is the clean score, plus the exact
+    drops of its ``k`` and ``q`` paths (plain hooks), plus ``G . (0 - z_s)`` minus its direct part
+    ``g_t . (0 - z_s W_O)``: ``G`` the gradient of the target's clean score (read from plain
+    ``output_attentions``) at the source's output, ``g_t`` at the target's layer input, by plain autograd."""
+    from induction_nnsight import load_model
+    from induction_nnsight.causal.path_search import path_search
+
+    model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
+    tokens = rows()
+    target = (1, 1)
+    variants = [PathVariant(None, None, None)] + [PathVariant((0, h), target, "total") for h in range(N_HEADS)]
+    result, verified, _ = path_search(model, tokens, SEQ, variants, verify=0, execution=Execution(progress=False))
+    assert not verified[1:].any()
+    plain = plain_model(sharp_dir(arch))
+    block, _, _, o_proj = _parts(plain, arch, 1)
+    captured = {}
+    hooks = [
+        plain_projections(plain)[0].register_forward_pre_hook(
+            lambda _m, a: (a[0].retain_grad(), captured.__setitem__("z", a[0]), None)[-1]
+        ),
+        block.register_forward_pre_hook(lambda _m, a: (a[0].retain_grad(), captured.__setitem__("x", a[0]), None)[-1]),
+    ]
+    try:
+        pattern = plain(tokens, output_attentions=True).attentions[1][:, 1]  # [batch, query, key]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    n = tokens.shape[1]
+    clean = torch.stack([pattern[:, q, q - SEQ + 1] for q in range(SEQ - 1, n)], -1).mean()  # the whole diagonal
+    clean.backward()
+    grad = captured["z"].grad.reshape(*tokens.shape, N_HEADS, -1)
+    z = captured["z"].detach().reshape(grad.shape)
+    d = z.shape[-1]
+    w_o = _parts(plain, arch, 0)[3].weight.detach()
+    zero = lambda layer: torch.zeros(tokens.shape[1], N_HEADS, d)
+    expected = []
+    for h in range(N_HEADS):
+        columns = w_o[h * d : (h + 1) * d] if arch == "gpt2" else w_o[:, h * d : (h + 1) * d].T  # [d, d_model]
+        direct = (captured["x"].grad * (-z[:, :, h] @ columns)).sum()
+        rest = (grad[:, :, h] * -z[:, :, h]).sum() - direct
+        drops = [plain_path(plain, arch, tokens, SEQ, (0, h), target, p, zero)[0] - clean for p in "kq"]
+        expected.append(clean + sum(drops) + rest)
+    expected = torch.stack(expected).detach()
+    assert torch.allclose(result.scores[1:], expected, atol=1e-5), (result.scores[1:], expected)
+    assert (expected - float(clean)).abs().max() > 1e-3  # the estimates move: the check can fail
