@@ -171,16 +171,20 @@ def pruned_circuit_cost(
 
     The clean pass; one forward and one backward pass for the loss gradients at the targets and at the
     sources (the ``total`` edges' loss estimate reads the same gradients); a one-block probe per
-    ``k``/``q``/``v`` edge and per ``total`` edge's ``k`` and ``q`` direct paths (the same probes); then the
-    verified runs: ``3 * verify`` per target from its layer on, and at most ``verify`` ``total`` runs per target, each
-    counted as if it started at layer 0 (an upper bound: the real ones start at their source's layer).
+    ``k``/``q``/``v`` edge and per ``total`` edge's ``k`` and ``q`` direct paths (the same probes); one copy
+    of the rows per target, run forward and backward to the last target's layer, for the ``total`` edges'
+    score estimates; then the verified runs: ``3 * verify`` per target from its layer on, and at most
+    ``verify`` ``total`` runs per target, each counted as if it started at layer 0 (an upper bound: the
+    real ones start at their source's layer).
     """
     n_targets = len(target_layers)
     probes = sum(3 * layer * n_heads for layer in target_layers) / n_layers
     verified = sum(3 * min(verify, layer * n_heads) * (n_layers - layer) / n_layers for layer in target_layers)
     total_runs = min(n_targets * verify, max(target_layers, default=0) * n_heads)
-    forward = 1 + 1 + probes + verified + total_runs
-    return Cost(float(forward * rows), float(rows), float((forward + 1) * rows * tokens_per_row))
+    scored = n_targets * (max(target_layers, default=-1) + 1) / n_layers
+    forward = 1 + 1 + probes + verified + total_runs + scored
+    backward = 1 + scored
+    return Cost(float(forward * rows), float(backward * rows), float((forward + backward) * rows * tokens_per_row))
 
 
 def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: int, *, steps: int = 8) -> list[dict]:

@@ -81,7 +81,7 @@ def score_estimates(
                 inputs[layer] = x
         found, direct = [], []
         with torch.stack(parts).sum().backward():
-            at = {layer: r.grad for layer, r in sorted(resid.items(), reverse=True)}
+            at = {last: resid[last].grad} if last in resid else {}  # read in the order the backward pass runs
             for layer in reversed(range(last)):
                 x = inputs[layer]
                 shape = (k, b, x.shape[1], plan.n_heads, plan.d_head)
@@ -90,9 +90,14 @@ def score_estimates(
                 if direct_too:
                     weight = model.get(plan.layout.o_proj[layer]).weight
                     full = (weight.T if plan.o_conv else weight).to(x.dtype)  # [d_model, n_heads * d_head]
-                    rows = [at[t[0]][j * b : (j + 1) * b] @ full for j, t in enumerate(targets)]
+                    rows = [
+                        at[t[0]][j * b : (j + 1) * b] @ full if t[0] > layer else torch.zeros_like(x[:b])
+                        for j, t in enumerate(targets)
+                    ]
                     grad = torch.stack(rows).reshape(shape)  # through the direct path into each target's layer
                     direct.append((grad * change).sum(dim=(1, 2, 4)))
+                if layer in resid:
+                    at[layer] = resid[layer].grad
             saved = nnsight.save(torch.stack(found[::-1] + direct[::-1], dim=1).float())  # [k, layer(s), head]
         tracer.stop()
     parts_out = []

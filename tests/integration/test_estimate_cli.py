@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from induction_nnsight.app.cli import main
-from induction_nnsight.causal.cost import sweep_cost
+from induction_nnsight.causal.cost import pruned_circuit_cost, sweep_cost
 from tests.integration.test_causal_cli import tiny
 
 
@@ -65,6 +65,10 @@ def test_circuit_search_estimate_flags_every_edge(tiny_dir, tmp_path, capsys):
         assert (path, False) in flags
     cost = results["cost"]
     assert set(cost) >= {"forward_passes", "backward_passes", "tokens", "exhaustive"} and cost["backward_passes"] > 0
+    # the planner's price of the same job: the backward passes exactly, the forward ones an upper bound
+    priced = pruned_circuit_cost(2, 4, rows=2, tokens_per_row=13, target_layers=[1], verify=2)
+    assert cost["backward_passes"] == pytest.approx(priced.backward_passes)
+    assert cost["forward_passes"] <= priced.forward_passes + 1e-9
     heat = json.loads((tmp_path / "circuit_k.json").read_text())
     assert any(t.get("name", "").startswith("verified") for t in heat["data"])
     graph = json.loads((tmp_path / "circuit_graph.json").read_text())

@@ -283,3 +283,47 @@ def test_total_score_estimates_are_the_qk_fixed_direct_path_plus_the_rest_linear
     expected = torch.stack(expected).detach()
     assert torch.allclose(result.scores[1:], expected, atol=1e-5), (result.scores[1:], expected)
     assert (expected - float(clean)).abs().max() > 1e-3  # the estimates move: the check can fail
+
+
+def test_total_estimates_of_targets_in_several_layers_are_each_targets_own(tmp_path):
+    """One copy of the rows per target: with targets in two layers (a 3-layer Llama), each target's total
+    estimates equal those of a run with that target alone (its copy's gradients are its own)."""
+    import transformers as tf
+
+    from induction_nnsight import load_model
+    from induction_nnsight.causal.path_search import path_search
+    from tests.conftest import TINY_BOS, TINY_VOCAB, _tiny_tokenizer
+
+    torch.manual_seed(0)
+    config = tf.LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        vocab_size=TINY_VOCAB,
+        bos_token_id=TINY_BOS,
+        eos_token_id=TINY_BOS,
+    )
+    plain = tf.LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, param in plain.named_parameters():
+            if "self_attn" in name:
+                param.mul_(10.0)
+    plain.save_pretrained(tmp_path)
+    _tiny_tokenizer().save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), progress=False)
+    tokens, quiet = rows(), Execution(progress=False)
+
+    def totals(targets):
+        variants = [PathVariant(None, None, None)] + [
+            PathVariant((layer, h), t, "total") for t in targets for layer in range(t[0]) for h in range(N_HEADS)
+        ]
+        result, _, _ = path_search(model, tokens, SEQ, variants, verify=0, execution=quiet)
+        return {(v.source, v.target): float(result.scores[i]) for i, v in enumerate(variants) if i}
+
+    both = totals([(1, 2), (2, 1)])
+    alone = {**totals([(1, 2)]), **totals([(2, 1)])}
+    assert both.keys() == alone.keys() and len(both) == 4 + 8
+    assert all(abs(both[k] - alone[k]) < 1e-5 for k in both), (both, alone)
+    assert len({round(v, 4) for v in both.values()}) > 4  # the estimates differ: the check can fail
