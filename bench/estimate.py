@@ -6,6 +6,7 @@ sweep, and how much of the exhaustive circuit the pruned one verifies, with the 
     python bench/estimate.py circuit   # -> charts/estimate_circuit.json
     python bench/estimate.py derived   # -> the verified grids in charts/estimate_heads.json (no model)
     python bench/estimate.py scale     # -> charts/estimate_scale.json (the cost arithmetic alone, no model)
+    python bench/estimate.py table     # -> the "Estimate, then verify" section of bench/results.md (no model)
 
 The zero-ablation sweep is read from ``charts/ablation_results.json`` when its settings are the
 default ablate run's (it is that run's committed sweep); the mean-ablation sweep is run here.
@@ -30,7 +31,8 @@ from induction_nnsight.causal.head_search import HeadSearch, compare, search_hea
 from induction_nnsight.figures.causal import attribution_scatter_figure
 from induction_nnsight.names import head_name
 
-CHARTS = Path(__file__).resolve().parent.parent / "charts"
+ROOT = Path(__file__).resolve().parent.parent
+CHARTS = ROOT / "charts"
 ESTIMATORS = {"plain": Estimator("plain"), "ig8": Estimator("ig", 8), "atp-star": Estimator("atp-star")}
 CHOSEN = tuple(ESTIMATORS)  # run in this order
 VERIFY = 20
@@ -208,6 +210,47 @@ def circuit(model) -> dict:
     return out
 
 
+SECTION = "## Estimate, then verify (issue 24)"
+
+
+def results_section() -> str:
+    """The section of ``bench/results.md`` with the pruned runs' costs against the exhaustive ones, from the
+    committed ``charts/estimate_heads.json`` and ``charts/estimate_circuit.json``."""
+    heads = json.loads((CHARTS / "estimate_heads.json").read_text())["zero"]
+    circuit = json.loads((CHARTS / "estimate_circuit.json").read_text())
+    search, sweep = heads["search"], heads["sweep_cost"]["forward_equivalents"]
+    grid = heads["estimators"][search["estimator"]]["verified_grid"]
+    est = circuit["estimate"]["cost"]
+    recall = circuit["recall_top10"]
+    totals = [v for k, v in sorted(recall.items()) if k.endswith(" total")]
+    rows = [
+        f"| ablation sweep, zero, `--search estimate --verify {search['verify']}` ({search['estimator']} estimate) "
+        f"| {search['verify']} heads + baseline | {search['cost']['forward_equivalents']:,} | {sweep:,} "
+        f"| {search['cost_fraction_of_sweep']} | {search['exact_top10_verified']} of the exhaustive top 10 verified; "
+        f"verified grid Pearson {grid['pearson']} |",
+        f"| circuit, default five targets, `--search estimate --verify 10` | {circuit['verified_edges']} edges "
+        f"| {est['forward_equivalents']:,} | {est['exhaustive']['forward_equivalents']:,} "
+        f"| {circuit['cost_fraction_of_exhaustive_all_exact']} | top-10 recall 10 of 10 on k, q, v for "
+        f"{sum(v == 10 for k, v in recall.items() if not k.endswith(' total'))} of "
+        f"{sum(not k.endswith(' total') for k in recall)} target paths; total {', '.join(map(str, totals))} of 10 |",
+    ]
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            "Not part of `bench/run.py`'s output: written by `python bench/estimate.py table` from",
+            "`charts/estimate_heads.json` and `charts/estimate_circuit.json` (`python bench/estimate.py heads zero",
+            "ig8,plain,atp-star`, `derived` and `circuit` on SmolLM2, 2 shared CPU cores: times are not comparable,",
+            "the pass counts are). Cost in forward equivalents (row passes, a backward pass = 2 forward).",
+            "",
+            "| job | what was run exactly | forward equivalents | exhaustive run | fraction | found |",
+            "| --- | --- | ---: | ---: | ---: | --- |",
+            *rows,
+            "",
+        ]
+    )
+
+
 def main() -> None:
     global METHODS, CHOSEN
     part = sys.argv[1]
@@ -218,6 +261,12 @@ def main() -> None:
         rows, n_pos = AblateConfig.batch, 1 + 2 * AblateConfig.seq_len
         note = f"forward equivalents (a backward pass = 2), {rows} rows of {n_pos} tokens, from causal/cost.py"
         (CHARTS / "estimate_scale.json").write_text(json.dumps({"note": note, "rows": table}, indent=1) + "\n")
+        return
+    if part == "table":  # from the committed files alone
+        results = ROOT / "bench" / "results.md"
+        text = results.read_text()
+        head = text.split(SECTION)[0].rstrip()
+        results.write_text(f"{head}\n\n{results_section()}")
         return
     if part == "derived":  # from the committed files alone: the verified grid of each estimator's search
         _write("heads", derived(json.loads((CHARTS / "estimate_heads.json").read_text())))
