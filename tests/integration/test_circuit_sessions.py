@@ -128,3 +128,20 @@ def test_the_command_resumes_refuses_other_settings_and_starts_afresh(tiny_dir, 
         assert x.keys() == y.keys(), (x, y)
         for k in x:
             assert x[k] == (pytest.approx(y[k], abs=1e-5) if isinstance(y[k], float) else y[k]), (k, x, y)
+
+
+def test_the_estimate_search_survives_the_remote_round_trip(tiny_model):
+    """``--search estimate`` (probes, the loss gradients, the score estimates' trace, the verified runs) sent
+    as requests through the dry run gives the local edges."""
+    model = tiny_model("llama")
+    measure = CircuitMeasure(targets=[(1, 2)], composition=False, search="estimate", verify=1)
+
+    def run(execution):
+        found = circuit(model, rows(), SEQ, measure=measure, execution=execution)
+        return {(e.source, e.target, e.path): (e.effect, e.loss_effect, e.verified) for e in found.edges}
+
+    local, sent = run(Execution(progress=False)), run(Execution(progress=False, remote="local"))
+    assert local.keys() == sent.keys() and len(local) == 16
+    for key, (effect, loss, verified) in local.items():
+        assert sent[key][0] == pytest.approx(effect, abs=1e-6) and sent[key][1] == pytest.approx(loss, abs=1e-5)
+        assert sent[key][2] == verified
