@@ -190,14 +190,22 @@ def circuit(model) -> dict:
         print(search, out[search], flush=True)
     exact = results["exhaustive"]["edges"]
     verified = {(e["source"], e["target"], e["path"]) for e in results["estimate"]["edges"] if e["verified"]}
-    recall = {}
+    recall, missed = {}, {}
+    estimated = {(e["source"], e["target"], e["path"]): e for e in results["estimate"]["edges"]}
     for target in sorted({e["target"] for e in exact}):
         for path in ("k", "q", "v", "total"):
             edges = [e for e in exact if e["target"] == target and e["path"] == path]
             key = (lambda e: -e["loss_effect"]) if path == "v" else (lambda e: e["effect"])
             top = sorted(edges, key=lambda e: (round(key(e), 4), e["source"]))[:10]
             recall[f"{target} {path}"] = sum((e["source"], target, path) in verified for e in top)
+            missed[f"{target} {path}"] = [
+                {"source": e["source"], "exact": e[field], "estimate": estimated[(e["source"], target, path)][field]}
+                for e in top
+                if (e["source"], target, path) not in verified
+                for field in ["loss_effect" if path == "v" else "effect"]
+            ]
     out["recall_top10"] = recall
+    out["missed"] = missed  # the exact top-10 edges left unverified, with their exact and estimated effects
     out["verified_edges"] = len(verified)
     out["cost_fraction_of_exhaustive_all_exact"] = round(
         results["estimate"]["cost"]["forward_equivalents"]
