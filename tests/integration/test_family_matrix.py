@@ -15,7 +15,8 @@ discriminates. Per family and attention implementation it offers:
 * dual-route: the value-weighted attention scores equal eager ``output_attentions`` weighted by the value
   norms read from the value projection's slice, and the copying sweep (prefix-cached) equals a plain
   forward-pre-hook patch of one head at the second-to-last position on whole rows;
-* estimate: every head's attribution-patching estimate equals ``g . (0 - z)`` from plain autograd.
+* estimate: every head's attribution-patching estimate equals ``g . (0 - z)`` from plain autograd, and
+  ``circuit --search estimate`` with nothing verified gives the exact k/q/v scores (its QK-fixed probes).
 
 Each passing test attaches what it checked to its report; ``tests/conftest.py`` gathers the reports of
 every worker into the matrix (``docs/families.json``, rendered by the docs) and fails the session when
@@ -37,6 +38,7 @@ from induction_nnsight.causal.estimators import head_estimate
 from induction_nnsight.causal.metrics import RowMetric
 from induction_nnsight.causal.patching import patch_heads
 from induction_nnsight.causal.path_patching import Ablation, PathVariant, path_patching
+from induction_nnsight.causal.path_search import path_search
 from induction_nnsight.models.layout import model_layout
 from induction_nnsight.probes.dual_route import copying_prompts
 from induction_nnsight.probes.tokens import repeated_probe
@@ -534,4 +536,13 @@ def test_estimate(family, plain, record_property, name, attn):
     )
     assert torch.allclose(got, expected, atol=ATOL, rtol=1e-4), (got, expected)
     assert expected.abs().max() > 100 * ATOL
+    # circuit --search estimate with nothing verified: the k/q/v probes' scores are exact (path patching's)
+    variants = [PathVariant(None, None, None)] + [PathVariant(s, t, p) for s, t, p in CASES]
+    quiet = Execution(progress=False)
+    exact = path_patching(model, rows, SEQ, variants, execution=quiet)
+    found, verified, _ = path_search(model, rows, SEQ, variants, verify=0, execution=quiet)
+    assert not verified[1:].any() and torch.isfinite(found.scores[1:]).all() and torch.isfinite(found.losses).all()
+    for i, (_, _, path) in enumerate(CASES, start=1):
+        if path != "total":
+            assert abs(float(found.scores[i]) - float(exact.scores[i])) < ATOL, (path, found.scores[i], exact.scores[i])
     record(record_property, name, attn, "estimate", model)
