@@ -15,7 +15,7 @@ from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
 from ..causal.head_outputs import check_heads
 from ..causal.head_weights import SENDER_NORMS
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
-from ..causal.path_search import DEFAULT_VERIFY
+from ..causal.path_search import DEFAULT_VERIFY, Verification
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
@@ -23,6 +23,7 @@ from ..names import head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..probes.tokens import repeated_tokens_probe
 from ..scores.heads import head_scores
+from .ablate_search import fraction
 from .causal_options import CausalConfig, ablation_for, pooled_tokens
 from .jobs import check_causal_tokens, model_for
 from .options import exact_losses_arg, option, positive, word_tuple
@@ -66,6 +67,12 @@ class CircuitConfig(CausalConfig):
     )
     verify: int = option(
         DEFAULT_VERIFY, help="edges path-patched exactly per target and path under --search estimate", parse=positive
+    )
+    verify_fraction: float | None = option(
+        None,
+        help="under --search estimate, go on verifying (--verify more per target and path at a time) while the next "
+        "edge's estimated effect is at least this fraction of the smallest exact effect among the --verify strongest",
+        parse=fraction,
     )
 
     def validate(self) -> None:
@@ -265,7 +272,13 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
         tokens,
         config.seq_len,
         measure=CircuitMeasure(
-            targets, config.top, config.paths, config.composition, config.exact_losses, config.search, config.verify
+            targets,
+            config.top,
+            config.paths,
+            config.composition,
+            config.exact_losses,
+            config.search,
+            Verification(config.verify, config.verify_fraction),
         ),
         ablation=ablation,
         bos=config.bos,

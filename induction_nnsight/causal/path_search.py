@@ -24,7 +24,7 @@ A ``total`` run serves every target, so the verified ``total`` runs are the unio
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -37,10 +37,25 @@ from .path_patching import Ablation, PathResult, PathVariant, plan_runs
 from .path_runs import run_traces
 from .path_traces import Run, clean_trace, make_plan
 
-__all__ = ["DEFAULT_VERIFY", "circuit_costs", "path_search", "runs_cost"]
+__all__ = ["DEFAULT_VERIFY", "Verification", "circuit_costs", "path_search", "runs_cost"]
 
 DEFAULT_VERIFY = 10
 """Edges path-patched exactly per target and path under ``--search estimate``."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How many edges ``--search estimate`` path-patches exactly.
+
+    Attributes:
+        n: Edges per target and path, the strongest by the estimate; the size of each further round.
+        fraction: None: stop after ``n``. A number ``f``: go on, ``n`` more per target and path at a time,
+            while the next candidate's estimated effect is at least ``f`` times the smallest exact effect
+            among that target and path's ``n`` strongest verified edges (``--verify-fraction``).
+    """
+
+    n: int = DEFAULT_VERIFY
+    fraction: float | None = None
 
 
 def runs_cost(runs: list[Run], n_layers: int, shape: tuple[int, int], *, probe: bool = False) -> Cost:
@@ -59,7 +74,7 @@ def path_search(
     *,
     ablation: Ablation | None = None,
     bos: bool = True,
-    verify: int = DEFAULT_VERIFY,
+    verify: int | Verification = DEFAULT_VERIFY,
     execution: Execution | None = None,
 ) -> tuple[PathResult, torch.Tensor, Cost]:
     """Every variant's estimated target score and loss, exact for the ``verify`` strongest per target and path.
@@ -71,7 +86,7 @@ def path_search(
         variants: From :func:`~induction_nnsight.causal.path_patching.path_variants`; ``variants[0]`` clean.
         ablation: How a source's contribution is removed (None: zero).
         bos: Whether the rows start with BOS.
-        verify: Edges verified per target and path.
+        verify: Edges verified per target and path, or a :class:`Verification` that may go on in rounds.
         execution: How the traces run; None for the defaults.
 
     Returns:
@@ -126,8 +141,11 @@ def path_search(
                     drop = sum(float(p_scores[at[Run(s, p, t)]]) - base for p in "kq")  # direct, QK-fixed
                     rest = 0.0 if direct is None else float(through[j, s[0], s[1]] - direct[j, s[0], s[1]])
                     total_score[(i, t)] = base + drop + rest
-    exact = _strongest(variants, index, scores, losses, total_score, clean, verify)
-    found_scores, found_losses = run_traces(model, plan, tokens, clean, [runs[i] for i in exact], layers, run)
+    groups = _ranked(variants, index, scores, losses, total_score, clean)
+    rule = verify if isinstance(verify, Verification) else Verification(verify)
+    exact, found_scores, found_losses = _verify(
+        groups, rule, clean, lambda new: run_traces(model, plan, tokens, clean, [runs[i] for i in new], layers, run)
+    )
     cost = cost + runs_cost([runs[i] for i in exact], facts.n_layers, shape)
     where = {i: j for j, i in enumerate(exact)}
     out_scores = torch.full((len(variants),), float("nan"))
@@ -155,8 +173,9 @@ def path_search(
     return result, verified, cost
 
 
-def _strongest(variants, index, scores, losses, total_score, clean, n: int) -> list[int]:
-    """Run indices to verify: per target and path, the ``n`` strongest by estimate (score drop; loss rise on ``v``)."""
+def _ranked(variants, index, scores, losses, total_score, clean) -> dict[tuple, list[tuple[float, tuple, int]]]:
+    """``(target, path) -> [(key, source, run index)]``, strongest first by estimate: the largest score drop
+    (the most negative key), on ``v`` the largest loss rise."""
     groups: dict[tuple, list[tuple[float, tuple, int]]] = {}
     for k, v in enumerate(variants[1:], start=1):
         i = index[k]
@@ -166,10 +185,46 @@ def _strongest(variants, index, scores, losses, total_score, clean, n: int) -> l
             score = total_score[(i, v.target)] if v.path == "total" else float(scores[i])
             key = round(score - float(clean.scores[v.target[0]][v.target[1]]), RANK_DECIMALS)
         groups.setdefault((v.target, v.path), []).append((key, v.source, i))
-    chosen: set[int] = set()
-    for members in groups.values():
-        chosen |= {i for _, _, i in sorted(members)[:n]}
-    return sorted(chosen)
+    return {group: sorted(members) for group, members in groups.items()}
+
+
+def _verify(groups: dict, rule: Verification, clean, run) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """Path-patch per target and path the ``rule.n`` strongest runs (``run(indices)`` gives their
+    ``(scores, losses)``), then, under ``rule.fraction``, more in rounds (see :class:`Verification`).
+
+    Returns:
+        ``(run indices, their scores, their losses)``, in the order run.
+    """
+    exact: list[int] = []
+    found: list[tuple[torch.Tensor, torch.Tensor]] = []
+    start = 0
+    while True:
+        where = {i: j for j, i in enumerate(exact)}
+        scores = torch.cat([f[0] for f in found]) if found else None
+        losses = torch.cat([f[1] for f in found]) if found else None
+        chosen: set[int] = set()
+        for (target, path), members in groups.items():
+            nxt = members[start : start + rule.n]
+            if start:  # a further round: only candidates within reach of the weakest verified
+                if path == "v":
+                    done = [float(losses[where[i]].mean()) - clean.loss for _, _, i in members[: rule.n]]
+                else:
+                    base = float(clean.scores[target[0]][target[1]])
+                    done = [
+                        float(scores[where[i], target[0], :, target[1]].mean()) - base for _, _, i in members[: rule.n]
+                    ]
+                bar = rule.fraction * min((abs(d) for d in done), default=0.0)
+                nxt = [m for m in nxt if abs(m[0]) >= bar and abs(m[0]) > 0]
+            chosen |= {i for _, _, i in nxt}
+        new = sorted(chosen - set(exact))
+        if not new and start:
+            break
+        found.append(run(new))
+        exact += new
+        start += rule.n
+        if rule.fraction is None or rule.n == 0:
+            break
+    return exact, torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
 
 
 def circuit_costs(variants, n_layers: int, shape, reference, measure, spent: Cost | None, exact: torch.Tensor) -> dict:

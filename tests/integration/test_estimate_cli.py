@@ -105,3 +105,27 @@ def test_patch_job_records_the_passes_it_ran(tiny_model, tiny_dir, tmp_path, cap
     printed = capsys.readouterr().out
     written = json.loads((tmp_path / "patching_results.json").read_text())["cost"]
     assert f"cost: forward passes {written['forward_passes']:,}" in printed
+
+
+def test_circuit_verify_fraction_goes_on_in_rounds(tiny_dir, tmp_path):
+    """``--verify-fraction``: with a fraction near zero the search verifies round after round until no
+    candidate with a nonzero estimate is left (far more than ``--verify``), at more cost, and those edges
+    equal the exhaustive run's; a bad fraction is one line, exit 2, nothing written."""
+    base = ("--targets", "L1H0", "--no-composition", "--search", "estimate", "--verify", "1")
+    few, many, full = tmp_path / "few", tmp_path / "many", tmp_path / "full"
+    assert main(tiny(tiny_dir, "circuit", few, *base)) == 0
+    assert main(tiny(tiny_dir, "circuit", many, *base, "--verify-fraction", "0.000001")) == 0
+    exact_args = ("--targets", "L1H0", "--no-composition", "--exact-losses", "all")
+    assert main(tiny(tiny_dir, "circuit", full, *exact_args)) == 0
+    load = lambda d: json.loads((d / "circuit_results.json").read_text())
+    one, rounds, exhaustive = load(few), load(many), load(full)
+    assert sum(e["verified"] for e in one["edges"]) == 4  # one per path
+    assert sum(e["verified"] for e in rounds["edges"]) > 8
+    assert rounds["cost"]["forward_passes"] > one["cost"]["forward_passes"]
+    exact = {(e["source"], e["path"]): e for e in exhaustive["edges"]}
+    for e in rounds["edges"]:
+        if e["verified"]:
+            assert e["effect"] == pytest.approx(exact[(e["source"], e["path"])]["effect"], abs=1e-6)
+    with pytest.raises(SystemExit) as stop:
+        main(tiny(tiny_dir, "circuit", tmp_path / "bad", *base, "--verify-fraction", "0"))
+    assert stop.value.code == 2 and not (tmp_path / "bad").exists()
