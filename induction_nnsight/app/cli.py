@@ -15,7 +15,7 @@ from ..names import head_name
 from .arguments import EXIT_BAD_INPUT, build_parser, checked_config
 from .attention_job import AttentionConfig, run_attention
 from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
-from .outputs import prepare_out_dir, write_files
+from .outputs import cost_line, prepare_out_dir, write_files
 from .report import dynamics_summary, heads_table
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -153,7 +153,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
 def _print_cost(results: dict) -> None:
     """The job's top-level ``cost`` (passes counted once per row), when it has one."""
     if "cost" in results:
-        print("cost: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in results["cost"].items()))
+        print(cost_line(results["cost"]))
 
 
 def _patch_command(args: argparse.Namespace) -> int:

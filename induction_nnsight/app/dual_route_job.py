@@ -13,7 +13,7 @@ from ..names import head_name
 from ..probes.entities import ENTITY_SOURCE, entity_names, tokenized_entities
 from .jobs import RunsTraces, ScanConfig, model_for
 from .options import like, option, positive
-from .outputs import rounded, table, to_json
+from .outputs import cost_line, rounded, table, to_json
 
 __all__ = ["DualRouteConfig", "dual_route_results", "dual_route_summary", "run_dual_route"]
 
@@ -118,6 +118,7 @@ def dual_route_results(result: DualRouteResult, config: DualRouteConfig, facts: 
         },
         "top_heads": {grid: _heads(result, grid) for grid in GRIDS},
         "dissociation": _rounded_tree(result.dissociation),
+        "cost": result.cost.as_dict(),
     }
 
 
@@ -183,4 +184,6 @@ def dual_route_summary(results: dict) -> str:
             f"ablating the top {kind} heads: drop on entities minus drop on random spans "
             f"{difference['mean']:+.4f} [{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}]"
         )
+    if "cost" in results:
+        lines.append(cost_line(results["cost"]))
     return "\n".join(lines)

@@ -68,6 +68,15 @@ def table(values) -> list | float | None:
     return [table(v) for v in values] if values.dim() else rounded(values)
 
 
+def cost_line(cost: dict) -> str:
+    """The line a summary prints for a result's ``cost`` (passes counted once per row).
+
+    >>> cost_line({"forward_passes": 8.0, "backward_passes": 0.0, "tokens": 1040})
+    'cost: forward passes 8.0, backward passes 0.0, tokens 1,040'
+    """
+    return "cost: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in cost.items())
+
+
 def to_json(value: Any) -> str:
     """Strict, deterministic JSON text: NaN and infinities become ``null``."""
     return json.dumps(strict(value), indent=1, sort_keys=False, allow_nan=False)

@@ -28,8 +28,10 @@ from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW
 from ..scores.detect import bootstrap_interval
 from ..scores.dual_attention import value_weighted_attention
 from ..scores.ranking import rank_heads
-from .copying_patch import copying_sweep
+from .copying_patch import copying_cost, copying_sweep
+from .cost import Cost, passes
 from .dissociation import dissociation
+from .head_search import variants_cost
 
 __all__ = ["GRIDS", "DualRouteProbe", "DualRouteResult", "dual_route", "pick_entities", "separator_id"]
 
@@ -74,6 +76,7 @@ class DualRouteResult:
         entities: ``{"attention": [...], "copying": [...]}`` the entity names used.
         dissociation: What :func:`~induction_nnsight.causal.dissociation.dissociation` returned.
         probe: The probe's settings.
+        cost: The passes it ran (:class:`~induction_nnsight.causal.cost.Cost`).
     """
 
     scores: dict[str, dict[str, torch.Tensor]]
@@ -81,6 +84,7 @@ class DualRouteResult:
     entities: dict[str, list[str]]
     dissociation: dict = field(default_factory=dict)
     probe: DualRouteProbe = field(default_factory=DualRouteProbe)
+    cost: Cost = field(default_factory=Cost)
 
     def mean(self, grid: str) -> torch.Tensor:
         """``[n_layers, n_heads]`` mean scores of one grid."""
@@ -153,12 +157,14 @@ def dual_route(
     tokens, first, last = attention_prompts(
         ids, n_random=probe.n_random, n_after=probe.n_after, seed=probe.seed, **common
     )
+    cost = passes(*tokens.shape, forward=1)
     per_row = value_weighted_attention(model, tokens, torch.stack([first, last], 1), execution=run)
     scores["entity_first_attention"] = _interval(per_row[:, 0], probe.n_boot)
     scores["concept_attention"] = _interval(per_row[:, 1], probe.n_boot)
     tokens, first, _ = attention_prompts(
         stand_ins, n_random=probe.n_random, n_after=probe.n_after, seed=probe.seed + 2, **common
     )
+    cost = cost + passes(*tokens.shape, forward=1)
     scores["token_attention"] = _interval(
         value_weighted_attention(model, tokens, first[:, None], execution=run)[:, 0], probe.n_boot
     )
@@ -173,12 +179,15 @@ def dual_route(
     shape = (facts.n_layers, facts.n_heads)
     for grid, target, span in (("concept_copying", "concept", "entity"), ("token_copying", "token", "random")):
         probs = copying_sweep(model, rows[span], target, execution=run)  # [1 + heads, batch]
+        cost = cost + copying_cost(rows[span], probs.shape[0], run)
         rise = (probs[1:] - probs[:1]).T.reshape(-1, *shape)  # [batch, n_layers, n_heads]
         scores[grid] = _interval(rise, probe.n_boot)
     scores = {grid: scores[grid] for grid in GRIDS}
     top = {grid: rank_heads(scores[grid]["mean"], probe.top) for grid in GRIDS}
     ablated = {"concept": top["concept_copying"], "token": top["token_copying"]}
     tested = dissociation(model, rows, ablated, n_boot=probe.n_boot, execution=run)
+    for span in rows.values():  # the unablated rows and each head set, in batched traces
+        cost = cost + variants_cost(1 + len(ablated), tuple(span.clean.shape), 0, run)
     tested["heads"] = {kind: [list(h) for h in heads] for kind, heads in ablated.items()}
     names = {"attention": [e.name for e in chosen], "copying": [e.name for e in copied]}
-    return DualRouteResult(scores, top, names, tested, probe)
+    return DualRouteResult(scores, top, names, tested, probe, cost)

@@ -189,3 +189,28 @@ def test_the_whole_dual_route_survives_the_remote_round_trip(tiny_model):
     remote = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote="local"))
     for name, grid in local.scores.items():
         torch.testing.assert_close(remote.scores[name]["mean"], grid["mean"], rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("remote", [False, "local"])
+def test_the_recorded_cost_is_the_rows_and_tokens_the_model_ran(tiny_model, remote):
+    """``DualRouteResult.cost`` equals the rows and tokens a forward pre-hook on the torch model counts over a
+    whole dual route: the attention prompts, each copying sweep (prefix cached here; whole rows when sent as
+    requests) and the dissociation's ablations."""
+    model = tiny_model("llama")
+    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2, n_boot=50)
+    entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
+    rows, tokens = [], []
+
+    def count(_m, args, kwargs):
+        ids = args[0] if args else kwargs["input_ids"]
+        rows.append(ids.shape[0])
+        tokens.append(ids.numel())
+
+    hook = model._module.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        found = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote=remote))
+    finally:
+        hook.remove()
+    assert found.cost.forward_passes == sum(rows) and found.cost.backward_passes == 0
+    assert found.cost.tokens == sum(tokens)
+    assert len(rows) > 6  # several traces: the comparison can fail
