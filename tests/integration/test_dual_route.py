@@ -21,6 +21,7 @@ from induction_nnsight.probes.dual_route import attention_prompts, copying_promp
 from induction_nnsight.probes.entities import Entity
 from induction_nnsight.scores.dual_attention import value_weighted_attention
 from tests.conftest import TINY_ARCHS, save_tiny_model
+from tests.forward_passes import forward_passes
 
 QUIET = Execution(progress=False, max_rows=8)  # several traces per sweep: the batching is exercised
 ENTITIES = [(5, 6), (7, 8, 9), (11, 12, 13, 14), (15, 16, 17, 18, 19)]
@@ -199,18 +200,8 @@ def test_the_recorded_cost_is_the_rows_and_tokens_the_model_ran(tiny_model, remo
     model = tiny_model("llama")
     probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2, n_boot=50)
     entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
-    rows, tokens = [], []
-
-    def count(_m, args, kwargs):
-        ids = args[0] if args else kwargs["input_ids"]
-        rows.append(ids.shape[0])
-        tokens.append(ids.numel())
-
-    hook = model._module.register_forward_pre_hook(count, with_kwargs=True)
-    try:
+    with forward_passes(model) as (rows, tokens):
         found = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote=remote))
-    finally:
-        hook.remove()
     assert found.cost.forward_passes == sum(rows) and found.cost.backward_passes == 0
     assert found.cost.tokens == sum(tokens)
     assert len(rows) > 6  # several traces: the comparison can fail

@@ -8,6 +8,7 @@ import pytest
 
 from induction_nnsight.app.cli import main
 from induction_nnsight.causal.cost import pruned_circuit_cost, sweep_cost
+from tests.forward_passes import forward_passes
 from tests.integration.test_causal_cli import tiny
 
 
@@ -82,19 +83,9 @@ def test_patch_job_records_the_passes_it_ran(tiny_model, tiny_dir, tmp_path, cap
     from induction_nnsight.app.patch_job import PatchConfig, run_patch
 
     model = tiny_model("llama")
-    rows, tokens = [], []
-
-    def count(_m, args, kwargs):
-        ids = args[0] if args else kwargs["input_ids"]
-        rows.append(ids.shape[0])
-        tokens.append(ids.numel())
-
-    hook = model._module.register_forward_pre_hook(count, with_kwargs=True)
-    try:
-        config = PatchConfig(model="tiny", pair="repeated", batch=2, seq_len=5, low=1, high=100, max_tokens=40)
+    config = PatchConfig(model="tiny", pair="repeated", batch=2, seq_len=5, low=1, high=100, max_tokens=40)
+    with forward_passes(model) as (rows, tokens):
         results, _ = run_patch(config, model, progress=False)
-    finally:
-        hook.remove()
     cost = results["cost"]
     backward = results["attribution"]["cost"]["backward_passes"]
     assert cost["forward_passes"] == sum(rows) and backward == 2  # one backward pass over 2 rows
