@@ -100,17 +100,15 @@ def score_estimates(
                     at[layer] = resid[layer].grad
             saved = nnsight.save(torch.stack(found[::-1] + direct[::-1], dim=1).float())  # [k, layer(s), head]
         tracer.stop()
-    parts_out = []
-    for block in (saved[:, :last], saved[:, last:] if direct_too else None):
-        if block is None:
-            parts_out.append(None)
-            continue
+
+    def grid(block: torch.Tensor) -> torch.Tensor:  # [k, last, head] -> [k, n_layers, head], 0 from each target on
         out = torch.zeros(k, plan.layout.facts.n_layers, plan.n_heads)
         out[:, :last] = block.detach().cpu()
         for j, (lt, _) in enumerate(targets):
             out[j, lt:] = 0.0
-        parts_out.append(out)
-    return parts_out[0], parts_out[1]
+        return out
+
+    return grid(saved[:, :last]), grid(saved[:, last:]) if direct_too else None
 
 
 def probe(
