@@ -137,10 +137,18 @@ def heads(model, quiet: Execution) -> dict:
         )
         order = torch.argsort(delta.abs().flatten(), descending=True)[:10].tolist()
         top = [(i // delta.shape[1], i % delta.shape[1]) for i in order]
+        grid = torch.where(found.verified, found.delta, found.estimate.estimate)  # what the search reports
+        g = compare(grid, delta, 10)
         part["search"] = {
             "estimator": best,
             "verify": VERIFY,
             "exact_top10_verified": sum(bool(found.verified[h]) for h in top),
+            "grid": {
+                "pearson": round(g["pearson"], 3),
+                "spearman": round(g["spearman"], 3),
+                "sign_agreement_top10": g["sign_agreement_top"],
+                "wrong_sign_top10": g["wrong_sign"],
+            },
             "cost": found.cost.as_dict(),
             "cost_fraction_of_sweep": round(found.cost.forward_equivalents / sweep.forward_equivalents, 3),
         }
@@ -175,23 +183,19 @@ def derived(found: dict) -> dict:
     return found
 
 
-def circuit(model) -> dict:
-    out = {}
-    results = {}
-    for search in ("exhaustive", "estimate"):
-        started = time.perf_counter()
-        found, _ = run_circuit(CircuitConfig(search=search, composition=False), model=model, progress=False)
-        results[search] = found
-        out[search] = {
-            "seconds": round(time.perf_counter() - started, 1),
-            "cost": found["cost"],
-            "edges": len(found["edges"]),
-        }
-        print(search, out[search], flush=True)
-    exact = results["exhaustive"]["edges"]
-    verified = {(e["source"], e["target"], e["path"]) for e in results["estimate"]["edges"] if e["verified"]}
+RUNS = {  # name -> the circuit's settings beside the defaults
+    "exhaustive": {"search": "exhaustive"},
+    "estimate": {"search": "estimate"},
+    "estimate_without_largest": {"search": "estimate", "verify_largest": 0},  # the estimate's ranking alone
+}
+
+
+def _recall(exact: list[dict], found: list[dict]) -> tuple[dict, dict]:
+    """Per target and path, how many of the 10 strongest ``exact`` edges ``found`` verified, and the ones it missed
+    with their exact and estimated effects."""
+    verified = {(e["source"], e["target"], e["path"]) for e in found if e["verified"]}
+    estimated = {(e["source"], e["target"], e["path"]): e for e in found}
     recall, missed = {}, {}
-    estimated = {(e["source"], e["target"], e["path"]): e for e in results["estimate"]["edges"]}
     for target in sorted({e["target"] for e in exact}):
         for path in ("k", "q", "v", "total"):
             edges = [e for e in exact if e["target"] == target and e["path"] == path]
@@ -204,17 +208,54 @@ def circuit(model) -> dict:
                 if (e["source"], target, path) not in verified
                 for field in ["loss_effect" if path == "v" else "effect"]
             ]
-    out["recall_top10"] = recall
-    out["missed"] = missed  # the exact top-10 edges left unverified, with their exact and estimated effects
-    out["verified_edges"] = len(verified)
-    out["cost_fraction_of_exhaustive_all_exact"] = round(
-        results["estimate"]["cost"]["forward_equivalents"]
-        / results["estimate"]["cost"]["exhaustive"]["forward_equivalents"],
-        3,
-    )
-    out["cost_fraction_of_default_run"] = round(
-        results["estimate"]["cost"]["forward_equivalents"] / results["exhaustive"]["cost"]["forward_equivalents"], 3
-    )
+    return recall, missed
+
+
+def _largest_removals(model, targets: list[str], n: int = 16) -> list[dict]:
+    """The ``n`` sources before the last target whose removal is the largest share of the residual stream, as
+    ``--verify-largest`` ranks them (from the score-estimate pass, on the default circuit's rows)."""
+    from induction_nnsight.app.causal_options import pooled_tokens
+    from induction_nnsight.causal.ablation_method import Ablation
+    from induction_nnsight.causal.path_estimates import score_estimates
+    from induction_nnsight.causal.path_traces import Run, clean_trace, make_plan
+    from induction_nnsight.names import parse_heads
+
+    config = CircuitConfig()
+    heads = parse_heads(",".join(targets), "targets")
+    last = max(t[0] for t in heads)
+    plan = make_plan(model, config.seq_len, config.bos, Execution(progress=False))
+    tokens = pooled_tokens(model, config)
+    runs = [Run((layer, h), "total", None) for layer in range(last) for h in range(plan.n_heads)]
+    clean = clean_trace(model, plan, tokens, Ablation(), runs, {t[0] for t in heads})
+    sizes = score_estimates(model, plan, tokens, clean, heads)[2]
+    ranked = sorted(((round(float(sizes[r.source]), 4), r.source) for r in runs), key=lambda x: (-x[0], x[1]))
+    return [{"source": head_name(*s), "rank": i + 1, "size": v} for i, (v, s) in enumerate(ranked[:n])]
+
+
+def circuit(model) -> dict:
+    out, results = {"settings": {"verify": CircuitConfig.verify}}, {}
+    for name, settings in RUNS.items():
+        started = time.perf_counter()
+        found, _ = run_circuit(CircuitConfig(composition=False, **settings), model=model, progress=False)
+        results[name] = found
+        out[name] = {
+            "seconds": round(time.perf_counter() - started, 1),
+            "cost": found["cost"],
+            "edges": len(found["edges"]),
+        }
+        print(name, out[name], flush=True)
+    exact = results["exhaustive"]["edges"]
+    out["largest_removals"] = _largest_removals(model, sorted({e["target"] for e in exact}))
+    default = results["exhaustive"]["cost"]["forward_equivalents"]
+    for name in ("estimate", "estimate_without_largest"):
+        part = out if name == "estimate" else out[name]
+        cost = results[name]["cost"]
+        part["recall_top10"], part["missed"] = _recall(exact, results[name]["edges"])  # missed: unverified top 10
+        part["verified_edges"] = sum(e["verified"] for e in results[name]["edges"])
+        part["cost_fraction_of_exhaustive_all_exact"] = round(
+            cost["forward_equivalents"] / cost["exhaustive"]["forward_equivalents"], 3
+        )
+        part["cost_fraction_of_default_run"] = round(cost["forward_equivalents"] / default, 3)
     return out
 
 
@@ -224,32 +265,37 @@ SECTION = "## Estimate, then verify (issue 24)"
 def results_section() -> str:
     """The section of ``bench/results.md`` with the pruned runs' costs against the exhaustive ones, from the
     committed ``charts/estimate_heads.json`` and ``charts/estimate_circuit.json``."""
-    heads = json.loads((CHARTS / "estimate_heads.json").read_text())["zero"]
+    heads = json.loads((CHARTS / "estimate_heads.json").read_text())
     circuit = json.loads((CHARTS / "estimate_circuit.json").read_text())
-    search, sweep = heads["search"], heads["sweep_cost"]["forward_equivalents"]
-    grid = heads["estimators"][search["estimator"]]["verified_grid"]
+    rows = []
+    for method in METHODS:
+        search, sweep = heads[method]["search"], heads[method]["sweep_cost"]["forward_equivalents"]
+        rows.append(
+            f"| ablation sweep, {method}, `--search estimate --verify {search['verify']}` ({search['estimator']} "
+            f"estimate) | {search['verify']} heads + baseline | {search['cost']['forward_equivalents']:,} | {sweep:,} "
+            f"| {search['cost_fraction_of_sweep']} | {search['exact_top10_verified']} of the exhaustive top 10 "
+            f"verified; grid Pearson {search['grid']['pearson']} |"
+        )
     est = circuit["estimate"]["cost"]
     recall = circuit["recall_top10"]
     totals = [v for k, v in sorted(recall.items()) if k.endswith(" total")]
-    rows = [
-        f"| ablation sweep, zero, `--search estimate --verify {search['verify']}` ({search['estimator']} estimate) "
-        f"| {search['verify']} heads + baseline | {search['cost']['forward_equivalents']:,} | {sweep:,} "
-        f"| {search['cost_fraction_of_sweep']} | {search['exact_top10_verified']} of the exhaustive top 10 verified; "
-        f"verified grid Pearson {grid['pearson']} |",
-        f"| circuit, default five targets, `--search estimate --verify 10` | {circuit['verified_edges']} edges "
-        f"| {est['forward_equivalents']:,} | {est['exhaustive']['forward_equivalents']:,} "
-        f"| {circuit['cost_fraction_of_exhaustive_all_exact']} | top-10 recall 10 of 10 on k, q, v for "
+    verify = circuit["settings"]["verify"]
+    rows.append(
+        f"| circuit, default five targets, `--search estimate --verify {verify}` (and the total runs of the {verify} "
+        f"largest removals) | {circuit['verified_edges']} edges | {est['forward_equivalents']:,} "
+        f"| {est['exhaustive']['forward_equivalents']:,} | {circuit['cost_fraction_of_exhaustive_all_exact']} "
+        f"| top-10 recall 10 of 10 on k, q, v for "
         f"{sum(v == 10 for k, v in recall.items() if not k.endswith(' total'))} of "
-        f"{sum(not k.endswith(' total') for k in recall)} target paths; total {', '.join(map(str, totals))} of 10 |",
-    ]
+        f"{sum(not k.endswith(' total') for k in recall)} target paths; total {', '.join(map(str, totals))} of 10 |"
+    )
     return "\n".join(
         [
             SECTION,
             "",
             "Not part of `bench/run.py`'s output: written by `python bench/estimate.py table` from",
-            "`charts/estimate_heads.json` and `charts/estimate_circuit.json` (`python bench/estimate.py heads zero",
-            "ig8,plain,atp-star`, `derived` and `circuit` on SmolLM2, 2 shared CPU cores: times are not comparable,",
-            "the pass counts are). Cost in forward equivalents (row passes, a backward pass = 2 forward).",
+            "`charts/estimate_heads.json` and `charts/estimate_circuit.json` (`python bench/estimate.py heads",
+            "zero,mean`, `derived` and `circuit` on SmolLM2, 2 shared CPU cores: times are not comparable, the pass",
+            "counts are). Cost in forward equivalents (row passes, a backward pass = 2 forward).",
             "",
             "| job | what was run exactly | forward equivalents | exhaustive run | fraction | found |",
             "| --- | --- | ---: | ---: | ---: | --- |",

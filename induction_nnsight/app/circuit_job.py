@@ -26,7 +26,7 @@ from ..scores.heads import head_scores
 from .ablate_search import fraction
 from .causal_options import CausalConfig, ablation_for, pooled_tokens
 from .jobs import check_causal_tokens, model_for
-from .options import exact_losses_arg, option, positive, word_tuple
+from .options import count, exact_losses_arg, option, positive, word_tuple
 from .outputs import rounded, to_json
 
 KIND_THRESHOLD = 0.4  # a head is previous-token / induction when its score reaches this (the built-in default)
@@ -73,6 +73,13 @@ class CircuitConfig(CausalConfig):
         help="under --search estimate, go on verifying (--verify more per target and path at a time) while the next "
         "edge's estimated effect is at least this fraction of the smallest exact effect among the --verify strongest",
         parse=fraction,
+    )
+    verify_largest: int | None = option(
+        None,
+        help="under --search estimate, also path-patch the total edges of this many sources (default: --verify) whose "
+        "removal is largest relative to the residual stream, whatever their estimate (a first-order estimate is "
+        "least to be trusted there)",
+        parse=count,
     )
 
     def validate(self) -> None:
@@ -278,7 +285,7 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
             config.composition,
             config.exact_losses,
             config.search,
-            Verification(config.verify, config.verify_fraction),
+            Verification(config.verify, config.verify_fraction, config.verify_largest),
         ),
         ablation=ablation,
         bos=config.bos,

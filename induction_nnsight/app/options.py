@@ -31,6 +31,7 @@ __all__ = [
     "add_options",
     "config_from",
     "config_options",
+    "count",
     "exact_losses_arg",
     "int_list",
     "like",
@@ -246,6 +247,14 @@ def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """An integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 

@@ -166,21 +166,24 @@ def pruned_circuit_cost(
     target_layers: Sequence[int],
     *,
     verify: int = 10,
+    largest: int | None = None,
 ) -> Cost:
-    """``circuit --search estimate`` on every path: estimate every edge, path-patch ``verify`` per target and path.
+    """``circuit --search estimate`` on every path: estimate every edge, path-patch ``verify`` per target and path
+    and the ``total`` runs of the ``largest`` sources by the size of their removal.
 
     The clean pass; one forward and one backward pass for the loss gradients at the targets and at the
     sources (the ``total`` edges' loss estimate reads the same gradients); a one-block probe per
     ``k``/``q``/``v`` edge and per ``total`` edge's ``k`` and ``q`` direct paths (the same probes); one copy
     of the rows per target, run forward and backward to the last target's layer, for the ``total`` edges'
     score estimates; then the verified runs: ``3 * verify`` per target from its layer on, and at most
-    ``verify`` ``total`` runs per target, each counted as if it started at layer 0 (an upper bound: the
-    real ones start at their source's layer).
+    ``verify`` ``total`` runs per target and ``largest`` more (None: ``verify``), each counted as if it
+    started at layer 0 (an upper bound: the real ones start at their source's layer).
     """
     n_targets = len(target_layers)
     probes = sum(3 * layer * n_heads for layer in target_layers) / n_layers
     verified = sum(3 * min(verify, layer * n_heads) * (n_layers - layer) / n_layers for layer in target_layers)
-    total_runs = min(n_targets * verify, max(target_layers, default=0) * n_heads)
+    extra = verify if largest is None else largest
+    total_runs = min(n_targets * verify + extra, max(target_layers, default=0) * n_heads)
     scored = n_targets * (max(target_layers, default=-1) + 1) / n_layers
     forward = 1 + 1 + probes + verified + total_runs + scored
     backward = 1 + scored

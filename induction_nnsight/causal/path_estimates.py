@@ -60,17 +60,22 @@ def score_estimates(
     per target, stopped after the last target's layer, and one backward pass; only the estimates leave it.
 
     Returns:
-        ``(through_all, direct)``, each ``[targets, n_layers, n_heads]`` (0 at and after a target's layer);
-        ``direct`` None where a post-attention norm stands between a sender and the residual stream.
+        ``(through_all, direct, sizes)``: ``through_all`` and ``direct`` each ``[targets, n_layers, n_heads]``
+        (0 at and after a target's layer; ``direct`` None where a post-attention norm stands between a
+        sender and the residual stream); ``sizes`` ``[n_layers, n_heads]`` each source's removal relative
+        to the residual stream it is written into, ``|(r_s - z_s) W_O,s| / |resid|`` averaged over the
+        rows and every position but the first (0 from the last target's layer on): the larger, the less a
+        first-order estimate is to be trusted.
     """
     k, b = len(targets), tokens.shape[0]
     last = max(t[0] for t in targets)
     direct_too = not any(n is not None and n.path is not None for n in plan.post_norms)
     with torch.enable_grad(), model.trace(tokens.repeat(k, 1), backend=plan.backend(), **plan.kwargs) as tracer:
-        inputs, resid, parts = {}, {}, []
+        inputs, resid, parts, sizes = {}, {}, [], []
         for layer in range(last + 1):
+            block_in = model.get(plan.layout.blocks[layer]).input  # [k * b, pos, d_model]
             if direct_too and any(t[0] == layer for t in targets):
-                resid[layer] = model.get(plan.layout.blocks[layer]).input  # [k * b, pos, d_model]
+                resid[layer] = block_in
             for j, (lt, head) in enumerate(targets):
                 if lt == layer:  # the attention call comes before the output projection's input
                     parts.append(plan.scores(layer)[j * b : (j + 1) * b, head].mean())
@@ -79,6 +84,8 @@ def score_estimates(
                 if not x.requires_grad:  # frozen weights (as on NDIF's workers) leave the graph empty
                     x.requires_grad_(True)
                 inputs[layer] = x
+                weight = model.get(plan.layout.o_proj[layer]).weight
+                sizes.append(_relative_removal(plan, weight, x, block_in, clean.replacement[layer], b))
         found, direct = [], []
         with torch.stack(parts).sum().backward():
             at = {last: resid[last].grad} if last in resid else {}  # read in the order the backward pass runs
@@ -99,6 +106,7 @@ def score_estimates(
                 if layer in resid:
                     at[layer] = resid[layer].grad
             saved = nnsight.save(torch.stack(found[::-1] + direct[::-1], dim=1).float())  # [k, layer(s), head]
+        size = nnsight.save(torch.stack(sizes).float())  # [last, head]
         tracer.stop()
 
     def grid(block: torch.Tensor) -> torch.Tensor:  # [k, last, head] -> [k, n_layers, head], 0 from each target on
@@ -108,7 +116,22 @@ def score_estimates(
             out[j, lt:] = 0.0
         return out
 
-    return grid(saved[:, :last]), grid(saved[:, last:]) if direct_too else None
+    sized = torch.zeros(plan.layout.facts.n_layers, plan.n_heads)
+    sized[:last] = size.detach().cpu()
+    return grid(saved[:, :last]), grid(saved[:, last:]) if direct_too else None, sized
+
+
+def _relative_removal(plan: Plan, weight, x, block_in, replacement: torch.Tensor, b: int) -> torch.Tensor:
+    """``[head]``: ``|(r_s - z_s) W_O,s| / |resid|`` of each head of a layer, averaged over the first copy's
+    ``b`` rows and every position but the first, inside a trace (``x`` the output projection's input,
+    ``block_in`` the residual stream entering the layer)."""
+    z = x[:b].detach().reshape(b, x.shape[1], plan.n_heads, plan.d_head)
+    change = replacement.to(z.dtype) - z  # [b, pos, head, d_head]
+    full = (weight.T if plan.o_conv else weight).detach().to(z.dtype)  # [d_model, n_heads * d_head]
+    per_head = full.reshape(full.shape[0], plan.n_heads, plan.d_head)  # [d_model, head, d_head]
+    written = torch.einsum("bphd,mhd->bphm", change, per_head).norm(dim=-1)  # [b, pos, head]
+    stream = block_in[:b].detach().norm(dim=-1, keepdim=True)  # [b, pos, 1]
+    return (written / stream)[:, 1:].mean(dim=(0, 1))
 
 
 def probe(

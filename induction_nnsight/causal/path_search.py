@@ -52,10 +52,14 @@ class Verification:
         fraction: None: stop after ``n``. A number ``f``: go on, ``n`` more per target and path at a time,
             while the next candidate's estimated effect is at least ``f`` times the smallest exact effect
             among that target and path's ``n`` strongest verified edges (``--verify-fraction``).
+        largest: Besides, the ``total`` runs of this many sources whatever their estimate (None: ``n``):
+            those whose removal is largest relative to the residual stream it is written into, where a
+            first-order estimate is least to be trusted (``--verify-largest``; one run serves every target).
     """
 
     n: int = DEFAULT_VERIFY
     fraction: float | None = None
+    largest: int | None = None
 
 
 def runs_cost(runs: list[Run], n_layers: int, shape: tuple[int, int], *, probe: bool = False) -> Cost:
@@ -126,9 +130,13 @@ def path_search(
         cost = cost + runs_cost([every[i] for i in chosen], facts.n_layers, shape, probe=True)
     scores[kqv], losses[kqv] = p_scores[kqv], p_losses[kqv]
     total_score: dict[tuple, float] = {}  # (run index, target) -> estimated score
+    rule = verify if isinstance(verify, Verification) else Verification(verify)
+    largest: list[int] = []
     if total:
         ordered = sorted(targets)
-        through, direct = score_estimates(model, plan, tokens, clean, ordered)  # [target, layer, head]
+        through, direct, sizes = score_estimates(model, plan, tokens, clean, ordered)  # [target, layer, head]
+        by_size = sorted(total, key=lambda i: (-round(float(sizes[runs[i].source]), RANK_DECIMALS), runs[i].source))
+        largest = by_size[: rule.n if rule.largest is None else rule.largest]
         blocks = (max(t[0] for t in ordered) + 1) / facts.n_layers
         cost = cost + passes(shape[0] * len(ordered), shape[1], forward=blocks, backward=blocks)
         at = {r: i for i, r in enumerate(every)}
@@ -142,9 +150,12 @@ def path_search(
                     rest = 0.0 if direct is None else float(through[j, s[0], s[1]] - direct[j, s[0], s[1]])
                     total_score[(i, t)] = base + drop + rest
     groups = _ranked(variants, index, scores, losses, total_score, clean)
-    rule = verify if isinstance(verify, Verification) else Verification(verify)
     exact, found_scores, found_losses = _verify(
-        groups, rule, clean, lambda new: run_traces(model, plan, tokens, clean, [runs[i] for i in new], layers, run)
+        groups,
+        rule,
+        clean,
+        lambda new: run_traces(model, plan, tokens, clean, [runs[i] for i in new], layers, run),
+        set(largest),
     )
     cost = cost + runs_cost([runs[i] for i in exact], facts.n_layers, shape)
     where = {i: j for j, i in enumerate(exact)}
@@ -188,9 +199,11 @@ def _ranked(variants, index, scores, losses, total_score, clean) -> dict[tuple, 
     return {group: sorted(members) for group, members in groups.items()}
 
 
-def _verify(groups: dict, rule: Verification, clean, run) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    """Path-patch per target and path the ``rule.n`` strongest runs (``run(indices)`` gives their
-    ``(scores, losses)``), then, under ``rule.fraction``, more in rounds (see :class:`Verification`).
+def _verify(
+    groups: dict, rule: Verification, clean, run, extra: set[int]
+) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """Path-patch per target and path the ``rule.n`` strongest runs and the ``extra`` ones (``run(indices)``
+    gives their ``(scores, losses)``), then, under ``rule.fraction``, more in rounds (see :class:`Verification`).
 
     Returns:
         ``(run indices, their scores, their losses)``, in the order run.
@@ -202,7 +215,7 @@ def _verify(groups: dict, rule: Verification, clean, run) -> tuple[list[int], to
         where = {i: j for j, i in enumerate(exact)}
         scores = torch.cat([f[0] for f in found]) if found else None
         losses = torch.cat([f[1] for f in found]) if found else None
-        chosen: set[int] = set()
+        chosen: set[int] = set() if start else set(extra)
         for (target, path), members in groups.items():
             nxt = members[start : start + rule.n]
             if start:  # a further round: only candidates within reach of the weakest verified

@@ -243,7 +243,7 @@ def test_total_score_estimates_are_the_qk_fixed_direct_path_plus_the_rest_linear
     ``g_t . (0 - z_s W_O)``: ``G`` the gradient of the target's clean score (read from plain
     ``output_attentions``) at the source's output, ``g_t`` at the target's layer input, by plain autograd."""
     from induction_nnsight import load_model
-    from induction_nnsight.causal.path_search import path_search
+    from induction_nnsight.causal.path_search import Verification, path_search
 
     model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
     tokens = rows()
@@ -259,6 +259,7 @@ def test_total_score_estimates_are_the_qk_fixed_direct_path_plus_the_rest_linear
             lambda _m, a: (a[0].retain_grad(), captured.__setitem__("z", a[0]), None)[-1]
         ),
         block.register_forward_pre_hook(lambda _m, a: (a[0].retain_grad(), captured.__setitem__("x", a[0]), None)[-1]),
+        _parts(plain, arch, 0)[0].register_forward_pre_hook(lambda _m, a: captured.__setitem__("x0", a[0].detach())),
     ]
     try:
         pattern = plain(tokens, output_attentions=True).attentions[1][:, 1]  # [batch, query, key]
@@ -283,6 +284,18 @@ def test_total_score_estimates_are_the_qk_fixed_direct_path_plus_the_rest_linear
     expected = torch.stack(expected).detach()
     assert torch.allclose(result.scores[1:], expected, atol=1e-5), (result.scores[1:], expected)
     assert (expected - float(clean)).abs().max() > 1e-3  # the estimates move: the check can fail
+    # --verify-largest 2 with nothing else: the total runs of the two sources whose removal |z_s W_O,s| is the
+    # largest share of the residual stream entering layer 0 (every position but the first), from plain hooks
+    sizes = []
+    for h in range(N_HEADS):
+        columns = w_o[h * d : (h + 1) * d] if arch == "gpt2" else w_o[:, h * d : (h + 1) * d].T
+        written = (z[:, :, h] @ columns).norm(dim=-1)  # [batch, pos]
+        sizes.append(float((written / captured["x0"].norm(dim=-1))[:, 1:].mean()))
+    order = sorted(range(N_HEADS), key=lambda h: -sizes[h])
+    assert sizes[order[1]] - sizes[order[2]] > 1e-3, sizes  # no near-tie at the cut: the check is well posed
+    rule = Verification(0, None, 2)
+    _, verified, _ = path_search(model, tokens, SEQ, variants, verify=rule, execution=Execution(progress=False))
+    assert {variants[i].source[1] for i in range(1, len(variants)) if verified[i]} == set(order[:2]), sizes
 
 
 def test_total_estimates_of_targets_in_several_layers_are_each_targets_own(tmp_path):
