@@ -90,6 +90,7 @@ def heads(model, quiet: Execution) -> dict:
         sweep = variants_cost(271, shape, n_ref, quiet)
         part = {
             "sweep_from": where,
+            "sweep_delta": [[round(float(v), 6) for v in row] for row in delta],  # [layer][head], for `derived`
             "sweep_cost": sweep.as_dict(),
             "sweep_seconds": round(time.perf_counter() - started, 1),
             "estimators": {},
@@ -112,18 +113,19 @@ def heads(model, quiet: Execution) -> dict:
                 "seconds": round(seconds, 1),
                 "estimate": found.estimate.tolist(),
             }
-            if method == "zero":
-                labels = [head_name(layer, h) for layer in range(delta.shape[0]) for h in range(delta.shape[1])]
-                figure = attribution_scatter_figure(
-                    delta.flatten().tolist(),
-                    found.estimate.flatten().tolist(),
-                    labels,
-                    correlation=c["pearson"],
-                    title=f"Head estimate ({_name(estimator)}) vs exhaustive zero-ablation sweep — smollm2-135m",
-                    subtitle=f"{config.batch} rows of {config.seq_len} repeated random tokens",
-                    axis_title="Δ repeated-half loss (nats)",
-                )
-                (CHARTS / f"estimate_scatter_{_name(estimator)}.json").write_text(figure.to_json())
+            # every method's scatter: estimate_scatter_<estimator>.json (zero), estimate_scatter_mean_<estimator>.json
+            labels = [head_name(layer, h) for layer in range(delta.shape[0]) for h in range(delta.shape[1])]
+            figure = attribution_scatter_figure(
+                delta.flatten().tolist(),
+                found.estimate.flatten().tolist(),
+                labels,
+                correlation=c["pearson"],
+                title=f"Head estimate ({_name(estimator)}) vs exhaustive {method}-ablation sweep — smollm2-135m",
+                subtitle=f"{config.batch} rows of {config.seq_len} repeated random tokens",
+                axis_title="Δ repeated-half loss (nats)",
+            )
+            prefix = "estimate_scatter_" if method == "zero" else f"estimate_scatter_{method}_"
+            (CHARTS / f"{prefix}{_name(estimator)}.json").write_text(figure.to_json())
             print(
                 method,
                 _name(estimator),
@@ -163,23 +165,24 @@ def heads(model, quiet: Execution) -> dict:
 
 
 def derived(found: dict) -> dict:
-    """For each estimator of the zero sweep: the grid ``--search estimate --verify VERIFY`` would report
-    (exact where verified, the estimate elsewhere) against the exhaustive sweep, from the committed files."""
+    """For each estimator of each sweep: the grid ``--search estimate --verify VERIFY`` would report (exact where
+    verified, the estimate elsewhere) against the exhaustive sweep, from the committed file."""
     from induction_nnsight.scores.ranking import rank_heads
 
-    delta = torch.tensor(json.loads((CHARTS / "ablation_results.json").read_text())["sweep"]["delta"])
-    for entry in found["zero"]["estimators"].values():
-        estimate = torch.tensor(entry["estimate"])
-        grid = estimate.clone()
-        for head in rank_heads(estimate.abs(), VERIFY):
-            grid[head] = delta[head]
-        c = compare(grid, delta, 10)
-        entry["verified_grid"] = {
-            "verify": VERIFY,
-            "pearson": round(c["pearson"], 3),
-            "spearman": round(c["spearman"], 3),
-        }
-        entry["verified_grid"]["recall_top10"] = c["recall_top"]
+    for method in METHODS:
+        delta = torch.tensor(found[method]["sweep_delta"])
+        for entry in found[method]["estimators"].values():
+            estimate = torch.tensor(entry["estimate"])
+            grid = estimate.clone()
+            for head in rank_heads(estimate.abs(), VERIFY):
+                grid[head] = delta[head]
+            c = compare(grid, delta, 10)
+            entry["verified_grid"] = {
+                "verify": VERIFY,
+                "pearson": round(c["pearson"], 3),
+                "spearman": round(c["spearman"], 3),
+                "recall_top10": c["recall_top"],
+            }
     return found
 
 

@@ -35,6 +35,9 @@ MATERIALISES_PATTERN = (
 )
 """Contenders whose call holds at least one layer's whole ``[batch, head, T, T]`` pattern (eager attention)."""
 
+TIME_TARGET = 1.2
+"""Goal 1: the heads pass's time at most this many times the plain forward pass of the same attention."""
+
 
 def _table(shapes: list[tuple[int, int]], rows: dict[str, list[str]], n_tokens: dict) -> list[str]:
     head = "| | " + " | ".join(f"B={b}, {n_tokens.get((b, t), 2 * t + 1)} tok" for b, t in shapes) + " |"
@@ -93,7 +96,7 @@ def goal_tables(results: dict) -> str:
             f"{n} / {SAME_ATTENTION[n]}": [
                 _cell(
                     _ratio(shapes, s, n, SAME_ATTENTION[n], "median_s"),
-                    1.2,
+                    TIME_TARGET,
                     True,
                     _ratio(shapes, s, n, SAME_ATTENTION[n], "median_cpu_s"),
                 )
@@ -143,17 +146,34 @@ def goal_tables(results: dict) -> str:
     return "\n".join(out)
 
 
-def pattern_floor(results: dict, model: str, shapes: dict) -> list[str]:
-    """Goal 5's check by hand: at the largest shape, one float32 pattern's size against each measured peak."""
+def floor_sizes(results: dict, model: str, shapes: dict) -> dict | None:
+    """Goal 5's sizes at the largest shape whose memory was measured: ``{batch, seq_len, n_tokens,
+    pattern_bytes, logits_bytes}`` (one float32 ``[batch, head, T, T]`` pattern, the float32 logits);
+    None without the model's facts or a memory figure."""
     facts = results["models"][model].get("time", {}).get("facts")
     measured = [s for s in shapes if any("peak_delta_bytes" in e for e in shapes[s].values())]
     if not facts or not measured:
-        return []
+        return None
     batch, seq_len = max(measured, key=lambda s: s[0] * (2 * s[1] + 1))
     entries = shapes[(batch, seq_len)]
     n = next((e.get("n_tokens") for e in entries.values() if e.get("n_tokens")), 2 * seq_len + 1)
-    pattern = 4 * batch * facts["n_heads"] * n * n
-    logits = 4 * batch * n * facts["vocab_size"]
+    return {
+        "batch": batch,
+        "seq_len": seq_len,
+        "n_tokens": n,
+        "pattern_bytes": 4 * batch * facts["n_heads"] * n * n,
+        "logits_bytes": 4 * batch * n * facts["vocab_size"],
+    }
+
+
+def pattern_floor(results: dict, model: str, shapes: dict) -> list[str]:
+    """Goal 5's check by hand: at the largest shape, one float32 pattern's size against each measured peak."""
+    sizes = floor_sizes(results, model, shapes)
+    if sizes is None:
+        return []
+    facts = results["models"][model]["time"]["facts"]
+    batch, n, pattern, logits = (sizes[k] for k in ("batch", "n_tokens", "pattern_bytes", "logits_bytes"))
+    entries = shapes[(batch, sizes["seq_len"])]
     lines = [
         f"Goal 5, a check by hand at batch {batch}, {n} tokens: one `[{batch}, {facts['n_heads']}, {n}, {n}]` "
         f"float32 pattern is {pattern / 2**20:.1f} MiB (the `[{batch}, {n}, {facts['vocab_size']}]` float32 "

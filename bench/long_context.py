@@ -24,6 +24,7 @@ import argparse
 import gc
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -47,6 +48,10 @@ LABELS = {
 }
 TL_PYTHON = ROOT / ".venv-tl" / "bin" / "python"
 GIB = 2**30
+MIB = 2**20
+LONG = 2048
+"""The lengths the targets are read at, from this one up (the scan within 1.5x the sdpa forward pass's
+peak memory and 2x its time)."""
 
 
 def _say(message: str) -> None:
@@ -212,6 +217,62 @@ def score_checks(results: list[dict]) -> list[dict]:
     return checks
 
 
+def _span(values) -> dict[str, float]:
+    values = list(values)
+    return {"min": min(values), "max": max(values)} if values else {}
+
+
+def _over(point: dict, ref: dict | None) -> dict[str, float] | None:
+    """``point``'s wall time, CPU time and peak memory over ``ref``'s (both measured), else None."""
+    if not ref or ref["status"] != "ok" or not all(ref[k] for k in ("time_s", "cpu_s", "peak_delta_bytes")):
+        return None
+    return {
+        "wall": point["time_s"] / ref["time_s"],
+        "cpu": point["cpu_s"] / ref["cpu_s"],
+        "peak": point["peak_delta_bytes"] / ref["peak_delta_bytes"],
+    }
+
+
+def summary(record: dict) -> dict:
+    """The figures the docs quote, derived from the points (nothing here is measured). By contender:
+    ``peak_mib`` (peak above the loaded model, MiB) and ``over_forward`` (wall, CPU and peak over the
+    sdpa forward pass's) keyed by token count; ``span``, their ranges from ``LONG`` tokens up; and
+    ``contenders``: the longest length that ran, the one that ran out of memory, the allocation that
+    failed there (MiB, from the error) and the largest score difference from the scan."""
+    points = {r["contender"]: list(r["points"]) for r in record["results"]}
+    forward = {p["length"]: p for p in points.get("forward-sdpa", [])}
+    out: dict = {
+        "about": "derived from the points by bench/long_context.py summary(); rewrite with --summarize",
+        "cap_gib": record["cap_bytes"] / GIB,
+        "peak_mib": {},
+        "over_forward": {},
+        "span": {},
+        "contenders": {},
+    }
+    for name, pts in points.items():
+        ok = [p for p in pts if p["status"] == "ok"]
+        out["peak_mib"][name] = {str(p["n_tokens"]): p["peak_delta_bytes"] / MIB for p in ok}
+        over = {} if name == "forward-sdpa" else {p["length"]: _over(p, forward.get(p["length"])) for p in ok}
+        over = {length: r for length, r in over.items() if r}
+        out["over_forward"][name] = {str(forward[length]["n_tokens"]): r for length, r in over.items()}
+        long = {length: r for length, r in over.items() if length >= LONG}
+        if long:
+            out["span"][name] = {
+                "from_tokens": forward[min(long)]["n_tokens"],
+                **{k: _span(r[k] for r in long.values()) for k in ("wall", "cpu", "peak")},
+            }
+        failed = next((p for p in pts if p["status"] != "ok"), None)
+        allocation = re.search(r"tried to allocate (\d+) bytes", (failed or {}).get("error", ""))
+        diffs = [c["max_abs_diff"] for c in record.get("score_checks", []) if c["contender"] == name]
+        out["contenders"][name] = {
+            "largest_ok_tokens": max((p["n_tokens"] for p in ok), default=None),
+            "out_of_memory_tokens": failed["n_tokens"] if failed and failed["status"] == "out_of_memory" else None,
+            "failed_allocation_mib": int(allocation[1]) / MIB if allocation else None,
+            "max_score_diff_vs_scan": max(diffs, default=None),
+        }
+    return out
+
+
 def figure(results: list[dict], cap: int):
     """Time and peak memory against length, one line per contender, out-of-memory points marked."""
     import plotly.graph_objects as go
@@ -311,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results", default=str(ROOT / "bench" / "long_context.json"))
     parser.add_argument("--chart", default=str(ROOT / "charts" / "bench_long_context.json"))
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="measure nothing: rewrite the summary of --results from its points",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -318,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     cap = int(args.cap_gib * GIB)
     if args.child:
         child(args.child, lengths, cap, Path(args.child_out), args.seed)
+        return 0
+    if args.summarize:
+        record = json.loads(Path(args.results).read_text())
+        record["summary"] = summary(record)
+        Path(args.results).write_text(json.dumps(record, indent=1, allow_nan=False))
+        _say(f"rewrote the summary of {args.results}")
         return 0
     import platform
 
@@ -338,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "score_checks": score_checks(results),
     }
+    record["summary"] = summary(record)
     Path(args.results).write_text(json.dumps(record, indent=1, allow_nan=False))
     chart = json.loads(figure(results, cap).to_json())
     Path(args.chart).write_text(json.dumps(chart, allow_nan=False))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
-from .goals import goal_tables
+from .goals import SAME_ATTENTION, TIME_TARGET, _ratio, floor_sizes, goal_tables
 from .results_index import index
 
 BASELINE = "forward-eager"
+MIB = 2**20
+HEADS = ("heads-eager", "heads-sdpa")
+OURS = ("scan-eager", "scan-sdpa", "heads-eager", "heads-sdpa")
+"""Our passes whose memory goal 2 bounds (the scan and the heads pass)."""
+CHECKS = ("scores_max_abs_diff_vs_scan", "loss_max_abs_diff_vs_scan")
+"""The cross-checks against the scan whose largest difference the summary keeps."""
 
 
 def _mib(n: float | None) -> str:
@@ -219,3 +228,104 @@ def markdown(results: dict) -> str:
     if skipped:
         lines += ["## Skipped", ""] + [f"- {model} {name}: {why}" for (model, name), why in skipped.items()] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _span(values) -> dict[str, float]:
+    """``{min, max}`` of the values that are not None (empty when none are)."""
+    values = [v for v in values if v is not None]
+    return {"min": min(values), "max": max(values)} if values else {}
+
+
+def _cells(per_model: list[dict], table: str, names=None) -> list[float]:
+    """Every cell of ``table`` (``{contender: {batch: value}}``) of these models, for ``names`` (all: None)."""
+    return [
+        v for m in per_model for name, row in m[table].items() if names is None or name in names for v in row.values()
+    ]
+
+
+def _spans(per_model: list[dict]) -> dict[str, Any]:
+    """Ranges over the cells of one model or one run's models: per contender, and for the groups the goals name."""
+    tables = ("time", "memory_mib", "memory", "detect_head")
+    names = {name for m in per_model for table in tables for name in m[table]}
+    over = [v for v in _cells(per_model, "time", HEADS) if v > TIME_TARGET]
+    checks = [c for m in per_model for c in m["checks"]]
+    spans = {table: {name: _span(_cells(per_model, table, {name})) for name in sorted(names)} for table in tables}
+    spans = {table: {k: v for k, v in per.items() if v} for table, per in spans.items()}
+    return {
+        **spans,
+        "heads_time": _span(_cells(per_model, "time", HEADS)),
+        "heads_time_over_target": {"target": TIME_TARGET, "count": len(over), **_span(over)},
+        "heads_memory": _span(_cells(per_model, "memory", HEADS)),
+        "ours_memory": _span(_cells(per_model, "memory", OURS)),
+        **{key: max((c[key] for c in checks if key in c), default=None) for key in CHECKS},
+    }
+
+
+def _model_summary(results: dict, model: str, shapes: dict) -> dict[str, Any]:
+    """One model's batch sweep as ratios (by contender, then batch): wall time and peak memory over the plain
+    forward pass of the same attention (``forward-eager`` for a contender with no such pass), peak memory in
+    MiB, and ``detect_head``'s time over each contender's (its throughput over theirs)."""
+    wanted = [s for s in sweep_shapes(results)["batch"] if s in shapes]
+    out: dict[str, Any] = {"time": {}, "memory_mib": {}, "memory": {}, "detect_head": {}, "checks": []}
+    for shape in wanted:
+        batch = str(shape[0])
+        for name, entry in shapes[shape].items():
+            base = SAME_ATTENTION.get(name, BASELINE)
+            cells = {
+                "time": None if name == base else _ratio(shapes, shape, name, base, "median_s"),
+                "memory": None if name == base else _ratio(shapes, shape, name, base, "peak_delta_bytes"),
+                "memory_mib": None if entry.get("peak_delta_bytes") is None else entry["peak_delta_bytes"] / MIB,
+                "detect_head": None
+                if name == "tl-detect-head"
+                else _ratio(shapes, shape, "tl-detect-head", name, "median_s"),
+            }
+            for table, value in cells.items():
+                if value is not None:
+                    out[table].setdefault(name, {})[batch] = value
+            if name != "tl-detect-head" and entry.get("checks"):  # detect_head's normalisation differs
+                out["checks"].append(entry["checks"])
+    times = [e["times_s"] for s in wanted for e in shapes[s].values() if e.get("times_s")]
+    out["rounds"] = len(times[0]) if times else None
+    sizes = floor_sizes(results, model, shapes)
+    if sizes is not None:
+        out["pattern_floor"] = {
+            "batch": sizes["batch"],
+            "n_tokens": sizes["n_tokens"],
+            "pattern_mib": sizes["pattern_bytes"] / MIB,
+            "logits_mib": sizes["logits_bytes"] / MIB,
+        }
+    return out
+
+
+def summary(results: dict) -> dict[str, Any]:
+    """The figures the docs quote, derived from the rows (nothing here is measured): per model, the batch
+    sweep's ratios and peak memory (:func:`_model_summary`) with their ranges (``span``); per run (``main``:
+    the models with no label, else the label of ``bench/merge.py``), the ranges over that run's models."""
+    models = {model: _model_summary(results, model, shapes) for model, shapes in index(results).items()}
+    runs: dict[str, list[dict]] = {}
+    for model, per in models.items():
+        runs.setdefault(model.partition(" (")[2].rstrip(")") or "main", []).append(per)
+    out = {
+        "about": "derived from the rows by bench/report.py summary(); rewrite with python -m bench.report",
+        "models": {model: {**per, "span": _spans([per])} for model, per in models.items()},
+        "runs": {run: _spans(per_models) for run, per_models in runs.items()},
+    }
+    for per in out["models"].values():
+        del per["checks"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report [RESULTS]``: rewrite the ``summary`` of a results file (``bench/results.json``)
+    from its rows, measuring nothing."""
+    argv = sys.argv[1:] if argv is None else argv
+    path = Path(argv[0] if argv else Path(__file__).resolve().parent / "results.json")
+    results = json.loads(path.read_text())
+    results["summary"] = summary(results)
+    path.write_text(json.dumps(results, indent=1))
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

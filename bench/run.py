@@ -269,6 +269,7 @@ def write_outputs(results: dict, out: Path, charts: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     charts.mkdir(parents=True, exist_ok=True)
+    results = {**results, "summary": report.summary(results)}  # the figures the docs quote, from the rows
     files = {out / "results.json": json.dumps(results, indent=1), out / "results.md": report.markdown(results)}
     models, s, m = ", ".join(results["models"]), results["settings"], results["machine"]
     machine = f"median of {s['repeats']} rounds on {m['cpu_count']} CPUs, {m.get('torch_threads', '?')} torch threads"

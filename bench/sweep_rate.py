@@ -77,13 +77,43 @@ def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
     )
 
 
+def summary(rows: list[dict]) -> dict:
+    """The figures the docs quote, derived from the rows (nothing here is measured): each budget's peak in
+    MiB, the peak per token of the largest budget, the smallest budget's peak and wall time over the
+    largest's, and the sweep's sequences (variants times rows)."""
+    if not rows:
+        return {}
+    small, large = min(rows, key=lambda r: r["max_tokens"]), max(rows, key=lambda r: r["max_tokens"])
+    return {
+        "about": "derived from the rows by bench/sweep_rate.py summary(); rewrite with --summarize",
+        "sequences": large["n_variants"] * large["rows_per_variant"],
+        "peak_mib": {str(r["max_tokens"]): r["peak_delta_bytes"] / 2**20 for r in rows},
+        "peak_mib_per_budget_token": large["peak_delta_bytes"] / 2**20 / large["max_tokens"],
+        "smallest_over_largest": {
+            "budget": small["max_tokens"] / large["max_tokens"],
+            "peak": small["peak_delta_bytes"] / large["peak_delta_bytes"],
+            "wall": small["wall_s"] / large["wall_s"],
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-tokens", default="1024,4096")
     parser.add_argument("--layers", help="sweep only these layers (comma-separated); all when omitted")
     parser.add_argument("--results", default=str(ROOT / "bench" / "sweep_rate.json"))
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="measure nothing: rewrite the summary of --results from its rows",
+    )
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.summarize:
+        record = json.loads(Path(args.results).read_text())
+        record["summary"] = summary(record["rows"])
+        Path(args.results).write_text(json.dumps(record, indent=1, allow_nan=False))
+        return 0
     budgets = [int(x) for x in args.max_tokens.split(",")]
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     if args.child_out:
@@ -117,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         rows.append(row)
-    Path(args.results).write_text(json.dumps({"model": "smollm2", "rows": rows}, indent=1, allow_nan=False))
+    record = {"model": "smollm2", "rows": rows, "summary": summary(rows)}
+    Path(args.results).write_text(json.dumps(record, indent=1, allow_nan=False))
     return 0
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Cost",
     "circuit_cost",
     "estimate_cost",
+    "exact_scores_circuit_cost",
     "pruned_circuit_cost",
     "scale_table",
     "sweep_cost",
@@ -158,6 +159,36 @@ def circuit_cost(
     return passes(rows, tokens_per_row, forward=runs)
 
 
+def exact_scores_circuit_cost(
+    n_layers: int,
+    n_heads: int,
+    rows: int,
+    tokens_per_row: int,
+    target_layers: Sequence[int],
+    *,
+    exact_losses: int = 8,
+) -> Cost:
+    """The default circuit (``--search exhaustive``, ``--exact-losses N``) on every path: every edge's score
+    exact, its loss estimated, the loss of the ``exact_losses`` strongest edges per target and path exact.
+
+    The clean pass; one forward and one backward pass for the loss gradients; a one-block probe per
+    ``k``/``q``/``v`` edge; a ``total`` run per source stopped after the last target's layer; then the
+    exact runs: per target and path the ``exact_losses`` largest estimated loss effects and the
+    ``exact_losses`` largest score effects (``v``: the loss alone), ``k``/``q``/``v`` from the target's
+    layer on and ``total`` counted as if from layer 0 (an upper bound), at most every edge.
+    """
+    last = max(target_layers, default=0)
+    probes = sum(3 * layer * n_heads for layer in target_layers) / n_layers
+    stopped = sum(n_heads * (last + 1 - s) for s in range(last)) / n_layers
+    exact = 0.0
+    for layer in target_layers:
+        per_path = [min(2 * exact_losses, layer * n_heads)] * 2 + [min(exact_losses, layer * n_heads)]
+        exact += sum(per_path) * (n_layers - layer) / n_layers
+    exact += min(2 * exact_losses * len(target_layers), last * n_heads)
+    forward = 1 + 1 + probes + stopped + exact
+    return Cost(float(forward * rows), float(rows), float((forward + 1) * rows * tokens_per_row))
+
+
 def pruned_circuit_cost(
     n_layers: int,
     n_heads: int,
@@ -202,7 +233,8 @@ def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: i
     Returns:
         One dict per model: its shape, ``"heads"``, the sweep's and each estimator's forward
         equivalents, each estimator's fraction of the sweep, and the circuit of one target in the
-        middle layer, exhaustive against pruned (:func:`pruned_circuit_cost`, ``verify`` 10).
+        middle layer: every edge exact (:func:`circuit_cost`), the default run (every score exact,
+        :func:`exact_scores_circuit_cost`) and pruned (:func:`pruned_circuit_cost`, ``verify`` 10).
     """
     table = []
     for name, (n_layers, n_heads) in shapes.items():
@@ -214,8 +246,10 @@ def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: i
             row[f"{estimator}_fraction"] = round(cost / sweep, 4)
         middle = [n_layers // 2]  # one target in the middle layer
         exhaustive = circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
+        default = exact_scores_circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
         pruned = pruned_circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
-        row |= {"circuit_exhaustive": round(exhaustive, 1), "circuit_pruned": round(pruned, 1)}
-        row["circuit_pruned_fraction"] = round(pruned / exhaustive, 4)
+        row |= {"circuit_exhaustive": round(exhaustive, 1), "circuit_default": round(default, 1)}
+        row |= {"circuit_pruned": round(pruned, 1), "circuit_pruned_fraction": round(pruned / exhaustive, 4)}
+        row["circuit_pruned_of_default"] = round(pruned / default, 4)
         table.append(row)
     return table

@@ -20,6 +20,8 @@ Verification: per target and path, the ``verify`` strongest edges by the estimat
 :meth:`~induction_nnsight.causal.circuit.CircuitResult.strongest` ranks exact ones (largest drop of
 the score; on ``v`` largest rise of the loss), run exactly (:mod:`~induction_nnsight.causal.path_traces`).
 A ``total`` run serves every target, so the verified ``total`` runs are the union over the targets.
+Besides, the ``total`` runs of the sources whose removal is the largest share of the residual stream
+(``Verification.largest``), whose first-order estimates are the least to be trusted.
 """
 
 from __future__ import annotations

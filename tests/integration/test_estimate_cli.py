@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from induction_nnsight.app.cli import main
-from induction_nnsight.causal.cost import pruned_circuit_cost, sweep_cost
+from induction_nnsight.causal.cost import exact_scores_circuit_cost, pruned_circuit_cost, sweep_cost
 from tests.forward_passes import forward_passes
 from tests.integration.test_causal_cli import tiny
 
@@ -75,6 +75,17 @@ def test_circuit_search_estimate_flags_every_edge(tiny_dir, tmp_path, capsys):
     graph = json.loads((tmp_path / "circuit_graph.json").read_text())
     assert any(t.get("line", {}).get("dash") == "dot" for t in graph["data"])
     assert "~est" in capsys.readouterr().out
+
+
+def test_the_default_circuit_costs_what_the_planner_prices(tiny_dir, tmp_path):
+    """The default circuit (every score exact, the strongest losses exact) against
+    ``exact_scores_circuit_cost``: the backward passes exactly, the forward ones an upper bound."""
+    extra = ("--targets", "L1H0", "--no-composition", "--exact-losses", "1")
+    assert main(tiny(tiny_dir, "circuit", tmp_path, *extra)) == 0
+    cost = json.loads((tmp_path / "circuit_results.json").read_text())["cost"]
+    priced = exact_scores_circuit_cost(2, 4, rows=2, tokens_per_row=13, target_layers=[1], exact_losses=1)
+    assert cost["backward_passes"] == pytest.approx(priced.backward_passes)
+    assert cost["forward_passes"] <= priced.forward_passes + 1e-9
 
 
 def test_patch_job_records_the_passes_it_ran(tiny_model, tiny_dir, tmp_path, capsys):
