@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(argv[0] if argv else Path(__file__).resolve().parent / "results.json")
     results = json.loads(path.read_text())
     results["summary"] = summary(results)
-    path.write_text(json.dumps(results, indent=1))
+    path.write_text(json.dumps(results, indent=1, allow_nan=False))
     print(path)
     return 0
 
