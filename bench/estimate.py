@@ -3,7 +3,7 @@ sweep, and how much of the exhaustive circuit the pruned one verifies, with the 
 
     python bench/estimate.py heads [zero,mean [ig8,plain,atp-star]]
         # -> charts/estimate_heads.json, charts/estimate_scatter_<estimator>.json
-    python bench/estimate.py circuit   # -> charts/estimate_circuit.json
+    python bench/estimate.py circuit   # -> charts/estimate_circuit.json (4 seeds' rows; about 40 minutes)
     python bench/estimate.py derived   # -> the verified grids in charts/estimate_heads.json (no model)
     python bench/estimate.py scale     # -> charts/estimate_scale.json (the cost arithmetic alone, no model)
     python bench/estimate.py table     # -> the "Estimate, then verify" section of bench/results.md (no model)
@@ -187,31 +187,51 @@ def derived(found: dict) -> dict:
 
 
 RUNS = {  # name -> the circuit's settings beside the defaults
-    "exhaustive": {"search": "exhaustive"},
+    "exhaustive": {"search": "exhaustive", "exact_losses": None},  # every edge exact: the reference
+    "default": {"search": "exhaustive"},  # the default run (every score exact, the weak edges' losses estimated)
     "estimate": {"search": "estimate"},
-    "estimate_without_largest": {"search": "estimate", "verify_largest": 0},  # the estimate's ranking alone
+    "estimate_one_round": {"search": "estimate", "verify_fraction": None},  # the --verify strongest alone
+    "estimate_without_largest": {"search": "estimate", "verify_largest": 0},  # no sources verified by their size
 }
+ESTIMATES = [name for name in RUNS if name.startswith("estimate")]
+TENTH = 0.1
+"""``missed_over_tenth`` counts the missed top-10 edges at least this share of their target and path's strongest."""
 
 
-def _recall(exact: list[dict], found: list[dict]) -> tuple[dict, dict]:
-    """Per target and path, how many of the 10 strongest ``exact`` edges ``found`` verified, and the ones it missed
-    with their exact and estimated effects."""
+def _recall(exact: list[dict], found: list[dict]) -> tuple[dict, dict, dict]:
+    """Per target and path: how many of the 10 strongest ``exact`` edges (ranked as the search ranks, ties by
+    layer and head) ``found`` verified; the ones it missed, with their exact and estimated effects; and how many
+    of those are at least :data:`TENTH` of that target and path's strongest exact effect."""
+    from induction_nnsight.names import parse_heads
+
     verified = {(e["source"], e["target"], e["path"]) for e in found if e["verified"]}
     estimated = {(e["source"], e["target"], e["path"]): e for e in found}
-    recall, missed = {}, {}
+    recall, missed, large = {}, {}, {}
     for target in sorted({e["target"] for e in exact}):
         for path in ("k", "q", "v", "total"):
             edges = [e for e in exact if e["target"] == target and e["path"] == path]
-            key = (lambda e: -e["loss_effect"]) if path == "v" else (lambda e: e["effect"])
-            top = sorted(edges, key=lambda e: (round(key(e), 4), e["source"]))[:10]
-            recall[f"{target} {path}"] = sum((e["source"], target, path) in verified for e in top)
-            missed[f"{target} {path}"] = [
+            field = "loss_effect" if path == "v" else "effect"
+            sign = -1 if path == "v" else 1  # v: the largest rise of the loss; else the largest drop of the score
+            top = sorted(edges, key=lambda e: (round(sign * e[field], 4), parse_heads(e["source"], "source")[0]))[:10]
+            name = f"{target} {path}"
+            recall[name] = sum((e["source"], target, path) in verified for e in top)
+            missed[name] = [
                 {"source": e["source"], "exact": e[field], "estimate": estimated[(e["source"], target, path)][field]}
                 for e in top
                 if (e["source"], target, path) not in verified
-                for field in ["loss_effect" if path == "v" else "effect"]
             ]
-    return recall, missed
+            strongest = max((abs(e[field]) for e in edges), default=0.0)
+            large[name] = sum(abs(m["exact"]) >= TENTH * strongest for m in missed[name])
+    return recall, missed, large
+
+
+def lowest_recall(recall: dict) -> dict:
+    """``path -> the lowest top-10 recall over the targets`` of a ``recall_top10`` entry."""
+    lowest: dict = {}
+    for name, found in recall.items():
+        path = name.split()[-1]
+        lowest[path] = min(lowest.get(path, found), found)
+    return lowest
 
 
 def _largest_removals(model, targets: list[str], n: int = 16) -> list[dict]:
@@ -235,34 +255,71 @@ def _largest_removals(model, targets: list[str], n: int = 16) -> list[dict]:
     return [{"source": head_name(*s), "rank": i + 1, "size": v} for i, (v, s) in enumerate(ranked[:n])]
 
 
-def circuit(model) -> dict:
-    out, results = {"settings": {"verify": CircuitConfig.verify}}, {}
-    for name, settings in RUNS.items():
+def _circuit_runs(model, common: dict, names) -> tuple[dict, dict]:
+    """The ``names`` of :data:`RUNS` with ``common`` settings: ``(summary per run, results per run)``, and per
+    estimate run its top-10 recall, the edges it missed, and its cost against every edge exact (and against the
+    default run where it ran)."""
+    out, results = {}, {}
+    for name in names:
+        settings = RUNS[name]
         started = time.perf_counter()
-        found, _ = run_circuit(CircuitConfig(composition=False, **settings), model=model, progress=False)
+        found, _ = run_circuit(CircuitConfig(composition=False, **common, **settings), model=model, progress=False)
         results[name] = found
         out[name] = {
             "seconds": round(time.perf_counter() - started, 1),
             "cost": found["cost"],
             "edges": len(found["edges"]),
         }
-        print(name, out[name], flush=True)
+        print(name, common, out[name], flush=True)
     exact = results["exhaustive"]["edges"]
-    out["largest_removals"] = _largest_removals(model, sorted({e["target"] for e in exact}))
-    default = results["exhaustive"]["cost"]["forward_equivalents"]
-    for name in ("estimate", "estimate_without_largest"):
-        part = out if name == "estimate" else out[name]
-        cost = results[name]["cost"]
-        part["recall_top10"], part["missed"] = _recall(exact, results[name]["edges"])  # missed: unverified top 10
+    for name in [n for n in ESTIMATES if n in results]:
+        part, cost = out[name], results[name]["cost"]
+        recall = _recall(exact, results[name]["edges"])  # missed: the unverified top 10
+        part["recall_top10"], part["missed"], part["missed_over_tenth"] = recall
+        part["lowest_recall"] = lowest_recall(part["recall_top10"])
         part["verified_edges"] = sum(e["verified"] for e in results[name]["edges"])
         part["cost_fraction_of_exhaustive_all_exact"] = round(
             cost["forward_equivalents"] / cost["exhaustive"]["forward_equivalents"], 3
         )
-        part["cost_fraction_of_default_run"] = round(cost["forward_equivalents"] / default, 3)
+        if "default" in results:
+            default = results["default"]["cost"]["forward_equivalents"]
+            part["cost_fraction_of_default_run"] = round(cost["forward_equivalents"] / default, 3)
+    return out, results
+
+
+CHOSEN_ON = (0, 1)
+"""The seeds whose rows the default ``--verify-fraction`` was chosen on (seed 1: ``seeds``), the same targets."""
+CHECKED_ON = (2, 3)
+"""Seeds of rows first seen after the choice: the check that it holds."""
+
+
+def circuit(model) -> dict:
+    runs, results = _circuit_runs(model, {}, RUNS)
+    targets = sorted({e["target"] for e in results["exhaustive"]["edges"]})
+    estimate = runs.pop("estimate")
+    settings = ("verify", "verify_fraction", "verify_largest", "seed")
+    out = {"settings": {k: getattr(CircuitConfig, k) for k in settings}, **runs}
+    out["estimate"] = {k: estimate[k] for k in ("seconds", "cost", "edges")}
+    out |= {k: v for k, v in estimate.items() if k not in out["estimate"]}  # the default search's figures, top level
+    out["largest_removals"] = _largest_removals(model, targets)
+    out["seeds"] = {"chosen_on": list(CHOSEN_ON), "checked_on": list(CHECKED_ON), "targets": targets}
+    for seed in [s for s in CHOSEN_ON + CHECKED_ON if s != CircuitConfig.seed]:
+        common = {"seed": seed, "targets": ",".join(targets)}
+        out["seeds"][str(seed)], _ = _circuit_runs(model, common, ["exhaustive", "estimate", "estimate_one_round"])
     return out
 
 
 SECTION = "## Estimate, then verify (issue 24)"
+
+
+def _other_seeds(seeds: dict) -> str:
+    """``seed N: k/total lowest recall at cost fraction`` for each other seed of ``charts/estimate_circuit.json``."""
+    parts = []
+    for seed in sorted(k for k in seeds if k.isdigit()):
+        found = seeds[seed]["estimate"]
+        low = found["lowest_recall"]
+        parts.append(f"seed {seed} {low['k']}/{low['total']} at {found['cost_fraction_of_exhaustive_all_exact']}")
+    return ", ".join(parts)
 
 
 def results_section() -> str:
@@ -282,14 +339,16 @@ def results_section() -> str:
     est = circuit["estimate"]["cost"]
     recall = circuit["recall_top10"]
     totals = [v for k, v in sorted(recall.items()) if k.endswith(" total")]
-    verify = circuit["settings"]["verify"]
+    verify, fraction = circuit["settings"]["verify"], circuit["settings"]["verify_fraction"]
     rows.append(
-        f"| circuit, default five targets, `--search estimate --verify {verify}` (and the total runs of the {verify} "
-        f"largest removals) | {circuit['verified_edges']} edges | {est['forward_equivalents']:,} "
-        f"| {est['exhaustive']['forward_equivalents']:,} | {circuit['cost_fraction_of_exhaustive_all_exact']} "
+        f"| circuit, default five targets, `--search estimate --verify {verify} --verify-fraction {fraction}` (and the "
+        f"total runs of the {verify} largest removals) | {circuit['verified_edges']} edges "
+        f"| {est['forward_equivalents']:,} | {est['exhaustive']['forward_equivalents']:,} "
+        f"| {circuit['cost_fraction_of_exhaustive_all_exact']} "
         f"| top-10 recall 10 of 10 on k, q, v for "
         f"{sum(v == 10 for k, v in recall.items() if not k.endswith(' total'))} of "
-        f"{sum(not k.endswith(' total') for k in recall)} target paths; total {', '.join(map(str, totals))} of 10 |"
+        f"{sum(not k.endswith(' total') for k in recall)} target paths; total {', '.join(map(str, totals))} of 10; "
+        f"on other seeds' rows (lowest over the targets, k / total, and cost): {_other_seeds(circuit['seeds'])} |"
     )
     return "\n".join(
         [

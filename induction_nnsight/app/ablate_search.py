@@ -31,14 +31,16 @@ TOP = 10  # the exhaustive top heads whose recall and signs an estimate is judge
 __all__ = ["SEARCHES", "ablate_cost", "attribution_figure", "fraction", "sweep_section"]
 
 
-def fraction(text: str) -> float:
-    """``--verify-fraction``: a number in ``(0, 1]``."""
+def fraction(text: str) -> float | None:
+    """``--verify-fraction``: a number in ``(0, 1]``, or ``none`` (no further rounds)."""
+    if text.strip().lower() == "none":
+        return None
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not 0 < value <= 1:
-        raise InductionError(f"--verify-fraction takes a number in (0, 1], got {text!r}: pass e.g. 0.25")
+        raise InductionError(f"--verify-fraction takes a number in (0, 1] or 'none', got {text!r}: pass e.g. 0.25")
     return value
 
 

@@ -15,7 +15,7 @@ from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
 from ..causal.head_outputs import check_heads
 from ..causal.head_weights import SENDER_NORMS
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
-from ..causal.path_search import DEFAULT_VERIFY, Verification
+from ..causal.path_search import DEFAULT_FRACTION, DEFAULT_VERIFY, Verification
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
@@ -69,10 +69,12 @@ class CircuitConfig(CausalConfig):
         DEFAULT_VERIFY, help="edges path-patched exactly per target and path under --search estimate", parse=positive
     )
     verify_fraction: float | None = option(
-        None,
-        help="under --search estimate, go on verifying (--verify more per target and path at a time) while the next "
-        "edge's estimated effect is at least this fraction of the smallest exact effect among the --verify strongest",
+        DEFAULT_FRACTION,
+        help="under --search estimate, go on verifying in rounds (up to --verify more per target and path) while an "
+        "edge's estimated drop is at least this fraction of the --verify-th largest exact drop verified ('none': "
+        "stop after --verify)",
         parse=fraction,
+        metavar="F|none",
     )
     verify_largest: int | None = option(
         None,
@@ -273,6 +275,8 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
     ablation = replace(
         ablation_for(model, config, tokens, freeze_norm=config.freeze_norm), sender_norm=config.sender_norm
     )
+    # a plan reads stand-ins, so rounds chosen from them would be arbitrary: it plans the first round
+    rounds = None if config.plan is not None else config.verify_fraction
     started = time.perf_counter()
     result = circuit(
         model,
@@ -285,7 +289,7 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
             config.composition,
             config.exact_losses,
             config.search,
-            Verification(config.verify, config.verify_fraction, config.verify_largest),
+            Verification(config.verify, rounds, config.verify_largest),
         ),
         ablation=ablation,
         bos=config.bos,

@@ -198,30 +198,35 @@ def pruned_circuit_cost(
     *,
     verify: int = 10,
     largest: int | None = None,
+    rounds: int = 1,
 ) -> Cost:
     """``circuit --search estimate`` on every path: estimate every edge, path-patch ``verify`` per target and path
-    and the ``total`` runs of the ``largest`` sources by the size of their removal.
+    and the ``total`` runs of the ``largest`` sources by the size of their removal, in at most ``rounds`` rounds
+    (``--verify-fraction``: each further round path-patches at most ``verify`` more per target and path; how
+    many it takes depends on the estimates, so a price for a number of rounds is an upper bound for that many).
 
     The clean pass; one forward and one backward pass for the loss gradients at the targets and at the
     sources (the ``total`` edges' loss estimate reads the same gradients); a one-block probe per
     ``k``/``q``/``v`` edge and per ``total`` edge's ``k`` and ``q`` direct paths (the same probes); one copy
     of the rows per target, run forward and backward to the last target's layer, for the ``total`` edges'
-    score estimates; then the verified runs: ``3 * verify`` per target from its layer on, and at most
-    ``verify`` ``total`` runs per target and ``largest`` more (None: ``verify``), each counted as if it
-    started at layer 0 (an upper bound: the real ones start at their source's layer).
+    score estimates; then the verified runs, per round: ``3 * verify`` per target from its layer on, and at
+    most ``verify`` ``total`` runs per target, and once ``largest`` more (None: ``verify``), each counted as
+    if it started at layer 0 (an upper bound: the real ones start at their source's layer).
     """
-    n_targets = len(target_layers)
+    n_targets, per = len(target_layers), verify * rounds
     probes = sum(3 * layer * n_heads for layer in target_layers) / n_layers
-    verified = sum(3 * min(verify, layer * n_heads) * (n_layers - layer) / n_layers for layer in target_layers)
+    verified = sum(3 * min(per, layer * n_heads) * (n_layers - layer) / n_layers for layer in target_layers)
     extra = verify if largest is None else largest
-    total_runs = min(n_targets * verify + extra, max(target_layers, default=0) * n_heads)
+    total_runs = min(n_targets * per + extra, max(target_layers, default=0) * n_heads)
     scored = n_targets * (max(target_layers, default=-1) + 1) / n_layers
     forward = 1 + 1 + probes + verified + total_runs + scored
     backward = 1 + scored
     return Cost(float(forward * rows), float(backward * rows), float((forward + backward) * rows * tokens_per_row))
 
 
-def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: int, *, steps: int = 8) -> list[dict]:
+def scale_table(
+    shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: int, *, steps: int = 8, rounds: int = 2
+) -> list[dict]:
     """The exhaustive sweep against each estimator, in forward equivalents, for models of given shapes.
 
     Args:
@@ -229,12 +234,14 @@ def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: i
         rows: Rows per variant.
         tokens_per_row: Tokens per row.
         steps: Integrated-gradient steps.
+        rounds: Verification rounds priced for the pruned circuit (at most; ``--verify-fraction``).
 
     Returns:
         One dict per model: its shape, ``"heads"``, the sweep's and each estimator's forward
         equivalents, each estimator's fraction of the sweep, and the circuit of one target in the
         middle layer: every edge exact (:func:`circuit_cost`), the default run (every score exact,
-        :func:`exact_scores_circuit_cost`) and pruned (:func:`pruned_circuit_cost`, ``verify`` 10).
+        :func:`exact_scores_circuit_cost`) and pruned (:func:`pruned_circuit_cost`, ``verify`` 10 in at most
+        ``rounds`` rounds).
     """
     table = []
     for name, (n_layers, n_heads) in shapes.items():
@@ -247,7 +254,7 @@ def scale_table(shapes: dict[str, tuple[int, int]], rows: int, tokens_per_row: i
         middle = [n_layers // 2]  # one target in the middle layer
         exhaustive = circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
         default = exact_scores_circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
-        pruned = pruned_circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle).forward_equivalents
+        pruned = pruned_circuit_cost(n_layers, n_heads, rows, tokens_per_row, middle, rounds=rounds).forward_equivalents
         row |= {"circuit_exhaustive": round(exhaustive, 1), "circuit_default": round(default, 1)}
         row |= {"circuit_pruned": round(pruned, 1), "circuit_pruned_fraction": round(pruned / exhaustive, 4)}
         row["circuit_pruned_of_default"] = round(pruned / default, 4)

@@ -21,7 +21,9 @@ Verification: per target and path, the ``verify`` strongest edges by the estimat
 the score; on ``v`` largest rise of the loss), run exactly (:mod:`~induction_nnsight.causal.path_traces`).
 A ``total`` run serves every target, so the verified ``total`` runs are the union over the targets.
 Besides, the ``total`` runs of the sources whose removal is the largest share of the residual stream
-(``Verification.largest``), whose first-order estimates are the least to be trusted.
+(``Verification.largest``), whose first-order estimates are the least to be trusted. Then, under
+``Verification.fraction``, further rounds while an unverified edge's estimate comes within that fraction of
+the exact top ``n`` verified so far.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ from .path_patching import Ablation, PathResult, PathVariant, plan_runs
 from .path_runs import run_traces
 from .path_traces import Run, clean_trace, make_plan
 
-__all__ = ["DEFAULT_VERIFY", "Verification", "circuit_costs", "path_search", "runs_cost"]
+__all__ = ["DEFAULT_FRACTION", "DEFAULT_VERIFY", "Verification", "circuit_costs", "path_search", "runs_cost"]
 
 DEFAULT_VERIFY = 10
 """Edges path-patched exactly per target and path under ``--search estimate``."""
+DEFAULT_FRACTION = 0.75
+"""The circuit's ``--verify-fraction``: chosen on SmolLM2's default targets with two seeds' rows, checked on
+two more (docs/estimate.md)."""
 
 
 @dataclass(frozen=True)
@@ -51,16 +56,18 @@ class Verification:
 
     Attributes:
         n: Edges per target and path, the strongest by the estimate; the size of each further round.
-        fraction: None: stop after ``n``. A number ``f``: go on, ``n`` more per target and path at a time,
-            while the next candidate's estimated effect is at least ``f`` times the smallest exact effect
-            among that target and path's ``n`` strongest verified edges (``--verify-fraction``).
+        fraction: None: stop after ``n``. A number ``f``: go on in rounds, per target and path up to ``n``
+            more edges, strongest first, while a candidate's estimated drop is at least ``f`` times the
+            ``n``-th largest exact drop among that target and path's verified edges (on ``k`` and ``q``, whose
+            estimated scores are exact, ``f`` is 1): an edge below that bar could enter the exact top ``n``
+            only if its estimate fell short by more than ``f`` allows (``--verify-fraction``).
         largest: Besides, the ``total`` runs of this many sources whatever their estimate (None: ``n``):
             those whose removal is largest relative to the residual stream it is written into, where a
             first-order estimate is least to be trusted (``--verify-largest``; one run serves every target).
     """
 
     n: int = DEFAULT_VERIFY
-    fraction: float | None = None
+    fraction: float | None = DEFAULT_FRACTION
     largest: int | None = None
 
 
@@ -92,7 +99,8 @@ def path_search(
         variants: From :func:`~induction_nnsight.causal.path_patching.path_variants`; ``variants[0]`` clean.
         ablation: How a source's contribution is removed (None: zero).
         bos: Whether the rows start with BOS.
-        verify: Edges verified per target and path, or a :class:`Verification` that may go on in rounds.
+        verify: Edges verified per target and path (exactly that many), or a :class:`Verification` that may go
+            on in rounds.
         execution: How the traces run; None for the defaults.
 
     Returns:
@@ -132,7 +140,7 @@ def path_search(
         cost = cost + runs_cost([every[i] for i in chosen], facts.n_layers, shape, probe=True)
     scores[kqv], losses[kqv] = p_scores[kqv], p_losses[kqv]
     total_score: dict[tuple, float] = {}  # (run index, target) -> estimated score
-    rule = verify if isinstance(verify, Verification) else Verification(verify)
+    rule = verify if isinstance(verify, Verification) else Verification(verify, None)
     largest: list[int] = []
     if total:
         ordered = sorted(targets)
@@ -212,34 +220,38 @@ def _verify(
     """
     exact: list[int] = []
     found: list[tuple[torch.Tensor, torch.Tensor]] = []
-    start = 0
+    new = sorted(set(extra) | {i for members in groups.values() for _, _, i in members[: rule.n]})
     while True:
-        where = {i: j for j, i in enumerate(exact)}
-        scores = torch.cat([f[0] for f in found]) if found else None
-        losses = torch.cat([f[1] for f in found]) if found else None
-        chosen: set[int] = set() if start else set(extra)
-        for (target, path), members in groups.items():
-            nxt = members[start : start + rule.n]
-            if start:  # a further round: only candidates within reach of the weakest verified
-                if path == "v":
-                    done = [float(losses[where[i]].mean()) - clean.loss for _, _, i in members[: rule.n]]
-                else:
-                    base = float(clean.scores[target[0]][target[1]])
-                    done = [
-                        float(scores[where[i], target[0], :, target[1]].mean()) - base for _, _, i in members[: rule.n]
-                    ]
-                bar = rule.fraction * min((abs(d) for d in done), default=0.0)
-                nxt = [m for m in nxt if abs(m[0]) >= bar and abs(m[0]) > 0]
-            chosen |= {i for _, _, i in nxt}
-        new = sorted(chosen - set(exact))
-        if not new and start:
-            break
         found.append(run(new))
         exact += new
-        start += rule.n
         if rule.fraction is None or rule.n == 0:
             break
+        scores, losses = (torch.cat([f[k] for f in found]) for k in (0, 1))
+        new = _next_round(groups, rule, clean, {i: j for j, i in enumerate(exact)}, scores, losses)
+        if not new:
+            break
     return exact, torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
+
+
+def _next_round(groups: dict, rule: Verification, clean, where: dict[int, int], scores, losses) -> list[int]:
+    """The runs of a further round: per target and path, up to ``rule.n`` unverified edges, strongest first, whose
+    estimated drop reaches the bar, ``rule.fraction`` times the ``rule.n``-th largest exact drop verified so far (on
+    ``k`` and ``q``, whose estimated scores are exact, the ``rule.n``-th itself): below it an edge could enter the
+    exact top ``rule.n`` only if its estimate fell short by more than the fraction allows."""
+    chosen: set[int] = set()
+    for (target, path), members in groups.items():
+        if path == "v":
+            drops = [float(losses[where[i]].mean()) - clean.loss for _, _, i in members if i in where]
+        else:
+            base = float(clean.scores[target[0]][target[1]])
+            at = [where[i] for _, _, i in members if i in where]
+            drops = [base - float(scores[j, target[0], :, target[1]].mean()) for j in at]
+        if len(drops) < rule.n:
+            continue
+        bar = (1.0 if path in "kq" else rule.fraction) * sorted(drops, reverse=True)[rule.n - 1]
+        nxt = [i for key, _, i in members if i not in where and -key >= bar and -key > 0]
+        chosen |= set(nxt[: rule.n])
+    return sorted(chosen)
 
 
 def circuit_costs(variants, n_layers: int, shape, reference, measure, spent: Cost | None, exact: torch.Tensor) -> dict:

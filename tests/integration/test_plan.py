@@ -220,3 +220,20 @@ def test_a_trace_over_the_size_budget_is_where_the_plan_says_the_job_stops(tiny_
     assert main(args) == 0  # the default budget: no stop, and the sweep's requests come after the first
     whole = json.loads((out / "plan.json").read_text())
     assert whole["stopped"] is None and whole["requests"] > plan["requests"]
+
+
+def test_circuit_search_is_planned_for_its_first_round(tiny_dir, tmp_path):
+    """Further rounds of ``--verify-fraction`` are chosen from values a plan only has stand-ins for: the plan of
+    the default search sends the requests of one round (``--verify-fraction none``). (Which sources a round
+    verifies, and so how many blocks their runs cover, follows the stand-ins too: the forward passes differ.)"""
+    model = str(tiny_dir("llama"))
+    args = ["circuit", "--model", model, "--batch", "2", "--seq-len", "6", "--low", "1", "--high", "128"]
+    args += ["--targets", "L1H0", "--no-composition", "--search", "estimate", "--verify", "1", "--plan"]
+    plans = {}
+    fractions = {"default": [], "one": ["--verify-fraction", "none"], "tiny": ["--verify-fraction", "1e-6"]}
+    for name, extra in fractions.items():
+        assert main([*args, *extra, "--out", str(tmp_path / name)]) == 0
+        plans[name] = json.loads((tmp_path / name / "plan.json").read_text())
+    for key in ("requests", "backward_passes"):
+        assert plans["default"][key] == plans["one"][key] == plans["tiny"][key], key
+    assert plans["one"]["requests"] > 1 and plans["one"]["forward_passes"] > 0
