@@ -28,7 +28,7 @@ from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
 from .intervals import edge_intervals
 from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
-from .path_search import DEFAULT_VERIFY, Verification, circuit_costs, path_search
+from .path_search import Verification, circuit_costs, path_search
 
 Head = tuple[int, int]
 
@@ -49,8 +49,9 @@ class CircuitMeasure:
         search: ``"exhaustive"`` (every edge path-patched) or ``"estimate"``: every edge estimated,
             only the ``verify`` strongest per target and path path-patched
             (:mod:`~induction_nnsight.causal.path_search`; ``exact_losses`` unused).
-        verify: Edges verified per target and path under ``search="estimate"``, or a
-            :class:`~induction_nnsight.causal.path_search.Verification` that may go on in rounds.
+        verify: Edges verified per target and path under ``search="estimate"`` (exactly that many), or a
+            :class:`~induction_nnsight.causal.path_search.Verification` that may go on in rounds (the
+            default: ``circuit --search estimate``'s).
     """
 
     targets: Sequence[Head] | None = None
@@ -59,7 +60,7 @@ class CircuitMeasure:
     composition: bool = True
     exact_losses: int | None = DEFAULT_EXACT_LOSSES
     search: str = "exhaustive"
-    verify: int | Verification = DEFAULT_VERIFY
+    verify: int | Verification = Verification()
 
 
 @dataclass(frozen=True)
