@@ -30,6 +30,7 @@ from induction_nnsight.causal.estimators import Estimator, head_estimate
 from induction_nnsight.causal.head_search import HeadSearch, compare, search_heads, variants_cost
 from induction_nnsight.figures.causal import attribution_scatter_figure
 from induction_nnsight.names import head_name
+from induction_nnsight.scores.ranking import RANK_DECIMALS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHARTS = ROOT / "charts"
@@ -212,7 +213,9 @@ def _recall(exact: list[dict], found: list[dict]) -> tuple[dict, dict, dict]:
             edges = [e for e in exact if e["target"] == target and e["path"] == path]
             field = "loss_effect" if path == "v" else "effect"
             sign = -1 if path == "v" else 1  # v: the largest rise of the loss; else the largest drop of the score
-            top = sorted(edges, key=lambda e: (round(sign * e[field], 4), parse_heads(e["source"], "source")[0]))[:10]
+            top = sorted(
+                edges, key=lambda e: (round(sign * e[field], RANK_DECIMALS), parse_heads(e["source"], "source")[0])
+            )[:10]
             name = f"{target} {path}"
             recall[name] = sum((e["source"], target, path) in verified for e in top)
             missed[name] = [
