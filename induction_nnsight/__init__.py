@@ -6,58 +6,68 @@ its parts live when they are unusually named), make a probe, score every head in
 Everything else lives in the subpackages (:mod:`~induction_nnsight.models`,
 :mod:`~induction_nnsight.probes`, :mod:`~induction_nnsight.training`, :mod:`~induction_nnsight.ndif`,
 :mod:`~induction_nnsight.scores`, :mod:`~induction_nnsight.dynamics`, :mod:`~induction_nnsight.causal`,
-:mod:`~induction_nnsight.app`). Importing the package imports
-those modules and does nothing else.
+:mod:`~induction_nnsight.app`). Importing the package
+imports none of them: each name is imported from its module on first use (PEP 562), so the
+command line answers ``--version`` and Ctrl-C before torch loads.
 """
 
-from .app.attention_view import AttentionView, attention_view
-from .causal.ablation import (
-    CurveResult,
-    RandomDraws,
-    SweepResult,
-    ablate_heads,
-    ablation_curve,
-    ablation_sweep,
-    repeated_half_metric,
-)
-from .causal.attribution import head_attribution
-from .causal.circuit import CircuitMeasure, CircuitResult, circuit
-from .causal.composition import composition_scores
-from .causal.head_outputs import HEAD_METHODS
-from .causal.metrics import RowMetric, icl_score, recovery
-from .causal.pairs import Pair, repeated_pair, text_pair
-from .causal.patch_results import PatchResult
-from .causal.patching import patch_heads, patch_qkv, patch_residual
-from .causal.path_patching import Ablation
-from .dynamics.checkpoints import find_checkpoints
-from .dynamics.phase import phase_change
-from .dynamics.results import CheckpointScores
-from .dynamics.scoring import ProbeSettings, score_checkpoints
-from .errors import InductionError
-from .models.layout import ModelLayout, model_facts, model_layout
-from .models.loading import DEFAULT_MODEL, load_model
-from .models.validation import set_layout
-from .ndif.execution import Execution
-from .probes.tokens import (
-    Probe,
-    abab_probe,
-    repeated_probe,
-    repeated_tokens,
-    separator_probe,
-    small_vocab_probe,
-    text_probe,
-)
-from .scores.builtin import BUILTIN_SCORES
-from .scores.declaration import HeadScore, LogitInputs, ScoreError
-from .scores.detect import HeadDetection, detect_heads
-from .scores.heads import HeadScores, head_scores
-from .scores.losses import half_losses
-from .scores.ranking import rank_heads
-from .scores.registry import get_score, register_score, score_names, unregister_score
-from .scores.scan import ScanResult, head_attention, induction_scores, loss_by_position, scan
-from .scores.views import ProbeView
-from .training.config import TrainSettings
-from .training.loop import train
+from __future__ import annotations
+
+from importlib import import_module
+
+from .version import __version__ as __version__
+
+_SOURCES = {
+    "app.attention_view": ("AttentionView", "attention_view"),
+    "causal.ablation": (
+        "CurveResult",
+        "RandomDraws",
+        "SweepResult",
+        "ablate_heads",
+        "ablation_curve",
+        "ablation_sweep",
+        "repeated_half_metric",
+    ),
+    "causal.attribution": ("head_attribution",),
+    "causal.circuit": ("CircuitMeasure", "CircuitResult", "circuit"),
+    "causal.composition": ("composition_scores",),
+    "causal.head_outputs": ("HEAD_METHODS",),
+    "causal.metrics": ("RowMetric", "icl_score", "recovery"),
+    "causal.pairs": ("Pair", "repeated_pair", "text_pair"),
+    "causal.patch_results": ("PatchResult",),
+    "causal.patching": ("patch_heads", "patch_qkv", "patch_residual"),
+    "causal.path_patching": ("Ablation",),
+    "dynamics.checkpoints": ("find_checkpoints",),
+    "dynamics.phase": ("phase_change",),
+    "dynamics.results": ("CheckpointScores",),
+    "dynamics.scoring": ("ProbeSettings", "score_checkpoints"),
+    "errors": ("InductionError",),
+    "models.layout": ("ModelLayout", "model_facts", "model_layout"),
+    "models.loading": ("DEFAULT_MODEL", "load_model"),
+    "models.validation": ("set_layout",),
+    "ndif.execution": ("Execution",),
+    "probes.tokens": (
+        "Probe",
+        "abab_probe",
+        "repeated_probe",
+        "repeated_tokens",
+        "separator_probe",
+        "small_vocab_probe",
+        "text_probe",
+    ),
+    "scores.builtin": ("BUILTIN_SCORES",),
+    "scores.declaration": ("HeadScore", "LogitInputs", "ScoreError"),
+    "scores.detect": ("HeadDetection", "detect_heads"),
+    "scores.heads": ("HeadScores", "head_scores"),
+    "scores.losses": ("half_losses",),
+    "scores.ranking": ("rank_heads",),
+    "scores.registry": ("get_score", "register_score", "score_names", "unregister_score"),
+    "scores.scan": ("ScanResult", "head_attention", "induction_scores", "loss_by_position", "scan"),
+    "scores.views": ("ProbeView",),
+    "training.config": ("TrainSettings",),
+    "training.loop": ("train",),
+}
+"""Submodule (relative to the package) -> the public names it defines."""
 
 __all__ = [
     # loading and layout
@@ -140,3 +150,18 @@ __all__ = [
     # errors
     "InductionError",
 ]
+
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

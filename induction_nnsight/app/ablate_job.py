@@ -95,8 +95,10 @@ class AblateConfig(CausalConfig):
         if (self.icl_early is None) != (self.icl_late is None):
             raise InductionError("pass both --icl-early and --icl-late, or neither")
 
-    def validate_for(self, facts) -> None:
-        """Check the settings against the loaded model, before any forward pass."""
+    def validate_for(self, model) -> None:
+        """Check the settings against the model (loaded, or its weightless architecture), before any forward pass."""
+        super().validate_for(model)
+        facts = model_facts(model)
         if self.heads is not None:
             check_heads(parse_heads(self.heads), facts.n_layers, facts.n_heads)
         check_indices(self.layers, facts.n_layers, "--layers", "layer")
@@ -168,7 +170,7 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
     model = model_for(config, model)
     execution = config.execution(progress)
     facts = model_facts(model)
-    config.validate_for(facts)
+    config.validate_for(model)
     tokens = pooled_tokens(model, config)
     ablation = ablation_for(model, config, tokens)
     metric = repeated_half_metric(config.seq_len, config.bos)

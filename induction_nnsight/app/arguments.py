@@ -11,22 +11,29 @@ parsed arguments (:func:`~induction_nnsight.app.options.config_from`) and runs t
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..models.devices import DEVICES, resolve_device
 from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS, DEFAULT_TRACES_PER_REQUEST
+from ..version import __version__
 from .ablate_job import AblateConfig
 from .attention_job import AttentionConfig
 from .circuit_job import CircuitConfig
 from .dual_route_job import DualRouteConfig
 from .dynamics_job import DynamicsConfig
 from .icl_job import IclConfig
-from .jobs import HeadsConfig, ScanConfig
+from .jobs import HeadsConfig, ScanConfig, preflight
 from .options import Option, add_options, config_from, config_options, exact_losses_arg, positive, seconds
+from .outputs import DEFAULT_OUT
 from .patch_job import PatchConfig
 from .train_job import TrainConfig
 
 __all__ = [
     "COMMANDS",
+    "DEVICE",
     "EXIT_BAD_INPUT",
     "PLAN",
     "REQUEST_OPTIONS",
@@ -36,14 +43,23 @@ __all__ = [
     "add_token_args",
     "build_parser",
     "checked_config",
+    "close_match",
     "command_options",
     "exact_losses_arg",
 ]
 
 EXIT_BAD_INPUT = 2
 
-OUT = Option("directory for charts and results", flag="--out", dest="out", default="charts", type_name="str")
+OUT = Option(
+    "directory for charts and results",
+    flag="--out",
+    dest="out",
+    default=None,
+    default_text=f"{DEFAULT_OUT}/<command>",
+    type_name="str",
+)
 """``--out`` of the commands that write charts (not a setting: the files' place, not their content)."""
+
 PLAN = Option(
     "print what the job would send to NDIF and cost there (requests, bytes, passes, tokens, server time), "
     "traced on the model's weightless architecture; nothing is sent, and only plan.json is written (with --out)",
@@ -86,8 +102,17 @@ REQUEST_OPTIONS = (
     ),
 )
 """How a job's traces are bundled into requests (not settings: they change no result; docs/ndif_scale.md)."""
-TRACED = (PLAN, *REQUEST_OPTIONS)
-"""The options of every command that traces, besides its config's."""
+DEVICE = Option(
+    "where the model runs here: cpu, cuda, mps, or auto (the best this machine has)",
+    flag="--device",
+    dest="device",
+    default="cpu",
+    choices=DEVICES,
+    type_name="str",
+)
+"""``--device`` of every command that loads a model (not a setting: where it runs, not what it finds)."""
+TRACED = (DEVICE, PLAN, *REQUEST_OPTIONS)
+"""The options of every command that loads a model and traces, besides its config's."""
 
 MODEL_OPTIONS = ("model", "attn_implementation", "remote", "ndif_host", "timeout")
 TOKEN_OPTIONS = ("batch", "seq_len", "seed", "low", "high", "bos")
@@ -170,8 +195,11 @@ def checked_config(config_class: type, args: argparse.Namespace):
     config = config_from(config_class, args)
     if hasattr(args, "traces_per_request"):
         config.requests = {option.dest: getattr(args, option.dest) for option in REQUEST_OPTIONS}
+    if hasattr(args, "device"):
+        config.device = resolve_device(args.device)  # a device this machine lacks: one line, before any load
     if hasattr(config, "validate"):
         config.validate()
+    preflight(config)  # against the model's architecture, before its weights load
     return config
 
 
@@ -185,22 +213,66 @@ def command_options(name: str) -> list[Option]:
     return [*(config_options(command.config) if command.config else ()), *command.extra]
 
 
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+def close_match(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to a mistyped ``word`` (``scna`` -> ``scan``), or None when none is close.
+
+    >>> close_match("scna", ["scan", "heads"]), close_match("--bacth", ["--batch", "--seed"])
+    ('scan', '--batch')
+    >>> close_match("x", ["scan"]) is None
+    True
+    """
+    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _hint(word: str, candidates: Iterable[str]) -> str:
+    match = close_match(word, candidates)
+    return f"; did you mean {match}?" if match else ""
+
+
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line naming the fix (no usage block)."""
+    """An argument parser whose usage errors are one line naming the fix (no usage block), with the
+    closest command or option for a mistyped one."""
 
     def error(self, message: str):
+        choice = _INVALID_CHOICE.search(message)
+        if choice:
+            message += _hint(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """Parse as argparse does; an unknown option is named with the closest option of its command."""
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            command = self._commands.get(getattr(parsed, "command", None)) if hasattr(self, "_commands") else None
+            flags = [f for a in (command or self)._actions for f in a.option_strings]
+            word = next((u.split("=", 1)[0] for u in unknown if u.startswith("-")), "")
+            prog = command.prog if command is not None else self.prog
+            self.exit(
+                EXIT_BAD_INPUT,
+                f"{prog}: error: unrecognized arguments: {' '.join(unknown)}{_hint(word, flags) if word else ''} "
+                f"(see {prog} --help)\n",
+            )
+        return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+
     parser = _Parser(
         prog="induction-nnsight", description="Find induction heads in transformer language models with nnsight."
     )
+    parser.add_argument("--version", "-V", action="version", version=f"induction-nnsight {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    parser._commands = {}
     for name, command in COMMANDS.items():
         # no abbreviations: `--plan` writes plan.json only when `--out` itself was typed (app/plan_job.py)
-        add_options(commands.add_parser(name, help=command.help, allow_abbrev=False), command_options(name))
+        sub = commands.add_parser(name, help=command.help, allow_abbrev=False)
+        add_options(sub, command_options(name))
+        parser._commands[name] = sub
     return parser
 
 

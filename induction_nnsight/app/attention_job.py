@@ -50,6 +50,16 @@ class AttentionConfig(RunsTraces):
             raise InductionError("no head chosen: pass --layer and --head, or --heads L18H6,L17H3")
         return [(self.layer, self.head)]
 
+    def validate_for(self, model) -> None:
+        """Check the chosen heads against the model (loaded, or its weightless architecture)."""
+        facts, heads = model_facts(model), self.chosen_heads()
+        if self.heads is not None:
+            check_heads(heads, facts.n_layers, facts.n_heads, "--heads")
+        elif not 0 <= self.layer < facts.n_layers:
+            raise InductionError(f"--layer {self.layer} is out of range: pass 0..{facts.n_layers - 1}")
+        elif not 0 <= self.head < facts.n_heads:
+            raise InductionError(f"--head {self.head} is out of range: pass 0..{facts.n_heads - 1}")
+
 
 def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
     """Each chosen head's attention on a prompt (one trace): results and Plotly view per head, ASCII
@@ -61,12 +71,7 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
     heads = config.chosen_heads()
     model = model_for(config, model)
     facts = model_facts(model)
-    if config.heads is not None:
-        check_heads(heads, facts.n_layers, facts.n_heads, "--heads")
-    elif not 0 <= config.layer < facts.n_layers:
-        raise InductionError(f"--layer {config.layer} is out of range: pass 0..{facts.n_layers - 1}")
-    elif not 0 <= config.head < facts.n_heads:
-        raise InductionError(f"--head {config.head} is out of range: pass 0..{facts.n_heads - 1}")
+    config.validate_for(model)
     ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
     probe = text_probe(ids, n_repeats=config.repeat, bos_token_id=facts.bos_token_id if config.bos else None)
     if facts.n_ctx is not None and probe.tokens.shape[1] > facts.n_ctx:

@@ -104,6 +104,13 @@ class CircuitConfig(CausalConfig):
         if self.exact_losses is not None and self.exact_losses < 0:
             raise InductionError(f"--exact-losses must be at least 0, got {self.exact_losses}")
 
+    def validate_for(self, model) -> None:
+        """Check the tokens and ``--targets`` against the model (loaded, or its weightless architecture)."""
+        super().validate_for(model)
+        if self.targets is not None:
+            facts = model_facts(model)
+            check_heads(parse_heads(self.targets, "--targets"), facts.n_layers, facts.n_heads, "--targets")
+
 
 def _kinds(
     model, tokens, config: CircuitConfig, execution: Execution
@@ -267,10 +274,8 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
     model = model_for(config, model)
     execution = config.execution(progress)
     facts = model_facts(model)
-    targets = None
-    if config.targets is not None:
-        targets = parse_heads(config.targets, "--targets")
-        check_heads(targets, facts.n_layers, facts.n_heads, "--targets")
+    config.validate_for(model)
+    targets = None if config.targets is None else parse_heads(config.targets, "--targets")
     tokens = pooled_tokens(model, config)
     ablation = replace(
         ablation_for(model, config, tokens, freeze_norm=config.freeze_norm), sender_norm=config.sender_norm

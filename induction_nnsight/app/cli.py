@@ -9,16 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from ..errors import InductionError
 from ..names import head_name
 from .arguments import EXIT_BAD_INPUT, build_parser, checked_config
 from .attention_job import AttentionConfig, run_attention
+from .interrupts import EXIT_INTERRUPTED, INTERRUPTED_LINE
 from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
-from .outputs import cost_line, prepare_out_dir, write_files
+from .outputs import cost_line, default_out, first_missing, prepare_out_dir, remove_created, write_files
 from .report import dynamics_summary, heads_table
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def scan_config(args: argparse.Namespace) -> ScanConfig:
@@ -34,7 +34,7 @@ def guarded(job: Callable[[], int | None]) -> int:
         print(f"induction-nnsight: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("induction-nnsight: interrupted", file=sys.stderr)
+        print(INTERRUPTED_LINE, file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -273,11 +273,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``induction-nnsight``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if hasattr(args, "out") and args.out is None:
+        args.out = default_out(args.command)
     if getattr(args, "plan", False):  # the cost before the run: nothing sent (app/plan_job.py)
         from .plan_job import plan_command
 
-        return guarded(lambda: plan_command(args, argv))
-    return guarded(lambda: _COMMANDS[args.command](args))
+        job = partial(plan_command, args, argv)
+    else:
+        job = partial(_COMMANDS[args.command], args)
+    created = first_missing(args.out) if hasattr(args, "out") else None
+    status = EXIT_BAD_INPUT
+    try:
+        status = guarded(job)
+    finally:
+        if status != 0:  # a failed or interrupted run leaves no (empty) directory it made
+            remove_created(args.out, created)
+    return status
 
 
 if __name__ == "__main__":

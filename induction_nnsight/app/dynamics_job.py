@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from .checkpoint_extras import text_icl_scorer, together, with_k_edge
 from .icl_job import IclConfig
 from .jobs import RunsTraces, ScanConfig
 from .options import like, option, positive
-from .outputs import rounded, table, to_json
+from .outputs import default_out, rounded, table, to_json
 
 """Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
 
@@ -66,7 +67,9 @@ class DynamicsConfig(RunsTraces):
     circuit: bool = option(  # the best induction head's strongest k-path source at every checkpoint
         True, help="skip path patching the best induction head's keys at every checkpoint"
     )
-    out: str = option("charts", help="directory for results, charts and the journal of scored checkpoints")
+    out: str = option(
+        default_out("dynamics"), help="directory for results, charts and the journal of scored checkpoints"
+    )
     progress: bool = option(True, flag="--quiet", help="no line per checkpoint")
     remote: bool = like(ScanConfig, "remote")
     ndif_host: str | None = like(ScanConfig, "ndif_host")
@@ -180,7 +183,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
     else:
         checkpoints = find_checkpoints([runs[0][1]] if runs else config.checkpoints)
     planned = config.plan is not None  # --plan: each checkpoint's architecture, weightless; nothing written
-    load = load_weightless if planned else load
+    load = load_weightless if planned else partial(load, device=config.device) if config.device else load
     circuit_on = config.circuit and not config.remote and not planned  # path patching needs the weights here
     text_on = None if planned else config.text_scorer()
     run = config.execution(config.progress)

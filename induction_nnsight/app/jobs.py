@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..errors import InductionError
 from ..figures.heads import top_heads_figure
@@ -37,6 +37,8 @@ class RunsTraces:
     """How traces are bundled into requests (``--traces-per-request`` ...; None: the defaults); not a setting."""
     plan: JobPlan | None = None
     """``--plan``: the :class:`~induction_nnsight.ndif.plan.JobPlan` its requests fill instead of running."""
+    device: str | None = None
+    """``--device``: where the model is loaded here (None: transformers' default, the CPU); not a setting."""
 
     #: Settings that do not change a journaled chunk's result (where it ran, how long to wait).
     UNJOURNALED = ("remote", "ndif_host", "timeout", "resume", "progress", "out")
@@ -114,6 +116,11 @@ class ScanConfig(RunsTraces):
         if self.top < 1:
             raise InductionError(f"--top must be at least 1, got {self.top}")
 
+    def validate_for(self, model) -> None:
+        """Check the settings against the model's architecture (its config: a weightless model will do),
+        before a forward pass: the rows fit its context and the token range its vocabulary."""
+        scan_tokens(model, replace(self, batch=1), n_repeats=getattr(self, "n_repeats", 2))  # one row drawn
+
     def describe_tokens(self, n_repeats: int = 2) -> str:
         """Subtitle (rows x copies x block): ``10 x 2 x 50 repeated random tokens in [1000, 10000), seed 0``."""
         return (
@@ -162,7 +169,30 @@ def model_for(config, model=None):
         return model
     if getattr(config, "plan", None) is not None:
         return weightless_model(config.model, config.attn_implementation)
-    return load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
+    return load_model(
+        config.model,
+        attn_implementation=config.attn_implementation,
+        remote=config.remote,
+        device=getattr(config, "device", None),
+    )
+
+
+def preflight(config) -> None:
+    """Check every setting before the weights load: ``config.validate_for`` on the model's weightless
+    architecture (its config only; no weights are read). Skipped where no config is to be had here (a Hub
+    id offline, a ``.gguf`` file): the load then says why in one line.
+
+    Raises:
+        InductionError: A setting the model cannot take (``--heads L99H0``, ``--seq-len`` past its context).
+    """
+    check = getattr(config, "validate_for", None)
+    if check is None or getattr(config, "model", None) is None:
+        return
+    try:
+        architecture = weightless_model(config.model, config.attn_implementation)
+    except InductionError:
+        return
+    check(architecture)
 
 
 def remote_settings(config) -> RemoteSettings | None:

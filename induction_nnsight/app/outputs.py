@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InductionError
+from .interrupts import check_interrupted
 
 
 def prepare_out_dir(out: str | Path) -> Path:
@@ -44,6 +45,42 @@ def prepare_out_dir(out: str | Path) -> Path:
             f"cannot write to output directory {path} ({error.strerror or error}): pass --out with a writable directory"
         ) from error
     return path
+
+
+DEFAULT_OUT = "induction-nnsight-out"
+"""Where a command writes by default: ``induction-nnsight-out/<command>/`` under the working directory,
+never the repository's own ``charts/`` (``scripts/export_charts.py`` writes those, by name)."""
+
+
+def default_out(command: str) -> str:
+    """``induction-nnsight-out/<command>``: every command's default output directory (one rule for all)."""
+    return f"{DEFAULT_OUT}/{command}"
+
+
+def first_missing(path: str | Path) -> Path | None:
+    """The outermost directory of ``path`` (itself or a parent) that does not exist yet; None when it exists."""
+    path = Path(path).expanduser().absolute()
+    missing = None
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
+
+
+def remove_created(path: str | Path, created: Path | None) -> None:
+    """Remove ``path`` and its parents up to ``created`` (from :func:`first_missing`) while they are empty:
+    a failed run leaves no directory it made, but keeps one holding a journal to resume from."""
+    if created is None:
+        return
+    path = Path(path).expanduser().absolute()
+    while True:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (a journal, checkpoints), or already gone
+            if path.exists():
+                return
+        if path == created or path.parent == path:
+            return
+        path = path.parent
 
 
 def strict(value: Any) -> Any:
@@ -187,6 +224,7 @@ def write_files(out_dir: Path, files: dict[str, str], run_id: str | None = None)
                 stream.write(text)
             os.chmod(tmp, mode)
         with _locked(out_dir), _no_interrupt():
+            check_interrupted()  # a Ctrl-C some library swallowed still stops the set here
             for name, tmp in staged:
                 os.replace(tmp, out_dir / name)
         return [out_dir / name for name, _ in staged]

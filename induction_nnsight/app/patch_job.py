@@ -86,6 +86,16 @@ class PatchConfig(SeededConfig):
         if "qkv" in self.sites and self.head is None and "heads" not in self.sites:
             raise InductionError("patching q/k/v needs a head: pass --head L18H6 (or add heads to --sites)")
 
+    def validate_for(self, model) -> None:
+        """Check the repeated tokens, ``--head`` and ``--layers`` against the model (loaded, or its weightless
+        architecture; ``--positions`` is checked once the pair is tokenized)."""
+        if self.pair == "repeated":
+            super().validate_for(model)
+        facts = model_facts(model)
+        if self.head is not None:
+            check_heads(parse_heads(self.head, "--head"), facts.n_layers, facts.n_heads, "--head")
+        check_indices(self.layers, facts.n_layers, "--layers", "layer")
+
 
 def _grid(result, **extra) -> dict:
     """A grid's JSON: values, recovery and its 95% interval over rows (null from a single row)."""
@@ -230,9 +240,7 @@ def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[d
     model = model_for(config, model)
     execution = config.execution(progress)
     facts = model_facts(model)
-    if config.head is not None:
-        check_heads(parse_heads(config.head, "--head"), facts.n_layers, facts.n_heads, "--head")
-    check_indices(config.layers, facts.n_layers, "--layers", "layer")
+    config.validate_for(model)
     pair = pair_for(model, config)
     check_indices(config.positions, pair.clean.shape[1], "--positions", "position")
     results: dict = {

@@ -11,7 +11,7 @@ from ..figures.dynamics import training_loss_figure
 from ..training.config import TrainSettings
 from ..training.loop import train
 from .options import option
-from .outputs import rounded, to_json
+from .outputs import default_out, rounded, to_json
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TrainConfig(TrainSettings):
         TrainSettings.tokenizer,
         help="save the checkpoints without the id tokenizer (they still load: ids are the words)",
     )
-    out: str = option("runs/tiny", help="run directory; a second call resumes it")
+    out: str = option(default_out("train"), help="run directory; a second call resumes it")
     progress: bool = option(True, flag="--quiet", help="no progress bar")
 
     def validate(self) -> None:

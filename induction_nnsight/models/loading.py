@@ -34,6 +34,7 @@ from .cache import (
     say,
     sha256_file,
 )
+from .devices import resolve_device
 from .embedded import GGUF_NAME, SMOLLM2
 from .hub import cached_on_hub, hub_reachable, unreachable
 from .id_tokenizer import config_id_tokenizer, has_tokenizer
@@ -219,7 +220,8 @@ def load_model(
             directory, or a local ``.gguf`` file.
         attn_implementation: ``"eager"``, ``"sdpa"``, ... (the model's default when None).
         dtype: Weights' dtype.
-        device: Where to put the model (``"cpu"``, ``"cuda"``); None keeps transformers' default.
+        device: Where to put the model (``"cpu"``, ``"cuda"``, ``"mps"``, or ``"auto"``: the best one here,
+            :func:`~induction_nnsight.models.devices.resolve_device`); None keeps transformers' default (CPU).
         progress: Show fetch and conversion progress on stderr.
         remote: Build only the model's structure (meta weights, sdpa attention
             unless told otherwise) for traces run on NDIF; ``name`` should
@@ -246,8 +248,8 @@ def load_model(
         attn_implementation = attn_implementation or "sdpa"
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    if device is not None:
-        kwargs["device_map"] = device
+    if device is not None and not remote:
+        kwargs["device_map"] = resolve_device(device)
     try:
         if remote and "tokenizer" not in kwargs:
             # nnsight 0.8.1 cannot pick the tokenizer of an undispatched

@@ -32,11 +32,13 @@ ALLOWED = {
     "": {*SUBPACKAGES, "errors"},  # the top-level __init__ re-exports everything
     "errors": set(),
     "names": {"errors"},
+    "version": set(),
+    "__main__": {"app"},  # python -m induction_nnsight: the command line
 }
-# errors.py and names.py (how a head is named) sit below every stage: each may import them.
+# errors.py, names.py (how a head is named) and version.py sit below every stage: each may import them.
 for _stage in SUBPACKAGES + ("",):
-    ALLOWED[_stage] = ALLOWED[_stage] | {"names"}
-MAX_LINES = 300
+    ALLOWED[_stage] = ALLOWED[_stage] | {"names", "version"}
+MAX_LINES = 500  # a module holds one concept; this is a generous ceiling, not a size to cut to
 # Modules allowed over MAX_LINES (relative paths); empty since the app split (ablate_job, patch_job, arguments).
 KNOWN_LONG: set[str] = set()
 
@@ -157,11 +159,11 @@ def test_each_subpackage_docstring_says_what_it_may_import(sub):
     claims = {
         other for other in (*SUBPACKAGES, "errors") if f"induction_nnsight.{other}`" in text.split("may import")[1]
     }
-    assert claims == ALLOWED[sub] - {"names"}, f"{sub}'s docstring says it may import {sorted(claims)}"
+    assert claims == ALLOWED[sub] - {"names", "version"}, f"{sub}'s docstring says it may import {sorted(claims)}"
 
 
 def test_modules_stay_short():
-    """About 300 lines a module at most (any exception is listed in KNOWN_LONG)."""
+    """About 500 lines a module at most (any exception is listed in KNOWN_LONG)."""
     long = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in MODULES}
     over = {path for path, n in long.items() if n > MAX_LINES}
     assert over <= KNOWN_LONG, f"new modules over {MAX_LINES} lines: {sorted(over - KNOWN_LONG)}"
