@@ -14,6 +14,7 @@ from ..probes.entities import ENTITY_SOURCE, entity_names, tokenized_entities
 from .jobs import RunsTraces, ScanConfig, model_for
 from .options import like, option, positive
 from .outputs import cost_line, rounded, table, to_json
+from .report import with_interval
 
 __all__ = ["DualRouteConfig", "dual_route_results", "dual_route_summary", "run_dual_route"]
 
@@ -176,13 +177,13 @@ def dual_route_summary(results: dict) -> str:
     lines = []
     for grid, heads in results["top_heads"].items():
         shown = ", ".join(
-            f"{head_name(h['layer'], h['head'])} {h['score']:.4g} [{h['ci'][0]:.4g}, {h['ci'][1]:.4g}]" for h in heads
+            f"{head_name(h['layer'], h['head'])} {with_interval(h['score'], *h['ci'], decimals=4)}" for h in heads
         )
         lines.append(f"{grid}: {shown}")
     for kind, difference in results["dissociation"]["difference"].items():
         lines.append(
             f"ablating the top {kind} heads: drop on entities minus drop on random spans "
-            f"{difference['mean']:+.4f} [{difference['ci_low']:+.4f}, {difference['ci_high']:+.4f}]"
+            + with_interval(difference["mean"], difference["ci_low"], difference["ci_high"], 4, sign=True)
         )
     if "cost" in results:
         lines.append(cost_line(results["cost"]))

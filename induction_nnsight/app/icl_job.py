@@ -12,6 +12,7 @@ from ..scores.icl import OLSSON_TOKENS, default_text, read_text, text_icl
 from .jobs import RunsTraces, ScanConfig, model_for
 from .options import like, option, positive
 from .outputs import rounded, table, to_json
+from .report import with_interval
 
 __all__ = ["IclConfig", "icl_summary", "run_icl"]
 
@@ -101,6 +102,6 @@ def icl_summary(results: dict) -> str:
     early, late = results["positions"]
     return (
         f"{results['n_windows']} windows of {results['source']}: loss {results['loss_at_early']:.3f} nats at token "
-        f"{early}, {results['loss_at_late']:.3f} at token {late}; Olsson ICL score {score['mean']:+.3f} "
-        f"[{score['ci_low']:+.3f}, {score['ci_high']:+.3f}]"
+        f"{early}, {results['loss_at_late']:.3f} at token {late}; Olsson ICL score "
+        + with_interval(score["mean"], score["ci_low"], score["ci_high"], sign=True)
     )

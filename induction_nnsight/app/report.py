@@ -10,6 +10,22 @@ from ..names import head_name
 from ..scores.ranking import rank_heads
 
 
+def with_interval(value: float, low: float | None, high: float | None, decimals: int = 3, sign: bool = False) -> str:
+    """A point and its interval at one precision, so the point never seems outside its own interval.
+
+    >>> with_interval(0.0193, 0.0171, 0.0214)
+    '0.019 [0.017, 0.021]'
+    >>> with_interval(-0.806, -0.825, -0.783, 2, sign=True)
+    '-0.81 [-0.82, -0.78]'
+    >>> with_interval(0.5, None, None)
+    '0.500 (no interval)'
+    """
+    spec = f"{'+' if sign else ''}.{decimals}f"
+    if low is None or high is None:
+        return f"{value:{spec}} (no interval)"
+    return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
 def top_heads(scores: torch.Tensor, n: int) -> list[dict[str, Any]]:
     """The ``n`` highest-scoring heads of an ``[n_layers, n_heads]`` table (ranked by :func:`rank_heads`).
 
@@ -66,8 +82,8 @@ def text_report(
         lines.append(kind.replace("_", " "))
         for head in heads:
             name = head_name(head["layer"], head["head"])
-            ci = f"  [{head['ci'][0]:.2f}, {head['ci'][1]:.2f}]" if "ci" in head else ""
-            lines.append(f"  {name:<8} {head['score']:>7.3f}{ci:<16} {_bar(head['score'], width)}")
+            shown = with_interval(head["score"], *head["ci"]) if "ci" in head else f"{head['score']:.3f}"
+            lines.append(f"  {name:<8} {shown:<24} {_bar(head['score'], width)}")
     return "\n".join(lines)
 
 
@@ -120,7 +136,7 @@ def dynamics_summary(results: dict) -> str:
     if bump is not None:
         lines.append(
             f"fresh-token training loss {bump['before']['mean']:.3f} before, {bump['after']['mean']:.3f} after the "
-            f"steepest rise: {bump['rise']:+.3f} [{bump['ci_low']:+.3f}, {bump['ci_high']:+.3f}] nats"
+            f"steepest rise: {with_interval(bump['rise'], bump['ci_low'], bump['ci_high'], sign=True)} nats"
             f"{'' if bump['present'] else ' (not distinguishable from 0)'}"
         )
     if "seeds" in results:

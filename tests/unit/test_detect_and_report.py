@@ -1,4 +1,5 @@
 import json
+import re
 
 import plotly.graph_objects as go
 import pytest
@@ -44,7 +45,11 @@ def test_report_shows_facts_losses_and_bars():
     )
     text = text_report(facts, {"induction": [{"layer": 1, "head": 2, "score": 0.5, "ci": [0.4, 0.6]}]}, (9.0, 2.0))
     assert "key/value heads 1" in text and "drop 7.00" in text
-    assert "L1H2" in text and "#" * 15 in text and "[0.40, 0.60]" in text
+    assert "L1H2" in text and "#" * 15 in text and "0.500 [0.400, 0.600]" in text
+    # the point at its interval's precision: 0.019 [0.02, 0.02] would seem outside its own interval
+    near = text_report(facts, {"induction": [{"layer": 1, "head": 2, "score": 0.0193, "ci": [0.0171, 0.0214]}]})
+    point, low, high = re.search(r"L1H2\s+(\S+) \[(\S+), (\S+)\]", near).groups()
+    assert {len(v.split(".")[1]) for v in (point, low, high)} == {3} and float(low) <= float(point) <= float(high)
 
 
 def test_top_heads_figure_has_a_panel_per_kind():
