@@ -153,14 +153,6 @@ def stamp(text: str, run_id: str) -> str:
     return to_json({"run_id": run_id, **{k: v for k, v in value.items() if k != "run_id"}})
 
 
-def run_id_of(value: dict) -> str | None:
-    """The run id of a parsed results file or Plotly figure (None when it has none)."""
-    meta = value.get("layout", {}).get("meta") if isinstance(value.get("layout"), dict) else None
-    if isinstance(meta, dict) and "run_id" in meta:
-        return meta["run_id"]
-    return value.get("run_id")
-
-
 def _file_mode() -> int:
     """``0o666`` less the process umask (0644 under the usual umask 022)."""
     mask = os.umask(0)

@@ -37,7 +37,15 @@ from .cost import ESTIMATORS, Cost, passes
 from .head_outputs import HEAD_METHODS
 from .metrics import RowMetric
 
-__all__ = ["DEFAULT_ESTIMATOR", "DEFAULT_STEPS", "ESTIMATORS", "Estimator", "HeadEstimate", "head_estimate"]
+__all__ = [
+    "DEFAULT_ESTIMATOR",
+    "DEFAULT_STEPS",
+    "ESTIMATORS",
+    "Estimator",
+    "HeadEstimate",
+    "head_attribution",
+    "head_estimate",
+]
 
 DEFAULT_ESTIMATOR = "plain"
 """The estimator ``ablate`` and ``patch`` use unless told (the closest to the exhaustive sweep on SmolLM2)."""
@@ -148,6 +156,24 @@ def head_estimate(
     else:
         estimate = found.mean(dim=0)
     return HeadEstimate(estimator, estimate, cost, steps if estimator == "ig" else 1)
+
+
+def head_attribution(
+    model,
+    tokens: torch.Tensor,
+    metric: RowMetric,
+    method: str = "source",
+    *,
+    source: torch.Tensor | None = None,
+    execution: Execution | None = None,
+) -> torch.Tensor:
+    """Attribution patching (Nanda 2023): the ``"plain"`` :func:`head_estimate`'s table alone, with
+    patching (``method="source"``: the clean rows' outputs into the corrupted run) as its default.
+
+    Returns:
+        ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(tokens)``.
+    """
+    return head_estimate(model, tokens, metric, method, source=source, estimator="plain", execution=execution).estimate
 
 
 def _groups(model, tokens, metric, replacement: tuple, groups, execution: Execution) -> torch.Tensor:

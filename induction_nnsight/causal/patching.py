@@ -33,7 +33,7 @@ from .head_weights import projection_slice
 from .intervals import recovery_interval
 from .metrics import RowMetric
 from .patch_results import PatchResult
-from .variants import Rows, _run_variant_rows, _run_variants
+from .variants import Rows, _run_variant_rows
 
 QKV = ("q", "k", "v")
 
@@ -44,12 +44,6 @@ def _check_pair(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
             f"clean rows {tuple(clean.shape)} and corrupted rows {tuple(corrupted.shape)} differ in shape: "
             "pass a pair of the same batch and length"
         )
-
-
-def clean_metric(model, clean: torch.Tensor, metric: RowMetric, *, execution: Execution | None = None) -> float:
-    """The metric of the clean rows alone (one trace, no progress bar)."""
-    run = as_execution(execution).replace(progress=False)
-    return float(_run_variants(model, clean, 1, None, metric, None, run, "clean")[0])
 
 
 def _patch(model, pair, metric, n_variants, edit, execution: Execution | None, desc: str):

@@ -7,8 +7,8 @@ import sys
 import textwrap
 
 from induction_nnsight.app.cli import main
-from induction_nnsight.app.outputs import run_id_of
 from tests.cli_args import tiny_cli
+from tests.run_ids import run_id_of
 
 # Runs the CLI with a forward hook that announces the trace has started and then waits to be interrupted.
 SLOW_CLI = textwrap.dedent("""

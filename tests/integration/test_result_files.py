@@ -5,7 +5,8 @@ import os
 import pytest
 
 from induction_nnsight.app.cli import main
-from induction_nnsight.app.outputs import parse_strict, run_id_of
+from induction_nnsight.app.outputs import parse_strict
+from tests.run_ids import run_id_of
 
 TOKENS = ["--low", "1", "--high", "128", "--batch", "2", "--seq-len", "6"]
 COMMANDS = {

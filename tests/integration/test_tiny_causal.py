@@ -11,7 +11,7 @@ from induction_nnsight.causal.ablation import (
     ablation_metrics,
     ablation_sweep,
 )
-from induction_nnsight.causal.attribution import head_attribution
+from induction_nnsight.causal.estimators import head_attribution
 from induction_nnsight.causal.metrics import RowMetric, repeated_half_loss
 from induction_nnsight.causal.pairs import repeated_pair
 from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual

@@ -8,8 +8,9 @@ import os
 import plotly.graph_objects as go
 import pytest
 
-from induction_nnsight.app.outputs import parse_strict, run_id_of, to_json, write_files
+from induction_nnsight.app.outputs import parse_strict, to_json, write_files
 from induction_nnsight.errors import InductionError
+from tests.run_ids import run_id_of
 
 
 def figure_text(value: float) -> str:
