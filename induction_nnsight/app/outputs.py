@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import secrets
 import signal
@@ -23,9 +22,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from ..errors import InductionError
+from ..strict_json import parse_strict, rounded, strict, to_json
 from .interrupts import check_interrupted
 
 
@@ -83,23 +82,6 @@ def remove_created(path: str | Path, created: Path | None) -> None:
         path = path.parent
 
 
-def strict(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by ``None`` (JSON ``null``), recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: strict(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict(item) for item in value]
-    return value
-
-
-def rounded(value: float) -> float | None:
-    """A number for a results file: 6 decimals, None (``null``) where it is NaN or infinite."""
-    value = float(value)
-    return round(value, 6) if math.isfinite(value) else None
-
-
 def table(values) -> list | float | None:
     """A tensor as nested lists of :func:`rounded` numbers (``[n_layers][n_heads]`` for a head table)."""
     return [table(v) for v in values] if values.dim() else rounded(values)
@@ -112,24 +94,6 @@ def cost_line(cost: dict) -> str:
     'cost: forward passes 8.0, backward passes 0.0, tokens 1,040'
     """
     return "cost: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in cost.items())
-
-
-def to_json(value: Any) -> str:
-    """Strict, deterministic JSON text: NaN and infinities become ``null``."""
-    return json.dumps(strict(value), indent=1, sort_keys=False, allow_nan=False)
-
-
-def parse_strict(text: str) -> Any:
-    """Parse JSON refusing ``NaN``, ``Infinity`` and ``-Infinity`` (as ``JSON.parse`` and ``jq`` do).
-
-    Raises:
-        ValueError: On any non-standard constant.
-    """
-
-    def refuse(name: str):
-        raise ValueError(f"non-standard JSON constant {name}")
-
-    return json.loads(text, parse_constant=refuse)
 
 
 def new_run_id() -> str:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from ..scores.ranking import RANK_DECIMALS, rank_heads
+from ..strict_json import rounded
 
 NOISE_MULTIPLE = 5.0
 """A rise counts as a phase change only above this multiple of the noise."""
@@ -87,8 +88,9 @@ def bootstrap_best(
     return low.float(), high.float(), spread
 
 
-def _rounded(value: float) -> float:
-    return round(float(value), 4)
+def _rounded(value: float) -> float | None:
+    """A test statistic as the results hold it: 4 decimals, null where undefined."""
+    return rounded(value, 4)
 
 
 def _extent(steps: Sequence[int], best: Sequence[float]) -> dict:

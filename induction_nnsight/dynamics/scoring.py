@@ -35,6 +35,7 @@ from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, Probe, repeated_probe
 from ..scores.heads import head_scores
 from ..scores.losses import half_losses
+from ..strict_json import json_line, parse_strict
 from .checkpoints import Checkpoint
 from .results import CheckpointScores
 
@@ -149,17 +150,13 @@ def cache_key(checkpoint: Checkpoint, settings: ProbeSettings, remote: bool, als
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _refuse(constant: str):
-    raise ValueError(f"not strict JSON: {constant}")
-
-
 def _stored(folder: Path | None, key: str) -> dict | None:
     """The finished entry stored under ``key``, or None (none, or damaged: then it is scored again)."""
     path = folder / f"{key}.json" if folder is not None else None
     if path is None or not path.is_file():
         return None
     try:
-        entry = json.loads(path.read_text(), parse_constant=_refuse)
+        entry = parse_strict(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(entry, dict) or not set(ENTRY_KEYS) <= set(entry):
@@ -231,7 +228,7 @@ def score_checkpoints(
             if also:
                 entry.update(also[1](model, probe, entry))
             if folder is not None:
-                write_atomic(folder / f"{key}.json", json.dumps(entry, allow_nan=False))
+                write_atomic(folder / f"{key}.json", json_line(entry))
         results.append(
             {
                 "step": checkpoint.step,

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import plotly.graph_objects as go
 
+from ..strict_json import DECIMALS
+
 REPR_ROWS = 3
 """Rows named in a ``repr``."""
 HTML_ROWS = 10
@@ -51,10 +53,6 @@ class Summary:
     rows_title: str = "top"
     brief: list[list[Any]] | None = None
     max_rows: int = HTML_ROWS
-
-
-DECIMALS = 6
-"""Decimals of the numbers a result hands its figures (as in its results file)."""
 
 
 def plain(values: Any) -> Any:

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import InductionError
 from ..models.id_tokenizer import id_tokenizer
+from ..strict_json import json_line, to_json
 from .config import BOS_ID, TrainSettings, checkpoint_steps, new_model, trained_parameters
 from .corpus import repeated_spans
 
@@ -64,8 +65,7 @@ def saved_checkpoints(out: Path) -> dict[int, Path]:
 
 def _json_line(line: dict) -> str:
     """One strict-JSON line of the loss log: a diverged (NaN or infinite) loss is written as null."""
-    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in line.items()}
-    return json.dumps(finite, allow_nan=False) + "\n"
+    return json_line(line) + "\n"
 
 
 def _check_settings(out: Path, settings: TrainSettings) -> None:
@@ -81,7 +81,7 @@ def _check_settings(out: Path, settings: TrainSettings) -> None:
                 "pass the same settings to resume it, or another --out"
             )
     else:
-        path.write_text(json.dumps(wanted, indent=1) + "\n")
+        path.write_text(to_json(wanted) + "\n")
 
 
 def _save(out: Path, step: int, model, optimizer, settings: TrainSettings, seconds: float) -> Path:
@@ -100,7 +100,7 @@ def _save(out: Path, step: int, model, optimizer, settings: TrainSettings, secon
     if settings.tokenizer:
         id_tokenizer(settings.vocab_size, BOS_ID).save_pretrained(tmp)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / STATE_FILE).write_text(json.dumps({"step": step, "seconds": seconds, "settings": asdict(settings)}) + "\n")
+    (tmp / STATE_FILE).write_text(json_line({"step": step, "seconds": seconds, "settings": asdict(settings)}) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
