@@ -2,3 +2,5 @@
 ``induction-nnsight --version``."""
 
 __version__ = "0.1.0"
+VERSION_LINE = f"induction-nnsight {__version__}"
+"""What ``induction-nnsight --version`` prints."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..models.devices import DEVICES, resolve_device
 from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS, DEFAULT_TRACES_PER_REQUEST
-from ..version import __version__
+from ..version import VERSION_LINE
 from .ablate_job import AblateConfig
 from .attention_job import AttentionConfig
 from .circuit_job import CircuitConfig
@@ -199,7 +199,8 @@ def checked_config(config_class: type, args: argparse.Namespace):
         config.device = resolve_device(args.device)  # a device this machine lacks: one line, before any load
     if hasattr(config, "validate"):
         config.validate()
-    preflight(config)  # against the model's architecture, before its weights load
+    if not getattr(args, "plan", False):  # a plan's job runs these checks on the weightless model it plans on
+        preflight(config)  # against the model's architecture, before its weights load
     return config
 
 
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="induction-nnsight", description="Find induction heads in transformer language models with nnsight."
     )
-    parser.add_argument("--version", "-V", action="version", version=f"induction-nnsight {__version__}")
+    parser.add_argument("--version", "-V", action="version", version=VERSION_LINE)
     commands = parser.add_subparsers(dest="command", required=True)
     parser._commands = {}
     for name, command in COMMANDS.items():

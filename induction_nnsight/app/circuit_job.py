@@ -28,7 +28,7 @@ from .causal_options import CausalConfig, ablation_for, pooled_tokens
 from .jobs import check_causal_tokens, model_for
 from .options import count, exact_losses_arg, option, positive, word_tuple
 from .outputs import rounded, to_json
-from .report import with_interval
+from .report import effect_with_interval
 
 KIND_THRESHOLD = 0.4  # a head is previous-token / induction when its score reaches this (the built-in default)
 GRAPH_EDGES = 3  # strongest sources drawn per target and path
@@ -141,8 +141,7 @@ def _with_ci(value: float, ci) -> str:
     """``-0.829 [-0.900, -0.750]``, followed by ``not distinguishable from 0`` when the interval contains 0."""
     if ci is None:
         return f"{value:+.3f} (estimated)"
-    zero = "" if ci[0] > 0 or ci[1] < 0 else " not distinguishable from 0"
-    return with_interval(value, ci[0], ci[1], sign=True) + zero
+    return effect_with_interval(value, ci[0], ci[1], sign=True)
 
 
 def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n: int = 3) -> str:

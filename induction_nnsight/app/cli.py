@@ -18,7 +18,7 @@ from .attention_job import AttentionConfig, run_attention
 from .interrupts import EXIT_INTERRUPTED, INTERRUPTED_LINE
 from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
 from .outputs import cost_line, default_out, first_missing, prepare_out_dir, remove_created, write_files
-from .report import dynamics_summary, heads_table
+from .report import dynamics_summary, effect_with_interval, heads_table
 
 
 def scan_config(args: argparse.Namespace) -> ScanConfig:
@@ -93,14 +93,6 @@ def _attention_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ci(interval) -> str:
-    """``[low, high]`` of a 95% interval, marked when it contains 0; ``(no interval)`` where it is null."""
-    low, high = interval
-    if low is None or high is None:
-        return "(no interval: one row)"
-    return f"[{low:.3f}, {high:.3f}]" + ("" if low > 0 or high < 0 else " not distinguishable from 0")
-
-
 def _ablate_command(args: argparse.Namespace) -> int:
     from .ablate_job import AblateConfig, run_ablate
 
@@ -112,24 +104,31 @@ def _ablate_command(args: argparse.Namespace) -> int:
         f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
         f"ICL score {base['icl_score']:.3f}"
     )
+    top, random = (
+        effect_with_interval(vs["top"], *vs["top_ci"]),
+        effect_with_interval(vs["random_mean"], *vs["random_mean_ci"]),
+    )
     print(
-        f"{config.method}-ablating the top {vs['k']} induction heads: {vs['top']:.3f} {_ci(vs['top_ci'])}; "
-        f"{vs['k']} random heads: {vs['random_mean']:.3f} {_ci(vs['random_mean_ci'])} (sd {vs['random_std']:.3f} "
-        f"over {config.draws} draws)"
+        f"{config.method}-ablating the top {vs['k']} induction heads: {top}; {vs['k']} random heads: {random} "
+        f"(sd {vs['random_std']:.3f} over {config.draws} draws)"
     )
     if "ablated" in results:
         change = results["ablated"]["repeated_half_loss_change"]
         print(
             f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f} "
-            f"(change {change['value']:+.3f} {_ci((change['ci_low'], change['ci_high']))})"
+            f"(change {effect_with_interval(change['value'], change['ci_low'], change['ci_high'], sign=True)})"
         )
     if "sweep" in results:
         rows = results["sweep"]["rows"][:5]
         print(
             "largest single-head effects (95% CI over rows where swept): "
             + "; ".join(
-                f"{head_name(r['layer'], r['head'])} {r['delta']:+.3f}"
-                + (f" {_ci((r['ci_low'], r['ci_high']))}" if "ci_low" in r else "")
+                f"{head_name(r['layer'], r['head'])} "
+                + (
+                    effect_with_interval(r["delta"], r["ci_low"], r["ci_high"], sign=True)
+                    if "ci_low" in r
+                    else f"{r['delta']:+.3f}"
+                )
                 for r in rows
             )
         )
@@ -170,9 +169,11 @@ def _patch_command(args: argparse.Namespace) -> int:
     if "heads" in results:
         layer, head = results["heads"]["best"]
         grid = results["heads"]
-        interval = _ci((grid["recovery_ci_low"][layer][head], grid["recovery_ci_high"][layer][head]))
+        recovery = effect_with_interval(
+            grid["recovery"][layer][head], grid["recovery_ci_low"][layer][head], grid["recovery_ci_high"][layer][head]
+        )
         print(
-            f"best head to patch: {head_name(layer, head)} (recovery {grid['recovery'][layer][head]:.3f} {interval}); "
+            f"best head to patch: {head_name(layer, head)} (recovery {recovery}); "
             f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}"
         )
     _print_cost(results)

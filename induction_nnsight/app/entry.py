@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from ..version import __version__
+from ..version import VERSION_LINE
 from .interrupts import EXIT_INTERRUPTED, INTERRUPTED_LINE, check_interrupted, on_sigint, reset
 
 __all__ = ["main"]
@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``induction-nnsight`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["--version"], ["-V"]):
-        print(f"induction-nnsight {__version__}")
+        print(VERSION_LINE)
         return 0
     reset()
     previous = None

@@ -18,12 +18,24 @@ def with_interval(value: float, low: float | None, high: float | None, decimals:
     >>> with_interval(-0.806, -0.825, -0.783, 2, sign=True)
     '-0.81 [-0.82, -0.78]'
     >>> with_interval(0.5, None, None)
-    '0.500 (no interval)'
+    '0.500 (no interval: one row)'
     """
     spec = f"{'+' if sign else ''}.{decimals}f"
     if low is None or high is None:
-        return f"{value:{spec}} (no interval)"
+        return f"{value:{spec}} (no interval: one row)"
     return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def effect_with_interval(
+    value: float, low: float | None, high: float | None, decimals: int = 3, sign: bool = False
+) -> str:
+    """:func:`with_interval`, marked ``not distinguishable from 0`` when the interval contains 0.
+
+    >>> effect_with_interval(0.021, -0.003, 0.045, sign=True)
+    '+0.021 [-0.003, +0.045] not distinguishable from 0'
+    """
+    text = with_interval(value, low, high, decimals, sign)
+    return text if low is None or high is None or low > 0 or high < 0 else f"{text} not distinguishable from 0"
 
 
 def top_heads(scores: torch.Tensor, n: int) -> list[dict[str, Any]]:
