@@ -13,11 +13,11 @@ def count_requests(monkeypatch, fail_after: int | None = None, error=RuntimeErro
     ``error`` instead of being sent."""
     sent = []
 
-    def counted(model, group, trace_chunk, execution):
+    def counted(model, group, trace_chunk, execution, keys=None):
         if fail_after is not None and len(sent) == fail_after:
             raise error("the connection dropped")
         sent.append(list(group))
-        return SEND(model, group, trace_chunk, execution)
+        return SEND(model, group, trace_chunk, execution, keys)
 
     monkeypatch.setattr(sessions, "_send", counted)
     return sent

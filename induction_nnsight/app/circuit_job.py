@@ -137,11 +137,11 @@ def _kinds(
     return kinds, scores
 
 
-def _with_ci(value: float, ci) -> str:
+def _with_ci(value: float, ci, unit: str = "") -> str:
     """``-0.829 [-0.900, -0.750]``, followed by ``not distinguishable from 0`` when the interval contains 0."""
     if ci is None:
-        return f"{value:+.3f} (estimated)"
-    return effect_with_interval(value, ci[0], ci[1], sign=True)
+        return f"{value:+.3f}{' ' + unit if unit else ''} (estimated)"
+    return effect_with_interval(value, ci[0], ci[1], sign=True, unit=unit)
 
 
 def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n: int = 3) -> str:
@@ -156,7 +156,9 @@ def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n
                 kind = f" [{kinds[head_name(e.source)]}]" if kinds and kinds.get(head_name(e.source)) != "other" else ""
                 score = _with_ci(e.effect, e.effect_ci)
                 mark = "" if e.verified else " ~est"  # only estimated (--search estimate)
-                parts.append(f"{head_name(e.source)}{kind} {score} ({_with_ci(e.loss_effect, e.loss_ci)} nats){mark}")
+                parts.append(
+                    f"{head_name(e.source)}{kind} {score} ({_with_ci(e.loss_effect, e.loss_ci, 'nats')}){mark}"
+                )
             lines.append(f"  {path:>5}: " + "; ".join(parts))
     if any(not e.verified for e in result.edges):
         lines.append("~est: estimated only, not path-patched (--search estimate)")

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Callable
 
 from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
-from ..ndif.meta_run import meta_reads_as_stand_ins
+from ..ndif.meta_run import meta_reads_as_stand_ins, reset_noise
 from ..ndif.plan import DEFAULT_FLOP_RATE, NDIF_JOB_SECONDS, JobPlan
 from ..ndif.transfers import RequestTooLarge
 
@@ -35,23 +35,26 @@ PLANNED: dict[str, Callable[[object], object]] = {
     "heads": _runner("jobs", "run_heads"),
     "report": _runner("jobs", "run_heads"),
     "attention": _runner("attention_job", "run_attention"),
-    "ablate": _runner("ablate_job", "run_ablate", progress=False),
-    "patch": _runner("patch_job", "run_patch", progress=False),
-    "circuit": _runner("circuit_job", "run_circuit", progress=False),
-    "dual-route": _runner("dual_route_job", "run_dual_route", progress=False),
-    "icl": _runner("icl_job", "run_icl", progress=False),
+    "ablate": _runner("ablate_job", "run_ablate"),
+    "patch": _runner("patch_job", "run_patch"),
+    "circuit": _runner("circuit_job", "run_circuit"),
+    "dual-route": _runner("dual_route_job", "run_dual_route"),
+    "icl": _runner("icl_job", "run_icl"),
     "dynamics": _runner("dynamics_job", "run_dynamics"),
 }
 """Commands that take ``--plan``, with the job function each one plans."""
 
 
-def plan_job(command: str, config, flop_rate: float = DEFAULT_FLOP_RATE) -> JobPlan:
+def plan_job(command: str, config, flop_rate: float = DEFAULT_FLOP_RATE, by_shape: bool = True) -> JobPlan:
     """Plan ``command``'s job under ``config``: its requests, measured on the weightless model.
 
     Args:
         command: A key of :data:`PLANNED`.
         config: The command's config (checked by the job as in a real run).
         flop_rate: FLOP/s of the server-time estimate.
+        by_shape: Trace one request of each shape on the meta device and reuse its measures for
+            the others (the totals are the same; False traces every request, which takes minutes
+            for a large model's sweeps).
 
     Returns:
         The filled :class:`~induction_nnsight.ndif.plan.JobPlan`.
@@ -59,8 +62,9 @@ def plan_job(command: str, config, flop_rate: float = DEFAULT_FLOP_RATE) -> JobP
     Raises:
         InductionError: Bad settings, or no config for the model (one line, as in a real run).
     """
-    plan = JobPlan(flop_rate=flop_rate)
+    plan = JobPlan(flop_rate=flop_rate, by_shape=by_shape)
     config.plan = plan
+    reset_noise()
     try:
         with meta_reads_as_stand_ins():  # what the job reads from the weights here reads as stand-ins too
             PLANNED[command](config)
@@ -125,6 +129,10 @@ def plan_command(args: argparse.Namespace, argv: list[str]) -> int:
     from .outputs import prepare_out_dir, to_json, write_files
 
     config = checked_config(COMMANDS[args.command].config, args)
+    print(
+        f"induction-nnsight: planning {args.command} on {config.model}'s architecture (nothing sent) ...",
+        file=sys.stderr,
+    )
     plan = plan_job(args.command, config).as_dict()
     print(plan_table(plan, args.command, config.model))
     if out_given(argv):

@@ -27,15 +27,15 @@ def with_interval(value: float, low: float | None, high: float | None, decimals:
 
 
 def effect_with_interval(
-    value: float, low: float | None, high: float | None, decimals: int = 3, sign: bool = False
+    value: float, low: float | None, high: float | None, decimals: int = 3, sign: bool = False, unit: str = ""
 ) -> str:
-    """:func:`with_interval`, marked ``not distinguishable from 0`` when the interval contains 0.
+    """:func:`with_interval` in ``unit``, marked ``not distinguishable from 0`` when the interval contains 0.
 
-    >>> effect_with_interval(0.021, -0.003, 0.045, sign=True)
-    '+0.021 [-0.003, +0.045] not distinguishable from 0'
+    >>> effect_with_interval(0.021, -0.003, 0.045, sign=True, unit="nats")
+    '+0.021 [-0.003, +0.045] nats, not distinguishable from 0'
     """
-    text = with_interval(value, low, high, decimals, sign)
-    return text if low is None or high is None or low > 0 or high < 0 else f"{text} not distinguishable from 0"
+    text = with_interval(value, low, high, decimals, sign) + (f" {unit}" if unit else "")
+    return text if low is None or high is None or low > 0 or high < 0 else f"{text}, not distinguishable from 0"
 
 
 def top_heads(scores: torch.Tensor, n: int) -> list[dict[str, Any]]:

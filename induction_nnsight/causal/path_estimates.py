@@ -24,7 +24,7 @@ import torch
 from ..ndif.execution import Execution
 from ..ndif.sessions import run_chunks
 from .path_edits import skip_prefix, slices
-from .path_runs import run_codes, run_traces, start_chunks
+from .path_runs import run_codes, run_shape, run_traces, start_chunks
 from .path_traces import Clean, Plan, Run
 
 Head = tuple[int, int]
@@ -240,7 +240,8 @@ def estimate(
         return probe(model, plan, tokens, clean, grads, members, members[0].start)
 
     codes = run_codes([runs[i] for i in order])
-    values = run_chunks(model, chunks, trace_chunk, execution, "estimating edges", (tokens, codes))
+    shape = run_shape(lambda start, stop: [runs[i] for i in order[start:stop]])
+    values = run_chunks(model, chunks, trace_chunk, execution, "estimating edges", (tokens, codes), shape)
     for (start, stop), value in zip(chunks, values, strict=True):
         chunk, value = order[start:stop], value.float().cpu()  # [runs, batch, 2]
         scores[chunk] = value[..., 0] if scores.dim() == 2 else value[..., 0].mean(dim=1)

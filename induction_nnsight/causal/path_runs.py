@@ -6,7 +6,7 @@ bundled into requests by the loop every multi-trace job shares.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import nnsight
 import torch
@@ -16,7 +16,7 @@ from ..ndif.sessions import run_chunks
 from .path_edits import outputs, skip_prefix, slices
 from .path_traces import Clean, Plan, Run
 
-__all__ = ["run_codes", "run_traces", "start_chunks"]
+__all__ = ["run_codes", "run_shape", "run_traces", "start_chunks"]
 
 
 def _score_layers(runs: list[Run], layer: int, target_layers: set[int]) -> list[int]:
@@ -61,7 +61,7 @@ def _trace(
         if loss:
             found.append(plan.loss(model, tokens.repeat(k, 1)).reshape(k, b, 1).float())
         else:
-            found.append(torch.full((k, b, 1), float("nan")))
+            found.append(torch.full((k, b, 1), float("nan"), device=found[0].device))
         saved = nnsight.save(torch.cat(found, dim=-1))
         if not loss:
             tracer.stop()
@@ -80,6 +80,17 @@ def start_chunks(runs: list[Run], chosen: Iterable[int], per: int) -> tuple[list
         order += by_start[layer]
         chunks += [(first + c, first + min(n, c + per)) for c in range(0, n, per)]
     return order, chunks
+
+
+def run_shape(members: Callable[[int, int], list[Run]]) -> Callable[[int, int], tuple]:
+    """A chunk's :data:`~induction_nnsight.ndif.sessions.ChunkShape`: where its runs start, which paths
+    they patch and which layers they score decide its passes (the trace skips the blocks before the
+    start and stops after the last scored layer), not which heads they patch."""
+
+    def shape(start: int, stop: int) -> tuple:
+        return tuple((r.start, r.path, r.target[0] if r.target else None) for r in members(start, stop))
+
+    return shape
 
 
 def run_codes(runs: list[Run]) -> torch.Tensor:
@@ -125,7 +136,7 @@ def run_traces(
 
     what = "path patching" if loss else "path patching (scores)"
     codes = torch.cat([run_codes(runs), torch.full((len(runs), 1), int(loss))], dim=1)
-    values = run_chunks(model, chunks, trace_chunk, execution, what, (tokens, codes))
+    values = run_chunks(model, chunks, trace_chunk, execution, what, (tokens, codes), run_shape(members))
     for (start, stop), value in zip(chunks, values, strict=True):  # unpack what _trace packed
         chunk, value = order[start:stop], value.float().cpu()
         layers = _score_layers(members(start, stop), runs[chunk[0]].start, target_layers)

@@ -192,7 +192,7 @@ class LayerAttention:
         """The whole ``[batch, query_head, query, key]`` pattern."""
         if self.probs is not None:
             return self.probs
-        return self.rows(torch.arange(self.query.shape[-2], device=self.query.device))
+        return self.rows(torch.arange(self.query.shape[-2]))  # on the CPU: read as a number (not on meta)
 
 
 def can_stack(a: LayerAttention, b: LayerAttention) -> bool:

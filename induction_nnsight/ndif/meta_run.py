@@ -28,7 +28,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..models.layout import model_layout
 from .internals import wrapped_module
 
-__all__ = ["PassCount", "counting_passes", "meta_reads_as_stand_ins", "stand_in"]
+__all__ = ["PassCount", "counting_passes", "meta_reads_as_stand_ins", "noise_kept", "reset_noise", "stand_in"]
 
 _aten = torch.ops.aten
 _NOISE = torch.Generator().manual_seed(0)
@@ -40,6 +40,22 @@ def stand_in(shape, dtype: torch.dtype, device="cpu") -> torch.Tensor:
     if not (dtype.is_floating_point or dtype.is_complex):
         return torch.zeros(shape, dtype=dtype, device=device)
     return torch.rand(shape, generator=_NOISE, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def reset_noise(seed: int = 0) -> None:
+    """Start the stand-ins' generator again (a plan starts here, so two plans of a job agree)."""
+    _NOISE.manual_seed(seed)
+
+
+@contextmanager
+def noise_kept():
+    """Within the block stand-ins draw as usual; after it the generator is where it was before, so what
+    the block drew does not change what comes after (a request traced or taken from its shape's measures)."""
+    state = _NOISE.get_state()
+    try:
+        yield
+    finally:
+        _NOISE.set_state(state)
 
 
 def _is_meta(value) -> bool:
@@ -59,10 +75,14 @@ class _MetaReadsAsStandIns(TorchDispatchMode):
                 return stand_in(args[0].shape, kwargs.get("dtype") or args[0].dtype, device)
         if func is _aten.copy_.default and _is_meta(args[1]) and not _is_meta(args[0]):
             return args[0].copy_(stand_in(args[0].shape, args[0].dtype, args[0].device))
-        flat = [*args, *kwargs.values()]
-        if any(_is_meta(a) for a in flat) and any(
-            isinstance(a, torch.Tensor) and a.dim() and not _is_meta(a) for a in flat
-        ):
+        meta = real = False  # one pass over the arguments: this runs for every operation of a plan
+        for a in (*args, *kwargs.values()) if kwargs else args:
+            if isinstance(a, torch.Tensor):
+                if a.is_meta:
+                    meta = True
+                elif a.dim():
+                    real = True
+        if meta and real:
             # a value read here (a weight copied off meta) meeting the meta activations: it joins them
             args = tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args)
             kwargs = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}

@@ -16,6 +16,13 @@ every trace and session a :class:`PlanBackend`, which
    CPU tensors of those shapes (:func:`~.meta_run.stand_in`) so its code finishes;
 4. estimates the request's server seconds from its FLOPs at :data:`DEFAULT_FLOP_RATE`.
 
+Steps 2-4 are the slow ones (a 405B forward pass on the meta device takes seconds here), so a
+request whose ``shape`` is known (the session loop keys each request by its chunks'
+:data:`~induction_nnsight.ndif.sessions.ChunkShape`) runs once per distinct shape: a later request of
+that shape is serialized (its bytes up are its own) and takes the passes, FLOPs and bytes down
+measured for the first. The totals equal those of tracing every request
+(``tests/integration/test_plan_shapes.py``, for every command).
+
 The session loop sizes the next request by the estimated seconds of the last one, as it would
 by the measured ones on NDIF (:func:`~induction_nnsight.ndif.sessions.run_chunks`).
 
@@ -27,12 +34,13 @@ depends on such a decision should be planned with that choice given (e.g. ``circ
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from .internals import saved_values, wrapped_module
-from .meta_run import PassCount, counting_passes, meta_reads_as_stand_ins, stand_in
+from .meta_run import PassCount, counting_passes, meta_reads_as_stand_ins, noise_kept, stand_in
 from .transfers import RequestTooLarge, check_size
 
 __all__ = [
@@ -78,6 +86,47 @@ class RequestPlan:
     flops: float
 
 
+@dataclass(frozen=True)
+class _Like:
+    """A saved value's shape and dtype, from which a request of a known shape gets its stand-ins."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+def _likes(value):
+    """``value`` with every tensor replaced by its :class:`_Like`."""
+    if isinstance(value, torch.Tensor):
+        return _Like(tuple(value.shape), value.dtype)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_likes(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _likes(v) for k, v in value.items()}
+    return value
+
+
+def _from_likes(value):
+    """The inverse of :func:`_likes`: fresh :func:`~.meta_run.stand_in` tensors."""
+    if isinstance(value, _Like):
+        return stand_in(value.shape, value.dtype)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_likes(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _from_likes(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class _Measured:
+    """What a traced request of one shape measured: all of its :class:`RequestPlan` but the bytes up."""
+
+    bytes_down: int
+    passes: PassCount
+    flops: float
+    saved: dict
+    """The saved values' :func:`_likes`."""
+
+
 @dataclass
 class JobPlan:
     """A job's requests as a plan collects them; :meth:`as_dict` is ``plan.json``.
@@ -94,6 +143,10 @@ class JobPlan:
     requests: list[RequestPlan] = field(default_factory=list)
     refused: int = 0
     stopped: str | None = None
+    by_shape: bool = True
+    """Trace one request per shape and reuse its measures (False: trace every request, slowly)."""
+    measured: dict = field(default_factory=dict, repr=False)
+    """Per request shape, what its first request measured (:class:`PlanBackend`)."""
 
     def seconds(self, request: RequestPlan) -> float:
         """Estimated server seconds of ``request``: its FLOPs at :attr:`flop_rate`."""
@@ -136,7 +189,9 @@ class PlanBackend:
     """A request planned, not sent: serialized as for NDIF, run on the meta model, measured.
 
     ``server_seconds`` holds the last request's estimated seconds (the session loop sizes the next
-    request by it); ``max_bytes`` is the size budget the session loop sets.
+    request by it); ``max_bytes`` is the size budget and ``keys`` the request's traces' shapes (None:
+    unknown, the request is run), both set by the session loop, which first measures each shape it
+    has not seen with :meth:`probe`.
     """
 
     def __init__(self, model, plan: JobPlan) -> None:
@@ -144,12 +199,33 @@ class PlanBackend:
         self.plan = plan
         self.max_bytes: int | None = None
         self.server_seconds: float | None = None
+        self.keys: tuple | None = None
+
+    @property
+    def by_shape(self) -> bool:
+        """Whether requests are priced from one measured trace per shape (:attr:`JobPlan.by_shape`)."""
+        return self.plan.by_shape
+
+    def knows(self, key) -> bool:
+        """Whether a trace of shape ``key`` was measured."""
+        return key in self.plan.measured
+
+    def probe(self, key) -> Callable[[object], None]:
+        """A backend for a session of one trace of shape ``key``: measured and kept, not a request."""
+
+        def measure(tracer) -> None:
+            from nnsight.ndif import pull_env
+
+            pull_env()
+            known, values = self._measure(tracer)
+            self.plan.measured[key] = known
+            _push(tracer, values)
+
+        return measure
 
     def __call__(self, tracer) -> None:
-        import nnsight
         from nnsight.ndif import pull_env
         from nnsight.schema.request import RequestModel
-        from nnsight.tracing.util import push
 
         pull_env()  # as NdifBackend: local modules ship by value
         blob = RequestModel.serialize(tracer, compress=True)
@@ -158,16 +234,52 @@ class PlanBackend:
         except RequestTooLarge:
             self.plan.refused += 1
             raise
-        with meta_reads_as_stand_ins(), counting_passes(self.model) as count:
-            tracer.execute(tracer.info.code)
-        values = _stand_ins(saved_values(tracer.info.frame.f_locals))
-        buffer = io.BytesIO()
-        torch.save(values, buffer)
-        n_params = matmul_parameters(self.model)
-        flops = 2.0 * n_params * (count.forward_block_tokens + BACKWARD_FLOPS * count.backward_tokens)
-        request = RequestPlan(len(blob), buffer.getbuffer().nbytes, count, flops)
+        if self.keys is not None and all(self.knows(key) for key in self.keys):
+            known = _composed([self.plan.measured[key] for key in self.keys])
+            values = _from_likes(known.saved)
+        else:
+            known, values = self._measure(tracer)
+        request = RequestPlan(len(blob), known.bytes_down, known.passes, known.flops)
         self.plan.requests.append(request)
         self.server_seconds = self.plan.seconds(request)
-        for value in values.values():
-            nnsight.save(value)
-        push(tracer.info.frame, values)
+        _push(tracer, values)
+
+    def _measure(self, tracer) -> tuple[_Measured, dict]:
+        """Run the request on the meta model: its measures and its saved values (as stand-ins)."""
+        with noise_kept(), meta_reads_as_stand_ins(), counting_passes(self.model) as count:
+            tracer.execute(tracer.info.code)
+        values = _stand_ins(saved_values(tracer.info.frame.f_locals))
+        n_params = matmul_parameters(self.model)
+        flops = 2.0 * n_params * (count.forward_block_tokens + BACKWARD_FLOPS * count.backward_tokens)
+        return _Measured(_saved_bytes(values), count, flops, _likes(values)), values
+
+
+def _saved_bytes(values: dict) -> int:
+    """What ``torch.save`` of ``values`` weighs: the bytes a request sends back."""
+    buffer = io.BytesIO()
+    torch.save(values, buffer)
+    return buffer.getbuffer().nbytes
+
+
+def _composed(parts: list[_Measured]) -> _Measured:
+    """A session's measures from its traces' (each measured as a session of one): passes and FLOPs
+    add; each saved list (the session loop saves one list of a value per trace) joins in order."""
+    first = parts[0].passes
+    passes = PassCount(first.n_layers)
+    for part in parts:
+        for name in ("block_rows", "block_tokens", "backward_passes", "tokens", "backward_tokens"):
+            setattr(passes, name, getattr(passes, name) + getattr(part.passes, name))
+    saved = {name: [v for part in parts for v in part.saved[name]] for name in parts[0].saved}
+    with noise_kept():  # the sizes only: what comes after draws the same stand-ins as when every request runs
+        size = _saved_bytes(_from_likes(saved))
+    return _Measured(size, passes, sum(p.flops for p in parts), saved)
+
+
+def _push(tracer, values: dict) -> None:
+    """Hand ``values`` to the job's frame as a session's saved values."""
+    import nnsight
+    from nnsight.tracing.util import push
+
+    for value in values.values():
+        nnsight.save(value)
+    push(tracer.info.frame, values)

@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import nnsight
 import torch
@@ -34,7 +34,7 @@ from .backend import remote_backend
 from .execution import Execution
 from .transfers import RequestTooLarge
 
-__all__ = ["Chunk", "TraceChunk", "run_chunks"]
+__all__ = ["Chunk", "ChunkShape", "TraceChunk", "chunk_size", "run_chunks"]
 
 Chunk = tuple[int, int]
 """A chunk of a job: variants ``[start, stop)``."""
@@ -42,18 +42,42 @@ Chunk = tuple[int, int]
 TraceChunk = Callable[[int, int], torch.Tensor]
 """``(start, stop) -> saved tensor``: opens one ``model.trace`` (no backend) and returns what it saved."""
 
+ChunkShape = Callable[[int, int], Hashable]
+"""``(start, stop) -> key``: what a chunk's trace costs depends on; two chunks with equal keys run the
+same passes over the same tokens and save tensors of the same shapes (a plan traces one of them)."""
 
-def _send(model, group: Sequence[Chunk], trace_chunk: TraceChunk, execution: Execution):
-    """One request: the traces of ``group`` in one nnsight session; their saved tensors, on the CPU,
-    and the server seconds a planned request is estimated at (None: the request was timed)."""
-    backend = remote_backend(model, execution.remote)
-    if backend is not None and hasattr(backend, "max_bytes"):
-        backend.max_bytes = execution.request_bytes
+
+def chunk_size(start: int, stop: int) -> int:
+    """The default :data:`ChunkShape`: a chunk's cost depends on how many variants it holds, not which."""
+    return stop - start
+
+
+def _session(model, backend, group: Sequence[Chunk], trace_chunk: TraceChunk) -> list[torch.Tensor]:
+    """The traces of ``group`` in one nnsight session under ``backend``; what each saved."""
     with torch.no_grad(), model.session(backend=backend):
         values = []
         for start, stop in group:
             values.append(trace_chunk(start, stop))
         values = nnsight.save(values)
+    return values
+
+
+def _send(model, group: Sequence[Chunk], trace_chunk: TraceChunk, execution: Execution, keys=None):
+    """One request: the traces of ``group`` in one nnsight session; their saved tensors, on the CPU,
+    and the server seconds a planned request is estimated at (None: the request was timed).
+
+    ``keys`` (one per chunk: what its cost depends on) serve a plan
+    (:class:`~induction_nnsight.ndif.plan.PlanBackend`): a chunk of a key not yet measured is first
+    traced alone on the meta model, and the request is then priced from its traces' measures."""
+    backend = remote_backend(model, execution.remote)
+    if backend is not None and hasattr(backend, "max_bytes"):
+        backend.max_bytes = execution.request_bytes
+    if keys is not None and getattr(backend, "by_shape", False):
+        for chunk, key in zip(group, keys, strict=True):
+            if not backend.knows(key):
+                _session(model, backend.probe(key), [chunk], trace_chunk)
+        backend.keys = tuple(keys)
+    values = _session(model, backend, group, trace_chunk)
     return [value.detach().cpu() for value in values], getattr(backend, "server_seconds", None)
 
 
@@ -72,6 +96,7 @@ def run_chunks(
     execution: Execution,
     label: str,
     inputs: Sequence[torch.Tensor | None] = (),
+    shape: ChunkShape = chunk_size,
 ) -> list[torch.Tensor]:
     """Run every chunk's trace in sessions under ``execution``; resumed chunks are not recomputed.
 
@@ -84,6 +109,8 @@ def run_chunks(
         label: What the chunks compute (the progress bar's label and part of the journal key).
         inputs: The tensors the traces read (their digest keys the journal: other tokens, other
             chunks).
+        shape: What a chunk's cost depends on (:data:`ChunkShape`; default: its size). A plan
+            traces one request per distinct set of shapes and multiplies.
 
     Returns:
         One saved tensor per chunk, in the order of ``chunks``.
@@ -115,11 +142,13 @@ def run_chunks(
     )
     bar.update(sum(stop - start for start, stop in results))
     cap, seconds_per_trace = execution.traces_per_request, None
+    kind = (getattr(trace_chunk, "__code__", None), label, tuple(None if t is None else tuple(t.shape) for t in inputs))
     while queue:
         group = [queue.popleft() for _ in range(min(_next_size(execution, cap, seconds_per_trace), len(queue)))]
         start_time = time.monotonic()
         try:
-            values, estimated = _send(model, group, trace_chunk, execution)
+            keys = [(kind, shape(*chunk)) for chunk in group]
+            values, estimated = _send(model, group, trace_chunk, execution, keys)
         except RequestTooLarge:
             if len(group) == 1:
                 raise

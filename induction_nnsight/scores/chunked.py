@@ -64,8 +64,8 @@ def query_chunks(
         ``[chunk]`` query-index tensors, in order.
     """
     batch, n_heads, n_query, n_key = attention.shape
-    if positions is None:
-        positions = torch.arange(n_query, device=attention.device)
+    if positions is None:  # on the CPU: a chunk's last query sets its key length, read as a number (not on meta)
+        positions = torch.arange(n_query)
     return list(positions.split(query_chunk(batch, n_heads, max(n_key, width), budget)))
 
 

@@ -73,24 +73,32 @@ class HeadDetection(Displayable):
 
     FIGURES = ("scores", "top")
 
-    def _head(self, layer: int, head: int) -> dict[str, Any]:
-        entry = {"layer": layer, "head": head, "score": round(float(self.scores[layer, head]), 6)}
-        if self.ci_low is not None:
-            entry["ci"] = [round(float(self.ci_low[layer, head]), 6), round(float(self.ci_high[layer, head]), 6)]
-            entry["clearly_above"] = bool(self.ci_low[layer, head] >= self.threshold)
+    def _tables(self) -> tuple[list, list | None, list | None]:
+        """The scores and their interval as nested lists, read once (a 405B model has 16,128 heads)."""
+        low, high = (None, None) if self.ci_low is None else (self.ci_low.tolist(), self.ci_high.tolist())
+        return self.scores.tolist(), low, high
+
+    def _head(self, layer: int, head: int, tables=None) -> dict[str, Any]:
+        scores, low, high = tables or self._tables()
+        entry = {"layer": layer, "head": head, "score": round(float(scores[layer][head]), 6)}
+        if low is not None:
+            entry["ci"] = [round(float(low[layer][head]), 6), round(float(high[layer][head]), 6)]
+            entry["clearly_above"] = bool(low[layer][head] >= self.threshold)
         return entry
 
     def top(self, n: int) -> list[dict[str, Any]]:
         """The ``n`` best heads, above threshold or not, best first (:func:`rank_heads`; no NaN)."""
-        return [self._head(layer, head) for layer, head in rank_heads(self.scores, n)]
+        tables = self._tables()
+        return [self._head(layer, head, tables) for layer, head in rank_heads(self.scores, n)]
 
     @property
     def heads(self) -> list[dict[str, Any]]:
         """Heads with score >= threshold, best first: ``{"layer", "head", "score", "ci", "clearly_above"}``."""
+        tables = self._tables()
         return [
-            self._head(layer, head)
+            self._head(layer, head, tables)
             for layer, head in rank_heads(self.scores)
-            if self.scores[layer, head] >= self.threshold
+            if tables[0][layer][head] >= self.threshold
         ]
 
     def _summary(self) -> Summary:

@@ -63,8 +63,8 @@ def after_requests(monkeypatch, n: int, action) -> list:
     """Run ``action()`` once, right after the ``n``-th request of the sweep finished."""
     sent, send = [], sessions._send
 
-    def send_then_act(model, group, trace_chunk, execution):
-        values = send(model, group, trace_chunk, execution)
+    def send_then_act(model, group, trace_chunk, execution, keys=None):
+        values = send(model, group, trace_chunk, execution, keys)
         sent.append(list(group))
         if len(sent) == n:
             action()
@@ -140,9 +140,9 @@ def test_one_request_answered_with_an_error_is_retried(ndif, reference, monkeypa
 def test_a_request_over_the_size_budget_is_split(ndif, reference, monkeypatch):
     refused, send = [], sessions._send
 
-    def sized(model, group, trace_chunk, execution):
+    def sized(model, group, trace_chunk, execution, keys=None):
         try:
-            return send(model, group, trace_chunk, execution)
+            return send(model, group, trace_chunk, execution, keys)
         except RequestTooLarge as error:
             refused.append((len(group), error.size))
             raise

@@ -1,0 +1,66 @@
+"""``--plan`` by shape: tracing one trace of each shape and multiplying gives the totals of tracing
+every request, for every command that plans (on a tiny model, with budgets small enough that each
+sweep sends several requests of several traces)."""
+
+import pytest
+
+from induction_nnsight.app.arguments import COMMANDS, build_parser, checked_config
+from induction_nnsight.app.plan_job import PLANNED, plan_job
+
+BUDGETS = ["--traces-per-request", "3"]
+"""Three traces per request (and, where a command sweeps, ``--max-tokens 52``: two rows of 13 tokens
+per trace): many requests, few traces each."""
+
+TOKENS = ["--low", "1", "--high", "128"]
+EXTRA = {
+    "scan": [*TOKENS, "--batch", "2", "--seq-len", "6"],
+    "heads": [*TOKENS, "--batch", "2", "--seq-len", "6"],
+    "report": [*TOKENS, "--batch", "2", "--seq-len", "6"],
+    "attention": ["--prompt", "t1 t2 t3 t4", "--layer", "1", "--head", "0"],
+    "ablate": [*TOKENS, "--batch", "2", "--seq-len", "6", "--draws", "2", "--top-k", "2", "--max-tokens", "52"],
+    "patch": [*TOKENS, "--batch", "2", "--seq-len", "6", "--max-tokens", "52"],
+    "circuit": [
+        *TOKENS,
+        "--batch",
+        "2",
+        "--seq-len",
+        "6",
+        "--targets",
+        "L1H0",
+        "--no-composition",
+        "--max-tokens",
+        "52",
+    ],
+    "dual-route": [*TOKENS, "--prompts", "4", "--copying-prompts", "4"],
+    "icl": ["--text", "TEXT", "--windows", "3", "--length", "32", "--early", "4", "--late", "20"],
+}
+"""Per command, its settings on a tiny model (``TEXT``: a text file of the tiny vocabulary's words)."""
+
+BYTES_UP_TOLERANCE = 1e-3
+"""Relative difference allowed in the bytes up: nnsight numbers every trace it builds, and the traces a
+plan runs alone to measure their shapes move later numbers, which can change a compressed request by a
+byte or two. Every other total must be equal."""
+
+EQUAL = ("requests", "bytes_down", "forward_passes", "backward_passes", "tokens", "flops", "requests_refused_for_size")
+
+
+def planned(command: str, model_dir, text, by_shape: bool) -> dict:
+    extra = [str(text) if a == "TEXT" else a for a in EXTRA[command]]
+    args = build_parser().parse_args([command, "--model", str(model_dir), *extra, *BUDGETS, "--plan"])
+    return plan_job(command, checked_config(COMMANDS[command].config, args), by_shape=by_shape).as_dict()
+
+
+def test_every_planned_command_is_covered():
+    assert set(PLANNED) - {"dynamics"} == set(EXTRA)  # dynamics: one request per checkpoint, test_dynamics.py
+
+
+@pytest.mark.parametrize("command", list(EXTRA))
+def test_plan_by_shape_equals_tracing_every_request(tiny_dir, tmp_path, command):
+    model_dir, text = tiny_dir("llama"), tmp_path / "words.txt"
+    text.write_text(" ".join(f"t{i % 100 + 1}" for i in range(400)), encoding="utf-8")
+    fast, slow = planned(command, model_dir, text, True), planned(command, model_dir, text, False)
+    assert fast["requests"] >= 1 and fast["stopped"] is None, fast
+    for key in EQUAL:
+        assert fast[key] == slow[key], (key, fast[key], slow[key])
+    assert fast["bytes_up"] == pytest.approx(slow["bytes_up"], rel=BYTES_UP_TOLERANCE)
+    assert fast["server_seconds"] == pytest.approx(slow["server_seconds"], rel=1e-12)
