@@ -107,7 +107,102 @@ def _tiny_config(arch: str):
         )
     if arch == "bloom":  # ALiBi, fused interleaved qkv, its own attention code
         return tf.BloomForCausalLM, tf.BloomConfig(hidden_size=32, n_layer=2, n_head=4, **common)
+    if arch in UNUSUAL:  # a Llama whose attention keeps its projections under names no table knows
+        config, model = _unusual_llama(arch)
+        return model, config(**{**llama_like, "num_key_value_heads": UNUSUAL[arch]})
     raise ValueError(arch)
+
+
+UNUSUAL = {"llama-nested": 4, "llama-wqkv": 2, "llama-misnamed": 2}
+"""Tiny Llamas with unfamiliar attention modules -> their key/value heads: ``llama-nested`` keeps its
+projections one level deeper under other names (``self_attn.inner.query``, ``.key``, ``.value``, ``.out``;
+as many key/value heads as query heads, so only what they compute tells queries from keys);
+``llama-wqkv`` packs q, k and v into one ``self_attn.Wqkv``, key/value group by group as Falcon's new
+decoder does, with its output projection ``self_attn.wo``; ``llama-misnamed`` is ``llama-wqkv`` with its
+fused projection named ``qkv_proj``, a name that says ``[q; k; v]`` stacked (as Phi-3's), which it is not."""
+_UNUSUAL_CLASSES: dict = {}
+
+
+def _unusual_llama(arch: str):
+    """``(config class, model class)`` of ``arch`` (of :data:`UNUSUAL`), registered with transformers' auto
+    classes so that ``from_pretrained`` (and ``load_model``) rebuild it from its saved directory."""
+    if arch in _UNUSUAL_CLASSES:
+        return _UNUSUAL_CLASSES[arch]
+    import transformers as tf
+    from torch import nn
+    from transformers.models.llama import modeling_llama as llama
+
+    class NestedLlamaAttention(llama.LlamaAttention):
+        """Llama's attention and forward, its projections moved into ``self.inner`` under other names."""
+
+        q_proj = property(lambda self: self.inner.query)
+        k_proj = property(lambda self: self.inner.key)
+        v_proj = property(lambda self: self.inner.value)
+        o_proj = property(lambda self: self.inner.out)
+
+        def __init__(self, config, layer_idx):
+            super().__init__(config, layer_idx)
+            self.inner = nn.Module()
+            for old, new in (("q_proj", "query"), ("k_proj", "key"), ("v_proj", "value"), ("o_proj", "out")):
+                self.inner.add_module(new, self._modules.pop(old))
+
+    class WqkvLlamaAttention(llama.LlamaAttention):
+        """Llama's attention with one fused ``Wqkv`` ``[group][queries of the group; key; value]``."""
+
+        fused, out = "Wqkv", "wo"  # the names of the fused and output projections
+
+        def __init__(self, config, layer_idx):
+            super().__init__(config, layer_idx)
+            for old in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                del self._modules[old]
+            n, kv, d = config.num_attention_heads, config.num_key_value_heads, self.head_dim
+            self.add_module(self.fused, nn.Linear(config.hidden_size, (n + 2 * kv) * d, bias=False))
+            self.add_module(self.out, nn.Linear(n * d, config.hidden_size, bias=False))
+
+        def forward(self, hidden_states, position_embeddings=None, attention_mask=None, cache=None, **kwargs):
+            shape, d = hidden_states.shape[:-1], self.head_dim
+            kv = self.config.num_key_value_heads
+            group = self.config.num_attention_heads // kv
+            qkv = getattr(self, self.fused)(hidden_states).view(
+                *shape, kv, group + 2, d
+            )  # [batch, pos, kv, group + 2, d]
+            query_states = qkv[..., :group, :].reshape(*shape, -1, d).transpose(1, 2)  # [batch, head, pos, d]
+            key_states = qkv[..., group, :].transpose(1, 2)  # [batch, kv, pos, d]
+            value_states = qkv[..., group + 1, :].transpose(1, 2)
+            cos, sin = position_embeddings
+            query_states, key_states = llama.apply_rotary_pos_emb(query_states, key_states, cos, sin)
+            if cache is not None:
+                key_states, value_states = cache.update(key_states, value_states, self.layer_idx, kwargs=kwargs)
+            attention_interface = llama.ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, llama.eager_attention_forward
+            )
+            attn_output, attn_weights = attention_interface(
+                self, query_states, key_states, value_states, attention_mask, scaling=self.scaling, **kwargs
+            )
+            return getattr(self, self.out)(attn_output.reshape(*shape, -1).contiguous()), attn_weights
+
+    class MisnamedLlamaAttention(WqkvLlamaAttention):
+        fused, out = "qkv_proj", "o_proj"
+
+    attention = {
+        "llama-nested": NestedLlamaAttention,
+        "llama-wqkv": WqkvLlamaAttention,
+        "llama-misnamed": MisnamedLlamaAttention,
+    }[arch]
+    name = attention.__name__.removesuffix("Attention")
+    config = type(f"{name}Config", (tf.LlamaConfig,), {"model_type": arch})
+
+    def __init__(self, config):
+        tf.LlamaForCausalLM.__init__(self, config)
+        for i, layer in enumerate(self.model.layers):
+            layer.self_attn = attention(config, i)
+        self.post_init()
+
+    model = type(f"{name}ForCausalLM", (tf.LlamaForCausalLM,), {"config_class": config, "__init__": __init__})
+    tf.AutoConfig.register(arch, config, exist_ok=True)
+    tf.AutoModelForCausalLM.register(config, model, exist_ok=True)
+    _UNUSUAL_CLASSES[arch] = config, model
+    return config, model
 
 
 def save_tiny_model(arch: str, path: Path, edit=None) -> Path:

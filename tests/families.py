@@ -44,6 +44,16 @@ FAMILIES = {
     "Falcon (multi-query, rotary)": ("falcon-rope", ("eager", "sdpa"), "one key/value head, rotary"),
     "Falcon (new decoder, grouped)": ("falcon-new", ("eager", "sdpa"), "key/value groups packed in one projection"),
     "BLOOM (ALiBi)": ("bloom", ("eager",), "its own attention code, interleaved query_key_value"),
+    "Llama (nested, renamed projections)": (
+        "llama-nested",
+        ("eager", "sdpa"),
+        "projections one level deeper under other names, found by what they compute",
+    ),
+    "Llama (fused Wqkv, grouped)": (
+        "llama-wqkv",
+        ("eager", "sdpa"),
+        "one fused Wqkv packing key/value groups, found by what it computes",
+    ),
 }
 ROUTES = [(family, attn) for family, (_, attns, _) in FAMILIES.items() for attn in attns]
 COMMANDS = ("scan", "heads", "ablate", "patch", "circuit", "dual-route", "estimate")

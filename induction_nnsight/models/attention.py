@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .attention_calls import attention_call_name
+from .attention_calls import attention_call_name, call_query_argument
 from .layout import model_layout
 
 __all__ = [
@@ -41,14 +41,6 @@ __all__ = [
 def attention_modules(model) -> list[Any]:
     """The nnsight envoys of every layer's attention module, in layer order (from :func:`model_layout`)."""
     return [model.get(path) for path in model_layout(model).attention]
-
-
-def call_query_argument(call_name: str) -> int | None:
-    """Where an attention call takes its query (key and value follow): 1 for transformers' interface
-    (after ``self``), 0 for torch's ``scaled_dot_product_attention``; None for a softmax (it takes scores)."""
-    if "softmax" in call_name:
-        return None
-    return 0 if "scaled_dot_product_attention" in call_name else 1
 
 
 def attention_calls(model) -> list[str]:

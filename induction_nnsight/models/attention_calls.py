@@ -19,7 +19,7 @@ import torch
 
 from ..errors import InductionError
 
-__all__ = ["attention_call_name", "executed_lines"]
+__all__ = ["attention_call_name", "call_query_argument", "executed_lines"]
 
 _EXECUTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch model -> {code: executed lines}
 
@@ -55,6 +55,14 @@ def executed_lines(root: torch.nn.Module, forward) -> set[int] | None:
         sys.settrace(previous)
     cache[code] = seen or None
     return cache[code]
+
+
+def call_query_argument(call_name: str) -> int | None:
+    """Where an attention call takes its query (key and value follow): 1 for transformers' interface
+    (after ``self``), 0 for torch's ``scaled_dot_product_attention``; None for a softmax (it takes scores)."""
+    if "softmax" in call_name:
+        return None
+    return 0 if "scaled_dot_product_attention" in call_name else 1
 
 
 def _def_line(forward) -> int:

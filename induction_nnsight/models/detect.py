@@ -4,6 +4,9 @@
 Finds blocks, attention, projections and norms by the names GPT-2, Llama, GPT-NeoX, Qwen2,
 Mistral and Gemma 2/3 use (and their kin), the value layout by the projection's name, the norm's
 kind and offset and GPT-2's ``Conv1D`` by module class, and post-norm blocks by their extra norms.
+Where the attention's projections carry no familiar name (renamed, nested deeper, one fused
+projection under another name), they and the value layout are found by what they compute, with one
+forward pass (:mod:`~induction_nnsight.models.computed`; real weights only).
 Nothing downstream looks at class or attribute names: it reads the layout.
 """
 
@@ -15,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import InductionError
+from .computed import PROJECTION_KEYS, compute_projections, features, is_conv1d
 from .facts import ModelFacts
 
 _ATTENTION = ("self_attn", "attn", "attention", "self_attention")
@@ -49,18 +53,9 @@ def _children(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return dict(module.named_children())
 
 
-def _is_conv1d(module: torch.nn.Module) -> bool:
-    """GPT-2's ``Conv1D`` stores its weight ``[in, out]``, the transpose of ``Linear``'s."""
-    return type(module).__name__ == "Conv1D"
-
-
 def _in_features(module: torch.nn.Module) -> int | None:
-    if isinstance(module, torch.nn.Linear):
-        return module.in_features
-    weight = getattr(module, "weight", None)
-    if _is_conv1d(module) and weight is not None:
-        return weight.shape[0]
-    return None
+    shape = features(module)
+    return None if shape is None else shape[0]
 
 
 def _named(children: dict[str, torch.nn.Module], names, override: str | None, key: str, where: str) -> str | None:
@@ -97,7 +92,7 @@ def _value_layout(name: str | None, attention: torch.nn.Module, facts: ModelFact
     query heads (multi-query Falcon) stacks ``[q; k; v]`` rather than interleaving heads."""
     if name is None:
         return None
-    found = _VALUES.get(name, "separate")
+    found = _VALUES.get(name.rsplit(".", 1)[-1], "separate")
     if found == "interleaved_qkv" and getattr(attention, "new_decoder_architecture", False):
         return "grouped_qkv"  # Falcon's new decoder packs each key/value group's queries, key and value
     if found == "interleaved_qkv" and facts.n_kv_heads < facts.n_heads:
@@ -117,16 +112,46 @@ def _attention_child(block: torch.nn.Module, override: str | None, where: str) -
     return name
 
 
-def _output_child(attention: torch.nn.Module, width: int, override: str | None, where: str) -> str:
+def _inside(attention: torch.nn.Module, override: str, key: str, where: str) -> str:
+    """``override``, a path relative to the attention module (``inner.q_proj`` one level deeper), checked."""
+    try:
+        attention.get_submodule(override)
+    except AttributeError:
+        raise _fail(key, where, list(_children(attention))) from None
+    return override
+
+
+def _output_child(attention: torch.nn.Module, width: int, guess: bool) -> str | None:
+    """The output projection by name (taking ``width`` features); None where no name says it, unless ``guess``
+    (no weights to compute with): then the last child taking ``width`` features."""
     children = _children(attention)
-    if override is not None:
-        return _named(children, (), override, "o_proj", where)
     named = [n for n in _OUTPUT if n in children and _in_features(children[n]) == width]
-    others = [n for n, c in children.items() if _in_features(c) == width and n not in named]
-    if not named and not others:
-        what = f" (a projection taking n_heads * d_head = {width} features)"
-        raise _fail("o_proj", where, list(children), what)
-    return (named or others)[-1]
+    others = [n for n, c in children.items() if _in_features(c) == width and n not in named] if guess else []
+    return (named or others or [None])[-1]
+
+
+def _named_projections(
+    attention: torch.nn.Module, facts: ModelFacts, overrides: dict[str, Any], where: str, weights: bool
+) -> tuple[dict[str, Any], bool]:
+    """``(found, complete)``: :data:`~induction_nnsight.models.computed.PROJECTION_KEYS` -> relative paths and
+    the value layout, by the user's fields and the familiar names, and whether they say them all. Without
+    ``weights`` (nothing to compute with), the output projection is guessed by its width and must be found."""
+    children = _children(attention)
+    found = {k: _inside(attention, overrides[k], k, where) for k in PROJECTION_KEYS[:4] if k in overrides}
+    found.setdefault("o_proj", _output_child(attention, facts.n_heads * facts.d_head, not weights))
+    for key, names in (("q_proj", _QUERIES), ("k_proj", _KEYS), ("v_proj", tuple(_VALUES))):
+        found.setdefault(key, next((n for n in names if n in children), None))
+    found["value_layout"] = overrides.get("value_layout") or _value_layout(found["v_proj"], attention, facts)
+    complete = None not in (found["o_proj"], found["v_proj"])
+    complete = complete and not (found["value_layout"] == "separate" and None in (found["q_proj"], found["k_proj"]))
+    if found["o_proj"] is None and not weights:
+        raise InductionError(
+            f"cannot find the model's o_proj (a projection taking n_heads * d_head = {facts.n_heads * facts.d_head} "
+            f"features) by name in {where} (children: {', '.join(list(children)[:12]) or 'none'}), and on meta "
+            "weights not by what it computes: pass set_layout(model, o_proj=...) naming it (a path inside the "
+            "attention module, such as inner.o_proj)"
+        )
+    return found, complete
 
 
 def _final_norm(root: torch.nn.Module, layers: str, override: str | None) -> str | None:
@@ -213,21 +238,28 @@ def detect_layout(model, facts: ModelFacts, overrides: dict[str, Any]) -> dict[s
     """
     root = model._module
     layers = _layer_list(root, facts.n_layers, overrides.get("layers"))
-    width = facts.n_heads * facts.d_head
-    attention, q, k, v, o, norms, value_layout, post = [], [], [], [], [], [], None, []
-    for i, block in enumerate(root.get_submodule(layers)):
+    blocks = list(root.get_submodule(layers))
+    attention = [
+        f"{layers}.{i}.{_attention_child(b, overrides.get('attention'), f'{layers}.{i}')}" for i, b in enumerate(blocks)
+    ]
+    call = overrides.get("attention_call") or _attention_call(
+        root.get_submodule(attention[0]), facts.attn_implementation
+    )
+    weights = not any(p.is_meta for p in root.parameters())
+    q, k, v, o, norms, value_layout, post, computed = [], [], [], [], [], None, [], None
+    for i, (block, path) in enumerate(zip(blocks, attention)):
         where = f"{layers}.{i}"
-        name = _attention_child(block, overrides.get("attention"), where)
-        path = f"{where}.{name}"
-        module = block.get_submodule(name)
-        children = _children(module)
-        attention.append(path)
-        o.append(f"{path}.{_output_child(module, width, overrides.get('o_proj'), path)}")
-        for found, names, key in ((q, _QUERIES, "q_proj"), (k, _KEYS, "k_proj"), (v, tuple(_VALUES), "v_proj")):
-            child = _named(children, names, overrides.get(key), key, path)
-            found.append(f"{path}.{child}" if child else None)
-        value_name = v[-1].rsplit(".", 1)[-1] if v[-1] else None
-        value_layout = overrides.get("value_layout") or _value_layout(value_name, module, facts)
+        module = root.get_submodule(path)
+        found, complete = _named_projections(module, facts, overrides, path, weights)
+        if not complete and weights:  # no familiar names: by what the modules compute (once, the first time)
+            given = {k: overrides[k] for k in PROJECTION_KEYS if k in overrides}
+            given = {"o_proj": found["o_proj"], **given} if found["o_proj"] else given
+            computed = computed or compute_projections(model, facts, path, call, given)
+            found = {**found, **computed}
+            found = {k: _inside(module, r, k, path) if r and k != "value_layout" else r for k, r in found.items()}
+        for paths, key in ((q, "q_proj"), (k, "k_proj"), (v, "v_proj"), (o, "o_proj")):
+            paths.append(f"{path}.{found[key]}" if found[key] else None)
+        value_layout = found["value_layout"]
         norm = _named(
             _children(block), _PRE_ATTENTION_NORMS, overrides.get("pre_attention_norm"), "pre_attention_norm", where
         )
@@ -250,12 +282,10 @@ def detect_layout(model, facts: ModelFacts, overrides: dict[str, Any]) -> dict[s
         "final_norm": final_norm,
         "embed": _module_path(root, root.get_input_embeddings(), "embed", overrides.get("embed")),
         "unembed": _module_path(root, root.get_output_embeddings(), "unembed", overrides.get("unembed")),
-        "attention_call": overrides.get(
-            "attention_call", _attention_call(root.get_submodule(attention[0]), facts.attn_implementation)
-        ),
+        "attention_call": call,
         "norm": overrides.get("norm", norm),
         "norm_offset": overrides.get("norm_offset", offset),
-        "conv1d": overrides.get("conv1d", _is_conv1d(root.get_submodule(o[0]))),
+        "conv1d": overrides.get("conv1d", is_conv1d(root.get_submodule(o[0]))),
         "post_norm": overrides.get("post_norm", any(p is not None for p in post)),
         "post_attention_norm": tuple(post),
     }

@@ -2,8 +2,9 @@
 they compute (the attention call, the norm, the q/k/v layout, the weights' orientation, post-norms).
 
 One :class:`ModelLayout` per model, detected once from the module tree (GPT-2, Llama, GPT-NeoX,
-Qwen2, Mistral, Gemma 2/3 and their kin are found automatically, see
-:mod:`~induction_nnsight.models.detect`) and cached; every part of the package that needs a module
+Qwen2, Mistral, Gemma 2/3 and their kin are found by name, see :mod:`~induction_nnsight.models.detect`;
+projections no name tells, by what they compute, see :mod:`~induction_nnsight.models.computed`),
+checked when the model loads and cached; every part of the package that needs a module
 or a fact about one asks it, never the model. For a model whose modules carry unusual names, say
 where things are, once, with :func:`~induction_nnsight.models.validation.set_layout` (or
 ``load_model(..., layout=...)``), which checks the layout with one forward pass::
@@ -12,9 +13,9 @@ where things are, once, with :func:`~induction_nnsight.models.validation.set_lay
 
 Keys (:data:`LAYOUT_KEYS`, each field of :class:`ModelLayout`): ``layers`` (path of the list of
 blocks), ``attention`` and ``pre_attention_norm`` (child names in a block), ``q_proj``, ``k_proj``,
-``v_proj``, ``o_proj`` (child names in the attention module), ``final_norm``, ``embed`` and
-``unembed`` (paths), ``value_layout``, ``attention_call``, ``norm``, ``norm_offset``, ``conv1d``,
-``post_norm`` and ``post_attention_norm`` (child name in a block); and every fact of
+``v_proj``, ``o_proj`` (paths in the attention module: a child's name, or ``inner.query`` deeper),
+``final_norm``, ``embed`` and ``unembed`` (paths), ``value_layout``, ``attention_call``, ``norm``,
+``norm_offset``, ``conv1d``, ``post_norm`` and ``post_attention_norm`` (child name in a block); and every fact of
 :class:`~induction_nnsight.models.facts.ModelFacts` (``n_heads``, ``d_head``, ``attn_implementation`` ...).
 """
 
@@ -196,7 +197,9 @@ _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch modul
 
 
 def model_layout(model) -> ModelLayout:
-    """The model's :class:`ModelLayout`, found on first use and cached for the model's lifetime."""
+    """The model's :class:`ModelLayout`: the one checked when :func:`~induction_nnsight.models.loading.load_model`
+    loaded it (or :func:`~induction_nnsight.models.validation.set_layout` last set), else found on first use
+    (unchecked, for a model wrapped by hand), cached for the model's lifetime."""
     layout = _LAYOUTS.get(model._module)
     if layout is None:
         layout = _LAYOUTS[model._module] = find_layout(model)

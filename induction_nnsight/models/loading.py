@@ -229,7 +229,9 @@ def load_model(
             local directory, keyed by its path).
         layout: Where a model with unusual module names keeps its parts, e.g.
             ``{"layers": "backbone.blocks", "attention": "mixer"}`` (see
-            :func:`~induction_nnsight.models.layout.set_layout`); found automatically when None.
+            :func:`~induction_nnsight.models.validation.set_layout`); found automatically when None. Either
+            way the layout is checked here with one forward pass on a few tokens (not on ``remote``'s meta
+            weights, where only the paths given are checked) and kept for every later call.
         **kwargs: Passed on to ``TransformersModel``.
 
     Returns:
@@ -237,7 +239,9 @@ def load_model(
 
     Raises:
         InductionError: When the model cannot be found or loaded; offline, the
-            message names ``smollm2-135m`` as the model that works without the Hub.
+            message names ``smollm2-135m`` as the model that works without the Hub. When
+            its layout does not fit what one forward pass computes: one line naming the field
+            and the ``set_layout(model, field=...)`` fix (``layout=`` here takes the same keys).
     """
     from nnsight import TransformersModel
 
@@ -268,6 +272,18 @@ def load_model(
         raise InductionError(
             f"cannot load {name!r} ({first}); pass a Hub id, a local model directory, a .gguf file, or {SMOLLM2}"
         ) from error
-    if layout:
-        set_layout(model, **layout)
+    if layout or not remote:
+        _checked_layout(model, name, layout or {})
     return model
+
+
+def _checked_layout(model, name: str, layout: dict[str, Any]) -> None:
+    """Detect the layout of a model just loaded (the ``layout`` fields as given) and check it with one forward
+    pass (:func:`~induction_nnsight.models.validation.set_layout`; paths only on meta weights), once, so a
+    layout that does not fit fails here rather than giving wrong numbers later."""
+    try:
+        set_layout(model, **layout)
+    except InductionError as error:
+        raise InductionError(
+            f"{name}: {error} (at load: load_model(..., layout={{...}}) takes the same keys)"
+        ) from None

@@ -1,13 +1,16 @@
 """Setting a model's layout, checked once with one forward pass on a few tokens (as nnterp does at load).
 
-:func:`set_layout` detects every field the user does not give, then reads one short forward pass
-through the layout and checks what each field claims: the attention call's probabilities have
+:func:`set_layout` detects every field the user does not give (by name, or by what the modules
+compute: :mod:`~induction_nnsight.models.computed`), then reads one short forward pass through the
+layout and checks what each field claims: the attention call's probabilities have
 ``n_heads`` heads of ``d_head`` features and sum to 1 over keys; the value layout, applied to the
 value projection's output and weighted by those probabilities, reproduces the per-head outputs that
 enter ``o_proj``; ``o_proj``'s weight, read in the orientation ``conv1d`` says, reproduces its output;
 the norm computed by hand as ``norm`` and ``norm_offset`` say reproduces the pre-attention norm's
 output. What does not fit is said in one line naming the field and the fix. ``post_norm`` is not
 checked. A model with meta weights (built for NDIF) cannot run here: its paths are checked only.
+:func:`~induction_nnsight.models.loading.load_model` runs it on every model it loads, so every layout,
+detected or given, is checked once before it is used.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ def set_layout(model, **overrides: Any) -> ModelLayout:
     Keys: the fields of :class:`~induction_nnsight.models.layout.ModelLayout`
     (:data:`~induction_nnsight.models.layout.LAYOUT_KEYS`) and the facts of
     :class:`~induction_nnsight.models.facts.ModelFacts` (``n_heads``, ``d_head`` ...); module
-    paths are names relative to their parent, as nnterp's renaming does::
+    paths are names relative to their parent, as nnterp's renaming does (projections may sit deeper
+    in the attention module: ``q_proj="inner.query"``)::
 
         set_layout(model, layers="backbone.blocks", attention="mixer", o_proj="out", value_layout="stacked_qkv")
 
-    Every field not given is detected; the whole layout is then checked with one forward pass on
-    :data:`N_TOKENS` tokens (see the module's docstring).
+    Every field not given is detected (projections with unfamiliar names by what they compute, one more
+    forward pass); the whole layout is then checked with one forward pass on :data:`N_TOKENS` tokens (see
+    the module's docstring).
 
     Returns:
         The new layout, used by every later call on ``model``.
@@ -165,7 +170,8 @@ def _check_values(layout: ModelLayout, layer: int, seen: dict) -> None:
     heads = value_heads(values[0].T, layout.value_layout, facts.n_heads, facts.n_kv_heads, facts.d_head)
     group = facts.n_heads // heads.shape[0]  # heads: [kv_head, d_head, pos]
     pattern = seen["pattern"][0].float()  # [head, query, key]
-    hand = torch.stack([pattern[h] @ heads[h // group].T for h in range(facts.n_heads)])  # [head, pos, d_head]
+    # one batched product per layer (many tiny ones cost a thread wake-up each on a busy machine)
+    hand = pattern @ heads.repeat_interleave(group, 0).transpose(1, 2)  # [head, pos, d_head]
     z = seen["z"][0].float().reshape(-1, facts.n_heads, facts.d_head).transpose(0, 1)
     if not _close(hand, z):
         raise _misfit(fields, f"layer {layer}'s values weighted by its pattern do not give its per-head outputs", fix)

@@ -3,6 +3,8 @@
 Every supported family is renamed (blocks, attention, its value and output projections, the
 pre-attention norm under other names, the attention module of another class), told its layout,
 and must then score exactly as the model with its own names; a wrong field must be named in one line.
+Projections under names no table knows (nested deeper, fused, renamed) are found by what they compute;
+every layout is checked when the model loads, so a name that misleads fails there, in one line.
 """
 
 import pytest
@@ -144,3 +146,85 @@ def test_bad_overrides_are_one_line(tiny_model):
         set_layout(model, norm="batchnorm")
     assert "value_layout" in LAYOUT_KEYS and "post_norm" in LAYOUT_KEYS
     assert model_layout(set_layout(model) and model).o_proj[0] == "transformer.h.0.attn.c_proj"
+
+
+UNFAMILIAR = {  # tests/conftest.py's Llamas: what detection by computation must find in layer 1
+    "llama-nested": ("inner.query", "inner.key", "inner.value", "inner.out", "separate"),
+    "llama-wqkv": (None, None, "Wqkv", "wo", "grouped_qkv"),
+}
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("arch", list(UNFAMILIAR))
+def test_unfamiliar_projections_are_found_by_what_they_compute(tiny_model, arch, attn):
+    layout = model_layout(tiny_model(arch, attn))
+    *paths, value_layout = UNFAMILIAR[arch]
+    attention = "model.layers.1.self_attn"
+    found = (layout.q_proj[1], layout.k_proj[1], layout.v_proj[1], layout.o_proj[1])
+    assert found == tuple(None if p is None else f"{attention}.{p}" for p in paths)
+    assert (layout.value_layout, layout.conv1d, layout.attention_call) == (value_layout, False, "attention_interface")
+
+
+def test_renamed_gpt2_projections_are_found_by_what_they_compute(tiny_dir, tiny_model):
+    """GPT-2 with ``c_attn`` and ``c_proj`` renamed: its fused ``Conv1D`` is found stacked, and it scores as
+    its own."""
+    from nnsight import TransformersModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_dir("gpt2")
+    torch_model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    for block in torch_model.transformer.h:
+        _rename(block.attn, "c_attn", "fused")
+        _rename(block.attn, "c_proj", "proj")
+    model = TransformersModel(torch_model, tokenizer=AutoTokenizer.from_pretrained(path))
+    layout = model_layout(model)
+    assert (layout.v_proj[0], layout.o_proj[0]) == ("transformer.h.0.attn.fused", "transformer.h.0.attn.proj")
+    assert (layout.value_layout, layout.conv1d, layout.q_proj[0]) == ("stacked_qkv", True, None)
+    got, expected = head_scores(model, probe()), head_scores(tiny_model("gpt2"), probe())
+    for kind in expected.kinds:
+        assert torch.allclose(got.mean(kind), expected.mean(kind), atol=1e-5, equal_nan=True), kind
+
+
+def test_a_misleading_name_fails_at_load_in_one_line(tiny_dir, tiny_model):
+    """``llama-misnamed`` calls its grouped q/k/v projection ``qkv_proj``, Phi-3's name for ``[q; k; v]``: the
+    check at load refuses what the name says, and the value layout it names fixes it."""
+    path = str(tiny_dir("llama-misnamed"))
+    with pytest.raises(InductionError, match=r"value_layout='stacked_qkv'.*set_layout\(model, value_layout=") as e:
+        load_model(path, progress=False)
+    assert len(str(e.value).splitlines()) == 1 and "load_model(..., layout=" in str(e.value)
+    model = load_model(path, progress=False, layout={"value_layout": "grouped_qkv"})
+    expected = head_scores(tiny_model("llama-wqkv", "sdpa"), probe())  # the same weights, under other names
+    got = head_scores(model, probe())
+    assert torch.allclose(got.mean("induction"), expected.mean("induction"), atol=1e-5)
+
+
+def test_unfamiliar_names_without_weights_are_one_line_and_take_nested_paths(tiny_dir):
+    """On meta weights (NDIF, ``--plan``) nothing can be computed: names the tables do not know are refused in
+    one line, and paths one level deeper say where the projections are."""
+    from induction_nnsight.models.weightless import weightless_model
+
+    model = weightless_model(str(tiny_dir("llama-nested")))
+    with pytest.raises(
+        InductionError, match=r"o_proj .* in model\.layers\.0\.self_attn \(children: inner\).*meta.*set_layout"
+    ) as e:
+        model_layout(model)
+    assert len(str(e.value).splitlines()) == 1
+    names = dict(q_proj="inner.query", k_proj="inner.key", v_proj="inner.value", o_proj="inner.out")
+    layout = set_layout(model, **names)
+    assert layout.o_proj[1] == "model.layers.1.self_attn.inner.out" and layout.value_layout == "separate"
+
+
+def test_an_attention_of_its_own_is_not_computed_through(tiny_dir):
+    """BLOOM computes its pattern with a softmax of its own, which takes no query, key and value: with its
+    fused projection renamed, that is said in one line naming the keys to pass."""
+    from nnsight import TransformersModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_dir("bloom")
+    torch_model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    for block in torch_model.transformer.h:
+        _rename(block.self_attention, "query_key_value", "fused")
+    model = TransformersModel(torch_model, tokenizer=AutoTokenizer.from_pretrained(path))
+    with pytest.raises(InductionError, match=r"softmax\(\.\.\.\) call takes no .*set_layout\(model, q_proj=") as e:
+        model_layout(model)
+    assert len(str(e.value).splitlines()) == 1
