@@ -129,10 +129,6 @@ def plan_command(args: argparse.Namespace, argv: list[str]) -> int:
     from .outputs import prepare_out_dir, to_json, write_files
 
     config = checked_config(COMMANDS[args.command].config, args)
-    print(
-        f"induction-nnsight: planning {args.command} on {config.model}'s architecture (nothing sent) ...",
-        file=sys.stderr,
-    )
     plan = plan_job(args.command, config).as_dict()
     print(plan_table(plan, args.command, config.model))
     if out_given(argv):

@@ -19,6 +19,7 @@ let the job's code run to the end there:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -139,12 +140,13 @@ def _rows_positions(args, kwargs, names: tuple[str, ...]) -> tuple[int, int] | N
 
 
 @contextmanager
-def counting_passes(model):
+def counting_passes(model, on_block: Callable[[], object] | None = None):
     """Count the passes ``model`` runs within the block; yields the :class:`PassCount` it fills.
 
     Each block's attention module counts its rows (so a block an intervention skips is not
     counted); the model itself counts the tokens it is given; the output layer hooks the logits,
-    when they will get a gradient, to count the backward pass.
+    when they will get a gradient, to count the backward pass. ``on_block`` is called as each block
+    starts (a progress bar's update).
     """
     layout = model_layout(model)
     count = PassCount(len(layout.attention))
@@ -152,6 +154,8 @@ def counting_passes(model):
 
     def block(module, args, kwargs):
         shape = _rows_positions(args, kwargs, ("hidden_states",))
+        if on_block is not None:
+            on_block()
         if shape is not None:
             count.block_rows += shape[0]
             count.block_tokens += shape[0] * shape[1]

@@ -34,10 +34,12 @@ depends on such a decision should be planned with that choice given (e.g. ``circ
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from .internals import saved_values, wrapped_module
 from .meta_run import PassCount, counting_passes, meta_reads_as_stand_ins, noise_kept, stand_in
@@ -217,7 +219,7 @@ class PlanBackend:
             from nnsight.ndif import pull_env
 
             pull_env()
-            known, values = self._measure(tracer)
+            known, values = _measure(self.model, tracer)
             self.plan.measured[key] = known
             _push(tracer, values)
 
@@ -238,20 +240,23 @@ class PlanBackend:
             known = _composed([self.plan.measured[key] for key in self.keys])
             values = _from_likes(known.saved)
         else:
-            known, values = self._measure(tracer)
+            known, values = _measure(self.model, tracer)
         request = RequestPlan(len(blob), known.bytes_down, known.passes, known.flops)
         self.plan.requests.append(request)
         self.server_seconds = self.plan.seconds(request)
         _push(tracer, values)
 
-    def _measure(self, tracer) -> tuple[_Measured, dict]:
-        """Run the request on the meta model: its measures and its saved values (as stand-ins)."""
-        with noise_kept(), meta_reads_as_stand_ins(), counting_passes(self.model) as count:
-            tracer.execute(tracer.info.code)
-        values = _stand_ins(saved_values(tracer.info.frame.f_locals))
-        n_params = matmul_parameters(self.model)
-        flops = 2.0 * n_params * (count.forward_block_tokens + BACKWARD_FLOPS * count.backward_tokens)
-        return _Measured(_saved_bytes(values), count, flops, _likes(values)), values
+
+def _measure(model, tracer) -> tuple[_Measured, dict]:
+    """Run a request on the meta model: its measures and its saved values (as stand-ins); a progress bar
+    over the blocks it runs when that takes more than two seconds."""
+    bar = tqdm(desc="planning on the meta device", unit=" blocks", delay=2, leave=False, file=sys.stderr)
+    with bar, noise_kept(), meta_reads_as_stand_ins(), counting_passes(model, bar.update) as count:
+        tracer.execute(tracer.info.code)
+    values = _stand_ins(saved_values(tracer.info.frame.f_locals))
+    n_params = matmul_parameters(model)
+    flops = 2.0 * n_params * (count.forward_block_tokens + BACKWARD_FLOPS * count.backward_tokens)
+    return _Measured(_saved_bytes(values), count, flops, _likes(values)), values
 
 
 def _saved_bytes(values: dict) -> int:
