@@ -261,7 +261,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
 def _rounded_phase(phase: dict | None) -> dict | None:
     if phase is None:
         return None
-    numbers = ("rise", "score_before", "score_at", "signal_to_noise")
+    numbers = ("rise", "score_before", "score_at", "signal_to_noise", "amplitude")
     return {k: rounded(v) if k in numbers and v is not None else v for k, v in phase.items()}
 
 

@@ -148,7 +148,7 @@ def dynamics_summary(results: dict) -> str:
     if bump is not None:
         lines.append(
             f"fresh-token training loss {bump['before']['mean']:.3f} before, {bump['after']['mean']:.3f} after the "
-            f"steepest rise: {with_interval(bump['rise'], bump['ci_low'], bump['ci_high'], sign=True)} nats"
+            f"phase change: {with_interval(bump['rise'], bump['ci_low'], bump['ci_high'], sign=True)} nats"
             f"{'' if bump['present'] else ' (not distinguishable from 0)'}"
         )
     if "seeds" in results:

@@ -15,7 +15,7 @@ from ..figures.tables import HTML_ROWS, Displayable, Summary, plain
 from ..names import head_name
 from ..scores.ranking import rank_heads, ranked_rows
 from ..scores.registry import get_score
-from .phase import best_heads, bootstrap_best, phase_test
+from .phase import best_heads, bootstrap_best, interval_sd, phase_test
 
 
 def _tensor(table: list[list[float | None]]) -> torch.Tensor:
@@ -63,10 +63,10 @@ class CheckpointScores(Displayable, list):
 
     def phase_test(self) -> dict:
         """The phase-change test (:func:`~induction_nnsight.dynamics.phase.phase_test`) with the row noise
-        of each rise when the per-row scores are there."""
+        of each best score (its interval's half-width over 1.96) when the per-row scores are there."""
         intervals = self.intervals()
-        rise_sd = intervals[2].tolist() if intervals is not None else None
-        return phase_test(self.steps, self.best()[0].tolist(), rise_sd)
+        score_sd = interval_sd(intervals[0].tolist(), intervals[1].tolist()) if intervals is not None else None
+        return phase_test(self.steps, self.best()[0].tolist(), score_sd)
 
     def phase(self) -> dict | None:
         """The phase change of the best induction score, or None when the test finds none."""

@@ -56,11 +56,11 @@ def _described(values: torch.Tensor, first: int, last: int) -> dict:
 
 
 def fresh_loss_bump(log: list[dict], change: dict | None, key: str = "loss_fresh") -> dict | None:
-    """The training loss on fresh tokens just after the steepest rise against just before it.
+    """The training loss on fresh tokens just after the phase change against just before it.
 
     With ``w`` the extent of the whole rise (``change["end"] - change["start"]``), the window before
     is ``[before - w, before]`` and the window after ``[step, step + w]`` (``before`` and ``step``: the
-    checkpoints around the steepest rise). The difference of the means gets a 95% interval from the
+    checkpoints around the fitted centre of the rise). The difference of the means gets a 95% interval from the
     two windows' spreads (each log line is the mean over an independent batch; the spread includes
     any trend), and the bump is ``present`` when its interval lies above 0.
 

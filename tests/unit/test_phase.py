@@ -1,20 +1,37 @@
-"""The phase-change test and its parts, on series whose answer is known: a jump is found, a smooth
-drift or a flat noisy series is not; the bootstrap agrees with scipy's; the fresh-token bump and the
-seeds' spread read what they should."""
+"""The phase-change test and its parts, on series whose answer is known: a jump is found where it is,
+a smooth ramp in step (linear, square-root, logarithmic; on the default run's uneven checkpoint steps,
+with and without noise), a drift or a flat noisy series is not, and the simulated false-positive rate
+holds on fresh draws; the committed results are what the test says of their scores; the bootstrap
+agrees with scipy's; the fresh-token bump and the seeds' spread read what they should."""
 
 from __future__ import annotations
+
+import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from induction_nnsight.dynamics.phase import NOISE_MULTIPLE, bootstrap_best, phase_change, phase_test
+from induction_nnsight.dynamics.phase import (
+    ALPHA,
+    NULL_SHAPES,
+    bic_difference,
+    bootstrap_best,
+    interval_sd,
+    null_series,
+    phase_change,
+    phase_test,
+)
 from induction_nnsight.dynamics.series import fresh_loss_bump, phase_spread
 from induction_nnsight.errors import InductionError
-from induction_nnsight.training.config import checkpoint_steps, dense_steps
+from induction_nnsight.training.config import TrainSettings, checkpoint_steps, dense_steps
+from tests.docs.helpers import ROOT
 
 STEPS = [0, 10, 20, 40, 80, 160, 320, 400, 450, 500, 550, 600, 700, 1000, 2000]
+DEFAULTS = TrainSettings()
+DEFAULT_STEPS = checkpoint_steps(DEFAULTS.steps, DEFAULTS.n_checkpoints, DEFAULTS.dense)  # the default run's 41
 
 
 def noisy(values, scale=0.003, seed=0):
@@ -27,7 +44,7 @@ def test_a_jump_is_found_and_resolved_over_the_dense_checkpoints():
     test = phase_test(STEPS, noisy(clean))
     change = test["change"]
     assert change is not None and change["before"] == 450 and change["step"] == 500
-    assert change["rise"] > NOISE_MULTIPLE * test["noise"]
+    assert change["rise"] > 5 * test["noise"] and test["bic_difference"] > test["threshold"]
     assert change["start"] <= 450 and change["end"] >= 550 and change["checkpoints"] >= 4
     assert "phase change between steps 450 and 500" in test["note"]
 
@@ -50,12 +67,86 @@ def test_no_jump_no_phase_change(series):
 def test_row_noise_can_veto_a_rise():
     series = [0.02] * 7 + [0.1] * 8  # one jump of 0.08, nothing else moves
     assert phase_test(STEPS, series)["change"] is not None
-    rise_sd = [0.05] * (len(STEPS) - 1)  # rows so noisy that 0.08 is under 5 x 0.05
-    assert phase_test(STEPS, series, rise_sd)["change"] is None
+    score_sd = [0.1] * len(STEPS)  # rows so noisy that 0.08 is under one standard deviation of each score
+    test = phase_test(STEPS, series, score_sd)
+    assert test["change"] is None and test["row_noise"] == 0.1
 
 
 def test_too_few_checkpoints():
     assert phase_test([0, 10], [0.0, 0.9])["change"] is None
+    assert phase_test([0, 10, 20, 30], [0.0, 0.0, 0.9, 0.9])["note"].startswith("no phase change found: 4 checkpoints")
+
+
+def ramp(steps, shape, noise=0.0, seed=0):
+    return null_series(steps, shape, noise, 1, torch.Generator().manual_seed(seed))[0].tolist()
+
+
+@pytest.mark.parametrize("steps", [DEFAULT_STEPS, STEPS], ids=["default-steps", "short"])
+@pytest.mark.parametrize("noise", [0.0, 0.003, 0.01])
+@pytest.mark.parametrize("shape", ["linear", "sqrt", "log"])
+def test_a_smooth_ramp_in_step_is_no_phase_change(shape, noise, steps):
+    """The old test, on the default steps, called these 9 (linear), 6 (sqrt) and 25 (log) x the noise."""
+    test = phase_test(steps, ramp(steps, shape, noise, seed=7))
+    assert test["change"] is None, test["note"]
+    assert test["note"].startswith("no phase change found") and test["bic_difference"] < test["threshold"]
+
+
+def test_the_threshold_states_its_false_positive_rate():
+    test = phase_test(DEFAULT_STEPS, ramp(DEFAULT_STEPS, "flat", 0.01))
+    assert test["threshold"] == 0.0 and 0 < test["false_positive_rate"] <= ALPHA
+    assert test["null"]["shapes"] == list(NULL_SHAPES) and test["null"]["draws"] >= 1000
+    few = checkpoint_steps(160, 6, "40:160:20")  # 10 checkpoints: the 0 threshold would pass 6%
+    short = phase_test(few, ramp(few, "flat", 0.01))
+    assert short["threshold"] > 0 and short["false_positive_rate"] <= ALPHA
+
+
+def test_the_false_positive_rate_holds_on_fresh_draws():
+    """A few hundred new smooth noisy series (another seed) at the default steps: found changes stay
+    within the stated rate plus a binomial margin (one-sided, 0.1%)."""
+    stated = phase_test(DEFAULT_STEPS, ramp(DEFAULT_STEPS, "flat"))["false_positive_rate"]
+    generator = torch.Generator().manual_seed(12345)
+    draws = {
+        (shape, noise): null_series(DEFAULT_STEPS, shape, noise, 100 if shape != "flat" else 300, generator)
+        for shape in NULL_SHAPES
+        for noise in (0.003, 0.03)
+    }
+    found = {key: int((bic_difference(DEFAULT_STEPS, series)["delta"] > 0).sum()) for key, series in draws.items()}
+    total = sum(len(series) for series in draws.values())
+    assert sum(found.values()) <= stats.binom.ppf(0.999, total, stated), found
+    for noise in (0.003, 0.03):
+        assert found["flat", noise] <= stats.binom.ppf(0.999, 300, stated), found
+    assert all(found[shape, noise] == 0 for shape in ("linear", "sqrt", "log") for noise in (0.003, 0.03)), found
+
+
+@pytest.mark.parametrize("width", [150, 300, 500])
+@pytest.mark.parametrize("centre", [320, 620, 900, 1210, 1700])
+def test_a_sigmoid_jump_is_found_within_one_checkpoint_interval(centre, width):
+    t = torch.tensor(DEFAULT_STEPS, dtype=torch.float64)
+    clean = 0.02 + 0.6 * torch.sigmoid((t - centre) * 2 * math.log(9) / width)
+    series = clean + 0.01 * torch.randn(len(t), generator=torch.Generator().manual_seed(centre), dtype=torch.float64)
+    change = phase_change(DEFAULT_STEPS, series.tolist())
+    assert change is not None
+    truth = next(k for k, s in enumerate(DEFAULT_STEPS) if s >= centre)  # the checkpoint after the true centre
+    assert abs(DEFAULT_STEPS.index(change["step"]) - truth) <= 1
+    assert change["before"] < change["centre"] <= change["step"]
+    assert change["width"] <= 2 * width + 100
+
+
+def test_the_committed_results_are_what_the_test_says_of_their_scores():
+    for name in ("dynamics_results.json", "dynamics_control_results.json"):
+        results = json.loads((ROOT / "charts" / name).read_text())
+        steps = [c["step"] for c in results["checkpoints"]]
+        assert steps == DEFAULT_STEPS
+        best = [c["best_induction"] for c in results["checkpoints"]]
+        score_sd = interval_sd([b["ci_low"] for b in best], [b["ci_high"] for b in best])
+        test = phase_test(steps, [b["score"] for b in best], score_sd)
+        change = test.pop("change")
+        assert test == results["phase_test"]
+        assert (change is None) == (results["phase_change"] is None)
+        if change is not None:
+            assert {k: change[k] for k in ("step", "before", "start", "end")} == {
+                k: results["phase_change"][k] for k in ("step", "before", "start", "end")
+            }
 
 
 def test_bootstrap_interval_agrees_with_scipy():
