@@ -11,22 +11,34 @@ import torch
 
 from .copying import copying_logit_boost, ov_copying_score
 from .declaration import HeadScore, LogitInputs
-from .reductions import diagonal_partial, first_token_partial, induction_token_rows, masked_partial
+from .reductions import (
+    counted_mass,
+    diagonal_partial,
+    first_token_partial,
+    induction_token_rows,
+    key_mass,
+    masked_partial,
+)
+from .views import ProbeRows
 
 __all__ = ["BUILTIN_SCORES"]
 
 
 def _copying(inputs: LogitInputs) -> torch.Tensor:
-    """:func:`~induction_nnsight.scores.copying.copying_logit_boost` of one layer: ``[batch, head, chunk]``."""
-    return copying_logit_boost(
-        inputs.pattern,
-        inputs.head_input,
-        inputs.w_out,
-        inputs.unembed,
-        inputs.unembed_mean,
-        inputs.tokens,
-        inputs.center,
-        inputs.final_scale,
+    """:func:`~induction_nnsight.scores.copying.copying_logit_boost` of one layer: ``[batch, head, chunk]``
+    (made once per chunk: ``anti_induction`` reads the same)."""
+    return inputs.once(
+        "copying_boost",
+        lambda: copying_logit_boost(
+            inputs.pattern,
+            inputs.head_input,
+            inputs.w_out,
+            inputs.unembed,
+            inputs.unembed_mean,
+            inputs.tokens,
+            inputs.center,
+            inputs.final_scale,
+        ),
     )
 
 
@@ -39,9 +51,19 @@ def _anti_induction(inputs: LogitInputs) -> torch.Tensor:
     attends to; an induction head that copies scores below zero.
     """
     boost = _copying(inputs)
-    targets = induction_token_rows(inputs.tokens, inputs.positions, inputs.pattern.shape[-1])  # [batch, chunk, key]
+    targets = inputs.once(  # [batch, chunk, key], the same in every layer
+        "induction_targets",
+        lambda: induction_token_rows(inputs.tokens, inputs.positions, inputs.pattern.shape[-1]),
+        every_layer=True,
+    )
     attention = (inputs.pattern.float() * targets[:, None]).sum(-1)  # [batch, head, chunk]
     return -attention * boost
+
+
+def _induction_partial(rows: torch.Tensor, view: ProbeRows, query_mask: torch.Tensor | None = None):
+    """:func:`~induction_nnsight.scores.reductions.masked_partial` on the induction keys; the mass is made
+    once per chunk for ``induction_exact`` and ``prefix_matching``, which differ only in the queries counted."""
+    return counted_mass(*view.once_for(rows, "induction_mass", lambda: key_mass(rows, view.induction)), query_mask)
 
 
 BUILTIN_SCORES = (
@@ -69,13 +91,13 @@ BUILTIN_SCORES = (
         "induction_exact",
         "attention to the position after each earlier copy of the current token (any text)",
         "pattern",
-        partial=lambda rows, view: masked_partial(rows, view.induction),
+        partial=lambda rows, view: _induction_partial(rows, view),
     ),
     HeadScore(
         "prefix_matching",
         "the same token-match attention, over queries in the repeated copies (Olsson et al.)",
         "pattern",
-        partial=lambda rows, view: masked_partial(rows, view.induction, view.repeat_queries),
+        partial=lambda rows, view: _induction_partial(rows, view, view.repeat_queries),
     ),
     HeadScore(
         "bos",

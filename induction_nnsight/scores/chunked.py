@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from ..models.attention import LayerAttention, can_stack, query_chunk, stack_layers
 from ..ndif.execution import DEFAULT_PATTERN_BUDGET
-from .declaration import LOGIT_INPUTS, HeadScore, LogitInputs, call_reduction
+from .declaration import HeadScore, LogitInputs, call_reduction
 from .reductions import add_partials, finish
 from .views import ProbeView
 
@@ -119,8 +119,13 @@ def layer_pattern_scores(
         n_query, n_key = attention.shape[2:]
         offset = n_key - n_query
         sums = dict.fromkeys((score.name for score in chunked), None)
-        for positions in query_chunks(attention, budget, _needed(chunked, view, offset)):
-            rows = attention.rows(positions)  # [batch, head, chunk, key kept]
+        needed = _needed(chunked, view, offset)
+        chunks = query_chunks(attention, budget, needed)
+        # every query in one chunk: the returned probabilities themselves, not a copy of them
+        contiguous = attention.probs is None or attention.probs.is_contiguous()
+        every_query = needed is None and len(chunks) == 1 and contiguous
+        for positions in chunks:
+            rows = attention.pattern() if every_query else attention.rows(positions)  # [batch, head, chunk, key kept]
             part = view.rows(positions + offset, rows.shape[-1])
             for score in chunked:
                 partial = call_reduction(
@@ -162,6 +167,9 @@ class PassPlan:
         n_heads: Query heads per layer.
         logit_queries: ``[q]`` positions where some logit score counts (None without logit scores).
         shared: The layer-independent logit inputs (tokens, norm, unembedding), None without logit scores.
+        at_queries: ``(shape, width, chunk index) -> {name: value}``: what logit scores make once for a
+            chunk of queries in every layer (:meth:`~induction_nnsight.scores.declaration.LogitInputs.once`
+            with ``every_layer``), filled as the pass goes.
     """
 
     view: ProbeView
@@ -171,6 +179,7 @@ class PassPlan:
     n_heads: int
     logit_queries: torch.Tensor | None
     shared: LogitInputs | None
+    at_queries: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,7 +230,7 @@ def reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
         start = 0
         # logit reductions are per query; a [batch, head, chunk, d_model] block stays within half the budget
         width = layer.w_out.shape[0] if layer.w_out is not None else 0
-        for chunk in query_chunks(attention, plan.budget // 2, plan.logit_queries, width=width):
+        for j, chunk in enumerate(query_chunks(attention, plan.budget // 2, plan.logit_queries, width=width)):
             inputs = replace(
                 plan.shared,
                 pattern=attention.rows(chunk),
@@ -230,12 +239,14 @@ def reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
                 w_out=layer.w_out,
             )
             start += len(chunk)
+            # every layer's chunk j of the same shape holds the same queries: token masks made once per pass
+            at_queries = plan.at_queries.setdefault((attention.shape, width, j), {})
             for score in plan.logits:
-                declared = replace(inputs, **{name: None for name in LOGIT_INPUTS if not score.reads_input(name)})
+                declared = inputs.declared(score, at_queries)  # what several scores derive alike is made once
                 place = lambda c=chunk, at=layer.index: f"layer {at}, queries at {c.tolist()}"  # noqa: E731
                 parts[score.name].append(call_reduction(score, score.reduce, place, inputs=declared))
         for name, chunks in parts.items():
-            logits[name].append(torch.cat(chunks, dim=-1))  # [batch, head, q]
+            logits[name].append(chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-1))  # [batch, head, q]
     return GroupScores(rows, logits)
 
 

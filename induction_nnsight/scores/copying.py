@@ -8,7 +8,7 @@ weights alone (the eigenvalues of the full OV circuit, Olsson et al. 2022).
 from __future__ import annotations
 
 import torch
-from einops import einsum, rearrange
+from einops import rearrange
 
 
 def copying_logit_boost(
@@ -36,16 +36,20 @@ def copying_logit_boost(
     Returns:
         ``[batch, head, query]`` logit boost before the final norm divides by the residual's scale.
     """
-    n_heads = pattern.shape[1]
+    batch, n_heads, n_query = pattern.shape[:3]
     z = rearrange(head_input, "batch query (head d_head) -> batch head query d_head", head=n_heads)
     w = rearrange(w_out, "d_model (head d_head) -> head d_head d_model", head=n_heads)
-    attended = tokens.gather(1, pattern.argmax(-1).flatten(1)).view(pattern.shape[:3])  # [batch, head, query]
-    direction = unembed[attended].float()  # [batch, head, query, d_model], a fresh gather: edited in place
+    attended = tokens.gather(1, pattern.argmax(-1).flatten(1)).view(batch, n_heads, n_query)
+    # gathered head-major, [head, batch * query, d_model], the layout the batched product reads (no copy
+    # into it), and a fresh gather: edited in place
+    direction = unembed.index_select(0, attended.transpose(0, 1).flatten().to(unembed.device)).float()
+    direction = direction.view(n_heads, batch * n_query, unembed.shape[-1])
     direction.mul_(final_scale).sub_(unembed_mean)
     if center:  # centring the head's output over d_model is centring the direction (a dot product)
         direction.sub_(direction.mean(-1, keepdim=True))
     # (z W_O) . direction = z . (direction W_O^T): one d_model-wide block, the product d_head wide
-    back = einsum(direction, w.float(), "batch head query d_model, head d_head d_model -> batch head query d_head")
+    back = torch.bmm(direction, w.float().transpose(1, 2))  # [head, batch * query, d_head]
+    back = rearrange(back, "head (batch query) d_head -> batch head query d_head", batch=batch)
     return (z.float() * back).sum(-1)
 
 

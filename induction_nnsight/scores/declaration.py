@@ -31,7 +31,7 @@ query chunk and the shapes of what it was given.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -62,6 +62,10 @@ class LogitInputs:
             ``final_scale`` (no vocabulary-sized copy is made).
         final_scale: ``[d_model]`` the final norm's multiplier (1.0 without one).
         unembed_mean: ``[d_model]`` the mean over the vocabulary of the rows scaled by ``final_scale``.
+
+    What several scores derive alike from one chunk is made once for all of them (:meth:`once`):
+    ``anti_induction`` reads the copying boost that ``copying`` makes, and its token mask is made once
+    for every layer.
     """
 
     pattern: torch.Tensor | None = None
@@ -73,6 +77,38 @@ class LogitInputs:
     unembed: torch.Tensor | None = None
     final_scale: torch.Tensor | float | None = None
     unembed_mean: torch.Tensor | None = None
+
+    def __post_init__(self):
+        # what this chunk's scores derive from it (see once): not fields, so replace() starts afresh
+        object.__setattr__(self, "_made", {})
+        object.__setattr__(self, "_made_at_queries", {})
+
+    def once(self, name: str, make: Callable[[], Any], *, every_layer: bool = False) -> Any:
+        """``make()`` the first time a score of this chunk asks for ``name``; the same value after.
+
+        Args:
+            name: Stands for one function of the chunk's inputs (``"copying_boost"``); every score of the
+                chunk gets the value the first one made (see :meth:`declared`).
+            make: Makes it.
+            every_layer: It reads only ``tokens`` and ``positions`` (a token mask), so the heads pass makes
+                it once for these queries and hands it to every layer.
+        """
+        made = self._made_at_queries if every_layer else self._made
+        if name not in made:
+            made[name] = make()
+        return made[name]
+
+    def declared(self, score: HeadScore, at_queries: dict | None = None) -> LogitInputs:
+        """These inputs with the fields ``score`` does not declare set to None, sharing :meth:`once`'s values.
+
+        Args:
+            at_queries: Where the values :meth:`once` makes ``every_layer`` are kept: one dict per chunk of
+                queries for the whole pass (None: this chunk's own).
+        """
+        narrowed = replace(self, **{name: None for name in LOGIT_INPUTS if not score.reads_input(name)})
+        object.__setattr__(narrowed, "_made", self._made)
+        object.__setattr__(narrowed, "_made_at_queries", self._made_at_queries if at_queries is None else at_queries)
+        return narrowed
 
 
 LOGIT_INPUTS = tuple(f.name for f in fields(LogitInputs))

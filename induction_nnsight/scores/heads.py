@@ -39,6 +39,7 @@ from .weights import (
     unembed_mean,
     weight_of,
     weight_plan,
+    weights_key,
 )
 
 __all__ = ["HeadScores", "head_scores", "kind_heatmap"]
@@ -120,8 +121,9 @@ def head_scores(
     local_static = local_mean = None  # weight-only values: here once per model and weights version, else in the trace
     reads = {name for name in LOGIT_INPUTS if any(score.reads_input(name) for score in groups["logits"])}
     if as_settings(remote) is None:  # (on NDIF, and in its dry run, the weights are not here)
-        local_static = cached_static_scores(model, plan, static_kinds) if static_kinds else None
-        local_mean = cached_unembed_mean(model, plan) if "unembed_mean" in reads else None
+        key = weights_key(model, layout) if static_kinds or "unembed_mean" in reads else None  # read once
+        local_static = cached_static_scores(model, plan, static_kinds, key) if static_kinds else None
+        local_mean = cached_unembed_mean(model, plan, key) if "unembed_mean" in reads else None
     masks = _logit_masks(groups["logits"], view)  # name -> [batch, query]
     logit_queries = (  # [q] positions where some row counts a logit score (None without logit scores)
         torch.stack(list(masks.values())).any(0).any(0).nonzero().flatten() if masks else None

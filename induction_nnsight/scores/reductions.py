@@ -99,8 +99,22 @@ def masked_partial(rows: torch.Tensor, key_mask: torch.Tensor, query_mask: torch
     Returns:
         ``(total [batch, head], count [batch, 1])``.
     """
-    mass = (rows.float() * key_mask[:, None].float()).sum(-1)  # [batch, head, chunk]
-    eligible = key_mask.any(-1)  # [batch, chunk]
+    return counted_mass(*key_mass(rows, key_mask), query_mask)
+
+
+def key_mass(rows: torch.Tensor, key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The query-independent half of :func:`masked_partial`: what several scores of one mask share.
+
+    Returns:
+        ``(mass [batch, head, chunk], eligible [batch, chunk])``: each query's attention on the marked
+        keys, and whether it has any.
+    """
+    return (rows.float() * key_mask[:, None].float()).sum(-1), key_mask.any(-1)
+
+
+def counted_mass(mass: torch.Tensor, eligible: torch.Tensor, query_mask: torch.Tensor | None = None) -> Partial:
+    """:func:`masked_partial` from :func:`key_mass`'s ``(mass, eligible)``: summed over the eligible queries
+    (and those ``query_mask`` [batch, chunk] keeps)."""
     if query_mask is not None:
         eligible = eligible & query_mask
     counted = eligible[:, None].float()  # [batch, 1, chunk]

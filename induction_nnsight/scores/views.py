@@ -7,6 +7,7 @@ queries (what a ``partial`` reduction sees), so no mask is ever ``[batch, pos, p
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -92,8 +93,20 @@ class ProbeRows:
         self.n_keys = n_keys
         self._view = view
         self._made: dict[str, torch.Tensor] = {}
+        self._of_rows: dict[str, tuple[torch.Tensor, Any]] = {}  # name -> (the rows it was made from, value)
 
     _once = ProbeView._once
+
+    def once_for(self, rows: torch.Tensor, name: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once for these very ``rows``: what several scores of a chunk reduce alike
+        (``induction_exact`` and ``prefix_matching``: the attention on the induction keys) is made once.
+
+        ``name`` stands for one function of the rows and this view; other rows get their own.
+        """
+        held = self._of_rows.get(name)
+        if held is None or held[0] is not rows:
+            held = self._of_rows[name] = (rows, make())
+        return held[1]
 
     @property
     def tokens(self) -> torch.Tensor:

@@ -123,9 +123,10 @@ def weights_key(model, layout: ModelLayout) -> tuple:
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _cached(model, plan: WeightPlan, items: list, compute) -> dict:
-    """``compute(missing items) -> {item: tensor}`` for the items not cached against the current weights."""
-    key = weights_key(model, plan.layout)
+def _cached(model, plan: WeightPlan, items: list, compute, key: tuple | None = None) -> dict:
+    """``compute(missing items) -> {item: tensor}`` for the items not cached against the current weights
+    (``key``: their :func:`weights_key`, when the caller has just read it)."""
+    key = weights_key(model, plan.layout) if key is None else key
     entries = _CACHE.setdefault(model._module, {})
     missing = [item for item in items if (item, key) not in entries]
     if missing:
@@ -138,8 +139,13 @@ def _cached(model, plan: WeightPlan, items: list, compute) -> dict:
     return {item: entries[(item, key)] for item in items}
 
 
-def cached_static_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> dict[str, torch.Tensor]:
+def cached_static_scores(
+    model, plan: WeightPlan, scores: list[HeadScore], key: tuple | None = None
+) -> dict[str, torch.Tensor]:
     """:func:`static_scores` computed here, outside any trace, once per model and weights version.
+
+    Args:
+        key: The current :func:`weights_key` when already read (None: read here).
 
     Returns:
         ``name -> [n_layers, n_heads]`` on the CPU (a fresh copy, so callers may edit it).
@@ -149,13 +155,14 @@ def cached_static_scores(model, plan: WeightPlan, scores: list[HeadScore]) -> di
         values = static_scores(model, plan, missing)
         return {score: values[score.name] for score in missing}
 
-    return {score.name: value.cpu().clone() for score, value in _cached(model, plan, scores, compute).items()}
+    return {score.name: value.cpu().clone() for score, value in _cached(model, plan, scores, compute, key).items()}
 
 
-def cached_unembed_mean(model, plan: WeightPlan) -> torch.Tensor:
+def cached_unembed_mean(model, plan: WeightPlan, key: tuple | None = None) -> torch.Tensor:
     """:func:`unembed_mean`, once per model and weights version (the copying score's baseline), on the
-    model's device."""
-    return _cached(model, plan, ["unembed_mean"], lambda _: {"unembed_mean": unembed_mean(model, plan)})["unembed_mean"]
+    model's device (``key``: the current :func:`weights_key` when already read)."""
+    compute = lambda _: {"unembed_mean": unembed_mean(model, plan)}  # noqa: E731
+    return _cached(model, plan, ["unembed_mean"], compute, key)["unembed_mean"]
 
 
 def forget_static_scores(model) -> None:
