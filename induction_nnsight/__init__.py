@@ -32,7 +32,7 @@ _SOURCES = {
     "causal.composition": ("composition_scores",),
     "causal.estimators": ("head_attribution",),
     "causal.head_outputs": ("HEAD_METHODS",),
-    "causal.metrics": ("RowMetric", "icl_score", "recovery"),
+    "causal.metrics": ("CausalMetric", "RowMetric", "as_metric", "icl_score", "recovery"),
     "causal.pairs": ("Pair", "repeated_pair", "text_pair"),
     "causal.patch_results": ("PatchResult",),
     "causal.patching": ("patch_heads", "patch_qkv", "patch_residual"),
@@ -111,6 +111,8 @@ __all__ = [
     "HeadDetection",
     "rank_heads",
     # causal validation
+    "CausalMetric",
+    "as_metric",
     "RowMetric",
     "repeated_half_metric",
     "icl_score",

@@ -15,7 +15,7 @@ from ..causal.cost import Cost
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
 from ..causal.head_outputs import check_heads
 from ..causal.head_search import compare
-from ..causal.metrics import pearson
+from ..causal.metrics import metric_names, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT
 from ..causal.patching import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
@@ -32,7 +32,7 @@ from .patch_pairs import pair_for
 
 PAIRS = ("text", "repeated")
 SITES = ("heads", "residual", "qkv")
-METRICS = ("logit_diff", "prob", "loss")
+METRICS = metric_names()  # the registered metrics of one value per row (causal/metrics.py)
 
 
 @dataclass
@@ -54,7 +54,9 @@ class PatchConfig(SeededConfig):
         default_text="the corrupted text's induction guess",
     )
     metric: str | None = option(
-        None, help="text pairs: logit_diff (default with a wrong token), prob, or loss", choices=METRICS
+        None,
+        help=f"text pairs: one of {', '.join(METRICS)} (default: logit_diff with a wrong token, else prob)",
+        choices=METRICS,
     )
     top: int = no_option(ScanConfig.top)  # no table of top heads
     batch: int = 8
@@ -78,7 +80,7 @@ class PatchConfig(SeededConfig):
         if unknown or not self.sites:
             raise InductionError(f"--sites takes a comma-separated subset of {', '.join(SITES)}, got {self.sites}")
         if self.metric is not None and self.metric not in METRICS:
-            raise InductionError(f"--metric must be loss, logit_diff or prob, got {self.metric!r}")
+            raise InductionError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.seeds > 1 and self.pair != "repeated":
             raise InductionError("--seeds draws random tokens: pass --pair repeated, or drop --seeds")
         if self.head is not None and len(parse_heads(self.head, "--head")) != 1:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from ..causal.metrics import RowMetric
 from ..causal.pairs import Pair, repeated_pair, text_pair
 from ..errors import InductionError
 from ..models.layout import model_facts
@@ -64,6 +63,4 @@ def pair_for(model, config) -> Pair:
         metric=config.metric,
         bos_token_id=bos,
     )
-    if pair.metric.name == "loss":
-        pair.metric = RowMetric("loss")
     return pair

@@ -27,7 +27,7 @@ from .ablation_method import METHODS, Ablation
 from .ablation_results import CurveResult, SweepResult
 from .head_outputs import head_edit, head_mask, reference_means
 from .intervals import effect_interval, row_interval
-from .metrics import RowMetric
+from .metrics import CausalMetric, Loss, LossByPosition, MetricFn, as_metric
 from .variants import _run_variant_rows
 
 Head = tuple[int, int]
@@ -64,7 +64,7 @@ def ablation_metrics(
     model,
     tokens: torch.Tensor,
     head_sets: Sequence[Sequence[Head]],
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     *,
     method: str | Ablation = "zero",
     source: torch.Tensor | None = None,
@@ -76,7 +76,7 @@ def ablation_metrics(
         model: An nnsight ``TransformersModel``.
         tokens: ``[batch, pos]`` token ids.
         head_sets: Sets of ``(layer, head)``; an empty set is the unablated model.
-        metric: What to measure (see :class:`~induction_nnsight.causal.metrics.RowMetric`).
+        metric: What to measure (see :class:`~induction_nnsight.causal.metrics.CausalMetric`, or a plain callable).
         method: ``"zero"``, ``"mean"``, ``"resample"``, or an
             :class:`~induction_nnsight.causal.ablation_method.Ablation` (which also holds its rows
             and ``keep_bos``).
@@ -88,6 +88,7 @@ def ablation_metrics(
     Returns:
         ``[n_sets, ...]`` the metric averaged over the batch.
     """
+    metric = as_metric(metric)
     rows = _ablation_rows(model, tokens, head_sets, metric, _ablation(method, source, tokens), as_execution(execution))
     return rows.mean(dim=1)
 
@@ -96,7 +97,7 @@ def ablation_rows(
     model,
     tokens: torch.Tensor,
     head_sets: Sequence[Sequence[Head]],
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     *,
     method: str | Ablation = "zero",
     source: torch.Tensor | None = None,
@@ -108,6 +109,7 @@ def ablation_rows(
     Returns:
         ``[n_sets, batch, ...]`` the metric of each row with each set ablated (``resample``: the mean over draws).
     """
+    metric = as_metric(metric)
     return _ablation_rows(model, tokens, head_sets, metric, _ablation(method, source, tokens), as_execution(execution))
 
 
@@ -146,7 +148,7 @@ def ablate_heads(
     Returns:
         ``[pos - 1]`` mean next-token loss at each position.
     """
-    metric = RowMetric("loss_by_position")
+    metric = LossByPosition()
     run = as_execution(execution).replace(progress=False)
     return ablation_metrics(model, tokens, [list(heads)], metric, method=method, source=source, execution=run)[0]
 
@@ -154,7 +156,7 @@ def ablate_heads(
 def ablation_sweep(
     model,
     tokens: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     *,
     method: str | Ablation = "zero",
     source: torch.Tensor | None = None,
@@ -169,6 +171,7 @@ def ablation_sweep(
     Returns:
         A :class:`SweepResult` with ``[n_layers, n_heads]`` tables.
     """
+    metric = as_metric(metric)
     facts = model_facts(model)
     chosen = list(range(facts.n_layers)) if layers is None else list(layers)
     for layer in chosen:
@@ -228,7 +231,7 @@ def random_head_draws(
 def ablation_curve(
     model,
     tokens: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     ranked_heads: Sequence[Head],
     *,
     draws: RandomDraws | None = None,
@@ -241,7 +244,7 @@ def ablation_curve(
     Args:
         model: An nnsight ``TransformersModel``.
         tokens: ``[batch, pos]`` token ids.
-        metric: What to measure (see :class:`~induction_nnsight.causal.metrics.RowMetric`).
+        metric: What to measure (see :class:`~induction_nnsight.causal.metrics.CausalMetric`, or a plain callable).
         ranked_heads: The ``K`` heads, best first (e.g. the top induction heads).
         draws: The random sets to compare with (:class:`RandomDraws`; None: 5 draws from
             any layer, seed 0).
@@ -255,6 +258,7 @@ def ablation_curve(
         A :class:`CurveResult` with ``[K]`` top-set values and ``[n_draws, K]`` random ones, and
         bootstrap intervals over rows of the top values and of the random draws' mean.
     """
+    metric = as_metric(metric)
     facts = model_facts(model)
     control = draws or RandomDraws()
     top = [tuple(h) for h in ranked_heads]
@@ -285,6 +289,6 @@ def ablation_curve(
     )
 
 
-def repeated_half_metric(seq_len: int, bos: bool) -> RowMetric:
-    """Mean loss on the repeated copy of repeated-token rows, as a :class:`RowMetric`."""
-    return RowMetric("loss", loss_positions=repeated_half_slice(seq_len, bos))
+def repeated_half_metric(seq_len: int, bos: bool) -> Loss:
+    """Mean loss on the repeated copy of repeated-token rows, as a :class:`~induction_nnsight.causal.metrics.Loss`."""
+    return Loss(loss_positions=repeated_half_slice(seq_len, bos))

@@ -35,7 +35,7 @@ from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
 from .cost import ESTIMATORS, Cost, passes
 from .head_outputs import HEAD_METHODS
-from .metrics import RowMetric
+from .metrics import CausalMetric, MetricFn
 
 __all__ = [
     "DEFAULT_ESTIMATOR",
@@ -103,7 +103,7 @@ def _check(method: str, tokens: torch.Tensor, source: torch.Tensor | None, estim
 def head_estimate(
     model,
     tokens: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     method: str = "zero",
     *,
     source: torch.Tensor | None = None,
@@ -161,7 +161,7 @@ def head_estimate(
 def head_attribution(
     model,
     tokens: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     method: str = "source",
     *,
     source: torch.Tensor | None = None,

@@ -22,7 +22,7 @@ from ..scores.ranking import rank_heads
 from .ablation import ablation_metrics
 from .cost import Cost, passes
 from .estimators import Estimator, HeadEstimate, head_estimate
-from .metrics import RowMetric, pearson
+from .metrics import CausalMetric, MetricFn, pearson
 from .variants import variants_per_trace
 
 __all__ = ["HeadSearch", "SearchResult", "compare", "search_heads", "spearman", "variants_cost"]
@@ -108,7 +108,7 @@ class SearchResult:
 def search_heads(
     model,
     tokens: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     method: str = "zero",
     *,
     source: torch.Tensor | None = None,

@@ -1,13 +1,21 @@
-"""Causal metrics: pure tensor functions of logits or losses.
+"""Causal metrics: pure tensor functions of logits or losses, and the metric objects sweeps take.
 
 They run inside a trace (so only their small results are saved, or sent back
 from NDIF) and equally on plain tensors in tests. Every function keeps leading
 dimensions, so one call scores many rows or many patched variants at once.
+
+What a sweep measures follows the :class:`CausalMetric` protocol (a call giving one value per
+row, a ``name``, a ``label`` with its unit, ``higher_is_better``). The built-in ones are the
+small classes below, registered by name in :data:`METRICS` (the CLI's ``--metric`` choices
+come from there); :func:`as_metric` makes one of a plain callable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -132,85 +140,234 @@ def recovery(patched, corrupted, clean):
     return (patched - corrupted) / (clean - corrupted)
 
 
-class RowMetric:
-    """A metric of each row's logits, applied inside a trace to many rows at once.
+@runtime_checkable
+class CausalMetric(Protocol):
+    """What every causal sweep measures: one number per row of a run's logits.
 
-    Names:
-        ``"loss"``: mean next-token loss over chosen loss indices (default: the
-        repeated half); lower is better.
-        ``"loss_by_position"``: the ``[pos - 1]`` loss vector of each row.
-        ``"logit_diff"``: correct minus wrong logit at one position.
-        ``"prob"``: the correct token's probability at one position.
+    A metric is called inside the trace (so use tensor operations only, no ``.item()``) on the
+    edited rows, and only its small result leaves the trace.
 
-    Calling it on ``logits [rows, pos, vocab]`` and ``tokens [rows, pos]`` gives
-    ``[rows]`` (``[rows, pos - 1]`` for ``loss_by_position``). When ``rows`` is a
-    multiple of the number of ``correct`` ids, the ids repeat across the groups
-    of rows (one group per patched variant).
+    Attributes:
+        name: An identifier (a key of :data:`METRICS` for a registered metric).
+        label: What the numbers are, with their unit, for chart axes and results
+            (e.g. ``"loss (nats)"``).
+        higher_is_better: True when a larger value means more of the behaviour (a logit
+            difference, a probability), False for losses.
+
+    Calling it on ``logits [batch, pos, vocab]`` and ``tokens [batch, pos]`` returns
+    ``[batch]``, one value per row. ``batch`` is the number of target rows times the number of
+    variants in the trace (the rows repeat once per variant).
     """
 
-    NAMES = ("loss", "loss_by_position", "logit_diff", "prob")
+    name: str
+    label: str
+    higher_is_better: bool
 
-    def __init__(
-        self,
-        name: str = "loss",
-        *,
-        loss_positions: slice | Sequence[int] | None = None,
-        position: int = -1,
-        correct: torch.Tensor | None = None,
-        wrong: torch.Tensor | None = None,
-    ) -> None:
-        if name not in self.NAMES:
-            raise InductionError(f"unknown metric {name!r}: pass one of {', '.join(self.NAMES)}")
-        if name in ("logit_diff", "prob") and correct is None:
-            raise InductionError(f"metric {name} needs a correct token")
-        if name == "logit_diff" and wrong is None:
-            raise InductionError("metric logit_diff needs a wrong token: pass --wrong, or use --metric prob")
-        self.name = name
-        self.loss_positions = loss_positions
-        self.position = position
-        self.correct = None if correct is None else torch.as_tensor(correct).long().reshape(-1)
-        self.wrong = None if wrong is None else torch.as_tensor(wrong).long().reshape(-1)
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor: ...
 
-    @property
-    def higher_is_better(self) -> bool:
-        """False for losses, True for logit differences and probabilities."""
-        return self.name in ("logit_diff", "prob")
 
-    @property
-    def label(self) -> str:
-        """Human-readable name for chart axes."""
-        return {
-            "loss": "loss (nats)",
-            "loss_by_position": "loss (nats)",
-            "logit_diff": "logit difference",
-            "prob": "correct-token probability",
-        }[self.name]
+MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-    def _ids(self, ids: torch.Tensor, rows: int, device) -> torch.Tensor:
-        if rows % ids.numel():
-            raise InductionError(f"{ids.numel()} token ids do not divide {rows} rows")
-        return ids.to(device).repeat(rows // ids.numel())
+METRICS: dict[str, Callable[..., CausalMetric]] = {}
+"""The registered metrics, by name: each a factory (usually the metric's class) taking its options
+as keywords. The CLI's ``--metric`` choices are read from here."""
+
+
+def register_metric(factory):
+    """Register a metric class (or factory with a ``name`` attribute) under its ``name``; use it as a
+    class decorator. Returns ``factory``.
+
+    Raises:
+        InductionError: When another metric has that name.
+    """
+    name = factory.name
+    if METRICS.get(name, factory) is not factory:
+        raise InductionError(f"a metric named {name!r} is already registered: pick another name")
+    METRICS[name] = factory
+    return factory
+
+
+def metric_names(per_row: bool = True) -> tuple[str, ...]:
+    """Names of the registered metrics (``per_row``: those giving one value per row, as sweeps need)."""
+    return tuple(n for n, f in METRICS.items() if not (per_row and getattr(f, "per_position", False)))
+
+
+def make_metric(name: str, **options) -> CausalMetric:
+    """The registered metric ``name`` made with ``options``; options its factory does not take are
+    ignored (a text pair offers its tokens to every metric).
+
+    Example:
+        >>> make_metric("prob", correct=torch.tensor([2]), wrong=None).label
+        'correct-token probability'
+    """
+    factory = METRICS.get(name)
+    if factory is None:
+        raise InductionError(f"unknown metric {name!r}: pass one of {', '.join(METRICS)}")
+    parameters = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        options = {k: v for k, v in options.items() if k in parameters}
+    return factory(**options)
+
+
+@dataclass(frozen=True, eq=False)
+class FunctionMetric:
+    """A plain callable ``fn(logits, tokens) -> [batch]`` with the fields of :class:`CausalMetric`."""
+
+    fn: MetricFn
+    name: str
+    label: str
+    higher_is_better: bool = False
 
     def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        rows = logits.shape[0]
-        if self.name in ("loss", "loss_by_position"):
-            if self.name == "loss_by_position" or self.loss_positions is None:
-                losses = token_losses(logits, tokens)
-                if self.name == "loss_by_position":
-                    return losses
-                return losses.mean(dim=-1)
-            index = self.loss_positions
-            if isinstance(index, slice):
-                index = list(range(*index.indices(tokens.shape[1] - 1)))
-            index = torch.as_tensor(list(index), device=logits.device)
-            picked = logits[:, index]  # [rows, n, vocab]: only the positions scored
-            targets = tokens.to(logits.device)[:, index + 1]
-            return F.cross_entropy(picked.transpose(1, 2).float(), targets, reduction="none").mean(dim=-1)
-        last = logits[:, self.position]  # [rows, vocab]
-        correct = self._ids(self.correct, rows, logits.device)
-        if self.name == "prob":
-            return correct_prob(last, correct)
-        return logit_diff(last, correct, self._ids(self.wrong, rows, logits.device))
+        return self.fn(logits, tokens)
+
+
+def as_metric(
+    metric: CausalMetric | MetricFn,
+    *,
+    name: str | None = None,
+    label: str | None = None,
+    higher_is_better: bool | None = None,
+) -> CausalMetric:
+    """``metric`` as a :class:`CausalMetric`: one already is returned as it is (unless a field is
+    given), a plain callable ``fn(logits [batch, pos, vocab], tokens [batch, pos]) -> [batch]`` is
+    wrapped. Its name defaults to ``fn.__name__``, its label to the name, ``higher_is_better`` to
+    False (a loss, like the default metric).
+
+    Example:
+        >>> m = as_metric(lambda logits, tokens: logits[:, -1, 0], label="logit of token 0", higher_is_better=True)
+        >>> m.name, m.label, m(torch.ones(2, 3, 4), torch.zeros(2, 3)).tolist()
+        ('metric', 'logit of token 0', [1.0, 1.0])
+    """
+    fields = {"name": name, "label": label, "higher_is_better": higher_is_better}
+    if isinstance(metric, CausalMetric) and all(v is None for v in fields.values()):
+        return metric
+    if not callable(metric):
+        raise InductionError(f"a metric is a callable (logits, tokens) -> [batch], got {type(metric).__name__}")
+    base = getattr(metric, "__name__", "metric")
+    name = name or getattr(metric, "name", None) or ("metric" if base == "<lambda>" else base)
+    label = label or getattr(metric, "label", None) or name
+    if higher_is_better is None:
+        higher_is_better = bool(getattr(metric, "higher_is_better", False))
+    return FunctionMetric(metric, name, label, higher_is_better)
+
+
+def _scored_losses(logits: torch.Tensor, tokens: torch.Tensor, positions: slice | Sequence[int]) -> torch.Tensor:
+    """``[batch]`` mean next-token loss over the loss indices ``positions``, from their logits only."""
+    index = positions
+    if isinstance(index, slice):
+        index = list(range(*index.indices(tokens.shape[1] - 1)))
+    index = torch.as_tensor(list(index), device=logits.device)
+    picked = logits[:, index]  # [batch, n, vocab]: only the positions scored
+    targets = tokens.to(logits.device)[:, index + 1]  # [batch, n]
+    return F.cross_entropy(picked.transpose(1, 2).float(), targets, reduction="none").mean(dim=-1)
+
+
+@register_metric
+@dataclass(frozen=True, eq=False)
+class Loss:
+    """Mean next-token loss over chosen loss indices (None: every one); lower is better.
+
+    ``loss_positions`` index the ``[pos - 1]`` loss vector (the repeated half:
+    :func:`~induction_nnsight.scores.losses.repeated_half_slice`).
+    """
+
+    loss_positions: slice | Sequence[int] | None = None
+    name: ClassVar[str] = "loss"
+    label: ClassVar[str] = "loss (nats)"
+    higher_is_better: ClassVar[bool] = False
+
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        if self.loss_positions is None:
+            return token_losses(logits, tokens).mean(dim=-1)
+        return _scored_losses(logits, tokens, self.loss_positions)
+
+
+@register_metric
+@dataclass(frozen=True, eq=False)
+class LossByPosition:
+    """The ``[batch, pos - 1]`` loss vector of each row. Not one value per row: it is for
+    :func:`~induction_nnsight.causal.ablation.ablate_heads`, not for sweeps or the CLI's ``--metric``."""
+
+    name: ClassVar[str] = "loss_by_position"
+    label: ClassVar[str] = "loss (nats)"
+    higher_is_better: ClassVar[bool] = False
+    per_position: ClassVar[bool] = True
+
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return token_losses(logits, tokens)
+
+
+def _ids(ids: torch.Tensor, rows: int, device) -> torch.Tensor:
+    """``[rows]`` the ids repeated over the groups of rows (one group per variant)."""
+    if rows % ids.numel():
+        raise InductionError(f"{ids.numel()} token ids do not divide {rows} rows")
+    return ids.to(device).repeat(rows // ids.numel())
+
+
+def _token_ids(ids, what: str) -> torch.Tensor:
+    if ids is None:
+        raise InductionError(what)
+    return torch.as_tensor(ids).long().reshape(-1)
+
+
+@register_metric
+@dataclass(frozen=True, eq=False)
+class LogitDiff:
+    """Correct minus wrong logit at one position (default the last); higher is better.
+
+    ``correct`` and ``wrong`` are one token id each or one per row; when the rows are a multiple of
+    the ids, the ids repeat across the groups of rows (one group per patched variant).
+    """
+
+    correct: torch.Tensor | None = None
+    wrong: torch.Tensor | None = None
+    position: int = -1
+    name: ClassVar[str] = "logit_diff"
+    label: ClassVar[str] = "logit difference"
+    higher_is_better: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "correct", _token_ids(self.correct, "metric logit_diff needs a correct token"))
+        need = "metric logit_diff needs a wrong token: pass --wrong, or use --metric prob"
+        object.__setattr__(self, "wrong", _token_ids(self.wrong, need))
+
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        rows, last = logits.shape[0], logits[:, self.position]  # [batch, vocab]
+        return logit_diff(last, _ids(self.correct, rows, logits.device), _ids(self.wrong, rows, logits.device))
+
+
+@register_metric
+@dataclass(frozen=True, eq=False)
+class Prob:
+    """The correct token's probability at one position (default the last); higher is better."""
+
+    correct: torch.Tensor | None = None
+    position: int = -1
+    name: ClassVar[str] = "prob"
+    label: ClassVar[str] = "correct-token probability"
+    higher_is_better: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "correct", _token_ids(self.correct, "metric prob needs a correct token"))
+
+    def __call__(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        rows, last = logits.shape[0], logits[:, self.position]  # [batch, vocab]
+        return correct_prob(last, _ids(self.correct, rows, logits.device))
+
+
+class RowMetric:
+    """A built-in metric by name: ``RowMetric(name, **options)`` is :func:`make_metric` (kept for
+    code written before the :class:`CausalMetric` protocol; it returns the metric's own class).
+
+    Names (:data:`NAMES`, the registered ones): ``"loss"`` (:class:`Loss`), ``"loss_by_position"``
+    (:class:`LossByPosition`), ``"logit_diff"`` (:class:`LogitDiff`), ``"prob"`` (:class:`Prob`).
+    """
+
+    NAMES = tuple(METRICS)
+
+    def __new__(cls, name: str = "loss", **options) -> CausalMetric:  # type: ignore[misc]
+        return make_metric(name, **options)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:

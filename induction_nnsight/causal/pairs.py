@@ -14,7 +14,7 @@ import torch
 from ..errors import InductionError
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
 from ..scores.losses import repeated_half_slice
-from .metrics import RowMetric
+from .metrics import CausalMetric, Loss, MetricFn, as_metric, make_metric
 
 DEFAULT_CLEAN_TEXT = "The cat sat on the mat. The cat sat on the"
 DEFAULT_CORRUPTED_TEXT = "The cat sat on the rug. The cat sat on the"
@@ -34,7 +34,7 @@ class Pair:
 
     clean: torch.Tensor
     corrupted: torch.Tensor
-    metric: RowMetric
+    metric: CausalMetric
     description: str
     labels: list[str] | None = None
 
@@ -71,7 +71,7 @@ def repeated_pair(
     shift = torch.randint(1, max(2, high - low), first.shape, generator=generator)
     corrupted = clean.clone()
     corrupted[:, b : b + seq_len] = low + (first - low + shift) % (high - low)
-    metric = RowMetric("loss", loss_positions=repeated_half_slice(seq_len, b == 1))
+    metric = Loss(loss_positions=repeated_half_slice(seq_len, b == 1))
     return Pair(clean, corrupted, metric, f"{batch} x repeated {seq_len} random tokens, first copy corrupted")
 
 
@@ -102,7 +102,7 @@ def text_pair(
     *,
     correct: str | None = None,
     wrong: str | None = None,
-    metric: str | None = None,
+    metric: str | CausalMetric | MetricFn | None = None,
     bos_token_id: int | None = None,
 ) -> Pair:
     """A pair of texts of equal token length, scored at the last position.
@@ -119,7 +119,9 @@ def text_pair(
         wrong: A token to compare with (logit difference); by default the
             corrupted text's induction guess when it differs (``" rug"``), else none.
         metric: ``"logit_diff"`` (default when ``wrong`` is given), ``"prob"``
-            (default otherwise), or ``"loss"`` over every position.
+            (default otherwise), ``"loss"`` over every position, or any registered name
+            (:func:`~induction_nnsight.causal.metrics.make_metric` passes it ``correct`` and ``wrong``
+            ids, ``[1]`` each); or a metric object or plain callable, used as it is.
         bos_token_id: Prepended to both texts when given.
 
     Returns:
@@ -147,10 +149,12 @@ def text_pair(
     else:  # the corrupted text's own induction guess, when it names another token
         wrong_id = _induction_guess(tokenizer, corrupted_ids, len(head)) if correct is None else None
         wrong_id = None if wrong_id == correct_id else wrong_id
-    name = metric or ("logit_diff" if wrong_id is not None else "prob")
-    row_metric = RowMetric(
-        name, correct=torch.tensor([correct_id]), wrong=None if wrong_id is None else torch.tensor([wrong_id])
-    )
+    if metric is None or isinstance(metric, str):
+        name = metric or ("logit_diff" if wrong_id is not None else "prob")
+        wrong_ids = None if wrong_id is None else torch.tensor([wrong_id])
+        row_metric = make_metric(name, correct=torch.tensor([correct_id]), wrong=wrong_ids)
+    else:
+        row_metric = as_metric(metric)
     labels = [tokenizer.decode([i]) for i in clean_ids]
     answer = tokenizer.decode([correct_id]) + ("" if wrong_id is None else f" vs {tokenizer.decode([wrong_id])}")
     return Pair(

@@ -31,7 +31,7 @@ from .head_outputs import head_edit
 from .head_search import variants_cost
 from .head_weights import projection_slice
 from .intervals import recovery_interval
-from .metrics import RowMetric
+from .metrics import CausalMetric, MetricFn, as_metric
 from .patch_results import PatchResult
 from .variants import Rows, _run_variant_rows
 
@@ -62,7 +62,7 @@ def _patch(model, pair, metric, n_variants, edit, execution: Execution | None, d
     return float(clean_rows.mean()), float(values[0]), values[1:], interval, cost
 
 
-def _grid(found: tuple, labels: tuple[list[str], list[str]], metric: RowMetric, name: str) -> PatchResult:
+def _grid(found: tuple, labels: tuple[list[str], list[str]], metric: CausalMetric, name: str) -> PatchResult:
     """The :class:`PatchResult` of :func:`_patch`'s output, its grid shaped by its ``(rows, columns)`` labels."""
     clean_value, corrupted_value, values, (low, high), cost = found
     shape = (len(labels[0]), len(labels[1]))
@@ -84,7 +84,7 @@ def patch_heads(
     model,
     clean: torch.Tensor,
     corrupted: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     *,
     layers: Sequence[int] | None = None,
     execution: Execution | None = None,
@@ -103,6 +103,7 @@ def patch_heads(
     Returns:
         A :class:`PatchResult` with ``[n_layers, n_heads]`` grids.
     """
+    metric = as_metric(metric)
     facts = model_facts(model)
     chosen = list(range(facts.n_layers)) if layers is None else list(layers)
     masks = torch.zeros(1 + len(chosen) * facts.n_heads, facts.n_layers, facts.n_heads, dtype=torch.bool)
@@ -147,7 +148,7 @@ def patch_residual(
     model,
     clean: torch.Tensor,
     corrupted: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     *,
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
@@ -158,6 +159,7 @@ def patch_residual(
     Returns:
         A :class:`PatchResult` with ``[n_layers_swept, n_positions]`` grids.
     """
+    metric = as_metric(metric)
     facts = model_facts(model)
     _check_pair(clean, corrupted)
     layer_list = list(range(facts.n_layers)) if layers is None else list(layers)
@@ -197,7 +199,7 @@ def patch_qkv(
     model,
     clean: torch.Tensor,
     corrupted: torch.Tensor,
-    metric: RowMetric,
+    metric: CausalMetric | MetricFn,
     layer: int,
     head: int,
     *,
@@ -213,6 +215,7 @@ def patch_qkv(
         A :class:`PatchResult` with ``[3, n_positions + 1]`` grids: rows q, k, v;
         the last column patches every position.
     """
+    metric = as_metric(metric)
     facts = model_facts(model)
     _check_pair(clean, corrupted)
     if not (0 <= layer < facts.n_layers and 0 <= head < facts.n_heads):
