@@ -1,6 +1,6 @@
 """The plans of docs/ndif_scale.md's "Planning a job": what jobs on Llama-3.1-70B and 405B would send to NDIF.
 
-    python scripts/ndif_plans.py       # writes results/ndif_plans.json (offline; about 20 minutes on 2 cores)
+    python scripts/ndif_plans.py       # writes results/ndif_plans.json (offline; minutes on 2 cores)
 
 Each entry is ``induction-nnsight <command> --plan`` (:mod:`induction_nnsight.app.plan_job`) on the
 shipped config of the model, with nothing sent: the default scan; ``ablate`` with ``--search
@@ -39,7 +39,22 @@ def jobs(n_layers: int) -> dict[str, list[str]]:
         "ablate_estimate": ["ablate", "--search", "estimate"],
         "ablate_one_layer": ["ablate", "--layers", str(middle)],
         "circuit_estimate": ["circuit", "--targets", f"L{middle}H0", "--search", "estimate"],
+        **{f"default_{name.replace('-', '_')}": argv for name, argv in DEFAULTS.items()},
     }
+
+
+DEFAULTS = {
+    "heads": ["heads"],
+    "report": ["report"],
+    "attention": ["attention", "--prompt", "The cat sat on the mat.", "--layer", "1", "--head", "0"],
+    "ablate": ["ablate"],
+    "patch": ["patch"],
+    "circuit": ["circuit"],
+    "dual-route": ["dual-route"],
+    "icl": ["icl"],
+}
+"""Every command that plans, with its defaults (``attention`` needs a prompt and a head; ``scan`` is above;
+``dynamics`` plans checkpoints of a training run, which these models have none of)."""
 
 
 def main() -> None:
