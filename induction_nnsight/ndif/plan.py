@@ -16,12 +16,15 @@ every trace and session a :class:`PlanBackend`, which
    CPU tensors of those shapes (:func:`~.meta_run.stand_in`) so its code finishes;
 4. estimates the request's server seconds from its FLOPs at :data:`DEFAULT_FLOP_RATE`.
 
-Steps 2-4 are the slow ones (a 405B forward pass on the meta device takes seconds here), so a
-request whose ``shape`` is known (the session loop keys each request by its chunks'
-:data:`~induction_nnsight.ndif.sessions.ChunkShape`) runs once per distinct shape: a later request of
-that shape is serialized (its bytes up are its own) and takes the passes, FLOPs and bytes down
-measured for the first. The totals equal those of tracing every request
-(``tests/integration/test_plan_shapes.py``, for every command).
+Steps 1-4 are slow for a large model (a 405B forward pass on the meta device takes seconds here,
+and serializing a request ships this package's source, half a second), so the session loop keys
+each trace by what its cost depends on (:data:`~induction_nnsight.ndif.sessions.ChunkShape`) and a
+plan runs one trace of each key alone on the meta device (:meth:`PlanBackend.probe`): a request is
+priced from its traces' measures (passes and FLOPs add up, the saved values' sizes follow from
+their shapes), and a request whose traces have the keys of one serialized before takes its size
+(requests of one shape differ only in which variants they hold, a few bytes of compressed
+pickle). The totals equal those of running every request, the bytes up within 0.1%
+(``tests/integration/test_plan_shapes.py``, every command).
 
 The session loop sizes the next request by the estimated seconds of the last one, as it would
 by the measured ones on NDIF (:func:`~induction_nnsight.ndif.sessions.run_chunks`).
@@ -148,7 +151,9 @@ class JobPlan:
     by_shape: bool = True
     """Trace one request per shape and reuse its measures (False: trace every request, slowly)."""
     measured: dict = field(default_factory=dict, repr=False)
-    """Per request shape, what its first request measured (:class:`PlanBackend`)."""
+    """Per trace shape, what its first trace measured (:class:`PlanBackend`)."""
+    sizes: dict = field(default_factory=dict, repr=False)
+    """Per request shape (its traces' shapes in order), the serialized size of its first request."""
 
     def seconds(self, request: RequestPlan) -> float:
         """Estimated server seconds of ``request``: its FLOPs at :attr:`flop_rate`."""
@@ -230,9 +235,13 @@ class PlanBackend:
         from nnsight.schema.request import RequestModel
 
         pull_env()  # as NdifBackend: local modules ship by value
-        blob = RequestModel.serialize(tracer, compress=True)
+        size = self.plan.sizes.get(self.keys) if self.keys is not None else None
+        if size is None:  # serializing ships this package's source: about half a second a request
+            size = len(RequestModel.serialize(tracer, compress=True))
+            if self.keys is not None:
+                self.plan.sizes[self.keys] = size
         try:
-            check_size(len(blob), self.max_bytes)
+            check_size(size, self.max_bytes)
         except RequestTooLarge:
             self.plan.refused += 1
             raise
@@ -241,7 +250,7 @@ class PlanBackend:
             values = _from_likes(known.saved)
         else:
             known, values = _measure(self.model, tracer)
-        request = RequestPlan(len(blob), known.bytes_down, known.passes, known.flops)
+        request = RequestPlan(size, known.bytes_down, known.passes, known.flops)
         self.plan.requests.append(request)
         self.server_seconds = self.plan.seconds(request)
         _push(tracer, values)
