@@ -380,9 +380,7 @@ def phase_test(
         "the threshold calibrated on simulated smooth series (docs/dynamics.md)",
     }
     if len(steps) < ABRUPT_PARAMETERS:
-        note = (
-            f"no phase change found: {len(steps)} checkpoints are too few for the test, which needs {ABRUPT_PARAMETERS}"
-        )
+        note = f"no phase-change test on {len(steps)} checkpoints: it needs {ABRUPT_PARAMETERS}"
         return {**test, "change": None, "note": note}
     noise_floor = row_noise(score_sd)
     fit = {k: float(v[0]) for k, v in bic_difference(steps, torch.tensor(best), noise_floor).items()}

@@ -74,7 +74,7 @@ def test_row_noise_can_veto_a_rise():
 
 def test_too_few_checkpoints():
     assert phase_test([0, 10], [0.0, 0.9])["change"] is None
-    assert phase_test([0, 10, 20, 30], [0.0, 0.0, 0.9, 0.9])["note"].startswith("no phase change found: 4 checkpoints")
+    assert phase_test([0, 10, 20, 30], [0.0, 0.0, 0.9, 0.9])["note"].startswith("no phase-change test on 4 checkpoints")
 
 
 def ramp(steps, shape, noise=0.0, seed=0):
