@@ -5,10 +5,11 @@
 Each entry is ``induction-nnsight <command> --plan`` (:mod:`induction_nnsight.app.plan_job`) on the
 shipped config of the model, with nothing sent: the default scan; ``ablate`` with ``--search
 estimate`` (estimate every head, ablate the strongest exactly); the exhaustive per-head sweep of
-one middle layer (``--layers``; the whole model's sweep sends one such set of traces per layer,
-and planning all of them on the meta device takes an hour per model here); ``circuit`` into one
-given head of the middle layer with ``--search estimate`` (a plan cannot pick the targets: they
-depend on the scores). The file is rewritten after each entry.
+one middle layer (``--layers``); ``circuit`` into one given head of the middle layer with
+``--search estimate`` (a plan cannot pick the targets: they depend on the scores); and every command
+that plans, with its defaults (``default_<command>``; the whole-model sweep among them). Each entry
+records ``planning_seconds``, the time its plan took here: the benchmark of ``--plan`` answering in
+seconds. The file is rewritten after each entry.
 """
 
 from __future__ import annotations
