@@ -99,26 +99,25 @@ class _Like:
     dtype: torch.dtype
 
 
+def _mapped(value, leaf: type, fn: Callable):
+    """``value`` (nested in lists, tuples and dicts, as a trace saves it), each ``leaf`` replaced by ``fn(leaf)``."""
+    if isinstance(value, leaf):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mapped(v, leaf, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _mapped(v, leaf, fn) for k, v in value.items()}
+    return value
+
+
 def _likes(value):
     """``value`` with every tensor replaced by its :class:`_Like`."""
-    if isinstance(value, torch.Tensor):
-        return _Like(tuple(value.shape), value.dtype)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_likes(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _likes(v) for k, v in value.items()}
-    return value
+    return _mapped(value, torch.Tensor, lambda t: _Like(tuple(t.shape), t.dtype))
 
 
 def _from_likes(value):
     """The inverse of :func:`_likes`: fresh :func:`~.meta_run.stand_in` tensors."""
-    if isinstance(value, _Like):
-        return stand_in(value.shape, value.dtype)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_from_likes(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _from_likes(v) for k, v in value.items()}
-    return value
+    return _mapped(value, _Like, lambda like: stand_in(like.shape, like.dtype))
 
 
 @dataclass
@@ -183,13 +182,7 @@ class JobPlan:
 
 def _stand_ins(value):
     """``value`` with every meta tensor replaced by a CPU :func:`~.meta_run.stand_in` of its shape and dtype."""
-    if isinstance(value, torch.Tensor):
-        return stand_in(value.shape, value.dtype) if value.device.type == "meta" else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_stand_ins(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _stand_ins(v) for k, v in value.items()}
-    return value
+    return _mapped(value, torch.Tensor, lambda t: stand_in(t.shape, t.dtype) if t.device.type == "meta" else t)
 
 
 class PlanBackend:
@@ -220,10 +213,7 @@ class PlanBackend:
     def probe(self, key) -> Callable[[object], None]:
         """A backend for a session of one trace of shape ``key``: measured and kept, not a request."""
 
-        def measure(tracer) -> None:
-            from nnsight.ndif import pull_env
-
-            pull_env()
+        def measure(tracer) -> None:  # nothing is serialized: no environment to pull
             known, values = _measure(self.model, tracer)
             self.plan.measured[key] = known
             _push(tracer, values)
