@@ -17,12 +17,12 @@ from ..causal.ablation_results import SweepResult
 from ..causal.cost import Cost, passes
 from ..causal.estimators import Estimator, head_estimate
 from ..causal.head_search import HeadSearch, compare, search_heads, variants_cost
-from ..causal.intervals import distinguishable
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..names import head_name
 from ..ndif.execution import Execution
 from ..scores.ranking import rank_heads
+from ..stats import ALPHA
 from .outputs import rounded, table
 
 SEARCHES = ("exhaustive", "estimate")
@@ -65,7 +65,7 @@ def _comparison(estimate: torch.Tensor, exact: torch.Tensor) -> dict:
     }
 
 
-def _interval_rows(delta: torch.Tensor, low: torch.Tensor | None, high: torch.Tensor | None) -> list[dict]:
+def _interval_rows(delta: torch.Tensor, low, high, q) -> list[dict]:
     rows = []
     for layer, head in rank_heads(delta):
         row = {"layer": layer, "head": head, "delta": rounded(delta[layer, head])}
@@ -73,7 +73,8 @@ def _interval_rows(delta: torch.Tensor, low: torch.Tensor | None, high: torch.Te
             row |= {
                 "ci_low": rounded(low[layer, head]),
                 "ci_high": rounded(high[layer, head]),
-                "distinguishable_from_zero": bool(distinguishable(low[layer, head], high[layer, head])),
+                "q": rounded(q[layer, head]),  # Benjamini-Hochberg over every head swept
+                "distinguishable_from_zero": bool(q[layer, head] <= ALPHA),
             }
         rows.append(row)
     return rows
@@ -94,7 +95,7 @@ def sweep_section(
     method, source = ablation.estimated(tokens.shape[0])
     n_ref = 0 if source is None or method != "mean" else source.shape[0]
     started = time.perf_counter()
-    low = high = None
+    low = high = q = None
     if config.search == "estimate":
         found = search_heads(
             model,
@@ -116,7 +117,7 @@ def sweep_section(
     else:
         result = ablation_sweep(model, tokens, metric, method=ablation, layers=config.layers, execution=execution)
         seconds = time.perf_counter() - started
-        delta, baseline, low, high = result.delta, result.baseline, result.ci_low, result.ci_high
+        delta, baseline, low, high, q = result.delta, result.baseline, result.ci_low, result.ci_high, result.q_values
         n = int(torch.isfinite(delta).sum())
         started = time.perf_counter()
         estimate = head_estimate(model, tokens, metric, method, source=source, estimator=estimator, execution=execution)
@@ -135,7 +136,7 @@ def sweep_section(
         "values": table(result.values),
         "delta": table(delta),
         "seconds": round(seconds, 2),
-        "rows": _interval_rows(delta, low, high),
+        "rows": _interval_rows(delta, low, high, q),
         **details,
     }
     return details, attribution, result

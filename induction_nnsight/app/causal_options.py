@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..causal.ablation_method import DEFAULT_REFERENCE_ROWS, DEFAULT_RESAMPLE_DRAWS, METHODS, Ablation
-from ..causal.intervals import INTERVAL_METHOD
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..probes.tokens import repeated_tokens
+from ..stats import CORRECTION, INTERVAL_METHOD
 from .jobs import ScanConfig, scan_tokens
 from .options import option, positive
 
@@ -44,7 +44,7 @@ class SeededConfig(ScanConfig):
 
     def interval_settings(self) -> dict:
         """What the JSON ``settings`` record about the intervals."""
-        return {"rows": self.batch * self.seeds, "interval": INTERVAL_METHOD}
+        return {"rows": self.batch * self.seeds, "interval": INTERVAL_METHOD, "correction": CORRECTION}
 
 
 @dataclass

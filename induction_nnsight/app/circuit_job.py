@@ -137,11 +137,12 @@ def _kinds(
     return kinds, scores
 
 
-def _with_ci(value: float, ci, unit: str = "") -> str:
-    """``-0.829 [-0.900, -0.750]``, followed by ``not distinguishable from 0`` when the interval contains 0."""
+def _with_ci(value: float, ci, unit: str = "", q: float | None = None) -> str:
+    """``-0.829 [-0.900, -0.750]``, followed by ``not distinguishable from 0`` when the interval contains 0
+    or the edge's corrected q-value is above the false-discovery rate."""
     if ci is None:
         return f"{value:+.3f}{' ' + unit if unit else ''} (estimated)"
-    return effect_with_interval(value, ci[0], ci[1], sign=True, unit=unit)
+    return effect_with_interval(value, ci[0], ci[1], sign=True, unit=unit, q=q)
 
 
 def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n: int = 3) -> str:
@@ -154,11 +155,10 @@ def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n
             parts = []
             for e in result.strongest(target, path, n):
                 kind = f" [{kinds[head_name(e.source)]}]" if kinds and kinds.get(head_name(e.source)) != "other" else ""
-                score = _with_ci(e.effect, e.effect_ci)
+                score = _with_ci(e.effect, e.effect_ci, q=e.effect_q)
                 mark = "" if e.verified else " ~est"  # only estimated (--search estimate)
-                parts.append(
-                    f"{head_name(e.source)}{kind} {score} ({_with_ci(e.loss_effect, e.loss_ci, 'nats')}){mark}"
-                )
+                loss = _with_ci(e.loss_effect, e.loss_ci, "nats", e.loss_q)
+                parts.append(f"{head_name(e.source)}{kind} {score} ({loss}){mark}")
             lines.append(f"  {path:>5}: " + "; ".join(parts))
     if any(not e.verified for e in result.edges):
         lines.append("~est: estimated only, not path-patched (--search estimate)")
@@ -185,9 +185,11 @@ def circuit_files(
             "effect": rounded(e.effect),
             "ci_low": rounded(e.effect_ci[0]) if e.effect_ci else None,
             "ci_high": rounded(e.effect_ci[1]) if e.effect_ci else None,
+            "q": None if e.effect_q is None else rounded(e.effect_q),
             "loss_effect": rounded(e.loss_effect),
             "loss_ci_low": rounded(e.loss_ci[0]) if e.loss_ci else None,
             "loss_ci_high": rounded(e.loss_ci[1]) if e.loss_ci else None,
+            "loss_q": None if e.loss_q is None else rounded(e.loss_q),
             "loss_exact": e.loss_exact,
             "verified": e.verified,
         }

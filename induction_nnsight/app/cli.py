@@ -125,7 +125,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
             + "; ".join(
                 f"{head_name(r['layer'], r['head'])} "
                 + (
-                    effect_with_interval(r["delta"], r["ci_low"], r["ci_high"], sign=True)
+                    effect_with_interval(r["delta"], r["ci_low"], r["ci_high"], sign=True, q=r.get("q"))
                     if "ci_low" in r
                     else f"{r['delta']:+.3f}"
                 )

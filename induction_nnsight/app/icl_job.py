@@ -37,7 +37,6 @@ class IclConfig(RunsTraces):
     remote: bool = like(ScanConfig, "remote")
     ndif_host: str | None = like(ScanConfig, "ndif_host")
     timeout: float = like(ScanConfig, "timeout")
-    n_boot: int = 1000  # bootstrap resamples of the interval (not on the command line)
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -68,7 +67,6 @@ def run_icl(config: IclConfig, model=None, progress: bool = True) -> tuple[dict,
         (config.n_windows, config.length),
         (config.early, config.late),
         bos=config.bos,
-        n_boot=config.n_boot,
         execution=config.execution(progress),
     )
     losses, score = found.losses, found.score  # [n_windows, length - 1]

@@ -270,7 +270,6 @@ class HeadsConfig(ScanConfig):
         default_text="each score's own, 0.4 for the built-in ones",
     )
     n_repeats: int = option(2, help="copies of the random block per row", flag="--repeats", parse=int)
-    n_boot: int = 1000  # bootstrap resamples of the confidence intervals (not on the command line)
 
     def validate(self) -> None:
         super().validate()
@@ -298,7 +297,7 @@ def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], st
     probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
     scores = head_scores(model, probe, kinds=config.kinds, execution=config.execution())
     settings = {**asdict(config), "kinds": list(scores.kinds)}
-    found = detections(scores, config.threshold, settings, n_boot=config.n_boot)
+    found = detections(scores, config.threshold, settings)
     first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)
     facts_dict = {**asdict(facts), "name": config.model}
     tops = {kind: d.top(config.top) for kind, d in found.items()}

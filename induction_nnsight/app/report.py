@@ -8,6 +8,7 @@ import torch
 
 from ..names import head_name
 from ..scores.ranking import rank_heads
+from ..stats import ALPHA
 
 
 def with_interval(value: float, low: float | None, high: float | None, decimals: int = 3, sign: bool = False) -> str:
@@ -21,21 +22,36 @@ def with_interval(value: float, low: float | None, high: float | None, decimals:
     '0.500 (no interval: one row)'
     """
     spec = f"{'+' if sign else ''}.{decimals}f"
-    if low is None or high is None:
+    if low is None or high is None or low != low or high != high:  # (NaN: an interval needs 2 rows)
         return f"{value:{spec}} (no interval: one row)"
     return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
 
 
 def effect_with_interval(
-    value: float, low: float | None, high: float | None, decimals: int = 3, sign: bool = False, unit: str = ""
+    value: float,
+    low: float | None,
+    high: float | None,
+    decimals: int = 3,
+    sign: bool = False,
+    unit: str = "",
+    q: float | None = None,
 ) -> str:
-    """:func:`with_interval` in ``unit``, marked ``not distinguishable from 0`` when the interval contains 0.
+    """:func:`with_interval` in ``unit``, marked ``not distinguishable from 0`` when the interval contains 0,
+    or, given ``q`` (the effect's p-value corrected over its family, :mod:`~induction_nnsight.stats`),
+    when ``q`` is above the false-discovery rate.
 
     >>> effect_with_interval(0.021, -0.003, 0.045, sign=True, unit="nats")
     '+0.021 [-0.003, +0.045] nats, not distinguishable from 0'
+    >>> effect_with_interval(0.021, 0.001, 0.045, sign=True, unit="nats", q=0.2)
+    '+0.021 [+0.001, +0.045] nats, not distinguishable from 0 after correction'
     """
     text = with_interval(value, low, high, decimals, sign) + (f" {unit}" if unit else "")
-    return text if low is None or high is None or low > 0 or high < 0 else f"{text}, not distinguishable from 0"
+    if low is None or high is None or low != low:
+        return text
+    inside = not (low > 0 or high < 0)
+    if inside:
+        return f"{text}, not distinguishable from 0"
+    return f"{text}, not distinguishable from 0 after correction" if q is not None and q > ALPHA else text
 
 
 def top_heads(scores: torch.Tensor, n: int) -> list[dict[str, Any]]:

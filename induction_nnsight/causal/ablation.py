@@ -26,7 +26,7 @@ from ..scores.losses import repeated_half_slice
 from .ablation_method import METHODS, Ablation
 from .ablation_results import CurveResult, SweepResult
 from .head_outputs import head_edit, head_mask, reference_means
-from .intervals import effect_interval, row_interval
+from .intervals import effect_interval, effect_q_values, row_interval
 from .metrics import CausalMetric, Loss, LossByPosition, MetricFn, as_metric
 from .variants import _run_variant_rows
 
@@ -166,7 +166,8 @@ def ablation_sweep(
     """Ablate each head alone (in ``layers``, all when None) and record the metric.
 
     ``metric`` must give one value per row (not ``loss_by_position``); each head's change carries
-    a bootstrap interval over rows of the paired differences (:mod:`~induction_nnsight.causal.intervals`).
+    a t interval over rows of the paired differences and a Benjamini-Hochberg q-value over every head
+    swept (:mod:`~induction_nnsight.causal.intervals`).
 
     Returns:
         A :class:`SweepResult` with ``[n_layers, n_heads]`` tables.
@@ -183,11 +184,12 @@ def ablation_sweep(
     desc = f"{ablation.method}-ablating {len(heads)} heads"
     rows = _ablation_rows(model, tokens, sets, metric, ablation, as_execution(execution), desc)  # [sets, batch]
     effect, low, high = effect_interval(rows[1:], rows[0])
-    tables = torch.full((4, facts.n_layers, facts.n_heads), float("nan"))  # values, delta, low, high
+    q = effect_q_values(rows[1:], rows[0])  # corrected over every head swept
+    tables = torch.full((5, facts.n_layers, facts.n_heads), float("nan"))  # values, delta, low, high, q
     for i, (layer, head) in enumerate(heads):
-        tables[:, layer, head] = torch.stack([rows[1 + i].mean(), effect[i], low[i], high[i]])
+        tables[:, layer, head] = torch.stack([rows[1 + i].mean(), effect[i], low[i], high[i], q[i]])
     baseline = float(rows[0].mean())
-    return SweepResult(baseline, tables[0], tables[1], metric.label, facts.name, tables[2], tables[3])
+    return SweepResult(baseline, tables[0], tables[1], metric.label, facts.name, tables[2], tables[3], tables[4])
 
 
 def random_head_draws(

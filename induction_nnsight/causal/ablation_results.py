@@ -18,8 +18,15 @@ from ..figures.style import ANNOTATED
 from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
 from ..names import head_name
 from ..scores.ranking import rank_heads, ranked_rows
+from ..stats import ALPHA
 
 Head = tuple[int, int]
+
+
+def _distinct(low: float, high: float, q: float) -> str:
+    if not (low > 0 or high < 0):
+        return "no (contains 0)"
+    return "no (after correction)" if q == q and q > ALPHA else "yes"
 
 
 @dataclass(repr=False)
@@ -35,6 +42,9 @@ class SweepResult(Displayable):
         model: The model's name or path.
         ci_low: ``[n_layers, n_heads]`` lower end of ``delta``'s 95% interval (bootstrap over rows).
         ci_high: ``[n_layers, n_heads]`` upper end.
+        q_values: ``[n_layers, n_heads]`` each change's p-value adjusted by Benjamini-Hochberg over every
+            head swept: distinct from 0 where at most :data:`~induction_nnsight.stats.ALPHA` (None: the
+            interval decides).
     """
 
     baseline: float
@@ -44,16 +54,18 @@ class SweepResult(Displayable):
     model: str | None = None
     ci_low: torch.Tensor | None = None
     ci_high: torch.Tensor | None = None
+    q_values: torch.Tensor | None = None
 
     FIGURES = ("delta",)
 
     def _summary(self) -> Summary:
         layers, heads = self.delta.shape
         low, high = self._interval()
+        q = torch.full_like(self.delta, float("nan")) if self.q_values is None else self.q_values
         rows = [
-            [name, delta, value, lo, hi, "yes" if lo > 0 or hi < 0 else "no (contains 0)"]
-            for name, _, delta, value, lo, hi in ranked_rows(
-                self.delta.abs(), HTML_ROWS, self.delta, self.values, low, high
+            [name, delta, value, lo, hi, _distinct(lo, hi, qv)]
+            for name, _, delta, value, lo, hi, qv in ranked_rows(
+                self.delta.abs(), HTML_ROWS, self.delta, self.values, low, high, q
             )
         ]
         return Summary(

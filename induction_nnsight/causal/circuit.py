@@ -78,6 +78,9 @@ class Edge:
             edge was only estimated).
         loss_ci: 95% interval of ``loss_effect`` (None where estimated).
         verified: False where the edge was only estimated (``CircuitMeasure(search="estimate")``).
+        effect_q: ``effect``'s p-value adjusted by Benjamini-Hochberg over every edge path-patched
+            (None where estimated): distinguishable from 0 where at most :data:`~induction_nnsight.stats.ALPHA`.
+        loss_q: The same for ``loss_effect``.
     """
 
     source: Head
@@ -89,6 +92,8 @@ class Edge:
     effect_ci: tuple[float, float] | None = None
     loss_ci: tuple[float, float] | None = None
     verified: bool = True
+    effect_q: float | None = None
+    loss_q: float | None = None
 
 
 @dataclass(repr=False)
@@ -257,7 +262,7 @@ def circuit(
             execution=run,
         )
         verified, spent = torch.ones(len(variants), dtype=torch.bool), None
-    score_ci, loss_ci = edge_intervals(result)
+    score_ci, loss_ci, score_q, loss_q = edge_intervals(result)
     edges = [
         Edge(
             v.source,
@@ -269,6 +274,8 @@ def circuit(
             score_ci[i],
             loss_ci[i],
             bool(checked),
+            score_q[i],
+            loss_q[i],
         )
         for i, (v, s, loss, exact, checked) in enumerate(
             zip(variants[1:], result.scores[1:], result.losses[1:], result.exact[1:], verified[1:])

@@ -17,7 +17,7 @@ import torch
 from ..models.layout import model_facts
 from ..ndif.execution import Execution
 from ..probes.dual_route import CopyingPrompts
-from ..scores.detect import bootstrap_interval
+from ..stats import mean_interval
 from .head_outputs import head_edit, head_mask
 from .variants import run_variants
 
@@ -60,8 +60,8 @@ def ablated_probabilities(
     return run_variants(model, tokens, len(head_sets), edit, metric, execution=execution) * batch
 
 
-def _summary(drops: torch.Tensor, n_boot: int, seed: int) -> dict:
-    low, high = bootstrap_interval(drops[:, None, None], n_boot=n_boot, seed=seed)
+def _summary(drops: torch.Tensor) -> dict:
+    low, high = mean_interval(drops)
     return {"mean": float(drops.mean()), "ci_low": float(low), "ci_high": float(high)}
 
 
@@ -70,7 +70,6 @@ def dissociation(
     prompts: dict[str, CopyingPrompts],
     heads: dict[str, list[tuple[int, int]]],
     *,
-    n_boot: int = 1000,
     execution: Execution | None = None,
 ) -> dict:
     """How much ablating each set of heads lowers the probability of copying each kind of span.
@@ -80,7 +79,6 @@ def dissociation(
         prompts: ``{"entity": ..., "random": ...}`` clean copying rows of real entities and of
             random-token spans.
         heads: ``{"concept": [...], "token": [...]}`` the head sets to ablate.
-        n_boot: Bootstrap resamples (over prompts) of each interval.
         execution: How the traces run; None for the defaults.
 
     Returns:
@@ -98,9 +96,9 @@ def dissociation(
         out["baseline"][span] = float(probs[0].mean())
         for i, name in enumerate(names):
             drops[name, span] = probs[0] - probs[1 + i]  # [batch]
-            out["drop"][name][span] = _summary(drops[name, span], n_boot, seed=i)
-    for i, name in enumerate(names):
+            out["drop"][name][span] = _summary(drops[name, span])
+    for name in names:
         entity, random = drops[name, "entity"], drops[name, "random"]
         n = min(len(entity), len(random))  # the two prompt sets are drawn independently: pair by index
-        out["difference"][name] = _summary(entity[:n] - random[:n], n_boot, seed=10 + i)
+        out["difference"][name] = _summary(entity[:n] - random[:n])
     return out

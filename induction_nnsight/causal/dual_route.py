@@ -9,8 +9,8 @@ Induction"): every head's attention and causal copying scores, and the dissociat
   output is patched from a clean row (span seen) into a corrupt one (never seen);
 - ``concept_copying``: the rise of the log-probability of the entity's second token, patched alike.
 
-Each grid is a mean over prompts with a 95% percentile-bootstrap interval over prompts
-(:func:`~induction_nnsight.scores.detect.bootstrap_interval`, the heads pass's routine).
+Each grid is a mean over prompts with a 95% t interval over prompts
+(:func:`~induction_nnsight.stats.mean_interval`, the heads pass's routine).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from ..models.layout import model_facts
 from ..ndif.execution import Execution, as_execution
 from ..probes.dual_route import attention_prompts, copying_prompts, random_entities
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW
-from ..scores.detect import bootstrap_interval
 from ..scores.dual_attention import value_weighted_attention
 from ..scores.ranking import rank_heads
+from ..stats import mean_interval
 from .copying_patch import copying_cost, copying_sweep
 from .cost import Cost, passes
 from .dissociation import dissociation
@@ -52,7 +52,6 @@ class DualRouteProbe:
         low: Smallest random token id.
         high: Random token ids lie below this.
         top: Heads listed per grid, and ablated per kind in the dissociation test.
-        n_boot: Bootstrap resamples of each interval.
     """
 
     n_attention: int = 32
@@ -63,7 +62,6 @@ class DualRouteProbe:
     low: int = DEFAULT_LOW
     high: int = DEFAULT_HIGH
     top: int = 5
-    n_boot: int = 1000
 
 
 @dataclass
@@ -119,8 +117,8 @@ def pick_entities(entities: list, n: int, seed: int) -> list:
     return [order[i % len(order)] for i in range(n)]
 
 
-def _interval(per_row: torch.Tensor, n_boot: int) -> dict[str, torch.Tensor]:
-    low, high = bootstrap_interval(per_row, n_boot=n_boot)
+def _interval(per_row: torch.Tensor) -> dict[str, torch.Tensor]:
+    low, high = mean_interval(per_row)
     return {"mean": per_row.mean(0), "ci_low": low, "ci_high": high}
 
 
@@ -159,15 +157,13 @@ def dual_route(
     )
     cost = passes(*tokens.shape, forward=1)
     per_row = value_weighted_attention(model, tokens, torch.stack([first, last], 1), execution=run)
-    scores["entity_first_attention"] = _interval(per_row[:, 0], probe.n_boot)
-    scores["concept_attention"] = _interval(per_row[:, 1], probe.n_boot)
+    scores["entity_first_attention"] = _interval(per_row[:, 0])
+    scores["concept_attention"] = _interval(per_row[:, 1])
     tokens, first, _ = attention_prompts(
         stand_ins, n_random=probe.n_random, n_after=probe.n_after, seed=probe.seed + 2, **common
     )
     cost = cost + passes(*tokens.shape, forward=1)
-    scores["token_attention"] = _interval(
-        value_weighted_attention(model, tokens, first[:, None], execution=run)[:, 0], probe.n_boot
-    )
+    scores["token_attention"] = _interval(value_weighted_attention(model, tokens, first[:, None], execution=run)[:, 0])
     # copying: patch each head at the end of the repeated block
     copied = pick_entities(entities, probe.n_copying, probe.seed + 3)
     copy_ids = [e.ids for e in copied]
@@ -181,11 +177,11 @@ def dual_route(
         probs = copying_sweep(model, rows[span], target, execution=run)  # [1 + heads, batch]
         cost = cost + copying_cost(rows[span], probs.shape[0], run)
         rise = (probs[1:] - probs[:1]).T.reshape(-1, *shape)  # [batch, n_layers, n_heads]
-        scores[grid] = _interval(rise, probe.n_boot)
+        scores[grid] = _interval(rise)
     scores = {grid: scores[grid] for grid in GRIDS}
     top = {grid: rank_heads(scores[grid]["mean"], probe.top) for grid in GRIDS}
     ablated = {"concept": top["concept_copying"], "token": top["token_copying"]}
-    tested = dissociation(model, rows, ablated, n_boot=probe.n_boot, execution=run)
+    tested = dissociation(model, rows, ablated, execution=run)
     for span in rows.values():  # the unablated rows and each head set, in batched traces
         cost = cost + variants_cost(1 + len(ablated), tuple(span.clean.shape), 0, run)
     tested["heads"] = {kind: [list(h) for h in heads] for kind, heads in ablated.items()}

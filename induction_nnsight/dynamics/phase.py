@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import torch
 
 from ..scores.ranking import rank_heads
+from ..stats import bootstrap_picks
 from ..strict_json import rounded
 
 N_BOOTSTRAP = 1000
@@ -121,8 +122,7 @@ def bootstrap_best(
     """
     n_steps, batch = rows.shape[:2]
     flat = rows.flatten(2).nan_to_num(float("-inf"))  # [step, batch, heads]
-    generator = torch.Generator().manual_seed(seed)
-    picks = torch.randint(0, batch, (n_bootstrap, batch), generator=generator)  # [boot, batch]
+    picks = bootstrap_picks(batch, n_bootstrap, seed)  # [boot, batch]
     means = flat[:, picks].mean(2)  # [step, boot, heads]
     best = means.max(-1).values  # [step, boot]: the best head chosen anew in each replicate
     low, high = torch.quantile(best.double(), torch.tensor([0.025, 0.975], dtype=torch.float64), dim=1)

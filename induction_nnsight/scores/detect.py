@@ -1,4 +1,11 @@
-"""Head detector: the heads of one kind above a threshold, with bootstrap confidence intervals."""
+"""Head detector: the heads of one kind above a threshold, with t intervals and a corrected "clearly above".
+
+A head's interval is the t interval on its mean over the probe rows
+(:func:`~induction_nnsight.stats.mean_interval`); it is *clearly above* the threshold when the one-sided
+t test of "its mean exceeds the threshold" survives Benjamini-Hochberg over every head of the model
+(:data:`~induction_nnsight.stats.CORRECTION`), so at most 5% of the heads called clearly above are
+expected not to be.
+"""
 
 from __future__ import annotations
 
@@ -15,35 +22,14 @@ from ..names import head_name
 from ..ndif.execution import Execution
 from ..probes.checks import check_rows_fit
 from ..probes.tokens import Probe, repeated_probe
+from ..stats import ALPHA, CORRECTION, INTERVAL_METHOD, LEVEL, bh_adjust, mean_interval, mean_test
 from .declaration import HeadScore
 from .heads import head_scores
 from .ranking import rank_heads
 from .registry import resolve_score
 from .results import HeadScores, kind_heatmap
 
-__all__ = ["HeadDetection", "bootstrap_interval", "default_probe", "detect_heads", "detections"]
-
-
-def bootstrap_interval(
-    per_row: torch.Tensor, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Percentile bootstrap over rows of the mean score.
-
-    Args:
-        per_row: ``[batch, n_layers, n_heads]`` per-sequence scores (NaN rows are skipped).
-        n_boot: Resamples.
-        level: Coverage of the interval.
-        seed: Seed of the resampling.
-
-    Returns:
-        ``(low, high)``, each ``[n_layers, n_heads]``.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    n = per_row.shape[0]
-    picks = torch.randint(0, n, (n_boot, n), generator=generator)
-    means = per_row[picks].nanmean(1)  # [n_boot, n_layers, n_heads]
-    tail = (1 - level) / 2
-    return means.nanquantile(tail, dim=0), means.nanquantile(1 - tail, dim=0)
+__all__ = ["HeadDetection", "default_probe", "detect_heads", "detections"]
 
 
 @dataclass(repr=False)
@@ -57,6 +43,9 @@ class HeadDetection(Displayable):
         scores: ``[n_layers, n_heads]`` mean scores.
         ci_low: ``[n_layers, n_heads]`` lower bound of the interval (None for weight-only kinds).
         ci_high: ``[n_layers, n_heads]`` upper bound.
+        q_above: ``[n_layers, n_heads]`` Benjamini-Hochberg adjusted p-value of "the mean exceeds the
+            threshold" over every head (None without per-row scores); a head is clearly above where it
+            is at most :data:`~induction_nnsight.stats.ALPHA`.
         settings: What produced it (model, probe, batch shape, level).
         model: The model's name or path (else ``settings["model"]``, where a job put it).
         declared: The score's declaration (None: the registered score named ``kind``).
@@ -70,20 +59,24 @@ class HeadDetection(Displayable):
     settings: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     declared: HeadScore | None = None
+    q_above: torch.Tensor | None = None
 
     FIGURES = ("scores", "top")
 
     def _tables(self) -> tuple[list, list | None, list | None]:
         """The scores and their interval as nested lists, read once (a 405B model has 16,128 heads)."""
         low, high = (None, None) if self.ci_low is None else (self.ci_low.tolist(), self.ci_high.tolist())
-        return self.scores.tolist(), low, high
+        above = None if self.q_above is None else (self.q_above <= ALPHA).tolist()
+        return self.scores.tolist(), low, high, above
 
     def _head(self, layer: int, head: int, tables=None) -> dict[str, Any]:
-        scores, low, high = tables or self._tables()
+        scores, low, high, above = tables or self._tables()
         entry = {"layer": layer, "head": head, "score": round(float(scores[layer][head]), 6)}
         if low is not None:
             entry["ci"] = [round(float(low[layer][head]), 6), round(float(high[layer][head]), 6)]
-            entry["clearly_above"] = bool(low[layer][head] >= self.threshold)
+            # corrected over every head where the per-row scores gave p-values; else the interval's lower end
+            clear = above[layer][head] if above is not None else low[layer][head] >= self.threshold
+            entry["clearly_above"] = bool(clear)
         return entry
 
     def top(self, n: int) -> list[dict[str, Any]]:
@@ -164,22 +157,31 @@ def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos:
 
 
 def detections(
-    scores: HeadScores, threshold: float | None, settings: dict[str, Any], n_boot: int = 1000, level: float = 0.95
+    scores: HeadScores, threshold: float | None, settings: dict[str, Any], level: float = LEVEL
 ) -> dict[str, HeadDetection]:
     """One :class:`HeadDetection` per kind in ``scores``, at ``threshold`` or each score's own default (None).
+
+    Each kind with per-row scores gets t intervals and Benjamini-Hochberg over all its heads for
+    "clearly above"; ``settings`` gains ``interval`` and ``correction`` saying so.
 
     Raises:
         InductionError: For a threshold outside a score's value range.
     """
     found = {}
+    if any(rows.shape[0] > 1 for rows in scores.per_row.values()):
+        settings = {**settings, "interval": INTERVAL_METHOD, "correction": f"clearly above: {CORRECTION}"}
     for kind in scores.kinds:
         score = scores.score(kind)
         limit = score.threshold if threshold is None else threshold
         score.check_threshold(limit)
-        low = high = None
-        if kind in scores.per_row:
-            low, high = bootstrap_interval(scores.per_row[kind], n_boot=n_boot, level=level)
-        found[kind] = HeadDetection(kind, limit, scores.mean(kind), low, high, settings, scores.model, score)
+        low = high = q_above = None
+        if kind in scores.per_row and scores.per_row[kind].shape[0] > 1:  # (one row: averaged in the trace)
+            rows = scores.per_row[kind]  # [batch, n_layers, n_heads]
+            low, high = mean_interval(rows, level)
+            q_above = bh_adjust(mean_test(rows, limit, side="greater")).float()
+        found[kind] = HeadDetection(
+            kind, limit, scores.mean(kind), low, high, settings, scores.model, score, q_above=q_above
+        )
     return found
 
 
@@ -189,8 +191,7 @@ def detect_heads(
     threshold: float | None = None,
     *,
     probe: Probe | None = None,
-    n_boot: int = 1000,
-    level: float = 0.95,
+    level: float = LEVEL,
     execution: Execution | None = None,
 ) -> HeadDetection:
     """Find the heads of one kind, like TransformerLens' ``detect_head`` but in one pass over a batch.
@@ -202,8 +203,7 @@ def detect_heads(
         threshold: Heads scoring at least this are returned; within the score's value range
             (the score's own default when None: 0.4 for the built-in scores).
         probe: Tokens and ground truth (default: :func:`default_probe`, 10 x 50 repeated tokens).
-        n_boot: Bootstrap resamples for the confidence intervals (over sequences).
-        level: Coverage of the intervals.
+        level: Coverage of the intervals (t intervals over sequences).
         execution: How the trace runs (None: here, the defaults; ``Execution(remote=True)``: on NDIF).
 
     Returns:
@@ -223,6 +223,5 @@ def detect_heads(
         "pos": int(probe.tokens.shape[1]),
         "period": probe.period,
         "level": level,
-        "n_boot": n_boot,
     }
-    return detections(scores, threshold, settings, n_boot, level)[score.name]
+    return detections(scores, threshold, settings, level)[score.name]

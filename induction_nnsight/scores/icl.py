@@ -22,7 +22,7 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
-from .detect import bootstrap_interval
+from ..stats import mean_interval
 from .losses import token_losses
 
 __all__ = [
@@ -140,14 +140,13 @@ def _late_minus_early(losses: torch.Tensor, early: int, late: int) -> torch.Tens
     return losses[:, late - 1] - losses[:, early - 1]
 
 
-def icl_scores(losses: torch.Tensor, early: int, late: int, n_boot: int = 1000) -> dict[str, float]:
+def icl_scores(losses: torch.Tensor, early: int, late: int) -> dict[str, float]:
     """Olsson's score: loss at token ``late`` minus loss at token ``early``, mean over windows and 95% interval.
 
     Args:
         losses: ``[n_windows, length - 1]`` from :func:`loss_by_token`.
         early: Token index (1-based: the first predicted token is index 1).
         late: Token index after ``early``.
-        n_boot: Bootstrap resamples over windows (:func:`~induction_nnsight.scores.detect.bootstrap_interval`).
 
     Raises:
         InductionError: When a position lies outside the windows.
@@ -158,7 +157,7 @@ def icl_scores(losses: torch.Tensor, early: int, late: int, n_boot: int = 1000) 
             f"ICL positions {early} and {late}: pass 1 <= --early < --late <= {n} (the window's last token index)"
         )
     per_window = _late_minus_early(losses, early, late)  # [n_windows]
-    low, high = bootstrap_interval(per_window[:, None, None], n_boot=n_boot)
+    low, high = mean_interval(per_window)  # the t interval over windows
     return {"mean": float(per_window.mean()), "ci_low": float(low), "ci_high": float(high)}
 
 
@@ -183,7 +182,6 @@ def text_icl(
     positions: tuple[int, int] = OLSSON_TOKENS,
     *,
     bos: bool = True,
-    n_boot: int = 1000,
     execution: Execution | None = None,
 ) -> TextIcl:
     """``model``'s loss by token index on windows of ``text``, and the in-context-learning score there.
@@ -194,7 +192,6 @@ def text_icl(
         windows: ``(n_windows, length)``: how many windows, of how many tokens (BOS included).
         positions: ``(early, late)`` token indices of the score (Olsson's: 50 and 500).
         bos: Start each window with the model's BOS token.
-        n_boot: Bootstrap resamples over windows.
         execution: How the traces run (``remote``, ``progress``); None for the defaults.
 
     Returns:
@@ -217,4 +214,4 @@ def text_icl(
     ids = tokenizer.encode(text, add_special_tokens=False)
     rows = text_windows(ids, n_windows, length, facts.bos_token_id if bos else None)
     losses = loss_by_token(model, rows, execution=execution)  # [n_windows, length - 1]
-    return TextIcl(losses, icl_scores(losses, early, late, n_boot=n_boot), len(ids))
+    return TextIcl(losses, icl_scores(losses, early, late), len(ids))

@@ -49,8 +49,11 @@ def test_ablate_writes_charts_and_results(tiny_dir, tmp_path, capsys):
     # every head's change carries its interval over rows, which contains it; the summary marks zero
     for row in results["sweep"]["rows"]:
         assert row["ci_low"] - 1e-6 <= row["delta"] <= row["ci_high"] + 1e-6
-        assert row["distinguishable_from_zero"] == (row["ci_low"] > 0 or row["ci_high"] < 0)
-    assert results["settings"]["reference_rows"] == 64 and results["settings"]["interval"].startswith("percentile")
+        # corrected over the sweep: flagged where q <= 0.05, which implies the interval excludes 0
+        assert row["distinguishable_from_zero"] == (row["q"] <= 0.05)
+        assert not row["distinguishable_from_zero"] or row["ci_low"] > 0 or row["ci_high"] < 0
+    assert results["settings"]["reference_rows"] == 64 and results["settings"]["interval"].startswith("t interval")
+    assert results["settings"]["correction"].startswith("Benjamini-Hochberg")
     assert "95% CI" in heat["data"][0]["text"][0][0]
     # the chart holds the unrounded table, the results file the 6-decimal one
     assert np.allclose(heat["data"][0]["z"], results["sweep"]["delta"], rtol=0, atol=5e-7 + 1e-9)

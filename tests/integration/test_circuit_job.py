@@ -27,7 +27,19 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
     edge = saved["edges"][0]
     assert (
         set(edge)
-        == {"source", "target", "path", "effect", "ci_low", "ci_high", "loss_effect", "loss_ci_low", "loss_ci_high"}
+        == {
+            "source",
+            "target",
+            "path",
+            "effect",
+            "ci_low",
+            "ci_high",
+            "q",
+            "loss_effect",
+            "loss_ci_low",
+            "loss_ci_high",
+            "loss_q",
+        }
         | {"loss_exact", "verified"}
         and edge["path"] in "kqv total"
     )
@@ -36,7 +48,8 @@ def test_job_writes_results_heatmaps_and_graph(tiny_model, tiny_dir):
         assert e["ci_low"] - 1e-6 <= e["effect"] <= e["ci_high"] + 1e-6
         assert e["loss_ci_low"] - 1e-6 <= e["loss_effect"] <= e["loss_ci_high"] + 1e-6
     assert saved["settings"]["batch"] == 2 and saved["settings"]["seeds"] == 1
-    assert saved["settings"]["interval"].startswith("percentile bootstrap over rows")
+    assert saved["settings"]["interval"].startswith("t interval on the row mean")
+    assert saved["settings"]["correction"].startswith("Benjamini-Hochberg")
     # the default: 8 exact loss effects per target and path, more than this model has sources
     assert saved["settings"]["exact_losses"] == 8 and saved["loss_effects"].startswith("exact for the 8 edges")
     assert all(e["loss_exact"] for e in saved["edges"])

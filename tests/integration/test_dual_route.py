@@ -131,7 +131,7 @@ def _position_heads(model, first: int, last: int) -> None:
 
 
 def test_hand_built_token_and_concept_heads(tmp_path):
-    probe = DualRouteProbe(n_attention=4, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2, n_boot=200)
+    probe = DualRouteProbe(n_attention=4, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2)
     first = 1 + 3 + probe.n_random  # BOS, filler (5 - 2 tokens), r1: the first token of a two-token span
     path = save_tiny_model("gpt2", tmp_path / "handbuilt", edit=lambda m: _position_heads(m, first, first + 1))
     model = load_model(str(path), attn_implementation="eager", progress=False)
@@ -184,7 +184,7 @@ def test_the_whole_dual_route_survives_the_remote_round_trip(tiny_model):
     """Every trace of the dual route (attention scores, copying sweeps, the dissociation's ablations)
     through the dry run of NDIF's round trip gives the local numbers."""
     model = tiny_model("llama")
-    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2, n_boot=50)
+    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2)
     entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
     local = dual_route(model, entities, probe=probe, execution=QUIET)
     remote = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote="local"))
@@ -198,7 +198,7 @@ def test_the_recorded_cost_is_the_rows_and_tokens_the_model_ran(tiny_model, remo
     whole dual route: the attention prompts, each copying sweep (prefix cached here; whole rows when sent as
     requests) and the dissociation's ablations."""
     model = tiny_model("llama")
-    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2, n_boot=50)
+    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2)
     entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
     with forward_passes(model) as (rows, tokens):
         found = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote=remote))

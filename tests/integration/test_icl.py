@@ -28,7 +28,7 @@ def test_loss_by_token_equals_plain_cross_entropy(tiny_model, tiny_dir):
 
 def test_icl_score_is_late_minus_early_with_an_interval():
     losses = torch.tensor([[5.0, 4.0, 3.0, 1.0], [6.0, 4.0, 2.0, 2.0], [4.0, 4.0, 4.0, 0.0]])
-    score = icl_scores(losses, early=1, late=4, n_boot=200)
+    score = icl_scores(losses, early=1, late=4)
     assert score["mean"] == pytest.approx(((1 - 5) + (2 - 6) + (0 - 4)) / 3)
     assert score["ci_low"] <= score["mean"] <= score["ci_high"]
     with pytest.raises(InductionError, match="--early"):

@@ -27,8 +27,10 @@ def test_a_lambda_loss_gives_the_built_in_sweep(tiny_model):
         execution=QUIET,
     )
     assert abs(mine.baseline - built_in.baseline) < 1e-6
-    for name in ("values", "delta", "ci_low", "ci_high"):
+    for name in ("values", "delta"):
         assert torch.allclose(getattr(mine, name), getattr(built_in, name), atol=1e-6, equal_nan=True), name
+    for name in ("ci_low", "ci_high"):  # the t interval scales the rows' float noise by t(0.975, 2 df) = 4.3
+        assert torch.allclose(getattr(mine, name), getattr(built_in, name), atol=1e-5, equal_nan=True), name
     assert built_in.metric == "loss (nats)" and mine.metric == "metric"  # a bare lambda is labelled by its name
     labelled = as_metric(lambda logits, tokens: token_losses(logits, tokens).mean(-1), label="loss, every token (nats)")
     curve = ablation_curve(model, tokens, labelled, [(1, 0)], execution=QUIET)

@@ -121,7 +121,6 @@ def test_scan_head_scores_and_detection(gpt2, tokens):
         gpt2,
         "previous_token",
         probe=repeated_probe(3, SEQ, seed=2, low=1, high=TINY_VOCAB, bos_token_id=TINY_BOS),
-        n_boot=20,
     )
     check_top(found, found.scores, "HeadDetection")
     assert close(found.figure().data[0].z, found.scores)

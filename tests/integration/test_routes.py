@@ -110,7 +110,7 @@ def test_rows_averaged_inside_the_trace_equal_the_row_mean(tiny_model, all_score
 @pytest.mark.parametrize(("arch", "attn"), [("gpt2", "eager"), ("llama", "sdpa")])
 @pytest.mark.parametrize("kind", HEAD_KINDS)
 def test_detect_heads_scores_equal_the_heads_pass(tiny_model, all_scores, arch, attn, kind):
-    detection = detect_heads(tiny_model(arch, attn), kind, probe=probe(), n_boot=20)
+    detection = detect_heads(tiny_model(arch, attn), kind, probe=probe())
     heads = all_scores(arch, attn)
     assert close(detection.scores, heads.mean(kind))
     expected_above = int((heads.mean(kind) >= detection.threshold).sum())
@@ -124,7 +124,7 @@ def test_scan_and_heads_jobs_write_the_same_induction_table(tiny_dir, tiny_model
     )
     model = tiny_model(arch, attn)
     scanned, _ = run_scan(ScanConfig(**common), model=model)
-    heads, _, _ = run_heads(HeadsConfig(**common, kinds=("induction",), n_boot=20), model=model)
+    heads, _, _ = run_heads(HeadsConfig(**common, kinds=("induction",)), model=model)
     scan_table = torch.tensor(scanned["induction_scores"], dtype=torch.float64)
     heads_table = torch.tensor(heads["kinds"]["induction"]["scores"], dtype=torch.float64)
     assert scan_table.shape == heads_table.shape == (2, 4)

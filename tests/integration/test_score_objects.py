@@ -40,7 +40,7 @@ def test_a_score_object_needs_no_registration(tiny_model):
     assert torch.allclose(chunked.per_row["self"], whole.per_row["self"], atol=1e-6)
     assert chunked.score("self") is SELF_CHUNKED
     assert score_names() == before  # nothing registered, nothing left behind
-    detection = detect_heads(model, SELF_CHUNKED, 0.0, probe=probe(), n_boot=20)
+    detection = detect_heads(model, SELF_CHUNKED, 0.0, probe=probe())
     assert detection.kind == "self" and len(detection.heads) == 8
     assert torch.allclose(detection.scores, chunked.mean("self"), atol=1e-6)
     assert detection.figure().data[0].zmax == 1.0  # the chart reads the object's range, not the registry

@@ -34,11 +34,13 @@ ALLOWED = {
     "names": {"errors"},
     "version": set(),
     "strict_json": set(),
+    "stats": set(),
     "__main__": {"app"},  # python -m induction_nnsight: the command line
 }
-# errors.py, names.py (how a head is named), strict_json.py (how a number is written) and version.py sit below
+# errors.py, names.py (how a head is named), strict_json.py (how a number is written), stats.py (how an
+# interval and a correction are computed) and version.py sit below
 # every stage: each may import them.
-BOTTOM = {"names", "strict_json", "version"}
+BOTTOM = {"names", "stats", "strict_json", "version"}
 for _stage in SUBPACKAGES + ("",):
     ALLOWED[_stage] = ALLOWED[_stage] | BOTTOM
 MAX_LINES = 500  # a module holds one concept; this is a generous ceiling, not a size to cut to

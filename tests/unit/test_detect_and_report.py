@@ -7,18 +7,27 @@ import torch
 
 from induction_nnsight.app.report import ascii_attention, text_report
 from induction_nnsight.figures.heads import attention_view_figure, top_heads_figure
-from induction_nnsight.scores.detect import HeadDetection, bootstrap_interval
+from induction_nnsight.scores.detect import HeadDetection
 
 
-def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_agreement():
+def test_detections_correct_clearly_above_over_every_head():
+    from induction_nnsight.scores.detect import detections
+    from induction_nnsight.scores.results import HeadScores
+
     torch.manual_seed(0)
-    noisy = torch.rand(20, 2, 3)
-    low, high = bootstrap_interval(noisy, n_boot=500)
-    mean = noisy.mean(0)
-    assert (low <= mean).all() and (mean <= high).all()
-    steady = mean.expand(20, 2, 3)
-    low2, high2 = bootstrap_interval(steady, n_boot=100)
-    assert torch.allclose(low2, high2)
+    rows = 0.3 + 0.05 * torch.randn(10, 4, 5)  # [batch, layers, heads], every head near 0.3
+    rows[:, 0, 0] += 0.3  # one head well above 0.4
+    rows[:, 1, 1] += 0.13  # one just above it: its lower end clears 0.4, the corrected test need not
+    scores = HeadScores(per_row={"induction": rows})
+    found = detections(scores, 0.4, {"model": "m"})["induction"]
+    stats = pytest.importorskip("scipy.stats")
+    p = stats.ttest_1samp(rows.double().numpy(), 0.4, axis=0, alternative="greater").pvalue
+    q = stats.false_discovery_control(p.flatten()).reshape(p.shape)
+    assert torch.allclose(found.q_above.double(), torch.from_numpy(q), atol=1e-6)
+    flagged = {(h["layer"], h["head"]) for h in found.top(20) if h["clearly_above"]}
+    assert flagged == {(int(i), int(j)) for i, j in zip(*(q <= 0.05).nonzero())}
+    assert (0, 0) in flagged
+    assert found.settings["correction"].startswith("clearly above: Benjamini-Hochberg")
 
 
 def test_detection_lists_heads_above_threshold_best_first():
