@@ -34,6 +34,7 @@ from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive
 from .outputs import rounded, table, to_json
 from .report import top_heads
+from .run_context import RunContext
 
 
 @dataclass
@@ -158,8 +159,16 @@ def _sweep(
     return sweep_section(model, tokens, metric, ablation, config, execution)
 
 
-def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+def run_ablate(
+    config: AblateConfig, model=None, progress: bool = True, context: RunContext | None = None
+) -> tuple[dict, dict[str, str]]:
     """Ablation job: per-head sweep, top-k against random-k curve, attribution, optional head set.
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        progress: Show progress bars over the job's traces.
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: machine-readable results and
@@ -167,8 +176,9 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         (``ablation_heads.json`` only with the sweep).
     """
     config.validate()
-    model = model_for(config, model)
-    execution = config.execution(progress)
+    context = context or RunContext()
+    model = model_for(config, model, context)
+    execution = context.execution(config, progress)
     facts = model_facts(model)
     config.validate_for(model)
     tokens = pooled_tokens(model, config)
