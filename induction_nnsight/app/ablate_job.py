@@ -17,8 +17,6 @@ from ..causal.ablation import (
     ablation_rows,
     repeated_half_metric,
 )
-from ..causal.ablation_method import Ablation
-from ..causal.ablation_results import SweepResult
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS
 from ..causal.head_outputs import check_heads
 from ..causal.intervals import effect_interval
@@ -26,7 +24,7 @@ from ..causal.metrics import default_icl_positions, icl_score, repeated_half_los
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..names import parse_heads
-from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
+from ..ndif.execution import DEFAULT_MAX_TOKENS
 from ..scores.scan import scan
 from .ablate_search import SEARCHES, ablate_cost, attribution_figure, fraction, sweep_section
 from .causal_options import CausalConfig, ablation_for, pooled_tokens
@@ -152,13 +150,6 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
     return details, summary
 
 
-def _sweep(
-    model, tokens, metric, ablation: Ablation, config: AblateConfig, execution: Execution
-) -> tuple[dict, dict, SweepResult]:
-    """The per-head sweep (or ``--search estimate``) and the head estimate beside it (app/ablate_search.py)."""
-    return sweep_section(model, tokens, metric, ablation, config, execution)
-
-
 def run_ablate(
     config: AblateConfig, model=None, progress: bool = True, context: RunContext | None = None
 ) -> tuple[dict, dict[str, str]]:
@@ -230,7 +221,10 @@ def run_ablate(
         ).to_json()
     }
     if config.sweep:
-        results["sweep"], results["attribution"], sweep = _sweep(model, tokens, metric, ablation, config, execution)
+        # the per-head sweep (or --search estimate) and the head estimate beside it (app/ablate_search.py)
+        results["sweep"], results["attribution"], sweep = sweep_section(
+            model, tokens, metric, ablation, config, execution
+        )
         files["ablation_heads.json"] = sweep.figure(  # its top cells: the largest changes either way
             colorbar_title="Δ repeated-half loss (nats)",
             subtitle=subtitle,
