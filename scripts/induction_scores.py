@@ -12,6 +12,7 @@ from induction_nnsight.app.cli import guarded, scan_config
 from induction_nnsight.app.jobs import scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files
 from induction_nnsight.app.report import heads_table, top_heads
+from induction_nnsight.app.run_context import RunContext
 from induction_nnsight.scores.heads import kind_heatmap
 
 
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> None:
     out = prepare_out_dir(args.out)
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
     tokens = scan_tokens(model, config)
-    scores = induction_scores(model, tokens, config.seq_len, execution=config.execution())
+    scores = induction_scores(model, tokens, config.seq_len, execution=RunContext().execution(config))
     top = top_heads(scores, 10)
     figure = kind_heatmap(
         "induction", scores, title=f"Induction score per head — {config.model}", subtitle=config.describe_tokens()

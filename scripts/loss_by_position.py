@@ -11,6 +11,7 @@ from induction_nnsight.app.arguments import add_model_args, add_token_args
 from induction_nnsight.app.cli import guarded, scan_config
 from induction_nnsight.app.jobs import scan_tokens
 from induction_nnsight.app.outputs import prepare_out_dir, write_files
+from induction_nnsight.app.run_context import RunContext
 from induction_nnsight.figures.heads import loss_by_position_figure
 
 
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> None:
     config = scan_config(args)
     out = prepare_out_dir(args.out)
     model = load_model(config.model, attn_implementation=config.attn_implementation, remote=config.remote)
-    loss = loss_by_position(model, scan_tokens(model, config), execution=config.execution())  # [pos - 1]
+    loss = loss_by_position(model, scan_tokens(model, config), execution=RunContext().execution(config))  # [pos - 1]
     figure = loss_by_position_figure(
         loss.tolist(),
         config.seq_len,

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from induction_nnsight.app.arguments import COMMANDS, build_parser, checked_config  # noqa: E402
+from induction_nnsight.app.arguments import COMMANDS, build_parser, checked_run  # noqa: E402
 from induction_nnsight.app.outputs import to_json, write_files  # noqa: E402
 from induction_nnsight.app.plan_job import plan_job  # noqa: E402
 from induction_nnsight.models.weightless import shipped_config  # noqa: E402
@@ -68,9 +68,9 @@ def main() -> None:
         for job, argv in jobs(n_layers).items():
             argv = [*argv, "--model", name, "--plan"]
             args = build_parser().parse_args(argv)
-            config = checked_config(COMMANDS[args.command].config, args)
+            config, context = checked_run(COMMANDS[args.command].config, args)
             started = time.perf_counter()
-            plan = plan_job(args.command, config).as_dict()
+            plan = plan_job(args.command, config, context).as_dict()
             entries[job] = {"argv": " ".join(argv), **plan, "planning_seconds": round(time.perf_counter() - started, 1)}
             print(f"{key} {job}: {plan['requests']} requests, {plan['server_seconds']} s", file=sys.stderr)
             write_files(OUT, {"ndif_plans.json": to_json(results) + "\n"})

@@ -17,8 +17,6 @@ from ..causal.ablation import (
     ablation_rows,
     repeated_half_metric,
 )
-from ..causal.ablation_method import Ablation
-from ..causal.ablation_results import SweepResult
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS
 from ..causal.head_outputs import check_heads
 from ..causal.intervals import effect_interval
@@ -26,7 +24,7 @@ from ..causal.metrics import default_icl_positions, icl_score, repeated_half_los
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..names import parse_heads
-from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
+from ..ndif.execution import DEFAULT_MAX_TOKENS
 from ..scores.scan import scan
 from .ablate_search import SEARCHES, ablate_cost, attribution_figure, fraction, sweep_section
 from .causal_options import CausalConfig, ablation_for, pooled_tokens
@@ -34,6 +32,7 @@ from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive
 from .outputs import rounded, table, to_json
 from .report import top_heads
+from .run_context import RunContext
 
 
 @dataclass
@@ -151,15 +150,16 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
     return details, summary
 
 
-def _sweep(
-    model, tokens, metric, ablation: Ablation, config: AblateConfig, execution: Execution
-) -> tuple[dict, dict, SweepResult]:
-    """The per-head sweep (or ``--search estimate``) and the head estimate beside it (app/ablate_search.py)."""
-    return sweep_section(model, tokens, metric, ablation, config, execution)
-
-
-def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+def run_ablate(
+    config: AblateConfig, model=None, progress: bool = True, context: RunContext | None = None
+) -> tuple[dict, dict[str, str]]:
     """Ablation job: per-head sweep, top-k against random-k curve, attribution, optional head set.
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        progress: Show progress bars over the job's traces.
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: machine-readable results and
@@ -167,8 +167,9 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         (``ablation_heads.json`` only with the sweep).
     """
     config.validate()
-    model = model_for(config, model)
-    execution = config.execution(progress)
+    context = context or RunContext()
+    model = model_for(config, model, context)
+    execution = context.execution(config, progress)
     facts = model_facts(model)
     config.validate_for(model)
     tokens = pooled_tokens(model, config)
@@ -220,7 +221,10 @@ def run_ablate(config: AblateConfig, model=None, progress: bool = True) -> tuple
         ).to_json()
     }
     if config.sweep:
-        results["sweep"], results["attribution"], sweep = _sweep(model, tokens, metric, ablation, config, execution)
+        # the per-head sweep (or --search estimate) and the head estimate beside it (app/ablate_search.py)
+        results["sweep"], results["attribution"], sweep = sweep_section(
+            model, tokens, metric, ablation, config, execution
+        )
         files["ablation_heads.json"] = sweep.figure(  # its top cells: the largest changes either way
             colorbar_title="Δ repeated-half loss (nats)",
             subtitle=subtitle,

@@ -16,8 +16,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..models.devices import DEVICES, resolve_device
-from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS, DEFAULT_TRACES_PER_REQUEST
 from ..version import VERSION_LINE
 from .ablate_job import AblateConfig
 from .attention_job import AttentionConfig
@@ -26,26 +24,26 @@ from .dual_route_job import DualRouteConfig
 from .dynamics_job import DynamicsConfig
 from .icl_job import IclConfig
 from .jobs import HeadsConfig, ScanConfig, preflight
-from .options import Option, add_options, config_from, config_options, exact_losses_arg, positive, seconds
+from .options import Option, add_options, config_from, config_options, exact_losses_arg
 from .outputs import DEFAULT_OUT
 from .patch_job import PatchConfig
+from .run_context import RunContext
 from .train_job import TrainConfig
 
 __all__ = [
     "COMMANDS",
-    "DEVICE",
     "EXIT_BAD_INPUT",
-    "PLAN",
-    "REQUEST_OPTIONS",
     "TRACED",
     "Command",
     "add_model_args",
     "add_token_args",
     "build_parser",
     "checked_config",
+    "checked_run",
     "close_match",
     "command_options",
     "exact_losses_arg",
+    "run_context",
 ]
 
 EXIT_BAD_INPUT = 2
@@ -60,59 +58,10 @@ OUT = Option(
 )
 """``--out`` of the commands that write charts (not a setting: the files' place, not their content)."""
 
-PLAN = Option(
-    "print what the job would send to NDIF and cost there (requests, bytes, passes, tokens, server time), "
-    "traced on the model's weightless architecture; nothing is sent, and only plan.json is written (with --out)",
-    flag="--plan",
-    dest="plan",
-    default=False,
-    type_name="bool",
-    group="NDIF",
-)
-"""``--plan`` of every command that traces (not a setting: :mod:`~induction_nnsight.app.plan_job`)."""
-REQUEST_OPTIONS = (
-    Option(
-        "the most traces one request (one nnsight session) bundles",
-        flag="--traces-per-request",
-        dest="traces_per_request",
-        default=DEFAULT_TRACES_PER_REQUEST,
-        parse=positive,
-        type_name="int",
-        group="NDIF",
-    ),
-    Option(
-        "the most bytes of one serialized request; a larger one is split in two before it is sent",
-        flag="--request-bytes",
-        dest="request_bytes",
-        default=DEFAULT_REQUEST_BYTES,
-        parse=positive,
-        metavar="BYTES",
-        type_name="int",
-        group="NDIF",
-    ),
-    Option(
-        "the most estimated server seconds of one request (half NDIF's default job time-out)",
-        flag="--request-seconds",
-        dest="request_seconds",
-        default=DEFAULT_REQUEST_SECONDS,
-        parse=seconds,
-        metavar="SECONDS",
-        type_name="float",
-        group="NDIF",
-    ),
-)
-"""How a job's traces are bundled into requests (not settings: they change no result; docs/ndif_scale.md)."""
-DEVICE = Option(
-    "where the model runs here: cpu, cuda, mps, or auto (the best this machine has)",
-    flag="--device",
-    dest="device",
-    default="cpu",
-    choices=DEVICES,
-    type_name="str",
-)
-"""``--device`` of every command that loads a model (not a setting: where it runs, not what it finds)."""
-TRACED = (DEVICE, PLAN, *REQUEST_OPTIONS)
-"""The options of every command that loads a model and traces, besides its config's."""
+TRACED = tuple(config_options(RunContext))
+"""The options of every command that loads a model and traces, besides its config's: the
+:class:`~induction_nnsight.app.run_context.RunContext` fields (``--device``, ``--plan``, the request
+budgets), none of them a setting (:func:`run_context` builds the context back)."""
 
 MODEL_OPTIONS = ("model", "attn_implementation", "remote", "ndif_host", "timeout")
 TOKEN_OPTIONS = ("batch", "seq_len", "seed", "low", "high", "bos")
@@ -188,20 +137,31 @@ COMMANDS = {
 """Every subcommand by name, in ``--help``'s order."""
 
 
+def run_context(args: argparse.Namespace) -> RunContext:
+    """The :class:`~induction_nnsight.app.run_context.RunContext` that parsed arguments describe: its
+    fields the command has (:data:`TRACED`), the others their defaults; ``--device`` resolved (a device
+    this machine lacks is refused in one line, before any load), ``--plan`` an empty plan to fill."""
+    return config_from(RunContext, args)
+
+
 def checked_config(config_class: type, args: argparse.Namespace):
-    """The ``config_class`` that parsed arguments describe, with the request options (not settings)
-    attached where the command has them, checked before any model is loaded (where the config has
-    a ``validate``; the others check themselves when they run)."""
+    """The ``config_class`` that parsed arguments describe, checked before any model is loaded (where
+    the config has a ``validate``; the others check themselves when they run). How it runs is not on
+    the config: :func:`run_context`."""
     config = config_from(config_class, args)
-    if hasattr(args, "traces_per_request"):
-        config.requests = {option.dest: getattr(args, option.dest) for option in REQUEST_OPTIONS}
-    if hasattr(args, "device"):
-        config.device = resolve_device(args.device)  # a device this machine lacks: one line, before any load
     if hasattr(config, "validate"):
         config.validate()
     if not getattr(args, "plan", False):  # a plan's job runs these checks on the weightless model it plans on
         preflight(config)  # against the model's architecture, before its weights load
     return config
+
+
+def checked_run(config_class: type, args: argparse.Namespace) -> tuple[object, RunContext]:
+    """``(config, context)``: the checked ``config_class`` and the
+    :class:`~induction_nnsight.app.run_context.RunContext` that parsed arguments describe (its
+    ``--device`` checked first, as before any other check)."""
+    context = run_context(args)
+    return checked_config(config_class, args), context
 
 
 def command_options(name: str) -> list[Option]:

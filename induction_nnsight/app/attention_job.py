@@ -15,14 +15,15 @@ from ..probes.tokens import text_probe
 from ..scores.reductions import induction_token_mask, masked_attention_score
 from ..scores.scan import heads_attention
 from .attention_view import AttentionView, view_targets
-from .jobs import RunsTraces, ScanConfig, model_for
+from .jobs import ScanConfig, model_for
 from .options import like, option
 from .outputs import rounded, table, to_json
 from .report import ascii_attention
+from .run_context import RunContext, ndif_option
 
 
 @dataclass
-class AttentionConfig(RunsTraces):
+class AttentionConfig:
     """Settings of ``induction-nnsight attention``."""
 
     model: str = like(ScanConfig, "model")
@@ -32,9 +33,9 @@ class AttentionConfig(RunsTraces):
     repeat: int = option(2, help="copies of the prompt", parse=int)
     bos: bool = like(ScanConfig, "bos")
     attn_implementation: str | None = like(ScanConfig, "attn_implementation")
-    remote: bool = like(ScanConfig, "remote")
-    ndif_host: str | None = like(ScanConfig, "ndif_host")
-    timeout: float = like(ScanConfig, "timeout")
+    remote: bool = ndif_option("remote")
+    ndif_host: str | None = ndif_option("ndif_host")
+    timeout: float = ndif_option("timeout")
     heads: str | None = option(None, help="several heads instead of --layer/--head, e.g. L18H6,L16H0", metavar="HEADS")
     html: bool = option(
         False, help="also write attention_view.html: hover a token to see where each head looks from it"
@@ -61,15 +62,24 @@ class AttentionConfig(RunsTraces):
             raise InductionError(f"--head {self.head} is out of range: pass 0..{facts.n_heads - 1}")
 
 
-def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, str], str]:
+def run_attention(
+    config: AttentionConfig, model=None, context: RunContext | None = None
+) -> tuple[dict, dict[str, str], str]:
     """Each chosen head's attention on a prompt (one trace): results and Plotly view per head, ASCII
-    views, and with ``html`` the interactive ``attention_view.html`` (results: the last head's)."""
+    views, and with ``html`` the interactive ``attention_view.html`` (results: the last head's).
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
+    """
     if not config.prompt.strip():
         raise InductionError("the prompt is empty: pass --prompt TEXT")
     if config.repeat < 1:
         raise InductionError(f"--repeat must be at least 1, got {config.repeat}")
     heads = config.chosen_heads()
-    model = model_for(config, model)
+    context = context or RunContext()
+    model = model_for(config, model, context)
     facts = model_facts(model)
     config.validate_for(model)
     ids = model.tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
@@ -79,7 +89,7 @@ def run_attention(config: AttentionConfig, model=None) -> tuple[dict, dict[str, 
             f"the repeated prompt has {probe.tokens.shape[1]} tokens, over the context of "
             f"{facts.n_ctx}: pass a shorter --prompt or a smaller --repeat"
         )
-    patterns = heads_attention(model, probe.tokens, heads, execution=config.execution())
+    patterns = heads_attention(model, probe.tokens, heads, execution=context.execution(config))
     stripe = induction_token_mask(probe.tokens)[0]
     labels = [model.tokenizer.decode([t]) for t in probe.tokens[0].tolist()]
     files, views = {}, []

@@ -29,6 +29,7 @@ from .jobs import check_causal_tokens, model_for
 from .options import count, exact_losses_arg, option, positive, word_tuple
 from .outputs import rounded, to_json
 from .report import effect_with_interval
+from .run_context import RunContext
 
 KIND_THRESHOLD = 0.4  # a head is previous-token / induction when its score reaches this (the built-in default)
 GRAPH_EDGES = 3  # strongest sources drawn per target and path
@@ -267,16 +268,25 @@ def circuit_files(
     return results, files
 
 
-def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+def run_circuit(
+    config: CircuitConfig, model=None, progress: bool = True, context: RunContext | None = None
+) -> tuple[dict, dict[str, str]]:
     """Circuit job: path patching and composition scores into the top (or given) induction heads.
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        progress: Show progress bars over the job's traces.
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: ``circuit_results.json``, ``circuit_<path>.json`` per path and
         ``circuit_graph.json`` -> JSON text.
     """
     config.validate()
-    model = model_for(config, model)
-    execution = config.execution(progress)
+    context = context or RunContext()
+    model = model_for(config, model, context)
+    execution = context.execution(config, progress)
     facts = model_facts(model)
     config.validate_for(model)
     targets = None if config.targets is None else parse_heads(config.targets, "--targets")
@@ -285,7 +295,7 @@ def run_circuit(config: CircuitConfig, model=None, progress: bool = True) -> tup
         ablation_for(model, config, tokens, freeze_norm=config.freeze_norm), sender_norm=config.sender_norm
     )
     # a plan reads stand-ins, so rounds chosen from them would be arbitrary: it plans the first round
-    rounds = None if config.plan is not None else config.verify_fraction
+    rounds = None if context.planned else config.verify_fraction
     started = time.perf_counter()
     result = circuit(
         model,

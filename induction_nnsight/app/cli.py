@@ -13,12 +13,13 @@ from functools import partial
 
 from ..errors import InductionError
 from ..names import head_name
-from .arguments import EXIT_BAD_INPUT, build_parser, checked_config
+from .arguments import EXIT_BAD_INPUT, build_parser, checked_config, checked_run
 from .attention_job import AttentionConfig, run_attention
 from .interrupts import EXIT_INTERRUPTED, INTERRUPTED_LINE
-from .jobs import HeadsConfig, ScanConfig, run_heads, run_scan
+from .jobs import HeadsConfig, ScanConfig, open_journal, run_heads, run_scan
 from .outputs import cost_line, default_out, first_missing, prepare_out_dir, remove_created, write_files
 from .report import dynamics_summary, effect_with_interval, heads_table
+from .run_context import RunContext
 
 
 def scan_config(args: argparse.Namespace) -> ScanConfig:
@@ -43,20 +44,20 @@ def _write(out, files: dict[str, str]) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
-def _run_journaled(command: str, config, out, run):
-    """``run(config)`` with the job's journal open in ``out`` (resumed unless ``--no-resume``); the
-    journal is removed once the result files are written."""
-    journal = config.open_journal(out, command)
-    results, files = run(config)
+def _run_journaled(command: str, config, context: RunContext, out, run):
+    """``run(config, context=...)`` with the job's journal open in ``out`` (resumed unless ``--no-resume``)
+    and in its context; the journal is removed once the result files are written."""
+    journal = open_journal(config, out, command)
+    results, files = run(config, context=context.replace(journal=journal))
     _write(out, files)
     journal.remove()
     return results, files
 
 
 def _scan_command(args: argparse.Namespace) -> int:
-    config = scan_config(args)
+    config, context = checked_run(ScanConfig, args)
     out = prepare_out_dir(args.out)
-    results, files = run_scan(config)
+    results, files = run_scan(config, context=context)
     _write(out, files)
     print(
         f"model {config.model}: mean loss {results['mean_loss_first_half']:.2f} nats on the first half, "
@@ -67,27 +68,27 @@ def _scan_command(args: argparse.Namespace) -> int:
 
 
 def _heads_command(args: argparse.Namespace) -> int:
-    config = checked_config(HeadsConfig, args)
+    config, context = checked_run(HeadsConfig, args)
     out = prepare_out_dir(args.out)
-    _, files, report = run_heads(config)
+    _, files, report = run_heads(config, context=context)
     _write(out, files)
     print(report)
     return 0
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    config = checked_config(HeadsConfig, args)
+    config, context = checked_run(HeadsConfig, args)
     out = prepare_out_dir(args.out)
-    _, _, report = run_heads(config)
+    _, _, report = run_heads(config, context=context)
     _write(out, {"report.txt": report + "\n"})
     print(report)
     return 0
 
 
 def _attention_command(args: argparse.Namespace) -> int:
-    config = checked_config(AttentionConfig, args)
+    config, context = checked_run(AttentionConfig, args)
     out = prepare_out_dir(args.out)
-    _, files, ascii_view = run_attention(config)
+    _, files, ascii_view = run_attention(config, context=context)
     _write(out, files)
     print(ascii_view)
     return 0
@@ -96,9 +97,9 @@ def _attention_command(args: argparse.Namespace) -> int:
 def _ablate_command(args: argparse.Namespace) -> int:
     from .ablate_job import AblateConfig, run_ablate
 
-    config = checked_config(AblateConfig, args)
+    config, context = checked_run(AblateConfig, args)
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("ablate", config, out, run_ablate)
+    results, _ = _run_journaled("ablate", config, context, out, run_ablate)
     base, vs = results["baseline"], results["top_vs_random"]
     print(
         f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
@@ -158,9 +159,9 @@ def _print_cost(results: dict) -> None:
 def _patch_command(args: argparse.Namespace) -> int:
     from .patch_job import PatchConfig, run_patch
 
-    config = checked_config(PatchConfig, args)
+    config, context = checked_run(PatchConfig, args)
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("patch", config, out, run_patch)
+    results, _ = _run_journaled("patch", config, context, out, run_patch)
     print(f"model {config.model}, pair {results['pair']}, metric {results['metric']}")
     for site in ("heads", "residual", "qkv"):
         if site in results:
@@ -195,9 +196,9 @@ def _cache_command(args: argparse.Namespace) -> int:
 def _circuit_command(args: argparse.Namespace) -> int:
     from .circuit_job import CircuitConfig, run_circuit
 
-    config = checked_config(CircuitConfig, args)
+    config, context = checked_run(CircuitConfig, args)
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("circuit", config, out, run_circuit)
+    results, _ = _run_journaled("circuit", config, context, out, run_circuit)
     print(
         f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
         f"{len(results['edges'])} edges in {results['seconds']:.1f} s"
@@ -227,9 +228,9 @@ def _train_command(args: argparse.Namespace) -> int:
 def _dynamics_command(args: argparse.Namespace) -> int:
     from .dynamics_job import DynamicsConfig, run_dynamics
 
-    config = checked_config(DynamicsConfig, args)
+    config, context = checked_run(DynamicsConfig, args)
     out = prepare_out_dir(config.out)
-    results, files = run_dynamics(config)
+    results, files = run_dynamics(config, context=context)
     _write(out, files)
     print(dynamics_summary(results))
     return 0
@@ -239,7 +240,8 @@ def _dual_route_command(args: argparse.Namespace) -> int:
     from .dual_route_job import DualRouteConfig, dual_route_summary, run_dual_route
 
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("dual-route", checked_config(DualRouteConfig, args), out, run_dual_route)
+    config, context = checked_run(DualRouteConfig, args)
+    results, _ = _run_journaled("dual-route", config, context, out, run_dual_route)
     print(dual_route_summary(results))
     return 0
 
@@ -248,7 +250,8 @@ def _icl_command(args: argparse.Namespace) -> int:
     from .icl_job import IclConfig, icl_summary, run_icl
 
     out = prepare_out_dir(args.out)
-    results, files = run_icl(checked_config(IclConfig, args))
+    config, context = checked_run(IclConfig, args)
+    results, files = run_icl(config, context=context)
     _write(out, files)
     print(icl_summary(results))
     return 0

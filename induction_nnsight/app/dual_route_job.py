@@ -11,10 +11,11 @@ from ..figures.dual_route import dissociation_figure, dual_route_heatmap, dual_r
 from ..models.layout import model_facts
 from ..names import head_name
 from ..probes.entities import ENTITY_SOURCE, entity_names, tokenized_entities
-from .jobs import RunsTraces, ScanConfig, model_for
+from .jobs import ScanConfig, model_for
 from .options import like, option, positive
 from .outputs import cost_line, rounded, table, to_json
 from .report import with_interval
+from .run_context import RunContext, ndif_option
 
 __all__ = ["DualRouteConfig", "dual_route_results", "dual_route_summary", "run_dual_route"]
 
@@ -28,7 +29,7 @@ UNITS = {
 
 
 @dataclass
-class DualRouteConfig(RunsTraces):
+class DualRouteConfig:
     """Settings of ``induction-nnsight dual-route``."""
 
     model: str = like(ScanConfig, "model")
@@ -51,9 +52,9 @@ class DualRouteConfig(RunsTraces):
         5, help="top heads listed per score, and ablated per kind in the dissociation test", parse=positive
     )
     attn_implementation: str | None = like(ScanConfig, "attn_implementation")
-    remote: bool = like(ScanConfig, "remote")
-    ndif_host: str | None = like(ScanConfig, "ndif_host")
-    timeout: float = like(ScanConfig, "timeout")
+    remote: bool = ndif_option("remote")
+    ndif_host: str | None = ndif_option("ndif_host")
+    timeout: float = ndif_option("timeout")
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -123,8 +124,16 @@ def dual_route_results(result: DualRouteResult, config: DualRouteConfig, facts: 
     }
 
 
-def run_dual_route(config: DualRouteConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+def run_dual_route(
+    config: DualRouteConfig, model=None, progress: bool = True, context: RunContext | None = None
+) -> tuple[dict, dict[str, str]]:
     """Run the dual-route job.
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        progress: Show progress bars over the job's traces.
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: ``dual_route_results.json``, ``dual_route_scatter.json`` (attention),
@@ -132,10 +141,11 @@ def run_dual_route(config: DualRouteConfig, model=None, progress: bool = True) -
         ``dual_route_dissociation.json``.
     """
     config.validate()
-    model = model_for(config, model)
+    context = context or RunContext()
+    model = model_for(config, model, context)
     facts = model_facts(model)
     entities = tokenized_entities(model.tokenizer, entity_names(), vocab_size=facts.vocab_size)
-    result = dual_route(model, entities, probe=config.probe(), execution=config.execution(progress))
+    result = dual_route(model, entities, probe=config.probe(), execution=context.execution(config, progress))
     results = dual_route_results(result, config, {**asdict(facts), "name": config.model})
     sub = config.describe()
     name = config.model

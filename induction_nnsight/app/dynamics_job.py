@@ -22,9 +22,10 @@ from ..ndif.execution import Execution
 from ..scores.icl import olsson_icl, read_text
 from .checkpoint_extras import text_icl_scorer, together, with_k_edge
 from .icl_job import IclConfig
-from .jobs import RunsTraces, ScanConfig
+from .jobs import ScanConfig
 from .options import like, option, positive
 from .outputs import default_out, rounded, table, to_json
+from .run_context import RunContext, ndif_option
 
 """Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
 
@@ -41,7 +42,7 @@ def _revisions(text: str) -> list[str]:
 
 
 @dataclass
-class DynamicsConfig(RunsTraces):
+class DynamicsConfig:
     """Settings of ``induction-nnsight dynamics``."""
 
     checkpoints: list[str] = option(
@@ -71,9 +72,9 @@ class DynamicsConfig(RunsTraces):
         default_out("dynamics"), help="directory for results, charts and the journal of scored checkpoints"
     )
     progress: bool = option(True, flag="--quiet", help="no line per checkpoint")
-    remote: bool = like(ScanConfig, "remote")
-    ndif_host: str | None = like(ScanConfig, "ndif_host")
-    timeout: float = like(ScanConfig, "timeout")
+    remote: bool = ndif_option("remote")
+    ndif_host: str | None = ndif_option("ndif_host")
+    timeout: float = ndif_option("timeout")
     resume: bool = like(
         ScanConfig, "resume", help="score every checkpoint afresh, ignoring those the journal in --out holds"
     )
@@ -121,13 +122,13 @@ class DynamicsConfig(RunsTraces):
             read_text(self.text)  # a missing or unreadable path is refused before a checkpoint loads
         self.probe().validate()
 
-    def text_scorer(self) -> tuple[str, Callable[[object, object, dict], dict]] | None:
+    def text_scorer(self, execution: Execution) -> tuple[str, Callable[[object, object, dict], dict]] | None:
         """``(name, f)`` for :func:`~induction_nnsight.dynamics.scoring.score_checkpoints`' ``also``: each
-        checkpoint's ``text_icl`` on ``--text`` (None without it)."""
+        checkpoint's ``text_icl`` on ``--text``, its traces run under ``execution`` (None without it)."""
         if self.text is None:
             return None
         windows, positions = (self.text_windows, self.late + 1), (self.early, self.late)
-        return text_icl_scorer(read_text(self.text), windows, positions, self.bos, self.execution(False))
+        return text_icl_scorer(read_text(self.text), windows, positions, self.bos, execution)
 
 
 def _tensor(values) -> torch.Tensor:
@@ -165,9 +166,16 @@ def _entry(scored: dict, interval: tuple[float, float] | None, n_heads: int) -> 
     }
 
 
-def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_model) -> tuple[dict, dict[str, str]]:
+def run_dynamics(
+    config: DynamicsConfig, load: Callable[..., object] = load_model, context: RunContext | None = None
+) -> tuple[dict, dict[str, str]]:
     """Score every checkpoint (those finished in ``config.out``'s journal are read back unless ``--no-resume``)
     and find the phase change.
+
+    Args:
+        config: The settings.
+        load: Loads one checkpoint (``load_model``'s signature; called with the context's ``device`` when set).
+        context: How the job runs (device, plan, request budgets; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: ``dynamics_results.json`` and the charts ``dynamics_induction.json`` (each
@@ -175,6 +183,7 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
         change shaded) and ``dynamics_heatmap.json`` (step x head).
     """
     config.validate()
+    context = context or RunContext()
     runs = seed_runs(config.checkpoints[0]) if len(config.checkpoints) == 1 and not config.revisions else []
     if config.revisions:
         checkpoints = hub_checkpoints(config.model, config.revisions)
@@ -182,11 +191,11 @@ def run_dynamics(config: DynamicsConfig, load: Callable[..., object] = load_mode
             check_hub(checkpoints)
     else:
         checkpoints = find_checkpoints([runs[0][1]] if runs else config.checkpoints)
-    planned = config.plan is not None  # --plan: each checkpoint's architecture, weightless; nothing written
-    load = load_weightless if planned else partial(load, device=config.device) if config.device else load
+    planned = context.planned  # --plan: each checkpoint's architecture, weightless; nothing written
+    load = load_weightless if planned else partial(load, device=context.device) if context.device else load
     circuit_on = config.circuit and not config.remote and not planned  # path patching needs the weights here
-    text_on = None if planned else config.text_scorer()
-    run = config.execution(config.progress)
+    text_on = None if planned else config.text_scorer(context.execution(config, progress=False))
+    run = context.execution(config, config.progress)
     scored = score_checkpoints(
         checkpoints,
         config.probe(),

@@ -9,16 +9,17 @@ from ..errors import InductionError
 from ..figures.dual_route import icl_loss_figure
 from ..models.layout import model_facts
 from ..scores.icl import OLSSON_TOKENS, default_text, read_text, text_icl
-from .jobs import RunsTraces, ScanConfig, model_for
+from .jobs import ScanConfig, model_for
 from .options import like, option, positive
 from .outputs import rounded, table, to_json
 from .report import with_interval
+from .run_context import RunContext, ndif_option
 
 __all__ = ["IclConfig", "icl_summary", "run_icl"]
 
 
 @dataclass
-class IclConfig(RunsTraces):
+class IclConfig:
     """Settings of ``induction-nnsight icl``."""
 
     model: str = like(ScanConfig, "model")
@@ -34,9 +35,9 @@ class IclConfig(RunsTraces):
     late: int = option(OLSSON_TOKENS[1], help="late token index of the ICL score", parse=positive)
     bos: bool = like(ScanConfig, "bos")
     attn_implementation: str | None = like(ScanConfig, "attn_implementation")
-    remote: bool = like(ScanConfig, "remote")
-    ndif_host: str | None = like(ScanConfig, "ndif_host")
-    timeout: float = like(ScanConfig, "timeout")
+    remote: bool = ndif_option("remote")
+    ndif_host: str | None = ndif_option("ndif_host")
+    timeout: float = ndif_option("timeout")
 
     def validate(self) -> None:
         """Check what can be checked before a model is loaded."""
@@ -50,8 +51,16 @@ class IclConfig(RunsTraces):
             read_text(self.text)  # a missing or unreadable path is refused before a model loads
 
 
-def run_icl(config: IclConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+def run_icl(
+    config: IclConfig, model=None, progress: bool = True, context: RunContext | None = None
+) -> tuple[dict, dict[str, str]]:
     """Score windows of natural text.
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        progress: Show progress bars over the job's traces.
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: ``icl_results.json`` (``loss_by_token_index``, ``positions``,
@@ -59,7 +68,8 @@ def run_icl(config: IclConfig, model=None, progress: bool = True) -> tuple[dict,
     """
     config.validate()
     text, source = read_text(config.text) if config.text is not None else default_text()
-    model = model_for(config, model)
+    context = context or RunContext()
+    model = model_for(config, model, context)
     facts = model_facts(model)
     found = text_icl(
         model,
@@ -67,7 +77,7 @@ def run_icl(config: IclConfig, model=None, progress: bool = True) -> tuple[dict,
         (config.n_windows, config.length),
         (config.early, config.late),
         bos=config.bos,
-        execution=config.execution(progress),
+        execution=context.execution(config, progress),
     )
     losses, score = found.losses, found.score  # [n_windows, length - 1]
     mean = losses.mean(0)

@@ -9,10 +9,8 @@ from ..figures.heads import top_heads_figure
 from ..models.layout import model_facts
 from ..models.loading import DEFAULT_MODEL, load_model
 from ..models.weightless import weightless_model
-from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..ndif.journal import Journal, journal_path
-from ..ndif.plan import JobPlan
-from ..ndif.settings import DEFAULT_TIMEOUT, RemoteSettings, resolve_host
+from ..ndif.settings import resolve_host
 from ..ndif.transfers import describe_transfers
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens, repeated_tokens_probe
@@ -21,55 +19,33 @@ from ..scores.heads import head_scores
 from ..scores.losses import half_losses
 from ..scores.registry import get_score, score_names
 from ..scores.scan import scan
-from .options import option, positive, seconds
+from .options import option, positive
 from .outputs import rounded, table, to_json
 from .report import text_report, top_heads
+from .run_context import RunContext, ndif_option
+
+UNJOURNALED = ("remote", "ndif_host", "timeout", "resume", "progress", "out")
+"""Settings that do not change a journaled chunk's result (where it ran, how long to wait)."""
 
 
-class RunsTraces:
-    """What every job config with ``remote``, ``ndif_host`` and ``timeout`` fields (and maybe
-    ``max_tokens``) shares: the one way to make the :class:`~induction_nnsight.ndif.execution.Execution`
-    its job's traces run under."""
+def open_journal(config, out_dir, command: str) -> Journal:
+    """Open ``<out_dir>/<command>_journal.json`` for ``config``'s job: an earlier run's unless ``--no-resume``;
+    its settings are ``config``'s but for :data:`UNJOURNALED`.
 
-    journal: Journal | None = None
-    """The job's journal (:meth:`open_journal`); not a field, so not a setting."""
-    requests: dict | None = None
-    """How traces are bundled into requests (``--traces-per-request`` ...; None: the defaults); not a setting."""
-    plan: JobPlan | None = None
-    """``--plan``: the :class:`~induction_nnsight.ndif.plan.JobPlan` its requests fill instead of running."""
-    device: str | None = None
-    """``--device``: where the model is loaded here (None: transformers' default, the CPU); not a setting."""
+    Returns:
+        The journal, for the job's :class:`~induction_nnsight.app.run_context.RunContext`.
 
-    #: Settings that do not change a journaled chunk's result (where it ran, how long to wait).
-    UNJOURNALED = ("remote", "ndif_host", "timeout", "resume", "progress", "out")
-
-    def execution(self, progress: bool = True) -> Execution:
-        """How this job's traces run: here, or on NDIF (``remote_settings``); ``max_tokens`` where the
-        job has that option; a progress bar when ``progress``; the :attr:`journal` when one is open."""
-        max_tokens = getattr(self, "max_tokens", DEFAULT_MAX_TOKENS)
-        return Execution(
-            remote=remote_settings(self) or False,
-            max_tokens=max_tokens,
-            progress=progress,
-            journal=self.journal,
-            **(self.requests or {}),
-        )
-
-    def open_journal(self, out_dir, command: str) -> Journal:
-        """Open ``<out_dir>/<command>_journal.json`` for this job: an earlier run's unless ``--no-resume``.
-
-        Raises:
-            InductionError: The journal was written with other settings (named in the message).
-        """
-        settings = {k: v for k, v in asdict(self).items() if k not in self.UNJOURNALED}
-        self.journal = Journal.open(
-            journal_path(out_dir, command), {"command": command, **settings}, resume=getattr(self, "resume", True)
-        )
-        return self.journal
+    Raises:
+        InductionError: The journal was written with other settings (named in the message).
+    """
+    settings = {k: v for k, v in asdict(config).items() if k not in UNJOURNALED}
+    return Journal.open(
+        journal_path(out_dir, command), {"command": command, **settings}, resume=getattr(config, "resume", True)
+    )
 
 
 @dataclass
-class ScanConfig(RunsTraces):
+class ScanConfig:
     """Settings of ``induction-nnsight scan`` (each field's option: :func:`~.options.option`)."""
 
     model: str = option(
@@ -84,21 +60,9 @@ class ScanConfig(RunsTraces):
     bos: bool = option(True, help="do not prepend the BOS token")
     top: int = option(10, help="heads in the printed table", parse=positive)
     attn_implementation: str | None = option(None, help="eager, sdpa, ... (the model's default when omitted)")
-    remote: bool = option(False, help="run the traces on NDIF (host from NDIF_HOST or nnsight's config)", group="NDIF")
-    ndif_host: str | None = option(
-        None,
-        help="NDIF API URL, e.g. https://api.ndif.us (implies --remote)",
-        metavar="URL",
-        group="NDIF",
-        implies="remote",
-    )
-    timeout: float = option(
-        DEFAULT_TIMEOUT,
-        help="give up on an NDIF request after this long",
-        parse=seconds,
-        metavar="SECONDS",
-        group="NDIF",
-    )
+    remote: bool = ndif_option("remote")
+    ndif_host: str | None = ndif_option("ndif_host")
+    timeout: float = ndif_option("timeout")
     resume: bool = option(
         True,
         help="ignore the journal an interrupted run left in the output directory and start afresh",
@@ -162,18 +126,19 @@ def scan_tokens(model, config: ScanConfig, n_repeats: int = 2):
     )
 
 
-def model_for(config, model=None):
-    """``model`` if given, else the model ``config`` names (``model``, ``attn_implementation``, ``remote``);
-    its weightless architecture under ``--plan``."""
+def model_for(config, model=None, context: RunContext | None = None):
+    """``model`` if given, else the model ``config`` names (``model``, ``attn_implementation``, ``remote``)
+    on the ``context``'s device; its weightless architecture under ``--plan``."""
     if model is not None:
         return model
-    if getattr(config, "plan", None) is not None:
+    context = context or RunContext()
+    if context.planned:
         return weightless_model(config.model, config.attn_implementation)
     return load_model(
         config.model,
         attn_implementation=config.attn_implementation,
         remote=config.remote,
-        device=getattr(config, "device", None),
+        device=context.device,
     )
 
 
@@ -195,30 +160,22 @@ def preflight(config) -> None:
     check(architecture)
 
 
-def remote_settings(config) -> RemoteSettings | None:
-    """NDIF settings of a config with ``remote``, ``ndif_host`` and ``timeout`` fields (None: run locally);
-    under ``--plan``, settings that plan every request instead of sending it."""
-    if getattr(config, "plan", None) is not None:
-        return RemoteSettings(host=config.ndif_host, timeout=config.timeout, check_hosted=False, plan=config.plan)
-    if not config.remote:
-        return None
-    return RemoteSettings(host=config.ndif_host, timeout=config.timeout)
-
-
-def run_scan(config: ScanConfig, model=None) -> tuple[dict, dict[str, str]]:
+def run_scan(config: ScanConfig, model=None, context: RunContext | None = None) -> tuple[dict, dict[str, str]]:
     """Run a scan and build its result dict and chart JSON texts.
 
     Args:
         config: The settings.
         model: An already loaded model (loaded from ``config.model`` when None).
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: the machine-readable results and
         ``{"loss_by_position.json", "induction_scores.json", "scan_results.json"} -> text``.
     """
     config.validate()
-    execution = config.execution()
-    model = model_for(config, model)
+    context = context or RunContext()
+    execution = context.execution(config)
+    model = model_for(config, model, context)
     tokens = scan_tokens(model, config)
     result = scan(model, tokens, config.seq_len, execution=execution)
     first, repeated = half_losses(result.loss_by_position, config.seq_len, config.bos)
@@ -283,19 +240,25 @@ class HeadsConfig(ScanConfig):
             raise InductionError(f"--repeats must be at least 2, got {self.n_repeats}")
 
 
-def run_heads(config: HeadsConfig, model=None) -> tuple[dict, dict[str, str], str]:
+def run_heads(config: HeadsConfig, model=None, context: RunContext | None = None) -> tuple[dict, dict[str, str], str]:
     """Score every kind in one pass; build results, charts and the text report.
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        context: How the job runs (None: ``RunContext()``).
 
     Returns:
         ``(results, files, report_text)``; ``files`` maps ``heads_results.json``,
         ``heads_top.json`` and ``heads_<kind>.json`` to their JSON text.
     """
     config.validate()
-    model = model_for(config, model)
+    context = context or RunContext()
+    model = model_for(config, model, context)
     tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
     facts = model_facts(model)
     probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
-    scores = head_scores(model, probe, kinds=config.kinds, execution=config.execution())
+    scores = head_scores(model, probe, kinds=config.kinds, execution=context.execution(config))
     settings = {**asdict(config), "kinds": list(scores.kinds)}
     found = detections(scores, config.threshold, settings)
     first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)

@@ -29,6 +29,7 @@ from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive, word_list
 from .outputs import rounded, table, to_json
 from .patch_pairs import pair_for
+from .run_context import RunContext
 
 PAIRS = ("text", "repeated")
 SITES = ("heads", "residual", "qkv")
@@ -231,16 +232,25 @@ def _qkv_site(model, pair, config: PatchConfig, head, execution: Execution, subt
     return results, files
 
 
-def run_patch(config: PatchConfig, model=None, progress: bool = True) -> tuple[dict, dict[str, str]]:
+def run_patch(
+    config: PatchConfig, model=None, progress: bool = True, context: RunContext | None = None
+) -> tuple[dict, dict[str, str]]:
     """Patching job: head-output, residual-stream and q/k/v grids, attribution patching.
+
+    Args:
+        config: The settings.
+        model: An already loaded model (loaded from ``config.model`` when None).
+        progress: Show progress bars over the job's traces.
+        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
         ``(results, files)``: machine-readable results and ``patching_*.json`` chart texts
         plus ``patching_results.json``.
     """
     config.validate()
-    model = model_for(config, model)
-    execution = config.execution(progress)
+    context = context or RunContext()
+    model = model_for(config, model, context)
+    execution = context.execution(config, progress)
     facts = model_facts(model)
     config.validate_for(model)
     pair = pair_for(model, config)

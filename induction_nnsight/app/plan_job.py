@@ -1,7 +1,7 @@
 """``--plan``: a job's cost on NDIF before the run, with nothing sent and nothing written but ``plan.json``.
 
-:func:`plan_job` runs a command's own job function with the config's
-:attr:`~induction_nnsight.app.jobs.RunsTraces.plan` set: the job's model is its weightless
+:func:`plan_job` runs a command's own job function under a
+:class:`~induction_nnsight.app.run_context.RunContext` with a ``plan``: the job's model is its weightless
 architecture (:func:`~induction_nnsight.models.weightless.weightless_model`) and every request
 goes to a :class:`~induction_nnsight.ndif.plan.PlanBackend`, which measures it instead of sending
 it. The job's results are discarded; :func:`plan_table` is what the command prints and
@@ -17,20 +17,21 @@ from ..ndif.execution import DEFAULT_REQUEST_BYTES, DEFAULT_REQUEST_SECONDS
 from ..ndif.meta_run import meta_reads_as_stand_ins, reset_noise
 from ..ndif.plan import DEFAULT_FLOP_RATE, NDIF_JOB_SECONDS, JobPlan
 from ..ndif.transfers import RequestTooLarge
+from .run_context import RunContext
 
 __all__ = ["PLANNED", "plan_job", "plan_table"]
 
 
-def _runner(module: str, function: str, **kwargs) -> Callable[[object], object]:
-    def run(config):
+def _runner(module: str, function: str) -> Callable[[object, RunContext], object]:
+    def run(config, context: RunContext):
         from importlib import import_module
 
-        return getattr(import_module(f"{__package__}.{module}"), function)(config, **kwargs)
+        return getattr(import_module(f"{__package__}.{module}"), function)(config, context=context)
 
     return run
 
 
-PLANNED: dict[str, Callable[[object], object]] = {
+PLANNED: dict[str, Callable[[object, RunContext], object]] = {
     "scan": _runner("jobs", "run_scan"),
     "heads": _runner("jobs", "run_heads"),
     "report": _runner("jobs", "run_heads"),
@@ -45,12 +46,20 @@ PLANNED: dict[str, Callable[[object], object]] = {
 """Commands that take ``--plan``, with the job function each one plans."""
 
 
-def plan_job(command: str, config, flop_rate: float = DEFAULT_FLOP_RATE, by_shape: bool = True) -> JobPlan:
+def plan_job(
+    command: str,
+    config,
+    context: RunContext | None = None,
+    flop_rate: float = DEFAULT_FLOP_RATE,
+    by_shape: bool = True,
+) -> JobPlan:
     """Plan ``command``'s job under ``config``: its requests, measured on the weightless model.
 
     Args:
         command: A key of :data:`PLANNED`.
         config: The command's config (checked by the job as in a real run).
+        context: How the job would run (its request budgets; None: ``RunContext()``); its ``plan`` is
+            replaced by the one this call fills.
         flop_rate: FLOP/s of the server-time estimate.
         by_shape: Trace one request of each shape on the meta device and reuse its measures for
             the others (the totals are the same; False traces every request, which takes minutes
@@ -63,15 +72,13 @@ def plan_job(command: str, config, flop_rate: float = DEFAULT_FLOP_RATE, by_shap
         InductionError: Bad settings, or no config for the model (one line, as in a real run).
     """
     plan = JobPlan(flop_rate=flop_rate, by_shape=by_shape)
-    config.plan = plan
+    context = (context or RunContext()).replace(plan=plan)
     reset_noise()
     try:
         with meta_reads_as_stand_ins():  # what the job reads from the weights here reads as stand-ins too
-            PLANNED[command](config)
+            PLANNED[command](config, context)
     except RequestTooLarge as error:  # the real run would stop here, with this line: the plan says so
         plan.stopped = str(error)
-    finally:
-        config.plan = None
     return plan
 
 
@@ -125,11 +132,11 @@ def plan_command(args: argparse.Namespace, argv: list[str]) -> int:
     """``<command> --plan``: plan the job, print the table, write ``plan.json`` when ``--out`` was given."""
     import sys
 
-    from .arguments import COMMANDS, checked_config
+    from .arguments import COMMANDS, checked_run
     from .outputs import prepare_out_dir, to_json, write_files
 
-    config = checked_config(COMMANDS[args.command].config, args)
-    plan = plan_job(args.command, config).as_dict()
+    config, context = checked_run(COMMANDS[args.command].config, args)
+    plan = plan_job(args.command, config, context).as_dict()
     print(plan_table(plan, args.command, config.model))
     if out_given(argv):
         for path in write_files(prepare_out_dir(args.out), {"plan.json": to_json(plan)}):

@@ -4,7 +4,7 @@ sweep sends several requests of several traces)."""
 
 import pytest
 
-from induction_nnsight.app.arguments import COMMANDS, build_parser, checked_config
+from induction_nnsight.app.arguments import COMMANDS, build_parser, checked_run
 from induction_nnsight.app.plan_job import PLANNED, plan_job
 
 BUDGETS = ["--traces-per-request", "3"]
@@ -47,7 +47,8 @@ EQUAL = ("requests", "bytes_down", "forward_passes", "backward_passes", "tokens"
 def planned(command: str, model_dir, text, by_shape: bool) -> dict:
     extra = [str(text) if a == "TEXT" else a for a in EXTRA[command]]
     args = build_parser().parse_args([command, "--model", str(model_dir), *extra, *BUDGETS, "--plan"])
-    return plan_job(command, checked_config(COMMANDS[command].config, args), by_shape=by_shape).as_dict()
+    config, context = checked_run(COMMANDS[command].config, args)
+    return plan_job(command, config, context, by_shape=by_shape).as_dict()
 
 
 def test_every_planned_command_is_covered():
