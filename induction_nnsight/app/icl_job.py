@@ -29,7 +29,10 @@ class IclConfig:
         metavar="FILE|DIR",
         default_text="the Python language reference's help topics (pydoc_data.topics)",
     )
-    n_windows: int = option(8, help="windows of text scored", flag="--windows", parse=positive)
+    n_windows: int = option(
+        32, help="windows of text scored, drawn across the whole text", flag="--windows", parse=positive
+    )
+    seed: int = option(0, help="seed of the windows' places in the text", parse=int)
     length: int = option(512, help="tokens per window, BOS included", parse=positive)
     early: int = option(OLSSON_TOKENS[0], help="early token index of the ICL score", parse=positive)
     late: int = option(OLSSON_TOKENS[1], help="late token index of the ICL score", parse=positive)
@@ -77,6 +80,7 @@ def run_icl(
         (config.n_windows, config.length),
         (config.early, config.late),
         bos=config.bos,
+        seed=config.seed,
         execution=context.execution(config, progress),
     )
     losses, score = found.losses, found.score  # [n_windows, length - 1]

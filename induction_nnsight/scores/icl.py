@@ -77,8 +77,12 @@ def read_text(path: str | Path) -> tuple[str, str]:
     return text, f"{path} ({len(files)} file{'s' if len(files) != 1 else ''})"
 
 
-def text_windows(ids: list[int], n_windows: int, length: int, bos: int | None) -> torch.Tensor:
-    """Consecutive windows of a tokenized text, each ``length`` tokens (BOS first, when given).
+def text_windows(ids: list[int], n_windows: int, length: int, bos: int | None, seed: int = 0) -> torch.Tensor:
+    """Windows of a tokenized text sampled across all of it, each ``length`` tokens (BOS first, when given).
+
+    The text is cut into consecutive slots of ``length`` tokens (less the BOS); ``n_windows`` distinct
+    slots are drawn at random (seeded) and kept in text order, so the windows come from the whole
+    text, not from its beginning, and never overlap.
 
     Raises:
         InductionError: When the text is too short for ``n_windows`` windows, naming how many fit.
@@ -93,7 +97,8 @@ def text_windows(ids: list[int], n_windows: int, length: int, bos: int | None) -
             f"the text has {len(ids)} tokens: {fit} windows of {length} fit, not {n_windows}: "
             f"pass --windows {max(fit, 1)} or less, a shorter --length, or a longer text"
         )
-    rows = torch.tensor(ids[: n_windows * body]).reshape(n_windows, body)
+    slots = torch.randperm(fit, generator=torch.Generator().manual_seed(seed))[:n_windows].sort().values
+    rows = torch.tensor(ids[: fit * body]).reshape(fit, body)[slots]
     if bos is not None:
         rows = torch.cat([torch.full((n_windows, 1), bos), rows], dim=1)
     return rows
@@ -182,6 +187,7 @@ def text_icl(
     positions: tuple[int, int] = OLSSON_TOKENS,
     *,
     bos: bool = True,
+    seed: int = 0,
     execution: Execution | None = None,
 ) -> TextIcl:
     """``model``'s loss by token index on windows of ``text``, and the in-context-learning score there.
@@ -192,6 +198,7 @@ def text_icl(
         windows: ``(n_windows, length)``: how many windows, of how many tokens (BOS included).
         positions: ``(early, late)`` token indices of the score (Olsson's: 50 and 500).
         bos: Start each window with the model's BOS token.
+        seed: Seed of the windows' places in the text (:func:`text_windows`).
         execution: How the traces run (``remote``, ``progress``); None for the defaults.
 
     Returns:
@@ -212,6 +219,6 @@ def text_icl(
             "(or --late)"
         )
     ids = tokenizer.encode(text, add_special_tokens=False)
-    rows = text_windows(ids, n_windows, length, facts.bos_token_id if bos else None)
+    rows = text_windows(ids, n_windows, length, facts.bos_token_id if bos else None, seed)
     losses = loss_by_token(model, rows, execution=execution)  # [n_windows, length - 1]
     return TextIcl(losses, icl_scores(losses, early, late), len(ids))

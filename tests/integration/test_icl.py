@@ -36,8 +36,16 @@ def test_icl_score_is_late_minus_early_with_an_interval():
 
 
 def test_windows_and_text_sources(tmp_path):
+    slots = [[0, *range(10 + 5 * i, 15 + 5 * i)] for i in range(4)]  # the 4 slots of 5 tokens after BOS
     rows = text_windows(list(range(10, 30)), 3, 6, bos=0)
-    assert rows.tolist() == [[0, 10, 11, 12, 13, 14], [0, 15, 16, 17, 18, 19], [0, 20, 21, 22, 23, 24]]
+    assert rows.shape == (3, 6) and all(r in slots for r in rows.tolist())  # whole slots, no overlap
+    assert rows[:, 1].tolist() == sorted(set(rows[:, 1].tolist()))  # distinct, in text order
+    assert text_windows(list(range(10, 30)), 3, 6, bos=0).equal(rows)  # seeded
+    assert text_windows(list(range(10, 30)), 4, 6, bos=0).tolist() == slots  # every slot: the whole text
+    # across the whole text: 16 windows of 1,000 slots land in every quarter of it
+    starts = text_windows(list(range(10_000)), 16, 11, bos=0)[:, 1]
+    assert {int(s) // 2500 for s in starts} == {0, 1, 2, 3}
+    assert not text_windows(list(range(10_000)), 16, 11, bos=0, seed=1)[:, 1].equal(starts)
     with pytest.raises(InductionError, match="--windows 3 or less"):
         text_windows(list(range(20)), 9, 6, bos=None)
     text, source = default_text()
