@@ -23,6 +23,7 @@ import nnsight
 import torch
 
 from ..errors import InductionError
+from ..models.heads import split_heads
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
@@ -50,7 +51,7 @@ def head_outputs_at(model, tokens: torch.Tensor, position: int, *, execution: Ex
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         parts = [model.get(path).input[:, position] for path in paths]
         saved = nnsight.save(torch.stack(parts, dim=1))  # [batch, layer, n_heads * d_head]
-    return saved.detach().cpu().reshape(tokens.shape[0], facts.n_layers, facts.n_heads, facts.d_head)
+    return split_heads(saved.detach().cpu(), facts.n_heads, facts.d_head)
 
 
 def _cached(run: Execution) -> bool:
@@ -110,7 +111,7 @@ def _patch(model, heads: list[tuple[int, int] | None], clean: torch.Tensor, rows
         x = projection.input  # [k * batch, pos, n_heads * d_head]
         n_pos = x.shape[1]
         at = n_pos - 2
-        split = x.reshape(rows.n_variants, rows.batch, n_pos, n_heads, d_head)
+        split = split_heads(x, n_heads, d_head).unflatten(0, (rows.n_variants, rows.batch))
         source = clean[:, layer].to(x.device, x.dtype)  # [batch, n_heads, d_head]
         new = torch.where(mask.to(x.device), source, split[:, :, at])  # [k, batch, n_heads, d_head]
         split = torch.cat([split[:, :, :at], new[:, :, None], split[:, :, at + 1 :]], dim=2)

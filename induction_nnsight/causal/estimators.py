@@ -30,6 +30,7 @@ import nnsight
 import torch
 
 from ..errors import InductionError
+from ..models.heads import split_heads
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
@@ -230,7 +231,7 @@ def _groups(model, tokens, metric, replacement: tuple, groups, execution: Execut
         with score.backward():
             for layer in reversed(range(len(projections))):
                 grad = inputs[layer].grad[n_source:]  # [g * b, pos, n_heads * d_head]
-                product = (grad * deltas[layer]).reshape(g, b, grad.shape[1], n_heads, d_head)
+                product = split_heads(grad * deltas[layer], n_heads, d_head).unflatten(0, (g, b))
                 per_layer[layer] = product.sum(dim=(1, 2, 4)).detach()  # [g, n_heads]
             saved = nnsight.save(torch.stack(per_layer, dim=1))
     return saved.float().cpu()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..models.heads import split_heads
 from ..models.layout import apply_norm
 from .head_weights import output_columns, projection_slice, rows_of, sender_delta
 
@@ -124,7 +125,7 @@ def outputs(model, plan: Plan, clean: Clean, runs: list[Run], layer: int, k: int
         return
     module = model.get(plan.layout.o_proj[layer])
     x = module.input  # [k * batch, pos, n_heads * d_head]
-    new = x.clone().reshape(k, -1, x.shape[1], plan.n_heads, plan.d_head)
+    new = split_heads(x.clone(), plan.n_heads, plan.d_head).unflatten(0, (k, -1))  # [k, batch, pos, head, d]
     for i, head in ablate:
         new[i, :, :, head] = clean.replacement[layer][..., head, :].to(x.dtype)
     for i, target in restore:
