@@ -168,8 +168,9 @@ def head_attribution(
     source: torch.Tensor | None = None,
     execution: Execution | None = None,
 ) -> torch.Tensor:
-    """Attribution patching (Nanda 2023): the ``"plain"`` :func:`head_estimate`'s table alone, with
-    patching (``method="source"``: the clean rows' outputs into the corrupted run) as its default.
+    """Attribution patching (Nanda 2023): a thin alias of ``head_estimate(..., estimator="plain").estimate``,
+    kept as the top-level name for it, with patching (``method="source"``: the clean rows' outputs into the
+    corrupted run) as its default. Nothing in the package calls it: use :func:`head_estimate`.
 
     Returns:
         ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(tokens)``.
