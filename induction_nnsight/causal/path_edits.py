@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..models.heads import split_heads
-from ..models.layout import apply_norm
+from ..models.layout import apply_norm, norm_affine
 from .head_weights import output_columns, projection_slice, rows_of, sender_delta
 
 if TYPE_CHECKING:
@@ -47,11 +47,7 @@ def frozen_norm(patched: torch.Tensor, clean: torch.Tensor, spec, weight, bias) 
     if spec.centered:
         h, c = h - h.mean(-1, keepdim=True), c - c.mean(-1, keepdim=True)
     h = h * torch.rsqrt(c.pow(2).mean(-1, keepdim=True) + spec.eps)
-    if weight is not None:
-        h = h * ((1.0 + weight.float()) if spec.offset else weight.float())
-    if bias is not None:
-        h = h + bias.float()
-    return h.to(patched.dtype)
+    return norm_affine(h, spec, weight, bias).to(patched.dtype)
 
 
 def _removed(clean: Clean, source) -> torch.Tensor:
