@@ -159,6 +159,7 @@ def head_estimate(
     return HeadEstimate(estimator, estimate, cost, steps if estimator == "ig" else 1)
 
 
+# head_estimate's arguments on purpose: an alias of one of its estimators.
 def head_attribution(
     model,
     tokens: torch.Tensor,

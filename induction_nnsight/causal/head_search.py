@@ -104,6 +104,7 @@ class SearchResult:
         return self.estimate.cost + self.verify_cost
 
 
+# head_estimate's arguments on purpose (``search`` for ``estimator``): the search wraps one estimate.
 def search_heads(
     model,
     tokens: torch.Tensor,

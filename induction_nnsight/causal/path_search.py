@@ -71,6 +71,7 @@ class Verification:
     largest: int | None = None
 
 
+# path_patching's arguments on purpose (``verify`` for ``exact_losses``): its estimate-then-verify twin.
 def path_search(
     model,
     tokens: torch.Tensor,
