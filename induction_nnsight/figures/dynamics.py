@@ -92,6 +92,7 @@ def score_lines_figure(
     return fig
 
 
+# Every chart here takes ``steps`` first and ``title``/``subtitle`` last: alike signatures, one per chart.
 def loss_icl_figure(
     steps: Sequence[int],
     first: Sequence[float | None],
