@@ -20,7 +20,7 @@ from typing import Any
 import nnsight
 import torch
 
-from ..errors import InductionError
+from ..errors import InductionError, first_line
 from .attention import attention_call_name, layer_attention
 from .heads import split_heads
 from .layout import ModelLayout, NormSpec, apply_norm, find_layout, keep_layout, norm_eps
@@ -91,7 +91,7 @@ def _read(model, layout: ModelLayout) -> list[dict[str, Any]]:
     except InductionError:
         raise
     except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         raise InductionError(
             f"the layout's modules do not run as one forward pass reads them ({first}): "
             "pass set_layout(model, ...) with the paths of the blocks, attention, projections and norms"
