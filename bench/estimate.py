@@ -25,9 +25,9 @@ from induction_nnsight import Execution, load_model, repeated_tokens
 from induction_nnsight.app.ablate_job import AblateConfig
 from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit
 from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
-from induction_nnsight.causal.cost import scale_table
+from induction_nnsight.causal.cost import scale_table, variants_cost
 from induction_nnsight.causal.estimators import Estimator, head_estimate
-from induction_nnsight.causal.head_search import HeadSearch, compare, search_heads, variants_cost
+from induction_nnsight.causal.head_search import HeadSearch, compare, search_heads
 from induction_nnsight.figures.causal import attribution_scatter_figure
 from induction_nnsight.names import head_name
 from induction_nnsight.scores.ranking import RANK_DECIMALS

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from estimate import CHARTS, ROOT, _recall, lowest_recall
 
-from induction_nnsight.causal.path_search import Verification, _verify, runs_cost
+from induction_nnsight.causal.cost import runs_cost
+from induction_nnsight.causal.path_search import Verification, _verify
 from induction_nnsight.causal.path_traces import Run
 from induction_nnsight.names import parse_heads
 from induction_nnsight.scores.ranking import RANK_DECIMALS

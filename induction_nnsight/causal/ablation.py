@@ -88,11 +88,11 @@ def ablation_metrics(
     Returns:
         ``[n_sets, ...]`` the metric averaged over the batch.
     """
-    metric = as_metric(metric)
-    rows = _ablation_rows(model, tokens, head_sets, metric, _ablation(method, source, tokens), as_execution(execution))
+    rows = ablation_rows(model, tokens, head_sets, metric, method=method, source=source, execution=execution)
     return rows.mean(dim=1)
 
 
+# ablation_metrics' arguments on purpose: the same ablations, row by row.
 def ablation_rows(
     model,
     tokens: torch.Tensor,

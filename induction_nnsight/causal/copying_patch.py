@@ -23,16 +23,16 @@ import nnsight
 import torch
 
 from ..errors import InductionError
+from ..models.heads import split_heads
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
 from ..ndif.sessions import run_chunks
 from ..ndif.settings import as_settings
 from ..probes.dual_route import CopyingPrompts
-from .cost import Cost, passes
 from .variants import Rows, variants_per_trace
 
-__all__ = ["COPYING_TARGETS", "copying_cost", "copying_sweep", "head_outputs_at"]
+__all__ = ["COPYING_TARGETS", "caches_prefix", "copying_sweep", "head_outputs_at"]
 
 COPYING_TARGETS = {"concept": (-1, 1), "token": (-2, 0)}
 """What each copying score measures: ``(position, entity token)``: concept copying, the log-probability of
@@ -50,24 +50,13 @@ def head_outputs_at(model, tokens: torch.Tensor, position: int, *, execution: Ex
     with torch.no_grad(), model.trace(tokens, backend=remote_backend(model, remote)):
         parts = [model.get(path).input[:, position] for path in paths]
         saved = nnsight.save(torch.stack(parts, dim=1))  # [batch, layer, n_heads * d_head]
-    return saved.detach().cpu().reshape(tokens.shape[0], facts.n_layers, facts.n_heads, facts.d_head)
+    return split_heads(saved.detach().cpu(), facts.n_heads, facts.d_head)
 
 
-def _cached(run: Execution) -> bool:
-    """Whether the sweep caches the rows' prefix: when it runs here (a request, to NDIF, the dry run or a
-    plan, sends whole rows)."""
-    return as_settings(run.remote) is None
-
-
-def copying_cost(prompts: CopyingPrompts, n_variants: int, execution: Execution | None = None) -> Cost:
-    """What :func:`copying_sweep` runs for ``n_variants`` (the unpatched one included): the clean rows'
-    head outputs, then, with the prefix cached, the prefix once and every variant's last two tokens (a
-    pass over two tokens of a row counts one row pass, its two tokens), or else every variant's whole rows."""
-    batch, n_pos = prompts.corrupt.shape
-    clean = passes(batch, n_pos, forward=1)
-    if _cached(as_execution(execution)):
-        return clean + passes(batch, n_pos - 2, forward=1) + passes(batch, 2, forward=n_variants)
-    return clean + passes(batch, n_pos, forward=n_variants)
+def caches_prefix(execution: Execution | None = None) -> bool:
+    """Whether :func:`copying_sweep` caches the rows' prefix: when it runs here (a request, to NDIF, the dry
+    run or a plan, sends whole rows). Its cost: :func:`~induction_nnsight.causal.cost.copying_cost`."""
+    return as_settings(as_execution(execution).remote) is None
 
 
 def _cache_kwarg(model) -> str:
@@ -110,7 +99,7 @@ def _patch(model, heads: list[tuple[int, int] | None], clean: torch.Tensor, rows
         x = projection.input  # [k * batch, pos, n_heads * d_head]
         n_pos = x.shape[1]
         at = n_pos - 2
-        split = x.reshape(rows.n_variants, rows.batch, n_pos, n_heads, d_head)
+        split = split_heads(x, n_heads, d_head).unflatten(0, (rows.n_variants, rows.batch))
         source = clean[:, layer].to(x.device, x.dtype)  # [batch, n_heads, d_head]
         new = torch.where(mask.to(x.device), source, split[:, :, at])  # [k, batch, n_heads, d_head]
         split = torch.cat([split[:, :, :at], new[:, :, None], split[:, :, at + 1 :]], dim=2)
@@ -147,7 +136,7 @@ def copying_sweep(
     wanted = prompts.entities[:, index]  # [batch]
     clean = head_outputs_at(model, prompts.clean, -2, execution=run)  # [batch, layer, head, d_head]
     projections = model_layout(model).o_proj
-    cached = _cached(run)
+    cached = caches_prefix(run)
     kv = _prefix_cache(model, corrupt[:, :-2]) if cached else None
     rows_in = corrupt[:, -2:] if cached else corrupt
     per = variants_per_trace(batch, 0, n_pos, run)

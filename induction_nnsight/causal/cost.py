@@ -7,7 +7,9 @@ layer and stops after the target) counts the fraction of blocks it ran. A backwa
 two forward passes (:data:`BACKWARD_FORWARDS`), which :attr:`Cost.forward_equivalents` adds up.
 
 Every function here is pure arithmetic of the model's shape (layers, heads) and the run's size
-(rows, tokens per row), so a planner can price a job on a model it has never loaded:
+(rows, tokens per row, and the execution's row and token budgets that size its traces), so a planner can
+price a job on a model it has never loaded; the sweeps and searches count what they ran with the same
+functions (:func:`variants_cost`, :func:`runs_cost`, :func:`copying_cost`):
 
 >>> sweep = sweep_cost(n_layers=30, n_heads=9, rows=4, tokens_per_row=61)
 >>> sweep.forward_passes, sweep.backward_passes
@@ -21,6 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .variants import variants_per_trace
+
+if TYPE_CHECKING:
+    from ..ndif.execution import Execution
+    from .path_traces import Run
 
 BACKWARD_FORWARDS = 2.0
 """Forward passes one backward pass costs (the usual rule: two matrix products per forward one)."""
@@ -32,11 +41,14 @@ __all__ = [
     "ESTIMATORS",
     "Cost",
     "circuit_cost",
+    "copying_cost",
     "estimate_cost",
     "exact_scores_circuit_cost",
     "pruned_circuit_cost",
+    "runs_cost",
     "scale_table",
     "sweep_cost",
+    "variants_cost",
 ]
 
 
@@ -108,6 +120,36 @@ def sweep_cost(n_layers: int, n_heads: int, rows: int, tokens_per_row: int, *, v
     """
     n = n_layers * n_heads if variants is None else variants
     return passes(rows, tokens_per_row, forward=n + 1)
+
+
+def variants_cost(n_variants: int, shape: tuple[int, int], n_ref: int, execution: Execution | None = None) -> Cost:
+    """What :func:`~induction_nnsight.causal.ablation.ablation_metrics` runs for ``n_variants`` sets on rows
+    of ``shape`` ``(batch, pos)``: every variant's rows, plus the ``n_ref`` reference rows once per trace
+    (:func:`~induction_nnsight.causal.variants.variants_per_trace` under ``execution``)."""
+    batch, n_pos = shape
+    traces = -(-n_variants // variants_per_trace(batch, n_ref, n_pos, execution)) if n_ref else 0
+    return passes(batch, n_pos, forward=n_variants) + passes(n_ref, n_pos, forward=traces)
+
+
+def runs_cost(runs: Sequence[Run], n_layers: int, shape: tuple[int, int], *, probe: bool = False) -> Cost:
+    """Path-patching runs over rows of ``shape`` ``(batch, pos)``: each runs from its start layer to the
+    end (a probe: that layer alone), counted by the fraction of the ``n_layers`` blocks it runs."""
+    batch, n_pos = shape
+    blocks = sum(1 if probe else n_layers - r.start for r in runs)
+    return passes(batch, n_pos, forward=blocks / n_layers)
+
+
+def copying_cost(shape: tuple[int, int], n_variants: int, *, cached: bool) -> Cost:
+    """What :func:`~induction_nnsight.causal.copying_patch.copying_sweep` runs for ``n_variants`` (the
+    unpatched one included) on corrupt rows of ``shape`` ``(batch, pos)``: the clean rows' head outputs,
+    then, with the prefix ``cached`` (:func:`~induction_nnsight.causal.copying_patch.caches_prefix`), the
+    prefix once and every variant's last two tokens (a pass over two tokens of a row counts one row pass,
+    its two tokens), or else every variant's whole rows."""
+    batch, n_pos = shape
+    clean = passes(batch, n_pos, forward=1)
+    if cached:
+        return clean + passes(batch, n_pos - 2, forward=1) + passes(batch, 2, forward=n_variants)
+    return clean + passes(batch, n_pos, forward=n_variants)
 
 
 def estimate_cost(estimator: str, n_layers: int, rows: int, tokens_per_row: int, *, steps: int = 1) -> Cost:

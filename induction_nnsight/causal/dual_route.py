@@ -28,10 +28,9 @@ from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW
 from ..scores.dual_attention import value_weighted_attention
 from ..scores.ranking import rank_heads
 from ..stats import mean_interval
-from .copying_patch import copying_cost, copying_sweep
-from .cost import Cost, passes
+from .copying_patch import caches_prefix, copying_sweep
+from .cost import Cost, copying_cost, passes, variants_cost
 from .dissociation import dissociation
-from .head_search import variants_cost
 
 __all__ = ["GRIDS", "DualRouteProbe", "DualRouteResult", "dual_route", "pick_entities", "separator_id"]
 
@@ -175,7 +174,7 @@ def dual_route(
     shape = (facts.n_layers, facts.n_heads)
     for grid, target, span in (("concept_copying", "concept", "entity"), ("token_copying", "token", "random")):
         probs = copying_sweep(model, rows[span], target, execution=run)  # [1 + heads, batch]
-        cost = cost + copying_cost(rows[span], probs.shape[0], run)
+        cost = cost + copying_cost(tuple(rows[span].corrupt.shape), probs.shape[0], cached=caches_prefix(run))
         rise = (probs[1:] - probs[:1]).T.reshape(-1, *shape)  # [batch, n_layers, n_heads]
         scores[grid] = _interval(rise)
     scores = {grid: scores[grid] for grid in GRIDS}

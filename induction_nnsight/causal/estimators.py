@@ -30,6 +30,7 @@ import nnsight
 import torch
 
 from ..errors import InductionError
+from ..models.heads import split_heads
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
@@ -158,6 +159,7 @@ def head_estimate(
     return HeadEstimate(estimator, estimate, cost, steps if estimator == "ig" else 1)
 
 
+# head_estimate's arguments on purpose: an alias of one of its estimators.
 def head_attribution(
     model,
     tokens: torch.Tensor,
@@ -167,8 +169,9 @@ def head_attribution(
     source: torch.Tensor | None = None,
     execution: Execution | None = None,
 ) -> torch.Tensor:
-    """Attribution patching (Nanda 2023): the ``"plain"`` :func:`head_estimate`'s table alone, with
-    patching (``method="source"``: the clean rows' outputs into the corrupted run) as its default.
+    """Attribution patching (Nanda 2023): a thin alias of ``head_estimate(..., estimator="plain").estimate``,
+    kept as the top-level name for it, with patching (``method="source"``: the clean rows' outputs into the
+    corrupted run) as its default. Nothing in the package calls it: use :func:`head_estimate`.
 
     Returns:
         ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(tokens)``.
@@ -230,7 +233,7 @@ def _groups(model, tokens, metric, replacement: tuple, groups, execution: Execut
         with score.backward():
             for layer in reversed(range(len(projections))):
                 grad = inputs[layer].grad[n_source:]  # [g * b, pos, n_heads * d_head]
-                product = (grad * deltas[layer]).reshape(g, b, grad.shape[1], n_heads, d_head)
+                product = split_heads(grad * deltas[layer], n_heads, d_head).unflatten(0, (g, b))
                 per_layer[layer] = product.sum(dim=(1, 2, 4)).detach()  # [g, n_heads]
             saved = nnsight.save(torch.stack(per_layer, dim=1))
     return saved.float().cpu()

@@ -12,6 +12,7 @@ import nnsight
 import torch
 
 from ..errors import InductionError
+from ..models.heads import split_heads
 from ..models.layout import model_facts, model_layout
 from ..names import head_name
 from ..ndif.backend import remote_backend
@@ -59,7 +60,7 @@ def reference_means(model, reference: torch.Tensor, *, execution: Execution | No
         with torch.no_grad(), model.trace(rows, backend=remote_backend(model, run.remote)):
             saved = nnsight.save([model.get(p).input.sum(dim=0) for p in projections])  # [pos, n_heads * d_head]
         for layer, total in enumerate(saved):
-            total = total.detach().float().cpu().reshape(rows.shape[1], facts.n_heads, facts.d_head)
+            total = split_heads(total.detach().float().cpu(), facts.n_heads, facts.d_head)
             sums[layer] = total if layer not in sums else sums[layer] + total
     return {layer: total / reference.shape[0] for layer, total in sums.items()}
 
@@ -99,9 +100,9 @@ def head_edit(
             projection = model.get(projections[layer])
             x = projection.input  # [rows, pos, n_heads * d_head]
             n_pos = x.shape[1]
-            split = x.reshape(x.shape[0], n_pos, n_heads, d_head)
+            split = split_heads(x, n_heads, d_head)  # [rows, pos, n_heads, d_head]
             source, target = split[: rows.n_source], split[rows.n_source :]
-            target = target.reshape(rows.n_variants, rows.batch, n_pos, n_heads, d_head)
+            target = target.unflatten(0, (rows.n_variants, rows.batch))
             if method == "zero":
                 new = torch.zeros((), dtype=x.dtype, device=x.device)
             elif method == "mean":
@@ -111,7 +112,7 @@ def head_edit(
             keep = chosen[:, layer].to(x.device).reshape(rows.n_variants, 1, 1, n_heads, 1)
             if keep_bos:
                 keep = keep & (torch.arange(n_pos, device=x.device) > 0).reshape(1, 1, n_pos, 1, 1)
-            target = torch.where(keep, new, target).reshape(-1, n_pos, n_heads, d_head)
+            target = torch.where(keep, new, target).flatten(0, 1)
             projection.input = torch.cat([source, target]).reshape(x.shape)
 
     return edit

@@ -20,12 +20,11 @@ from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import rank_heads
 from .ablation import ablation_metrics
-from .cost import Cost, passes
+from .cost import Cost, variants_cost  # variants_cost: app/ablate_search and bench/estimate import it from here
 from .estimators import Estimator, HeadEstimate, head_estimate
 from .metrics import CausalMetric, MetricFn, pearson
-from .variants import variants_per_trace
 
-__all__ = ["HeadSearch", "SearchResult", "compare", "search_heads", "spearman", "variants_cost"]
+__all__ = ["HeadSearch", "SearchResult", "compare", "search_heads", "spearman"]
 
 Head = tuple[int, int]
 
@@ -105,6 +104,7 @@ class SearchResult:
         return self.estimate.cost + self.verify_cost
 
 
+# head_estimate's arguments on purpose (``search`` for ``estimator``): the search wraps one estimate.
 def search_heads(
     model,
     tokens: torch.Tensor,
@@ -159,11 +159,3 @@ def search_heads(
         if search.fraction is None:
             break
     return SearchResult(estimate, baseline, delta, verified, cost)
-
-
-def variants_cost(n_variants: int, shape: tuple[int, int], n_ref: int, execution: Execution | None = None) -> Cost:
-    """What :func:`~induction_nnsight.causal.ablation.ablation_metrics` runs for ``n_variants`` sets on rows
-    of ``shape`` ``(batch, pos)``: every variant's rows, plus the ``n_ref`` reference rows once per trace."""
-    batch, n_pos = shape
-    traces = -(-n_variants // variants_per_trace(batch, n_ref, n_pos, execution)) if n_ref else 0
-    return passes(batch, n_pos, forward=n_variants) + passes(n_ref, n_pos, forward=traces)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import InductionError
-from ..models.layout import ModelLayout, NormSpec, apply_norm, model_layout, norm_spec
+from ..models.layout import ModelLayout, NormSpec, apply_norm, model_layout, norm_affine, norm_spec
 from ..models.qkv import COMPONENTS, kv_head, qkv_features
 
 
@@ -66,9 +66,7 @@ def sender_delta(
         if spec.centered:
             h, c = h - h.mean(-1, keepdim=True), c - c.mean(-1, keepdim=True)
         c = c * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + spec.eps)
-        if weight is not None:
-            c = c * ((1.0 + weight.float()) if spec.offset else weight.float())
-        return c.to(removed.dtype)
+        return norm_affine(c, spec, weight, None).to(removed.dtype)  # no bias: the change is linear
     return apply_norm(attn_out, spec, weight, bias) - apply_norm(attn_out - removed, spec, weight, bias)
 
 

@@ -39,6 +39,7 @@ class Pair:
     labels: list[str] | None = None
 
 
+# repeated_tokens' arguments on purpose: the clean rows are its rows.
 def repeated_pair(
     batch: int,
     seq_len: int,

@@ -26,9 +26,8 @@ from ..models.layout import model_facts, model_layout
 from ..models.qkv import kv_head
 from ..names import head_name
 from ..ndif.execution import Execution, as_execution
-from .cost import passes
+from .cost import passes, variants_cost
 from .head_outputs import head_edit
-from .head_search import variants_cost
 from .head_weights import projection_slice
 from .intervals import recovery_interval
 from .metrics import CausalMetric, MetricFn, as_metric

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..models.layout import apply_norm
+from ..models.heads import split_heads
+from ..models.layout import apply_norm, norm_affine
 from .head_weights import output_columns, projection_slice, rows_of, sender_delta
 
 if TYPE_CHECKING:
@@ -46,11 +47,7 @@ def frozen_norm(patched: torch.Tensor, clean: torch.Tensor, spec, weight, bias) 
     if spec.centered:
         h, c = h - h.mean(-1, keepdim=True), c - c.mean(-1, keepdim=True)
     h = h * torch.rsqrt(c.pow(2).mean(-1, keepdim=True) + spec.eps)
-    if weight is not None:
-        h = h * ((1.0 + weight.float()) if spec.offset else weight.float())
-    if bias is not None:
-        h = h + bias.float()
-    return h.to(patched.dtype)
+    return norm_affine(h, spec, weight, bias).to(patched.dtype)
 
 
 def _removed(clean: Clean, source) -> torch.Tensor:
@@ -124,7 +121,7 @@ def outputs(model, plan: Plan, clean: Clean, runs: list[Run], layer: int, k: int
         return
     module = model.get(plan.layout.o_proj[layer])
     x = module.input  # [k * batch, pos, n_heads * d_head]
-    new = x.clone().reshape(k, -1, x.shape[1], plan.n_heads, plan.d_head)
+    new = split_heads(x.clone(), plan.n_heads, plan.d_head).unflatten(0, (k, -1))  # [k, batch, pos, head, d]
     for i, head in ablate:
         new[i, :, :, head] = clean.replacement[layer][..., head, :].to(x.dtype)
     for i, target in restore:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import nnsight
 import torch
 
+from ..models.heads import split_heads
 from ..ndif.execution import Execution
 from ..ndif.sessions import run_chunks
 from .path_edits import skip_prefix, slices
@@ -47,7 +48,7 @@ def loss_gradients(model, plan: Plan, tokens: torch.Tensor, layers: set[int]) ->
             for layer in sorted(layers, reverse=True):
                 found[layer] = inputs[layer].grad.detach()
             saved = nnsight.save(found)
-    return {layer: g.reshape(*g.shape[:2], plan.n_heads, plan.d_head) for layer, g in saved.items()}
+    return {layer: split_heads(g, plan.n_heads, plan.d_head) for layer, g in saved.items()}
 
 
 def score_estimates(
@@ -91,9 +92,10 @@ def score_estimates(
             at = {last: resid[last].grad} if last in resid else {}  # read in the order the backward pass runs
             for layer in reversed(range(last)):
                 x = inputs[layer]
-                shape = (k, b, x.shape[1], plan.n_heads, plan.d_head)
-                change = clean.replacement[layer].to(x.dtype) - x.detach().reshape(shape)  # [k, b, pos, head, d]
-                found.append((x.grad.reshape(shape) * change).sum(dim=(1, 2, 4)))  # [k, head]
+                z = split_heads(x.detach(), plan.n_heads, plan.d_head).unflatten(0, (k, b))  # [k, b, pos, head, d]
+                change = clean.replacement[layer].to(x.dtype) - z
+                grad = split_heads(x.grad, plan.n_heads, plan.d_head).unflatten(0, (k, b))
+                found.append((grad * change).sum(dim=(1, 2, 4)))  # [k, head]
                 if direct_too:
                     weight = model.get(plan.layout.o_proj[layer]).weight
                     full = (weight.T if plan.o_conv else weight).to(x.dtype)  # [d_model, n_heads * d_head]
@@ -101,7 +103,8 @@ def score_estimates(
                         at[t[0]][j * b : (j + 1) * b] @ full if t[0] > layer else torch.zeros_like(x[:b])
                         for j, t in enumerate(targets)
                     ]
-                    grad = torch.stack(rows).reshape(shape)  # through the direct path into each target's layer
+                    # through the direct path into each target's layer
+                    grad = split_heads(torch.stack(rows), plan.n_heads, plan.d_head)
                     direct.append((grad * change).sum(dim=(1, 2, 4)))
                 if layer in resid:
                     at[layer] = resid[layer].grad
@@ -125,10 +128,10 @@ def _relative_removal(plan: Plan, weight, x, block_in, replacement: torch.Tensor
     """``[head]``: ``|(r_s - z_s) W_O,s| / |resid|`` of each head of a layer, averaged over the first copy's
     ``b`` rows and every position but the first, inside a trace (``x`` the output projection's input,
     ``block_in`` the residual stream entering the layer)."""
-    z = x[:b].detach().reshape(b, x.shape[1], plan.n_heads, plan.d_head)
+    z = split_heads(x[:b].detach(), plan.n_heads, plan.d_head)
     change = replacement.to(z.dtype) - z  # [b, pos, head, d_head]
     full = (weight.T if plan.o_conv else weight).detach().to(z.dtype)  # [d_model, n_heads * d_head]
-    per_head = full.reshape(full.shape[0], plan.n_heads, plan.d_head)  # [d_model, head, d_head]
+    per_head = split_heads(full, plan.n_heads, plan.d_head)  # [d_model, head, d_head]
     written = torch.einsum("bphd,mhd->bphm", change, per_head).norm(dim=-1)  # [b, pos, head]
     stream = block_in[:b].detach().norm(dim=-1, keepdim=True)  # [b, pos, 1]
     return (written / stream)[:, 1:].mean(dim=(0, 1))
@@ -154,7 +157,7 @@ def probe(
         per_head = plan.scores(layer).reshape(k, b, -1)  # [runs, batch, head]
         scores = per_head[torch.arange(k), :, heads]  # [runs, batch]
         z = model.get(plan.layout.o_proj[layer]).input  # [runs * batch, pos, n_heads * d_head]
-        z = z.reshape(k, b, z.shape[1], plan.n_heads, plan.d_head)[torch.arange(k), :, :, heads]
+        z = split_heads(z, plan.n_heads, plan.d_head).unflatten(0, (k, b))[torch.arange(k), :, :, heads]
         estimate = ((z - clean_z.to(z.dtype)) * grad.to(z.dtype)).sum(dim=(2, 3))  # [runs, batch]
         saved = nnsight.save(torch.stack([scores, estimate], dim=-1).float())
         tracer.stop()

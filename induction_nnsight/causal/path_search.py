@@ -35,13 +35,13 @@ import torch
 from ..models.layout import model_facts
 from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import RANK_DECIMALS
-from .cost import Cost, passes
+from .cost import Cost, passes, runs_cost  # runs_cost: bench/estimate_replay imports it from here
 from .path_estimates import estimate, loss_gradients, removal_estimate, score_estimates
 from .path_patching import Ablation, PathResult, PathVariant, plan_runs
 from .path_runs import run_traces
 from .path_traces import Run, clean_trace, make_plan
 
-__all__ = ["DEFAULT_FRACTION", "DEFAULT_VERIFY", "Verification", "circuit_costs", "path_search", "runs_cost"]
+__all__ = ["DEFAULT_FRACTION", "DEFAULT_VERIFY", "Verification", "circuit_costs", "path_search"]
 
 DEFAULT_VERIFY = 10
 """Edges path-patched exactly per target and path under ``--search estimate``."""
@@ -71,14 +71,7 @@ class Verification:
     largest: int | None = None
 
 
-def runs_cost(runs: list[Run], n_layers: int, shape: tuple[int, int], *, probe: bool = False) -> Cost:
-    """Path-patching runs over rows of ``shape`` ``(batch, pos)``: each runs from its start layer to the
-    end (a probe: that layer alone), counted by the fraction of the ``n_layers`` blocks it runs."""
-    batch, n_pos = shape
-    blocks = sum(1 if probe else n_layers - r.start for r in runs)
-    return passes(batch, n_pos, forward=blocks / n_layers)
-
-
+# path_patching's arguments on purpose (``verify`` for ``exact_losses``): its estimate-then-verify twin.
 def path_search(
     model,
     tokens: torch.Tensor,

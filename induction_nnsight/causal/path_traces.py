@@ -25,6 +25,7 @@ import nnsight
 import torch
 
 from ..models.attention import attention_calls, attention_modules, attention_pattern
+from ..models.heads import split_heads
 from ..models.layout import ModelLayout, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution
@@ -173,7 +174,7 @@ def clean_trace(model, plan: Plan, tokens: torch.Tensor, ablation, runs: list[Ru
         saved = nnsight.save(found)
     z, replacement = {}, {}
     for layer in z_layers:
-        split = saved[("z", layer)].detach().reshape(rows.shape[0], rows.shape[1], plan.n_heads, plan.d_head)
+        split = split_heads(saved[("z", layer)].detach(), plan.n_heads, plan.d_head)
         z[layer] = split[:b]
         kind = "zero" if reference is None else ablation.method
         new = {"zero": torch.zeros_like(split[0]), "mean": split[b:].mean(dim=0), "resample": split[b:]}[kind]

@@ -32,11 +32,19 @@ def attention_pattern(q: torch.Tensor, k: torch.Tensor, scale: float | None = No
     Returns:
         ``[batch, query, key]`` probabilities, zero above the diagonal.
     """
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    logits = (q @ k.transpose(-1, -2)) * scale
+    logits = (q @ k.transpose(-1, -2)) * _scale(q, scale)
+    return torch.softmax(logits.masked_fill(_future(q), float("-inf")), dim=-1)
+
+
+def _scale(q: torch.Tensor, scale: float | None) -> float:
+    """The logit scale: ``scale``, or ``1 / sqrt(d_head)`` for None (``q``: ``[..., d_head]``)."""
+    return 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+
+
+def _future(q: torch.Tensor) -> torch.Tensor:
+    """``[query, key]`` mask, True where the key comes after the query (``q``: ``[batch, pos, d_head]``)."""
     n = q.shape[-2]
-    future = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
-    return torch.softmax(logits.masked_fill(future, float("-inf")), dim=-1)
+    return torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
 
 
 def qk_fix_effect(
@@ -66,6 +74,7 @@ def qk_fix_effect(
     return ((after - before) * grad_pattern).sum(dim=(-1, -2))
 
 
+# The same signature as qk_fix_effect on purpose: the two estimates of one change are drop-in alternatives.
 def linear_qk_effect(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -80,12 +89,11 @@ def linear_qk_effect(
     ``dM/dS = A * (dM/dA - sum_key(A * dM/dA))`` (the softmax's Jacobian), ``dS`` the exact change of
     the logits. Same arguments and result as :func:`qk_fix_effect`.
     """
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scale = _scale(q, scale)
     pattern = attention_pattern(q, k, scale)
     grad_logits = pattern * (grad_pattern - (pattern * grad_pattern).sum(dim=-1, keepdim=True))
     new_q = q if new_q is None else new_q
     new_k = k if new_k is None else new_k
     change = (new_q @ new_k.transpose(-1, -2) - q @ k.transpose(-1, -2)) * scale
-    n = q.shape[-2]
-    change = change.masked_fill(torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1), 0.0)
+    change = change.masked_fill(_future(q), 0.0)
     return (grad_logits * change).sum(dim=(-1, -2))

@@ -125,6 +125,7 @@ def _script_json(value) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+# attention_data's arguments on purpose, as attention_html's: the data, a fragment and a page of one view.
 def attention_fragment(
     tokens: Sequence[str],
     weights,

@@ -92,6 +92,7 @@ def score_lines_figure(
     return fig
 
 
+# Every chart here takes ``steps`` first and ``title``/``subtitle`` last: alike signatures, one per chart.
 def loss_icl_figure(
     steps: Sequence[int],
     first: Sequence[float | None],
@@ -133,17 +134,7 @@ def loss_icl_figure(
                 hovertemplate=f"{name}, step %{{customdata}}: %{{y:.3f}} nats<extra></extra>",
             )
         )
-    if phase is not None:
-        at = dict(zip(steps, xs))
-        fig.add_vrect(
-            x0=at[phase["before"]],
-            x1=at[phase["step"]],
-            fillcolor="orange",
-            opacity=0.2,
-            line_width=0,
-            annotation_text=f"phase change (step {phase['before']:,} to {phase['step']:,})",
-            annotation_position="top left",
-        )
+    _shade_phase(fig, steps, xs, phase, labelled=True)
     fig.add_hline(y=0, line_color="grey", line_width=1)
     fig.update_layout(
         title=figure_title(title or "Loss on both halves and their difference against step", subtitle),
@@ -153,6 +144,17 @@ def loss_icl_figure(
         legend={"orientation": "h", "y": -0.2},
     )
     return fig
+
+
+def _shade_phase(fig: go.Figure, steps: Sequence[int], xs: Sequence[float], phase: dict | None, *, labelled: bool):
+    """Shade the phase change, from ``phase["before"]`` to ``phase["step"]`` (nothing for None), on the axis
+    whose ``[step]`` positions are ``xs``; ``labelled``: name it and its steps at the top left."""
+    if phase is None:
+        return
+    at = dict(zip(steps, xs))
+    text = f"phase change (step {phase['before']:,} to {phase['step']:,})"
+    extra = {"annotation_text": text, "annotation_position": "top left"} if labelled else {}
+    fig.add_vrect(x0=at[phase["before"]], x1=at[phase["step"]], fillcolor="orange", opacity=0.2, line_width=0, **extra)
 
 
 def _interval_bars(values: Sequence[float | None], bounds: Sequence[dict | None]) -> dict | None:
@@ -197,9 +199,7 @@ def k_edge_figure(
             hovertemplate="step %{customdata[0]}: %{customdata[1]}, %{y:.3f}<extra></extra>",
         )
     )
-    if phase is not None:
-        at = dict(zip(steps, xs))
-        fig.add_vrect(x0=at[phase["before"]], x1=at[phase["step"]], fillcolor="orange", opacity=0.2, line_width=0)
+    _shade_phase(fig, steps, xs, phase, labelled=False)
     fig.add_hline(y=0, line_color="grey", line_width=1)
     fig.update_layout(
         title=figure_title(title or "Strongest k-path edge against step", subtitle),

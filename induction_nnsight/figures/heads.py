@@ -270,6 +270,7 @@ def attention_view_figure(
             hoverinfo="skip",
         )
     )
+    # The layout has the shape of every chart's (title, axis titles, template, axes), its values its own.
     fig.update_layout(
         title=figure_title(title, subtitle),
         xaxis_title="key (attended) position: token",

@@ -27,7 +27,7 @@ from typing import Any
 import nnsight
 import torch
 
-from ..errors import InductionError
+from ..errors import InductionError, first_line
 from .attention_calls import attention_call_name, call_query_argument
 from .facts import ModelFacts
 from .qkv import COMPONENTS, qkv_width, value_heads
@@ -117,7 +117,7 @@ def _read(model, path: str, call_name: str, feeds: list[str], outputs: list[str]
     except InductionError:
         raise
     except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         raise InductionError(
             f"cannot run {path} to find its projections by what they compute ({first}): "
             "pass set_layout(model, q_proj=..., k_proj=..., v_proj=..., o_proj=...) naming them"

@@ -186,11 +186,19 @@ def apply_norm(x: torch.Tensor, spec: NormSpec, weight: torch.Tensor | None, bia
     if spec.centered:
         h = h - h.mean(-1, keepdim=True)
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + spec.eps)
+    return norm_affine(h, spec, weight, bias).to(x.dtype)
+
+
+def norm_affine(
+    h: torch.Tensor, spec: NormSpec, weight: torch.Tensor | None, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """The norm's weight (Gemma's ``1 + w``) and bias applied to the normalised ``h [..., d_model]``, in
+    float32, same shape: the last step of :func:`apply_norm` and of a norm with a frozen scale."""
     if weight is not None:
         h = h * ((1.0 + weight.float()) if spec.offset else weight.float())
     if bias is not None:
         h = h + bias.float()
-    return h.to(x.dtype)
+    return h
 
 
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch module -> ModelLayout

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InductionError
+from ..errors import InductionError, first_line
 from . import embedded
 from .cache import (
     PARTIAL,
@@ -124,7 +124,7 @@ def _dequantize(gguf: Path, out_dir: Path, progress: bool) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except Exception as error:  # the GGUF reader raises ValueError, struct.error, KeyError ... on a damaged file
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         raise InductionError(f"cannot read {gguf} as a GGUF model ({first}): pass an intact .gguf file") from error
     # The weights are de-quantized already; the GGUF quantizer only blocks saving.
     model.hf_quantizer = None

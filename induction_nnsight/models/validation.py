@@ -20,8 +20,9 @@ from typing import Any
 import nnsight
 import torch
 
-from ..errors import InductionError
+from ..errors import InductionError, first_line
 from .attention import attention_call_name, layer_attention
+from .heads import split_heads
 from .layout import ModelLayout, NormSpec, apply_norm, find_layout, keep_layout, norm_eps
 from .qkv import qkv_width, value_heads
 
@@ -90,7 +91,7 @@ def _read(model, layout: ModelLayout) -> list[dict[str, Any]]:
     except InductionError:
         raise
     except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         raise InductionError(
             f"the layout's modules do not run as one forward pass reads them ({first}): "
             "pass set_layout(model, ...) with the paths of the blocks, attention, projections and norms"
@@ -172,7 +173,7 @@ def _check_values(layout: ModelLayout, layer: int, seen: dict) -> None:
     pattern = seen["pattern"][0].float()  # [head, query, key]
     # one batched product per layer (many tiny ones cost a thread wake-up each on a busy machine)
     hand = pattern @ heads.repeat_interleave(group, 0).transpose(1, 2)  # [head, pos, d_head]
-    z = seen["z"][0].float().reshape(-1, facts.n_heads, facts.d_head).transpose(0, 1)
+    z = split_heads(seen["z"][0].float(), facts.n_heads, facts.d_head).transpose(0, 1)
     if not _close(hand, z):
         raise _misfit(fields, f"layer {layer}'s values weighted by its pattern do not give its per-head outputs", fix)
 

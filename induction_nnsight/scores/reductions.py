@@ -212,12 +212,3 @@ def masked_attention_score(
         ``[batch, head]``; a row with no eligible query gives NaN.
     """
     return finish(masked_partial(pattern, key_mask, query_mask))
-
-
-def first_token_score(pattern: torch.Tensor) -> torch.Tensor:
-    """Mean attention to position 0 (BOS, an attention sink), over queries after it.
-
-    Returns:
-        ``[batch, head]``.
-    """
-    return finish(first_token_partial(pattern, _all_queries(pattern)))

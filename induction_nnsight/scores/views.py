@@ -24,17 +24,12 @@ from .reductions import (
 __all__ = ["ProbeRows", "ProbeView", "whole_pattern"]
 
 
-class ProbeView:
-    """What a pattern score sees besides the pattern: the probe and its token masks, each made once.
+class _OfProbe:
+    """What :class:`ProbeView` and :class:`ProbeRows` share: the probe's tokens and period, and masks made once."""
 
-    Attributes:
-        probe: The :class:`~induction_nnsight.probes.tokens.Probe`.
-    """
-
-    def __init__(self, probe: Probe):
-        self.probe = probe
-        # A plain dict, not functools.cached_property: that holds a lock, which cannot travel to NDIF.
-        self._made: dict[str, torch.Tensor] = {}
+    probe: Probe
+    # A plain dict, not functools.cached_property: that holds a lock, which cannot travel to NDIF.
+    _made: dict[str, torch.Tensor]
 
     def _once(self, name: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         if name not in self._made:
@@ -43,13 +38,27 @@ class ProbeView:
 
     @property
     def tokens(self) -> torch.Tensor:
-        """``[batch, pos]`` token ids."""
+        """``[batch, pos]`` token ids (every position, in a chunk's rows too)."""
         return self.probe.tokens
 
     @property
     def period(self) -> int | None:
         """Distance from a token to its next copy on clean repeats, else None."""
         return self.probe.period
+
+
+class ProbeView(_OfProbe):
+    """What a pattern score sees besides the pattern: the probe and its token masks, each made once.
+
+    Attributes:
+        probe: The :class:`~induction_nnsight.probes.tokens.Probe`.
+        tokens: ``[batch, pos]`` its token ids (read-only, as ``period``).
+        period: Distance from a token to its next copy on clean repeats, else None.
+    """
+
+    def __init__(self, probe: Probe):
+        self.probe = probe
+        self._made = {}
 
     @property
     def repeat_queries(self) -> torch.Tensor:
@@ -76,13 +85,15 @@ class ProbeView:
         return ProbeRows(self, positions, n_keys)
 
 
-class ProbeRows:
+class ProbeRows(_OfProbe):
     """A :class:`ProbeView` cut to the rows of a chunk of queries (what a ``partial`` reduction sees).
 
     Its masks are made for those rows only (on first use), so none is ``[batch, pos, pos]``.
 
     Attributes:
         probe: The :class:`~induction_nnsight.probes.tokens.Probe`.
+        tokens: ``[batch, pos]`` its token ids, every position (read-only, as ``period``).
+        period: Distance from a token to its next copy on clean repeats, else None.
         positions: ``[chunk]`` the query positions.
         n_keys: Keys in the rows (the pattern's rows are cut after the last query).
     """
@@ -95,8 +106,6 @@ class ProbeRows:
         self._made: dict[str, torch.Tensor] = {}
         self._of_rows: dict[str, tuple[torch.Tensor, Any]] = {}  # name -> (the rows it was made from, value)
 
-    _once = ProbeView._once
-
     def once_for(self, rows: torch.Tensor, name: str, make: Callable[[], Any]) -> Any:
         """``make()`` once for these very ``rows``: what several scores of a chunk reduce alike
         (``induction_exact`` and ``prefix_matching``: the attention on the induction keys) is made once.
@@ -107,16 +116,6 @@ class ProbeRows:
         if held is None or held[0] is not rows:
             held = self._of_rows[name] = (rows, make())
         return held[1]
-
-    @property
-    def tokens(self) -> torch.Tensor:
-        """``[batch, pos]`` token ids (every position)."""
-        return self.probe.tokens
-
-    @property
-    def period(self) -> int | None:
-        """Distance from a token to its next copy on clean repeats, else None."""
-        return self.probe.period
 
     @property
     def repeat_queries(self) -> torch.Tensor:

@@ -101,6 +101,7 @@ def model_config(settings: TrainSettings):
     """The ``GPT2Config`` or ``LlamaConfig`` of the model ``settings`` describe (context = the training row length)."""
     from transformers import GPT2Config, LlamaConfig
 
+    # Two calls alike in shape: each family names the same sizes its own way.
     if settings.arch == "gpt2":
         return GPT2Config(
             vocab_size=settings.vocab_size,

@@ -4,9 +4,16 @@ import json
 
 import pytest
 
-from induction_nnsight.causal.cost import BACKWARD_FORWARDS, Cost, circuit_cost, estimate_cost, scale_table, sweep_cost
+from induction_nnsight.causal.cost import (
+    BACKWARD_FORWARDS,
+    Cost,
+    circuit_cost,
+    estimate_cost,
+    runs_cost,
+    scale_table,
+    sweep_cost,
+)
 from induction_nnsight.causal.path_patching import all_earlier, path_variants, plan_runs
-from induction_nnsight.causal.path_search import runs_cost
 
 
 def test_a_sweep_counts_one_pass_per_row_per_variant():
