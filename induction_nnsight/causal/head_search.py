@@ -20,7 +20,7 @@ from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import rank_heads
 from .ablation import ablation_metrics
-from .cost import Cost, variants_cost  # variants_cost: app/ablate_search and bench/estimate import it from here
+from .cost import Cost, variants_cost
 from .estimators import Estimator, HeadEstimate, head_estimate
 from .metrics import CausalMetric, MetricFn, pearson
 

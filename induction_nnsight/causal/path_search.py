@@ -35,7 +35,7 @@ import torch
 from ..models.layout import model_facts
 from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import RANK_DECIMALS
-from .cost import Cost, passes, runs_cost  # runs_cost: bench/estimate_replay imports it from here
+from .cost import Cost, passes, runs_cost
 from .path_estimates import estimate, loss_gradients, removal_estimate, score_estimates
 from .path_patching import Ablation, PathResult, PathVariant, plan_runs
 from .path_runs import run_traces
