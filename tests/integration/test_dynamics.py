@@ -211,6 +211,8 @@ def test_text_icl_per_checkpoint_equals_plain_transformers(runs, tmp_path):
     and their difference, equal plain ``transformers`` with cross-entropy; the journal keeps them."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from induction_nnsight.scores.icl import text_windows
+
     generator = torch.Generator().manual_seed(3)
     words = [f"t{int(i)}" for i in torch.randint(1, 32, (200,), generator=generator)]
     text = tmp_path / "text.txt"
@@ -230,8 +232,8 @@ def test_text_icl_per_checkpoint_equals_plain_transformers(runs, tmp_path):
     for entry in results["checkpoints"]:
         plain = AutoModelForCausalLM.from_pretrained(entry["path"]).eval()
         ids = AutoTokenizer.from_pretrained(entry["path"]).encode(text.read_text(), add_special_tokens=False)
-        rows = torch.tensor(ids[: 4 * 9]).reshape(4, 9)
-        rows = torch.cat([torch.zeros(4, 1, dtype=torch.long), rows], dim=1)  # BOS id 0, then 9 tokens
+        rows = text_windows(ids, 4, 10, bos=0)  # where the windows lie: tests/integration/test_icl.py
+        assert rows.shape == (4, 10) and (rows[:, 0] == 0).all()  # BOS id 0, then 9 tokens
         with torch.no_grad():
             logits = plain(rows).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), rows[:, 1:], reduction="none")
