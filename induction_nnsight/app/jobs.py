@@ -14,7 +14,7 @@ from ..ndif.settings import resolve_host
 from ..ndif.transfers import describe_transfers
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens, repeated_tokens_probe
-from ..scores.detect import detections
+from ..scores.detect import confirm_heads, detections
 from ..scores.heads import head_scores
 from ..scores.losses import half_losses
 from ..scores.registry import get_score, score_names
@@ -227,6 +227,9 @@ class HeadsConfig(ScanConfig):
         default_text="each score's own, 0.4 for the built-in ones",
     )
     n_repeats: int = option(2, help="copies of the random block per row", flag="--repeats", parse=int)
+    confirm: bool = option(
+        False, help="score the top heads again on fresh rows (seed + 1000): intervals not conditional on their ranking"
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -261,9 +264,23 @@ def run_heads(config: HeadsConfig, model=None, context: RunContext | None = None
     scores = head_scores(model, probe, kinds=config.kinds, execution=context.execution(config))
     settings = {**asdict(config), "kinds": list(scores.kinds)}
     found = detections(scores, config.threshold, settings)
+    settings |= {
+        key: found[kind].settings[key]
+        for kind in found
+        for key in ("interval", "correction")
+        if key in found[kind].settings
+    }
     first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)
     facts_dict = {**asdict(facts), "name": config.model}
     tops = {kind: d.top(config.top) for kind, d in found.items()}
+    confirmed = _confirmed(model, config, context, found, tops) if config.confirm else {}
+    settings["top_intervals"] = (
+        f"the top heads' intervals are on {config.batch} fresh rows (seed {config.seed + CONFIRM_SEED}), "
+        "not on the rows that ranked them (under each kind's 'confirmed')"
+        if confirmed
+        else "the top heads' intervals are on the rows that ranked them (conditional on that ranking; "
+        "--confirm scores them again on fresh rows)"
+    )
     results = {
         "model": config.model,
         "model_facts": facts_dict,
@@ -271,7 +288,10 @@ def run_heads(config: HeadsConfig, model=None, context: RunContext | None = None
         "descriptions": {k: get_score(k).description for k in found},
         "mean_loss_first_half": rounded(first),
         "mean_loss_repeated_half": rounded(repeated),
-        "kinds": {kind: {**d.to_dict(), "top": tops[kind]} for kind, d in found.items()},
+        "kinds": {
+            kind: {**d.to_dict(), "top": tops[kind], **({"confirmed": confirmed[kind]} if kind in confirmed else {})}
+            for kind, d in found.items()
+        },
     }
     subtitle = config.describe_tokens(config.n_repeats)
     files = {
@@ -288,5 +308,25 @@ def run_heads(config: HeadsConfig, model=None, context: RunContext | None = None
             title=f"{kind.replace('_', ' ').capitalize()} score per head — {config.model}",
             subtitle=subtitle,
         ).to_json()
-    report = text_report(facts_dict, tops, (first, repeated))
+    report = text_report(facts_dict, confirmed or tops, (first, repeated))
+    if confirmed:
+        report += f"\n(scores and intervals of the top heads on fresh rows, seed {config.seed + CONFIRM_SEED})"
     return results, files, report
+
+
+CONFIRM_SEED = 1000
+"""``heads --confirm`` scores the top heads again on the rows of seed ``--seed + CONFIRM_SEED``."""
+
+
+def _confirmed(model, config: HeadsConfig, context: RunContext, found: dict, tops: dict) -> dict[str, list[dict]]:
+    """Each kind's top heads scored on fresh rows (:func:`~induction_nnsight.scores.detect.confirm_heads`)."""
+    measured = [kind for kind, d in found.items() if d.q_above is not None]
+    if not measured:
+        return {}
+    fresh_tokens = scan_tokens(model, replace(config, seed=config.seed + CONFIRM_SEED), n_repeats=config.n_repeats)
+    probe = repeated_tokens_probe(fresh_tokens, config.seq_len, bos=config.bos)
+    fresh = head_scores(model, probe, kinds=measured, execution=context.execution(config))
+    return {
+        kind: confirm_heads(fresh, kind, [(h["layer"], h["head"]) for h in tops[kind]], found[kind].threshold)
+        for kind in measured
+    }

@@ -29,7 +29,7 @@ from .ranking import rank_heads
 from .registry import resolve_score
 from .results import HeadScores, kind_heatmap
 
-__all__ = ["HeadDetection", "default_probe", "detect_heads", "detections"]
+__all__ = ["HeadDetection", "confirm_heads", "default_probe", "detect_heads", "detections"]
 
 
 @dataclass(repr=False)
@@ -183,6 +183,43 @@ def detections(
             kind, limit, scores.mean(kind), low, high, settings, scores.model, score, q_above=q_above
         )
     return found
+
+
+def confirm_heads(
+    fresh: HeadScores, kind: str, heads: list[tuple[int, int]], threshold: float, level: float = LEVEL
+) -> list[dict[str, Any]]:
+    """The chosen ``heads`` of ``kind`` scored again on rows that did not choose them.
+
+    The intervals of the heads a pass ranks first are conditional on that ranking: the rows that made a
+    head look best also set its interval. On fresh rows the interval is a plain 95% interval, and
+    "clearly above" is corrected over the confirmed heads only (Benjamini-Hochberg over ``len(heads)``).
+
+    Args:
+        fresh: Scores of a pass on other rows (per-row, at least 2 rows).
+        kind: The score kind.
+        heads: ``(layer, head)`` pairs, chosen on other rows.
+        threshold: The detection threshold.
+        level: Coverage.
+
+    Returns:
+        One ``{"layer", "head", "score", "ci", "clearly_above"}`` per head, in the order given.
+    """
+    rows = fresh.per_row[kind]  # [batch, n_layers, n_heads]
+    index = torch.tensor(heads, dtype=torch.long).reshape(-1, 2)
+    chosen = rows[:, index[:, 0], index[:, 1]]  # [batch, len(heads)]
+    low, high = mean_interval(chosen, level)
+    q = bh_adjust(mean_test(chosen, threshold, side="greater"))
+    means = chosen.double().nanmean(0)
+    return [
+        {
+            "layer": layer,
+            "head": head,
+            "score": round(float(means[i]), 6),
+            "ci": [round(float(low[i]), 6), round(float(high[i]), 6)],
+            "clearly_above": bool(q[i] <= ALPHA),
+        }
+        for i, (layer, head) in enumerate(heads)
+    ]
 
 
 def detect_heads(
