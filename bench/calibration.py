@@ -58,8 +58,18 @@ from induction_nnsight.strict_json import rounded, to_json  # noqa: E402
 
 OUT = ROOT / "bench" / "calibration.json"
 REFERENCE_ROWS = 512
+CHUNK = 128  # rows per call: a pool of 2,000 rows in one trace would hold every row's attention at once
 TARGET = (18, 6)
 EDGES = [((16, 0), "k"), ((16, 0), "total"), ((17, 8), "k")]
+
+
+def _chunked(measure, tokens: torch.Tensor, desc: str) -> list:
+    """``measure(rows)`` over ``CHUNK`` rows at a time, with a progress line per chunk."""
+    out = []
+    for start in range(0, tokens.shape[0], CHUNK):
+        print(f"  {desc}: rows {start}..{min(start + CHUNK, tokens.shape[0])} of {tokens.shape[0]}", file=sys.stderr)
+        out.append(measure(tokens[start : start + CHUNK]))
+    return out
 
 
 def _coverage(rows: torch.Tensor, baseline: torch.Tensor | None, batch: int, draws: int) -> list[dict]:
@@ -101,7 +111,10 @@ def ablation(model, draws: int, run: Execution) -> dict:
     metric = repeated_half_metric(config.seq_len, config.bos)
     started = time.perf_counter()
     ablated = ablation_for(model, config, tokens)
-    rows = _ablation_rows(model, tokens, [[]] + [[h] for h in heads], metric, ablated, run)  # [sets, pool]
+    sets = [[]] + [[h] for h in heads]
+    rows = torch.cat(
+        _chunked(lambda part: _ablation_rows(model, part, sets, metric, ablated, run), tokens, "ablate"), dim=1
+    )  # [sets, pool]
     found = _coverage(rows[1:], rows[0], config.batch, draws)
     return {
         "command": "ablate",
@@ -120,9 +133,16 @@ def circuit(model, draws: int, run: Execution) -> dict:
     variants = [PathVariant(None, None, None)] + [PathVariant(s, TARGET, p) for s, p in EDGES]
     started = time.perf_counter()
     ablated = ablation_for(model, config, tokens)
-    result = path_patching(model, tokens, config.seq_len, variants, ablation=ablated, execution=run)
-    scores = _coverage(result.score_rows[1:], result.clean_score_rows[TARGET], config.batch, draws)
-    losses = _coverage(result.loss_rows[1:], result.loss_rows[0], config.batch, draws)
+    parts = _chunked(
+        lambda part: path_patching(model, part, config.seq_len, variants, ablation=ablated, execution=run),
+        tokens,
+        "circuit",
+    )
+    score_rows = torch.cat([p.score_rows for p in parts], dim=1)  # [variants, pool]
+    clean = torch.cat([p.clean_score_rows[TARGET] for p in parts])  # [pool]
+    loss_rows = torch.cat([p.loss_rows for p in parts], dim=1)
+    scores = _coverage(score_rows[1:], clean, config.batch, draws)
+    losses = _coverage(loss_rows[1:], loss_rows[0], config.batch, draws)
     effects = {}
     for (source, path), score, loss in zip(EDGES, scores, losses):
         edge = f"{head_name(source)} -> {head_name(TARGET)} {path}"
@@ -143,9 +163,14 @@ def heads(model, draws: int, run: Execution) -> dict:
     pool = replace(config, batch=REFERENCE_ROWS + draws * config.batch)
     tokens = scan_tokens(model, pool, n_repeats=config.n_repeats)
     started = time.perf_counter()
-    probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
-    per_row = head_scores(model, probe, kinds=("induction",), execution=run).per_row["induction"]  # [pool, L, H]
-    found = _coverage(per_row[:, TARGET[0], TARGET[1]][None], None, config.batch, draws)
+
+    def measure(part):
+        rows = repeated_tokens_probe(part, config.seq_len, bos=config.bos)
+        scores = head_scores(model, rows, kinds=("induction",), execution=run).per_row["induction"]
+        return scores[:, TARGET[0], TARGET[1]]  # [rows]
+
+    per_row = torch.cat(_chunked(measure, tokens, "heads"))  # [pool]
+    found = _coverage(per_row[None], None, config.batch, draws)
     return {
         "command": "heads",
         "batch": config.batch,
@@ -161,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     model = load_model(DEFAULT_MODEL)
-    run = Execution(progress=True)
+    run = Execution(progress=False)
     sections = []
     for measure in (heads, ablation, circuit):
         print(f"calibration: {measure.__name__} ...", file=sys.stderr, flush=True)

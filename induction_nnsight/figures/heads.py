@@ -179,7 +179,7 @@ def top_heads_figure(
         tops: ``kind -> [{"layer", "head", "score", "ci"?}, ...]`` best first.
         title: Figure title: what, and the model.
         subtitle: The settings, under the title.
-        units: ``kind -> unit`` for each panel's y axis (``score`` alone where missing).
+        units: ``kind -> unit``, shown in each panel's title (its y axis reads ``score``).
 
     Returns:
         A ``go.Figure`` with one bar trace per kind (error bars from ``ci`` when present).
@@ -190,7 +190,10 @@ def top_heads_figure(
     fig = make_subplots(
         rows=len(kinds),
         cols=1,
-        subplot_titles=[k.replace("_", " ") for k in kinds],
+        # the unit in the panel's title, not its y axis: stacked 200 px panels leave no room for long axis titles
+        subplot_titles=[
+            k.replace("_", " ") + (f" ({(units or {})[k]})" if (units or {}).get(k) else "") for k in kinds
+        ],
         vertical_spacing=min(0.08, 0.5 / max(len(kinds), 1)),
     )
     for row, kind in enumerate(kinds, start=1):
@@ -221,9 +224,8 @@ def top_heads_figure(
         template="plotly_white",
         height=max(300, 220 * len(kinds)),
     )
-    for row, kind in enumerate(kinds, start=1):
-        unit = (units or {}).get(kind)
-        fig.update_yaxes(title_text=f"score ({unit})" if unit else "score", row=row, col=1)
+    for row in range(1, len(kinds) + 1):
+        fig.update_yaxes(title_text="score", row=row, col=1)
         fig.update_xaxes(title_text="head" if row == len(kinds) else None, row=row, col=1)
     return fig
 

@@ -142,6 +142,19 @@ def test_every_chart_has_a_title_with_its_settings_and_titled_axes(name):
     assert all(a.title.text for a in y_axes), "a y axis without a title"
 
 
+def test_stacked_panels_axis_titles_fit_their_panels():
+    """A y-axis title longer than its panel overlaps the next panel's (about 7 px a character at 12 px)."""
+    tops = {k: [{"layer": 0, "head": 0, "score": 0.5, "ci": [0.4, 0.6]}] for k in ("previous_token", "anti_induction")}
+    tops |= {f"kind_{i}": tops["previous_token"] for i in range(6)}
+    fig = top_heads_figure(tops, units={"anti_induction": "logits", "previous_token": "fraction of attention"})
+    for key in [k for k in fig.layout if k.startswith("yaxis")]:
+        axis = fig.layout[key]
+        panel_px = fig.layout.height * (axis.domain[1] - axis.domain[0])
+        assert len(axis.title.text) * 7 <= panel_px, (key, axis.title.text, panel_px)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "anti induction (logits)" in titles and "previous token (fraction of attention)" in titles
+
+
 def test_heatmaps_have_units_on_the_colour_bar():
     figures = every_figure()
     for name in ("heatmap", "circuit_heatmap", "step_head", "attention"):
