@@ -41,6 +41,7 @@ __all__ = [
     "mean_interval",
     "mean_test",
     "ratio_interval",
+    "split_half_reliability",
     "t_cdf",
     "t_p_value",
     "t_quantile",
@@ -203,6 +204,36 @@ def ratio_interval(
     _, sd, n = _moments(a - ratio * b)
     half = _half_width(sd, n, level) / b.mean(0).abs()
     return (ratio - half).float(), (ratio + half).float()
+
+
+def split_half_reliability(per_row: torch.Tensor) -> float:
+    """How far a table of means would repeat on new rows: the split-half reliability over its columns.
+
+    The rows are split into even and odd halves; the Pearson correlation ``r`` of the two halves' means
+    across every column (every head) is stepped up to the full row count by Spearman-Brown,
+    ``2 r / (1 + r)``. Near 1: the table's ranking is stable; near 0: beyond its largest entries it is
+    row noise.
+
+    Args:
+        per_row: ``[batch, ...]`` per-row values (at least 2 rows; NaN ignored).
+
+    Returns:
+        The reliability (NaN with fewer than 2 rows or constant columns).
+
+    Example:
+        >>> signal = torch.arange(6.0)  # six heads of distinct true scores
+        >>> rows = signal + 0.01 * torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+        >>> round(split_half_reliability(rows), 3)
+        1.0
+    """
+    flat = per_row.double().flatten(1)
+    if flat.shape[0] < 2:
+        return float("nan")
+    a, b = flat[0::2].nanmean(0), flat[1::2].nanmean(0)
+    known = ~(a.isnan() | b.isnan())
+    a, b = a[known] - a[known].mean(), b[known] - b[known].mean()
+    r = float((a * b).sum() / ((a * a).sum() * (b * b).sum()).sqrt())
+    return 2 * r / (1 + r) if r == r and r > -1 else float("nan")
 
 
 def bh_adjust(p: torch.Tensor) -> torch.Tensor:

@@ -119,6 +119,10 @@ def dual_route_results(result: DualRouteResult, config: DualRouteConfig, facts: 
             grid: {"unit": UNITS[grid], **{k: table(v) for k, v in result.scores[grid].items()}} for grid in GRIDS
         },
         "top_heads": {grid: _heads(result, grid) for grid in GRIDS},
+        # split-half reliability over the heads of each grid: how far its ranking would repeat on new prompts
+        "split_half_reliability": {
+            grid: rounded(result.reliability[grid]) for grid in GRIDS if grid in result.reliability
+        },
         "dissociation": _rounded_tree(result.dissociation),
         "cost": result.cost.as_dict(),
     }

@@ -27,7 +27,7 @@ from ..probes.dual_route import attention_prompts, copying_prompts, random_entit
 from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW
 from ..scores.dual_attention import value_weighted_attention
 from ..scores.ranking import rank_heads
-from ..stats import mean_interval
+from ..stats import mean_interval, split_half_reliability
 from .copying_patch import caches_prefix, copying_sweep
 from .cost import Cost, copying_cost, passes, variants_cost
 from .dissociation import dissociation
@@ -74,6 +74,8 @@ class DualRouteResult:
         dissociation: What :func:`~induction_nnsight.causal.dissociation.dissociation` returned.
         probe: The probe's settings.
         cost: The passes it ran (:class:`~induction_nnsight.causal.cost.Cost`).
+        reliability: ``{grid: split-half reliability}`` over the grid's heads
+            (:func:`~induction_nnsight.stats.split_half_reliability`): how far its ranking would repeat.
     """
 
     scores: dict[str, dict[str, torch.Tensor]]
@@ -82,6 +84,7 @@ class DualRouteResult:
     dissociation: dict = field(default_factory=dict)
     probe: DualRouteProbe = field(default_factory=DualRouteProbe)
     cost: Cost = field(default_factory=Cost)
+    reliability: dict[str, float] = field(default_factory=dict)
 
     def mean(self, grid: str) -> torch.Tensor:
         """``[n_layers, n_heads]`` mean scores of one grid."""
@@ -118,7 +121,7 @@ def pick_entities(entities: list, n: int, seed: int) -> list:
 
 def _interval(per_row: torch.Tensor) -> dict[str, torch.Tensor]:
     low, high = mean_interval(per_row)
-    return {"mean": per_row.mean(0), "ci_low": low, "ci_high": high}
+    return {"mean": per_row.mean(0), "ci_low": low, "ci_high": high, "rows": per_row}
 
 
 def dual_route(
@@ -177,6 +180,7 @@ def dual_route(
         cost = cost + copying_cost(tuple(rows[span].corrupt.shape), probs.shape[0], cached=caches_prefix(run))
         rise = (probs[1:] - probs[:1]).T.reshape(-1, *shape)  # [batch, n_layers, n_heads]
         scores[grid] = _interval(rise)
+    reliability = {grid: split_half_reliability(scores[grid].pop("rows")) for grid in GRIDS}
     scores = {grid: scores[grid] for grid in GRIDS}
     top = {grid: rank_heads(scores[grid]["mean"], probe.top) for grid in GRIDS}
     ablated = {"concept": top["concept_copying"], "token": top["token_copying"]}
@@ -185,4 +189,4 @@ def dual_route(
         cost = cost + variants_cost(1 + len(ablated), tuple(span.clean.shape), 0, run)
     tested["heads"] = {kind: [list(h) for h in heads] for kind, heads in ablated.items()}
     names = {"attention": [e.name for e in chosen], "copying": [e.name for e in copied]}
-    return DualRouteResult(scores, top, names, tested, probe, cost)
+    return DualRouteResult(scores, top, names, tested, probe, cost, reliability)

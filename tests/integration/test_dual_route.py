@@ -143,6 +143,8 @@ def test_hand_built_token_and_concept_heads(tmp_path):
     assert result.top["token_attention"][0] == (0, 0) and result.top["concept_attention"][0] == (0, 1)
     for grid in result.scores.values():
         assert (grid["ci_low"] <= grid["mean"] + 1e-6).all() and (grid["mean"] <= grid["ci_high"] + 1e-6).all()
+    # hand-built heads: two heads of opposite attention on every prompt, a ranking that repeats exactly
+    assert result.reliability["token_attention"] > 0.99 and result.reliability["concept_attention"] > 0.99
 
 
 def test_pick_entities_balances_lengths():

@@ -150,3 +150,17 @@ def test_effects_of_a_sweep_are_corrected_over_the_sweep():
     assert bool((q[:5] <= 0.05).all())
     assert int((q[5:] <= 0.05).sum()) <= 2  # the rate is controlled; the raw intervals flag about 10 of 200
     assert int(raw[5:].sum()) > int((q[5:] <= 0.05).sum())
+
+
+def test_split_half_reliability_is_spearman_brown_of_the_halves_correlation():
+    from induction_nnsight.stats import split_half_reliability
+
+    g = torch.Generator().manual_seed(6)
+    signal = torch.linspace(0, 1, 27)  # 27 heads of distinct true scores
+    rows = signal + 0.5 * torch.randn(16, 27, generator=g)
+    r = np.corrcoef(rows[0::2].mean(0).numpy(), rows[1::2].mean(0).numpy())[0, 1]
+    assert split_half_reliability(rows.reshape(16, 3, 9)) == pytest.approx(2 * r / (1 + r), abs=1e-6)  # float32 rows
+    noise = torch.randn(16, 27, generator=g)  # no signal: near 0
+    assert abs(split_half_reliability(noise)) < 0.6
+    assert split_half_reliability(signal + 0.01 * torch.randn(16, 27, generator=g)) > 0.99
+    assert np.isnan(split_half_reliability(rows[:1]))
