@@ -75,6 +75,8 @@ CASES = [
     *[_case(c, ["--threshold", "2"], "--threshold", "threshold-above-1") for c in ("heads", "report")],
     *[_case(c, ["--repeats", "1"], "--repeats", "repeats-1") for c in ("heads", "report")],
     _case("ablate", ["--method", "bogus"], "--method", "method-unknown"),
+    # a renamed value: refused with its new name (atp-star had GradDrop but not AtP*'s QK fix)
+    *[_case(c, ["--attribution", "atp-star"], "now called graddrop", "attribution-renamed") for c in ("ablate", "patch")],
     _case("ablate", ["--heads", "L99H0"], "--heads", "heads-layer-99"),
     _case("ablate", ["--heads", "L0H99"], "--heads", "heads-head-99"),
     _case("ablate", ["--heads", "nonsense"], "--heads", "heads-nonsense"),
