@@ -1,7 +1,7 @@
 """Estimate, then verify, on SmolLM2: how close each head estimator comes to the exhaustive ablation
 sweep, and how much of the exhaustive circuit the pruned one verifies, with the cost of each.
 
-    python bench/estimate.py heads [zero,mean [ig8,plain,atp-star]]
+    python bench/estimate.py heads [zero,mean [ig8,plain,graddrop]]
         # -> charts/estimate_heads.json, charts/estimate_scatter_<estimator>.json
     python bench/estimate.py circuit   # -> charts/estimate_circuit.json (4 seeds' rows; about 40 minutes)
     python bench/estimate.py derived   # -> the verified grids in charts/estimate_heads.json (no model)
@@ -34,7 +34,7 @@ from induction_nnsight.scores.ranking import RANK_DECIMALS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHARTS = ROOT / "charts"
-ESTIMATORS = {"plain": Estimator("plain"), "ig8": Estimator("ig", 8), "atp-star": Estimator("atp-star")}
+ESTIMATORS = {"plain": Estimator("plain"), "ig8": Estimator("ig", 8), "graddrop": Estimator("graddrop")}
 CHOSEN = tuple(ESTIMATORS)  # run in this order
 VERIFY = 20
 METHODS = ("zero", "mean")  # main() reads them from the command line

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..causal.cost import RENAMED_ESTIMATORS
 from ..version import VERSION_LINE
 from .ablate_job import AblateConfig
 from .attention_job import AttentionConfig
@@ -190,6 +191,8 @@ def close_match(word: str, candidates: Iterable[str]) -> str | None:
 
 
 def _hint(word: str, candidates: Iterable[str]) -> str:
+    if word in RENAMED_ESTIMATORS:  # a renamed value: its new name, not the closest match
+        return f"; {word} is now called {RENAMED_ESTIMATORS[word]}"
     match = close_match(word, candidates)
     return f"; did you mean {match}?" if match else ""
 

@@ -33,12 +33,15 @@ if TYPE_CHECKING:
 
 BACKWARD_FORWARDS = 2.0
 """Forward passes one backward pass costs (the usual rule: two matrix products per forward one)."""
-ESTIMATORS = ("plain", "ig", "atp-star")
+ESTIMATORS = ("plain", "ig", "graddrop")
 """Head estimators of :mod:`~induction_nnsight.causal.estimators`, cheapest first."""
+RENAMED_ESTIMATORS = {"atp-star": "graddrop"}  # GradDrop without AtP*'s QK fix: refused with its new name
+"""Old estimator names -> their new names (an old name is refused with a line naming the new one)."""
 
 __all__ = [
     "BACKWARD_FORWARDS",
     "ESTIMATORS",
+    "RENAMED_ESTIMATORS",
     "Cost",
     "circuit_cost",
     "copying_cost",
@@ -155,7 +158,7 @@ def copying_cost(shape: tuple[int, int], n_variants: int, *, cached: bool) -> Co
 def estimate_cost(estimator: str, n_layers: int, rows: int, tokens_per_row: int, *, steps: int = 1) -> Cost:
     """One head estimate over every head (:func:`~induction_nnsight.causal.estimators.head_estimate`).
 
-    ``plain``: one forward and one backward pass. ``ig``: ``steps`` of each. ``atp-star``:
+    ``plain``: one forward and one backward pass. ``ig``: ``steps`` of each. ``graddrop``:
     ``n_layers`` of each (one copy of the rows per dropped layer, batched).
     Mean ablation adds one forward pass over the reference rows (not counted here: add
     :func:`passes` of them).
@@ -164,7 +167,7 @@ def estimate_cost(estimator: str, n_layers: int, rows: int, tokens_per_row: int,
         return passes(rows, tokens_per_row, forward=1, backward=1)
     if estimator == "ig":
         return passes(rows, tokens_per_row, forward=steps, backward=steps)
-    if estimator == "atp-star":
+    if estimator == "graddrop":
         return passes(rows, tokens_per_row, forward=n_layers, backward=n_layers)
     raise ValueError(f"unknown estimator {estimator!r}: one of {', '.join(ESTIMATORS)}")
 

@@ -12,12 +12,13 @@ head at once:
   gradient averaged over ``steps`` midpoints ``a = (i + 1/2) / steps``. The estimates add up to the
   effect of replacing every head at once (completeness); for one head alone the average converges to
   its exact effect as ``steps`` grows. Costs ``steps`` forward and backward passes.
-* ``"atp-star"``: AtP*'s GradDrop (Kramár et al. 2024): the plain estimate recomputed ``n_layers``
+* ``"graddrop"``: AtP*'s GradDrop (Kramár et al. 2024): the plain estimate recomputed ``n_layers``
   times, each with one layer's contribution to the residual stream removed from the backward pass;
   the estimate is the mean magnitude over the dropped variants (the paper's score), with the sign of
-  their mean. It targets cancellation between paths; it does not fix saturation. AtP*'s other
-  correction, the QK fix, applies to changes of a query or key, not of a head's output: see
-  :func:`~induction_nnsight.causal.qk_fix.qk_fix_effect`.
+  their mean. It targets cancellation between paths; it does not fix saturation. It is GradDrop
+  alone, not all of AtP*: AtP*'s other correction, the QK fix, applies to changes of a query or key,
+  not of a head's output (the circuit's k and q probes have it exactly: see
+  :func:`~induction_nnsight.causal.qk_fix.qk_fix_effect`). Formerly ``"atp-star"``, a name that promised both.
 
 All three run inside one trace per chunk of rows: what leaves it is ``[groups, n_layers, n_heads]``.
 """
@@ -34,7 +35,7 @@ from ..models.heads import split_heads
 from ..models.layout import model_facts, model_layout
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
-from .cost import ESTIMATORS, Cost, passes
+from .cost import ESTIMATORS, RENAMED_ESTIMATORS, Cost, passes
 from .head_outputs import HEAD_METHODS
 from .metrics import CausalMetric, MetricFn
 
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_ESTIMATOR = "plain"
-"""The estimator ``ablate`` and ``patch`` use unless told (the closest to the exhaustive sweep on SmolLM2)."""
+"""The estimator ``ablate`` and ``patch`` use unless told (the cheapest; on SmolLM2 it ranks as well as the others)."""
 DEFAULT_STEPS = 8
 """Integrated-gradient steps unless told."""
 
@@ -59,7 +60,7 @@ class Estimator:
     """Which estimate, and its settings.
 
     Attributes:
-        name: ``"plain"``, ``"ig"`` or ``"atp-star"``.
+        name: ``"plain"``, ``"ig"`` or ``"graddrop"``.
         steps: Integrated-gradient steps (``"ig"`` only).
         heads: ``[n_layers, n_heads]`` bool: the heads integrated gradients move (None: every head);
             the others keep their outputs and get a zero estimate.
@@ -75,7 +76,7 @@ class HeadEstimate:
     """Every head's estimated effect.
 
     Attributes:
-        estimator: ``"plain"``, ``"ig"`` or ``"atp-star"``.
+        estimator: ``"plain"``, ``"ig"`` or ``"graddrop"``.
         estimate: ``[n_layers, n_heads]`` estimated ``metric(replaced) - metric(tokens)``.
         cost: What it ran (:class:`~induction_nnsight.causal.cost.Cost`).
         steps: Integrated-gradient steps (1 for the others).
@@ -95,6 +96,8 @@ def _check(method: str, tokens: torch.Tensor, source: torch.Tensor | None, estim
         raise InductionError(f"head method {method!r} needs source rows")
     if method == "source" and source.shape != tokens.shape:
         raise InductionError("attribution patching needs clean and corrupted rows of the same shape")
+    if estimator in RENAMED_ESTIMATORS:
+        raise InductionError(f"estimator {estimator!r} is now called {RENAMED_ESTIMATORS[estimator]!r}: pass that")
     if estimator not in ESTIMATORS:
         raise InductionError(f"unknown estimator {estimator!r}: pass --attribution one of {', '.join(ESTIMATORS)}")
     if steps < 1:
@@ -121,7 +124,7 @@ def head_estimate(
         method: ``"zero"``, ``"mean"`` (the source rows' mean at each position) or ``"source"``
             (the aligned source rows' outputs).
         source: ``[n_source, pos]`` rows: the clean rows, or the rows averaged for mean ablation.
-        estimator: ``"plain"``, ``"ig"`` or ``"atp-star"`` (see the module docstring), or an
+        estimator: ``"plain"``, ``"ig"`` or ``"graddrop"`` (see the module docstring), or an
             :class:`Estimator` with its steps and the heads it moves.
         execution: How the traces run (``remote``; ``max_rows`` bounds the rows of one trace);
             None for the defaults.
@@ -152,7 +155,7 @@ def head_estimate(
     cost = passes(batch, n_pos, forward=len(groups), backward=len(groups))
     if n_source:
         cost = cost + passes(n_source, n_pos, forward=-(-len(groups) // per))
-    if estimator == "atp-star":
+    if estimator == "graddrop":
         estimate = found.abs().sum(dim=0) / max(1, n_layers - 1) * torch.sign(found.sum(dim=0))
     else:
         estimate = found.mean(dim=0)

@@ -33,6 +33,7 @@ BASE = {
 }
 TOKEN_COMMANDS = ("scan", "heads", "report", "ablate", "patch")  # the ones with --batch, --seq-len, --low, --high
 ALL_COMMANDS = tuple(BASE)
+ESTIMATING = ("ablate", "patch")  # the ones with --attribution
 MISSING_MODEL = "{tmp}/no-such-model"  # formatted with the test's tmp_path
 SECONDS = 15.0  # a refusal must not wait for a whole job
 
@@ -75,6 +76,8 @@ CASES = [
     *[_case(c, ["--threshold", "2"], "--threshold", "threshold-above-1") for c in ("heads", "report")],
     *[_case(c, ["--repeats", "1"], "--repeats", "repeats-1") for c in ("heads", "report")],
     _case("ablate", ["--method", "bogus"], "--method", "method-unknown"),
+    # a renamed value: refused with its new name (atp-star had GradDrop but not AtP*'s QK fix)
+    *[_case(c, ["--attribution", "atp-star"], "now called graddrop", "renamed-estimator") for c in ESTIMATING],
     _case("ablate", ["--heads", "L99H0"], "--heads", "heads-layer-99"),
     _case("ablate", ["--heads", "L0H99"], "--heads", "heads-head-99"),
     _case("ablate", ["--heads", "nonsense"], "--heads", "heads-nonsense"),

@@ -13,10 +13,10 @@ from tests.integration.test_causal_cli import tiny
 
 
 def test_ablate_reports_the_estimate_beside_the_sweep_and_the_cost(tiny_dir, tmp_path, capsys):
-    assert main(tiny(tiny_dir, "ablate", tmp_path, "--top-k", "2", "--draws", "2", "--attribution", "atp-star")) == 0
+    assert main(tiny(tiny_dir, "ablate", tmp_path, "--top-k", "2", "--draws", "2", "--attribution", "graddrop")) == 0
     results = json.loads((tmp_path / "ablation_results.json").read_text())
     entry = results["attribution"]
-    assert entry["estimator"] == "atp-star" and len(entry["estimate"]) == 2 and len(entry["estimate"][0]) == 4
+    assert entry["estimator"] == "graddrop" and len(entry["estimate"]) == 2 and len(entry["estimate"][0]) == 4
     estimate = np.array(entry["estimate"], dtype=float).ravel()
     delta = np.array(results["sweep"]["delta"], dtype=float).ravel()
     assert entry["pearson_with_sweep"] == pytest.approx(np.corrcoef(estimate, delta)[0, 1], abs=1e-4)

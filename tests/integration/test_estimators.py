@@ -71,12 +71,12 @@ def test_each_estimator_equals_plain_autograd(tiny_model, tiny_dir, arch):
     ig_hand = torch.stack([by_autograd(plain, tokens, metric, alpha=(i + 0.5) / steps) for i in range(steps)])
     assert torch.allclose(ig.estimate, ig_hand.mean(dim=0), atol=1e-5)
     assert not torch.allclose(ig.estimate, found.estimate, atol=1e-5)  # the steps did move the point
-    star = head_estimate(model, tokens, metric, "zero", estimator="atp-star", execution=QUIET)
+    graddrop = head_estimate(model, tokens, metric, "zero", estimator="graddrop", execution=QUIET)
     dropped = torch.stack([by_autograd(plain, tokens, metric, drop=layer) for layer in range(2)])
     hand = dropped.abs().sum(dim=0) / 1 * torch.sign(dropped.sum(dim=0))
-    assert torch.allclose(star.estimate, hand, atol=1e-5)
+    assert torch.allclose(graddrop.estimate, hand, atol=1e-5)
     assert torch.all(dropped[1][1] == 0)  # a head's own layer dropped: its gradient is gone
-    assert ig.cost.forward_passes == steps * tokens.shape[0] and star.cost.backward_passes == 2 * tokens.shape[0]
+    assert ig.cost.forward_passes == steps * tokens.shape[0] and graddrop.cost.backward_passes == 2 * tokens.shape[0]
 
 
 def test_integrated_gradients_converge_to_one_heads_exact_ablation(tiny_model):

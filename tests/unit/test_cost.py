@@ -26,7 +26,7 @@ def test_a_sweep_counts_one_pass_per_row_per_variant():
 def test_estimators_cost_what_they_run():
     assert estimate_cost("plain", 30, 4, 61) == Cost(4, 4, 8 * 61)
     assert estimate_cost("ig", 30, 4, 61, steps=8).forward_equivalents == 8 * 4 * (1 + BACKWARD_FORWARDS)
-    assert estimate_cost("atp-star", 30, 4, 61).backward_passes == 30 * 4
+    assert estimate_cost("graddrop", 30, 4, 61).backward_passes == 30 * 4
     with pytest.raises(ValueError):
         estimate_cost("exact", 30, 4, 61)
 
@@ -56,4 +56,4 @@ def test_scale_table_for_llama_70b_and_405b():
         assert row["sweep"] == 4 * (row["heads"] + 1)
         assert row["plain"] == 4 * (1 + BACKWARD_FORWARDS)
         assert row["ig_fraction"] == pytest.approx(8 * 4 * 3 / row["sweep"], abs=1e-4)
-        assert row["atp-star"] == 4 * row["n_layers"] * (1 + BACKWARD_FORWARDS)
+        assert row["graddrop"] == 4 * row["n_layers"] * (1 + BACKWARD_FORWARDS)
