@@ -3,7 +3,8 @@
 **Intervals.** Every interval on a mean over rows (a head's score, an ablation's or a patch's effect,
 a dual-route grid, Olsson's ICL score) is Student's t interval on the row mean,
 ``mean +- t(1 - a/2, n - 1) * sd / sqrt(n)``, which holds its level at any row count for normal rows
-(a percentile bootstrap, used before, covers 0.80 at 4 rows and 0.88 at 8). A ratio of two means (a
+(a percentile bootstrap, used before, covers far less at 4 and 8 rows:
+``results/interval_coverage.json``). A ratio of two means (a
 patching recovery) gets the same t interval on its linearisation (the delta method: the rows
 ``a - r b``, divided by the mean of ``b``). Rows of all seeds are pooled. The statistics that are not
 a mean (the best score of a training checkpoint) keep a bootstrap, :func:`bootstrap_picks` drawing
