@@ -44,7 +44,7 @@ from .ablate_job import AblateConfig, run_ablate
 from .attention_job import AttentionConfig, run_attention
 from .circuit_job import CircuitConfig, run_circuit
 from .dual_route_job import DualRouteConfig, run_dual_route
-from .explain_text import Q_FLOOR, SECTIONS, resolved, sentences
+from .explain_text import Q_FLOOR, SECTIONS, sentences, sweep_resolved
 from .icl_job import IclConfig, run_icl
 from .jobs import HeadsConfig, ScanConfig, model_for, run_heads
 from .options import config_options, like, option, positive
@@ -217,7 +217,7 @@ def dual_route_skip(model) -> str | None:
     tokenizer = model.tokenizer
     unknown = getattr(tokenizer, "unk_token_id", None)
     names = entity_names()
-    kept = [e for e in tokenized_entities(tokenizer, names, vocab_size=facts.vocab_size) if unknown not in e.token_ids]
+    kept = [e for e in tokenized_entities(tokenizer, names, vocab_size=facts.vocab_size) if unknown not in e.ids]
     if len(kept) < MIN_ENTITIES:
         return (
             f"its tokenizer splits {len(kept)} of {len(names)} entity names into 2-5 known tokens, fewer than "
@@ -368,7 +368,7 @@ def _ablation_section(ablate: dict) -> dict:
         "random_draws": ablate["settings"]["draws"],
         "estimator": ablate["attribution"]["estimator"],
         "n_verified": len(rows),
-        "n_resolved": sum(resolved(r.get("ci_low"), r.get("ci_high"), r.get("q")) for r in rows),
+        "n_resolved": sum(sweep_resolved(r) for r in rows),
         "sweep": rows,
     }
 
@@ -408,6 +408,9 @@ def run_explain(
     model = model_for(config, model, context)
     config.validate_for(model)
     facts = {**asdict(model_facts(model)), "name": config.model}
+    reason = "--dual-route off" if config.dual_route == "off" else None
+    if reason is None and config.dual_route == "auto":
+        reason = dual_route_skip(model)  # decided before any stage runs
     stages = _Stages(context)
     started = time.perf_counter()
 
@@ -445,9 +448,6 @@ def run_explain(
         return results, files, passes(config.icl_windows, config.icl_length, forward=1).as_dict()
 
     icl, icl_files = stages.run("icl", f"Olsson's ICL score on {config.icl_windows} windows of text", icl_job)
-    reason = "--dual-route off" if config.dual_route == "off" else None
-    if reason is None and config.dual_route == "auto":
-        reason = dual_route_skip(model)
     dual = dual_files = None
     if reason is None:
         dual, dual_files = stages.run(

@@ -36,6 +36,7 @@ __all__ = [
     "resolved",
     "sentences",
     "summary",
+    "sweep_resolved",
     "sweep_sentence",
     "sweep_summary_sentence",
     "top_vs_random_sentence",
@@ -81,6 +82,8 @@ def _why_not(low, high, q) -> str:
         return f"{NOT_RESOLVED} (no interval)"
     if not (low > 0 or high < 0):
         return f"{NOT_RESOLVED} (the interval includes zero)"
+    if q is None:
+        return f"{NOT_RESOLVED} (no q-value: the rows do not vary)"
     return f"{NOT_RESOLVED} (q = {q:.3f} > {ALPHA:g} after Benjamini-Hochberg correction)"
 
 
@@ -164,11 +167,19 @@ def top_vs_random_sentence(vs: dict, heads: list[str], method: str, draws: int) 
     return text + f"That the top heads matter more than random heads is {NOT_RESOLVED}: the intervals overlap."
 
 
+def sweep_resolved(row: dict) -> bool:
+    """Whether one head's ablation effect is a finding: its interval excludes zero and it is
+    ``distinguishable_from_zero`` after the correction over every head."""
+    return resolved(row.get("ci_low"), row.get("ci_high"), row.get("q")) and bool(
+        row.get("distinguishable_from_zero", False)
+    )
+
+
 def sweep_sentence(row: dict) -> str:
     """One head ablated alone: the change of the repeated-half loss with its interval and q."""
     change = with_interval(row["delta"], row.get("ci_low"), row.get("ci_high"), sign=True)
     text = f"Ablating {row['name']} alone changes the repeated-half loss by {change} nats"
-    if resolved(row.get("ci_low"), row.get("ci_high"), row.get("q")):
+    if sweep_resolved(row):
         return text + _q(row.get("q")) + "."
     return f"{text}: {_why_not(row.get('ci_low'), row.get('ci_high'), row.get('q'))}."
 

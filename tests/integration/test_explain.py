@@ -133,8 +133,9 @@ def test_explain_refuses_bad_input_in_one_line(tiny_dir, tmp_path, capsys, extra
         status = main(["explain", "--model", str(tiny_dir("gpt2")), *TINY, *extra, "--out", str(out)])
     except SystemExit as stop:
         status = stop.code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert status == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert status == 2 and not captured.out
     assert len(err) == 1 and err[0].startswith("induction-nnsight") and fix in err[0], err
     assert not out.exists()
 
@@ -145,3 +146,34 @@ def test_explain_plan_prices_every_stage(tiny_dir, capsys):
     assert captured.out.startswith("plan of explain on ")
     for stage in ("heads", "ablate", "circuit", "attention", "icl"):
         assert re.search(rf"\] {stage}: planned \d+ request\(s\)", captured.err), stage
+
+
+def test_every_stage_runs_where_explain_is_told():
+    """``--remote``, ``--ndif-host``, ``--timeout`` and the model reach every stage's config; so do the shared rows."""
+    from induction_nnsight.app.explain_job import ExplainConfig
+
+    config = ExplainConfig(model="m", remote=True, ndif_host="http://127.0.0.1:1", timeout=7.0, batch=3, seed=5)
+    stages = [
+        config.heads_config(),
+        config.ablate_config(),
+        config.circuit_config(),
+        config.attention_config("L1H0"),
+        config.icl_config(),
+        config.dual_route_config(),
+    ]
+    for stage in stages:
+        assert (stage.model, stage.remote, stage.ndif_host, stage.timeout) == ("m", True, "http://127.0.0.1:1", 7.0)
+    for stage in stages[:3]:
+        assert (stage.batch, stage.seq_len, stage.seed) == (3, config.seq_len, 5)
+    assert stages[1].search == stages[2].search == "estimate"
+
+
+def test_dual_route_is_skipped_for_a_tokenizer_that_cannot_split_entities(tiny_model, monkeypatch):
+    """Past the layer count, a word-level tokenizer that maps every entity name to unknown tokens is refused."""
+    from induction_nnsight.app import explain_job
+
+    model = tiny_model("gpt2")
+    assert "2 layers" in explain_job.dual_route_skip(model)
+    monkeypatch.setattr(explain_job, "MIN_LAYERS", 2)
+    reason = explain_job.dual_route_skip(model)
+    assert reason.startswith("its tokenizer splits 0 of ") and "known tokens" in reason
