@@ -225,7 +225,8 @@ def edge_sentence(edge: dict, heads: dict, composition: dict | None = None) -> s
             f"No source of {noun.format(target)} is resolved: removing the strongest, from {source}, changes {what} by "
             f"{shown}: {_why_not(*primary[1:])}."
         )
-    text = f"{target} {verb} {source}{_kind_of(source, heads)}: removing that path changes {what} by {shown}"
+    removed = f"removing {source}'s output" if edge["path"] == "total" else "removing that path"
+    text = f"{target} {verb} {source}{_kind_of(source, heads)}: {removed} changes {what} by {shown}"
     text += _q(primary[3])
     if edge["path"] != "v":
         if other[1] is None:
@@ -270,7 +271,7 @@ def icl_sentence(icl: dict) -> str:
     return f"{text}: {_why_not(s['ci_low'], s['ci_high'], None)}."
 
 
-def dual_route_sentences(dual: dict, top: int) -> list[str]:
+def dual_route_sentences(dual: dict, top: int, n_heads: int) -> list[str]:
     """The dual-route stage: why it was skipped, or its strongest copying heads and the dissociation."""
     if not dual["ran"]:
         return [f"Token versus concept induction was not measured: {dual['reason']}."]
@@ -279,7 +280,10 @@ def dual_route_sentences(dual: dict, top: int) -> list[str]:
         best = dual["top_heads"][grid][0]
         score = with_interval(best["score"], *best["ci"], sign=True)
         verdict = "" if resolved(*best["ci"]) else f": {_why_not(*best['ci'], None)}"
-        out.append(f"The strongest {word} head is {best['name']}: {score} nats of log-probability{verdict}.")
+        out.append(
+            f"The strongest {word} head is {best['name']}: {score} nats of log-probability{verdict} (the best of "
+            f"{n_heads} heads; its interval is not corrected for that choice)."
+        )
     for kind, d in dual["difference"].items():
         diff = with_interval(d["mean"], d["ci_low"], d["ci_high"], sign=True)
         text = f"Ablating the top {top} {kind} heads, the drop on entities minus the drop on random spans is {diff}"
@@ -348,7 +352,7 @@ def sentences(explanation) -> dict[str, list[str]]:
         "effect": effect,
         "inputs": _circuit_sentences(explanation.circuit, heads),
         "attention": [attention_sentence(explanation.attention), icl_sentence(explanation.icl)],
-        "routes": dual_route_sentences(explanation.dual_route, settings["top_k"]),
+        "routes": dual_route_sentences(explanation.dual_route, settings["top_k"], heads["n_heads"]),
         "cost": [cost_sentence(explanation.cost)],
     }
 

@@ -13,8 +13,8 @@ from tests.integration.test_explain import claims, unmatched
 pytestmark = pytest.mark.slow
 
 SMALL = ExplainConfig(
-    batch=4,
-    seq_len=12,
+    batch=8,
+    seq_len=16,
     top_k=2,
     draws=2,
     verify=4,
@@ -33,6 +33,7 @@ def test_explain_smollm2_small(smollm2):
     results = parse_strict(files["explain_results.json"])
     assert explanation.dual_route["ran"], explanation.dual_route
     assert set(results["cost"]["stages"]) == {"heads", "ablate", "circuit", "attention", "icl", "dual-route"}
+    assert results["heads"]["best_induction"]["name"] == "L18H6"
     assert any(h["clearly_above"] for h in results["heads"]["induction"])  # L18H6 and friends
     sentences = claims(files["explain.html"])
     assert len(sentences) > 10 and not unmatched(sentences, results)
