@@ -1,6 +1,7 @@
 """``induction-nnsight explain``: one model's induction mechanism end to end, as one typed result.
 
-The layout is model -> stages -> :class:`Explanation` -> sentences
+The layout is model -> stages (here) -> one typed result,
+:class:`~induction_nnsight.app.explain_result.Explanation` -> sentences
 (:mod:`~induction_nnsight.app.explain_text`) -> HTML (:mod:`~induction_nnsight.figures.explain_html`).
 Each stage is an existing job run with small settings on the one loaded model (nothing is
 re-implemented here):
@@ -28,23 +29,30 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..causal.cost import passes
 from ..errors import InductionError
-from ..figures.explain_html import explain_html
 from ..figures.heads import loss_by_position_figure
 from ..models.layout import model_facts
 from ..names import head_name
 from ..probes.entities import entity_names, tokenized_entities
 from ..scores.icl import OLSSON_TOKENS
 from ..stats import ALPHA, CORRECTION, INTERVAL_METHOD, LEVEL
-from ..strict_json import to_json
 from .ablate_job import AblateConfig, run_ablate
 from .attention_job import AttentionConfig, run_attention
 from .circuit_job import CircuitConfig, run_circuit
 from .dual_route_job import DualRouteConfig, run_dual_route
-from .explain_text import Q_FLOOR, SECTIONS, sentences, sweep_resolved
+from .explain_result import (
+    KINDS,
+    Explanation,
+    ablation_section,
+    circuit_section,
+    heads_section,
+    loss_section,
+    report_html,
+)
+from .explain_text import Q_FLOOR, sentences
 from .icl_job import IclConfig, run_icl
 from .jobs import HeadsConfig, ScanConfig, model_for, run_heads
 from .options import config_options, like, option, positive
@@ -57,10 +65,7 @@ __all__ = [
     "MIN_LAYERS",
     "STAGES",
     "ExplainConfig",
-    "Explanation",
     "dual_route_skip",
-    "SECTION_FIGURES",
-    "report_html",
     "rerun_command",
     "run_explain",
 ]
@@ -76,7 +81,6 @@ MIN_ENTITIES = 16
 """Fewest entity names the tokenizer must split into 2-5 known tokens (none unknown) for ``auto``."""
 STAGES = ("heads", "ablate", "circuit", "attention", "icl", "dual-route")
 """The stages in the order they run."""
-KINDS = ("induction", "previous_token")
 
 
 @dataclass
@@ -226,58 +230,6 @@ def dual_route_skip(model) -> str | None:
     return None
 
 
-@dataclass
-class Explanation:
-    """What ``explain`` measured, every number the report states (:meth:`to_json`), and its charts.
-
-    Attributes:
-        model: The model's name or path.
-        model_facts: Its layout facts (layers, heads, ...).
-        settings: Every setting, the intervals' method and the correction in force.
-        heads: ``{"threshold", "n_heads", "induction": [head], "previous_token": [head]}``, each head
-            ``{"name", "layer", "head", "score", "ci", "clearly_above"}``.
-        loss: ``{"first_half", "repeated_half", "drop", "by_position" [pos - 1]}`` (nats).
-        ablation: ``{"top_vs_random", "top_heads", "random_draws", "method", "sweep": [row], "n_verified",
-            "estimator"}``; each sweep row ``{"name", "delta", "ci_low", "ci_high", "q",
-            "distinguishable_from_zero"}`` of a head ablated exactly.
-        circuit: ``{"targets": [...], "edges": [verified edge], "composition": [...]}``.
-        attention: ``{"heads": [name], "scores": {name: score}, "n_tokens", "repeat"}``.
-        icl: ``{"score": {"mean", "ci_low", "ci_high"}, "early", "late", "loss_at_early", "loss_at_late",
-            "n_windows", "length", "source"}``.
-        dual_route: ``{"ran": bool, "reason"}`` and, where it ran, ``"top_heads"``, ``"difference"``.
-        cost: ``{"stages": {stage: {"seconds", "forward_passes", "backward_passes", "tokens"}}, "total": ...}``.
-        sentences: ``{section: [sentence]}`` (:func:`~induction_nnsight.app.explain_text.sentences`).
-        figures: ``{name: Plotly JSON}`` (not in :meth:`to_json`).
-        attention_html: The interactive attention view's page (not in :meth:`to_json`).
-    """
-
-    model: str
-    model_facts: dict
-    settings: dict
-    heads: dict
-    loss: dict
-    ablation: dict
-    circuit: dict
-    attention: dict
-    icl: dict
-    dual_route: dict
-    cost: dict
-    sentences: dict = field(default_factory=dict)
-    figures: dict[str, str] = field(default_factory=dict, repr=False)
-    attention_html: str = field(default="", repr=False)
-
-    def as_dict(self) -> dict:
-        """Every measured field as plain data (the figures and the view left out)."""
-        data = asdict(self)
-        data.pop("figures")
-        data.pop("attention_html")
-        return data
-
-    def to_json(self) -> str:
-        """``explain_results.json``'s text (strict JSON: NaN as null)."""
-        return to_json(self.as_dict())
-
-
 def _progress(stage: str, text: str) -> None:
     number = STAGES.index(stage) + 1
     print(f"explain [{number}/{len(STAGES)}] {stage}: {text}", file=sys.stderr, flush=True)
@@ -319,69 +271,6 @@ class _Stages:
 
     def skip(self, stage: str, reason: str) -> None:
         _progress(stage, f"skipped: {reason}")
-
-
-def _head(entry: dict) -> dict:
-    return {"name": head_name(entry["layer"], entry["head"]), **entry}
-
-
-def _heads_section(results: dict) -> dict:
-    kinds = results["kinds"]
-    section = {
-        "threshold": {k: kinds[k]["threshold"] for k in KINDS},
-        "correction": results["settings"].get("correction"),
-        "n_heads": results["model_facts"]["n_layers"] * results["model_facts"]["n_heads"],
-        "rows": results["settings"]["batch"],
-    }
-    for kind in KINDS:
-        section[kind] = [_head(h) for h in kinds[kind]["heads"]]
-        section[f"best_{kind}"] = _head(kinds[kind]["top"][0])
-    return section
-
-
-def _loss_section(heads: dict, ablate: dict) -> dict:
-    """The two halves' mean losses (heads pass) and the loss by position (the ablations' baseline, same rows)."""
-    first, repeated = heads["mean_loss_first_half"], heads["mean_loss_repeated_half"]
-    drop = None if first is None or repeated is None else round(first - repeated, 6)
-    return {
-        "first_half": first,
-        "repeated_half": repeated,
-        "drop": drop,
-        "by_position": ablate["baseline"]["loss_by_position"],
-    }
-
-
-def _ablation_section(ablate: dict) -> dict:
-    sweep = ablate["sweep"]
-    verified = sweep["verified"]
-    rows = [
-        {"name": head_name(r["layer"], r["head"]), **r}
-        for r in sweep["rows"]
-        if verified[r["layer"]][r["head"]] and r["delta"] is not None
-    ]
-    rows.sort(key=lambda r: -abs(r["delta"]))
-    return {
-        "metric": ablate["metric"],
-        "method": ablate["settings"]["method"],
-        "top_vs_random": ablate["top_vs_random"],
-        "top_heads": [head_name(h["layer"], h["head"]) for h in ablate["top_induction_heads"]],
-        "random_draws": ablate["settings"]["draws"],
-        "estimator": ablate["attribution"]["estimator"],
-        "n_verified": len(rows),
-        "n_resolved": sum(sweep_resolved(r) for r in rows),
-        "sweep": rows,
-    }
-
-
-def _circuit_section(circuit: dict) -> dict:
-    edges = [e for e in circuit["edges"] if e["verified"]]
-    return {
-        "targets": circuit["targets"],
-        "paths": circuit["settings"]["paths"],
-        "clean_repeated_half_loss": circuit["clean_repeated_half_loss"],
-        "edges": edges,
-        "composition": circuit["composition"],
-    }
 
 
 def _strongest_k_source(circuit: dict, target: str) -> str | None:
@@ -472,10 +361,10 @@ def run_explain(
             "q_floor": Q_FLOOR,
             "stages": list(STAGES),
         },
-        heads=_heads_section(heads),
-        loss=_loss_section(heads, ablate),
-        ablation=_ablation_section(ablate),
-        circuit=_circuit_section(circuit),
+        heads=heads_section(heads),
+        loss=loss_section(heads, ablate),
+        ablation=ablation_section(ablate),
+        circuit=circuit_section(circuit),
         attention={
             "heads": shown.split(","),
             "scores": attention_scores,
@@ -524,18 +413,11 @@ def run_explain(
         explanation.figures["dual-route copying"] = dual_files["dual_route_copying_scatter.json"]
     explanation.attention_html = attention_files["attention_view.html"]
     explanation.sentences = sentences(explanation)
-    files = {"explain_results.json": explanation.to_json(), "explain.html": report_html(explanation)}
+    files = {
+        "explain_results.json": explanation.to_json(),
+        "explain.html": report_html(explanation, rerun_command(explanation.settings)),
+    }
     return explanation, files
-
-
-SECTION_FIGURES = {
-    "where": ("induction scores", "previous-token scores", "loss by position"),
-    "effect": ("ablation curve", "per-head ablation"),
-    "inputs": ("circuit graph",),
-    "attention": ("ICL loss by token",),
-    "routes": ("dual-route copying",),
-}
-"""The charts each section of the report shows, by :attr:`Explanation.figures` name."""
 
 
 def rerun_command(settings: dict) -> str:
@@ -549,33 +431,6 @@ def rerun_command(settings: dict) -> str:
         elif value is not None:
             words += [opt.name, shlex.quote(str(value))]
     return " ".join(words)
-
-
-def report_html(explanation: Explanation) -> str:
-    """``explain.html``: the sentences by section with their charts, the attention view, the settings."""
-    sections, figures = [], explanation.figures
-    for key, heading in SECTIONS.items():
-        section = {
-            "heading": heading,
-            "sentences": explanation.sentences.get(key, []),
-            "figures": [(name, figures[name]) for name in SECTION_FIGURES.get(key, ()) if name in figures],
-        }
-        if key == "attention" and explanation.attention_html:
-            section["page"] = (
-                f"Where {', '.join(explanation.attention['heads'])} attend on the prompt shown twice: hover a token",
-                explanation.attention_html,
-            )
-        if key == "cost":
-            section["text"] = rerun_command(explanation.settings)
-            section["table"] = [(k, v) for k, v in explanation.settings.items()]
-        sections.append(section)
-    facts = explanation.model_facts
-    subtitle = (
-        f"{facts['architecture']}, {facts['n_layers']} layers x {facts['n_heads']} heads; every sentence is generated "
-        "from a measured result, with its 95% interval where it has one; a claim whose interval includes zero or that "
-        "does not survive the Benjamini-Hochberg correction is stated as not resolved."
-    )
-    return explain_html(f"How {explanation.model} does induction", sections, subtitle=subtitle)
 
 
 def _with_cost(results: dict, files: dict[str, str]) -> tuple[dict, dict[str, str], dict]:

@@ -1,7 +1,7 @@
 """The sentences of ``explain``: plain functions, measured data in, one sentence out.
 
 Every number a sentence states comes from the data it is given (the fields of
-:class:`~induction_nnsight.app.explain_job.Explanation`, which ``explain_results.json`` holds), with its
+:class:`~induction_nnsight.app.explain_result.Explanation`, which ``explain_results.json`` holds), with its
 interval where it has one. A claim whose interval contains zero, or that did not survive the
 Benjamini-Hochberg correction (``q`` above :data:`~induction_nnsight.stats.ALPHA`, a head not
 ``clearly_above`` its threshold), is stated as **not resolved**, never as a finding. The HTML report
@@ -326,7 +326,7 @@ def _circuit_sentences(circuit: dict, heads: dict) -> list[str]:
 
 def sentences(explanation) -> dict[str, list[str]]:
     """Every sentence of the report, by section (:data:`SECTIONS`), from an
-    :class:`~induction_nnsight.app.explain_job.Explanation` (or anything with its fields)."""
+    :class:`~induction_nnsight.app.explain_result.Explanation` (or anything with its fields)."""
     heads, settings = explanation.heads, explanation.settings
     where = []
     for kind in ("induction", "previous_token"):
