@@ -35,7 +35,6 @@ from ..causal.cost import passes
 from ..errors import InductionError
 from ..figures.heads import loss_by_position_figure
 from ..models.layout import model_facts
-from ..names import head_name
 from ..probes.entities import entity_names, tokenized_entities
 from ..scores.icl import OLSSON_TOKENS
 from ..stats import ALPHA, CORRECTION, INTERVAL_METHOD, LEVEL
@@ -47,8 +46,11 @@ from .explain_result import (
     KINDS,
     Explanation,
     ablation_section,
+    attention_section,
     circuit_section,
+    dual_route_section,
     heads_section,
+    icl_section,
     loss_section,
     report_html,
 )
@@ -365,33 +367,9 @@ def run_explain(
         loss=loss_section(heads, ablate),
         ablation=ablation_section(ablate),
         circuit=circuit_section(circuit),
-        attention={
-            "heads": shown.split(","),
-            "scores": attention_scores,
-            "n_tokens": len(attention["tokens"]),
-            "repeat": attention_cfg.repeat,
-        },
-        icl={
-            "score": icl["olsson_icl_score"],
-            "early": config.icl_early,
-            "late": config.icl_late,
-            "loss_at_early": icl["loss_at_early"],
-            "loss_at_late": icl["loss_at_late"],
-            "n_windows": icl["n_windows"],
-            "length": config.icl_length,
-            "source": icl["source"],
-        },
-        dual_route={"ran": False, "reason": reason}
-        if dual is None
-        else {
-            "ran": True,
-            "reason": None,
-            "top_heads": {
-                grid: [{"name": head_name(h["layer"], h["head"]), **h} for h in heads_]
-                for grid, heads_ in dual["top_heads"].items()
-            },
-            "difference": dual["dissociation"]["difference"],
-        },
+        attention=attention_section(shown.split(","), attention_scores, len(attention["tokens"]), attention_cfg.repeat),
+        icl=icl_section(icl),
+        dual_route=dual_route_section(dual, reason),
         cost={"stages": stages.costs, "total": _total(stages.costs, total)},
     )
     explanation.figures = {

@@ -17,8 +17,11 @@ __all__ = [
     "SECTION_FIGURES",
     "Explanation",
     "ablation_section",
+    "attention_section",
     "circuit_section",
+    "dual_route_section",
     "heads_section",
+    "icl_section",
     "loss_section",
     "report_html",
 ]
@@ -150,6 +153,41 @@ SECTION_FIGURES = {
     "routes": ("dual-route copying",),
 }
 """The charts each section of the report shows, by :attr:`Explanation.figures` name."""
+
+
+def attention_section(heads: list[str], scores: dict[str, float], n_tokens: int, repeat: int) -> dict:
+    """The attention stage: the heads shown, each one's exact-token induction score on the prompt."""
+    return {"heads": heads, "scores": scores, "n_tokens": n_tokens, "repeat": repeat}
+
+
+def icl_section(icl: dict) -> dict:
+    """The ICL stage's score with its interval, the loss at both token indices, and the text."""
+    early, late = icl["positions"]
+    return {
+        "score": icl["olsson_icl_score"],
+        "early": early,
+        "late": late,
+        "loss_at_early": icl["loss_at_early"],
+        "loss_at_late": icl["loss_at_late"],
+        "n_windows": icl["n_windows"],
+        "length": icl["settings"]["length"],
+        "source": icl["source"],
+    }
+
+
+def dual_route_section(dual: dict | None, reason: str | None) -> dict:
+    """The dual-route stage's top heads per grid and the dissociation, or why it did not run (``dual`` None)."""
+    if dual is None:
+        return {"ran": False, "reason": reason}
+    return {
+        "ran": True,
+        "reason": None,
+        "top_heads": {
+            grid: [{"name": head_name(h["layer"], h["head"]), **h} for h in heads]
+            for grid, heads in dual["top_heads"].items()
+        },
+        "difference": dual["dissociation"]["difference"],
+    }
 
 
 def report_html(explanation: Explanation, rerun: str = "") -> str:
