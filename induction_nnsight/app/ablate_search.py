@@ -107,7 +107,7 @@ def sweep_section(
             execution=execution,
         )
         seconds = time.perf_counter() - started
-        delta, baseline = found.delta, found.baseline
+        delta, baseline, low, high, q = found.delta, found.baseline, found.ci_low, found.ci_high, found.q_values
         attribution = {**_estimate_entry(found.estimate, 0.0), "seconds": None}  # timed with the search
         details = {"search": "estimate", "verified": table(found.verified.float()), "verify": config.verify}
         details["verify_fraction"] = config.verify_fraction

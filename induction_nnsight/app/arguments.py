@@ -23,6 +23,7 @@ from .attention_job import AttentionConfig
 from .circuit_job import CircuitConfig
 from .dual_route_job import DualRouteConfig
 from .dynamics_job import DynamicsConfig
+from .explain_job import ExplainConfig
 from .icl_job import IclConfig
 from .jobs import HeadsConfig, ScanConfig, preflight
 from .options import Option, add_options, config_from, config_options, exact_losses_arg
@@ -133,6 +134,11 @@ COMMANDS = {
     ),
     "icl": Command(
         "in-context learning on natural text: loss by token index and Olsson's ICL score", IclConfig, (OUT, *TRACED)
+    ),
+    "explain": Command(
+        "the whole analysis on one model, as one HTML report whose every sentence states a measured result",
+        ExplainConfig,
+        (OUT, *TRACED),
     ),
 }
 """Every subcommand by name, in ``--help``'s order."""

@@ -257,6 +257,18 @@ def _icl_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_command(args: argparse.Namespace) -> int:
+    from .explain_job import ExplainConfig, run_explain
+    from .explain_text import summary
+
+    config, context = checked_run(ExplainConfig, args)
+    out = prepare_out_dir(args.out)
+    explanation, files = run_explain(config, context=context)
+    _write(out, files)
+    print(summary(explanation))
+    return 0
+
+
 _COMMANDS = {
     "scan": _scan_command,
     "heads": _heads_command,
@@ -270,6 +282,7 @@ _COMMANDS = {
     "dynamics": _dynamics_command,
     "dual-route": _dual_route_command,
     "icl": _icl_command,
+    "explain": _explain_command,
 }
 
 

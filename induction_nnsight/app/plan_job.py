@@ -42,6 +42,7 @@ PLANNED: dict[str, Callable[[object, RunContext], object]] = {
     "dual-route": _runner("dual_route_job", "run_dual_route"),
     "icl": _runner("icl_job", "run_icl"),
     "dynamics": _runner("dynamics_job", "run_dynamics"),
+    "explain": _runner("explain_job", "run_explain"),
 }
 """Commands that take ``--plan``, with the job function each one plans."""
 

@@ -19,9 +19,11 @@ from ..models.layout import model_facts
 from ..names import head_name
 from ..ndif.execution import Execution, as_execution
 from ..scores.ranking import rank_heads
-from .ablation import ablation_metrics
+from ..stats import bh_adjust, mean_test
+from .ablation import ablation_rows
 from .cost import Cost, variants_cost
 from .estimators import Estimator, HeadEstimate, head_estimate
+from .intervals import effect_interval
 from .metrics import CausalMetric, MetricFn, pearson
 
 __all__ = ["HeadSearch", "SearchResult", "compare", "search_heads", "spearman"]
@@ -90,6 +92,12 @@ class SearchResult:
         delta: ``[n_layers, n_heads]`` exact change of the metric where verified, NaN elsewhere.
         verified: ``[n_layers, n_heads]`` bool.
         verify_cost: What the exact ablations ran.
+        ci_low: ``[n_layers, n_heads]`` lower end of the t interval of ``delta`` over rows where verified,
+            NaN elsewhere (None: not computed).
+        ci_high: ``[n_layers, n_heads]`` its upper end.
+        q_values: ``[n_layers, n_heads]`` Benjamini-Hochberg adjusted p-values of "the effect is not 0" over
+            every head of the model, a head not verified counting as p = 1 (which only makes the correction
+            stricter); NaN where not verified.
     """
 
     estimate: HeadEstimate
@@ -97,6 +105,9 @@ class SearchResult:
     delta: torch.Tensor
     verified: torch.Tensor
     verify_cost: Cost
+    ci_low: torch.Tensor | None = None
+    ci_high: torch.Tensor | None = None
+    q_values: torch.Tensor | None = None
 
     @property
     def cost(self) -> Cost:
@@ -136,7 +147,9 @@ def search_heads(
     estimate = head_estimate(model, tokens, metric, method, source=source, estimator=search.estimator, execution=run)
     order = rank_heads(estimate.estimate.abs())
     delta = torch.full((facts.n_layers, facts.n_heads), float("nan"))
+    low, high, p = delta.clone(), delta.clone(), torch.ones(facts.n_layers, facts.n_heads, dtype=torch.float64)
     verified = torch.zeros(facts.n_layers, facts.n_heads, dtype=torch.bool)
+    base_rows = None
     n_ref = 0 if source is None or method != "mean" else source.shape[0]
     cost, baseline, done = Cost(), None, 0
     while done < len(order):
@@ -148,14 +161,20 @@ def search_heads(
         if not chunk:
             break
         sets = ([[]] if baseline is None else []) + [[h] for h in chunk]
-        values = ablation_metrics(model, tokens, sets, metric, method=method, source=source, execution=run)
+        rows = ablation_rows(model, tokens, sets, metric, method=method, source=source, execution=run)  # [set, batch]
         if baseline is None:
-            baseline, values = float(values[0]), values[1:]
-        for (layer, head), value in zip(chunk, values):
-            delta[layer, head] = float(value) - baseline
+            base_rows, rows = rows[0], rows[1:]
+            baseline = float(base_rows.mean())
+        _, lows, highs = effect_interval(rows, base_rows)
+        tests = mean_test((rows - base_rows[None]).T)  # [len(chunk)]
+        for i, ((layer, head), row) in enumerate(zip(chunk, rows)):
+            delta[layer, head] = float(row.mean()) - baseline
+            low[layer, head], high[layer, head], p[layer, head] = lows[i], highs[i], tests[i]
             verified[layer, head] = True
         cost = cost + variants_cost(len(sets), tokens.shape, n_ref, run)
         done += search.verify
         if search.fraction is None:
             break
-    return SearchResult(estimate, baseline, delta, verified, cost)
+    q = bh_adjust(p.nan_to_num(1.0)).float()
+    q[~verified] = float("nan")
+    return SearchResult(estimate, baseline, delta, verified, cost, low, high, q)

@@ -30,8 +30,14 @@ BASE = {
     "attention": ["--layer", "0", "--head", "0", "--prompt", "t1 t2 t3"],
     "ablate": [*TOKENS, "--top-k", "2", "--draws", "2", "--no-sweep"],
     "patch": [*TOKENS, "--pair", "repeated", "--sites", "heads"],
+    "explain": [
+        *TOKENS,
+        *("--top-k", "2", "--draws", "2", "--verify", "2", "--prompt", "t1 t2 t3"),
+        *("--icl-windows", "2", "--icl-length", "40", "--icl-early", "5", "--icl-late", "30"),
+    ],
 }
-TOKEN_COMMANDS = ("scan", "heads", "report", "ablate", "patch")  # the ones with --batch, --seq-len, --low, --high
+# the ones with --batch, --seq-len, --low, --high
+TOKEN_COMMANDS = ("scan", "heads", "report", "ablate", "patch", "explain")
 ALL_COMMANDS = tuple(BASE)
 ESTIMATING = ("ablate", "patch")  # the ones with --attribution
 MISSING_MODEL = "{tmp}/no-such-model"  # formatted with the test's tmp_path
@@ -92,6 +98,13 @@ CASES = [
     _case("patch", ["--layers", "7"], "--layers", "layers-out-of-range"),
     _case("patch", ["--pair", "bogus"], "--pair", "pair-unknown"),
     _case("patch", ["--metric", "bogus"], "--metric", "metric-unknown"),
+    _case("explain", ["--top-k", "9"], "--top-k", "top-k-above-8-heads"),
+    _case("explain", ["--circuit-top", "0"], "--circuit-top", "circuit-top-0"),
+    _case("explain", ["--dual-route", "on"], "--dual-route", "dual-route-on-for-2-layers"),
+    _case("explain", ["--dual-route", "maybe"], "--dual-route", "dual-route-unknown"),
+    _case("explain", ["--prompt", "  "], "--prompt", "prompt-blank"),
+    _case("explain", ["--icl-length", "500", "--icl-late", "300"], "--icl-length", "icl-length-past-context"),
+    _case("explain", ["--icl-early", "30", "--icl-late", "20"], "--icl-early", "icl-early-after-late"),
     # NDIF and model options, on every subcommand
     *[_case(c, ["--timeout", "0"], "--timeout", "timeout-0") for c in ALL_COMMANDS],
     *[_case(c, ["--timeout", "-1"], "--timeout", "timeout-negative") for c in ALL_COMMANDS],
@@ -161,7 +174,7 @@ def test_bad_input_exit_2_one_line_naming_the_fix(tiny_dir, tmp_path, capfd, no_
 
 def test_good_base_settings_pass(tiny_dir, tmp_path, capfd):
     """The battery's base settings are valid: a case fails only because of its bad option."""
-    for command in ("scan", "attention", "patch", "ablate"):
+    for command in ("scan", "attention", "patch", "ablate", "explain"):
         out = tmp_path / command
         argv = [command, "--model", str(tiny_dir("gpt2")), *BASE[command], "--out", str(out)]
         assert run_cli(argv) == 0, capfd.readouterr().err

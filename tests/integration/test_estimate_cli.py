@@ -43,6 +43,8 @@ def test_ablate_search_estimate_verifies_only_the_strongest(tiny_dir, tmp_path):
     assert np.allclose(delta[verified], np.array(exact["sweep"]["delta"], dtype=float)[verified], atol=1e-5)
     assert all(v is None for row, mask in zip(found["sweep"]["delta"], verified) for v, m in zip(row, mask) if not m)
     assert found["sweep"]["cost"]["forward_passes"] == 2 * 4  # the baseline and 3 heads, 2 rows each
+    rows = found["sweep"]["rows"]  # the verified heads only, each with its interval and corrected q
+    assert len(rows) == 3 and all({"ci_low", "ci_high", "q", "distinguishable_from_zero"} <= set(r) for r in rows)
     assert found["cost"]["forward_passes"] < exact["cost"]["forward_passes"]
 
 

@@ -150,6 +150,11 @@ def test_search_verifies_the_strongest_and_equals_the_sweep_where_verified(tiny_
     assert torch.allclose(found.delta[found.verified], sweep.delta[found.verified], atol=1e-5)
     assert torch.isnan(found.delta[~found.verified]).all()
     assert found.verify_cost.forward_passes == 4 * tokens.shape[0]  # the baseline and three heads
+    v = found.verified  # the verified heads' intervals are the sweep's; q counts the unverified as p = 1
+    assert torch.allclose(found.ci_low[v], sweep.ci_low[v], atol=1e-5)
+    assert torch.allclose(found.ci_high[v], sweep.ci_high[v], atol=1e-5)
+    assert torch.isnan(found.ci_low[~v]).all() and torch.isnan(found.q_values[~v]).all()
+    assert bool((found.q_values[v] >= sweep.q_values[v] - 1e-6).all())  # never less strict than the sweep's
     everything = search_heads(model, tokens, metric, search=HeadSearch(verify=1, fraction=1e-9), execution=QUIET)
     assert bool(everything.verified.all())  # a tiny fraction: every head, one round at a time
 

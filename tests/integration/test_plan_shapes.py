@@ -33,6 +33,11 @@ EXTRA = {
     ],
     "dual-route": [*TOKENS, "--prompts", "4", "--copying-prompts", "4"],
     "icl": ["--text", "TEXT", "--windows", "3", "--length", "32", "--early", "4", "--late", "20"],
+    "explain": [
+        *TOKENS,
+        *("--batch", "2", "--seq-len", "6", "--top-k", "2", "--draws", "2", "--verify", "2", "--circuit-top", "1"),
+        *("--icl-windows", "2", "--icl-length", "32", "--icl-early", "4", "--icl-late", "20", "--prompt", "t1 t2"),
+    ],
 }
 """Per command, its settings on a tiny model (``TEXT``: a text file of the tiny vocabulary's words)."""
 
