@@ -51,7 +51,7 @@ RANK_VALUES = ("score", "delta")
 # charts/ files written by other commands: bench/run.py (timings, not reproducible numbers), the
 # train + dynamics commands (docs/dynamics.md gives the steps) and bench/estimate.py (the estimators
 # against the exhaustive runs, docs/estimate.md).
-OTHER_PRODUCERS = ("bench_", "dynamics_", "estimate_")
+OTHER_PRODUCERS = ("bench_", "dynamics_", "estimate_", "explain")  # written by bench/ and other scripts
 
 ATTENTION_PROMPT = "The quick brown fox jumps over the lazy dog."
 
