@@ -338,7 +338,12 @@ def run_explain(
         results, files = run_icl(config.icl_config(), model, context=context)
         return results, files, passes(config.icl_windows, config.icl_length, forward=1).as_dict()
 
-    icl, icl_files = stages.run("icl", f"Olsson's ICL score on {config.icl_windows} windows of text", icl_job)
+    icl = icl_files = icl_skipped = None
+    try:
+        icl, icl_files = stages.run("icl", f"Olsson's ICL score on {config.icl_windows} windows of text", icl_job)
+    except InductionError as error:  # a text too short for the windows, a model without a tokenizer ...
+        icl_skipped = str(error)
+        stages.skip("icl", icl_skipped)
     dual = dual_files = None
     if reason is None:
         dual, dual_files = stages.run(
@@ -368,7 +373,7 @@ def run_explain(
         ablation=ablation_section(ablate),
         circuit=circuit_section(circuit),
         attention=attention_section(shown.split(","), attention_scores, len(attention["tokens"]), attention_cfg.repeat),
-        icl=icl_section(icl),
+        icl=icl_section(icl, icl_skipped),
         dual_route=dual_route_section(dual, reason),
         cost={"stages": stages.costs, "total": _total(stages.costs, total)},
     )
@@ -385,8 +390,9 @@ def run_explain(
         "ablation curve": ablate_files["ablation_curve.json"],
         "per-head ablation": ablate_files["ablation_heads.json"],
         "circuit graph": circuit_files["circuit_graph.json"],
-        "ICL loss by token": icl_files["icl_loss_by_token.json"],
     }
+    if icl_files is not None:
+        explanation.figures["ICL loss by token"] = icl_files["icl_loss_by_token.json"]
     if dual_files is not None:
         explanation.figures["dual-route copying"] = dual_files["dual_route_copying_scatter.json"]
     explanation.attention_html = attention_files["attention_view.html"]

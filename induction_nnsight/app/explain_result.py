@@ -46,7 +46,7 @@ class Explanation:
             "distinguishable_from_zero"}`` of a head ablated exactly.
         circuit: ``{"targets": [...], "edges": [verified edge], "composition": [...]}``.
         attention: ``{"heads": [name], "scores": {name: score}, "n_tokens", "repeat"}``.
-        icl: ``{"score": {"mean", "ci_low", "ci_high"}, "early", "late", "loss_at_early", "loss_at_late",
+        icl: ``{"ran", "score": {"mean", "ci_low", "ci_high"}, "early", "late", "loss_at_early", "loss_at_late",
             "n_windows", "length", "source"}``.
         dual_route: ``{"ran": bool, "reason"}`` and, where it ran, ``"top_heads"``, ``"difference"``.
         cost: ``{"stages": {stage: {"seconds", "forward_passes", "backward_passes", "tokens"}}, "total": ...}``.
@@ -160,10 +160,14 @@ def attention_section(heads: list[str], scores: dict[str, float], n_tokens: int,
     return {"heads": heads, "scores": scores, "n_tokens": n_tokens, "repeat": repeat}
 
 
-def icl_section(icl: dict) -> dict:
-    """The ICL stage's score with its interval, the loss at both token indices, and the text."""
+def icl_section(icl: dict | None, reason: str | None = None) -> dict:
+    """The ICL stage's score with its interval, the loss at both token indices, and the text, or why it did
+    not run (``icl`` None)."""
+    if icl is None:
+        return {"ran": False, "reason": reason}
     early, late = icl["positions"]
     return {
+        "ran": True,
         "score": icl["olsson_icl_score"],
         "early": early,
         "late": late,

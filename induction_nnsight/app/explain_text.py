@@ -258,7 +258,9 @@ def attention_sentence(attention: dict) -> str:
 
 
 def icl_sentence(icl: dict) -> str:
-    """Olsson's ICL score on natural text, and whether it is resolved."""
+    """Olsson's ICL score on natural text, and whether it is resolved (or why it was not measured)."""
+    if not icl.get("ran", True):
+        return f"Olsson's ICL score was not measured: {icl['reason']}."
     s = icl["score"]
     score = with_interval(s["mean"], s["ci_low"], s["ci_high"], sign=True)
     text = (

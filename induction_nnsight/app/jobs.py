@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..errors import InductionError
 from ..figures.heads import top_heads_figure
-from ..models.layout import model_facts
+from ..models.layout import model_facts, model_layout
 from ..models.loading import DEFAULT_MODEL, load_model
 from ..models.weightless import weightless_model
 from ..ndif.journal import Journal, journal_path
@@ -155,7 +155,8 @@ def preflight(config) -> None:
         return
     try:
         architecture = weightless_model(config.model, config.attn_implementation)
-    except InductionError:
+        model_layout(architecture)  # a layout found by what its modules compute needs weights: the load checks it
+    except Exception:  # no config here, an attention kernel the family lacks, ...: the load says why in one line
         return
     check(architecture)
 

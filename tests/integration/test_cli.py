@@ -133,3 +133,13 @@ def test_heads_and_attention_bad_input(tiny_dir, tmp_path, capsys, args, fix):
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and fix in errors[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("arch", ["bloom", "gemma2", "llama-nested"])
+def test_a_family_the_preflight_cannot_read_still_runs(tiny_dir, tmp_path, arch):
+    """The check before the weights load builds the weightless model under sdpa and detects its layout on
+    meta weights: BLOOM and Gemma 2 have no sdpa kernel, a nested layout is found only by what its modules
+    compute. The preflight then steps aside and the load checks the model (it used to be a traceback or a
+    refusal of a model that works)."""
+    assert main(tiny_cli("ablate", tiny_dir(arch), tmp_path, "--layers", "0", "--top-k", "1", "--draws", "1")) == 0
+    assert (tmp_path / "ablation_results.json").exists()

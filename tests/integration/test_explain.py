@@ -16,6 +16,7 @@ import pytest
 from induction_nnsight.app.cli import main
 from induction_nnsight.figures.explain_html import CLAIM_CLASS
 from induction_nnsight.strict_json import parse_strict
+from tests.families import FAMILIES
 
 SMALL = [
     *("--batch", "4", "--seq-len", "8", "--top-k", "2", "--draws", "2", "--verify", "4"),
@@ -70,10 +71,13 @@ def explain(model_dir, tmp_path, extra) -> tuple[dict, str, list[str]]:
     return results, page, claims(page)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", [config for config, _, _ in FAMILIES.values()])  # every family of the matrix
 def test_explain_runs_on_tiny_models(tiny_dir, tmp_path, capsys, arch):
     results, page, sentences = explain(tiny_dir(arch), tmp_path, TINY)
-    assert set(results["cost"]["stages"]) == {"heads", "ablate", "circuit", "attention", "icl"}
+    ran = {"heads", "ablate", "circuit", "attention"} | ({"icl"} if results["icl"]["ran"] else set())
+    assert set(results["cost"]["stages"]) == ran
+    if not results["icl"]["ran"]:  # a tiny tokenizer that reads the text into too few tokens: said, not failed
+        assert "windows" in results["icl"]["reason"] and "ICL score was not measured" in page
     assert results["dual_route"] == {"ran": False, "reason": results["dual_route"]["reason"]}
     assert "2 layers" in results["dual_route"]["reason"]
     assert results["settings"]["correction"].startswith("Benjamini-Hochberg")
