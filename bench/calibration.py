@@ -180,6 +180,9 @@ def heads(model, draws: int, run: Execution) -> dict:
     }
 
 
+COMMANDS = {"circuit": "circuit", "ablation": "ablate", "heads": "heads"}
+
+
 def _write(out: Path, sections: list[dict], draws: int) -> None:
     coverages = [f["coverage"] for s in sections for f in s["effects"].values()]
     results = {
@@ -200,11 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=200, help="samples of the default rows per effect")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=["circuit", "ablation", "heads"],
+        help="run only these, keeping the others already in --out",
+    )
     args = parser.parse_args(argv)
     model = load_model(DEFAULT_MODEL)
     run = Execution(progress=False)
-    sections = []
-    for measure in (circuit, ablation, heads):  # the fewest default rows first: the circuit's 4
+    kept = {}
+    if args.sections and args.out.exists():
+        kept = json.loads(args.out.read_text())["sections"]
+    chosen = [m for m in (circuit, ablation, heads) if not args.sections or m.__name__ in args.sections]
+    sections = [s for name, s in kept.items() if name not in {COMMANDS[m.__name__] for m in chosen}]
+    for measure in chosen:  # the fewest default rows first: the circuit's 4
         print(f"calibration: {measure.__name__} ...", file=sys.stderr, flush=True)
         sections.append(measure(model, args.draws, run))
         for name, found in sections[-1]["effects"].items():
