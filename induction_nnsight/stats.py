@@ -42,6 +42,7 @@ __all__ = [
     "mean_interval",
     "mean_test",
     "ratio_interval",
+    "rows_to_resolve",
     "split_half_reliability",
     "t_cdf",
     "t_p_value",
@@ -205,6 +206,33 @@ def ratio_interval(
     _, sd, n = _moments(a - ratio * b)
     half = _half_width(sd, n, level) / b.mean(0).abs()
     return (ratio - half).float(), (ratio + half).float()
+
+
+def rows_to_resolve(mean: float, sd: float, level: float = LEVEL, most: int = 100_000) -> float:
+    """The fewest rows whose t interval would exclude 0 for an effect of this mean and row spread.
+
+    The smallest ``n >= 2`` with ``t(1 - a/2, n - 1) * sd / sqrt(n) < |mean|``: how many rows a
+    question needs if the effect is as large as measured (an estimate, as noisy as ``mean`` and ``sd``).
+
+    Returns:
+        ``n`` as a float; NaN where the mean is 0 or the spread unknown, infinite beyond ``most`` rows.
+
+    Example:
+        >>> rows_to_resolve(1.0, 1.0)  # an effect of one standard deviation: 7 rows
+        7.0
+    """
+    if not (mean == mean and sd == sd) or mean == 0:
+        return float("nan")
+    low, high = 2, most
+    if t_quantile(0.5 + level / 2, high - 1) * sd / math.sqrt(high) >= abs(mean):
+        return float("inf")
+    while low < high:  # the half-width falls with n: bisect
+        mid = (low + high) // 2
+        if t_quantile(0.5 + level / 2, mid - 1) * sd / math.sqrt(mid) < abs(mean):
+            high = mid
+        else:
+            low = mid + 1
+    return float(low)
 
 
 def split_half_reliability(per_row: torch.Tensor) -> float:

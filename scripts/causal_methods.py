@@ -35,6 +35,7 @@ from induction_nnsight.causal.path_patching import PathVariant, path_patching  #
 from induction_nnsight.models.loading import DEFAULT_MODEL  # noqa: E402
 from induction_nnsight.names import head_name  # noqa: E402
 from induction_nnsight.ndif.execution import Execution  # noqa: E402
+from induction_nnsight.stats import ALPHA  # noqa: E402
 
 OUT = ROOT / "results" / "causal_methods.json"
 SOURCE, TARGET = (16, 0), (18, 6)
@@ -149,7 +150,8 @@ def half_widths() -> dict:
             "sweep_seconds": sweep["seconds"],
             "sweep_delta": _spread((r["ci_low"], r["ci_high"]) for r in sweep["rows"]),
             "top5_half_width": rounded((vs["top_ci"][1] - vs["top_ci"][0]) / 2),
-            "distinguishable_from_zero": sum(r["distinguishable_from_zero"] for r in sweep["rows"]),
+            "distinguishable_from_zero": sum(r["distinguishable_from_zero"] for r in sweep["rows"]),  # after BH
+            "interval_excludes_zero": sum(r["ci_low"] > 0 or r["ci_high"] < 0 for r in sweep["rows"]),
             "heads": len(sweep["rows"]),
         },
         "circuit": {
@@ -160,6 +162,15 @@ def half_widths() -> dict:
             "loss_effect": _spread((e["loss_ci_low"], e["loss_ci_high"]) for e in edges),
             "L16H0_L18H6_k_score_half_width": rounded((main_edge["ci_high"] - main_edge["ci_low"]) / 2),
             "L16H0_L18H6_k_loss_half_width": rounded((main_edge["loss_ci_high"] - main_edge["loss_ci_low"]) / 2),
+            # of the edges path-patched exactly: flagged after Benjamini-Hochberg over all of them, and raw
+            "score_effects_tested": sum(e["q"] is not None for e in edges),
+            "score_effects_distinguishable": sum(e["q"] is not None and e["q"] <= ALPHA for e in edges),
+            "loss_effects_tested": sum(e["loss_q"] is not None for e in edges),
+            "loss_effects_distinguishable": sum(e["loss_q"] is not None and e["loss_q"] <= ALPHA for e in edges),
+            "loss_intervals_excluding_zero": sum(
+                e["loss_ci_low"] is not None and (e["loss_ci_low"] > 0 or e["loss_ci_high"] < 0) for e in edges
+            ),
+            "L16H0_L18H6_k_loss_q": main_edge["loss_q"],
         },
     }
 

@@ -22,7 +22,7 @@ from ..errors import InductionError
 from ..models.layout import model_facts
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
-from ..stats import mean_interval
+from ..stats import mean_interval, rows_to_resolve
 from .losses import token_losses
 
 __all__ = [
@@ -163,7 +163,14 @@ def icl_scores(losses: torch.Tensor, early: int, late: int) -> dict[str, float]:
         )
     per_window = _late_minus_early(losses, early, late)  # [n_windows]
     low, high = mean_interval(per_window)  # the t interval over windows
-    return {"mean": float(per_window.mean()), "ci_low": float(low), "ci_high": float(high)}
+    mean, sd = float(per_window.mean()), float(per_window.double().std()) if len(per_window) > 1 else float("nan")
+    return {
+        "mean": mean,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "sd": sd,  # window to window
+        "windows_to_resolve": rows_to_resolve(mean, sd),  # if the effect is as large as measured
+    }
 
 
 class TextIcl(NamedTuple):

@@ -2,8 +2,8 @@
 
 The top concept and token heads are reported with intervals that contain their means, and on the
 default text (Python's own help topics) the loss falls with context: Olsson's score is negative
-(one token index per window is noisy: with the default 8 windows the interval is wide, so only its
-mean and lower end are required below zero).
+(one token index per window is noisy: over the default windows, sampled across the text, the
+interval still includes zero, so only its mean and lower end are required below zero).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ def test_icl_score_is_late_minus_early_with_an_interval():
     score = icl_scores(losses, early=1, late=4)
     assert score["mean"] == pytest.approx(((1 - 5) + (2 - 6) + (0 - 4)) / 3)
     assert score["ci_low"] <= score["mean"] <= score["ci_high"]
+    assert score["sd"] == 0 and score["windows_to_resolve"] == 2  # every window -4: no spread, 2 windows resolve it
     with pytest.raises(InductionError, match="--early"):
         icl_scores(losses, early=3, late=5)
 
@@ -65,7 +66,7 @@ def test_icl_command_writes_strict_results(tiny_dir, tmp_path, capfd):
     assert main([*args, "--early", "5", "--late", "60", "--out", str(out)]) == 0
     results = parse_strict((out / "icl_results.json").read_text())
     assert results["positions"] == [5, 60] and len(results["loss_by_token_index"]) == 63
-    assert set(results["olsson_icl_score"]) == {"mean", "ci_low", "ci_high"}
+    assert set(results["olsson_icl_score"]) == {"mean", "ci_low", "ci_high", "sd", "windows_to_resolve"}
     assert str(text) in results["source"]
     assert (out / "icl_loss_by_token.json").exists()
 

@@ -164,3 +164,14 @@ def test_split_half_reliability_is_spearman_brown_of_the_halves_correlation():
     assert abs(split_half_reliability(noise)) < 0.6
     assert split_half_reliability(signal + 0.01 * torch.randn(16, 27, generator=g)) > 0.99
     assert np.isnan(split_half_reliability(rows[:1]))
+
+
+@pytest.mark.parametrize(("mean", "sd"), [(1.0, 1.0), (-0.57, 2.9), (0.1, 1.0), (3.0, 1.0)])
+def test_rows_to_resolve_is_the_first_row_count_whose_t_interval_excludes_zero(mean, sd):
+    from induction_nnsight.stats import rows_to_resolve
+
+    n = 2
+    while stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) >= abs(mean):  # scipy's t, counted up by hand
+        n += 1
+    assert rows_to_resolve(mean, sd) == n
+    assert np.isnan(rows_to_resolve(0.0, 1.0)) and rows_to_resolve(1e-9, 1.0) == float("inf")
