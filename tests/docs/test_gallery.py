@@ -10,6 +10,8 @@ GALLERY = DOCS / "gallery.md"
 # ```{chart} ../charts/NAME.json (or ```{html-view} ../charts/NAME.html) and any charts/NAME named in the text
 _CHART = re.compile(r"^```\{(?:chart|html-view)\}\s+\.\./charts/([\w.-]+)\s*$", re.M)
 _NAMED = re.compile(r"charts/([\w.-]+\.(?:json|html))")
+# a whole report page (explain.html: megabytes, plotly inlined) is linked for download rather than framed
+_DOWNLOAD = re.compile(r"\{download\}`[^`<]*<\.\./charts/([\w.-]+\.html)>`")
 
 
 def is_figure(path) -> bool:
@@ -22,7 +24,7 @@ def gallery_gaps(page: str, files: dict[str, bool]) -> list[str]:
     """What the gallery page lacks: ``files`` maps each charts/ file name to whether it is a figure or a
     view (which the page must embed with the chart or html-view directive); every other file must be
     named on the page."""
-    embedded, named = set(_CHART.findall(page)), set(_NAMED.findall(page))
+    embedded, named = set(_CHART.findall(page)) | set(_DOWNLOAD.findall(page)), set(_NAMED.findall(page))
     gaps = []
     for name, figure in sorted(files.items()):
         if figure and name not in embedded:
@@ -41,6 +43,8 @@ def test_gallery_gaps_can_fail():
         "b.json: not embedded (```{chart} ../charts/b.json)",
         "c_results.json: not named on the page",
     ]
+    report = "{download}`the report <../charts/r.html>`"
+    assert gallery_gaps(report, {"r.html": True}) == [] and gallery_gaps("`charts/r.html`", {"r.html": True})
 
 
 def test_every_chart_file_is_on_the_gallery_page():
