@@ -61,14 +61,14 @@ def missing_from_api(api_html: str, package) -> list[str]:
     import sys
 
     ids = set(re.findall(r'id="([\w.]+)"', api_html))
+    values = {name: getattr(package, name) for name in package.__all__}  # (a lazy name imports its module here)
     modules = {
         name: module
         for name, module in list(sys.modules.items())
         if name.startswith(package.__name__ + ".") and module is not None
     }
     missing = []
-    for name in package.__all__:
-        value = getattr(package, name)
+    for name, value in values.items():
         homes = [m for m, module in modules.items() if getattr(module, name, None) is value]
         if not any(f"{home}.{name}" in ids for home in homes):
             missing.append(name)
