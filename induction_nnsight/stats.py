@@ -265,39 +265,34 @@ def split_half_reliability(per_row: torch.Tensor) -> float:
     return 2 * r / (1 + r) if r == r and r > -1 else float("nan")
 
 
-def bh_adjust(p: torch.Tensor) -> torch.Tensor:
-    """Benjamini-Hochberg adjusted p-values over every entry of ``p`` (any shape, NaN ignored), as
-    ``scipy.stats.false_discovery_control`` computes them: flag where the result is at most the rate."""
+def _adjusted(p: torch.Tensor, step) -> torch.Tensor:
+    """``p`` adjusted by ``step(sorted p-values, m) -> sorted adjusted values`` over its known entries."""
     flat = p.double().flatten()
     known = ~flat.isnan()
     values = flat[known]
-    m = values.numel()
     out = torch.full_like(flat, float("nan"))
-    if m:
+    if values.numel():
         order = values.argsort()
-        ranked = values[order] * m / torch.arange(1, m + 1, dtype=torch.float64)
-        ranked = ranked.flip(0).cummin(0).values.flip(0).clamp(max=1.0)
         adjusted = torch.empty_like(values)
-        adjusted[order] = ranked
+        adjusted[order] = step(values[order], values.numel()).clamp(max=1.0)
         out[known] = adjusted
     return out.reshape(p.shape)
+
+
+def bh_adjust(p: torch.Tensor) -> torch.Tensor:
+    """Benjamini-Hochberg adjusted p-values over every entry of ``p`` (any shape, NaN ignored), as
+    ``scipy.stats.false_discovery_control`` computes them: flag where the result is at most the rate."""
+
+    def step(values: torch.Tensor, m: int) -> torch.Tensor:  # m p_(k) / k, made monotone from the largest down
+        ranked = values * m / torch.arange(1, m + 1, dtype=torch.float64)
+        return ranked.flip(0).cummin(0).values.flip(0)
+
+    return _adjusted(p, step)
 
 
 def holm_adjust(p: torch.Tensor) -> torch.Tensor:
     """Holm's step-down adjusted p-values over every entry of ``p`` (family-wise error; NaN ignored)."""
-    flat = p.double().flatten()
-    known = ~flat.isnan()
-    values = flat[known]
-    m = values.numel()
-    out = torch.full_like(flat, float("nan"))
-    if m:
-        order = values.argsort()
-        ranked = values[order] * torch.arange(m, 0, -1, dtype=torch.float64)
-        ranked = ranked.cummax(0).values.clamp(max=1.0)
-        adjusted = torch.empty_like(values)
-        adjusted[order] = ranked
-        out[known] = adjusted
-    return out.reshape(p.shape)
+    return _adjusted(p, lambda v, m: (v * torch.arange(m, 0, -1, dtype=torch.float64)).cummax(0).values)
 
 
 def bootstrap_picks(n_rows: int, n_boot: int, seed: int = 0) -> torch.Tensor:
