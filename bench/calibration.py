@@ -9,7 +9,8 @@ reference value (their mean), the next ``draws x batch`` rows are ``draws`` inde
 the command's default size. Each sample's interval is computed by the routine every command uses
 (:func:`induction_nnsight.causal.intervals.effect_interval`, Student's t on the row mean) and the
 bench records the fraction that contain the reference value. A calibrated 95% interval covers
-0.95; with 200 draws the binomial standard error of that fraction is 0.015.
+0.95; with 200 draws the binomial standard error of that fraction is 0.015. docs/calibration.md
+quotes the file.
 
 Effects (each the command's default metric and method):
 
