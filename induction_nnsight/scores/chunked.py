@@ -170,6 +170,8 @@ class PassPlan:
         at_queries: ``(shape, width, chunk index) -> {name: value}``: what logit scores make once for a
             chunk of queries in every layer (:meth:`~induction_nnsight.scores.declaration.LogitInputs.once`
             with ``every_layer``), filled as the pass goes.
+        on_meta: ``group shape -> GroupScores``: on the meta device (a plan) the first group of each
+            shape is reduced and the rest take its results' shapes (see :func:`reduce_group`).
     """
 
     view: ProbeView
@@ -180,6 +182,7 @@ class PassPlan:
     logit_queries: torch.Tensor | None
     shared: LogitInputs | None
     at_queries: dict = field(default_factory=dict)
+    on_meta: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -206,12 +209,50 @@ def reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
     """Reduce consecutive layers together: pattern scores over their stacked heads (one set of tensor
     operations for the group), then the logit scores layer by layer from the same rows.
 
+    On the meta device (a plan: shapes, no numbers) a group of the same shapes as one already reduced
+    gives fresh meta tensors of that group's result shapes instead: the reductions run no module, so
+    what a plan measures (passes, saved shapes) is the same, and a 126-layer plan traces one group's
+    few thousand operations rather than every layer's.
+
     Returns:
         The group's :class:`GroupScores`, one entry per layer of ``group`` under each score.
 
     Raises:
         ScoreError: When a score's reduction raises (naming it, the layer(s), the chunk and the shapes).
     """
+    shape = _meta_shape(group)
+    if shape is not None and shape in plan.on_meta:
+        return _like(plan.on_meta[shape])
+    reduced = _reduce_group(group, plan)
+    if shape is not None:
+        plan.on_meta[shape] = reduced
+    return reduced
+
+
+def _meta_shape(group: list[LayerInput]) -> tuple | None:
+    """What a group's reduction depends on when all its tensors are on the meta device, else None."""
+    key = []
+    for layer in group:
+        for value in (*vars(layer.attention).values(), layer.head_input, layer.w_out):
+            if isinstance(value, torch.Tensor):
+                if not value.is_meta:
+                    return None
+                key.append((tuple(value.shape), value.dtype))
+            else:
+                key.append(value)
+    return tuple(key)
+
+
+def _like(reduced: GroupScores) -> GroupScores:
+    """Fresh meta tensors of ``reduced``'s shapes and dtypes."""
+    return GroupScores(
+        {name: [torch.empty_like(v) for v in values] for name, values in reduced.rows.items()},
+        {name: [torch.empty_like(v) for v in values] for name, values in reduced.logits.items()},
+    )
+
+
+def _reduce_group(group: list[LayerInput], plan: PassPlan) -> GroupScores:
+    """:func:`reduce_group`'s work: the group reduced."""
     stacked = stack_layers([layer.attention for layer in group])
     if plan.logits and _numel(stacked) <= plan.budget:  # one block, made once, read by both kinds of score
         stacked = LayerAttention(probs=stacked.pattern())

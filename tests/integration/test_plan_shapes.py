@@ -70,3 +70,24 @@ def test_plan_by_shape_equals_tracing_every_request(tiny_dir, tmp_path, command)
         assert fast[key] == slow[key], (key, fast[key], slow[key])
     assert fast["bytes_up"] == pytest.approx(slow["bytes_up"], rel=BYTES_UP_TOLERANCE)
     assert fast["server_seconds"] == pytest.approx(slow["server_seconds"], rel=1e-12)
+
+
+@pytest.mark.parametrize("command", ["heads", "report"])
+def test_plan_reduces_one_group_of_each_shape(tiny_dir, tmp_path, monkeypatch, command):
+    """On the meta device the heads pass reduces the first group of layers of each shape and gives the
+    others its result shapes: the plan equals one that reduces every group, and fewer groups ran."""
+    from induction_nnsight.scores import chunked, heads
+
+    monkeypatch.setattr(heads, "can_join", lambda group, attention, budget: False)  # a group per layer
+    reduce = chunked._reduce_group
+    calls = []
+    monkeypatch.setattr(chunked, "_reduce_group", lambda group, plan: calls.append(1) or reduce(group, plan))
+    model_dir = tiny_dir("llama")
+    once = planned(command, model_dir, tmp_path / "unused.txt", True)
+    reduced_once = len(calls)
+    monkeypatch.setattr(chunked, "_meta_shape", lambda group: None)
+    every = planned(command, model_dir, tmp_path / "unused.txt", True)
+    assert (reduced_once, len(calls) - reduced_once) == (1, 2), (reduced_once, len(calls))  # 2 layers: 1, then 2
+    for key in EQUAL:
+        assert once[key] == every[key], (key, once[key], every[key])
+    assert once["bytes_up"] == pytest.approx(every["bytes_up"], rel=1e-2)  # the request ships the test's stand-in
