@@ -132,9 +132,13 @@ def _moments(per_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def _half_width(sd: torch.Tensor, n: torch.Tensor, level: float) -> torch.Tensor:
-    quantiles = {int(k): t_quantile(0.5 + level / 2, int(k) - 1) for k in n.unique().tolist() if k >= 2}
-    q = torch.tensor([quantiles.get(int(k), float("nan")) for k in n.flatten().tolist()], dtype=torch.float64)
-    return q.reshape(n.shape) * sd / n.clamp(min=1).sqrt()
+    counts = n.unique()  # a few distinct row counts: one quantile each, then one gather
+    quantiles = torch.tensor(
+        [t_quantile(0.5 + level / 2, int(k) - 1) if k >= 2 else float("nan") for k in counts.tolist()],
+        dtype=torch.float64,
+    )
+    q = quantiles[torch.searchsorted(counts, n.flatten())].reshape(n.shape)
+    return q * sd / n.clamp(min=1).sqrt()
 
 
 def mean_interval(per_row: torch.Tensor, level: float = LEVEL) -> tuple[torch.Tensor, torch.Tensor]:
