@@ -55,6 +55,12 @@ OTHER_PRODUCERS = ("bench_", "dynamics_", "estimate_", "explain")  # written by 
 
 ATTENTION_PROMPT = "The quick brown fox jumps over the lazy dog."
 
+
+def icl_run(model) -> tuple[dict, dict[str, str]]:
+    """The icl chart's run: ``run_icl`` with its defaults (the slow tier's e2e test reads it too)."""
+    return run_icl(IclConfig(model=DEFAULT_MODEL), model, progress=False)
+
+
 # name -> producer(model) -> {file name: JSON text}. One line per chart family.
 PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     "scan": lambda model: run_scan(ScanConfig(model=DEFAULT_MODEL), model)[1],
@@ -78,7 +84,7 @@ PRODUCERS: dict[str, Callable[[object], dict[str, str]]] = {
     # token and concept induction heads, the dissociation test (docs/dual_route.md)
     "dual_route": lambda model: run_dual_route(DualRouteConfig(model=DEFAULT_MODEL), model, progress=False)[1],
     # loss by token index on the default text, Python's own help topics (docs/dual_route.md)
-    "icl": lambda model: run_icl(IclConfig(model=DEFAULT_MODEL), model, progress=False)[1],
+    "icl": lambda model: icl_run(model)[1],
 }
 
 

@@ -54,12 +54,29 @@ def test_every_committed_chart_has_one_producer():
     assert export_charts.owners("circuit_k.json") == ["circuit"] and export_charts.owners("nobody.json") == []
 
 
+SHARED_RUNS = {"icl": "default_icl"}
+"""Producers whose run a slow e2e test reads too: the session fixture that makes it once (its call is
+the producer's), and the xdist group that keeps the two tests in one process."""
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("producer", list(export_charts.PRODUCERS))
-def test_committed_charts_match_the_code(smollm2, tmp_path, producer):
+@pytest.mark.parametrize(
+    "producer",
+    [
+        pytest.param(name, marks=pytest.mark.xdist_group(SHARED_RUNS[name].replace("_", "-")))
+        if name in SHARED_RUNS
+        else name
+        for name in export_charts.PRODUCERS
+    ],
+)
+def test_committed_charts_match_the_code(smollm2, tmp_path, producer, request):
     from induction_nnsight.app.outputs import write_files
 
-    write_files(tmp_path, export_charts.produce(model=smollm2, only=[producer]))
+    if producer in SHARED_RUNS:
+        produced = request.getfixturevalue(SHARED_RUNS[producer])[1]
+    else:
+        produced = export_charts.produce(model=smollm2, only=[producer])
+    write_files(tmp_path, produced)
     problems = export_charts.check(CHARTS, tmp_path, only=[producer])
     assert not problems, (
         "the committed charts no longer match the code; run `python scripts/export_charts.py` and commit charts/:\n"

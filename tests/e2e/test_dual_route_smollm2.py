@@ -1,15 +1,9 @@
-"""The dual route and in-context learning on the real SmolLM2 (slow tier).
-
-The top concept and token heads are reported with intervals that contain their means, and on the
-default text (Python's own help topics) the loss falls with context: Olsson's score is negative
-(one token index per window is noisy: over the default windows, sampled across the text, the
-interval still includes zero, so only its mean and lower end are required below zero).
-"""
+"""The dual route on the real SmolLM2 (slow tier): the top concept and token heads are reported with
+intervals that contain their means (in-context learning: test_icl_smollm2.py)."""
 
 from __future__ import annotations
 
 from induction_nnsight import Execution
-from induction_nnsight.app.icl_job import IclConfig, run_icl
 from induction_nnsight.causal.dual_route import DualRouteProbe, dual_route
 from induction_nnsight.probes.entities import entity_names, tokenized_entities
 
@@ -28,11 +22,3 @@ def test_top_concept_and_token_heads_with_intervals(smollm2):
     best_token = result.mean("token_attention").max()
     assert best_token > 0.3  # SmolLM2 has strong token induction heads (L18H6 and friends)
     assert set(result.dissociation["difference"]) == {"concept", "token"}
-
-
-def test_olsson_score_on_the_default_text_is_negative(smollm2):
-    results, _ = run_icl(IclConfig(), smollm2, progress=False)
-    score = results["olsson_icl_score"]
-    assert "pydoc_data.topics" in results["source"]
-    assert score["mean"] < 0 and score["ci_low"] < 0
-    assert results["loss_at_late"] < results["loss_at_early"]
