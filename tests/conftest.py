@@ -269,7 +269,7 @@ def smollm2():
 @pytest.fixture(scope="session")
 def default_icl(smollm2):
     """The icl chart producer's run (``run_icl`` with its defaults) on SmolLM2, once a session: the chart
-    check and the e2e test read one run (mark both ``xdist_group("default-icl")``)."""
+    check and the e2e test read one run (mark both ``xdist_group("default_icl")``)."""
     from tests.docs.helpers import load_export_charts
 
     return load_export_charts().icl_run(smollm2)

@@ -56,16 +56,14 @@ def test_every_committed_chart_has_one_producer():
 
 SHARED_RUNS = {"icl": "default_icl"}
 """Producers whose run a slow e2e test reads too: the session fixture that makes it once (its call is
-the producer's), and the xdist group that keeps the two tests in one process."""
+the producer's); the fixture's name is also the xdist group that keeps the two tests in one process."""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "producer",
     [
-        pytest.param(name, marks=pytest.mark.xdist_group(SHARED_RUNS[name].replace("_", "-")))
-        if name in SHARED_RUNS
-        else name
+        pytest.param(name, marks=pytest.mark.xdist_group(SHARED_RUNS[name])) if name in SHARED_RUNS else name
         for name in export_charts.PRODUCERS
     ],
 )

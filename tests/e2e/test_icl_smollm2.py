@@ -4,7 +4,7 @@ the default windows, sampled across the text, the interval still includes zero, 
 lower end are required below zero).
 
 The run is the session's ``default_icl`` (tests/conftest.py), which the icl chart check reads too:
-both are in the ``default-icl`` xdist group, so one process makes it once.
+both are in the ``default_icl`` xdist group, so one process makes it once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.mark.xdist_group("default-icl")
+@pytest.mark.xdist_group("default_icl")
 def test_olsson_score_on_the_default_text_is_negative(default_icl):
     results, _ = default_icl
     score = results["olsson_icl_score"]
