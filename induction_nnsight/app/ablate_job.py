@@ -18,12 +18,11 @@ from ..causal.ablation import (
     repeated_half_metric,
 )
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS
-from ..causal.head_outputs import check_heads
 from ..causal.intervals import effect_interval
 from ..causal.metrics import default_icl_positions, icl_score, repeated_half_loss
 from ..errors import InductionError
 from ..models.layout import model_facts
-from ..names import parse_heads
+from ..names import check_heads, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS
 from ..scores.scan import scan
 from .ablate_search import SEARCHES, ablate_cost, attribution_figure, fraction, sweep_section

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..causal.head_outputs import check_heads
 from ..errors import InductionError
 from ..figures.heads import attention_view_figure
 from ..models.layout import model_facts
-from ..names import head_name, parse_heads
+from ..names import check_heads, head_name, parse_heads
 from ..probes.tokens import text_probe
 from ..scores.reductions import induction_token_mask, masked_attention_score
 from ..scores.scan import heads_attention
-from .attention_view import AttentionView, view_targets
+from ..scores.attention_view import AttentionView, view_targets
 from .jobs import ScanConfig, model_for
 from .options import like, option
 from .outputs import rounded, table, to_json

@@ -12,14 +12,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
-from ..causal.head_outputs import check_heads
 from ..causal.head_weights import SENDER_NORMS
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
 from ..causal.path_search import DEFAULT_FRACTION, DEFAULT_VERIFY, Verification
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
-from ..names import head_name, parse_heads
+from ..names import check_heads, head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..probes.tokens import repeated_tokens_probe
 from ..scores.heads import head_scores

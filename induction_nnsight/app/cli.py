@@ -16,7 +16,9 @@ from ..names import head_name
 from .arguments import EXIT_BAD_INPUT, build_parser, checked_config, checked_run
 from .attention_job import AttentionConfig, run_attention
 from .interrupts import EXIT_INTERRUPTED, INTERRUPTED_LINE
-from .jobs import HeadsConfig, ScanConfig, open_journal, run_heads, run_scan
+from .heads_job import HeadsConfig, run_heads
+from .jobs import ScanConfig, open_journal
+from .scan_job import run_scan
 from .outputs import cost_line, default_out, first_missing, prepare_out_dir, remove_created, write_files
 from .report import dynamics_summary, effect_with_interval, heads_table
 from .run_context import RunContext

@@ -6,7 +6,7 @@ The layout is model -> stages (here) -> one typed result,
 Each stage is an existing job run with small settings on the one loaded model (nothing is
 re-implemented here):
 
-1. ``heads``: :func:`~induction_nnsight.app.jobs.run_heads` (induction and previous-token scores,
+1. ``heads``: :func:`~induction_nnsight.app.heads_job.run_heads` (induction and previous-token scores,
    Benjamini-Hochberg "clearly above").
 2. ``ablate``: :func:`~induction_nnsight.app.ablate_job.run_ablate` with ``--search estimate`` (the
    loss by position, the top-k against random-k curve, the verified per-head sweep).
@@ -56,7 +56,8 @@ from .explain_result import (
 )
 from .explain_text import Q_FLOOR, sentences
 from .icl_job import IclConfig, run_icl
-from .jobs import HeadsConfig, ScanConfig, model_for, run_heads
+from .heads_job import HeadsConfig, run_heads
+from .jobs import ScanConfig, model_for
 from .options import config_options, like, option, positive
 from .run_context import RunContext, ndif_option
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 
 from ..causal.cost import Cost
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
-from ..causal.head_outputs import check_heads
 from ..causal.head_search import compare
 from ..causal.metrics import metric_names, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT
@@ -21,7 +20,7 @@ from ..causal.patching import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts
-from ..names import head_name, parse_heads
+from ..names import check_heads, head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..scores.ranking import rank_heads
 from .causal_options import SeededConfig
