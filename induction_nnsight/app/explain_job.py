@@ -55,8 +55,8 @@ from .explain_result import (
     report_html,
 )
 from .explain_text import Q_FLOOR, sentences
-from .icl_job import IclConfig, run_icl
 from .heads_job import HeadsConfig, run_heads
+from .icl_job import IclConfig, run_icl
 from .jobs import ScanConfig, model_for
 from .options import config_options, like, option, positive
 from .run_context import RunContext, ndif_option

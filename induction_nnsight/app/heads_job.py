@@ -21,7 +21,7 @@ from .report import text_report
 from .results import JobResult
 from .run_context import RunContext
 
-__all__ = ["CONFIRM_SEED", "HeadsConfig", "HeadsResult", "run_heads"]
+__all__ = ["CONFIRM_SEED", "HeadsConfig", "HeadsJobResult", "run_heads"]
 
 CONFIRM_SEED = 1000
 """``heads --confirm`` scores the top heads again on the rows of seed ``--seed + CONFIRM_SEED``."""
@@ -64,7 +64,7 @@ class HeadsConfig(ScanConfig):
 
 
 @dataclass(eq=False)
-class HeadsResult(JobResult):
+class HeadsJobResult(JobResult):
     """What the heads pass found (``heads_results.json``, in this order).
 
     Attributes:
@@ -90,7 +90,7 @@ class HeadsResult(JobResult):
 
 def run_heads(
     config: HeadsConfig, model=None, context: RunContext | None = None
-) -> tuple[HeadsResult, dict[str, str], str]:
+) -> tuple[HeadsJobResult, dict[str, str], str]:
     """Score every kind in one pass; build the result, charts and the text report.
 
     Args:
@@ -122,7 +122,7 @@ def run_heads(
         else "the top heads' intervals are on the rows that ranked them (conditional on that ranking; "
         "--confirm scores them again on fresh rows)"
     )
-    result = HeadsResult(
+    result = HeadsJobResult(
         model=config.model,
         model_facts=facts_dict,
         settings=settings,

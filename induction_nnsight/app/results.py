@@ -9,12 +9,12 @@ the settings skipped); a field made with :func:`unwritten` is carried but never 
 A job needs three things::
 
     @dataclass(eq=False)
-    class ScanResult(JobResult):
+    class ScanJobResult(JobResult):
         model: str
         mean_loss_first_half: float | None
         ndif: dict | None = optional()
 
-    result = ScanResult(model=config.model, mean_loss_first_half=rounded(first))
+    result = ScanJobResult(model=config.model, mean_loss_first_half=rounded(first))
     files["scan_results.json"] = result.to_json()
 
 A result also reads as the mapping its file holds (``result["model"]``, ``dict(result)``, ``==`` against a

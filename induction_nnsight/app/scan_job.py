@@ -17,11 +17,11 @@ from .report import top_heads
 from .results import JobResult, optional
 from .run_context import RunContext
 
-__all__ = ["ScanResult", "run_scan"]
+__all__ = ["ScanJobResult", "run_scan"]
 
 
 @dataclass(eq=False)
-class ScanResult(JobResult):
+class ScanJobResult(JobResult):
     """What a scan found (``scan_results.json``, in this order).
 
     Attributes:
@@ -49,9 +49,7 @@ class ScanResult(JobResult):
     ndif: dict | None = optional()
 
 
-def run_scan(
-    config: ScanConfig, model=None, context: RunContext | None = None
-) -> tuple[ScanResult, dict[str, str]]:
+def run_scan(config: ScanConfig, model=None, context: RunContext | None = None) -> tuple[ScanJobResult, dict[str, str]]:
     """Run a scan and build its result and chart JSON texts.
 
     Args:
@@ -60,7 +58,7 @@ def run_scan(
         context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
-        ``(result, files)``: the :class:`ScanResult` and
+        ``(result, files)``: the :class:`ScanJobResult` and
         ``{"loss_by_position.json", "induction_scores.json", "scan_results.json"} -> text``.
     """
     config.validate()
@@ -72,7 +70,7 @@ def run_scan(
     first, repeated = half_losses(found.loss_by_position, config.seq_len, config.bos)
     facts = model_facts(model)
     remote = execution.remote
-    result = ScanResult(
+    result = ScanJobResult(
         model=config.model,
         model_facts={**asdict(facts), "name": config.model},
         settings=asdict(config),
