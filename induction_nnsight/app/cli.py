@@ -259,12 +259,14 @@ def _icl_command(args: argparse.Namespace) -> int:
 
 def _explain_command(args: argparse.Namespace) -> int:
     from .explain_job import ExplainConfig, run_explain
+    from .explain_journal import JOURNAL_DIR, ExplainJournal
     from .explain_text import summary
 
     config, context = checked_run(ExplainConfig, args)
     out = prepare_out_dir(args.out)
-    explanation, files = run_explain(config, context=context)
+    explanation, files = run_explain(config, context=context, out=out)  # resumes from out's explain_journal/
     _write(out, files)
+    ExplainJournal(out / JOURNAL_DIR, {}).remove()
     print(summary(explanation))
     return 0
 
