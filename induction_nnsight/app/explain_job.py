@@ -59,7 +59,7 @@ from .explain_result import (
 from .explain_text import Q_FLOOR, sentences
 from .heads_job import HeadsConfig, run_heads
 from .icl_job import IclConfig, run_icl
-from .jobs import ScanConfig, model_for
+from .jobs import UNJOURNALED, ScanConfig, model_for
 from .options import config_options, like, option, positive
 from .results import plain
 from .run_context import RunContext, ndif_option
@@ -335,7 +335,8 @@ def run_explain(
         reason = dual_route_skip(model)  # decided before any stage runs
     journal = None
     if out is not None and not context.planned:
-        journal = ExplainJournal.open(out, explain_settings(config), resume=config.resume)
+        settings = {k: v for k, v in explain_settings(config).items() if k not in UNJOURNALED}  # not where it ran
+        journal = ExplainJournal.open(out, settings, resume=config.resume)
     stages = _Stages(context, journal)
     started = time.perf_counter()
 

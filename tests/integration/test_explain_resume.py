@@ -34,13 +34,16 @@ def timeless(path) -> dict:
 def count_calls(monkeypatch) -> list[str]:
     """Record each stage job ``explain`` calls, by name (the jobs still run)."""
     calls: list[str] = []
+
+    def counting(name: str, job):
+        def counted(*args, **kwargs):
+            calls.append(name)
+            return job(*args, **kwargs)
+
+        return counted
+
     for name in JOBS:
-
-        def counted(*args, _job=getattr(explain_job, name), _name=name, **kwargs):
-            calls.append(_name)
-            return _job(*args, **kwargs)
-
-        monkeypatch.setattr(explain_job, name, counted)
+        monkeypatch.setattr(explain_job, name, counting(name, getattr(explain_job, name)))
     return calls
 
 
