@@ -205,9 +205,9 @@ def run_dynamics(
         context: How the job runs (device, plan, request budgets; None: ``RunContext()``).
 
     Returns:
-        ``(result, files)``: the :class:`DynamicsJobResult`; ``dynamics_results.json`` and the charts ``dynamics_induction.json`` (each
-        head's induction score against step), ``dynamics_loss.json`` (loss halves and ICL score, the phase
-        change shaded) and ``dynamics_heatmap.json`` (step x head).
+        ``(result, files)``: the :class:`DynamicsJobResult`; ``dynamics_results.json`` and the charts
+        ``dynamics_induction.json`` (each head's induction score against step), ``dynamics_loss.json`` (loss
+        halves and ICL score, the phase change shaded) and ``dynamics_heatmap.json`` (step x head).
     """
     config.validate()
     context = context or RunContext()
