@@ -45,7 +45,8 @@ from induction_nnsight import load_model  # noqa: E402
 from induction_nnsight.app.ablate_job import AblateConfig  # noqa: E402
 from induction_nnsight.app.causal_options import ablation_for, pooled_tokens  # noqa: E402
 from induction_nnsight.app.circuit_job import CircuitConfig  # noqa: E402
-from induction_nnsight.app.jobs import HeadsConfig, scan_tokens  # noqa: E402
+from induction_nnsight.app.heads_job import HeadsConfig  # noqa: E402
+from induction_nnsight.app.jobs import scan_tokens  # noqa: E402
 from induction_nnsight.causal.ablation import _ablation_rows, repeated_half_metric  # noqa: E402
 from induction_nnsight.causal.intervals import effect_interval  # noqa: E402
 from induction_nnsight.causal.path_patching import PathVariant, path_patching  # noqa: E402

@@ -44,7 +44,7 @@ def main() -> int:
 
     from induction_nnsight import DEFAULT_MODEL, load_model
     from induction_nnsight.app.dual_route_job import DualRouteConfig, run_dual_route
-    from induction_nnsight.app.jobs import HeadsConfig, run_heads
+    from induction_nnsight.app.heads_job import HeadsConfig, run_heads
 
     model = load_model(DEFAULT_MODEL)
     run_heads(HeadsConfig(model=DEFAULT_MODEL), model)  # warm: first-trace costs out of both rows

@@ -18,7 +18,7 @@ from importlib import import_module
 from .version import __version__ as __version__
 
 _SOURCES = {
-    "app.attention_view": ("AttentionView", "attention_view"),
+    "scores.attention_view": ("AttentionView", "attention_view"),
     "causal.ablation": (
         "CurveResult",
         "RandomDraws",

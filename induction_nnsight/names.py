@@ -15,7 +15,7 @@ import re
 
 from .errors import InductionError
 
-__all__ = ["head_name", "parse_heads"]
+__all__ = ["check_heads", "head_name", "parse_heads"]
 
 
 def head_name(layer: int | tuple[int, int], head: int | None = None) -> str:
@@ -49,3 +49,17 @@ def parse_heads(text: str, option: str = "--heads") -> list[tuple[int, int]]:
     if not heads:
         raise InductionError(f"no head given: pass {option} as L18H6 (layer 18, head 6), comma-separated")
     return heads
+
+
+def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int, option: str = "--heads") -> None:
+    """Refuse heads outside ``n_layers`` x ``n_heads``, naming ``option`` and the valid ranges.
+
+    Raises:
+        InductionError: On a head outside the model.
+    """
+    for layer, head in heads:
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise InductionError(
+                f"head {head_name(layer, head)} is outside the model: pass {option} with layers "
+                f"0..{n_layers - 1} and heads 0..{n_heads - 1}"
+            )

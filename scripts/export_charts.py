@@ -34,10 +34,12 @@ from induction_nnsight.app.attention_job import AttentionConfig, run_attention  
 from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit  # noqa: E402
 from induction_nnsight.app.cli import guarded  # noqa: E402
 from induction_nnsight.app.dual_route_job import DualRouteConfig, run_dual_route  # noqa: E402
+from induction_nnsight.app.heads_job import HeadsConfig, run_heads  # noqa: E402
 from induction_nnsight.app.icl_job import IclConfig, run_icl  # noqa: E402
-from induction_nnsight.app.jobs import HeadsConfig, ScanConfig, run_heads, run_scan  # noqa: E402
+from induction_nnsight.app.jobs import ScanConfig  # noqa: E402
 from induction_nnsight.app.outputs import prepare_out_dir, write_files  # noqa: E402
 from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
+from induction_nnsight.app.scan_job import run_scan  # noqa: E402
 from induction_nnsight.names import head_name  # noqa: E402
 
 CHARTS = ROOT / "charts"

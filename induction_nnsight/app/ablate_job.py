@@ -18,21 +18,23 @@ from ..causal.ablation import (
     repeated_half_metric,
 )
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS
-from ..causal.head_outputs import check_heads
 from ..causal.intervals import effect_interval
 from ..causal.metrics import default_icl_positions, icl_score, repeated_half_loss
 from ..errors import InductionError
 from ..models.layout import model_facts
-from ..names import parse_heads
+from ..names import check_heads, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS
 from ..scores.scan import scan
 from .ablate_search import SEARCHES, ablate_cost, attribution_figure, fraction, sweep_section
 from .causal_options import CausalConfig, ablation_for, pooled_tokens
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive
-from .outputs import rounded, table, to_json
+from .outputs import rounded, table
 from .report import top_heads
+from .results import JobResult, optional
 from .run_context import RunContext
+
+__all__ = ["AblateConfig", "AblateJobResult", "Losses", "TopVsRandom", "run_ablate"]
 
 
 @dataclass
@@ -109,16 +111,77 @@ class AblateConfig(CausalConfig):
             )
 
 
-def _losses(loss: torch.Tensor, config: AblateConfig, early, late) -> dict:
+@dataclass
+class Losses:
+    """The loss by position of one run (``[pos - 1]``, nats) with its repeated-half mean and ICL score."""
+
+    loss_by_position: list
+    repeated_half_loss: float | None
+    icl_score: float | None
+
+
+@dataclass
+class TopVsRandom:
+    """The top ``k`` induction heads ablated together against ``k`` random heads (the repeated-half loss, nats;
+    95% intervals over rows)."""
+
+    k: int
+    baseline: float | None
+    top: float | None
+    top_ci: list
+    random_mean: float | None
+    random_mean_ci: list
+    random_std: float | None
+    random_min: float | None
+    random_max: float | None
+
+
+@dataclass(eq=False)
+class AblateJobResult(JobResult):
+    """What the ablations found (``ablation_results.json``, in this order).
+
+    Attributes:
+        model: The model's name or path.
+        model_facts: Its layout facts, with ``name``.
+        settings: The :class:`AblateConfig` as a dict, with the intervals' method.
+        metric: What the curve and sweep measure.
+        icl_positions: ``{"early": [pos], "late": [pos]}`` of the ICL score.
+        baseline: The unablated run's :class:`Losses`.
+        top_induction_heads: The top ``--top-k`` heads by induction score.
+        ablated: ``--heads`` ablated together: ``{"heads", **Losses, "repeated_half_loss_change"}`` (left out
+            without ``--heads``).
+        curve: The top-k against random-k curve, each k.
+        top_vs_random: Its :class:`TopVsRandom` at ``k = --top-k``.
+        sweep: The per-head sweep (left out under ``--no-sweep``).
+        attribution: The head estimate beside the sweep (left out under ``--no-sweep``).
+        cost: Every pass the job ran.
+    """
+
+    model: str
+    model_facts: dict
+    settings: dict
+    metric: str
+    icl_positions: dict
+    baseline: Losses
+    top_induction_heads: list[dict]
+    ablated: dict | None = optional()
+    curve: dict | None = None
+    top_vs_random: TopVsRandom | None = None
+    sweep: dict | None = optional()
+    attribution: dict | None = optional()
+    cost: dict | None = None
+
+
+def _losses(loss: torch.Tensor, config: AblateConfig, early, late) -> Losses:
     """The loss vector with its repeated-half mean and ICL score."""
-    return {
-        "loss_by_position": table(loss),
-        "repeated_half_loss": rounded(repeated_half_loss(loss, config.seq_len, config.bos)),
-        "icl_score": rounded(icl_score(loss, early, late)),
-    }
+    return Losses(
+        loss_by_position=table(loss),
+        repeated_half_loss=rounded(repeated_half_loss(loss, config.seq_len, config.bos)),
+        icl_score=rounded(icl_score(loss, early, late)),
+    )
 
 
-def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
+def _curve(curve, config: AblateConfig) -> tuple[dict, TopVsRandom]:
     """The top-k against random-k curve and its summary at k = ``top_k`` (95% intervals over rows)."""
     at_k = curve.random[:, -1]
     spread = config.draws > 1
@@ -136,23 +199,23 @@ def _curve(curve, config: AblateConfig) -> tuple[dict, dict]:
         "random_heads": [[list(h) for h in draw] for draw in curve.random_heads],
         "random_from": "same layers" if config.same_layers else "all layers",
     }
-    summary = {
-        "k": config.top_k,
-        "baseline": rounded(curve.baseline),
-        "top": rounded(curve.top[-1]),
-        "top_ci": [rounded(curve.top_ci[0, -1]), rounded(curve.top_ci[1, -1])],
-        "random_mean": rounded(at_k.mean()),
-        "random_mean_ci": [rounded(curve.random_ci[0, -1]), rounded(curve.random_ci[1, -1])],
-        "random_std": rounded(at_k.std() if spread else 0.0),
-        "random_min": rounded(at_k.min()),
-        "random_max": rounded(at_k.max()),
-    }
+    summary = TopVsRandom(
+        k=config.top_k,
+        baseline=rounded(curve.baseline),
+        top=rounded(curve.top[-1]),
+        top_ci=[rounded(curve.top_ci[0, -1]), rounded(curve.top_ci[1, -1])],
+        random_mean=rounded(at_k.mean()),
+        random_mean_ci=[rounded(curve.random_ci[0, -1]), rounded(curve.random_ci[1, -1])],
+        random_std=rounded(at_k.std() if spread else 0.0),
+        random_min=rounded(at_k.min()),
+        random_max=rounded(at_k.max()),
+    )
     return details, summary
 
 
 def run_ablate(
     config: AblateConfig, model=None, progress: bool = True, context: RunContext | None = None
-) -> tuple[dict, dict[str, str]]:
+) -> tuple[AblateJobResult, dict[str, str]]:
     """Ablation job: per-head sweep, top-k against random-k curve, attribution, optional head set.
 
     Args:
@@ -162,7 +225,7 @@ def run_ablate(
         context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
-        ``(results, files)``: machine-readable results and
+        ``(result, files)``: the :class:`AblateJobResult` and
         ``{"ablation_heads.json", "ablation_curve.json", "ablation_results.json"} -> text``
         (``ablation_heads.json`` only with the sweep).
     """
@@ -182,22 +245,22 @@ def run_ablate(
     )
     base = scan(model, tokens, config.seq_len, execution=execution)
     ranked = top_heads(base.induction_scores, config.top_k)
-    results: dict = {
-        "model": config.model,
-        "model_facts": {**asdict(facts), "name": config.model},
-        "settings": {**asdict(config), **config.interval_settings()},
-        "metric": "mean loss on the repeated half (nats)",
-        "icl_positions": {"early": early, "late": late},
-        "baseline": _losses(base.loss_by_position, config, early, late),
-        "top_induction_heads": ranked,
-    }
+    results = AblateJobResult(
+        model=config.model,
+        model_facts={**asdict(facts), "name": config.model},
+        settings={**asdict(config), **config.interval_settings()},
+        metric="mean loss on the repeated half (nats)",
+        icl_positions={"early": early, "late": late},
+        baseline=_losses(base.loss_by_position, config, early, late),
+        top_induction_heads=ranked,
+    )
     if config.heads is not None:
         heads = parse_heads(config.heads)
         loss = ablate_heads(model, tokens, heads, method=ablation, execution=execution)
-        results["ablated"] = {"heads": [list(h) for h in heads], **_losses(loss, config, early, late)}
+        results.ablated = {"heads": [list(h) for h in heads], **asdict(_losses(loss, config, early, late))}
         rows = ablation_rows(model, tokens, [[], heads], metric, method=ablation, execution=execution)
         change, low, high = effect_interval(rows[1:], rows[0])  # the repeated-half loss, row by row
-        results["ablated"]["repeated_half_loss_change"] = {
+        results.ablated["repeated_half_loss_change"] = {
             "value": rounded(change[0]),
             "ci_low": rounded(low[0]),
             "ci_high": rounded(high[0]),
@@ -211,7 +274,7 @@ def run_ablate(
         method=ablation,
         execution=execution,
     )
-    results["curve"], results["top_vs_random"] = _curve(curve, config)
+    results.curve, results.top_vs_random = _curve(curve, config)
     subtitle = f"{config.describe_tokens()}{config.describe_seeds()}, {config.describe_method()} ablation"
     files = {
         "ablation_curve.json": curve.figure(
@@ -222,18 +285,16 @@ def run_ablate(
     }
     if config.sweep:
         # the per-head sweep (or --search estimate) and the head estimate beside it (app/ablate_search.py)
-        results["sweep"], results["attribution"], sweep = sweep_section(
-            model, tokens, metric, ablation, config, execution
-        )
+        results.sweep, results.attribution, sweep = sweep_section(model, tokens, metric, ablation, config, execution)
         files["ablation_heads.json"] = sweep.figure(  # its top cells: the largest changes either way
             colorbar_title="Δ repeated-half loss (nats)",
             subtitle=subtitle,
             title=f"Change in repeated-half loss when one head is ablated — {config.model}",
         ).to_json()
         if config.search == "exhaustive":
-            figure = attribution_figure(results["attribution"], results["sweep"], config.model, subtitle)
+            figure = attribution_figure(results.attribution, results.sweep, config.model, subtitle)
             files["ablation_attribution.json"] = figure.to_json()
     n_ref = 0 if ablation.method != "mean" else ablation.reference.shape[0]
-    results["cost"] = ablate_cost(results, config, tuple(tokens.shape), n_ref, execution).as_dict()
-    files["ablation_results.json"] = to_json(results)
+    results.cost = ablate_cost(results, config, tuple(tokens.shape), n_ref, execution).as_dict()
+    files["ablation_results.json"] = results.to_json()
     return results, files

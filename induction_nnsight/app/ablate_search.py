@@ -142,19 +142,19 @@ def sweep_section(
     return details, attribution, result
 
 
-def ablate_cost(results: dict, config, shape: tuple[int, int], n_ref: int, execution: Execution) -> Cost:
-    """Every pass the ablate job ran: the scan, the optional head set, the curve, the sweep (or search)
-    and the estimate."""
+def ablate_cost(results, config, shape: tuple[int, int], n_ref: int, execution: Execution) -> Cost:
+    """Every pass the ablate job ran (``results``: its :class:`~induction_nnsight.app.ablate_job.AblateJobResult`
+    so far): the scan, the optional head set, the curve, the sweep (or search) and the estimate."""
     batch, n_pos = shape
     total = passes(batch, n_pos, forward=1)  # the baseline scan
-    if "ablated" in results:
+    if results.ablated is not None:
         total = total + variants_cost(1, shape, n_ref, execution)
     total = total + variants_cost(1 + config.top_k * (1 + config.draws), shape, n_ref, execution)
-    if "sweep" in results:
-        sweep = results["sweep"].get("cost_with_estimate") or results["sweep"]["cost"]
+    if results.sweep is not None:
+        sweep = results.sweep.get("cost_with_estimate") or results.sweep["cost"]
         total = total + Cost(sweep["forward_passes"], sweep["backward_passes"], sweep["tokens"])
-        if results["sweep"]["search"] == "exhaustive":
-            own = results["attribution"]["cost"]
+        if results.sweep["search"] == "exhaustive":
+            own = results.attribution["cost"]
             total = total + Cost(own["forward_passes"], own["backward_passes"], own["tokens"])
     return total
 

@@ -24,8 +24,9 @@ from .circuit_job import CircuitConfig
 from .dual_route_job import DualRouteConfig
 from .dynamics_job import DynamicsConfig
 from .explain_job import ExplainConfig
+from .heads_job import HeadsConfig
 from .icl_job import IclConfig
-from .jobs import HeadsConfig, ScanConfig, preflight
+from .jobs import ScanConfig, preflight
 from .options import Option, add_options, config_from, config_options, exact_losses_arg
 from .outputs import DEFAULT_OUT
 from .patch_job import PatchConfig

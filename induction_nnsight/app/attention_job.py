@@ -6,20 +6,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..causal.head_outputs import check_heads
 from ..errors import InductionError
 from ..figures.heads import attention_view_figure
 from ..models.layout import model_facts
-from ..names import head_name, parse_heads
+from ..names import check_heads, head_name, parse_heads
 from ..probes.tokens import text_probe
+from ..scores.attention_view import AttentionView, view_targets
 from ..scores.reductions import induction_token_mask, masked_attention_score
 from ..scores.scan import heads_attention
-from .attention_view import AttentionView, view_targets
 from .jobs import ScanConfig, model_for
 from .options import like, option
-from .outputs import rounded, table, to_json
+from .outputs import rounded, table
 from .report import ascii_attention
+from .results import JobResult
 from .run_context import RunContext, ndif_option
+
+__all__ = ["AttentionConfig", "AttentionJobResult", "run_attention"]
 
 
 @dataclass
@@ -62,16 +64,39 @@ class AttentionConfig:
             raise InductionError(f"--head {self.head} is out of range: pass 0..{facts.n_heads - 1}")
 
 
+@dataclass(eq=False)
+class AttentionJobResult(JobResult):
+    """One head's attention on the prompt (``attention_<head>_results.json``, in this order).
+
+    Attributes:
+        model: The model's name or path.
+        settings: The :class:`AttentionConfig` as a dict.
+        tokens: ``[pos]`` token strings of the repeated prompt.
+        pattern: ``[query][key]`` attention probabilities.
+        induction_exact_score: The head's exact-token induction score on the prompt.
+    """
+
+    model: str
+    settings: dict
+    tokens: list[str]
+    pattern: list
+    induction_exact_score: float | None
+
+
 def run_attention(
     config: AttentionConfig, model=None, context: RunContext | None = None
-) -> tuple[dict, dict[str, str], str]:
+) -> tuple[AttentionJobResult, dict[str, str], str]:
     """Each chosen head's attention on a prompt (one trace): results and Plotly view per head, ASCII
-    views, and with ``html`` the interactive ``attention_view.html`` (results: the last head's).
+    views, and with ``html`` the interactive ``attention_view.html``.
 
     Args:
         config: The settings.
         model: An already loaded model (loaded from ``config.model`` when None).
         context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
+
+    Returns:
+        ``(result, files, ascii_views)``: the last head's :class:`AttentionJobResult`, every head's files, the
+        ASCII views.
     """
     if not config.prompt.strip():
         raise InductionError("the prompt is empty: pass --prompt TEXT")
@@ -96,13 +121,13 @@ def run_attention(
     for (layer, head), pattern in zip(heads, patterns):  # one results file and chart per head
         name = head_name(layer, head)
         score = float(masked_attention_score(pattern[None, None], stripe[None])[0, 0])  # induction_exact's reduction
-        results = {
-            "model": config.model,
-            "settings": asdict(config),
-            "tokens": labels,
-            "pattern": table(pattern),
-            "induction_exact_score": rounded(score),
-        }
+        results = AttentionJobResult(
+            model=config.model,
+            settings=asdict(config),
+            tokens=labels,
+            pattern=table(pattern),
+            induction_exact_score=rounded(score),
+        )
         figure = attention_view_figure(
             labels,
             pattern.tolist(),
@@ -110,7 +135,7 @@ def run_attention(
             f"{name} attention — {config.model}",
             f"the prompt x {config.repeat}{'' if config.bos else ', no BOS'}, exact-token induction score {score:.2f}",
         )
-        files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": to_json(results)}
+        files |= {f"attention_{name}.json": figure.to_json(), f"attention_{name}_results.json": results.to_json()}
         views.append((f"{name}\n" if len(heads) > 1 else "") + ascii_attention(labels, pattern, stripe))
     if config.html:
         title = f"{', '.join(map(head_name, heads))} on the prompt ({config.model})"

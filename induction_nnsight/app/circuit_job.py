@@ -12,14 +12,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
-from ..causal.head_outputs import check_heads
 from ..causal.head_weights import SENDER_NORMS
 from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
 from ..causal.path_search import DEFAULT_FRACTION, DEFAULT_VERIFY, Verification
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts
-from ..names import head_name, parse_heads
+from ..names import check_heads, head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..probes.tokens import repeated_tokens_probe
 from ..scores.heads import head_scores
@@ -27,9 +26,20 @@ from .ablate_search import fraction
 from .causal_options import CausalConfig, ablation_for, pooled_tokens
 from .jobs import check_causal_tokens, model_for
 from .options import count, exact_losses_arg, option, positive, word_tuple
-from .outputs import rounded, to_json
+from .outputs import rounded
 from .report import effect_with_interval
+from .results import JobResult
 from .run_context import RunContext
+
+__all__ = [
+    "GRAPH_EDGES",
+    "KIND_THRESHOLD",
+    "CircuitConfig",
+    "CircuitJobResult",
+    "circuit_files",
+    "run_circuit",
+    "summary",
+]
 
 KIND_THRESHOLD = 0.4  # a head is previous-token / induction when its score reaches this (the built-in default)
 GRAPH_EDGES = 3  # strongest sources drawn per target and path
@@ -114,6 +124,41 @@ class CircuitConfig(CausalConfig):
             check_heads(parse_heads(self.targets, "--targets"), facts.n_layers, facts.n_heads, "--targets")
 
 
+@dataclass(eq=False)
+class CircuitJobResult(JobResult):
+    """What the circuit job found (``circuit_results.json``, in this order).
+
+    Attributes:
+        model: The model's name or path.
+        model_facts: Its layout facts, with ``name``.
+        settings: The :class:`CircuitConfig` as a dict, with the intervals' method.
+        targets: The induction heads explained, ``{"head", "layer", "head_index", "induction_score"}``.
+        clean_repeated_half_loss: The unablated repeated-half loss (nats).
+        loss_effects: How the loss effects were computed, in words.
+        edges: Every ``source -> target`` edge per path, with its score and loss effects and intervals.
+        composition: The composition scores from the weights.
+        composition_note: What the composition scores are (or why there are none).
+        head_kinds: The previous-token and induction heads of the heads pass.
+        seconds: Time of the path patching.
+        cost: Every pass the path patching ran.
+        summary: The text the command prints.
+    """
+
+    model: str
+    model_facts: dict
+    settings: dict
+    targets: list[dict]
+    clean_repeated_half_loss: float | None
+    loss_effects: str
+    edges: list[dict]
+    composition: list[dict]
+    composition_note: str | None
+    head_kinds: dict
+    seconds: float
+    cost: dict | None
+    summary: str
+
+
 def _kinds(
     model, tokens, config: CircuitConfig, execution: Execution
 ) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
@@ -175,7 +220,7 @@ def summary(result: CircuitResult, paths, kinds: dict[str, str] | None = None, n
 
 def circuit_files(
     result: CircuitResult, config: CircuitConfig, facts, kinds, scores, seconds: float
-) -> tuple[dict, dict[str, str]]:
+) -> tuple[CircuitJobResult, dict[str, str]]:
     """Results and chart files of a finished circuit run (pure: no model needed)."""
     names = [head_name(t) for t in result.targets]
     edges = [
@@ -206,21 +251,21 @@ def circuit_files(
         }
         for r in result.composition
     ]
-    results = {
-        "model": config.model,
-        "model_facts": {**asdict(facts), "name": config.model},
-        "settings": {
+    results = CircuitJobResult(
+        model=config.model,
+        model_facts={**asdict(facts), "name": config.model},
+        settings={
             **asdict(config),
             **config.interval_settings(),
             "paths": list(config.paths),
             "exact_losses": "all" if config.exact_losses is None else config.exact_losses,
         },
-        "targets": [
+        targets=[
             {"head": n, "layer": t[0], "head_index": t[1], "induction_score": rounded(result.clean_scores[t])}
             for n, t in zip(names, result.targets)
         ],
-        "clean_repeated_half_loss": rounded(result.clean_loss),
-        "loss_effects": "verified edges (verified true): exact scores and losses; the rest estimated (docs/estimate.md)"
+        clean_repeated_half_loss=rounded(result.clean_loss),
+        loss_effects="verified edges (verified true): exact scores and losses; the rest estimated (docs/estimate.md)"
         if config.search == "estimate"
         else "exact"
         if config.exact_losses is None
@@ -229,18 +274,18 @@ def circuit_files(
             "effects and the largest score effects, estimated for the rest (loss_exact false): k, q, v from the "
             "target's new output on, total from the source's (scores exact)"
         ),
-        "edges": edges,
-        "composition": composition,
-        "composition_note": result.composition_note,
-        "head_kinds": {
+        edges=edges,
+        composition=composition,
+        composition_note=result.composition_note,
+        head_kinds={
             "threshold": KIND_THRESHOLD,
             "previous_token": sorted(k for k, v in kinds.items() if v == "previous-token"),
             "induction": sorted(k for k, v in kinds.items() if v == "induction"),
         },
-        "seconds": round(seconds, 2),
-        "cost": result.cost,
-        "summary": summary(result, config.paths, kinds),
-    }
+        seconds=round(seconds, 2),
+        cost=result.cost,
+        summary=summary(result, config.paths, kinds),
+    )
     subtitle = f"{config.describe_tokens()}{config.describe_seeds()}, {config.describe_method()} ablation"
     named = replace(result, model=config.model, grid=result.grid or (facts.n_layers, facts.n_heads))  # for titles
     files = {f"circuit_{path}.json": named.figure(path, subtitle=subtitle).to_json() for path in config.paths}
@@ -264,13 +309,13 @@ def circuit_files(
         subtitle=subtitle,
         title=f"The induction circuit: the {GRAPH_EDGES} strongest sources of each target per path — {config.model}",
     ).to_json()
-    files["circuit_results.json"] = to_json(results)
+    files["circuit_results.json"] = results.to_json()
     return results, files
 
 
 def run_circuit(
     config: CircuitConfig, model=None, progress: bool = True, context: RunContext | None = None
-) -> tuple[dict, dict[str, str]]:
+) -> tuple[CircuitJobResult, dict[str, str]]:
     """Circuit job: path patching and composition scores into the top (or given) induction heads.
 
     Args:
@@ -280,7 +325,8 @@ def run_circuit(
         context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
-        ``(results, files)``: ``circuit_results.json``, ``circuit_<path>.json`` per path and
+        ``(result, files)``: the :class:`CircuitJobResult`; ``circuit_results.json``, ``circuit_<path>.json``
+        per path and
         ``circuit_graph.json`` -> JSON text.
     """
     config.validate()

@@ -15,11 +15,13 @@ from ..errors import InductionError
 from ..names import head_name
 from .arguments import EXIT_BAD_INPUT, build_parser, checked_config, checked_run
 from .attention_job import AttentionConfig, run_attention
+from .heads_job import HeadsConfig, run_heads
 from .interrupts import EXIT_INTERRUPTED, INTERRUPTED_LINE
-from .jobs import HeadsConfig, ScanConfig, open_journal, run_heads, run_scan
+from .jobs import ScanConfig, open_journal
 from .outputs import cost_line, default_out, first_missing, prepare_out_dir, remove_created, write_files
 from .report import dynamics_summary, effect_with_interval, heads_table
 from .run_context import RunContext
+from .scan_job import run_scan
 
 
 def scan_config(args: argparse.Namespace) -> ScanConfig:
@@ -57,13 +59,13 @@ def _run_journaled(command: str, config, context: RunContext, out, run):
 def _scan_command(args: argparse.Namespace) -> int:
     config, context = checked_run(ScanConfig, args)
     out = prepare_out_dir(args.out)
-    results, files = run_scan(config, context=context)
+    result, files = run_scan(config, context=context)
     _write(out, files)
     print(
-        f"model {config.model}: mean loss {results['mean_loss_first_half']:.2f} nats on the first half, "
-        f"{results['mean_loss_repeated_half']:.2f} on the repeated half"
+        f"model {config.model}: mean loss {result.mean_loss_first_half:.2f} nats on the first half, "
+        f"{result.mean_loss_repeated_half:.2f} on the repeated half"
     )
-    print(heads_table(results["top_heads"]))
+    print(heads_table(result.top_heads))
     return 0
 
 
@@ -99,28 +101,27 @@ def _ablate_command(args: argparse.Namespace) -> int:
 
     config, context = checked_run(AblateConfig, args)
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("ablate", config, context, out, run_ablate)
-    base, vs = results["baseline"], results["top_vs_random"]
+    result, _ = _run_journaled("ablate", config, context, out, run_ablate)
+    base, vs = result.baseline, result.top_vs_random
     print(
-        f"model {config.model}: repeated-half loss {base['repeated_half_loss']:.3f} nats, "
-        f"ICL score {base['icl_score']:.3f}"
+        f"model {config.model}: repeated-half loss {base.repeated_half_loss:.3f} nats, ICL score {base.icl_score:.3f}"
     )
     top, random = (
-        effect_with_interval(vs["top"], *vs["top_ci"]),
-        effect_with_interval(vs["random_mean"], *vs["random_mean_ci"]),
+        effect_with_interval(vs.top, *vs.top_ci),
+        effect_with_interval(vs.random_mean, *vs.random_mean_ci),
     )
     print(
-        f"{config.method}-ablating the top {vs['k']} induction heads: {top}; {vs['k']} random heads: {random} "
-        f"(sd {vs['random_std']:.3f} over {config.draws} draws)"
+        f"{config.method}-ablating the top {vs.k} induction heads: {top}; {vs.k} random heads: {random} "
+        f"(sd {vs.random_std:.3f} over {config.draws} draws)"
     )
-    if "ablated" in results:
-        change = results["ablated"]["repeated_half_loss_change"]
+    if result.ablated is not None:
+        change = result.ablated["repeated_half_loss_change"]
         print(
-            f"ablating {args.heads}: repeated-half loss {results['ablated']['repeated_half_loss']:.3f} "
+            f"ablating {args.heads}: repeated-half loss {result.ablated['repeated_half_loss']:.3f} "
             f"(change {effect_with_interval(change['value'], change['ci_low'], change['ci_high'], sign=True)})"
         )
-    if "sweep" in results:
-        rows = results["sweep"]["rows"][:5]
+    if result.sweep is not None:
+        rows = result.sweep["rows"][:5]
         print(
             "largest single-head effects (95% CI over rows where swept): "
             + "; ".join(
@@ -133,7 +134,7 @@ def _ablate_command(args: argparse.Namespace) -> int:
                 for r in rows
             )
         )
-        attribution = results["attribution"]
+        attribution = result.attribution
         if "pearson_with_sweep" in attribution:
             print(
                 f"attribution ({attribution['estimator']}) vs sweep: Pearson r = {attribution['pearson_with_sweep']}, "
@@ -141,19 +142,19 @@ def _ablate_command(args: argparse.Namespace) -> int:
                 f"top-10 signs right {attribution['sign_agreement_top10']}"
             )
         else:
-            verified = sum(v for row in results["sweep"]["verified"] for v in row)
+            verified = sum(v for row in result.sweep["verified"] for v in row)
             print(
                 f"--search estimate: {verified:.0f} heads verified exactly, "
                 f"the rest estimated ({attribution['estimator']})"
             )
-    _print_cost(results)
+    _print_cost(result.cost)
     return 0
 
 
-def _print_cost(results: dict) -> None:
-    """The job's top-level ``cost`` (passes counted once per row), when it has one."""
-    if "cost" in results:
-        print(cost_line(results["cost"]))
+def _print_cost(cost: dict | None) -> None:
+    """A job's ``cost`` (passes counted once per row), when it has one."""
+    if cost is not None:
+        print(cost_line(cost))
 
 
 def _patch_command(args: argparse.Namespace) -> int:
@@ -161,23 +162,22 @@ def _patch_command(args: argparse.Namespace) -> int:
 
     config, context = checked_run(PatchConfig, args)
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("patch", config, context, out, run_patch)
-    print(f"model {config.model}, pair {results['pair']}, metric {results['metric']}")
-    for site in ("heads", "residual", "qkv"):
-        if site in results:
-            grid = results[site]
+    result, _ = _run_journaled("patch", config, context, out, run_patch)
+    print(f"model {config.model}, pair {result.pair}, metric {result.metric}")
+    for site, grid in (("heads", result.heads), ("residual", result.residual), ("qkv", result.qkv)):
+        if grid is not None:
             print(f"{site}: clean {grid['clean']:.4f}, corrupted {grid['corrupted']:.4f}")
-    if "heads" in results:
-        layer, head = results["heads"]["best"]
-        grid = results["heads"]
+    if result.heads is not None:
+        grid = result.heads
+        layer, head = grid["best"]
         recovery = effect_with_interval(
             grid["recovery"][layer][head], grid["recovery_ci_low"][layer][head], grid["recovery_ci_high"][layer][head]
         )
         print(
             f"best head to patch: {head_name(layer, head)} (recovery {recovery}); "
-            f"attribution vs exhaustive: Pearson r = {results['attribution']['pearson_with_exhaustive']}"
+            f"attribution vs exhaustive: Pearson r = {result.attribution['pearson_with_exhaustive']}"
         )
-    _print_cost(results)
+    _print_cost(result.cost)
     return 0
 
 
@@ -198,12 +198,12 @@ def _circuit_command(args: argparse.Namespace) -> int:
 
     config, context = checked_run(CircuitConfig, args)
     out = prepare_out_dir(args.out)
-    results, _ = _run_journaled("circuit", config, context, out, run_circuit)
+    result, _ = _run_journaled("circuit", config, context, out, run_circuit)
     print(
-        f"model {config.model}: repeated-half loss {results['clean_repeated_half_loss']:.3f} nats; "
-        f"{len(results['edges'])} edges in {results['seconds']:.1f} s"
+        f"model {config.model}: repeated-half loss {result.clean_repeated_half_loss:.3f} nats; "
+        f"{len(result.edges)} edges in {result.seconds:.1f} s"
     )
-    print(results["summary"])
+    print(result.summary)
     return 0
 
 
@@ -259,12 +259,14 @@ def _icl_command(args: argparse.Namespace) -> int:
 
 def _explain_command(args: argparse.Namespace) -> int:
     from .explain_job import ExplainConfig, run_explain
+    from .explain_journal import JOURNAL_DIR, ExplainJournal
     from .explain_text import summary
 
     config, context = checked_run(ExplainConfig, args)
     out = prepare_out_dir(args.out)
-    explanation, files = run_explain(config, context=context)
+    explanation, files = run_explain(config, context=context, out=out)  # resumes from out's explain_journal/
     _write(out, files)
+    ExplainJournal(out / JOURNAL_DIR, {}).remove()
     print(summary(explanation))
     return 0
 

@@ -24,11 +24,14 @@ from .checkpoint_extras import text_icl_scorer, together, with_k_edge
 from .icl_job import IclConfig
 from .jobs import ScanConfig
 from .options import like, option, positive
-from .outputs import default_out, rounded, table, to_json
+from .outputs import default_out, rounded, table
+from .results import JobResult, optional
 from .run_context import RunContext, ndif_option
 
 """Olsson et al.'s ICL score: loss at token 500 minus loss at token 50, where the rows are that long."""
 
+
+__all__ = ["DynamicsConfig", "DynamicsJobResult", "run_dynamics"]
 
 _VOCAB_RANGE = "[1000, 10000) when the vocabulary holds it, else [1, vocab size)"
 
@@ -166,9 +169,33 @@ def _entry(scored: dict, interval: tuple[float, float] | None, n_heads: int) -> 
     }
 
 
+@dataclass(eq=False)
+class DynamicsJobResult(JobResult):
+    """What the dynamics job found (``dynamics_results.json``, in this order).
+
+    Attributes:
+        settings: The :class:`DynamicsConfig` as a dict (but ``progress`` and ``resume``), the probe's block
+            length, the kinds scored and what the intervals and the ICL scores are.
+        checkpoints: Per checkpoint in step order: its step, path, losses, best induction head with its
+            interval, loss by position and score tables.
+        phase_change: The phase change of the best induction score (None: the test found none).
+        phase_test: The test's numbers and its one-line ``note``.
+        fresh_loss_bump: The fresh-token training loss before and after the phase change (None without a loss
+            log).
+        seeds: The phase changes of several seeds and their spread (left out for one seed).
+    """
+
+    settings: dict
+    checkpoints: list[dict]
+    phase_change: dict | None
+    phase_test: dict
+    fresh_loss_bump: dict | None
+    seeds: dict | None = optional()
+
+
 def run_dynamics(
     config: DynamicsConfig, load: Callable[..., object] = load_model, context: RunContext | None = None
-) -> tuple[dict, dict[str, str]]:
+) -> tuple[DynamicsJobResult, dict[str, str]]:
     """Score every checkpoint (those finished in ``config.out``'s journal are read back unless ``--no-resume``)
     and find the phase change.
 
@@ -178,9 +205,9 @@ def run_dynamics(
         context: How the job runs (device, plan, request budgets; None: ``RunContext()``).
 
     Returns:
-        ``(results, files)``: ``dynamics_results.json`` and the charts ``dynamics_induction.json`` (each
-        head's induction score against step), ``dynamics_loss.json`` (loss halves and ICL score, the phase
-        change shaded) and ``dynamics_heatmap.json`` (step x head).
+        ``(result, files)``: the :class:`DynamicsJobResult`; ``dynamics_results.json`` and the charts
+        ``dynamics_induction.json`` (each head's induction score against step), ``dynamics_loss.json`` (loss
+        halves and ICL score, the phase change shaded) and ``dynamics_heatmap.json`` (step x head).
     """
     config.validate()
     context = context or RunContext()
@@ -217,8 +244,8 @@ def run_dynamics(
     phase = test.pop("change")  # the one the loss and k-edge charts shade
     run_dir = runs[0][1] if runs else (Path(config.checkpoints[0]) if len(config.checkpoints) == 1 else None)
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "resume")}
-    results = {
-        "settings": {
+    results = DynamicsJobResult(
+        settings={
             **settings,
             "seq_len": seq_len,
             "kinds": list(DYNAMICS_KINDS),
@@ -227,19 +254,19 @@ def run_dynamics(
             "repeated_minus_first_half": "mean loss on the repeated half minus on the first half of the probe",
             "olsson_icl_score": olsson_icl(_tensor(scored[0]["loss_by_position"]))[1],
         },
-        "checkpoints": entries,
-        "phase_change": _rounded_phase(phase),
-        "phase_test": test,
-        "fresh_loss_bump": fresh_loss_bump(read_loss_log(run_dir), phase) if run_dir is not None else None,
-        **({"seeds": _seed_spread(runs, {**test, "change": phase}, config, load, run)} if len(runs) > 1 else {}),
-    }
+        checkpoints=entries,
+        phase_change=_rounded_phase(phase),
+        phase_test=test,
+        fresh_loss_bump=fresh_loss_bump(read_loss_log(run_dir), phase) if run_dir is not None else None,
+        seeds=_seed_spread(runs, {**test, "change": phase}, config, load, run) if len(runs) > 1 else None,
+    )
     name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
     subtitle = (
         f"{config.batch} x 2 x {seq_len} repeated random tokens, seed {config.seed}"
         f"{'' if config.bos else ', no BOS'}; {len(steps)} checkpoints"
     )
     files = {
-        "dynamics_results.json": to_json(results),
+        "dynamics_results.json": results.to_json(),
         "dynamics_induction.json": scored.figure(
             "induction",
             highlight=scored.top_heads(config.top),

@@ -6,7 +6,7 @@ The layout is model -> stages (here) -> one typed result,
 Each stage is an existing job run with small settings on the one loaded model (nothing is
 re-implemented here):
 
-1. ``heads``: :func:`~induction_nnsight.app.jobs.run_heads` (induction and previous-token scores,
+1. ``heads``: :func:`~induction_nnsight.app.heads_job.run_heads` (induction and previous-token scores,
    Benjamini-Hochberg "clearly above").
 2. ``ablate``: :func:`~induction_nnsight.app.ablate_job.run_ablate` with ``--search estimate`` (the
    loss by position, the top-k against random-k curve, the verified per-head sweep).
@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ..causal.cost import passes
 from ..errors import InductionError
@@ -42,6 +43,7 @@ from .ablate_job import AblateConfig, run_ablate
 from .attention_job import AttentionConfig, run_attention
 from .circuit_job import CircuitConfig, run_circuit
 from .dual_route_job import DualRouteConfig, run_dual_route
+from .explain_journal import ExplainJournal
 from .explain_result import (
     KINDS,
     Explanation,
@@ -55,9 +57,11 @@ from .explain_result import (
     report_html,
 )
 from .explain_text import Q_FLOOR, sentences
+from .heads_job import HeadsConfig, run_heads
 from .icl_job import IclConfig, run_icl
-from .jobs import HeadsConfig, ScanConfig, model_for, run_heads
+from .jobs import UNJOURNALED, ScanConfig, model_for
 from .options import config_options, like, option, positive
+from .results import plain
 from .run_context import RunContext, ndif_option
 
 __all__ = [
@@ -66,8 +70,10 @@ __all__ = [
     "MIN_ENTITIES",
     "MIN_LAYERS",
     "STAGES",
+    "NOT_SETTINGS",
     "ExplainConfig",
     "dual_route_skip",
+    "explain_settings",
     "rerun_command",
     "run_explain",
 ]
@@ -119,6 +125,11 @@ class ExplainConfig:
     remote: bool = ndif_option("remote")
     ndif_host: str | None = ndif_option("ndif_host")
     timeout: float = ndif_option("timeout")
+    resume: bool = like(
+        ScanConfig,
+        "resume",
+        help="ignore the journal an interrupted run left in the output directory (explain_journal/) and start afresh",
+    )
 
     def _ndif(self) -> dict:
         keys = ("model", "attn_implementation", "remote", "ndif_host", "timeout")
@@ -247,29 +258,46 @@ def _cost(cost: dict, seconds: float) -> dict:
 
 
 class _Stages:
-    """Runs each stage with a line on stderr before and after, and keeps its time and passes."""
+    """Runs each stage with a line on stderr before and after, and keeps its time and passes; with a
+    :class:`~induction_nnsight.app.explain_journal.ExplainJournal`, reads a finished stage back instead and
+    runs an unfinished one with its own chunk journal."""
 
-    def __init__(self, context: RunContext):
+    def __init__(self, context: RunContext, journal: ExplainJournal | None = None):
         self.context = context
+        self.journal = journal
         self.costs: dict[str, dict] = {}
 
-    def run(self, stage: str, what: str, job: Callable[[], tuple]) -> tuple:
+    def run(self, stage: str, what: str, job: Callable[[RunContext], tuple]) -> tuple[dict, dict[str, str]]:
+        """``job(context)`` -> ``(results, files, cost)``, or the stage's record when an earlier run finished it.
+
+        Returns:
+            ``(results, files)``: plain data (as the stage's record holds it, where there is a journal).
+        """
+        if self.journal is not None and (record := self.journal.finished(stage)) is not None:
+            self.costs[stage] = record["cost"]
+            _progress(stage, f"resumed from {self.journal.folder} (finished by an earlier run)")
+            return record["results"], record["files"]
         _progress(stage, what)
-        requests = len(self.context.plan.requests) if self.context.planned else 0
+        context = self.context
+        if self.journal is not None:
+            context = context.replace(journal=self.journal.chunks(stage))
+        requests = len(context.plan.requests) if context.planned else 0
         started = time.perf_counter()
-        out = job()
+        results, files, cost = job(context)
         seconds = time.perf_counter() - started
-        cost = out[-1] if isinstance(out[-1], dict) else {}
         self.costs[stage] = _cost(cost, seconds)
-        if self.context.planned:
-            plan = self.context.plan
+        if context.planned:
+            plan = context.plan
             sent = plan.requests[requests:]
             seconds = sum(r.flops for r in sent) / plan.flop_rate
             _progress(stage, f"planned {len(sent)} request(s), {seconds:.1f} s of server time")
         else:
             c = self.costs[stage]
             _progress(stage, f"done in {seconds:.1f} s ({c['forward_passes']:g} forward row passes)")
-        return out[:-1]
+        if self.journal is not None:
+            record = self.journal.record(stage, {"results": plain(results), "files": files, "cost": self.costs[stage]})
+            return record["results"], record["files"]
+        return results, files
 
     def skip(self, stage: str, reason: str) -> None:
         _progress(stage, f"skipped: {reason}")
@@ -281,7 +309,7 @@ def _strongest_k_source(circuit: dict, target: str) -> str | None:
 
 
 def run_explain(
-    config: ExplainConfig, model=None, context: RunContext | None = None
+    config: ExplainConfig, model=None, context: RunContext | None = None, out: str | Path | None = None
 ) -> tuple[Explanation | None, dict[str, str]]:
     """Run every stage on one model and gather what they found.
 
@@ -289,6 +317,9 @@ def run_explain(
         config: The settings.
         model: An already loaded model (loaded from ``config.model`` when None).
         context: How the stages run (device, plan, request budgets; None: ``RunContext()``).
+        out: The output directory whose ``explain_journal/`` records each finished stage and each stage's
+            chunks (:mod:`~induction_nnsight.app.explain_journal`), so that a rerun after an interruption
+            resumes (unless ``config.resume`` is False); None keeps no journal.
 
     Returns:
         ``(explanation, files)``: the :class:`Explanation` (with its sentences) and
@@ -302,10 +333,14 @@ def run_explain(
     reason = "--dual-route off" if config.dual_route == "off" else None
     if reason is None and config.dual_route == "auto":
         reason = dual_route_skip(model)  # decided before any stage runs
-    stages = _Stages(context)
+    journal = None
+    if out is not None and not context.planned:
+        settings = {k: v for k, v in explain_settings(config).items() if k not in UNJOURNALED}  # not where it ran
+        journal = ExplainJournal.open(out, settings, resume=config.resume)
+    stages = _Stages(context, journal)
     started = time.perf_counter()
 
-    def heads_job():
+    def heads_job(context: RunContext):
         results, files, _ = run_heads(config.heads_config(), model, context)
         return results, files, passes(config.batch, int(config.bos) + 2 * config.seq_len, forward=1).as_dict()
 
@@ -313,19 +348,19 @@ def run_explain(
     ablate, ablate_files = stages.run(
         "ablate",
         f"top {config.top_k} heads against random heads, per-head sweep by estimate then verify",
-        lambda: _with_cost(*run_ablate(config.ablate_config(), model, context=context)),
+        lambda context: _with_cost(*run_ablate(config.ablate_config(), model, context=context)),
     )
     circuit, circuit_files = stages.run(
         "circuit",
         f"what feeds the top {config.targets} induction heads, by estimate then verify",
-        lambda: _with_cost(*run_circuit(config.circuit_config(), model, context=context)),
+        lambda context: _with_cost(*run_circuit(config.circuit_config(), model, context=context)),
     )
     top = circuit["targets"][0]["head"]
     source = _strongest_k_source(circuit, top)
     shown = ",".join([top] + ([source] if source and source != top else []))
     attention_cfg = config.attention_config(shown)
 
-    def attention_job():
+    def attention_job(context: RunContext):
         results, files, _ = run_attention(attention_cfg, model, context)
         return results, files, passes(1, len(results["tokens"]), forward=1).as_dict()
 
@@ -334,7 +369,7 @@ def run_explain(
     for name in shown.split(","):
         attention_scores[name] = _read_json(attention_files[f"attention_{name}_results.json"])["induction_exact_score"]
 
-    def icl_job():
+    def icl_job(context: RunContext):
         results, files = run_icl(config.icl_config(), model, context=context)
         return results, files, passes(config.icl_windows, config.icl_length, forward=1).as_dict()
 
@@ -349,7 +384,7 @@ def run_explain(
         dual, dual_files = stages.run(
             "dual-route",
             "token vs concept induction heads",
-            lambda: _with_cost(*run_dual_route(config.dual_route_config(), model, context=context)),
+            lambda context: _with_cost(*run_dual_route(config.dual_route_config(), model, context=context)),
         )
     else:
         stages.skip("dual-route", reason)
@@ -360,7 +395,7 @@ def run_explain(
         model=config.model,
         model_facts=facts,
         settings={
-            **asdict(config),
+            **explain_settings(config),
             "interval": INTERVAL_METHOD,
             "interval_percent": round(LEVEL * 100),
             "correction": CORRECTION,
@@ -404,10 +439,22 @@ def run_explain(
     return explanation, files
 
 
+def explain_settings(config: ExplainConfig) -> dict:
+    """``config``'s settings as the results and the journal record them: every field but ``resume`` (how the
+    run starts, not what it finds)."""
+    return {k: v for k, v in asdict(config).items() if k not in NOT_SETTINGS}
+
+
+NOT_SETTINGS = ("resume",)
+"""Fields of :class:`ExplainConfig` that are not settings of the report (``--no-resume``)."""
+
+
 def rerun_command(settings: dict) -> str:
     """The command line that reruns ``explain`` with these settings (every option spelled out)."""
     words = ["induction-nnsight", "explain"]
     for opt in config_options(ExplainConfig):
+        if opt.dest in NOT_SETTINGS:
+            continue
         value = settings[opt.dest]
         if opt.switch:
             if value != opt.default:

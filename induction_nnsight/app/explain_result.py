@@ -5,12 +5,12 @@ from :mod:`~induction_nnsight.figures.explain_html`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from ..figures.explain_html import explain_html
 from ..names import head_name
-from ..strict_json import to_json
 from .explain_text import SECTIONS, sweep_resolved
+from .results import JobResult, unwritten
 
 __all__ = [
     "KINDS",
@@ -30,9 +30,10 @@ KINDS = ("induction", "previous_token")
 """The head kinds the heads stage scores."""
 
 
-@dataclass
-class Explanation:
-    """What ``explain`` measured, every number the report states (:meth:`to_json`), and its charts.
+@dataclass(eq=False)
+class Explanation(JobResult):
+    """What ``explain`` measured, every number the report states (:meth:`to_json`, ``explain_results.json``),
+    and its charts: a :class:`~induction_nnsight.app.results.JobResult` like every job's.
 
     Attributes:
         model: The model's name or path.
@@ -67,19 +68,8 @@ class Explanation:
     dual_route: dict
     cost: dict
     sentences: dict = field(default_factory=dict)
-    figures: dict[str, str] = field(default_factory=dict, repr=False)
-    attention_html: str = field(default="", repr=False)
-
-    def as_dict(self) -> dict:
-        """Every measured field as plain data (the figures and the view left out)."""
-        data = asdict(self)
-        data.pop("figures")
-        data.pop("attention_html")
-        return data
-
-    def to_json(self) -> str:
-        """``explain_results.json``'s text (strict JSON: NaN as null)."""
-        return to_json(self.as_dict())
+    figures: dict[str, str] = unwritten(default_factory=dict)
+    attention_html: str = unwritten("")
 
 
 def _head(entry: dict) -> dict:

@@ -11,11 +11,12 @@ from ..models.layout import model_facts
 from ..scores.icl import OLSSON_TOKENS, default_text, read_text, text_icl
 from .jobs import ScanConfig, model_for
 from .options import like, option, positive
-from .outputs import rounded, table, to_json
+from .outputs import rounded, table
 from .report import with_interval
+from .results import JobResult
 from .run_context import RunContext, ndif_option
 
-__all__ = ["IclConfig", "icl_summary", "run_icl"]
+__all__ = ["IclConfig", "IclJobResult", "icl_summary", "run_icl"]
 
 
 @dataclass
@@ -54,9 +55,42 @@ class IclConfig:
             read_text(self.text)  # a missing or unreadable path is refused before a model loads
 
 
+@dataclass(eq=False)
+class IclJobResult(JobResult):
+    """What the ICL job found (``icl_results.json``, in this order).
+
+    Attributes:
+        model: The model's name or path.
+        model_facts: Its layout facts, with ``name``.
+        settings: The :class:`IclConfig` as a dict.
+        source: Where the text came from.
+        n_windows: Windows scored.
+        n_text_tokens: Tokens of the whole text.
+        first_token_index: The token index of ``loss_by_token_index[0]`` (1: the first predicted token).
+        loss_by_token_index: ``[length - 1]`` mean loss (nats).
+        positions: ``[early, late]`` token indices of the score.
+        loss_at_early: Mean loss at the early index (nats).
+        loss_at_late: Mean loss at the late index (nats).
+        olsson_icl_score: ``{"mean", "ci_low", "ci_high"}``: the late minus the early loss (nats).
+    """
+
+    model: str
+    model_facts: dict
+    settings: dict
+    source: str
+    n_windows: int
+    n_text_tokens: int
+    first_token_index: int
+    loss_by_token_index: list
+    positions: list[int]
+    loss_at_early: float | None
+    loss_at_late: float | None
+    olsson_icl_score: dict
+
+
 def run_icl(
     config: IclConfig, model=None, progress: bool = True, context: RunContext | None = None
-) -> tuple[dict, dict[str, str]]:
+) -> tuple[IclJobResult, dict[str, str]]:
     """Score windows of natural text.
 
     Args:
@@ -66,7 +100,7 @@ def run_icl(
         context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
-        ``(results, files)``: ``icl_results.json`` (``loss_by_token_index``, ``positions``,
+        ``(result, files)``: the :class:`IclJobResult`; ``icl_results.json`` (``loss_by_token_index``, ``positions``,
         ``olsson_icl_score`` with its interval, the text's ``source``) and ``icl_loss_by_token.json``.
     """
     config.validate()
@@ -85,35 +119,35 @@ def run_icl(
     )
     losses, score = found.losses, found.score  # [n_windows, length - 1]
     mean = losses.mean(0)
-    results = {
-        "model": config.model,
-        "model_facts": {**asdict(facts), "name": config.model},
-        "settings": asdict(config),
-        "source": source,
-        "n_windows": int(losses.shape[0]),
-        "n_text_tokens": found.n_tokens,
-        "first_token_index": 1,
-        "loss_by_token_index": table(mean),
-        "positions": [config.early, config.late],
-        "loss_at_early": rounded(mean[config.early - 1]),
-        "loss_at_late": rounded(mean[config.late - 1]),
-        "olsson_icl_score": {k: rounded(v) for k, v in score.items()},
-    }
+    results = IclJobResult(
+        model=config.model,
+        model_facts={**asdict(facts), "name": config.model},
+        settings=asdict(config),
+        source=source,
+        n_windows=int(losses.shape[0]),
+        n_text_tokens=found.n_tokens,
+        first_token_index=1,
+        loss_by_token_index=table(mean),
+        positions=[config.early, config.late],
+        loss_at_early=rounded(mean[config.early - 1]),
+        loss_at_late=rounded(mean[config.late - 1]),
+        olsson_icl_score={k: rounded(v) for k, v in score.items()},
+    )
     figure = icl_loss_figure(
-        results["loss_by_token_index"],
+        results.loss_by_token_index,
         (config.early, config.late),
         title=f"Loss by token index on natural text — {config.model}",
         subtitle=f"{config.n_windows} windows of {config.length} tokens of {source}",
     )
-    return results, {"icl_results.json": to_json(results), "icl_loss_by_token.json": figure.to_json()}
+    return results, {"icl_results.json": results.to_json(), "icl_loss_by_token.json": figure.to_json()}
 
 
-def icl_summary(results: dict) -> str:
+def icl_summary(result: IclJobResult) -> str:
     """The line ``icl`` prints: the loss at both positions and Olsson's score with its interval."""
-    score = results["olsson_icl_score"]
-    early, late = results["positions"]
+    score = result.olsson_icl_score
+    early, late = result.positions
     return (
-        f"{results['n_windows']} windows of {results['source']}: loss {results['loss_at_early']:.3f} nats at token "
-        f"{early}, {results['loss_at_late']:.3f} at token {late}; Olsson ICL score "
+        f"{result.n_windows} windows of {result.source}: loss {result.loss_at_early:.3f} nats at token "
+        f"{early}, {result.loss_at_late:.3f} at token {late}; Olsson ICL score "
         + with_interval(score["mean"], score["ci_low"], score["ci_high"], sign=True)
     )

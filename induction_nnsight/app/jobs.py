@@ -1,28 +1,35 @@
-"""Jobs: typed settings in, results and chart files out. The CLI and scripts call these."""
+"""What every job builds on: the model and token settings (:class:`ScanConfig`), the checks before a
+model loads (:func:`preflight`), the model (:func:`model_for`), the repeated rows (:func:`scan_tokens`) and
+the journal an interrupted job resumes from (:func:`open_journal`).
+
+Each job is a module of its own, ``<command>_job.py`` (``scan_job``, ``heads_job``, ``ablate_job``, ...):
+typed settings in, a typed result (:class:`~induction_nnsight.app.results.JobResult`) and chart files out.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
 from ..errors import InductionError
-from ..figures.heads import top_heads_figure
 from ..models.layout import model_facts, model_layout
 from ..models.loading import DEFAULT_MODEL, load_model
 from ..models.weightless import weightless_model
 from ..ndif.journal import Journal, journal_path
-from ..ndif.settings import resolve_host
-from ..ndif.transfers import describe_transfers
 from ..probes.checks import REPEATED_HALF, check_rows_fit, check_token_grid
-from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens, repeated_tokens_probe
-from ..scores.detect import confirm_heads, detections
-from ..scores.heads import head_scores
-from ..scores.losses import half_losses
-from ..scores.registry import get_score, score_names
-from ..scores.scan import scan
+from ..probes.tokens import DEFAULT_HIGH, DEFAULT_LOW, repeated_tokens
 from .options import option, positive
-from .outputs import rounded, table, to_json
-from .report import text_report, top_heads
 from .run_context import RunContext, ndif_option
+
+__all__ = [
+    "UNJOURNALED",
+    "ScanConfig",
+    "check_causal_tokens",
+    "check_indices",
+    "model_for",
+    "open_journal",
+    "preflight",
+    "scan_tokens",
+]
 
 UNJOURNALED = ("remote", "ndif_host", "timeout", "resume", "progress", "out")
 """Settings that do not change a journaled chunk's result (where it ran, how long to wait)."""
@@ -159,175 +166,3 @@ def preflight(config) -> None:
     except Exception:  # no config here, an attention kernel the family lacks, ...: the load says why in one line
         return
     check(architecture)
-
-
-def run_scan(config: ScanConfig, model=None, context: RunContext | None = None) -> tuple[dict, dict[str, str]]:
-    """Run a scan and build its result dict and chart JSON texts.
-
-    Args:
-        config: The settings.
-        model: An already loaded model (loaded from ``config.model`` when None).
-        context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
-
-    Returns:
-        ``(results, files)``: the machine-readable results and
-        ``{"loss_by_position.json", "induction_scores.json", "scan_results.json"} -> text``.
-    """
-    config.validate()
-    context = context or RunContext()
-    execution = context.execution(config)
-    model = model_for(config, model, context)
-    tokens = scan_tokens(model, config)
-    result = scan(model, tokens, config.seq_len, execution=execution)
-    first, repeated = half_losses(result.loss_by_position, config.seq_len, config.bos)
-    facts = model_facts(model)
-    results = {
-        "model": config.model,
-        "model_facts": {**asdict(facts), "name": config.model},
-        "settings": asdict(config),
-        "n_tokens_per_row": int(tokens.shape[1]),
-        "loss_by_position": table(result.loss_by_position),
-        "mean_loss_first_half": rounded(first),
-        "mean_loss_repeated_half": rounded(repeated),
-        "induction_scores": table(result.induction_scores),
-        "top_heads": top_heads(result.induction_scores, config.top),
-    }
-    if remote := execution.remote:  # what crossed the network (never the API key)
-        results["ndif"] = {"host": resolve_host(remote.host), **describe_transfers(remote.transfers)}
-    loss_fig = result.figure(
-        "loss_by_position", title=f"Mean loss by position — {config.model}", subtitle=config.describe_tokens()
-    )
-    score_fig = result.figure(
-        "induction_scores", title=f"Induction score per head — {config.model}", subtitle=config.describe_tokens()
-    )
-    files = {
-        "loss_by_position.json": loss_fig.to_json(),
-        "induction_scores.json": score_fig.to_json(),
-        "scan_results.json": to_json(results),
-    }
-    return results, files
-
-
-@dataclass
-class HeadsConfig(ScanConfig):
-    """Settings of ``induction-nnsight heads`` and ``report``."""
-
-    top: int = option(10, help="heads listed per kind", parse=positive, cli_default=5)
-    kinds: tuple[str, ...] | None = option(
-        None,
-        help=lambda: f"which scores: {', '.join(score_names())}",
-        nargs="+",
-        metavar="KIND",
-        finish=tuple,
-        default_text="every registered one",
-    )
-    threshold: float | None = option(
-        None,
-        help="detection threshold, within each score's range",
-        parse=float,
-        default_text="each score's own, 0.4 for the built-in ones",
-    )
-    n_repeats: int = option(2, help="copies of the random block per row", flag="--repeats", parse=int)
-    confirm: bool = option(
-        False, help="score the top heads again on fresh rows (seed + 1000): intervals not conditional on their ranking"
-    )
-
-    def validate(self) -> None:
-        super().validate()
-        for kind in self.kinds if self.kinds is not None else ():
-            if kind not in score_names():
-                raise InductionError(f"unknown kind {kind!r}: pass --kinds from {', '.join(score_names())}")
-        if self.threshold is not None:
-            for kind in self.kinds if self.kinds is not None else score_names():
-                get_score(kind).check_threshold(self.threshold)
-        if self.n_repeats < 2:
-            raise InductionError(f"--repeats must be at least 2, got {self.n_repeats}")
-
-
-def run_heads(config: HeadsConfig, model=None, context: RunContext | None = None) -> tuple[dict, dict[str, str], str]:
-    """Score every kind in one pass; build results, charts and the text report.
-
-    Args:
-        config: The settings.
-        model: An already loaded model (loaded from ``config.model`` when None).
-        context: How the job runs (None: ``RunContext()``).
-
-    Returns:
-        ``(results, files, report_text)``; ``files`` maps ``heads_results.json``,
-        ``heads_top.json`` and ``heads_<kind>.json`` to their JSON text.
-    """
-    config.validate()
-    context = context or RunContext()
-    model = model_for(config, model, context)
-    tokens = scan_tokens(model, config, n_repeats=config.n_repeats)
-    facts = model_facts(model)
-    probe = repeated_tokens_probe(tokens, config.seq_len, bos=config.bos)
-    scores = head_scores(model, probe, kinds=config.kinds, execution=context.execution(config))
-    settings = {**asdict(config), "kinds": list(scores.kinds)}
-    found = detections(scores, config.threshold, settings)
-    settings |= {
-        key: found[kind].settings[key]
-        for kind in found
-        for key in ("interval", "correction")
-        if key in found[kind].settings
-    }
-    first, repeated = half_losses(scores.loss_by_position, config.seq_len, config.bos)
-    facts_dict = {**asdict(facts), "name": config.model}
-    tops = {kind: d.top(config.top) for kind, d in found.items()}
-    confirmed = _confirmed(model, config, context, found, tops) if config.confirm else {}
-    settings["top_intervals"] = (
-        f"the top heads' intervals are on {config.batch} fresh rows (seed {config.seed + CONFIRM_SEED}), "
-        "not on the rows that ranked them (under each kind's 'confirmed')"
-        if confirmed
-        else "the top heads' intervals are on the rows that ranked them (conditional on that ranking; "
-        "--confirm scores them again on fresh rows)"
-    )
-    results = {
-        "model": config.model,
-        "model_facts": facts_dict,
-        "settings": settings,
-        "descriptions": {k: get_score(k).description for k in found},
-        "mean_loss_first_half": rounded(first),
-        "mean_loss_repeated_half": rounded(repeated),
-        "kinds": {
-            kind: {**d.to_dict(), "top": tops[kind], **({"confirmed": confirmed[kind]} if kind in confirmed else {})}
-            for kind, d in found.items()
-        },
-    }
-    subtitle = config.describe_tokens(config.n_repeats)
-    files = {
-        "heads_results.json": to_json(results),
-        "heads_top.json": top_heads_figure(
-            tops,
-            f"Top heads of each kind — {config.model}",
-            subtitle,
-            units={kind: get_score(kind).unit for kind in tops},
-        ).to_json(),
-    }
-    for kind, d in found.items():
-        files[f"heads_{kind}.json"] = d.figure(
-            title=f"{kind.replace('_', ' ').capitalize()} score per head — {config.model}",
-            subtitle=subtitle,
-        ).to_json()
-    report = text_report(facts_dict, confirmed or tops, (first, repeated))
-    if confirmed:
-        report += f"\n(scores and intervals of the top heads on fresh rows, seed {config.seed + CONFIRM_SEED})"
-    return results, files, report
-
-
-CONFIRM_SEED = 1000
-"""``heads --confirm`` scores the top heads again on the rows of seed ``--seed + CONFIRM_SEED``."""
-
-
-def _confirmed(model, config: HeadsConfig, context: RunContext, found: dict, tops: dict) -> dict[str, list[dict]]:
-    """Each kind's top heads scored on fresh rows (:func:`~induction_nnsight.scores.detect.confirm_heads`)."""
-    measured = [kind for kind, d in found.items() if d.q_above is not None]
-    if not measured:
-        return {}
-    fresh_tokens = scan_tokens(model, replace(config, seed=config.seed + CONFIRM_SEED), n_repeats=config.n_repeats)
-    probe = repeated_tokens_probe(fresh_tokens, config.seq_len, bos=config.bos)
-    fresh = head_scores(model, probe, kinds=measured, execution=context.execution(config))
-    return {
-        kind: confirm_heads(fresh, kind, [(h["layer"], h["head"]) for h in tops[kind]], found[kind].threshold)
-        for kind in measured
-    }

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 
 from ..causal.cost import Cost
 from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
-from ..causal.head_outputs import check_heads
 from ..causal.head_search import compare
 from ..causal.metrics import metric_names, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT
@@ -21,15 +20,18 @@ from ..causal.patching import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts
-from ..names import head_name, parse_heads
+from ..names import check_heads, head_name, parse_heads
 from ..ndif.execution import DEFAULT_MAX_TOKENS, Execution
 from ..scores.ranking import rank_heads
 from .causal_options import SeededConfig
 from .jobs import ScanConfig, check_causal_tokens, check_indices, model_for
 from .options import int_list, no_option, option, positive, word_list
-from .outputs import rounded, table, to_json
+from .outputs import rounded, table
 from .patch_pairs import pair_for
+from .results import JobResult, optional
 from .run_context import RunContext
+
+__all__ = ["METRICS", "PAIRS", "SITES", "PatchConfig", "PatchJobResult", "run_patch"]
 
 PAIRS = ("text", "repeated")
 SITES = ("heads", "residual", "qkv")
@@ -232,9 +234,41 @@ def _qkv_site(model, pair, config: PatchConfig, head, execution: Execution, subt
     return results, files
 
 
+@dataclass(eq=False)
+class PatchJobResult(JobResult):
+    """What patching found (``patching_results.json``, in this order); a site not patched is left out.
+
+    Attributes:
+        model: The model's name or path.
+        model_facts: Its layout facts, with ``name``.
+        settings: The :class:`PatchConfig` as a dict, the intervals' method and the rows.
+        pair: The clean/corrupted pair, in words.
+        metric: The metric's label (with its unit).
+        n_tokens_per_row: Tokens of each row.
+        heads: Every head's output patched: the grid with ``clean``, ``corrupted``, ``recovery`` (and its
+            interval) ``[n_layers][n_heads]`` and the ``best`` head.
+        attribution: The head estimate beside the head grid.
+        residual: The residual stream after each layer patched at each position.
+        qkv: One head's queries, keys and values patched.
+        cost: Every pass the job ran.
+    """
+
+    model: str
+    model_facts: dict
+    settings: dict
+    pair: str
+    metric: str
+    n_tokens_per_row: int
+    heads: dict | None = optional()
+    attribution: dict | None = optional()
+    residual: dict | None = optional()
+    qkv: dict | None = optional()
+    cost: dict | None = None
+
+
 def run_patch(
     config: PatchConfig, model=None, progress: bool = True, context: RunContext | None = None
-) -> tuple[dict, dict[str, str]]:
+) -> tuple[PatchJobResult, dict[str, str]]:
     """Patching job: head-output, residual-stream and q/k/v grids, attribution patching.
 
     Args:
@@ -244,7 +278,7 @@ def run_patch(
         context: How the job runs (device, plan, request budgets, journal; None: ``RunContext()``).
 
     Returns:
-        ``(results, files)``: machine-readable results and ``patching_*.json`` chart texts
+        ``(result, files)``: the :class:`PatchJobResult` and ``patching_*.json`` chart texts
         plus ``patching_results.json``.
     """
     config.validate()
@@ -255,34 +289,38 @@ def run_patch(
     config.validate_for(model)
     pair = pair_for(model, config)
     check_indices(config.positions, pair.clean.shape[1], "--positions", "position")
-    results: dict = {
-        "model": config.model,
-        "model_facts": {**asdict(facts), "name": config.model},
-        "settings": {**asdict(config), **config.interval_settings(), "rows": int(pair.clean.shape[0])},
-        "pair": pair.description,
-        "metric": pair.metric.label,
-        "n_tokens_per_row": int(pair.clean.shape[1]),
-    }
+    results = PatchJobResult(
+        model=config.model,
+        model_facts={**asdict(facts), "name": config.model},
+        settings={**asdict(config), **config.interval_settings(), "rows": int(pair.clean.shape[0])},
+        pair=pair.description,
+        metric=pair.metric.label,
+        n_tokens_per_row=int(pair.clean.shape[1]),
+    )
     files: dict[str, str] = {}
     title_tail = pair.description  # the subtitle of every chart
     if "heads" in config.sites:
         site_results, site_files = _heads_site(model, pair, config, facts, execution, title_tail)
-        results.update(site_results), files.update(site_files)
+        results.heads, results.attribution = site_results["heads"], site_results["attribution"]
+        files.update(site_files)
     if "residual" in config.sites:
         site_results, site_files = _residual_site(model, pair, config, execution, title_tail)
-        results.update(site_results), files.update(site_files)
+        results.residual = site_results["residual"]
+        files.update(site_files)
     if "qkv" in config.sites:
-        head = parse_heads(config.head, "--head")[0] if config.head is not None else tuple(results["heads"]["best"])
+        head = parse_heads(config.head, "--head")[0] if config.head is not None else tuple(results.heads["best"])
         site_results, site_files = _qkv_site(model, pair, config, head, execution, title_tail)
-        results.update(site_results), files.update(site_files)
-    results["cost"] = _total_cost(results)
-    files["patching_results.json"] = to_json(results)
+        results.qkv = site_results["qkv"]
+        files.update(site_files)
+    results.cost = _total_cost(results)
+    files["patching_results.json"] = results.to_json()
     return results, files
 
 
-def _total_cost(results: dict) -> dict:
+def _total_cost(results: PatchJobResult) -> dict:
     """Every pass the job ran: each site's grid and the head estimate beside the head grid."""
-    parts = [results[site]["cost"] for site in ("heads", "residual", "qkv") if site in results]
-    parts += [results["attribution"]["cost"]] if "attribution" in results else []
+    grids = (results.heads, results.residual, results.qkv)
+    parts = [grid["cost"] for grid in grids if grid is not None]
+    parts += [results.attribution["cost"]] if results.attribution is not None else []
     total = sum((Cost(p["forward_passes"], p["backward_passes"], p["tokens"]) for p in parts), Cost())
     return total.as_dict()

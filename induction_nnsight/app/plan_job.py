@@ -32,9 +32,9 @@ def _runner(module: str, function: str) -> Callable[[object, RunContext], object
 
 
 PLANNED: dict[str, Callable[[object, RunContext], object]] = {
-    "scan": _runner("jobs", "run_scan"),
-    "heads": _runner("jobs", "run_heads"),
-    "report": _runner("jobs", "run_heads"),
+    "scan": _runner("scan_job", "run_scan"),
+    "heads": _runner("heads_job", "run_heads"),
+    "report": _runner("heads_job", "run_heads"),
     "attention": _runner("attention_job", "run_attention"),
     "ablate": _runner("ablate_job", "run_ablate"),
     "patch": _runner("patch_job", "run_patch"),

@@ -142,33 +142,34 @@ def ascii_attention(labels: list[str], pattern: torch.Tensor, stripe: torch.Tens
     return "\n".join(lines)
 
 
-def dynamics_summary(results: dict) -> str:
+def dynamics_summary(result) -> str:
     """The lines ``dynamics`` prints: the first and last checkpoints, the phase-change test's verdict, the
-    fresh-token loss bump and the seeds' spread."""
+    fresh-token loss bump and the seeds' spread (``result``: the
+    :class:`~induction_nnsight.app.dynamics_job.DynamicsJobResult`)."""
     lines: list[str] = []
-    first, last, phase = results["checkpoints"][0], results["checkpoints"][-1], results["phase_change"]
+    first, last, phase = result.checkpoints[0], result.checkpoints[-1], result.phase_change
     for entry in (first, last):
         b = entry["best_induction"]
         lines.append(
             f"step {entry['step']}: best induction {b['score']:.3f} ({head_name(b['layer'], b['head'])}), loss "
             f"{entry['loss_first_half']:.3f} / {entry['loss_repeated_half']:.3f} nats (first / repeated half)"
         )
-    lines.append(results["phase_test"]["note"])  # the change, or one line saying none was found
+    lines.append(result.phase_test["note"])  # the change, or one line saying none was found
     if phase is not None:
         lines.append(
             f"phase change: best induction {phase['score_before']:.3f} -> {phase['score_at']:.3f} "
             f"between steps {phase['before']} and {phase['step']}; the rise spans steps {phase['start']} to "
             f"{phase['end']} ({phase['checkpoints']} checkpoints)"
         )
-    bump = results.get("fresh_loss_bump")
+    bump = result.fresh_loss_bump
     if bump is not None:
         lines.append(
             f"fresh-token training loss {bump['before']['mean']:.3f} before, {bump['after']['mean']:.3f} after the "
             f"phase change: {with_interval(bump['rise'], bump['ci_low'], bump['ci_high'], sign=True)} nats"
             f"{'' if bump['present'] else ' (not distinguishable from 0)'}"
         )
-    if "seeds" in results:
-        spread = results["seeds"]
+    if result.seeds is not None:
+        spread = result.seeds
         lines.append(
             f"phase change in {spread['found']} of {len(spread['seeds'])} seeds, "
             f"steps {spread['min']} to {spread['max']} (median {spread['median']})"

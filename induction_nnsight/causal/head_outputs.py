@@ -14,7 +14,7 @@ import torch
 from ..errors import InductionError
 from ..models.heads import split_heads
 from ..models.layout import model_facts, model_layout
-from ..names import head_name
+from ..names import check_heads, head_name  # noqa: F401  (check_heads: re-exported for causal.circuit)
 from ..ndif.backend import remote_backend
 from ..ndif.execution import Execution, as_execution
 from .variants import Edit, Rows
@@ -116,17 +116,3 @@ def head_edit(
             projection.input = torch.cat([source, target]).reshape(x.shape)
 
     return edit
-
-
-def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int, option: str = "--heads") -> None:
-    """Refuse heads outside ``n_layers`` x ``n_heads``, naming ``option`` and the valid ranges.
-
-    Raises:
-        InductionError: On a head outside the model.
-    """
-    for layer, head in heads:
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise InductionError(
-                f"head {head_name(layer, head)} is outside the model: pass {option} with layers "
-                f"0..{n_layers - 1} and heads 0..{n_heads - 1}"
-            )

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import InductionError
 
-__all__ = ["JOURNAL_FORMAT", "Journal", "JournalCall", "journal_path", "write_atomic"]
+__all__ = ["JOURNAL_FORMAT", "Journal", "JournalCall", "journal_path", "refuse_other_settings", "write_atomic"]
 
 JOURNAL_FORMAT = 1
 """Version of the journal's layout; a journal of another version is refused."""
@@ -99,6 +99,24 @@ def _digest(tensor: torch.Tensor | None) -> str:
     return hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode() + data.numpy().tobytes()).hexdigest()[:16]
 
 
+def refuse_other_settings(path: str | Path, old: dict, new: dict) -> None:
+    """Refuse to resume from ``path``, written with settings ``old``, for a job with settings ``new`` (both as
+    JSON reads them back) unless they are equal: the one line names the first difference.
+
+    Raises:
+        InductionError: ``... (batch was 4 in the journal, now 5): rerun with the journal's settings, or pass
+            --no-resume``.
+    """
+    # a setting both runs recorded first (the one the user changed), then one only one of them has
+    both = sorted(set(old) & set(new))
+    for name in both + sorted((set(old) | set(new)) - set(both)):
+        if old.get(name) != new.get(name):
+            raise InductionError(
+                f"{path} was written with other settings ({name} was {old.get(name)!r} in the journal, "
+                f"now {new.get(name)!r}): rerun with the journal's settings, or pass --no-resume"
+            )
+
+
 @dataclass(frozen=True)
 class JournalCall:
     """One chunked loop of a job: its keys are ``"<index>:<label>:<digest>:<start>-<stop>"``."""
@@ -151,14 +169,7 @@ class Journal:
             raise InductionError(
                 f"{path} is not a journal this version can read: delete it or pass --no-resume"
             ) from None
-        # a setting both runs recorded first (the one the user changed), then one only one of them has
-        both = sorted(set(old) & set(settings))
-        for name in both + sorted((set(old) | set(settings)) - set(both)):
-            if old.get(name) != settings.get(name):
-                raise InductionError(
-                    f"{path} was written with other settings ({name} was {old.get(name)!r} in the journal, "
-                    f"now {settings.get(name)!r}): rerun with the journal's settings, or pass --no-resume"
-                )
+        refuse_other_settings(path, old, settings)
         journal.records = records
         return journal
 

@@ -29,7 +29,7 @@ from .ranking import rank_heads
 from .registry import resolve_score
 from .results import HeadScores, kind_heatmap
 
-__all__ = ["HeadDetection", "confirm_heads", "default_probe", "detect_heads", "detections"]
+__all__ = ["HeadDetection", "confirm_heads", "default_probe", "detect_heads", "detection_settings", "detections"]
 
 
 @dataclass(repr=False)
@@ -156,20 +156,33 @@ def default_probe(model, batch: int = 10, seq_len: int = 50, seed: int = 0, bos:
     )
 
 
+def detection_settings(scores: HeadScores, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the ``interval`` and ``correction`` that :func:`detections` applies to ``scores``:
+    the one place that writes them (a job's own settings and each detection's read them from here).
+
+    Returns:
+        A new dict with both keys where some kind has per-row scores over more than one row (t intervals,
+        Benjamini-Hochberg "clearly above"); ``settings`` itself (not a copy) where none has.
+    """
+    if any(rows.shape[0] > 1 for rows in scores.per_row.values()):
+        return {**settings, "interval": INTERVAL_METHOD, "correction": f"clearly above: {CORRECTION}"}
+    return settings
+
+
 def detections(
     scores: HeadScores, threshold: float | None, settings: dict[str, Any], level: float = LEVEL
 ) -> dict[str, HeadDetection]:
     """One :class:`HeadDetection` per kind in ``scores``, at ``threshold`` or each score's own default (None).
 
     Each kind with per-row scores gets t intervals and Benjamini-Hochberg over all its heads for
-    "clearly above"; ``settings`` gains ``interval`` and ``correction`` saying so.
+    "clearly above"; each detection's settings are :func:`detection_settings`' (``interval`` and
+    ``correction`` saying so).
 
     Raises:
         InductionError: For a threshold outside a score's value range.
     """
     found = {}
-    if any(rows.shape[0] > 1 for rows in scores.per_row.values()):
-        settings = {**settings, "interval": INTERVAL_METHOD, "correction": f"clearly above: {CORRECTION}"}
+    settings = detection_settings(scores, settings)
     for kind in scores.kinds:
         score = scores.score(kind)
         limit = score.threshold if threshold is None else threshold

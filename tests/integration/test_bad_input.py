@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from induction_nnsight.app import ablate_job, ablate_search, attention_job, jobs, patch_job
+from induction_nnsight.app import ablate_job, ablate_search, attention_job, heads_job, patch_job, scan_job
 from induction_nnsight.app.cli import main
 
 # Valid, small settings per subcommand; a case's bad options come after them (argparse: last one wins).
@@ -119,7 +119,8 @@ class ForwardPass(BaseException):
 
 # The forward-pass entry points the jobs call (names as imported into each job module).
 TRACED = {
-    jobs: ("scan", "head_scores"),
+    scan_job: ("scan",),
+    heads_job: ("head_scores",),
     attention_job: ("heads_attention",),
     ablate_job: ("scan", "ablate_heads", "ablation_curve"),
     ablate_search: ("ablation_sweep", "head_estimate", "search_heads"),

@@ -13,8 +13,9 @@ import torch
 from induction_nnsight import load_model
 from induction_nnsight.app.cli import main
 from induction_nnsight.app.dynamics_job import DynamicsConfig, run_dynamics
-from induction_nnsight.app.jobs import ScanConfig, run_scan
+from induction_nnsight.app.jobs import ScanConfig
 from induction_nnsight.app.outputs import parse_strict
+from induction_nnsight.app.scan_job import run_scan
 from induction_nnsight.dynamics.checkpoints import find_checkpoints
 from induction_nnsight.dynamics.scoring import DYNAMICS_KINDS
 from induction_nnsight.probes.tokens import Probe, repeated_tokens

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from induction_nnsight.app.jobs import CONFIRM_SEED, HeadsConfig, run_heads, scan_tokens
+from induction_nnsight.app.heads_job import CONFIRM_SEED, HeadsConfig, run_heads
+from induction_nnsight.app.jobs import scan_tokens
 from induction_nnsight.probes.tokens import repeated_tokens_probe
 from induction_nnsight.scores.heads import head_scores
 

@@ -18,7 +18,9 @@ import math
 import pytest
 import torch
 
-from induction_nnsight.app.jobs import HeadsConfig, ScanConfig, run_heads, run_scan
+from induction_nnsight.app.heads_job import HeadsConfig, run_heads
+from induction_nnsight.app.jobs import ScanConfig
+from induction_nnsight.app.scan_job import run_scan
 from induction_nnsight.causal.metrics import repeated_half_loss
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.builtin import BUILTIN_SCORES

@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from induction_nnsight.app.attention_view import view_targets
 from induction_nnsight.figures.attention_html import attention_data, attention_fragment, attention_html
+from induction_nnsight.scores.attention_view import view_targets
 from induction_nnsight.scores.reductions import induction_token_mask
 
 

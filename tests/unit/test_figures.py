@@ -249,7 +249,8 @@ def test_values_are_drawn_unchanged():
 
 
 def test_the_scan_job_labels_its_top_heads_and_names_model_and_settings(tiny_model, tiny_dir):
-    from induction_nnsight.app.jobs import ScanConfig, run_scan
+    from induction_nnsight.app.jobs import ScanConfig
+    from induction_nnsight.app.scan_job import run_scan
 
     config = ScanConfig(model=str(tiny_dir("gpt2")), batch=2, seq_len=6, low=1, high=128)
     results, files = run_scan(config, tiny_model("gpt2"))

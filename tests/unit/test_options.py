@@ -49,7 +49,7 @@ def test_parsed_defaults_build_the_config_defaults(name):
 
 
 def test_heads_lists_five_on_the_command_line_and_ten_in_python():
-    from induction_nnsight.app.jobs import HeadsConfig
+    from induction_nnsight.app.heads_job import HeadsConfig
 
     assert config_from(HeadsConfig, build_parser().parse_args(["heads"])).top == 5
     assert HeadsConfig().top == 10

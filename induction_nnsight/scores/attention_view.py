@@ -18,15 +18,16 @@ from pathlib import Path
 
 import torch
 
-from ..causal.head_outputs import check_heads
 from ..errors import InductionError
 from ..figures.attention_html import attention_fragment, attention_html
 from ..models.layout import model_facts
-from ..names import head_name, parse_heads
+from ..names import check_heads, head_name, parse_heads
 from ..ndif.execution import Execution
 from ..probes.tokens import Probe, text_probe
-from ..scores.reductions import induction_token_mask
-from ..scores.scan import heads_attention
+from .reductions import induction_token_mask
+from .scan import heads_attention
+
+__all__ = ["AttentionView", "Heads", "attention_view", "view_targets"]
 
 Heads = str | tuple[int, int] | list[tuple[int, int]]
 
