@@ -1,15 +1,20 @@
 """``induction-nnsight train``: train a small transformer on repeated random spans, with log-spaced
-checkpoints (``OUT/checkpoint-STEP/``) to watch induction heads form; resumable."""
+checkpoints (``OUT/checkpoint-STEP/``) to watch induction heads form, and (``--dense auto``, the
+default) dense checkpoints placed where the coarse pass's best induction score rises; resumable."""
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from ..dynamics.refine import RULE, coarse_scores, dense_window
 from ..errors import InductionError
 from ..figures.dynamics import training_loss_figure
-from ..training.config import TrainSettings
-from ..training.loop import train
+from ..strict_json import json_line
+from ..training.config import TrainSettings, dense_auto
+from ..training.loop import TrainRun, train, train_window
 from .options import option
 from .outputs import default_out, rounded, to_json
 
@@ -40,8 +45,9 @@ class TrainConfig(TrainSettings):
     )
     dense: str = option(
         TrainSettings.dense,
-        help="extra checkpoints START:STOP:EVERY (none: only the log-spaced ones)",
-        metavar="START:STOP:EVERY",
+        help="dense checkpoints: auto (20, placed through the rise of the best induction score that a heads pass "
+        "on the log-spaced checkpoints finds; auto:N for N), START:STOP:EVERY, or none (only the log-spaced ones)",
+        metavar="auto[:N]|START:STOP:EVERY|none",
     )
     log_every: int = option(TrainSettings.log_every, help="steps between loss-log lines", parse=int)
     seed: int = option(TrainSettings.seed, help="seed of the weights and the corpus", parse=int)
@@ -79,15 +85,19 @@ def run_train(config: TrainConfig) -> tuple[dict, dict[str, str]]:
     """Train (or resume) the run ``config`` describes: one run, or ``--seeds N`` runs under ``OUT/seed-S/``.
 
     Returns:
-        ``(results, files)``: ``train_results.json`` (settings, checkpoints, last losses, seconds; with
-        several seeds the first seed's, and ``"seeds"``: each seed's directory, seconds and last losses) and
+        ``(results, files)``: ``train_results.json`` (settings, checkpoints, ``dense_window`` (what
+        :func:`refine` placed; None unless ``--dense auto``), last losses, seconds (both passes and the
+        heads passes between them); with several seeds the first seed's, and ``"seeds"``: each seed's
+        directory, seconds, last losses and dense window) and
         ``dynamics_training_loss.json`` (the first seed's loss log as a chart), for ``OUT``.
     """
     config.validate()
-    runs = []
+    runs, windows = [], []
     for seed, out in seed_dirs(config.out, config.seed, config.seeds):
-        runs.append((seed, train(replace(config.settings(), seed=seed), out, progress=config.progress)))
-    run = runs[0][1]
+        settings = replace(config.settings(), seed=seed)
+        runs.append((seed, train(settings, out, progress=config.progress)))
+        windows.append(refine(settings, runs[-1][1], progress=config.progress))
+    run, window = runs[0][1], windows[0]
     last = run.log[-1] if run.log else {}
     results = {
         "settings": {**asdict(config.settings()), "seeds": config.seeds},
@@ -95,13 +105,20 @@ def run_train(config: TrainConfig) -> tuple[dict, dict[str, str]]:
         "resumed_from": run.resumed_from,
         "seconds": round(sum(r.seconds for _, r in runs), 1),
         "checkpoints": [{"step": step, "path": str(path)} for step, path in run.checkpoints.items()],
+        "dense_window": window,
         "last_step": last.get("step"),
         "last_loss": _last_loss(run.log),
         **(
             {
                 "seeds": [
-                    {"seed": seed, "out": str(r.out), "seconds": round(r.seconds, 1), "last_loss": _last_loss(r.log)}
-                    for seed, r in runs
+                    {
+                        "seed": seed,
+                        "out": str(r.out),
+                        "seconds": round(r.seconds, 1),
+                        "last_loss": _last_loss(r.log),
+                        "dense_window": None if w is None else {k: w[k] for k in ("start", "end")},
+                    }
+                    for (seed, r), w in zip(runs, windows)
                 ]
             }
             if config.seeds > 1
@@ -126,3 +143,41 @@ def _last_loss(log: list[dict]) -> dict:
         for key in ("loss", "loss_fresh", "loss_copied")
         if key in last
     }
+
+
+DENSE_WINDOW = "dense_window.json"
+"""The record of ``--dense auto``'s placement in a run directory (read by ``dynamics`` for each seed)."""
+
+
+def refine(settings: TrainSettings, run: TrainRun, *, progress: bool = True) -> dict | None:
+    """``--dense auto``: score the coarse checkpoints, place the dense ones through the rise, train them.
+
+    One heads pass per log-spaced checkpoint (:func:`~induction_nnsight.dynamics.refine.coarse_scores`)
+    gives the best induction score; :func:`~induction_nnsight.dynamics.refine.dense_window` places the
+    checkpoints; :func:`~induction_nnsight.training.loop.train_window` trains again from the latest
+    checkpoint before them and saves them, with an uninterrupted run's weights. ``run.checkpoints``
+    gains them, and ``OUT/dense_window.json`` records the placement.
+
+    Returns:
+        ``{"start", "end", "steps", "coarse", "rule"}`` (``coarse``: ``[[step, best induction score], ...]``
+        of the coarse pass), or None when ``settings.dense`` is not ``auto[:N]``.
+    """
+    n = dense_auto(settings.dense)
+    if n is None:
+        return None
+    began = time.perf_counter()
+    steps, best = coarse_scores(list(run.checkpoints.values()))
+    window = dense_window(steps, best, n)
+    run.checkpoints.update(train_window(settings, run.out, window["steps"], progress=progress))
+    run.checkpoints = dict(sorted(run.checkpoints.items()))
+    run.seconds += time.perf_counter() - began  # the scoring and the second pass count as training time
+    record = {**window, "coarse": [[step, round(score, 4)] for step, score in zip(steps, best)], "rule": RULE}
+    (run.out / DENSE_WINDOW).write_text(json_line(record) + "\n")
+    if progress:
+        print(
+            f"induction-nnsight: train {run.out.name}: {len(window['steps'])} dense checkpoints between steps "
+            f"{window['start']} and {window['end']}, where the coarse pass's best induction score rises",
+            file=sys.stderr,
+            flush=True,
+        )
+    return record

@@ -136,8 +136,18 @@ def _rounded(value: float) -> float | None:
     return rounded(value, 4)
 
 
-def _extent(steps: Sequence[int], best: Sequence[float]) -> dict:
-    """From the last checkpoint below 10% of the net rise to the first above 90% of it."""
+def rise_extent(steps: Sequence[int], best: Sequence[float]) -> dict:
+    """The extent of a series' rise: from the last checkpoint at or below 10% of the net rise (the first
+    checkpoint to the highest) to the first at or above 90% of it.
+
+    Returns:
+        ``{"start", "end", "checkpoints"}``: the two steps, and how many checkpoints lie from one to the
+        other (both counted); ``start == end`` when the series never rises above its first value.
+
+    Example:
+        >>> rise_extent([0, 10, 20, 30, 40], [0.0, 0.05, 0.5, 0.95, 1.0])
+        {'start': 10, 'end': 30, 'checkpoints': 3}
+    """
     top = max(range(len(best)), key=lambda k: (best[k], -k))
     base, rise = best[0], best[top] - best[0]
     low_line, high_line = base + 0.1 * rise, base + 0.9 * rise
@@ -417,7 +427,7 @@ def phase_test(
         "centre": round(centre, 1),
         "width": round(fit["width"], 1),
         "amplitude": fit["rise"],
-        **_extent(steps, best),
+        **rise_extent(steps, best),
     }
     note = (
         f"phase change {where}: a rising sigmoid centred at step {centre:.0f} (10%-90% width {fit['width']:.0f} steps, "

@@ -62,8 +62,11 @@ def loss_by_position_figure(
     return fig
 
 
-def nan_to_none(value: float) -> float | None:
-    """``value`` as a float, or None (``null`` in a chart) where it is NaN."""
+def nan_to_none(value: float | None) -> float | None:
+    """``value`` as a float, or None (``null`` in a chart) where it is NaN or already None (a strict-JSON null
+    read back, e.g. a resumed run's loss on copied tokens where nothing is copied)."""
+    if value is None:
+        return None
     value = float(value)
     return None if math.isnan(value) else value
 

@@ -41,7 +41,7 @@ class TrainSettings:
     min_span: int = 4
     max_span: int = 31  # (seq_len - 1) // 2: the probe's block fits the context and the training distances
     n_checkpoints: int = 20
-    dense: str = "500:1500:50"  # START:STOP:EVERY: checkpoints through the default run's phase change
+    dense: str = "auto"  # auto[:N]: N (20) checkpoints through the steepest rise of a coarse pass; or START:STOP:EVERY
     log_every: int = 10
     tokenizer: bool = True
     repeats: bool = True  # False: a control corpus with no repeated spans (no induction heads form)
@@ -76,21 +76,48 @@ class TrainSettings:
         dense_steps(self.dense)
 
 
-def dense_steps(text: str) -> list[int]:
-    """``--dense START:STOP:EVERY``: the steps ``START, START + EVERY, ... <= STOP`` ("" or "none": none).
+DENSE_AUTO = 20
+"""Checkpoints ``--dense auto`` places through the rise the coarse pass finds."""
+
+
+def dense_auto(text: str) -> int | None:
+    """``--dense auto[:N]``: how many checkpoints to place from the coarse pass (``auto``: :data:`DENSE_AUTO`);
+    None for an explicit ``START:STOP:EVERY`` or none.
 
     Example:
-        >>> dense_steps("500:700:50"), dense_steps("")
-        ([500, 550, 600, 650, 700], [])
+        >>> dense_auto("auto"), dense_auto("auto:8"), dense_auto("500:700:50")
+        (20, 8, None)
 
     Raises:
-        InductionError: For anything but three whole numbers with ``0 <= START <= STOP`` and ``EVERY >= 1``.
+        InductionError: For ``auto:N`` with ``N`` not a whole number of at least 1.
     """
-    if not text or text.strip().lower() == "none":
+    head, _, count = text.strip().lower().partition(":")
+    if head != "auto":
+        return None
+    if not count:
+        return DENSE_AUTO
+    if not count.strip().isdigit() or int(count) < 1:
+        raise InductionError(f"--dense {text!r}: pass auto, auto:N with N >= 1, START:STOP:EVERY or none")
+    return int(count)
+
+
+def dense_steps(text: str) -> list[int]:
+    """``--dense START:STOP:EVERY``: the steps ``START, START + EVERY, ... <= STOP`` ("" or "none": none;
+    ``auto[:N]``: none fixed in advance, they are placed from the coarse pass, see :func:`dense_auto`).
+
+    Example:
+        >>> dense_steps("500:700:50"), dense_steps(""), dense_steps("auto")
+        ([500, 550, 600, 650, 700], [], [])
+
+    Raises:
+        InductionError: For anything but three whole numbers with ``0 <= START <= STOP`` and ``EVERY >= 1``,
+            ``auto[:N]`` or none.
+    """
+    if not text or text.strip().lower() == "none" or dense_auto(text) is not None:
         return []
     parts = text.split(":")
     if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
-        raise InductionError(f"--dense {text!r} is not START:STOP:EVERY (e.g. 500:1500:50), or none")
+        raise InductionError(f"--dense {text!r} is not auto, auto:N, START:STOP:EVERY (e.g. 500:1500:50) or none")
     start, stop, every = (int(p) for p in parts)
     if start > stop or every < 1:
         raise InductionError(f"--dense {text!r}: pass START <= STOP and EVERY >= 1 (e.g. 500:1500:50)")

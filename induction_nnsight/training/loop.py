@@ -128,6 +128,38 @@ def _optimizer(model, settings: TrainSettings) -> torch.optim.Optimizer:
     )
 
 
+def _restore(checkpoint: Path, settings: TrainSettings) -> tuple[object, torch.optim.Optimizer, float]:
+    """The model, the optimizer (its state restored) and the seconds of training saved in ``checkpoint``."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    optimizer = _optimizer(model, settings)
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    return model, optimizer, json.loads((checkpoint / STATE_FILE).read_text())["seconds"]
+
+
+def _step(model, optimizer: torch.optim.Optimizer, settings: TrainSettings, step: int) -> tuple:
+    """One optimizer step on step ``step``'s batch: ``(loss tensor, fresh-token loss, copied-token loss, lr)``."""
+    batch = repeated_spans(
+        settings.batch,
+        settings.seq_len,
+        settings.vocab_size,
+        seed=settings.seed,
+        step=step,
+        spans=(settings.min_span, settings.max_span) if settings.repeats else None,
+        bos_token_id=BOS_ID,
+    )
+    lr = learning_rate(settings, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss, fresh, copied = _losses(model, batch.tokens, batch.source)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trained_parameters(model, settings), 1.0)
+    optimizer.step()
+    return loss, fresh, copied, lr
+
+
 def train(settings: TrainSettings, out: str | Path, *, progress: bool = True) -> TrainRun:
     """Train (or continue training) the model ``settings`` describe, checkpointing into ``out``.
 
@@ -153,7 +185,6 @@ def train(settings: TrainSettings, out: str | Path, *, progress: bool = True) ->
 
 def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
@@ -166,10 +197,7 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
         saved[0] = _save(out, 0, model, optimizer, settings, 0.0)
         start_step = 0
     else:
-        model = AutoModelForCausalLM.from_pretrained(saved[start], dtype=torch.float32)
-        optimizer = _optimizer(model, settings)
-        optimizer.load_state_dict(torch.load(saved[start] / "optimizer.pt", weights_only=True))
-        seconds_before = json.loads((saved[start] / STATE_FILE).read_text())["seconds"]
+        model, optimizer, seconds_before = _restore(saved[start], settings)
         start_step = start
     log = _read_log(out, start_step)
     model.train()
@@ -178,23 +206,7 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
     with open(out / LOSS_LOG, "w") as stream:
         stream.writelines(_json_line(line) for line in log)
         for step in range(start_step + 1, settings.steps + 1):
-            batch = repeated_spans(
-                settings.batch,
-                settings.seq_len,
-                settings.vocab_size,
-                seed=settings.seed,
-                step=step,
-                spans=(settings.min_span, settings.max_span) if settings.repeats else None,
-                bos_token_id=BOS_ID,
-            )
-            lr = learning_rate(settings, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, fresh, copied = _losses(model, batch.tokens, batch.source)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trained_parameters(model, settings), 1.0)
-            optimizer.step()
+            loss, fresh, copied, lr = _step(model, optimizer, settings, step)
             seconds = seconds_before + time.perf_counter() - began
             if step % settings.log_every == 0 or step in planned:
                 line = {
@@ -215,3 +227,59 @@ def _train(settings: TrainSettings, out: Path, progress: bool) -> TrainRun:
     bar.close()
     checkpoints = {s: p for s, p in saved_checkpoints(out).items() if s in planned}
     return TrainRun(out, checkpoints, log, start, seconds_before + time.perf_counter() - began)
+
+
+def train_window(
+    settings: TrainSettings, out: str | Path, steps: list[int], *, progress: bool = True
+) -> dict[int, Path]:
+    """Add checkpoints at ``steps`` to a run already trained past them, by training again from the
+    latest checkpoint before the first missing one (the dense checkpoints of ``--dense auto``).
+
+    The batches are a pure function of ``(seed, step)`` and the optimizer state is restored, so each
+    new checkpoint holds the weights an uninterrupted run has at its step. The loss log is left as
+    it is (the first pass wrote those steps' lines already, every ``log_every`` steps).
+
+    Args:
+        settings: The run's settings (checked against ``out``'s).
+        out: The run directory.
+        steps: The steps to checkpoint (those already saved are kept).
+        progress: Show a tqdm progress bar on stderr.
+
+    Returns:
+        ``step -> checkpoint directory`` for each of ``steps``.
+
+    Raises:
+        InductionError: On other settings than the run's, or a step beyond ``settings.steps``.
+    """
+    from tqdm.auto import tqdm
+
+    settings.validate()
+    out = Path(out).expanduser()
+    if not (out / SETTINGS_FILE).is_file():
+        raise InductionError(f"{out} holds no training run: train it before adding checkpoints")
+    _check_settings(out, settings)
+    wanted = sorted({int(s) for s in steps})
+    if wanted and not (wanted[0] > 0 and wanted[-1] <= settings.steps):
+        raise InductionError(f"checkpoint steps {wanted[0]}..{wanted[-1]} lie outside the run's 1..{settings.steps}")
+    saved = saved_checkpoints(out)
+    missing = [s for s in wanted if s not in saved]
+    if missing:
+        start = max(s for s in saved if s < missing[0])
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model, optimizer, seconds_before = _restore(saved[start], settings)
+            model.train()
+            began = time.perf_counter()
+            bar = tqdm(total=missing[-1] - start, desc=f"dense {out.name}", disable=not progress, unit="step")
+            for step in range(start + 1, missing[-1] + 1):
+                _step(model, optimizer, settings, step)
+                if step in missing:
+                    saved[step] = _save(
+                        out, step, model, optimizer, settings, seconds_before + time.perf_counter() - began
+                    )
+                bar.update(1)
+            bar.close()
+        finally:
+            torch.set_num_threads(threads)
+    return {step: saved[step] for step in wanted}

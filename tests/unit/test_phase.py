@@ -26,12 +26,14 @@ from induction_nnsight.dynamics.phase import (
 )
 from induction_nnsight.dynamics.series import fresh_loss_bump, phase_spread
 from induction_nnsight.errors import InductionError
-from induction_nnsight.training.config import TrainSettings, checkpoint_steps, dense_steps
+from induction_nnsight.training.config import checkpoint_steps, dense_steps
 from tests.docs.helpers import ROOT
 
 STEPS = [0, 10, 20, 40, 80, 160, 320, 400, 450, 500, 550, 600, 700, 1000, 2000]
-DEFAULTS = TrainSettings()
-DEFAULT_STEPS = checkpoint_steps(DEFAULTS.steps, DEFAULTS.n_checkpoints, DEFAULTS.dense)  # the default run's 41
+# the committed default run's 41 steps (log-spaced, and dense through its rise)
+DEFAULT_STEPS = [
+    c["step"] for c in json.loads((ROOT / "charts" / "dynamics_train_results.json").read_text())["checkpoints"]
+]
 
 
 def noisy(values, scale=0.003, seed=0):
