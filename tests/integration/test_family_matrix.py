@@ -34,16 +34,16 @@ import torch.nn.functional as F
 
 from induction_nnsight import Execution, load_model, repeated_tokens
 from induction_nnsight.causal.ablation import ablate_heads
-from induction_nnsight.causal.copying_patch import COPYING_TARGETS, copying_sweep
+from induction_nnsight.causal.dual_route.attention import value_weighted_attention
+from induction_nnsight.causal.dual_route.copying import COPYING_TARGETS, copying_sweep
 from induction_nnsight.causal.estimators import head_estimate
 from induction_nnsight.causal.metrics import RowMetric
 from induction_nnsight.causal.patching import patch_heads
 from induction_nnsight.causal.path_patching import Ablation, PathVariant, path_patching
 from induction_nnsight.causal.path_search import path_search
 from induction_nnsight.models.layout import model_layout
-from induction_nnsight.probes.dual_route import copying_prompts
+from induction_nnsight.causal.dual_route.prompts import RandomTokens, copying_prompts
 from induction_nnsight.probes.tokens import repeated_probe
-from induction_nnsight.scores.dual_attention import value_weighted_attention
 from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.scores.scan import scan
 from tests.conftest import TINY_BOS, save_tiny_model
@@ -431,7 +431,7 @@ def test_sender_norm_is_a_circuit_option(family):
 
 
 ENTITIES = [(5, 6), (7, 8, 9), (11, 12, 13, 14), (15, 16, 17, 18, 19)]
-PROMPTS = dict(seed=0, low=20, high=120, separator=3, bos=TINY_BOS)
+COPIED = [(5, 6), (7, 8), (11, 12), (15, 16)]
 
 
 def _value_norms(plain_model, layout, rows) -> list[torch.Tensor]:
@@ -474,7 +474,8 @@ def test_dual_route(family, plain, record_property, name, attn):
         expected.append(weighted[torch.arange(BATCH)[:, None], :, keys])  # [batch, n_keys, head]
     assert torch.allclose(got, torch.stack(expected, 2), atol=ATOL)
 
-    prompts = copying_prompts(ENTITIES, n_random=4, **PROMPTS)
+    # spans of one length: the rows of one length run in one batch
+    (prompts,) = copying_prompts(COPIED, RandomTokens.uniform(20, 120), seed=0, separator=3, bos=TINY_BOS)
     cut = slice(2 * layout.facts.d_head, 3 * layout.facts.d_head)  # head 2 of layer 0, read by both targets
     o_proj = _o_proj(plain(name), model, 0)
     clean = []
