@@ -36,13 +36,13 @@ from induction_nnsight import Execution, load_model, repeated_tokens
 from induction_nnsight.causal.ablation import ablate_heads
 from induction_nnsight.causal.dual_route.attention import value_weighted_attention
 from induction_nnsight.causal.dual_route.copying import COPYING_TARGETS, copying_sweep
+from induction_nnsight.causal.dual_route.prompts import RandomTokens, copying_prompts
 from induction_nnsight.causal.estimators import head_estimate
 from induction_nnsight.causal.metrics import RowMetric
 from induction_nnsight.causal.patching import patch_heads
 from induction_nnsight.causal.path_patching import Ablation, PathVariant, path_patching
 from induction_nnsight.causal.path_search import path_search
 from induction_nnsight.models.layout import model_layout
-from induction_nnsight.causal.dual_route.prompts import RandomTokens, copying_prompts
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.heads import head_scores
 from induction_nnsight.scores.scan import scan
