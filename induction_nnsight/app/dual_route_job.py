@@ -101,7 +101,13 @@ class DualRouteConfig:
         if not self.timeout > 0:
             raise InductionError(f"--timeout must be a positive number of seconds, got {self.timeout}")
         if self.random_text not in (RANDOM_TEXT_DEFAULT, RANDOM_TEXT_UNIFORM):
-            read_text(self.random_text)  # a missing or unreadable path is refused before a model loads
+            self._text()  # a missing or unreadable path is refused before a model loads
+
+    def _text(self) -> tuple[str, str]:
+        try:
+            return read_text(self.random_text)
+        except InductionError as error:  # read_text names the icl command's flag
+            raise InductionError(str(error).replace("--text", "--random-text", 1)) from error
 
     def probe(self) -> DualRouteProbe:
         """The :class:`~induction_nnsight.causal.dual_route.DualRouteProbe` these settings describe."""
@@ -123,7 +129,7 @@ class DualRouteConfig:
         tokenizer = getattr(model, "tokenizer", None)
         if self.random_text == RANDOM_TEXT_UNIFORM or tokenizer is None:
             return RandomTokens.uniform(self.low, self.high)
-        text, source = default_text() if self.random_text == RANDOM_TEXT_DEFAULT else read_text(self.random_text)
+        text, source = default_text() if self.random_text == RANDOM_TEXT_DEFAULT else self._text()
         facts = model_facts(model)
         special = (facts.bos_token_id, getattr(tokenizer, "unk_token_id", None))
         exclude = [separator_id(tokenizer, self.low)] + [i for i in special if i is not None]

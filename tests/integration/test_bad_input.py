@@ -98,6 +98,8 @@ CASES = [
     _case("patch", ["--layers", "7"], "--layers", "layers-out-of-range"),
     _case("patch", ["--pair", "bogus"], "--pair", "pair-unknown"),
     _case("patch", ["--metric", "bogus"], "--metric", "metric-unknown"),
+    _case("dual-route", ["--random-text", "/nonexistent/text.txt"], "--random-text", "random-text-missing"),
+    _case("dual-route", ["--max-k", "0"], "--max-k", "max-k-0"),
     _case("explain", ["--top-k", "9"], "--top-k", "top-k-above-8-heads"),
     _case("explain", ["--circuit-top", "0"], "--circuit-top", "circuit-top-0"),
     _case("explain", ["--dual-route", "on"], "--dual-route", "dual-route-on-for-2-layers"),
