@@ -30,6 +30,7 @@ BASE = {
     "attention": ["--layer", "0", "--head", "0", "--prompt", "t1 t2 t3"],
     "ablate": [*TOKENS, "--top-k", "2", "--draws", "2", "--no-sweep"],
     "patch": [*TOKENS, "--pair", "repeated", "--sites", "heads"],
+    "dual-route": ["--low", "1", "--high", "128", "--prompts", "2", "--copying-prompts", "2"],
     "explain": [
         *TOKENS,
         *("--top-k", "2", "--draws", "2", "--verify", "2", "--prompt", "t1 t2 t3"),

@@ -96,8 +96,9 @@ def test_dual_route_command_writes_every_grid(tiny_dir, tmp_path):
     for grid in ("token_attention", "concept_attention", "random_end_attention", "token_copying", "concept_copying"):
         assert len(results["scores"][grid]["mean"]) == 2 and len(results["scores"][grid]["ci_low"][0]) == 4
         assert len(results["top_heads"][grid]) == 2
-        reliability = results["split_half_reliability"][grid]  # null where a grid is constant over heads
-        assert reliability is None or -1.0 <= reliability <= 1.0
+        # null where a grid is constant over heads; Spearman-Brown steps a negative half correlation below -1
+        reliability = results["split_half_reliability"][grid]
+        assert reliability is None or reliability <= 1.0
     assert results["entities"]["source"].startswith("pycountry")
     assert set(results["dissociation"]["drop"]) == {"concept", "token"}
     assert [p["k"] for p in results["dissociation"]["curve"]["token"]["verbatim"]] == [1, 2]
