@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..causal.cost import passes
+from ..causal.dual_route.entities import entity_names, tokenized_entities
 from ..errors import InductionError
 from ..figures.heads import loss_by_position_figure
 from ..models.layout import model_facts
-from ..probes.entities import entity_names, tokenized_entities
 from ..scores.icl import OLSSON_TOKENS
 from ..stats import ALPHA, CORRECTION, INTERVAL_METHOD, LEVEL
 from .ablate_job import AblateConfig, run_ablate

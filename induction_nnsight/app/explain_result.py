@@ -49,7 +49,8 @@ class Explanation(JobResult):
         attention: ``{"heads": [name], "scores": {name: score}, "n_tokens", "repeat"}``.
         icl: ``{"ran", "score": {"mean", "ci_low", "ci_high"}, "early", "late", "loss_at_early", "loss_at_late",
             "n_windows", "length", "source"}``.
-        dual_route: ``{"ran": bool, "reason"}`` and, where it ran, ``"top_heads"``, ``"difference"``.
+        dual_route: ``{"ran": bool, "reason"}`` and, where it ran, ``"top_heads"``, ``"difference"``,
+            ``"copying_unit"`` and ``"ablated"`` (the heads ablated per kind).
         cost: ``{"stages": {stage: {"seconds", "forward_passes", "backward_passes", "tokens"}}, "total": ...}``.
         sentences: ``{section: [sentence]}`` (:func:`~induction_nnsight.app.explain_text.sentences`).
         figures: ``{name: Plotly JSON}`` (not in :meth:`to_json`).
@@ -181,6 +182,8 @@ def dual_route_section(dual: dict | None, reason: str | None) -> dict:
             for grid, heads in dual["top_heads"].items()
         },
         "difference": dual["dissociation"]["difference"],
+        "copying_unit": dual["scores"]["token_copying"]["unit"],
+        "ablated": dual["dissociation"]["ks"][-1],
     }
 
 

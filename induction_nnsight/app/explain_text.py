@@ -283,15 +283,18 @@ def dual_route_sentences(dual: dict, top: int, n_heads: int) -> list[str]:
         score = with_interval(best["score"], *best["ci"], sign=True)
         verdict = "" if resolved(*best["ci"]) else f": {_why_not(*best['ci'], None)}"
         out.append(
-            f"The strongest {word} head is {best['name']}: {score} nats of log-probability{verdict} (the best of "
+            f"The strongest {word} head is {best['name']}: {score} ({dual['copying_unit']}){verdict} (the best of "
             f"{n_heads} heads; its interval is not corrected for that choice)."
         )
     for kind, d in dual["difference"].items():
         diff = with_interval(d["mean"], d["ci_low"], d["ci_high"], sign=True)
-        text = f"Ablating the top {top} {kind} heads, the drop on entities minus the drop on random spans is {diff}"
+        text = (
+            f"Mean-ablating the top {dual['ablated']} {kind} heads, the drop on copying a word list minus the drop "
+            f"on copying a random-token list is {diff}"
+        )
         if resolved(d["ci_low"], d["ci_high"]):
-            more = "entities" if d["mean"] > 0 else "random spans"
-            out.append(f"{text}: they matter more on {more}.")
+            more = "meaning" if d["mean"] > 0 else "verbatim copying"
+            out.append(f"{text}: they matter more for {more}.")
         else:
             out.append(f"{text}: {_why_not(d['ci_low'], d['ci_high'], None)}.")
     return out

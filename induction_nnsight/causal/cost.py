@@ -143,9 +143,9 @@ def runs_cost(runs: Sequence[Run], n_layers: int, shape: tuple[int, int], *, pro
 
 
 def copying_cost(shape: tuple[int, int], n_variants: int, *, cached: bool) -> Cost:
-    """What :func:`~induction_nnsight.causal.copying_patch.copying_sweep` runs for ``n_variants`` (the
+    """What :func:`~induction_nnsight.causal.dual_route.copying.copying_sweep` runs for ``n_variants`` (the
     unpatched one included) on corrupt rows of ``shape`` ``(batch, pos)``: the clean rows' head outputs,
-    then, with the prefix ``cached`` (:func:`~induction_nnsight.causal.copying_patch.caches_prefix`), the
+    then, with the prefix ``cached`` (:func:`~induction_nnsight.causal.dual_route.copying.caches_prefix`), the
     prefix once and every variant's last two tokens (a pass over two tokens of a row counts one row pass,
     its two tokens), or else every variant's whole rows."""
     batch, n_pos = shape

@@ -95,37 +95,40 @@ def dual_route_heatmap(
 
 
 def dissociation_figure(
-    drop: dict[str, dict[str, dict[str, float]]], *, title: str, subtitle: str | None = None
+    curve: dict[str, dict[str, list[dict[str, float]]]], *, title: str, subtitle: str | None = None
 ) -> go.Figure:
-    """Grouped bars: the drop of the copying probability when each head set is ablated, per span kind, with intervals.
+    """Top-k curves: the drop of the copied word's probability when the top k heads of each ranking are
+    ablated, per task, with intervals.
 
     Args:
-        drop: ``{head_set: {span: {"mean", "ci_low", "ci_high"}}}`` (e.g. ``{"concept": {"entity": ...,
-            "random": ...}, "token": {...}}``).
+        curve: ``{ranking: {task: [{"k", "mean", "ci_low", "ci_high"}, ...]}}`` (e.g. ``{"concept":
+            {"meaning": [...], "verbatim": [...]}, "token": {...}}``).
         title: What and which model.
         subtitle: The settings.
+
+    Returns:
+        One line per ranking and task against k, with the 95% interval of each point as error bars.
     """
     fig = go.Figure()
-    spans = sorted({span for by_span in drop.values() for span in by_span})
-    for i, span in enumerate(spans):
-        names = list(drop)
-        values = [drop[name][span] for name in names]
-        fig.add_bar(
-            name=f"copying {span} spans",
-            x=[f"top {name} heads ablated" for name in names],
-            y=[v["mean"] for v in values],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [v["ci_high"] - v["mean"] for v in values],
-                "arrayminus": [v["mean"] - v["ci_low"] for v in values],
-            },
-            marker_color=CATEGORICAL[i % len(CATEGORICAL)],
-        )
+    for i, (ranking, by_task) in enumerate(curve.items()):
+        for j, (task, points) in enumerate(by_task.items()):
+            fig.add_scatter(
+                name=f"top {ranking} heads, {task} copying",
+                x=[p["k"] for p in points],
+                y=[p["mean"] for p in points],
+                mode="lines+markers",
+                line={"color": CATEGORICAL[i % len(CATEGORICAL)], "dash": "solid" if j == 0 else "dash"},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [p["ci_high"] - p["mean"] for p in points],
+                    "arrayminus": [p["mean"] - p["ci_low"] for p in points],
+                },
+            )
     fig.update_layout(
-        barmode="group",
         title=figure_title(title, subtitle),
-        yaxis_title="drop of P(next span token), 95% interval",
+        xaxis_title="heads ablated (k)",
+        yaxis_title="drop of P(copied word's first token), 95% interval",
         template="plotly_white",
     )
     return fig

@@ -30,6 +30,7 @@ BASE = {
     "attention": ["--layer", "0", "--head", "0", "--prompt", "t1 t2 t3"],
     "ablate": [*TOKENS, "--top-k", "2", "--draws", "2", "--no-sweep"],
     "patch": [*TOKENS, "--pair", "repeated", "--sites", "heads"],
+    "dual-route": ["--low", "1", "--high", "128", "--prompts", "2", "--copying-prompts", "2"],
     "explain": [
         *TOKENS,
         *("--top-k", "2", "--draws", "2", "--verify", "2", "--prompt", "t1 t2 t3"),
@@ -98,6 +99,8 @@ CASES = [
     _case("patch", ["--layers", "7"], "--layers", "layers-out-of-range"),
     _case("patch", ["--pair", "bogus"], "--pair", "pair-unknown"),
     _case("patch", ["--metric", "bogus"], "--metric", "metric-unknown"),
+    _case("dual-route", ["--random-text", "/nonexistent/text.txt"], "--random-text", "random-text-missing"),
+    _case("dual-route", ["--max-k", "0"], "--max-k", "max-k-0"),
     _case("explain", ["--top-k", "9"], "--top-k", "top-k-above-8-heads"),
     _case("explain", ["--circuit-top", "0"], "--circuit-top", "circuit-top-0"),
     _case("explain", ["--dual-route", "on"], "--dual-route", "dual-route-on-for-2-layers"),

@@ -10,22 +10,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import transformers as tf
 
 from induction_nnsight import Execution, load_model
-from induction_nnsight.causal.copying_patch import COPYING_TARGETS, copying_sweep
-from induction_nnsight.causal.dual_route import DualRouteProbe, dual_route, pick_entities
-from induction_nnsight.probes.dual_route import attention_prompts, copying_prompts
-from induction_nnsight.probes.entities import Entity
-from induction_nnsight.scores.dual_attention import value_weighted_attention
+from induction_nnsight.causal.dual_route import DualRouteProbe, Entity, dual_route, pick_entities
+from induction_nnsight.causal.dual_route.attention import value_weighted_attention
+from induction_nnsight.causal.dual_route.copying import COPYING_TARGETS, copying_sweep
+from induction_nnsight.causal.dual_route.prompts import RandomTokens, attention_prompts, copying_prompts
 from tests.conftest import TINY_ARCHS, save_tiny_model
 from tests.forward_passes import forward_passes
 
 QUIET = Execution(progress=False, max_rows=8)  # several traces per sweep: the batching is exercised
 ENTITIES = [(5, 6), (7, 8, 9), (11, 12, 13, 14), (15, 16, 17, 18, 19)]
-COMMON = dict(seed=0, low=20, high=120, separator=3, bos=0)
+SAME_LENGTH = [(5, 6), (7, 8), (11, 12), (15, 16)]  # copying rows of one length: one batch
+UNIFORM = RandomTokens.uniform(20, 120)
+COMMON = dict(seed=0, separator=3, bos=0)
+SMALL = DualRouteProbe(n_attention=4, n_copying=4, n_dissociation=4, max_k=2, n_reference=2, low=20, high=120, top=2)
 
 
 def _blocks(hf, arch):
@@ -60,21 +64,25 @@ def _plain_value_weighted(hf, arch, tokens, keys, n_heads=4, d_head=8):
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_attention_scores_equal_output_attentions(tiny_dir, arch, attn):
     model = load_model(str(tiny_dir(arch)), attn_implementation=attn, progress=False)
-    tokens, first, last = attention_prompts(ENTITIES, n_random=4, n_after=2, **COMMON)
-    keys = torch.stack([first, last], 1)
-    got = value_weighted_attention(model, tokens, keys)
     hf = tf.AutoModelForCausalLM.from_pretrained(tiny_dir(arch), attn_implementation="eager")
-    want = _plain_value_weighted(hf, arch, tokens, keys)
-    assert got.shape == (len(ENTITIES), 2, 2, 4)
-    assert torch.allclose(got, want, atol=1e-5)
-    assert tokens[torch.arange(len(ENTITIES)), first].tolist() == [e[0] for e in ENTITIES]
-    assert tokens[torch.arange(len(ENTITIES)), last].tolist() == [e[-1] for e in ENTITIES]
+    groups = attention_prompts(ENTITIES * 3, UNIFORM, **COMMON)
+    assert sum(len(g.index) for g in groups) == 12 and len(groups) > 1  # rows of several lengths
+    for g in groups:
+        keys = torch.stack([g.first, g.last], 1)
+        got = value_weighted_attention(model, g.tokens, keys)
+        want = _plain_value_weighted(hf, arch, g.tokens, keys)
+        assert got.shape == (len(g.index), 2, 2, 4)
+        assert torch.allclose(got, want, atol=1e-5)
+        rows = torch.arange(len(g.index))
+        assert g.tokens[rows, g.first].tolist() == [(ENTITIES * 3)[i][0] for i in g.index]
+        assert g.tokens[rows, g.last].tolist() == [(ENTITIES * 3)[i][-1] for i in g.index]
+        assert (g.tokens[:, : g.first.min()] != 3).all() and (g.tokens[:, g.last.max() + 1 :] == 3).sum() == len(rows)
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 @pytest.mark.parametrize("target", list(COPYING_TARGETS))
 def test_copying_scores_equal_a_plain_hook_patch(tiny_model, tiny_dir, arch, target):
-    prompts = copying_prompts(ENTITIES, n_random=4, **COMMON)
+    (prompts,) = copying_prompts(SAME_LENGTH, UNIFORM, **COMMON)
     got = copying_sweep(tiny_model(arch), prompts, target, execution=QUIET)  # [1 + 8, batch]
     hf = tf.AutoModelForCausalLM.from_pretrained(tiny_dir(arch))
     projections = [out for _, out in _blocks(hf, arch)]
@@ -112,34 +120,45 @@ def test_copying_scores_equal_a_plain_hook_patch(tiny_model, tiny_dir, arch, tar
     assert (want[1:] - want[0]).abs().max() > 1e-7  # some patch changes something: the comparison can fail
 
 
-def _position_heads(model, first: int, last: int) -> None:
-    """Layer 0: head 0 attends to position ``first``, head 1 to ``last``, whatever the tokens."""
-    block = model.transformer.h[0]
+def _offset_heads(model, offsets: tuple[int, int]) -> None:
+    """Layer 0: head ``h`` attends from each query ``i`` to the key ``i - offsets[h]``, whatever the tokens.
+
+    The positions carry ``A (cos wi, sin wi, -cos wi, -sin wi)`` in four residual dimensions (summing to
+    zero, so the layer norm keeps them); head ``h``'s query is that angle turned back by ``offsets[h] w``,
+    its key the angle itself, so their product ``cos(w (i - j - offset))`` peaks at ``j = i - offset``.
+    """
+    import math
+
+    block, omega, scale = model.transformer.h[0], 2 * math.pi / 128, 60.0
     model.transformer.wte.weight[:, 28:] = 0
     model.transformer.wpe.weight[:, 28:] = 0
-    model.transformer.wpe.weight[first, 28] = 30.0
-    model.transformer.wpe.weight[last, 29] = 30.0
+    angles = omega * torch.arange(model.transformer.wpe.weight.shape[0], dtype=torch.float32)
+    features = torch.stack([angles.cos(), angles.sin(), -angles.cos(), -angles.sin()], 1)
+    model.transformer.wpe.weight[:, 28:32] = 30.0 * features
     weight, bias = block.attn.c_attn.weight, block.attn.c_attn.bias  # Conv1D: x @ weight + bias, q | k | v
-    for head, marker in ((0, 28), (1, 29)):
+    for head, offset in enumerate(offsets):
         q, k = slice(head * 8, head * 8 + 8), slice(32 + head * 8, 32 + head * 8 + 8)
-        weight[:, q] = 0
-        bias[q] = 0
-        bias[head * 8] = 10.0
-        weight[:, k] = 0
-        bias[k] = 0
-        weight[marker, 32 + head * 8] = 10.0
+        weight[:, q], bias[q], weight[:, k], bias[k] = 0, 0, 0, 0
+        phi = omega * offset
+        weight[28, head * 8], weight[29, head * 8] = scale * math.cos(phi), scale * math.sin(phi)
+        weight[28, head * 8 + 1], weight[29, head * 8 + 1] = -scale * math.sin(phi), scale * math.cos(phi)
+        weight[28, 32 + head * 8], weight[29, 32 + head * 8 + 1] = scale, scale
 
 
 def test_hand_built_token_and_concept_heads(tmp_path):
-    probe = DualRouteProbe(n_attention=4, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2)
-    first = 1 + 3 + probe.n_random  # BOS, filler (5 - 2 tokens), r1: the first token of a two-token span
-    path = save_tiny_model("gpt2", tmp_path / "handbuilt", edit=lambda m: _position_heads(m, first, first + 1))
+    """The query (the end of the repeated ``r1``) sits 30 positions after ``c[0]`` in every attention row
+    (``|r1|`` tokens, the span, ``r2`` and the newline fill 30 + 1 - 1 positions between), so a head looking
+    30 back is a token head and one looking 29 back a concept head for two-token spans."""
+    probe = DualRouteProbe(n_attention=8, n_copying=2, n_dissociation=2, max_k=2, n_reference=2, low=20, high=120)
+    path = save_tiny_model("gpt2", tmp_path / "handbuilt", edit=lambda m: _offset_heads(m, (30, 29)))
     model = load_model(str(path), attn_implementation="eager", progress=False)
     entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
-    result = dual_route(model, entities, probe=probe, execution=QUIET)
+    result = dual_route(model, entities, probe=replace(probe, top=2), execution=QUIET)
     token, concept = result.mean("token_attention")[0], result.mean("concept_attention")[0]
+    control = result.mean("random_end_attention")[0]
     assert token[0] > 0.9 and concept[0] < 0.1  # head 0: the token after the earlier copy
     assert concept[1] > 0.9 and token[1] < 0.1  # head 1: the end of the earlier span
+    assert control[1] > 0.9  # the control: head 1 reads any span's end, entity or not
     assert result.top["token_attention"][0] == (0, 0) and result.top["concept_attention"][0] == (0, 1)
     for grid in result.scores.values():
         assert (grid["ci_low"] <= grid["mean"] + 1e-6).all() and (grid["mean"] <= grid["ci_high"] + 1e-6).all()
@@ -158,7 +177,7 @@ def test_copying_sweep_in_sessions_equals_one_trace_per_request_and_resumes(tiny
     from induction_nnsight.ndif.journal import Journal
     from tests.sent_requests import count_requests
 
-    model, prompts = tiny_model("llama"), copying_prompts(ENTITIES, n_random=4, **COMMON)
+    model, (prompts,) = tiny_model("llama"), copying_prompts(SAME_LENGTH, UNIFORM, **COMMON)
     one = copying_sweep(model, prompts, "concept", execution=QUIET.replace(traces_per_request=1))
     sent = count_requests(monkeypatch)  # the chunk groups of each request
     journal = Journal.open(tmp_path / "dual-route_journal.json", {"s": 1})
@@ -176,7 +195,7 @@ def test_copying_sweep_in_sessions_equals_one_trace_per_request_and_resumes(tiny
 def test_copying_sweep_as_a_remote_request_equals_the_local_one(tiny_model):
     """The dry run of NDIF's round trip (whole rows, no prefix cache: it does not travel) equals the local
     prefix-cached sweep."""
-    model, prompts = tiny_model("gpt2"), copying_prompts(ENTITIES, n_random=4, **COMMON)
+    model, (prompts,) = tiny_model("gpt2"), copying_prompts(SAME_LENGTH, UNIFORM, **COMMON)
     local = copying_sweep(model, prompts, "token", execution=QUIET)
     remote = copying_sweep(model, prompts, "token", execution=QUIET.replace(remote="local"))
     torch.testing.assert_close(remote, local, rtol=0, atol=1e-5)
@@ -186,7 +205,7 @@ def test_the_whole_dual_route_survives_the_remote_round_trip(tiny_model):
     """Every trace of the dual route (attention scores, copying sweeps, the dissociation's ablations)
     through the dry run of NDIF's round trip gives the local numbers."""
     model = tiny_model("llama")
-    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2)
+    probe = SMALL
     entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
     local = dual_route(model, entities, probe=probe, execution=QUIET)
     remote = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote="local"))
@@ -200,7 +219,7 @@ def test_the_recorded_cost_is_the_rows_and_tokens_the_model_ran(tiny_model, remo
     whole dual route: the attention prompts, each copying sweep (prefix cached here; whole rows when sent as
     requests) and the dissociation's ablations."""
     model = tiny_model("llama")
-    probe = DualRouteProbe(n_attention=3, n_copying=2, n_random=4, n_after=2, low=20, high=120, top=2)
+    probe = SMALL
     entities = [Entity(f"e{i}", (5 + i, 40 + i)) for i in range(4)]
     with forward_passes(model) as (rows, tokens):
         found = dual_route(model, entities, probe=probe, execution=QUIET.replace(remote=remote))

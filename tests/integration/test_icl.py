@@ -90,14 +90,20 @@ def test_bad_input_one_line_exit_2_no_file(tiny_dir, tmp_path, capfd, args, fix)
 def test_dual_route_command_writes_every_grid(tiny_dir, tmp_path):
     out = tmp_path / "out"
     args = ["dual-route", "--model", str(tiny_dir("gpt2")), "--low", "20", "--high", "120", "--prompts", "4"]
-    assert main([*args, "--copying-prompts", "3", "--random-len", "4", "--top", "2", "--out", str(out)]) == 0
+    small = ["--copying-prompts", "3", "--dissociation-prompts", "2", "--max-k", "2", "--top", "2"]
+    assert main([*args, *small, "--out", str(out)]) == 0
     results = parse_strict((out / "dual_route_results.json").read_text())
-    for grid in ("token_attention", "concept_attention", "token_copying", "concept_copying"):
+    for grid in ("token_attention", "concept_attention", "random_end_attention", "token_copying", "concept_copying"):
         assert len(results["scores"][grid]["mean"]) == 2 and len(results["scores"][grid]["ci_low"][0]) == 4
         assert len(results["top_heads"][grid]) == 2
-        reliability = results["split_half_reliability"][grid]  # null where a grid is constant over heads
-        assert reliability is None or -1.0 <= reliability <= 1.0
+        # null where a grid is constant over heads; Spearman-Brown steps a negative half correlation below -1
+        reliability = results["split_half_reliability"][grid]
+        assert reliability is None or reliability <= 1.0
     assert results["entities"]["source"].startswith("pycountry")
     assert set(results["dissociation"]["drop"]) == {"concept", "token"}
+    assert [p["k"] for p in results["dissociation"]["curve"]["token"]["verbatim"]] == [1, 2]
+    assert results["scores"]["token_copying"]["measure"] == "probability"
+    recipe = results["settings"]["recipe"]
+    assert recipe["tokens_before_newline"] == 30 and recipe["random_tokens"].startswith("uniform")  # t-word ids
     assert (out / "dual_route_dissociation.json").exists() and (out / "dual_route_scatter.json").exists()
     assert not list(out.glob("*journal*"))  # the finished job's journal is gone

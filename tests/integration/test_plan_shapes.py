@@ -31,7 +31,7 @@ EXTRA = {
         "--max-tokens",
         "52",
     ],
-    "dual-route": [*TOKENS, "--prompts", "4", "--copying-prompts", "4"],
+    "dual-route": [*TOKENS, "--prompts", "4", "--copying-prompts", "4", "--dissociation-prompts", "2", "--max-k", "2"],
     "icl": ["--text", "TEXT", "--windows", "3", "--length", "32", "--early", "4", "--late", "20"],
     "explain": [
         *TOKENS,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import nnsight
 import torch
 
-from ..models.attention import attention_calls, attention_modules, call_query_argument, layer_attention
-from ..models.layout import model_facts, model_layout
-from ..models.qkv import value_heads
-from ..ndif.backend import remote_backend
-from ..ndif.execution import Execution, as_execution
-from ..ndif.settings import on_ndif
+from ...models.attention import attention_calls, attention_modules, call_query_argument, layer_attention
+from ...models.layout import model_facts, model_layout
+from ...models.qkv import value_heads
+from ...ndif.backend import remote_backend
+from ...ndif.execution import Execution, as_execution
+from ...ndif.settings import on_ndif
 
 __all__ = ["value_weighted_rows", "value_weighted_attention"]
 

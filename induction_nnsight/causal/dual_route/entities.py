@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InductionError
+from ...errors import InductionError
 
 __all__ = ["ENTITY_SOURCE", "Entity", "entity_names", "tokenized_entities"]
 

@@ -22,15 +22,15 @@ import inspect
 import nnsight
 import torch
 
-from ..errors import InductionError
-from ..models.heads import split_heads
-from ..models.layout import model_facts, model_layout
-from ..ndif.backend import remote_backend
-from ..ndif.execution import Execution, as_execution
-from ..ndif.sessions import run_chunks
-from ..ndif.settings import as_settings
-from ..probes.dual_route import CopyingPrompts
-from .variants import Rows, variants_per_trace
+from ...errors import InductionError
+from ...models.heads import split_heads
+from ...models.layout import model_facts, model_layout
+from ...ndif.backend import remote_backend
+from ...ndif.execution import Execution, as_execution
+from ...ndif.sessions import run_chunks
+from ...ndif.settings import as_settings
+from ..variants import Rows, variants_per_trace
+from .prompts import CopyingPrompts
 
 __all__ = ["COPYING_TARGETS", "caches_prefix", "copying_sweep", "head_outputs_at"]
 
