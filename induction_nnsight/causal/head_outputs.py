@@ -78,7 +78,8 @@ def head_edit(
             ``"source"``, the aligned source row's own output (activation
             patching: the source rows are clean, the targets corrupted; resample ablation:
             the source rows are another draw).
-        means: ``layer -> [pos, n_heads, d_head]`` mean outputs (``"mean"`` only).
+        means: ``layer -> [pos, n_heads, d_head]`` mean outputs (``"mean"`` only; ``[1, n_heads, d_head]``
+            is the same at every position), for at least the layers ``masks`` ablates.
         keep_bos: Leave position 0 untouched.
 
     Returns:

@@ -26,6 +26,8 @@ import transformers as tf
 
 from induction_nnsight import Execution, load_model
 from induction_nnsight.causal.dual_route import DualRouteProbe, Entity, dual_route
+from induction_nnsight.causal.dual_route.dissociation import ablated_probabilities
+from induction_nnsight.causal.dual_route.prompts import ListPrompts
 from tests.conftest import save_tiny_model
 
 SEED, LOW, HIGH, N_HEADS, D_HEAD = 3, 20, 120, 4, 8
@@ -191,3 +193,45 @@ def test_copying_and_attention_scores_equal_the_papers_formulas(scaled_dir, arch
     for grid, want in expected.items():
         assert torch.allclose(result.mean(grid), want, atol=1e-6, rtol=0), grid
     assert not torch.allclose(on_entities[0], on_entities[1], atol=1e-3)  # first and last keys differ
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_dissociation_mean_ablation_equals_hooks_that_write_the_means(scaled_dir, arch):
+    """``ablated_probabilities``: P(answer) at the last position with each head set's outputs replaced by the
+    given means at every position, against forward pre-hooks on the output projections (to 1e-6, and the
+    ablations move the probability by more than 100x that)."""
+    path = scaled_dir(arch)
+    model = load_model(str(path), attn_implementation="eager", progress=False)
+    hf = tf.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").eval()
+    generator = torch.Generator().manual_seed(SEED)
+    tokens = torch.randint(LOW, HIGH, (3, 12), generator=generator)
+    answer = torch.randint(LOW, HIGH, (3,), generator=generator)
+    n_layers = len(_blocks(hf, arch))
+    means = {layer: torch.randn(N_HEADS, D_HEAD, generator=generator) for layer in range(n_layers)}
+    sets = [[], [(0, 1)], [(0, 1), (1, 3)], [(1, 0), (1, 2)]]
+    prompts = ListPrompts(tokens, answer, torch.arange(3))
+    got = ablated_probabilities(model, prompts, sets, means, execution=QUIET)  # [sets, batch]
+
+    projections = [out for _, out in _blocks(hf, arch)]
+
+    def probabilities(heads) -> torch.Tensor:
+        def write(layer):
+            def hook(module, args):
+                x = args[0].clone()
+                for at, head in heads:
+                    if at == layer:
+                        x[..., head * D_HEAD : (head + 1) * D_HEAD] = means[layer][head]
+                return (x,)
+
+            return hook
+
+        hooks = [p.register_forward_pre_hook(write(layer)) for layer, p in enumerate(projections)]
+        with torch.no_grad():
+            probs = hf(tokens).logits[:, -1].float().softmax(-1)
+        for hook in hooks:
+            hook.remove()
+        return probs.gather(1, answer[:, None])[:, 0]
+
+    want = torch.stack([probabilities(heads) for heads in sets])
+    assert torch.allclose(got, want, atol=1e-6, rtol=0), (got - want).abs().max()
+    assert (want[1:] - want[0]).abs().max() > 1e-4  # the ablations move the probability: the check can fail
