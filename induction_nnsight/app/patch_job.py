@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from ..causal.ablation.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
+from ..causal.ablation.search import compare
 from ..causal.cost import Cost
-from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
-from ..causal.head_search import compare
 from ..causal.metrics import metric_names, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT
-from ..causal.patching import patch_heads, patch_qkv, patch_residual
+from ..causal.patching.engine import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts

@@ -4,9 +4,9 @@ reproduces a built-in metric gives the built-in's numbers."""
 import torch
 
 from induction_nnsight import Execution, repeated_tokens
-from induction_nnsight.causal.ablation import ablation_curve, ablation_sweep
+from induction_nnsight.causal.ablation.sweep import ablation_curve, ablation_sweep
 from induction_nnsight.causal.metrics import LogitDiff, RowMetric, as_metric, logit_diff
-from induction_nnsight.causal.patching import patch_heads
+from induction_nnsight.causal.patching.engine import patch_heads
 from induction_nnsight.scores.losses import token_losses
 
 QUIET = Execution(progress=False)

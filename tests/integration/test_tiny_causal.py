@@ -4,17 +4,17 @@ import pytest
 import torch
 
 from induction_nnsight import Execution, loss_by_position, repeated_tokens
-from induction_nnsight.causal.ablation import (
+from induction_nnsight.causal.ablation.estimators import head_attribution
+from induction_nnsight.causal.ablation.sweep import (
     RandomDraws,
     ablate_heads,
     ablation_curve,
     ablation_metrics,
     ablation_sweep,
 )
-from induction_nnsight.causal.estimators import head_attribution
 from induction_nnsight.causal.metrics import RowMetric, repeated_half_loss
 from induction_nnsight.causal.pairs import repeated_pair
-from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual
+from induction_nnsight.causal.patching.engine import patch_heads, patch_qkv, patch_residual
 from induction_nnsight.models.layout import model_layout
 from tests.conftest import TINY_ARCHS
 from tests.reference import plain_edited_loss, plain_head_inputs, plain_model

@@ -20,19 +20,19 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import InductionError
-from ..models.attention import attention_calls, attention_modules, call_query_argument
-from ..models.layout import model_facts, model_layout
-from ..models.qkv import kv_head
-from ..names import head_name
-from ..ndif.execution import Execution, as_execution
-from .cost import passes, variants_cost
-from .head_outputs import head_edit
-from .head_weights import projection_slice
-from .intervals import recovery_interval
-from .metrics import CausalMetric, MetricFn, as_metric
-from .patch_results import PatchResult
-from .variants import Rows, _run_variant_rows
+from ...errors import InductionError
+from ...models.attention import attention_calls, attention_modules, call_query_argument
+from ...models.layout import model_facts, model_layout
+from ...models.qkv import kv_head
+from ...names import head_name
+from ...ndif.execution import Execution, as_execution
+from ..cost import passes, variants_cost
+from ..head_outputs import head_edit
+from ..head_weights import projection_slice
+from ..intervals import recovery_interval
+from ..metrics import CausalMetric, MetricFn, as_metric
+from ..variants import Rows, _run_variant_rows
+from .results import PatchResult
 
 QKV = ("q", "k", "v")
 
