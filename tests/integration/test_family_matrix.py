@@ -39,6 +39,7 @@ from induction_nnsight.causal.dual_route.attention import value_weighted_attenti
 from induction_nnsight.causal.dual_route.copying import COPYING_TARGETS, copying_sweep
 from induction_nnsight.causal.dual_route.prompts import RandomTokens, copying_prompts
 from induction_nnsight.causal.metrics import RowMetric
+from induction_nnsight.causal.pairs import Pair
 from induction_nnsight.causal.patching.engine import patch_heads
 from induction_nnsight.causal.paths.patching import Ablation, PathVariant, path_patching
 from induction_nnsight.causal.paths.search import path_search
@@ -212,7 +213,7 @@ def test_patch(family, plain, record_property, name, attn):
     clean, corrupted = tokens(0), tokens(3)
     d_head = model_layout(model).facts.d_head
     metric = RowMetric("loss", loss_positions=slice(SEQ + 1, 2 * SEQ))
-    result = patch_heads(model, clean, corrupted, metric, layers=[1], execution=Execution(progress=False))
+    result = patch_heads(model, Pair(clean, corrupted, metric), layers=[1], execution=Execution(progress=False))
     captured = []
     o_proj = _o_proj(plain(name), model, 1)
     hook = o_proj.register_forward_pre_hook(lambda _m, a: captured.append(a[0].detach().clone()))
@@ -407,7 +408,7 @@ def test_qkv_patching_through_projections_equals_through_the_kernel(family):
     clean, corrupted = tokens(0), tokens(3)
     metric = RowMetric("loss", loss_positions=slice(SEQ + 1, 2 * SEQ))
     grids = [
-        patch_qkv(family(name, attn)[0], clean, corrupted, metric, 1, 2, execution=Execution(progress=False))
+        patch_qkv(family(name, attn)[0], Pair(clean, corrupted, metric), 1, 2, execution=Execution(progress=False))
         for attn in ("eager", "sdpa")
     ]
     assert torch.allclose(grids[0].values, grids[1].values, atol=ATOL)

@@ -131,7 +131,7 @@ def test_causal_functions_survive_the_round_trip(tiny_model, arch):
         ablate_heads(model, tokens, [(1, 2)]),
     )
     pair = repeated_pair(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
-    args = (model, pair.clean, pair.corrupted, pair.metric)
+    args = (model, pair)
     for run in (
         lambda **kw: patch_heads(*args, **kw),
         lambda **kw: patch_residual(*args, positions=[3, 9], **kw),
