@@ -82,20 +82,14 @@ def _pasted(x: torch.Tensor, keep: torch.Tensor, rows: Rows, index: tuple = ()) 
     return torch.cat([source, target.reshape(-1, *x.shape[1:])])
 
 
-def _layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
-    chosen = list(range(n_layers)) if layers is None else list(layers)
-    for layer in chosen:
-        if not 0 <= layer < n_layers:
-            raise InductionError(f"layer {layer} is outside 0..{n_layers - 1}: pass valid --layers")
-    return chosen
-
-
-def _positions(positions: Sequence[int] | None, n_pos: int) -> list[int]:
-    chosen = list(range(n_pos)) if positions is None else list(positions)
-    for p in chosen:
-        if not 0 <= p < n_pos:
-            raise InductionError(f"position {p} is outside 0..{n_pos - 1}: pass valid --positions")
-    return chosen
+def _indices(chosen: Sequence[int] | None, n: int, what: str) -> list[int]:
+    """``chosen`` (every one of ``0..n - 1`` when None), each checked to lie in ``0..n - 1``; ``what``:
+    ``"layer"`` or ``"position"``."""
+    found = list(range(n)) if chosen is None else list(chosen)
+    for i in found:
+        if not 0 <= i < n:
+            raise InductionError(f"{what} {i} is outside 0..{n - 1}: pass valid --{what}s")
+    return found
 
 
 @dataclass(frozen=True)
@@ -110,7 +104,8 @@ class HeadSite:
 
     def plan(self, model, n_pos: int) -> SitePlan:
         facts = model_facts(model)
-        cells = [(layer, head) for layer in _layers(self.layers, facts.n_layers) for head in range(facts.n_heads)]
+        layers = _indices(self.layers, facts.n_layers, "layer")
+        cells = [(layer, head) for layer in layers for head in range(facts.n_heads)]
         masks = _masks(cells, (facts.n_layers, facts.n_heads))
         rows = [f"L{i}" for i in range(facts.n_layers)]
         columns = [f"H{h}" for h in range(facts.n_heads)]
@@ -130,8 +125,8 @@ class ResidualSite:
     positions: Sequence[int] | None = None
 
     def plan(self, model, n_pos: int) -> SitePlan:
-        layer_list = _layers(self.layers, model_facts(model).n_layers)
-        position_list = _positions(self.positions, n_pos)
+        layer_list = _indices(self.layers, model_facts(model).n_layers, "layer")
+        position_list = _indices(self.positions, n_pos, "position")
         entries = [(layer, p) for layer in layer_list for p in position_list]
         masks = _masks(entries, (model_facts(model).n_layers, n_pos))  # [v, layer, pos]
         blocks = model_layout(model).blocks
@@ -176,7 +171,7 @@ class QKVSite:
             raise InductionError(
                 f"head {head_name(layer, head)} is outside the model's {facts.n_layers} x {facts.n_heads} heads"
             )
-        position_list = _positions(self.positions, n_pos)
+        position_list = _indices(self.positions, n_pos, "position")
         columns = [[p] for p in position_list] + [list(range(n_pos))]
         masks = _masks([(c, cols) for c in range(3) for cols in columns], (3, n_pos))  # [v, component, pos]
         call = attention_calls(model)[layer]
