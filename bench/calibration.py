@@ -47,9 +47,9 @@ from induction_nnsight.app.causal_options import ablation_for, pooled_tokens  # 
 from induction_nnsight.app.circuit_job import CircuitConfig  # noqa: E402
 from induction_nnsight.app.heads_job import HeadsConfig  # noqa: E402
 from induction_nnsight.app.jobs import scan_tokens  # noqa: E402
-from induction_nnsight.causal.ablation import _ablation_rows, repeated_half_metric  # noqa: E402
+from induction_nnsight.causal.ablation.sweep import _ablation_rows, repeated_half_metric  # noqa: E402
 from induction_nnsight.causal.intervals import effect_interval  # noqa: E402
-from induction_nnsight.causal.path_patching import PathVariant, path_patching  # noqa: E402
+from induction_nnsight.causal.paths.patching import PathVariant, path_patching  # noqa: E402
 from induction_nnsight.models.loading import DEFAULT_MODEL  # noqa: E402
 from induction_nnsight.names import head_name  # noqa: E402
 from induction_nnsight.ndif.execution import Execution  # noqa: E402

@@ -24,10 +24,10 @@ import torch
 from induction_nnsight import Execution, load_model, repeated_tokens
 from induction_nnsight.app.ablate_job import AblateConfig
 from induction_nnsight.app.circuit_job import CircuitConfig, run_circuit
-from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
+from induction_nnsight.causal.ablation.estimators import Estimator, head_estimate
+from induction_nnsight.causal.ablation.search import HeadSearch, compare, search_heads
+from induction_nnsight.causal.ablation.sweep import ablation_sweep, repeated_half_metric
 from induction_nnsight.causal.cost import scale_table, variants_cost
-from induction_nnsight.causal.estimators import Estimator, head_estimate
-from induction_nnsight.causal.head_search import HeadSearch, compare, search_heads
 from induction_nnsight.figures.causal import attribution_scatter_figure
 from induction_nnsight.names import head_name
 from induction_nnsight.scores.ranking import RANK_DECIMALS
@@ -241,9 +241,9 @@ def _largest_removals(model, targets: list[str], n: int = 16) -> list[dict]:
     """The ``n`` sources before the last target whose removal is the largest share of the residual stream, as
     ``--verify-largest`` ranks them (from the score-estimate pass, on the default circuit's rows)."""
     from induction_nnsight.app.causal_options import pooled_tokens
-    from induction_nnsight.causal.ablation_method import Ablation
-    from induction_nnsight.causal.path_estimates import score_estimates
-    from induction_nnsight.causal.path_traces import Run, clean_trace, make_plan
+    from induction_nnsight.causal.ablation.method import Ablation
+    from induction_nnsight.causal.paths.estimates import score_estimates
+    from induction_nnsight.causal.paths.traces import Run, clean_trace, make_plan
     from induction_nnsight.names import parse_heads
 
     config = CircuitConfig()

@@ -6,7 +6,7 @@
 ``edges`` stores, on the rows of seeds 0 and 1 and the default five targets, every edge's estimate
 (``--search estimate`` with nothing verified), its exact effect (every edge path-patched exactly), and
 which ``total`` runs ``--verify-largest`` picks. ``replay`` runs the search's own verification
-(:func:`~induction_nnsight.causal.path_search._verify`) on those numbers, its exact runs answered from the
+(:func:`~induction_nnsight.causal.paths.search._verify`) on those numbers, its exact runs answered from the
 table instead of the model, for each fraction and with and without the largest removals, and prices each
 with the search's own arithmetic. The replay of the default settings on seed 0 is set beside the real run
 of ``charts/estimate_circuit.json`` (the same verified edges must give the same cost and recall).
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from estimate import CHARTS, ROOT, _recall, lowest_recall
 
 from induction_nnsight.causal.cost import runs_cost
-from induction_nnsight.causal.path_search import Verification, _verify
-from induction_nnsight.causal.path_traces import Run
+from induction_nnsight.causal.paths.search import Verification, _verify
+from induction_nnsight.causal.paths.traces import Run
 from induction_nnsight.names import parse_heads
 from induction_nnsight.scores.ranking import RANK_DECIMALS
 

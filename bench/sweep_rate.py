@@ -33,7 +33,7 @@ def child(max_tokens: int, layers: list[int] | None, out: Path) -> None:
 
     from bench.worker import _proc_status as _status
     from induction_nnsight import Execution, load_model
-    from induction_nnsight.causal.ablation import ablate_heads, ablation_sweep, repeated_half_metric
+    from induction_nnsight.causal.ablation.sweep import ablate_heads, ablation_sweep, repeated_half_metric
     from induction_nnsight.causal.variants import variants_per_trace
     from induction_nnsight.models.layout import model_facts
     from induction_nnsight.probes.tokens import repeated_tokens

@@ -19,7 +19,9 @@ from .version import __version__ as __version__
 
 _SOURCES = {
     "scores.attention_view": ("AttentionView", "attention_view"),
-    "causal.ablation": (
+    "causal.ablation.estimators": ("head_attribution",),
+    "causal.ablation.method": ("Ablation",),
+    "causal.ablation.sweep": (
         "CurveResult",
         "RandomDraws",
         "SweepResult",
@@ -30,13 +32,12 @@ _SOURCES = {
     ),
     "causal.circuit": ("CircuitMeasure", "CircuitResult", "circuit"),
     "causal.composition": ("composition_scores",),
-    "causal.estimators": ("head_attribution",),
     "causal.head_outputs": ("HEAD_METHODS",),
     "causal.metrics": ("CausalMetric", "RowMetric", "as_metric", "icl_score", "recovery"),
     "causal.pairs": ("Pair", "repeated_pair", "text_pair"),
-    "causal.patch_results": ("PatchResult",),
-    "causal.patching": ("patch_heads", "patch_qkv", "patch_residual"),
-    "causal.path_patching": ("Ablation",),
+    "causal.patching.results": ("PatchResult",),
+    "causal.patching.engine": ("patch", "patch_heads", "patch_qkv", "patch_residual"),
+    "causal.patching.sites": ("HeadSite", "QKVSite", "ResidualSite"),
     "dynamics.checkpoints": ("find_checkpoints",),
     "dynamics.phase": ("phase_change",),
     "dynamics.results": ("CheckpointScores",),
@@ -127,6 +128,10 @@ __all__ = [
     "ablation_curve",
     "RandomDraws",
     "CurveResult",
+    "patch",
+    "HeadSite",
+    "ResidualSite",
+    "QKVSite",
     "patch_heads",
     "patch_residual",
     "patch_qkv",

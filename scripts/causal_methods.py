@@ -29,9 +29,9 @@ from induction_nnsight.app.causal_options import ablation_for, pooled_tokens  # 
 from induction_nnsight.app.circuit_job import CircuitConfig  # noqa: E402
 from induction_nnsight.app.outputs import rounded, to_json  # noqa: E402
 from induction_nnsight.app.patch_job import PatchConfig, run_patch  # noqa: E402
-from induction_nnsight.causal.ablation import _ablation_rows, repeated_half_metric  # noqa: E402
+from induction_nnsight.causal.ablation.sweep import _ablation_rows, repeated_half_metric  # noqa: E402
 from induction_nnsight.causal.intervals import INTERVAL_METHOD, effect_interval  # noqa: E402
-from induction_nnsight.causal.path_patching import PathVariant, path_patching  # noqa: E402
+from induction_nnsight.causal.paths.patching import PathVariant, path_patching  # noqa: E402
 from induction_nnsight.models.loading import DEFAULT_MODEL  # noqa: E402
 from induction_nnsight.names import head_name  # noqa: E402
 from induction_nnsight.ndif.execution import Execution  # noqa: E402

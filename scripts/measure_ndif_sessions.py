@@ -32,7 +32,7 @@ os.environ.setdefault("NDIF_API_KEY", "loopback-test-key")  # the test server ha
 sys.path.insert(0, str(REPO))
 
 from induction_nnsight import Execution, load_model, repeated_tokens  # noqa: E402
-from induction_nnsight.causal.ablation import ablation_metrics, repeated_half_metric  # noqa: E402
+from induction_nnsight.causal.ablation.sweep import ablation_metrics, repeated_half_metric  # noqa: E402
 from induction_nnsight.ndif import sessions  # noqa: E402
 from induction_nnsight.ndif.retry import RetryPolicy  # noqa: E402
 from induction_nnsight.ndif.settings import RemoteSettings  # noqa: E402

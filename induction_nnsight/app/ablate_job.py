@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..causal.ablation import (
+from ..causal.ablation.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS
+from ..causal.ablation.sweep import (
     RandomDraws,
     ablate_heads,
     ablation_curve,
     ablation_rows,
     repeated_half_metric,
 )
-from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS
 from ..causal.intervals import effect_interval
 from ..causal.metrics import default_icl_positions, icl_score, repeated_half_loss
 from ..errors import InductionError

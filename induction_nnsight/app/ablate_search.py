@@ -11,12 +11,12 @@ import time
 
 import torch
 
-from ..causal.ablation import ablation_sweep
-from ..causal.ablation_method import Ablation
-from ..causal.ablation_results import SweepResult
+from ..causal.ablation.estimators import Estimator, head_estimate
+from ..causal.ablation.method import Ablation
+from ..causal.ablation.results import SweepResult
+from ..causal.ablation.search import HeadSearch, compare, search_heads
+from ..causal.ablation.sweep import ablation_sweep
 from ..causal.cost import Cost, passes, variants_cost
-from ..causal.estimators import Estimator, head_estimate
-from ..causal.head_search import HeadSearch, compare, search_heads
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..names import head_name

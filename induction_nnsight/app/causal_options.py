@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..causal.ablation_method import DEFAULT_REFERENCE_ROWS, DEFAULT_RESAMPLE_DRAWS, METHODS, Ablation
+from ..causal.ablation.method import DEFAULT_REFERENCE_ROWS, DEFAULT_RESAMPLE_DRAWS, METHODS, Ablation
 from ..errors import InductionError
 from ..models.layout import model_facts
 from ..probes.tokens import repeated_tokens
@@ -88,7 +88,7 @@ def _rows(model, config: ScanConfig, n: int, seed: int) -> torch.Tensor:
 
 
 def ablation_for(model, config: CausalConfig, tokens: torch.Tensor, freeze_norm: bool = False) -> Ablation:
-    """The :class:`~induction_nnsight.causal.ablation_method.Ablation` ``config`` asks for, with its rows
+    """The :class:`~induction_nnsight.causal.ablation.method.Ablation` ``config`` asks for, with its rows
     (``mean``: ``reference_rows`` rows; ``resample``: ``resample_draws`` draws of as many rows as ``tokens``)."""
     source = None
     if config.method == "mean":

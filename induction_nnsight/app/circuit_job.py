@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 
 from ..causal.circuit import CircuitMeasure, CircuitResult, circuit
 from ..causal.head_weights import SENDER_NORMS
-from ..causal.path_patching import DEFAULT_EXACT_LOSSES, PATHS
-from ..causal.path_search import DEFAULT_FRACTION, DEFAULT_VERIFY, Verification
+from ..causal.paths.patching import DEFAULT_EXACT_LOSSES, PATHS
+from ..causal.paths.search import DEFAULT_FRACTION, DEFAULT_VERIFY, Verification
 from ..errors import InductionError
 from ..figures.circuit import circuit_graph_figure
 from ..models.layout import model_facts

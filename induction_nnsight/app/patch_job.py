@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from ..causal.ablation.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
+from ..causal.ablation.search import compare
 from ..causal.cost import Cost
-from ..causal.estimators import DEFAULT_ESTIMATOR, DEFAULT_STEPS, ESTIMATORS, Estimator, head_estimate
-from ..causal.head_search import compare
 from ..causal.metrics import metric_names, pearson
 from ..causal.pairs import DEFAULT_CLEAN_TEXT, DEFAULT_CORRUPTED_TEXT
-from ..causal.patching import patch_heads, patch_qkv, patch_residual
+from ..causal.patching.engine import patch_heads, patch_qkv, patch_residual
 from ..errors import InductionError
 from ..figures.causal import attribution_scatter_figure
 from ..models.layout import model_facts
@@ -126,14 +126,7 @@ def _columns(columns, pair) -> list[str]:
 def _heads_site(model, pair, config: PatchConfig, facts, execution: Execution, subtitle) -> tuple[dict, dict]:
     """Every head's output patched, attribution patching beside it."""
     started = time.perf_counter()
-    heads = patch_heads(
-        model,
-        pair.clean,
-        pair.corrupted,
-        pair.metric,
-        layers=config.layers,
-        execution=execution,
-    )
+    heads = patch_heads(model, pair, layers=config.layers, execution=execution)
     seconds = time.perf_counter() - started
     started = time.perf_counter()
     estimator = Estimator(config.attribution, config.steps)
@@ -183,15 +176,7 @@ def _heads_site(model, pair, config: PatchConfig, facts, execution: Execution, s
 def _residual_site(model, pair, config: PatchConfig, execution: Execution, subtitle) -> tuple[dict, dict]:
     """The residual stream after each layer, patched at one position at a time."""
     started = time.perf_counter()
-    residual = patch_residual(
-        model,
-        pair.clean,
-        pair.corrupted,
-        pair.metric,
-        layers=config.layers,
-        positions=config.positions,
-        execution=execution,
-    )
+    residual = patch_residual(model, pair, layers=config.layers, positions=config.positions, execution=execution)
     results = {"residual": _grid(residual, seconds=round(time.perf_counter() - started, 2))}
     files = {
         "patching_residual.json": residual.figure(
@@ -209,16 +194,7 @@ def _qkv_site(model, pair, config: PatchConfig, head, execution: Execution, subt
     """One head's queries, keys or values patched, at each position and at all at once."""
     layer, index = head
     started = time.perf_counter()
-    qkv = patch_qkv(
-        model,
-        pair.clean,
-        pair.corrupted,
-        pair.metric,
-        layer,
-        index,
-        positions=config.positions,
-        execution=execution,
-    )
+    qkv = patch_qkv(model, pair, layer, index, positions=config.positions, execution=execution)
     results = {"qkv": _grid(qkv, head=[layer, index], seconds=round(time.perf_counter() - started, 2))}
     files = {
         "patching_qkv.json": qkv.figure(

@@ -2,7 +2,7 @@
 
 :func:`circuit` picks the targets (the top induction heads, or the ones given), path-patches
 every head of every earlier layer into each on the ``k``, ``q`` and ``v`` paths and in total
-(:mod:`~induction_nnsight.causal.path_patching`), and adds the composition scores of the same
+(:mod:`~induction_nnsight.causal.paths.patching`), and adds the composition scores of the same
 pairs from the weights (:mod:`~induction_nnsight.causal.composition`).
 """
 
@@ -27,8 +27,8 @@ from ..scores.scan import induction_scores
 from .composition import COMPOSITION_PATHS, CompositionRow, composition_scores
 from .head_outputs import check_heads
 from .intervals import edge_intervals
-from .path_patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
-from .path_search import Verification, circuit_costs, path_search
+from .paths.patching import DEFAULT_EXACT_LOSSES, PATHS, Ablation, all_earlier, path_patching, path_variants
+from .paths.search import Verification, circuit_costs, path_search
 
 Head = tuple[int, int]
 
@@ -44,13 +44,13 @@ class CircuitMeasure:
         composition: Also compute Q/K/V composition scores from the weights.
         exact_losses: ``n`` (default 8): the loss effects are estimated and computed exactly only
             for the ``n`` strongest edges per target and path by estimated loss effect and by score
-            effect (see :func:`~induction_nnsight.causal.path_patching.path_patching`); every score
+            effect (see :func:`~induction_nnsight.causal.paths.patching.path_patching`); every score
             stays exact. None: every loss effect exact (about 4x slower).
         search: ``"exhaustive"`` (every edge path-patched) or ``"estimate"``: every edge estimated,
             only the ``verify`` strongest per target and path path-patched
-            (:mod:`~induction_nnsight.causal.path_search`; ``exact_losses`` unused).
+            (:mod:`~induction_nnsight.causal.paths.search`; ``exact_losses`` unused).
         verify: Edges verified per target and path under ``search="estimate"`` (exactly that many), or a
-            :class:`~induction_nnsight.causal.path_search.Verification` that may go on in rounds (the
+            :class:`~induction_nnsight.causal.paths.search.Verification` that may go on in rounds (the
             default: ``circuit --search estimate``'s).
     """
 
@@ -221,7 +221,7 @@ def circuit(
         measure: Which targets, paths and how exactly (:class:`CircuitMeasure`; None: the
             top 5 induction heads, every path, composition scores, 8 exact losses per target and path).
         ablation: How a source head is removed
-            (:class:`~induction_nnsight.causal.path_patching.Ablation`; None: zero).
+            (:class:`~induction_nnsight.causal.paths.patching.Ablation`; None: zero).
         bos: Whether rows start with BOS.
         execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`:
             ``remote``, ``max_tokens``, ``progress``); None for the defaults.

@@ -29,12 +29,12 @@ from .variants import variants_per_trace
 
 if TYPE_CHECKING:
     from ..ndif.execution import Execution
-    from .path_traces import Run
+    from .paths.traces import Run
 
 BACKWARD_FORWARDS = 2.0
 """Forward passes one backward pass costs (the usual rule: two matrix products per forward one)."""
 ESTIMATORS = ("plain", "ig", "graddrop")
-"""Head estimators of :mod:`~induction_nnsight.causal.estimators`, cheapest first."""
+"""Head estimators of :mod:`~induction_nnsight.causal.ablation.estimators`, cheapest first."""
 RENAMED_ESTIMATORS = {"atp-star": "graddrop"}  # GradDrop without AtP*'s QK fix: refused with its new name
 """Old estimator names -> their new names (an old name is refused with a line naming the new one)."""
 
@@ -126,7 +126,7 @@ def sweep_cost(n_layers: int, n_heads: int, rows: int, tokens_per_row: int, *, v
 
 
 def variants_cost(n_variants: int, shape: tuple[int, int], n_ref: int, execution: Execution | None = None) -> Cost:
-    """What :func:`~induction_nnsight.causal.ablation.ablation_metrics` runs for ``n_variants`` sets on rows
+    """What :func:`~induction_nnsight.causal.ablation.sweep.ablation_metrics` runs for ``n_variants`` sets on rows
     of ``shape`` ``(batch, pos)``: every variant's rows, plus the ``n_ref`` reference rows once per trace
     (:func:`~induction_nnsight.causal.variants.variants_per_trace` under ``execution``)."""
     batch, n_pos = shape
@@ -156,7 +156,7 @@ def copying_cost(shape: tuple[int, int], n_variants: int, *, cached: bool) -> Co
 
 
 def estimate_cost(estimator: str, n_layers: int, rows: int, tokens_per_row: int, *, steps: int = 1) -> Cost:
-    """One head estimate over every head (:func:`~induction_nnsight.causal.estimators.head_estimate`).
+    """One head estimate over every head (:func:`~induction_nnsight.causal.ablation.estimators.head_estimate`).
 
     ``plain``: one forward and one backward pass. ``ig``: ``steps`` of each. ``graddrop``:
     ``n_layers`` of each (one copy of the rows per dropped layer, batched).

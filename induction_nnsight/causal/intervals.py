@@ -105,7 +105,7 @@ def edge_intervals(result) -> tuple[list, list, list, list]:
     every edge path-patched (score and loss effects each a family).
 
     Args:
-        result: A :class:`~induction_nnsight.causal.path_patching.PathResult` with its per-row fields.
+        result: A :class:`~induction_nnsight.causal.paths.patching.PathResult` with its per-row fields.
 
     Returns:
         ``(score intervals, loss intervals, score q-values, loss q-values)``: one ``(low, high)`` or None,

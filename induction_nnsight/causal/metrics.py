@@ -287,7 +287,7 @@ class Loss:
 @dataclass(frozen=True, eq=False)
 class LossByPosition:
     """The ``[batch, pos - 1]`` loss vector of each row. Not one value per row: it is for
-    :func:`~induction_nnsight.causal.ablation.ablate_heads`, not for sweeps or the CLI's ``--metric``."""
+    :func:`~induction_nnsight.causal.ablation.sweep.ablate_heads`, not for sweeps or the CLI's ``--metric``."""
 
     name: ClassVar[str] = "loss_by_position"
     label: ClassVar[str] = "loss (nats)"

@@ -27,15 +27,16 @@ class Pair:
     Attributes:
         clean: ``[batch, pos]`` token ids.
         corrupted: ``[batch, pos]`` token ids.
-        metric: What patching tries to recover.
-        description: One line for titles and results.
+        metric: What patching tries to recover (a plain callable ``(logits, tokens) -> [batch]`` too:
+            :func:`~induction_nnsight.causal.metrics.as_metric` wraps it where the pair is run).
+        description: One line for titles and results (empty for a pair built by hand).
         labels: ``[pos]`` token strings for chart axes (None for random tokens).
     """
 
     clean: torch.Tensor
     corrupted: torch.Tensor
-    metric: CausalMetric
-    description: str
+    metric: CausalMetric | MetricFn
+    description: str = ""
     labels: list[str] | None = None
 
 

@@ -9,7 +9,7 @@ pattern linear: ``dM ~ sum(dM/dA * (A' - A))`` with ``A'`` the exact softmax of 
 the fix is exact, whatever the size of the change; the linear estimate is not once the softmax
 saturates. Both are pure tensor functions of one head's states, so they run inside a trace or on
 saved tensors alike. The circuit's ``k`` and ``q`` edge estimates apply the same fix inside the
-model (:mod:`~induction_nnsight.causal.path_search`).
+model (:mod:`~induction_nnsight.causal.paths.search`).
 """
 
 from __future__ import annotations

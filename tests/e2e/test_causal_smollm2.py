@@ -5,7 +5,7 @@ import json
 from induction_nnsight import Execution, repeated_tokens, scan
 from induction_nnsight.app.cli import main
 from induction_nnsight.app.report import top_heads
-from induction_nnsight.causal.ablation import ablation_metrics, random_head_draws, repeated_half_metric
+from induction_nnsight.causal.ablation.sweep import ablation_metrics, random_head_draws, repeated_half_metric
 
 BATCH, SEQ_LEN, DRAWS = 4, 30, 5
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from induction_nnsight import Execution, repeated_tokens
-from induction_nnsight.causal.ablation import ablate_heads
-from induction_nnsight.causal.ablation_method import Ablation
-from induction_nnsight.causal.path_patching import PathVariant, path_patching
+from induction_nnsight.causal.ablation.method import Ablation
+from induction_nnsight.causal.ablation.sweep import ablate_heads
+from induction_nnsight.causal.paths.patching import PathVariant, path_patching
 from tests.integration.test_path_patching import N_HEADS, SEQ, _capture, plain_path, rows
 from tests.integration.test_path_patching import sharp_dir as sharp_dir
 from tests.reference import plain_edited_loss, plain_head_inputs, plain_model

@@ -141,7 +141,7 @@ def test_dynamics_names_the_strongest_k_edge(handbuilt):
 def test_intervals_contain_the_true_edge_and_zero_for_a_head_that_does_nothing(handbuilt):
     """The known edge's interval from 6 rows contains its effect on 96 rows (the truth, to within its own
     small error), across 8 disjoint samples at least 6 times; an empty head's ablation interval is 0."""
-    from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
+    from induction_nnsight.causal.ablation.sweep import ablation_sweep, repeated_half_metric
 
     run = Execution(progress=False)
     measure = CircuitMeasure(targets=[(1, 0)], paths=("k",), composition=False, exact_losses=None)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from induction_nnsight import Execution, repeated_tokens
-from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
-from induction_nnsight.causal.estimators import Estimator, head_attribution, head_estimate
-from induction_nnsight.causal.head_search import HeadSearch, compare, search_heads
+from induction_nnsight.causal.ablation.estimators import Estimator, head_attribution, head_estimate
+from induction_nnsight.causal.ablation.search import HeadSearch, compare, search_heads
+from induction_nnsight.causal.ablation.sweep import ablation_sweep, repeated_half_metric
 from induction_nnsight.causal.qk_fix import attention_pattern, linear_qk_effect, qk_fix_effect
 from tests.conftest import TINY_ARCHS
 from tests.reference import plain_model, plain_projections

@@ -33,15 +33,16 @@ import torch
 import torch.nn.functional as F
 
 from induction_nnsight import Execution, load_model, repeated_tokens
-from induction_nnsight.causal.ablation import ablate_heads
+from induction_nnsight.causal.ablation.estimators import head_estimate
+from induction_nnsight.causal.ablation.sweep import ablate_heads
 from induction_nnsight.causal.dual_route.attention import value_weighted_attention
 from induction_nnsight.causal.dual_route.copying import COPYING_TARGETS, copying_sweep
 from induction_nnsight.causal.dual_route.prompts import RandomTokens, copying_prompts
-from induction_nnsight.causal.estimators import head_estimate
 from induction_nnsight.causal.metrics import RowMetric
-from induction_nnsight.causal.patching import patch_heads
-from induction_nnsight.causal.path_patching import Ablation, PathVariant, path_patching
-from induction_nnsight.causal.path_search import path_search
+from induction_nnsight.causal.pairs import Pair
+from induction_nnsight.causal.patching.engine import patch_heads
+from induction_nnsight.causal.paths.patching import Ablation, PathVariant, path_patching
+from induction_nnsight.causal.paths.search import path_search
 from induction_nnsight.models.layout import model_layout
 from induction_nnsight.probes.tokens import repeated_probe
 from induction_nnsight.scores.heads import head_scores
@@ -212,7 +213,7 @@ def test_patch(family, plain, record_property, name, attn):
     clean, corrupted = tokens(0), tokens(3)
     d_head = model_layout(model).facts.d_head
     metric = RowMetric("loss", loss_positions=slice(SEQ + 1, 2 * SEQ))
-    result = patch_heads(model, clean, corrupted, metric, layers=[1], execution=Execution(progress=False))
+    result = patch_heads(model, Pair(clean, corrupted, metric), layers=[1], execution=Execution(progress=False))
     captured = []
     o_proj = _o_proj(plain(name), model, 1)
     hook = o_proj.register_forward_pre_hook(lambda _m, a: captured.append(a[0].detach().clone()))
@@ -401,13 +402,13 @@ def test_qkv_patching_through_projections_equals_through_the_kernel(family):
     """Falcon under eager computes its pattern with its own softmax, so q/k/v patching edits the head's slice of
     the fused projection (before rotary); under sdpa it edits the kernel's inputs (after rotary). Rotary acts
     position by position, so the two routes must give the same grid."""
-    from induction_nnsight.causal.patching import patch_qkv
+    from induction_nnsight.causal.patching.engine import patch_qkv
 
     name = "Falcon (multi-query, rotary)"
     clean, corrupted = tokens(0), tokens(3)
     metric = RowMetric("loss", loss_positions=slice(SEQ + 1, 2 * SEQ))
     grids = [
-        patch_qkv(family(name, attn)[0], clean, corrupted, metric, 1, 2, execution=Execution(progress=False))
+        patch_qkv(family(name, attn)[0], Pair(clean, corrupted, metric), 1, 2, execution=Execution(progress=False))
         for attn in ("eager", "sdpa")
     ]
     assert torch.allclose(grids[0].values, grids[1].values, atol=ATOL)

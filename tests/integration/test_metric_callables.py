@@ -4,9 +4,10 @@ reproduces a built-in metric gives the built-in's numbers."""
 import torch
 
 from induction_nnsight import Execution, repeated_tokens
-from induction_nnsight.causal.ablation import ablation_curve, ablation_sweep
+from induction_nnsight.causal.ablation.sweep import ablation_curve, ablation_sweep
 from induction_nnsight.causal.metrics import LogitDiff, RowMetric, as_metric, logit_diff
-from induction_nnsight.causal.patching import patch_heads
+from induction_nnsight.causal.pairs import Pair
+from induction_nnsight.causal.patching.engine import patch_heads
 from induction_nnsight.scores.losses import token_losses
 
 QUIET = Execution(progress=False)
@@ -43,12 +44,12 @@ def test_a_lambda_logit_diff_gives_the_built_in_patching(tiny_model):
     corrupted = clean.clone()
     corrupted[:, 1 : 1 + SEQ] = (clean[:, 1 : 1 + SEQ] % 127) + 1  # the first copy corrupted
     correct, wrong = torch.tensor([5, 6]), torch.tensor([7, 8])
-    built_in = patch_heads(model, clean, corrupted, LogitDiff(correct=correct, wrong=wrong), execution=QUIET)
+    built_in = patch_heads(model, Pair(clean, corrupted, LogitDiff(correct=correct, wrong=wrong)), execution=QUIET)
 
     def diff(logits, tokens):  # the ids repeat over the variants' groups of rows, as the built-in does
         groups = logits.shape[0] // 2
         return logit_diff(logits[:, -1], correct.repeat(groups), wrong.repeat(groups))
 
-    mine = patch_heads(model, clean, corrupted, as_metric(diff, label="logit difference"), execution=QUIET)
+    mine = patch_heads(model, Pair(clean, corrupted, as_metric(diff, label="logit difference")), execution=QUIET)
     assert abs(mine.clean - built_in.clean) < 1e-6 and abs(mine.corrupted - built_in.corrupted) < 1e-6
     assert torch.allclose(mine.values, built_in.values, atol=1e-6) and mine.metric == built_in.metric

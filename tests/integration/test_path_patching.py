@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from induction_nnsight import Execution, repeated_tokens
-from induction_nnsight.causal.path_patching import Ablation, PathVariant, path_patching
+from induction_nnsight.causal.paths.patching import Ablation, PathVariant, path_patching
 from tests.reference import plain_model, plain_projections
 
 SEQ = 8
@@ -243,7 +243,7 @@ def test_total_score_estimates_are_the_qk_fixed_direct_path_plus_the_rest_linear
     ``g_t . (0 - z_s W_O)``: ``G`` the gradient of the target's clean score (read from plain
     ``output_attentions``) at the source's output, ``g_t`` at the target's layer input, by plain autograd."""
     from induction_nnsight import load_model
-    from induction_nnsight.causal.path_search import Verification, path_search
+    from induction_nnsight.causal.paths.search import Verification, path_search
 
     model = load_model(str(sharp_dir(arch)), attn_implementation="eager", progress=False)
     tokens = rows()
@@ -304,7 +304,7 @@ def test_total_estimates_of_targets_in_several_layers_are_each_targets_own(tmp_p
     import transformers as tf
 
     from induction_nnsight import load_model
-    from induction_nnsight.causal.path_search import path_search
+    from induction_nnsight.causal.paths.search import path_search
     from tests.conftest import TINY_BOS, TINY_VOCAB, _tiny_tokenizer
 
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ from induction_nnsight.app import jobs
 from induction_nnsight.app.cli import main
 from induction_nnsight.app.jobs import ScanConfig
 from induction_nnsight.app.plan_job import plan_job
-from induction_nnsight.causal.ablation import ablation_sweep, repeated_half_metric
+from induction_nnsight.causal.ablation.sweep import ablation_sweep, repeated_half_metric
 from induction_nnsight.causal.cost import BACKWARD_FORWARDS, sweep_cost
 from induction_nnsight.models.weightless import weightless_model
 from induction_nnsight.ndif import dry_run

@@ -139,7 +139,7 @@ def test_ablation_and_patching(gpt2, tokens):
     (line,) = [t for t in curve.figure().data if t.name == "top induction heads"]
     assert close([line.y], curve.top[None])
     pair = repeated_pair(2, SEQ, seed=3, low=1, high=TINY_VOCAB, bos_token_id=TINY_BOS)
-    patched = patch_heads(gpt2, pair.clean, pair.corrupted, pair.metric, execution=QUIET)
+    patched = patch_heads(gpt2, pair, execution=QUIET)
     recovery = (patched.values - patched.corrupted) / (patched.clean - patched.corrupted)
     check_top(patched, recovery, "PatchResult")
     assert close(patched.figure().data[0].z, recovery)

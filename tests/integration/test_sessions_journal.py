@@ -16,7 +16,7 @@ import torch
 
 from induction_nnsight import Execution, repeated_tokens
 from induction_nnsight.app.cli import main
-from induction_nnsight.causal.ablation import ablation_metrics, repeated_half_metric
+from induction_nnsight.causal.ablation.sweep import ablation_metrics, repeated_half_metric
 from induction_nnsight.ndif import dry_run
 from induction_nnsight.ndif.journal import Journal
 from induction_nnsight.ndif.transfers import RequestTooLarge

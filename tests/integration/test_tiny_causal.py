@@ -4,17 +4,17 @@ import pytest
 import torch
 
 from induction_nnsight import Execution, loss_by_position, repeated_tokens
-from induction_nnsight.causal.ablation import (
+from induction_nnsight.causal.ablation.estimators import head_attribution
+from induction_nnsight.causal.ablation.sweep import (
     RandomDraws,
     ablate_heads,
     ablation_curve,
     ablation_metrics,
     ablation_sweep,
 )
-from induction_nnsight.causal.estimators import head_attribution
 from induction_nnsight.causal.metrics import RowMetric, repeated_half_loss
-from induction_nnsight.causal.pairs import repeated_pair
-from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual
+from induction_nnsight.causal.pairs import Pair, repeated_pair
+from induction_nnsight.causal.patching.engine import patch_heads, patch_qkv, patch_residual
 from induction_nnsight.models.layout import model_layout
 from tests.conftest import TINY_ARCHS
 from tests.reference import plain_edited_loss, plain_head_inputs, plain_model
@@ -131,13 +131,13 @@ def test_patching_everything_recovers_one_and_nothing_zero(tiny_model, arch):
     model = tiny_model(arch)
     clean, corrupted = last_token_pair(arch)
     metric = RowMetric("logit_diff", correct=torch.tensor([5, 6]), wrong=torch.tensor([7, 8]))
-    residual = patch_residual(model, clean, corrupted, metric, execution=QUIET)
+    residual = patch_residual(model, Pair(clean, corrupted, metric), execution=QUIET)
     assert residual.recovery.shape == (2, clean.shape[1])
     # The last position carries everything that differs: patching it restores the clean run.
     assert torch.allclose(residual.recovery[:, -1], torch.ones(2), atol=1e-4)
     # Earlier positions are the same in both runs: patching them patches nothing.
     assert residual.recovery[:, :-1].abs().max() < 1e-4
-    qkv = patch_qkv(model, clean, corrupted, metric, 1, 2, execution=QUIET)
+    qkv = patch_qkv(model, Pair(clean, corrupted, metric), 1, 2, execution=QUIET)
     assert qkv.recovery.shape == (3, clean.shape[1] + 1) and qkv.recovery[:, :-2].abs().max() < 1e-4
 
 
@@ -145,7 +145,7 @@ def test_patching_everything_recovers_one_and_nothing_zero(tiny_model, arch):
 def test_head_patching_equals_plain_transformers_hooks(tiny_model, tiny_dir, arch):
     model = tiny_model(arch)
     pair = repeated_pair(2, SEQ, low=1, high=128, bos_token_id=0)
-    result = patch_heads(model, pair.clean, pair.corrupted, pair.metric, execution=QUIET)
+    result = patch_heads(model, pair, execution=QUIET)
     plain = plain_model(tiny_dir(arch))
     clean_inputs = plain_head_inputs(plain, pair.clean)
     for layer, head in [(0, 3), (1, 1)]:
@@ -193,7 +193,7 @@ def test_attribution_equals_plain_autograd_and_tracks_exhaustive(tiny_model, tin
         ]
     )
     assert torch.allclose(estimate, by_hand, atol=1e-5)
-    exhaustive = patch_heads(model, pair.clean, pair.corrupted, pair.metric, execution=QUIET)
+    exhaustive = patch_heads(model, pair, execution=QUIET)
     change = exhaustive.values - exhaustive.corrupted
     assert torch.corrcoef(torch.stack([estimate.flatten(), change.flatten()]))[0, 1] > 0.9
     zero = head_attribution(model, pair.clean, pair.metric, "zero")

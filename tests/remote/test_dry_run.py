@@ -119,10 +119,10 @@ def test_the_dry_run_measures_the_bytes_each_way(tiny_model):
 @pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_causal_functions_survive_the_round_trip(tiny_model, arch):
     """Ablation, the three patching sites and attribution (a backward pass) as NDIF would run them."""
-    from induction_nnsight.causal.ablation import ablate_heads
-    from induction_nnsight.causal.estimators import head_attribution
+    from induction_nnsight.causal.ablation.estimators import head_attribution
+    from induction_nnsight.causal.ablation.sweep import ablate_heads
     from induction_nnsight.causal.pairs import repeated_pair
-    from induction_nnsight.causal.patching import patch_heads, patch_qkv, patch_residual
+    from induction_nnsight.causal.patching.engine import patch_heads, patch_qkv, patch_residual
 
     model = tiny_model(arch, "sdpa")
     tokens = tokens_for()
@@ -131,7 +131,7 @@ def test_causal_functions_survive_the_round_trip(tiny_model, arch):
         ablate_heads(model, tokens, [(1, 2)]),
     )
     pair = repeated_pair(2, SEQ_LEN, low=1, high=128, bos_token_id=TINY_BOS)
-    args = (model, pair.clean, pair.corrupted, pair.metric)
+    args = (model, pair)
     for run in (
         lambda **kw: patch_heads(*args, **kw),
         lambda **kw: patch_residual(*args, positions=[3, 9], **kw),

@@ -43,6 +43,19 @@ ALLOWED = {
 BOTTOM = {"names", "stats", "strict_json", "version"}
 for _stage in SUBPACKAGES + ("",):
     ALLOWED[_stage] = ALLOWED[_stage] | BOTTOM
+# Inside causal/, the same rule between its parts: the flat modules (metrics, pairs, variants, head outputs and
+# weights, intervals, cost, composition, the QK fix) at the bottom; ablation/, patching/ and dual_route/ on them;
+# paths/ (path patching) also on ablation/ (how a head is removed); circuit.py on top. An import under
+# ``if TYPE_CHECKING:`` runs never and is not counted.
+CAUSAL_PARTS = ("ablation", "patching", "paths", "dual_route", "circuit")
+CAUSAL_ALLOWED = {
+    "flat": set(),
+    "ablation": {"flat"},
+    "patching": {"flat"},
+    "dual_route": {"flat"},
+    "paths": {"flat", "ablation"},
+    "circuit": {"flat", "ablation", "paths"},
+}
 MAX_LINES = 500  # a module holds one concept; this is a generous ceiling, not a size to cut to
 # Modules allowed over MAX_LINES (relative paths); empty since the app split (ablate_job, patch_job, arguments).
 KNOWN_LONG: set[str] = set()
@@ -167,8 +180,58 @@ def test_each_subpackage_docstring_says_what_it_may_import(sub):
     assert claims == ALLOWED[sub] - BOTTOM, f"{sub}'s docstring says it may import {sorted(claims)}"
 
 
+def causal_part(module: str) -> str | None:
+    """The part of causal/ ``module`` belongs to (``"flat"`` for its flat modules; None outside causal/)."""
+    parts = module.split(".")
+    if parts[:2] != [PACKAGE, "causal"]:
+        return None
+    return parts[2] if len(parts) > 2 and parts[2] in CAUSAL_PARTS else "flat"
+
+
+def runtime_source(source: str) -> str:
+    """``source`` without its ``if TYPE_CHECKING:`` blocks (imports for annotations only)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def causal_violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Imports in ``source`` (the text of a module of causal/) that run back up causal/'s parts."""
+    own = causal_part(module)
+    allowed = CAUSAL_ALLOWED[own] | {own}
+    may = ", ".join(sorted(CAUSAL_ALLOWED[own])) or "no other part"
+    return [
+        f"{module}:{line} imports {target} ({own} may import {may})"
+        for line, target in imported_modules(runtime_source(source), module, is_package)
+        if causal_part(target) not in (None, *allowed)
+    ]
+
+
+CAUSAL_MODULES = [p for p in MODULES if causal_part(module_name(p)) is not None]
+
+
+@pytest.mark.parametrize("path", CAUSAL_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_causal_imports_run_only_down_its_parts(path):
+    assert causal_violations(path.read_text(), module_name(path), path.name == "__init__.py") == []
+
+
+def test_the_causal_checker_flags_upward_imports():
+    assert len(causal_violations("from .paths.traces import Run\n", "induction_nnsight.causal.cost")) == 1
+    assert len(causal_violations("from ..circuit import circuit\n", "induction_nnsight.causal.paths.search")) == 1
+    assert len(causal_violations("from ..patching import patch\n", "induction_nnsight.causal.ablation.sweep")) == 1
+    typing_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .paths.traces import Run\n"
+    assert causal_violations(typing_only, "induction_nnsight.causal.cost") == []
+    assert (
+        causal_violations("from ..ablation.method import Ablation\n", "induction_nnsight.causal.paths.patching") == []
+    )
+    assert causal_violations("from ..metrics import as_metric\n", "induction_nnsight.causal.patching.engine") == []
+
+
 def test_modules_stay_short():
-    """About 500 lines a module at most (any exception is listed in KNOWN_LONG)."""
+    """A module holds one concept: about 500 lines at most, a generous ceiling rather than a size to cut to
+    (any exception is listed in KNOWN_LONG); a concept that outgrows it wants a subpackage."""
     long = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in MODULES}
     over = {path for path, n in long.items() if n > MAX_LINES}
     assert over <= KNOWN_LONG, f"new modules over {MAX_LINES} lines: {sorted(over - KNOWN_LONG)}"

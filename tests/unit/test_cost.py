@@ -13,7 +13,7 @@ from induction_nnsight.causal.cost import (
     scale_table,
     sweep_cost,
 )
-from induction_nnsight.causal.path_patching import all_earlier, path_variants, plan_runs
+from induction_nnsight.causal.paths.patching import all_earlier, path_variants, plan_runs
 
 
 def test_a_sweep_counts_one_pass_per_row_per_variant():

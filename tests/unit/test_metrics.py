@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from induction_nnsight.causal.ablation import random_head_draws
+from induction_nnsight.causal.ablation.sweep import random_head_draws
 from induction_nnsight.causal.head_outputs import head_mask
 from induction_nnsight.causal.metrics import (
     RowMetric,

@@ -14,9 +14,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from induction_nnsight.causal.ablation_results import CurveResult, SweepResult
+from induction_nnsight.causal.ablation.results import CurveResult, SweepResult
 from induction_nnsight.causal.circuit import CircuitResult, Edge
-from induction_nnsight.causal.patch_results import PatchResult
+from induction_nnsight.causal.patching.results import PatchResult
 from induction_nnsight.dynamics.results import CheckpointScores
 from induction_nnsight.figures.tables import REPR_ROWS, Summary, summary_html, summary_text
 from induction_nnsight.scores.detect import HeadDetection

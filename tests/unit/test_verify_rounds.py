@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import torch
 
-from induction_nnsight.causal.path_search import Verification, _verify
+from induction_nnsight.causal.paths.search import Verification, _verify
 
 TARGET = (1, 0)
 BASE, LOSS = 1.0, 2.0  # the target's clean induction score, the clean loss

@@ -113,7 +113,7 @@ def copying_sweep(
 
     Args:
         model: An nnsight ``TransformersModel``.
-        prompts: The clean and corrupt rows (:func:`~induction_nnsight.probes.dual_route.copying_prompts`).
+        prompts: The clean and corrupt rows (:func:`~induction_nnsight.causal.dual_route.prompts.copying_prompts`).
         target: ``"concept"`` (log-probability of ``c[1]`` at the last position) or ``"token"`` (of
             ``c[0]`` at the second-to-last), see :data:`COPYING_TARGETS`.
         heads: ``(layer, head)`` pairs to patch, one variant each; None for every head.

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..models.heads import split_heads
-from ..models.layout import apply_norm, norm_affine
-from .head_weights import output_columns, projection_slice, rows_of, sender_delta
+from ...models.heads import split_heads
+from ...models.layout import apply_norm, norm_affine
+from ..head_weights import output_columns, projection_slice, rows_of, sender_delta
 
 if TYPE_CHECKING:
-    from .path_traces import Clean, Plan, Run
+    from .traces import Clean, Plan, Run
 
 __all__ = ["frozen_norm", "outputs", "skip_prefix", "slices"]
 

@@ -15,7 +15,7 @@ get their clean outputs back at the output projection, so the path ends at ``t``
 Runs: the clean rows run once; each variant then runs from the first layer where it differs
 from the clean run (the target's layer; the source's for ``total``, whose one run serves every
 target), the blocks before it skipped and fed the clean residual, many variants per trace
-(:mod:`~induction_nnsight.causal.path_traces`). What leaves a trace per variant: the target's
+(:mod:`~induction_nnsight.causal.paths.traces`). What leaves a trace per variant: the target's
 induction score (mean attention on the diagonal at offset ``1 - seq_len``) and the repeated-half
 loss.
 """
@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..errors import InductionError
-from ..ndif.execution import Execution, as_execution
-from .ablation_method import Ablation
-from .path_estimates import estimate_all
-from .path_runs import run_traces
-from .path_traces import Run, clean_trace, make_plan
+from ...errors import InductionError
+from ...ndif.execution import Execution, as_execution
+from ..ablation.method import Ablation
+from .estimates import estimate_all
+from .runs import run_traces
+from .traces import Run, clean_trace, make_plan
 
 Head = tuple[int, int]
 PATHS = ("k", "q", "v", "total")
@@ -127,10 +127,10 @@ def path_patching(
         variants: From :func:`path_variants`; ``variants[0]`` must be the clean one.
         ablation: How a source's contribution is removed (:class:`Ablation`; None: zero).
             ``resample`` runs once per draw and averages; ``freeze_norm`` keeps the clean norm scale
-            at the target's input (:func:`~induction_nnsight.causal.path_edits.frozen_norm`).
+            at the target's input (:func:`~induction_nnsight.causal.paths.edits.frozen_norm`).
         bos: Whether the rows start with BOS (for the repeated-half loss).
         exact_losses: None computes every loss effect exactly. A number ``n`` estimates every
-            edge's loss effect to first order (:mod:`~induction_nnsight.causal.path_estimates`; every
+            edge's loss effect to first order (:mod:`~induction_nnsight.causal.paths.estimates`; every
             score effect stays exact: ``k``/``q``/``v`` runs from a probe of the target's layer,
             ``total`` runs from a trace stopped at the last target layer) and computes exactly only
             the loss effects of the ``n`` edges per target and path with the largest estimated loss

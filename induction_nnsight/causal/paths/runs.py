@@ -1,4 +1,4 @@
-"""The runs of path patching after the clean trace (:mod:`~induction_nnsight.causal.path_traces`):
+"""The runs of path patching after the clean trace (:mod:`~induction_nnsight.causal.paths.traces`):
 the runs of one start layer share traces, in which the blocks before the start layer are skipped
 and return the clean residual, as many runs per trace as the token budget allows, the traces
 bundled into requests by the loop every multi-trace job shares.
@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 import nnsight
 import torch
 
-from ..ndif.execution import Execution
-from ..ndif.sessions import run_chunks
-from .path_edits import outputs, skip_prefix, slices
-from .path_traces import Clean, Plan, Run
+from ...ndif.execution import Execution
+from ...ndif.sessions import run_chunks
+from .edits import outputs, skip_prefix, slices
+from .traces import Clean, Plan, Run
 
 __all__ = ["run_codes", "run_shape", "run_traces", "start_chunks"]
 

@@ -5,11 +5,11 @@ projection's input, see :mod:`~induction_nnsight.causal.head_outputs`): set to z
 its mean over a reference set at each position (mean ablation keeps the
 head's average contribution and removes only what depends on the input), or to its output on
 another row of the same distribution (resample ablation, averaged over draws); see
-:class:`~induction_nnsight.causal.ablation_method.Ablation`.
+:class:`~induction_nnsight.causal.ablation.method.Ablation`.
 Many ablations run batched in few traces (:mod:`~induction_nnsight.causal.variants`);
 what leaves a trace is one metric value per ablation and row, so every effect carries a
 bootstrap interval over rows (:mod:`~induction_nnsight.causal.intervals`). Its results live in
-:mod:`~induction_nnsight.causal.ablation_results`.
+:mod:`~induction_nnsight.causal.ablation.results`.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InductionError
-from ..models.layout import model_facts
-from ..ndif.execution import Execution, as_execution
-from ..scores.losses import repeated_half_slice
-from .ablation_method import METHODS, Ablation
-from .ablation_results import CurveResult, SweepResult
-from .head_outputs import head_edit, head_mask, reference_means
-from .intervals import effect_interval, effect_q_values, row_interval
-from .metrics import CausalMetric, Loss, LossByPosition, MetricFn, as_metric
-from .variants import _run_variant_rows
+from ...errors import InductionError
+from ...models.layout import model_facts
+from ...ndif.execution import Execution, as_execution
+from ...scores.losses import repeated_half_slice
+from ..head_outputs import head_edit, head_mask, reference_means
+from ..intervals import effect_interval, effect_q_values, row_interval
+from ..metrics import CausalMetric, Loss, LossByPosition, MetricFn, as_metric
+from ..variants import _run_variant_rows
+from .method import METHODS, Ablation
+from .results import CurveResult, SweepResult
 
 Head = tuple[int, int]
 
@@ -78,7 +78,7 @@ def ablation_metrics(
         head_sets: Sets of ``(layer, head)``; an empty set is the unablated model.
         metric: What to measure (see :class:`~induction_nnsight.causal.metrics.CausalMetric`, or a plain callable).
         method: ``"zero"``, ``"mean"``, ``"resample"``, or an
-            :class:`~induction_nnsight.causal.ablation_method.Ablation` (which also holds its rows
+            :class:`~induction_nnsight.causal.ablation.method.Ablation` (which also holds its rows
             and ``keep_bos``).
         source: The reference rows of a named ``"mean"`` (``[n_ref, pos]``) or ``"resample"``
             (``[draws * batch, pos]``) method.
@@ -251,7 +251,7 @@ def ablation_curve(
         draws: The random sets to compare with (:class:`RandomDraws`; None: 5 draws from
             any layer, seed 0).
         method: ``"zero"``, ``"mean"``, ``"resample"`` or an
-            :class:`~induction_nnsight.causal.ablation_method.Ablation`.
+            :class:`~induction_nnsight.causal.ablation.method.Ablation`.
         source: The rows of a named ``"mean"`` or ``"resample"`` method.
         execution: How the traces run (:class:`~induction_nnsight.ndif.execution.Execution`);
             None for the defaults.

@@ -1,6 +1,6 @@
 """Estimate, then verify, for the per-head sweep: rank every head by an estimate, ablate only the strongest.
 
-:func:`search_heads` runs one head estimate (:mod:`~induction_nnsight.causal.estimators`), then the
+:func:`search_heads` runs one head estimate (:mod:`~induction_nnsight.causal.ablation.estimators`), then the
 exact ablation of the ``verify`` heads with the largest ``|estimate|`` (ties by layer and head), and
 optionally more, in rounds of ``verify``, while the next candidate's ``|estimate|`` reaches
 ``fraction`` times the weakest ``|exact effect|`` among the ``verify`` strongest verified so far.
@@ -14,17 +14,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InductionError
-from ..models.layout import model_facts
-from ..names import head_name
-from ..ndif.execution import Execution, as_execution
-from ..scores.ranking import rank_heads
-from ..stats import bh_adjust, mean_test
-from .ablation import ablation_rows
-from .cost import Cost, variants_cost
+from ...errors import InductionError
+from ...models.layout import model_facts
+from ...names import head_name
+from ...ndif.execution import Execution, as_execution
+from ...scores.ranking import rank_heads
+from ...stats import bh_adjust, mean_test
+from ..cost import Cost, variants_cost
+from ..intervals import effect_interval
+from ..metrics import CausalMetric, MetricFn, pearson
 from .estimators import Estimator, HeadEstimate, head_estimate
-from .intervals import effect_interval
-from .metrics import CausalMetric, MetricFn, pearson
+from .sweep import ablation_rows
 
 __all__ = ["HeadSearch", "SearchResult", "compare", "search_heads", "spearman"]
 
@@ -70,7 +70,7 @@ class HeadSearch:
     """How :func:`search_heads` chooses what to verify.
 
     Attributes:
-        estimator: The estimate that ranks the heads (:class:`~induction_nnsight.causal.estimators.Estimator`).
+        estimator: The estimate that ranks the heads (:class:`~induction_nnsight.causal.ablation.estimators.Estimator`).
         verify: Heads ablated exactly (the strongest by ``|estimate|``), and the size of each further round.
         fraction: None: stop after ``verify``. A number ``f``: go on while the next candidate's
             ``|estimate|`` is at least ``f`` times the smallest ``|exact effect|`` of the ``verify``
@@ -87,7 +87,7 @@ class SearchResult:
     """What :func:`search_heads` found.
 
     Attributes:
-        estimate: The head estimate (:class:`~induction_nnsight.causal.estimators.HeadEstimate`).
+        estimate: The head estimate (:class:`~induction_nnsight.causal.ablation.estimators.HeadEstimate`).
         baseline: The metric of the unablated rows.
         delta: ``[n_layers, n_heads]`` exact change of the metric where verified, NaN elsewhere.
         verified: ``[n_layers, n_heads]`` bool.

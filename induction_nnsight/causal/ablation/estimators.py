@@ -30,14 +30,14 @@ from dataclasses import dataclass
 import nnsight
 import torch
 
-from ..errors import InductionError
-from ..models.heads import split_heads
-from ..models.layout import model_facts, model_layout
-from ..ndif.backend import remote_backend
-from ..ndif.execution import Execution, as_execution
-from .cost import ESTIMATORS, RENAMED_ESTIMATORS, Cost, passes
-from .head_outputs import HEAD_METHODS
-from .metrics import CausalMetric, MetricFn
+from ...errors import InductionError
+from ...models.heads import split_heads
+from ...models.layout import model_facts, model_layout
+from ...ndif.backend import remote_backend
+from ...ndif.execution import Execution, as_execution
+from ..cost import ESTIMATORS, RENAMED_ESTIMATORS, Cost, passes
+from ..head_outputs import HEAD_METHODS
+from ..metrics import CausalMetric, MetricFn
 
 __all__ = [
     "DEFAULT_ESTIMATOR",

@@ -7,7 +7,7 @@ run serves every target, since the intervention does not depend on the target). 
 run equals the clean run before the target's layer, a ``total`` run before the source's layer:
 its *start* layer. The clean trace saves what the runs need (every head's output at the layers
 the runs read, the residual stream entering each start layer, the clean scores and loss); then
-(:mod:`~induction_nnsight.causal.path_runs`) the runs of one start layer share traces (as many
+(:mod:`~induction_nnsight.causal.paths.runs`) the runs of one start layer share traces (as many
 as the token budget allows), in which the blocks before the start layer are skipped
 (:meth:`Envoy.skip`) and return the clean residual.
 The edits, the attention scores and the repeated-half loss are computed inside each trace, and
@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 import nnsight
 import torch
 
-from ..models.attention import attention_calls, attention_modules, attention_pattern
-from ..models.heads import split_heads
-from ..models.layout import ModelLayout, model_layout
-from ..ndif.backend import remote_backend
-from ..ndif.execution import Execution
-from ..ndif.settings import on_ndif
-from ..scores.losses import token_losses
-from ..scores.reductions import diagonal_score_per_row
-from .head_weights import hand_norm_spec
+from ...models.attention import attention_calls, attention_modules, attention_pattern
+from ...models.heads import split_heads
+from ...models.layout import ModelLayout, model_layout
+from ...ndif.backend import remote_backend
+from ...ndif.execution import Execution
+from ...ndif.settings import on_ndif
+from ...scores.losses import token_losses
+from ...scores.reductions import diagonal_score_per_row
+from ..head_weights import hand_norm_spec
 
 Head = tuple[int, int]
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InductionError
-from .head_weights import SENDER_NORMS
+from ...errors import InductionError
+from ..head_weights import SENDER_NORMS
 
 __all__ = ["DEFAULT_REFERENCE_ROWS", "DEFAULT_RESAMPLE_DRAWS", "METHODS", "Ablation"]
 

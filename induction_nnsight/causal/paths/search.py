@@ -5,20 +5,20 @@ Estimates (every edge, from a few passes):
 
 * ``k``, ``q``, ``v``: the QK fix. The source's direct contribution is removed from the target's key
   (query, value) input and the target's attention is recomputed exactly from there, in a *probe* that
-  runs the target's layer alone (:func:`~induction_nnsight.causal.path_estimates.probe`): the change of
+  runs the target's layer alone (:func:`~induction_nnsight.causal.paths.estimates.probe`): the change of
   the induction score is exact (the pattern depends on nothing else), the loss effect is first order
   from the target's output on (one backward pass).
 * ``total``: the direct path QK-fixed (the sum of the source's ``k`` and ``q`` probes), plus
   attribution patching on the target's induction score for every other path, through the heads in
   between: the estimate through every path minus its direct part
-  (:func:`~induction_nnsight.causal.path_estimates.score_estimates`: one copy of the rows per target,
+  (:func:`~induction_nnsight.causal.paths.estimates.score_estimates`: one copy of the rows per target,
   run to the last target's layer, one backward pass; in post-norm blocks the direct path alone). Its
   loss effect is attribution patching on the loss
-  (:func:`~induction_nnsight.causal.path_estimates.removal_estimate`, from the probes' backward pass).
+  (:func:`~induction_nnsight.causal.paths.estimates.removal_estimate`, from the probes' backward pass).
 
 Verification: per target and path, the ``verify`` strongest edges by the estimate, ranked as
 :meth:`~induction_nnsight.causal.circuit.CircuitResult.strongest` ranks exact ones (largest drop of
-the score; on ``v`` largest rise of the loss), run exactly (:mod:`~induction_nnsight.causal.path_traces`).
+the score; on ``v`` largest rise of the loss), run exactly (:mod:`~induction_nnsight.causal.paths.traces`).
 A ``total`` run serves every target, so the verified ``total`` runs are the union over the targets.
 Besides, the ``total`` runs of the sources whose removal is the largest share of the residual stream
 (``Verification.largest``), whose first-order estimates are the least to be trusted. Then, under
@@ -32,14 +32,14 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..models.layout import model_facts
-from ..ndif.execution import Execution, as_execution
-from ..scores.ranking import RANK_DECIMALS
-from .cost import Cost, passes, runs_cost
-from .path_estimates import estimate, loss_gradients, removal_estimate, score_estimates
-from .path_patching import Ablation, PathResult, PathVariant, plan_runs
-from .path_runs import run_traces
-from .path_traces import Run, clean_trace, make_plan
+from ...models.layout import model_facts
+from ...ndif.execution import Execution, as_execution
+from ...scores.ranking import RANK_DECIMALS
+from ..cost import Cost, passes, runs_cost
+from .estimates import estimate, loss_gradients, removal_estimate, score_estimates
+from .patching import Ablation, PathResult, PathVariant, plan_runs
+from .runs import run_traces
+from .traces import Run, clean_trace, make_plan
 
 __all__ = ["DEFAULT_FRACTION", "DEFAULT_VERIFY", "Verification", "circuit_costs", "path_search"]
 
@@ -89,7 +89,7 @@ def path_search(
         model: An nnsight ``TransformersModel``.
         tokens: ``[batch, pos]`` repeated-token rows.
         seq_len: ``T``, the length of the repeated block.
-        variants: From :func:`~induction_nnsight.causal.path_patching.path_variants`; ``variants[0]`` clean.
+        variants: From :func:`~induction_nnsight.causal.paths.patching.path_variants`; ``variants[0]`` clean.
         ablation: How a source's contribution is removed (None: zero).
         bos: Whether the rows start with BOS.
         verify: Edges verified per target and path (exactly that many), or a :class:`Verification` that may go
@@ -97,7 +97,7 @@ def path_search(
         execution: How the traces run; None for the defaults.
 
     Returns:
-        ``(result, verified, cost)``: a :class:`~induction_nnsight.causal.path_patching.PathResult`
+        ``(result, verified, cost)``: a :class:`~induction_nnsight.causal.paths.patching.PathResult`
         (``exact`` marks the verified variants, whose scores and losses are exact), ``[n]`` bool
         verified per variant (the clean one True), and what it ran.
     """

@@ -1,4 +1,4 @@
-"""What the ablations of :mod:`~induction_nnsight.causal.ablation` return: every head ablated alone
+"""What the ablations of :mod:`~induction_nnsight.causal.ablation.sweep` return: every head ablated alone
 (:class:`SweepResult`) and the top heads against random heads (:class:`CurveResult`).
 
 Both show themselves in a notebook (a one-line ``repr``, an HTML table) and draw their figure
@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import torch
 
-from ..figures.causal import ablation_curve_figure, interval_hover
-from ..figures.heads import heatmap_figure
-from ..figures.style import ANNOTATED
-from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
-from ..names import head_name
-from ..scores.ranking import rank_heads, ranked_rows
-from ..stats import ALPHA
+from ...figures.causal import ablation_curve_figure, interval_hover
+from ...figures.heads import heatmap_figure
+from ...figures.style import ANNOTATED
+from ...figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
+from ...names import head_name
+from ...scores.ranking import rank_heads, ranked_rows
+from ...stats import ALPHA
 
 Head = tuple[int, int]
 

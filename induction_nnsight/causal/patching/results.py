@@ -1,4 +1,4 @@
-"""What the activation patching of :mod:`~induction_nnsight.causal.patching` returns: a grid of
+"""What the activation patching of :mod:`~induction_nnsight.causal.patching.engine` returns: a grid of
 patched metrics and its recovery (:class:`PatchResult`).
 
 It shows itself in a notebook (a one-line ``repr``, an HTML table) and draws its figure
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field, fields, replace
 import plotly.graph_objects as go
 import torch
 
-from ..figures.causal import interval_hover
-from ..figures.heads import GridAxes, heatmap_figure
-from ..figures.style import ANNOTATED
-from ..figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
-from ..scores.ranking import rank_heads
-from .cost import Cost
-from .metrics import recovery
+from ...figures.causal import interval_hover
+from ...figures.heads import GridAxes, heatmap_figure
+from ...figures.style import ANNOTATED
+from ...figures.tables import HTML_ROWS, Displayable, Summary, plain, titled
+from ...scores.ranking import rank_heads
+from ..cost import Cost
+from ..metrics import recovery
 
 RECOVERY = "recovery (0: corrupted, 1: clean)"
 """Colour-bar title of a recovery grid."""

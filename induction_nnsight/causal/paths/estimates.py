@@ -11,7 +11,7 @@ everywhere: its scores come from a trace stopped at the last target layer, its l
 estimated as ``g_s . (r_s - z_s)`` at the source's output (:func:`removal_estimate`).
 :func:`estimate_all` fills in every run this way and picks the edges with the largest estimated loss
 or score effects, whose loss effects
-:func:`~induction_nnsight.causal.path_patching.path_patching` then computes exactly.
+:func:`~induction_nnsight.causal.paths.patching.path_patching` then computes exactly.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import nnsight
 import torch
 
-from ..models.heads import split_heads
-from ..ndif.execution import Execution
-from ..ndif.sessions import run_chunks
-from .path_edits import skip_prefix, slices
-from .path_runs import run_codes, run_shape, run_traces, start_chunks
-from .path_traces import Clean, Plan, Run
+from ...models.heads import split_heads
+from ...ndif.execution import Execution
+from ...ndif.sessions import run_chunks
+from .edits import skip_prefix, slices
+from .runs import run_codes, run_shape, run_traces, start_chunks
+from .traces import Clean, Plan, Run
 
 Head = tuple[int, int]
 __all__ = ["Known", "estimate", "estimate_all", "loss_gradients", "probe", "removal_estimate", "score_estimates"]
