@@ -309,5 +309,5 @@ def _seed_spread(runs: list, first: dict, config: DynamicsConfig, load: Callable
             find_checkpoints([path]), config.probe(), out=config.out, load=load, execution=run, resume=config.resume
         )
         phases.append((seed, scored.phase_test()))
-    spread = phase_spread([(seed, test["change"]) for seed, test in phases])
+    spread = phase_spread(phases)
     return {**spread, "notes": [test["note"] for _, test in phases]}
