@@ -182,7 +182,8 @@ class DynamicsJobResult(JobResult):
         phase_test: The test's numbers and its one-line ``note``.
         fresh_loss_bump: The fresh-token training loss before and after the phase change (None without a loss
             log).
-        seeds: The phase changes of several seeds and their spread (left out for one seed).
+        seeds: The phase changes of several seeds and their spread, each seed's fitted rise (``amplitudes``),
+            best induction score at its last checkpoint (``final_best``) and note (left out for one seed).
     """
 
     settings: dict
@@ -258,7 +259,7 @@ def run_dynamics(
         phase_change=_rounded_phase(phase),
         phase_test=test,
         fresh_loss_bump=fresh_loss_bump(read_loss_log(run_dir), phase) if run_dir is not None else None,
-        seeds=_seed_spread(runs, {**test, "change": phase}, config, load, run) if len(runs) > 1 else None,
+        seeds=_seed_spread(runs, ({**test, "change": phase}, scored), config, load, run) if len(runs) > 1 else None,
     )
     name = config.model or (config.checkpoints[0] if len(config.checkpoints) == 1 else "checkpoints")
     subtitle = (
@@ -301,13 +302,18 @@ def _rounded_phase(phase: dict | None) -> dict | None:
     return {k: rounded(v) if k in numbers and v is not None else v for k, v in phase.items()}
 
 
-def _seed_spread(runs: list, first: dict, config: DynamicsConfig, load: Callable[..., object], run: Execution) -> dict:
-    """Each seed's phase change (``first``: the first seed's test, already run) and the spread of their steps."""
-    phases = [(runs[0][0], first)]
+def _seed_spread(
+    runs: list, first: tuple[dict, object], config: DynamicsConfig, load: Callable[..., object], run: Execution
+) -> dict:
+    """Each seed's phase change and the spread of their steps (``first``: the first seed's test and scored
+    checkpoints, already run), with each seed's best induction score at its last checkpoint (``final_best``)."""
+    phases, finals = [(runs[0][0], first[0])], [first[1]]
     for seed, path in runs[1:]:
         scored = score_checkpoints(
             find_checkpoints([path]), config.probe(), out=config.out, load=load, execution=run, resume=config.resume
         )
         phases.append((seed, scored.phase_test()))
-    spread = phase_spread([(seed, test["change"]) for seed, test in phases])
-    return {**spread, "notes": [test["note"] for _, test in phases]}
+        finals.append(scored)
+    spread = phase_spread(phases)
+    final_best = [rounded(float(scored.best()[0][-1])) for scored in finals]
+    return {**spread, "final_best": final_best, "notes": [test["note"] for _, test in phases]}

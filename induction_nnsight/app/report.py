@@ -169,9 +169,30 @@ def dynamics_summary(result) -> str:
             f"{'' if bump['present'] else ' (not distinguishable from 0)'}"
         )
     if result.seeds is not None:
-        spread = result.seeds
-        lines.append(
-            f"phase change in {spread['found']} of {len(spread['seeds'])} seeds, "
-            f"steps {spread['min']} to {spread['max']} (median {spread['median']})"
-        )
+        lines.append(seeds_line(result.seeds))
     return "\n".join(lines)
+
+
+def seeds_line(spread: dict) -> str:
+    """One line for the seeds' spread (:func:`~induction_nnsight.dynamics.series.phase_spread`): how many seeds
+    have a phase change and where, then each seed's step and fitted rise; no ``None`` in it.
+
+    Example:
+        >>> seeds_line({"seeds": [0, 1], "found": 0, "steps": [None, None], "amplitudes": [0.031, None],
+        ...             "min": None, "max": None, "median": None})
+        'no phase change in any of 2 seeds (seed 0: none, rise 0.031; seed 1: none)'
+    """
+    n, found = len(spread["seeds"]), spread["found"]
+    if found == 0:
+        head = f"no phase change in any of {n} seeds"
+    elif found == 1:
+        head = f"phase change in 1 of {n} seeds, at step {spread['min']}"
+    else:
+        span = f"steps {spread['min']} to {spread['max']} (median {spread['median']:g})"
+        head = f"phase change in {found} of {n} seeds, {span}"
+    amplitudes = spread.get("amplitudes") or [None] * n
+    each = [
+        f"seed {seed}: {'none' if step is None else f'step {step}'}" + ("" if rise is None else f", rise {rise:.3f}")
+        for seed, step, rise in zip(spread["seeds"], spread["steps"], amplitudes)
+    ]
+    return f"{head} ({'; '.join(each)})"

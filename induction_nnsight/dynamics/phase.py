@@ -22,9 +22,15 @@ The test (stated in ``docs/dynamics.md``):
    that is higher (:func:`null_statistics`: ramps from 0.02 to 0.62 linear, square-root and
    logarithmic in step, and a flat series, each with Gaussian noise of standard deviation 0 to
    0.03; :data:`NULL_DRAWS` draws a condition, seeded). The test reports the threshold and the
-   simulated false-positive rate at it (the highest over the null conditions). Above it the
-   change is the fitted sigmoid's centre; otherwise ``phase_change`` is ``None`` and the test's
-   ``note`` says so in one line.
+   simulated false-positive rate at it (the highest over the null conditions).
+5. The fitted sigmoid's rise (its ``b``, the ``amplitude``) must be at least :data:`MIN_AMPLITUDE`
+   (0.1 in induction-score units): a head that formed moves the best score by more than that, and a
+   rise too small to be a formed head is no phase change however well a sigmoid fits it (a run
+   whose best score creeps from 0.02 to 0.05 can still beat every smooth curve in BIC). The rule can
+   only lower the false-positive rate of step 4.
+
+Where both hold the change is the fitted sigmoid's centre; otherwise ``phase_change`` is ``None``
+and the test's ``note`` says why in one line.
 
 A detected change also gets its extent: the checkpoints from the last one below 10% of the net rise
 (first checkpoint to the highest) to the first one above 90% of it.
@@ -64,6 +70,8 @@ MIN_THRESHOLD = 0.0
 """The BIC difference must exceed this (0: the abrupt model has the lower BIC), or the null's quantile."""
 ALPHA = 0.05
 """The false-positive rate the threshold holds on the simulated smooth series."""
+MIN_AMPLITUDE = 0.1
+"""The least rise of the fitted sigmoid (induction-score units) a phase change must have: a formed head's."""
 NULL_SHAPES = ("linear", "sqrt", "log", "flat")
 """The simulated smooth series: ramps in step from ``NULL_RAMP[0]`` to ``NULL_RAMP[1]``, and a flat one."""
 NULL_RAMP = (0.02, 0.62)
@@ -361,7 +369,8 @@ def phase_test(
     score_sd: Sequence[float] | None = None,
     threshold: float | None = None,
 ) -> dict:
-    """The phase-change test: does an abrupt rise in step fit the best score better than a smooth curve?
+    """The phase-change test: does an abrupt rise in step, of at least :data:`MIN_AMPLITUDE`, fit the best
+    score better than a smooth curve?
 
     Args:
         steps: Checkpoint steps, increasing.
@@ -372,10 +381,11 @@ def phase_test(
 
     Returns:
         ``{"change", "note", "bic_difference", "threshold", "false_positive_rate", "alpha", "smooth_model",
-        "noise", "row_noise", "null", "method"}``: ``change`` is :func:`phase_change`'s dict or None;
-        ``false_positive_rate`` the simulated rate at ``threshold`` on smooth series at these steps;
-        ``noise`` the residual standard deviation of the sigmoid fit; ``note`` one line saying what
-        was found.
+        "noise", "row_noise", "amplitude", "min_amplitude", "null", "method"}``: ``change`` is
+        :func:`phase_change`'s dict or None; ``false_positive_rate`` the simulated rate at ``threshold``
+        on smooth series at these steps; ``noise`` the residual standard deviation of the sigmoid fit;
+        ``amplitude`` its rise (a change needs at least ``min_amplitude``, :data:`MIN_AMPLITUDE`);
+        ``note`` one line saying what was found.
 
     Example:
         >>> steps = [0, 10, 20, 40, 80, 160, 320, 640, 1280]
@@ -387,7 +397,8 @@ def phase_test(
     test = {
         "alpha": ALPHA,
         "method": "rising sigmoid in step against linear, sqrt and log(1 + step) least-squares fits: BIC difference, "
-        "the threshold calibrated on simulated smooth series (docs/dynamics.md)",
+        "the threshold calibrated on simulated smooth series; the sigmoid's rise at least min_amplitude "
+        "(docs/dynamics.md)",
     }
     if len(steps) < ABRUPT_PARAMETERS:
         note = f"no phase-change test on {len(steps)} checkpoints: it needs {ABRUPT_PARAMETERS}"
@@ -396,7 +407,7 @@ def phase_test(
     fit = {k: float(v[0]) for k, v in bic_difference(steps, torch.tensor(best), noise_floor).items()}
     threshold = calibrated_threshold(steps) if threshold is None else float(threshold)
     rate = false_positive_rate(steps, threshold)
-    delta, centre = fit["delta"], fit["centre"]
+    delta, centre, amplitude = fit["delta"], fit["centre"], fit["rise"]
     test.update(
         bic_difference=_rounded(delta),
         threshold=_rounded(threshold),
@@ -404,15 +415,24 @@ def phase_test(
         smooth_model=SMOOTH_MODELS[int(fit["smooth"])],
         noise=_rounded(fit["noise"]),
         row_noise=_rounded(noise_floor),
+        amplitude=_rounded(amplitude),
+        min_amplitude=MIN_AMPLITUDE,
         null=_null_description(),
     )
     i = max(k for k in range(len(steps) - 1) if steps[k] < centre)  # the interval holding the centre
     where = f"between steps {steps[i]} and {steps[i + 1]}"
+    odds = f"threshold {threshold:.1f}; {100 * rate:.1f}% false positives on smooth series"
     if not delta > threshold:
         note = (
             f"no phase change found: a rising sigmoid in step fits the best induction score no better than a smooth "
-            f"{test['smooth_model']} curve (BIC difference {delta:.1f}, threshold {threshold:.1f}; {100 * rate:.1f}% "
-            "false positives on smooth series)"
+            f"{test['smooth_model']} curve (BIC difference {delta:.1f}, {odds})"
+        )
+        return {**test, "change": None, "note": note}
+    if not amplitude >= MIN_AMPLITUDE:
+        note = (
+            f"no phase change found: a rising sigmoid in step beats a smooth {test['smooth_model']} curve by "
+            f"{delta:.1f} in BIC ({odds}), but a rise of {amplitude:.3f} is under the {MIN_AMPLITUDE:g} a formed "
+            "head needs"
         )
         return {**test, "change": None, "note": note}
     rise = best[i + 1] - best[i]
@@ -426,19 +446,19 @@ def phase_test(
         "signal_to_noise": rise / fit["noise"],
         "centre": round(centre, 1),
         "width": round(fit["width"], 1),
-        "amplitude": fit["rise"],
+        "amplitude": amplitude,
         **rise_extent(steps, best),
     }
     note = (
         f"phase change {where}: a rising sigmoid centred at step {centre:.0f} (10%-90% width {fit['width']:.0f} steps, "
-        f"rise {fit['rise']:.3f}) beats a smooth {test['smooth_model']} curve in step by {delta:.1f} in BIC "
-        f"(threshold {threshold:.1f}; {100 * rate:.1f}% false positives on smooth series)"
+        f"rise {amplitude:.3f}, at least {MIN_AMPLITUDE:g}) beats a smooth {test['smooth_model']} curve in step by "
+        f"{delta:.1f} in BIC ({odds})"
     )
     return {**test, "change": change, "note": note}
 
 
 def phase_change(steps: Sequence[int], best: Sequence[float], score_sd: Sequence[float] | None = None) -> dict | None:
-    """The phase change of :func:`phase_test`, or None when the abrupt model does not win.
+    """The phase change of :func:`phase_test`, or None when the abrupt model does not win (or rises too little).
 
     Returns:
         ``{"step", "before", "after", "rise", "score_before", "score_at", "signal_to_noise", "centre",

@@ -99,26 +99,32 @@ def fresh_loss_bump(log: list[dict], change: dict | None, key: str = "loss_fresh
     }
 
 
-def phase_spread(phases: list[tuple[int, dict | None]]) -> dict:
+def phase_spread(tests: list[tuple[int, dict]]) -> dict:
     """The spread of the phase-change step over seeds.
 
     Args:
-        phases: ``(seed, phase change or None)`` per seed.
+        tests: ``(seed, phase-change test)`` per seed (:func:`~induction_nnsight.dynamics.phase.phase_test`'s
+            dict: ``change`` None where it found none, ``amplitude`` the fitted sigmoid's rise).
 
     Returns:
-        ``{"seeds", "found", "steps", "min", "max", "median"}`` (the statistics of the seeds with a
-        change; None where none has one).
+        ``{"seeds", "found", "steps", "amplitudes", "min", "max", "median"}``: per seed its change's step
+        (None without one) and its sigmoid's rise (None where no test ran), and the statistics of the
+        steps of the seeds with a change (None where no seed has one).
 
     Example:
-        >>> phase_spread([(0, {"step": 900}), (1, None), (2, {"step": 800})])["median"]
-        850.0
+        >>> tests = [(0, {"change": {"step": 900}, "amplitude": 0.6}), (1, {"change": None, "amplitude": 0.03})]
+        >>> spread = phase_spread(tests)
+        >>> spread["median"], spread["amplitudes"]
+        (900.0, [0.6, 0.03])
     """
-    steps = [int(change["step"]) for _, change in phases if change is not None]
+    found = [None if test.get("change") is None else int(test["change"]["step"]) for _, test in tests]
+    steps = [step for step in found if step is not None]
     values = torch.tensor(steps, dtype=torch.float64)
     return {
-        "seeds": [seed for seed, _ in phases],
+        "seeds": [seed for seed, _ in tests],
         "found": len(steps),
-        "steps": [None if change is None else int(change["step"]) for _, change in phases],
+        "steps": found,
+        "amplitudes": [test.get("amplitude") for _, test in tests],
         "min": min(steps) if steps else None,
         "max": max(steps) if steps else None,
         "median": float(values.quantile(0.5)) if steps else None,

@@ -256,3 +256,19 @@ def test_text_longer_than_the_context_is_one_line(runs, tmp_path, capsys):
     assert main([*argv, "--quiet", "--text", str(text)]) == 2  # --late 500 on a 24-token context
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "exceed the model's context of 24" in err, err
+
+
+def test_several_seeds_print_no_none(runs, tmp_path, capsys):
+    """A directory of seed-S/ runs: the seeds' summary records each seed's step, rise and last best score, and
+    the printed lines say "none" where a seed has no phase change (here: too few checkpoints for the test)."""
+    root = tmp_path / "seeds"
+    root.mkdir()
+    (root / "seed-0").symlink_to(runs / "gpt2", target_is_directory=True)
+    (root / "seed-1").symlink_to(runs / "llama", target_is_directory=True)
+    argv = ["dynamics", str(root), "--batch", "3", "--seq-len", "8", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main([*argv, "--no-circuit"]) == 0
+    spread = json.loads((tmp_path / "out" / "dynamics_results.json").read_text())["seeds"]
+    assert spread["seeds"] == [0, 1] and spread["found"] == 0 and spread["steps"] == [None, None]
+    assert spread["median"] is None and len(spread["amplitudes"]) == len(spread["final_best"]) == 2
+    out = capsys.readouterr().out
+    assert "no phase change in any of 2 seeds (seed 0: none; seed 1: none)" in out and "None" not in out
