@@ -142,17 +142,19 @@ def runs_cost(runs: Sequence[Run], n_layers: int, shape: tuple[int, int], *, pro
     return passes(batch, n_pos, forward=blocks / n_layers)
 
 
-def copying_cost(shape: tuple[int, int], n_variants: int, *, cached: bool) -> Cost:
+def copying_cost(shape: tuple[int, int], n_variants: int, *, cached: bool, per_trace: int = 1) -> Cost:
     """What :func:`~induction_nnsight.causal.dual_route.copying.copying_sweep` runs for ``n_variants`` (the
-    unpatched one included) on corrupt rows of ``shape`` ``(batch, pos)``: the clean rows' head outputs,
-    then, with the prefix ``cached`` (:func:`~induction_nnsight.causal.dual_route.copying.caches_prefix`), the
-    prefix once and every variant's last two tokens (a pass over two tokens of a row counts one row pass,
-    its two tokens), or else every variant's whole rows."""
+    unpatched one included) on corrupt rows of ``shape`` ``(batch, pos)``. With the prefix ``cached``
+    (:func:`~induction_nnsight.causal.dual_route.copying.caches_prefix`): the clean rows' head outputs, the
+    prefix once and every variant's last two tokens (a pass over two tokens of a row counts one row pass, its
+    two tokens); or else, ``per_trace`` variants a trace, every variant's whole rows and the clean rows once in
+    each trace."""
     batch, n_pos = shape
-    clean = passes(batch, n_pos, forward=1)
     if cached:
+        clean = passes(batch, n_pos, forward=1)
         return clean + passes(batch, n_pos - 2, forward=1) + passes(batch, 2, forward=n_variants)
-    return clean + passes(batch, n_pos, forward=n_variants)
+    n_traces = -(-n_variants // per_trace)
+    return passes(batch, n_pos, forward=n_variants + n_traces)
 
 
 def estimate_cost(estimator: str, n_layers: int, rows: int, tokens_per_row: int, *, steps: int = 1) -> Cost:

@@ -84,26 +84,32 @@ def _repeated_cache(kv: list[tuple[torch.Tensor, torch.Tensor]], k: int):
     return cache
 
 
-def _patch(model, heads: list[tuple[int, int] | None], clean: torch.Tensor, rows: Rows, projections: list[str]) -> None:
-    """Inside a trace: variant ``i`` of ``rows`` gets head ``heads[start + i]``'s clean output
-    ``clean [batch, layer, head, d_head]`` at the second-to-last position, at the input of
-    ``projections[layer]`` (module paths: the layout itself stays out of the trace, it does not pickle)."""
-    n_heads, d_head = clean.shape[2], clean.shape[3]
+def _layers(heads: list[tuple[int, int] | None]) -> list[int]:
+    return sorted({h[0] for h in heads if h is not None})
+
+
+def _patch(model, heads, clean: torch.Tensor | None, rows: Rows, projections: list[str], split_as) -> None:
+    """Inside a trace: variant ``i`` of ``rows`` gets head ``heads[start + i]``'s clean output at the
+    second-to-last position, at the input of ``projections[layer]`` (module paths: the layout itself stays out
+    of the trace, it does not pickle). The clean output is ``clean [batch, layer, head, d_head]``, or, when
+    None, read in the trace from its ``rows.n_source`` clean rows; ``split_as`` is ``(n_heads, d_head)``."""
+    n_heads, d_head = split_as
     chosen = heads[rows.start : rows.stop]
-    for layer in sorted({h[0] for h in chosen if h is not None}):
+    for layer in _layers(chosen):
         mask = torch.zeros(rows.n_variants, 1, n_heads, 1, dtype=torch.bool)
         for i, h in enumerate(chosen):
             if h is not None and h[0] == layer:
                 mask[i, 0, h[1], 0] = True
         projection = model.get(projections[layer])
-        x = projection.input  # [k * batch, pos, n_heads * d_head]
+        x = projection.input  # [n_source + k * batch, pos, n_heads * d_head]
         n_pos = x.shape[1]
         at = n_pos - 2
-        split = split_heads(x, n_heads, d_head).unflatten(0, (rows.n_variants, rows.batch))
-        source = clean[:, layer].to(x.device, x.dtype)  # [batch, n_heads, d_head]
+        split = split_heads(x, n_heads, d_head)
+        own, split = split[: rows.n_source], split[rows.n_source :].unflatten(0, (rows.n_variants, rows.batch))
+        source = own[:, at] if clean is None else clean[:, layer].to(x.device, x.dtype)  # [batch, n_heads, d_head]
         new = torch.where(mask.to(x.device), source, split[:, :, at])  # [k, batch, n_heads, d_head]
         split = torch.cat([split[:, :, :at], new[:, :, None], split[:, :, at + 1 :]], dim=2)
-        projection.input = split.reshape(x.shape)
+        projection.input = torch.cat([own, split.flatten(0, 1)]).reshape(x.shape)
 
 
 def copying_sweep(
@@ -134,21 +140,26 @@ def copying_sweep(
     batch, n_pos = corrupt.shape
     position, index = COPYING_TARGETS[target]
     wanted = prompts.entities[:, index]  # [batch]
-    clean = head_outputs_at(model, prompts.clean, -2, execution=run)  # [batch, layer, head, d_head]
     projections = model_layout(model).o_proj
     cached = caches_prefix(run)
+    # here, the clean outputs are read once and the corrupt prefix cached; in a request the clean rows run in
+    # each trace (sent, every head's clean output made a 405B request 72 MB)
+    clean = head_outputs_at(model, prompts.clean, -2, execution=run) if cached else None
     kv = _prefix_cache(model, corrupt[:, :-2]) if cached else None
     rows_in = corrupt[:, -2:] if cached else corrupt
-    per = variants_per_trace(batch, 0, n_pos, run)
+    n_source = 0 if cached else batch
+    per = variants_per_trace(batch, n_source, n_pos, run)
+    split_as = (facts.n_heads, facts.d_head)
 
     def trace_chunk(start: int, stop: int) -> torch.Tensor:
         k, kwargs = stop - start, {}
         if cached:  # the mask covers the cached prefix too (nnsight would make one for the two new tokens only)
             mask = torch.ones(k * batch, n_pos, dtype=torch.long)
             kwargs = {_cache_kwarg(model): _repeated_cache(kv, k), "use_cache": True, "attention_mask": mask}
-        with model.trace(rows_in.repeat(k, 1), **kwargs):
-            _patch(model, variants, clean, Rows(0, batch, start, stop), projections)
-            logits = model.output.logits[:, position]  # [k * batch, vocab]
+        rows = rows_in.repeat(k, 1) if cached else torch.cat([prompts.clean, rows_in.repeat(k, 1)])
+        with model.trace(rows, **kwargs):
+            _patch(model, variants, clean, Rows(n_source, batch, start, stop), projections, split_as)
+            logits = model.output.logits[n_source:, position]  # [k * batch, vocab]
             logp = torch.log_softmax(logits.float(), dim=-1).gather(1, wanted.repeat(k)[:, None].to(logits.device))
             saved = nnsight.save(logp.reshape(k, batch).detach())
         return saved

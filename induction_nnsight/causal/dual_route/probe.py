@@ -34,6 +34,7 @@ from ...probes.tokens import DEFAULT_HIGH, DEFAULT_LOW
 from ...scores.ranking import rank_heads
 from ...stats import mean_interval, split_half_reliability
 from ..cost import Cost, copying_cost, passes, variants_cost
+from ..variants import variants_per_trace
 from .attention import value_weighted_attention
 from .copying import caches_prefix, copying_sweep
 from .dissociation import dissociation, head_sets, text_means
@@ -295,7 +296,9 @@ def dual_route(
         rise = torch.zeros(sum(len(g.index) for g in groups), *shape)
         for g in groups:
             logp = copying_sweep(model, g, target, execution=run)  # [1 + heads, batch]
-            cost = cost + copying_cost(tuple(g.corrupt.shape), logp.shape[0], cached=caches_prefix(run))
+            cached, (batch, n_pos) = caches_prefix(run), g.corrupt.shape
+            per_trace = variants_per_trace(batch, 0 if cached else batch, n_pos, run)
+            cost = cost + copying_cost((batch, n_pos), logp.shape[0], cached=cached, per_trace=per_trace)
             value = logp.exp() if probe.measure == "probability" else logp
             rise[g.index] = (value[1:] - value[:1]).T.reshape(-1, *shape).float()  # [batch, n_layers, n_heads]
         scores[grid] = _interval(rise)
